@@ -8,6 +8,7 @@
 
 #include "common/path.h"
 #include "common/sha256.h"
+#include "common/spec/sexp.h"
 
 namespace kiln::ids {
 
@@ -59,19 +60,7 @@ Error at_op(Error error, std::string_view filename, const spec::Position& pos, s
 }
 
 std::string describe_from(std::string_view image) {
-  return fmt::format("(from {})", image);
-}
-
-// One line naming an op. TODO(ids): use spec::print_op once the printer lands.
-std::string describe(const spec::Op& op) {
-  return std::visit(Overloaded{
-                        [](const spec::Run& r) { return fmt::format("(run (shell {:?}))", r.shell); },
-                        [](const spec::Copy& c) {
-                          return fmt::format("(copy (src {}) (dst {:?}))", fmt::join(c.src, " "), c.dst);
-                        },
-                        [](const auto&) { return std::string("(op)"); },
-                    },
-                    op.kind);
+  return fmt::format("(from {})", spec::print_atom(image));
 }
 
 class StepComputation {
@@ -93,12 +82,12 @@ class StepComputation {
     StageContext context;
     for (const spec::Op& op : stage.ops) {
       if (const auto* run = std::get_if<spec::Run>(&op.kind)) {
-        parent = push(StepKind::kRun, parent, stage_path, describe(op), op.pos,
+        parent = push(StepKind::kRun, parent, stage_path, spec::print_op(op), op.pos,
                       encode_run_step(parent, context, *run));
       } else if (const auto* copy = std::get_if<spec::Copy>(&op.kind)) {
         Result<std::string> encoding = encode_copy(parent, context, *copy, scope);
         if (!encoding) return std::unexpected(at_op(std::move(encoding).error(), filename_, op.pos, "copy"));
-        parent = push(StepKind::kCopy, parent, stage_path, describe(op), op.pos, *encoding);
+        parent = push(StepKind::kCopy, parent, stage_path, spec::print_op(op), op.pos, *encoding);
       } else {
         context.apply(op.kind);
       }
