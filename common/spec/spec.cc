@@ -1,14 +1,14 @@
 // parse_spec, validate, load_spec_file, op_name: from S-expressions to the
 // Spec AST, with an error for every rule in README.md.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -445,12 +445,25 @@ Result<Spec> parse_spec(std::string_view text, std::string_view filename) {
 }
 
 Result<Spec> load_spec_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error(fmt::format("cannot open spec file {} (check the path given with -f)", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return errno_error(fmt::format("cannot read spec file {}", path));
-  return parse_spec(text.str(), path);
+  // POSIX calls rather than iostreams: errno is then reliable, and reading a
+  // directory fails (EISDIR) instead of looking like an empty file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error(fmt::format("cannot open spec file {} (check the path)", path));
+  std::string text;
+  char buffer[65536];
+  while (true) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return errno_error(fmt::format("cannot read spec file {}", path), err);
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return parse_spec(text, path);
 }
 
 Status validate(const Spec& spec, std::string_view filename) {

@@ -381,6 +381,10 @@ TEST(SpecLoad, ReadsAFileAndReportsMissingOnes) {
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().kind(), ErrorKind::kNotFound);
   EXPECT_NE(missing.error().message().find(path), std::string::npos);
+  auto directory = load_spec_file(::testing::TempDir());
+  ASSERT_FALSE(directory.has_value());
+  EXPECT_NE(directory.error().message().find("Is a directory"), std::string::npos)
+      << directory.error().message();
 }
 
 }  // namespace
