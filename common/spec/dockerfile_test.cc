@@ -49,6 +49,52 @@ TEST(Dockerfile, Plain) {
             "COPY --chown=1:2 a b c/\n");
 }
 
+// OBuilder's own "Dockerfile" case, byte for byte, plus kiln's exclude note.
+// OBuilder copies (src a b) to "c", which kiln's parser refuses (several
+// sources need a directory), so the spec is parsed with "c/" and then set
+// back to "c" to feed the writer exactly OBuilder's input.
+TEST(Dockerfile, MatchesOBuilderExpectation) {
+  auto spec = parse_spec(R"(
+((from base)
+ (comment "A test comment")
+ (workdir /src)
+ (run (shell "command1"))
+ (shell /bin/sh -c)
+ (run
+  (cache (a (target /data))
+         (b (target /srv)))
+  (shell "command2 &&
+          command3"))
+ (copy (src a b) (dst c/))
+ (copy (src a b) (dst c/) (exclude .git _build))
+ (env DEBUG 1)
+ (env ESCAPE "\"quote\\sla\\sh\"")
+ (user (uid 1) (gid 2))
+ (copy (src a b) (dst c/))
+))",
+                         "t.spec");
+  ASSERT_TRUE(spec.has_value()) << spec.error().to_string();
+  for (Op& op : spec->ops) {
+    if (auto* copy = std::get_if<Copy>(&op.kind)) copy->dst = "c";
+  }
+  EXPECT_EQ(to_dockerfile(*spec, false),
+            "FROM base\n"
+            "# A test comment\n"
+            "WORKDIR /src\n"
+            "RUN command1\n"
+            "SHELL [ \"/bin/sh\", \"-c\" ]\n"
+            "RUN command2 && \\\n"
+            "    command3\n"
+            "COPY a b c\n"
+            "# kiln: (exclude .git _build) not applied: COPY has no excludes; use a .dockerignore\n"
+            "COPY a b c\n"
+            "ENV DEBUG=\"1\"\n"
+            "ENV ESCAPE=\"\\\"quote\\\\sla\\\\sh\\\"\"\n"
+            "USER 1:2\n"
+            "COPY --chown=1:2 a b c\n");
+  EXPECT_EQ(std::get<Env>(spec->ops[8].kind).value, "\"quote\\sla\\sh\"");
+}
+
 TEST(Dockerfile, BuildKitMountsCachesWithTheCurrentUid) {
   EXPECT_EQ(
       dockerfile(R"(
