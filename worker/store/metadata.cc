@@ -1,0 +1,455 @@
+#include "worker/store/metadata.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace kiln::store {
+
+namespace {
+
+// Key prefixes (docs/store.md has the whole layout).
+constexpr std::string_view kResultPrefix = "r/";  // r/<id> -> ResultRecord
+constexpr std::string_view kChildPrefix = "c/";   // c/<parent>/<child> -> ""
+constexpr std::string_view kLeafPrefix = "l/";    // l/<be64 last used><id> -> ""
+constexpr std::string_view kCachePrefix = "k/";   // k/<name> -> CacheRecord
+constexpr std::string_view kHitsKey = "s/hits";
+constexpr std::string_view kMissesKey = "s/misses";
+constexpr char kFormatVersion = 1;
+
+std::string result_key(std::string_view id) {
+  return std::string(kResultPrefix) + std::string(id);
+}
+std::string child_key(std::string_view parent, std::string_view child) {
+  return fmt::format("{}{}/{}", kChildPrefix, parent, child);
+}
+std::string cache_key(std::string_view name) {
+  return std::string(kCachePrefix) + std::string(name);
+}
+
+// Big-endian with the sign bit flipped, so byte order is numeric order and
+// the oldest leaf is the first key under the prefix.
+std::string leaf_key(std::int64_t last_used_us, std::string_view id) {
+  std::string key(kLeafPrefix);
+  auto v = static_cast<std::uint64_t>(last_used_us) ^ (std::uint64_t{1} << 63);
+  for (int shift = 56; shift >= 0; shift -= 8) key += static_cast<char>((v >> shift) & 0xff);
+  key += id;
+  return key;
+}
+
+std::int64_t leaf_key_time(std::string_view key) {
+  std::uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(key[kLeafPrefix.size() + i]);
+  return static_cast<std::int64_t>(v ^ (std::uint64_t{1} << 63));
+}
+
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u64(out, s.size());
+  out += s;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view data) : data_(data) {}
+  bool u64(std::uint64_t& v) {
+    if (data_.size() < 8) return false;
+    v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(data_[static_cast<size_t>(i)]);
+    data_.remove_prefix(8);
+    return true;
+  }
+  bool i64(std::int64_t& v) {
+    std::uint64_t u;
+    if (!u64(u)) return false;
+    v = static_cast<std::int64_t>(u);
+    return true;
+  }
+  bool str(std::string& s) {
+    std::uint64_t n;
+    if (!u64(n) || data_.size() < n) return false;
+    s.assign(data_.substr(0, n));
+    data_.remove_prefix(n);
+    return true;
+  }
+  bool byte(char& c) {
+    if (data_.empty()) return false;
+    c = data_[0];
+    data_.remove_prefix(1);
+    return true;
+  }
+
+ private:
+  std::string_view data_;
+};
+
+std::string encode(const ResultRecord& r) {
+  std::string out(1, kFormatVersion);
+  put_str(out, r.parent);
+  put_str(out, r.layered_on);
+  put_u64(out, r.children);
+  put_u64(out, static_cast<std::uint64_t>(r.created_us));
+  put_u64(out, static_cast<std::uint64_t>(r.last_used_us));
+  put_u64(out, r.size_bytes);
+  put_u64(out, static_cast<std::uint64_t>(r.build_ms));
+  return out;
+}
+
+Result<ResultRecord> decode_result(std::string_view id, std::string_view data) {
+  Reader in(data);
+  ResultRecord r;
+  char version = 0;
+  std::uint64_t children = 0;
+  if (!in.byte(version) || version != kFormatVersion || !in.str(r.parent) || !in.str(r.layered_on) ||
+      !in.u64(children) || !in.i64(r.created_us) || !in.i64(r.last_used_us) || !in.u64(r.size_bytes) ||
+      !in.i64(r.build_ms)) {
+    return make_error(ErrorKind::kInternal, fmt::format("corrupt metadata record for result {}", id));
+  }
+  r.children = static_cast<std::uint32_t>(children);
+  return r;
+}
+
+std::string encode(const CacheRecord& c) {
+  std::string out(1, kFormatVersion);
+  put_u64(out, c.generation);
+  put_u64(out, static_cast<std::uint64_t>(c.created_us));
+  put_u64(out, static_cast<std::uint64_t>(c.last_used_us));
+  return out;
+}
+
+Result<CacheRecord> decode_cache(std::string_view name, std::string_view data) {
+  Reader in(data);
+  CacheRecord c;
+  char version = 0;
+  if (!in.byte(version) || version != kFormatVersion || !in.u64(c.generation) || !in.i64(c.created_us) ||
+      !in.i64(c.last_used_us)) {
+    return make_error(ErrorKind::kInternal, fmt::format("corrupt metadata record for cache {}", name));
+  }
+  return c;
+}
+
+std::unexpected<Error> db_error(std::string_view what, const rocksdb::Status& s) {
+  return make_error(ErrorKind::kIo, fmt::format("store metadata: {}: {}", what, s.ToString()));
+}
+
+std::string_view view(const rocksdb::Slice& s) {
+  return {s.data(), s.size()};
+}
+
+}  // namespace
+
+struct Metadata::Impl {
+  std::unique_ptr<rocksdb::DB> db;
+  std::mutex write_mu;  // serialises read-modify-write changes
+  std::atomic<std::uint64_t> count{0};
+  rocksdb::WriteOptions write_options;
+  rocksdb::ReadOptions read_options;
+
+  Result<std::optional<std::string>> get(std::string_view key) const {
+    std::string value;
+    rocksdb::Status s = db->Get(read_options, rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return db_error(fmt::format("reading {}", key), s);
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Result<std::optional<ResultRecord>> get_result(std::string_view id) const {
+    KILN_ASSIGN_OR_RETURN(auto value, get(result_key(id)));
+    if (!value) return std::optional<ResultRecord>();
+    KILN_ASSIGN_OR_RETURN(auto record, decode_result(id, *value));
+    return std::optional<ResultRecord>(std::move(record));
+  }
+
+  Status write(rocksdb::WriteBatch& batch, std::string_view what) {
+    rocksdb::Status s = db->Write(write_options, &batch);
+    if (!s.ok()) return db_error(what, s);
+    return {};
+  }
+
+  // Calls fn(key, value) for every key under `prefix`, in key order, until it returns false.
+  template <typename Fn>
+  Status scan(std::string_view prefix, Fn&& fn) const {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options));
+    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+      std::string_view key = view(it->key());
+      if (!key.starts_with(prefix)) break;
+      if (!fn(key, view(it->value()))) break;
+    }
+    if (!it->status().ok()) return db_error(fmt::format("scanning {}", prefix), it->status());
+    return {};
+  }
+};
+
+Metadata::Metadata(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Metadata::~Metadata() = default;
+
+Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  // The store's metadata is small; keep RocksDB's own footprint small too.
+  options.max_background_jobs = 1;
+  options.keep_log_file_num = 2;
+  options.max_log_file_size = 1 << 20;
+  options.write_buffer_size = 8 << 20;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) {
+    return make_error(ErrorKind::kIo,
+                      fmt::format("opening the store metadata database {}: {} (is another worker using "
+                                  "this store? a store can be opened by one process at a time)",
+                                  dir, s.ToString()));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->db.reset(raw);
+  std::uint64_t count = 0;
+  KILN_RETURN_IF_ERROR(impl->scan(kResultPrefix, [&](std::string_view, std::string_view) {
+    ++count;
+    return true;
+  }));
+  impl->count = count;
+  return std::unique_ptr<Metadata>(new Metadata(std::move(impl)));
+}
+
+Result<std::optional<ResultRecord>> Metadata::get_result(const std::string& id) const {
+  return impl_->get_result(id);
+}
+
+Status Metadata::add_result(const std::string& id, ResultRecord record) {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(auto existing, impl_->get_result(id));
+  if (existing)
+    return make_error(ErrorKind::kAlreadyExists, fmt::format("result {} is already recorded", id));
+  rocksdb::WriteBatch batch;
+  record.children = 0;
+  if (!record.parent.empty()) {
+    KILN_ASSIGN_OR_RETURN(auto parent, impl_->get_result(record.parent));
+    if (!parent) {
+      return make_error(
+          ErrorKind::kNotFound,
+          fmt::format("recording result {}: its parent {} is not in the store", id, record.parent));
+    }
+    if (parent->children == 0) batch.Delete(leaf_key(parent->last_used_us, record.parent));
+    parent->children++;
+    parent->last_used_us = std::max(parent->last_used_us, record.created_us);
+    batch.Put(result_key(record.parent), encode(*parent));
+    batch.Put(child_key(record.parent, id), "");
+  }
+  batch.Put(result_key(id), encode(record));
+  batch.Put(leaf_key(record.last_used_us, id), "");
+  KILN_RETURN_IF_ERROR(impl_->write(batch, "recording result " + id));
+  impl_->count++;
+  return {};
+}
+
+Status Metadata::mark_used(const std::string& id, std::int64_t now_us) {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(auto record, impl_->get_result(id));
+  if (!record) return make_error(ErrorKind::kNotFound, fmt::format("result {} is not in the store", id));
+  rocksdb::WriteBatch batch;
+  if (record->children == 0) {
+    batch.Delete(leaf_key(record->last_used_us, id));
+    batch.Put(leaf_key(now_us, id), "");
+  }
+  record->last_used_us = now_us;
+  batch.Put(result_key(id), encode(*record));
+  return impl_->write(batch, "marking result " + id + " used");
+}
+
+Status Metadata::remove_result(const std::string& id) {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(auto record, impl_->get_result(id));
+  if (!record) return {};
+  rocksdb::WriteBatch batch;
+  batch.Delete(result_key(id));
+  if (record->children == 0) batch.Delete(leaf_key(record->last_used_us, id));
+  if (!record->parent.empty()) {
+    batch.Delete(child_key(record->parent, id));
+    KILN_ASSIGN_OR_RETURN(auto parent, impl_->get_result(record->parent));
+    if (parent && parent->children > 0) {
+      parent->children--;
+      if (parent->children == 0) batch.Put(leaf_key(parent->last_used_us, record->parent), "");
+      batch.Put(result_key(record->parent), encode(*parent));
+    }
+  }
+  // Children outlive their parent on backends whose results are
+  // self-contained; they become roots.
+  std::vector<std::string> kids;
+  std::string prefix = child_key(id, "");
+  KILN_RETURN_IF_ERROR(impl_->scan(prefix, [&](std::string_view key, std::string_view) {
+    kids.emplace_back(key.substr(prefix.size()));
+    return true;
+  }));
+  for (const auto& kid : kids) {
+    batch.Delete(child_key(id, kid));
+    KILN_ASSIGN_OR_RETURN(auto child, impl_->get_result(kid));
+    if (child) {
+      child->parent.clear();
+      batch.Put(result_key(kid), encode(*child));
+    }
+  }
+  KILN_RETURN_IF_ERROR(impl_->write(batch, "removing result " + id));
+  impl_->count--;
+  return {};
+}
+
+Result<std::vector<std::string>> Metadata::lru_leaves(std::int64_t before_us, std::size_t limit) const {
+  std::vector<std::string> out;
+  if (limit == 0) return out;
+  KILN_RETURN_IF_ERROR(impl_->scan(kLeafPrefix, [&](std::string_view key, std::string_view) {
+    if (key.size() < kLeafPrefix.size() + 8 || leaf_key_time(key) >= before_us) return false;
+    out.emplace_back(key.substr(kLeafPrefix.size() + 8));
+    return out.size() < limit;
+  }));
+  return out;
+}
+
+Result<std::vector<std::string>> Metadata::children(const std::string& id) const {
+  std::vector<std::string> out;
+  std::string prefix = child_key(id, "");
+  KILN_RETURN_IF_ERROR(impl_->scan(prefix, [&](std::string_view key, std::string_view) {
+    out.emplace_back(key.substr(prefix.size()));
+    return true;
+  }));
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, ResultRecord>>> Metadata::all_results() const {
+  std::vector<std::pair<std::string, ResultRecord>> out;
+  std::optional<Error> failure;
+  KILN_RETURN_IF_ERROR(impl_->scan(kResultPrefix, [&](std::string_view key, std::string_view value) {
+    std::string_view id = key.substr(kResultPrefix.size());
+    auto record = decode_result(id, value);
+    if (!record) {
+      failure = record.error();
+      return false;
+    }
+    out.emplace_back(std::string(id), std::move(*record));
+    return true;
+  }));
+  if (failure) return std::unexpected(*failure);
+  return out;
+}
+
+std::uint64_t Metadata::result_count() const {
+  return impl_->count;
+}
+
+Result<std::optional<CacheRecord>> Metadata::get_cache(const std::string& name) const {
+  KILN_ASSIGN_OR_RETURN(auto value, impl_->get(cache_key(name)));
+  if (!value) return std::optional<CacheRecord>();
+  KILN_ASSIGN_OR_RETURN(auto record, decode_cache(name, *value));
+  return std::optional<CacheRecord>(record);
+}
+
+Status Metadata::put_cache(const std::string& name, const CacheRecord& record) {
+  rocksdb::Status s = impl_->db->Put(impl_->write_options, cache_key(name), encode(record));
+  if (!s.ok()) return db_error("recording cache " + name, s);
+  return {};
+}
+
+Status Metadata::remove_cache(const std::string& name) {
+  rocksdb::Status s = impl_->db->Delete(impl_->write_options, cache_key(name));
+  if (!s.ok()) return db_error("removing cache " + name, s);
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, CacheRecord>>> Metadata::all_caches() const {
+  std::vector<std::pair<std::string, CacheRecord>> out;
+  std::optional<Error> failure;
+  KILN_RETURN_IF_ERROR(impl_->scan(kCachePrefix, [&](std::string_view key, std::string_view value) {
+    std::string_view name = key.substr(kCachePrefix.size());
+    auto record = decode_cache(name, value);
+    if (!record) {
+      failure = record.error();
+      return false;
+    }
+    out.emplace_back(std::string(name), *record);
+    return true;
+  }));
+  if (failure) return std::unexpected(*failure);
+  return out;
+}
+
+Status Metadata::add_lookups(std::uint64_t hits, std::uint64_t misses) {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(LookupCounters now, lookup_counters());
+  rocksdb::WriteBatch batch;
+  std::string h, m;
+  put_u64(h, now.hits + hits);
+  put_u64(m, now.misses + misses);
+  batch.Put(kHitsKey, h);
+  batch.Put(kMissesKey, m);
+  return impl_->write(batch, "counting cache lookups");
+}
+
+Result<LookupCounters> Metadata::lookup_counters() const {
+  LookupCounters out;
+  KILN_ASSIGN_OR_RETURN(auto hits, impl_->get(kHitsKey));
+  KILN_ASSIGN_OR_RETURN(auto misses, impl_->get(kMissesKey));
+  if (hits) Reader(*hits).u64(out.hits);
+  if (misses) Reader(*misses).u64(out.misses);
+  return out;
+}
+
+Result<int> Metadata::repair_indexes() {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(auto all, all_results());
+  std::map<std::string, ResultRecord> records(std::make_move_iterator(all.begin()),
+                                              std::make_move_iterator(all.end()));
+  rocksdb::WriteBatch batch;
+  int fixes = 0;
+  // Parent fields naming missing results: the result becomes a root.
+  std::map<std::string, std::uint32_t> expected_children;
+  std::set<std::string> expected_links, expected_leaves;
+  for (auto& [id, r] : records) {
+    if (!r.parent.empty() && !records.contains(r.parent)) {
+      r.parent.clear();
+      batch.Put(result_key(id), encode(r));
+      ++fixes;
+    }
+    if (!r.parent.empty()) {
+      expected_children[r.parent]++;
+      expected_links.insert(child_key(r.parent, id));
+    }
+  }
+  for (auto& [id, r] : records) {
+    std::uint32_t want = expected_children.contains(id) ? expected_children[id] : 0;
+    if (r.children != want) {
+      r.children = want;
+      batch.Put(result_key(id), encode(r));
+      ++fixes;
+    }
+    if (want == 0) expected_leaves.insert(leaf_key(r.last_used_us, id));
+  }
+  auto reconcile = [&](std::string_view prefix, std::set<std::string>& expected) -> Status {
+    KILN_RETURN_IF_ERROR(impl_->scan(prefix, [&](std::string_view key, std::string_view) {
+      if (!expected.erase(std::string(key))) {
+        batch.Delete(rocksdb::Slice(key.data(), key.size()));
+        ++fixes;
+      }
+      return true;
+    }));
+    for (const auto& key : expected) {
+      batch.Put(key, "");
+      ++fixes;
+    }
+    return {};
+  };
+  KILN_RETURN_IF_ERROR(reconcile(kChildPrefix, expected_links));
+  KILN_RETURN_IF_ERROR(reconcile(kLeafPrefix, expected_leaves));
+  if (fixes > 0) KILN_RETURN_IF_ERROR(impl_->write(batch, "repairing the metadata indexes"));
+  impl_->count = records.size();
+  return fixes;
+}
+
+}  // namespace kiln::store
