@@ -1,0 +1,499 @@
+// The store conformance suite: every backend, on a real filesystem of its
+// kind, must behave as the Store contract says (worker/store/store.h).
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "tests/store/store_test_util.h"
+#include "worker/store/fs_util.h"
+#include "worker/store/store.h"
+
+extern char** environ;
+
+namespace kiln::store {
+namespace {
+
+using testing::read_file;
+using testing::TestFilesystems;
+using testing::write_file;
+namespace fs = std::filesystem;
+
+struct Backend {
+  std::string name;        // test name suffix
+  std::string kind;        // store string prefix
+  std::string filesystem;  // what the fixture mounts
+  RsyncMode rsync_mode = RsyncMode::kCopy;
+};
+
+void PrintTo(const Backend& b, std::ostream* os) {
+  *os << b.name;
+}
+
+std::string param_name(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param.name;
+}
+
+class StoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    root_ = TestFilesystems::get().fresh_dir(GetParam().filesystem) + "/store";
+    open();
+  }
+  void TearDown() override { store_.reset(); }
+
+  std::string spec() const { return GetParam().kind + ":" + root_; }
+  StoreOptions options() const {
+    StoreOptions o;
+    o.rsync_mode = GetParam().rsync_mode;
+    return o;
+  }
+  void open() {
+    store_.reset();
+    auto store = open_store(spec(), options());
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+  }
+
+  // Builds `id` from `base`, writing each file (path relative to rootfs ->
+  // content; empty content deletes the path).
+  Status build(const std::optional<std::string>& base, const std::string& id,
+               const std::map<std::string, std::string>& files) {
+    return store_->build(base, id, [&](const std::string& dir) -> Status {
+      fs::create_directories(dir + "/rootfs");
+      for (const auto& [path, content] : files) {
+        std::string full = dir + "/rootfs/" + path;
+        if (content.empty()) {
+          fs::remove_all(full);
+        } else {
+          fs::create_directories(fs::path(full).parent_path());
+          write_file(full, content);
+        }
+      }
+      write_file(dir + "/log", "log of " + id + "\n");
+      return {};
+    });
+  }
+  void must_build(const std::optional<std::string>& base, const std::string& id,
+                  const std::map<std::string, std::string>& files) {
+    auto s = build(base, id, files);
+    ASSERT_TRUE(s) << s.error().to_string();
+  }
+
+  std::string result_path(const std::string& id) {
+    auto r = store_->result(id);
+    EXPECT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(r && *r) << id << " has no result";
+    return r && *r ? **r : std::string("/nonexistent");
+  }
+  std::optional<std::string> file_of(const std::string& id, const std::string& path) {
+    return read_file(result_path(id) + "/rootfs/" + path);
+  }
+  bool has_result(const std::string& id) {
+    auto r = store_->result(id);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r && r->has_value();
+  }
+  std::vector<std::string> entries(const std::string& sub) {
+    auto names = list_dir(root_ + "/" + sub);
+    EXPECT_TRUE(names) << names.error().to_string();
+    return names ? *names : std::vector<std::string>{};
+  }
+
+  std::string root_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, BuildsFromScratchAndFromABase) {
+  must_build(std::nullopt, "a", {{"one", "1"}, {"dir/two", "2"}});
+  EXPECT_EQ(file_of("a", "one"), "1");
+  EXPECT_EQ(file_of("a", "dir/two"), "2");
+
+  // The build from a base sees the base's files and changes only its copy.
+  auto s = store_->build("a", "b", [&](const std::string& dir) -> Status {
+    EXPECT_EQ(read_file(dir + "/rootfs/one"), "1");
+    EXPECT_EQ(read_file(dir + "/rootfs/dir/two"), "2");
+    write_file(dir + "/rootfs/one", "changed");
+    write_file(dir + "/rootfs/three", "3");
+    return {};
+  });
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(file_of("b", "one"), "changed");
+  EXPECT_EQ(file_of("b", "dir/two"), "2");  // from the base's layer
+  EXPECT_EQ(file_of("b", "three"), "3");
+  EXPECT_EQ(file_of("a", "one"), "1");  // the base is untouched
+  EXPECT_FALSE(file_of("a", "three"));
+
+  auto info = store_->info("b");
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->parent, "a");
+  EXPECT_EQ(store_->info("a")->children, 1u);
+  EXPECT_EQ(store_->stats()->results, 2u);
+}
+
+TEST_P(StoreTest, FailedBuildLeavesNothingAndCanBeRetried) {
+  must_build(std::nullopt, "base", {{"f", "base"}});
+  auto failed = store_->build("base", "x", [](const std::string& dir) -> Status {
+    write_file(dir + "/rootfs/junk", "junk");
+    return make_error(ErrorKind::kIo, "step failed on purpose");
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().message(), "step failed on purpose");  // the fn's own error
+  EXPECT_FALSE(has_result("x"));
+  EXPECT_TRUE(entries("tmp").empty());
+  EXPECT_FALSE(store_->info("x"));
+  // A build function that throws is a failure too, and is cleaned up.
+  auto threw = store_->build(std::nullopt, "y",
+                             [](const std::string&) -> Status { throw std::runtime_error("boom"); });
+  ASSERT_FALSE(threw);
+  EXPECT_NE(threw.error().message().find("boom"), std::string::npos);
+  EXPECT_TRUE(entries("tmp").empty());
+  must_build("base", "x", {{"g", "retry"}});
+  EXPECT_EQ(file_of("x", "g"), "retry");
+  EXPECT_FALSE(file_of("x", "junk"));
+}
+
+TEST_P(StoreTest, RejectsBadRequests) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  auto again = build(std::nullopt, "a", {});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::kAlreadyExists);
+  auto no_base = build("missing", "b", {});
+  ASSERT_FALSE(no_base);
+  EXPECT_EQ(no_base.error().kind(), ErrorKind::kNotFound);
+  auto bad_id = build(std::nullopt, "../evil", {});
+  ASSERT_FALSE(bad_id);
+  EXPECT_EQ(bad_id.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_FALSE(path_exists(root_ + "/evil"));
+}
+
+TEST_P(StoreTest, DeleteRemovesResults) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  std::string b_dir = root_ + "/result/b";
+  ASSERT_TRUE(store_->delete_result("b"));
+  EXPECT_FALSE(has_result("b"));
+  EXPECT_FALSE(path_exists(b_dir));
+  EXPECT_TRUE(has_result("a"));
+  EXPECT_EQ(file_of("a", "f"), "1");
+  EXPECT_EQ(store_->info("a")->children, 0u);
+  EXPECT_TRUE(store_->delete_result("b"));  // absent is fine
+  ASSERT_TRUE(store_->delete_result("a"));
+  EXPECT_FALSE(has_result("a"));
+  ASSERT_TRUE(store_->complete_deletes());
+  EXPECT_TRUE(entries("result").empty());
+
+  EXPECT_EQ(store_->stats()->results, 0u);
+  // The id can be built again.
+  must_build(std::nullopt, "a", {{"f", "new"}});
+  EXPECT_EQ(file_of("a", "f"), "new");
+}
+
+TEST_P(StoreTest, ResultPathsAndLogs) {
+  std::string seen_log;
+  auto s = store_->build(std::nullopt, "a", [&](const std::string& dir) -> Status {
+    fs::create_directories(dir + "/rootfs");
+    seen_log = store_->log_file("a");
+    EXPECT_EQ(seen_log, dir + "/log");  // tail-able while the build runs
+    write_file(dir + "/log", "building a\n");
+    return {};
+  });
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(read_file(store_->log_file("a")), "building a\n");
+  must_build("a", "b", {{"x", "y"}});
+  EXPECT_EQ(read_file(store_->log_file("b")), "log of b\n");  // b's own log, not a's
+  EXPECT_EQ(read_file(store_->log_file("a")), "building a\n");
+  std::string path = result_path("b");
+  EXPECT_TRUE(fs::is_directory(path + "/rootfs"));
+  EXPECT_EQ(result_path("b"), path);  // stable
+  EXPECT_FALSE(has_result("nope"));
+  EXPECT_EQ(store_->state_dir(), root_ + "/state");
+  EXPECT_EQ(store_->root(), root_);
+  auto df = store_->df();
+  ASSERT_TRUE(df);
+  EXPECT_GT(*df, 0.0);
+  EXPECT_LE(*df, 100.0);
+}
+
+TEST_P(StoreTest, DeletedFilesStayDeletedInChildren) {
+  must_build(std::nullopt, "a", {{"gone", "1"}, {"dir/x", "2"}, {"kept", "3"}});
+  must_build("a", "b", {{"gone", ""}, {"dir", ""}});
+  must_build("b", "c", {{"new", "4"}});
+  for (const std::string id : {"b", "c"}) {
+    EXPECT_FALSE(path_exists(result_path(id) + "/rootfs/gone")) << id;
+    EXPECT_FALSE(path_exists(result_path(id) + "/rootfs/dir")) << id;
+    EXPECT_EQ(file_of(id, "kept"), "3") << id;
+  }
+  EXPECT_EQ(file_of("a", "gone"), "1");
+  EXPECT_EQ(file_of("a", "dir/x"), "2");
+  // A directory deleted and re-created hides the old contents.
+  must_build("c", "d", {{"dir/y", "5"}});
+  EXPECT_FALSE(path_exists(result_path("d") + "/rootfs/dir/x"));
+  EXPECT_EQ(file_of("d", "dir/y"), "5");
+}
+
+TEST_P(StoreTest, LongChainsKeepWorking) {
+  constexpr int kDepth = 100;
+  must_build(std::nullopt, "step0", {{"file0", "0"}, {"marker", "0"}});
+  for (int i = 1; i < kDepth; ++i) {
+    std::map<std::string, std::string> files{{fmt::format("file{}", i), std::to_string(i)}};
+    if (i % 10 == 0) files["marker"] = std::to_string(i);
+    if (i == 50) files["file0"] = "";  // a deletion deep in the chain
+    must_build(fmt::format("step{}", i - 1), fmt::format("step{}", i), files);
+  }
+  std::string last = fmt::format("step{}", kDepth - 1);
+  EXPECT_FALSE(path_exists(result_path(last) + "/rootfs/file0"));
+  for (int i = 1; i < kDepth; ++i) EXPECT_EQ(file_of(last, fmt::format("file{}", i)), std::to_string(i));
+  EXPECT_EQ(file_of(last, "marker"), "90");
+  EXPECT_EQ(file_of("step49", "file0"), "0");
+  EXPECT_EQ(read_file(store_->log_file(last)), "log of " + last + "\n");
+}
+
+TEST_P(StoreTest, CacheIsOwnedByTheUserAndFirstReleaseWins) {
+  auto first = store_->cache({1000, 1001}, "c");
+  ASSERT_TRUE(first) << first.error().to_string();
+  struct stat st;
+  ASSERT_EQ(stat(first->path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1001u);
+  EXPECT_TRUE(fs::is_empty(first->path()));  // new caches start empty
+  write_file(first->path() + "/v", "1");
+  ASSERT_TRUE(first->release());
+  EXPECT_FALSE(first->held());
+
+  auto one = store_->cache({1000, 1001}, "c");
+  auto two = store_->cache({2000, 2000}, "c");
+  ASSERT_TRUE(one && two);
+  EXPECT_NE(one->path(), two->path());
+  EXPECT_EQ(read_file(one->path() + "/v"), "1");
+  EXPECT_EQ(read_file(two->path() + "/v"), "1");
+  ASSERT_EQ(stat(two->path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 2000u);  // each copy belongs to its user
+  write_file(one->path() + "/v", "from one");
+  write_file(two->path() + "/v", "from two");
+  write_file(two->path() + "/only-two", "x");
+  EXPECT_EQ(read_file(one->path() + "/v"), "from one");  // copies are private
+  ASSERT_TRUE(two->release());                           // first release since the copies were taken: wins
+  ASSERT_TRUE(one->release());                           // later: discarded
+  auto next = store_->cache({1000, 1001}, "c");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(read_file(next->path() + "/v"), "from two");
+  EXPECT_EQ(read_file(next->path() + "/only-two"), "x");
+  ASSERT_TRUE(next->release());
+  EXPECT_TRUE(entries("cache-tmp").empty());
+  // Caches are independent.
+  auto other = store_->cache({0, 0}, "other");
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(fs::is_empty(other->path()));
+}
+
+TEST_P(StoreTest, DeletingACacheInUseIsBusyAndHarmless) {
+  auto lease = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(lease);
+  write_file(lease->path() + "/data", "precious");
+  auto busy = store_->delete_cache("c");
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().kind(), ErrorKind::kBusy);
+  EXPECT_EQ(read_file(lease->path() + "/data"), "precious");  // the user's copy is intact
+  ASSERT_TRUE(lease->release());
+  auto again = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(read_file(again->path() + "/data"), "precious");
+  ASSERT_TRUE(again->release());
+  ASSERT_TRUE(store_->delete_cache("c"));
+  ASSERT_TRUE(store_->delete_cache("never-made"));
+  auto fresh = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(fresh);
+  EXPECT_TRUE(fs::is_empty(fresh->path()));
+}
+
+TEST_P(StoreTest, ConcurrentBuildsSharingAncestorsThenFullPrune) {
+  constexpr int kBuilds = 100, kAtOnce = 10;
+  std::mt19937 rng(42);
+  std::vector<std::optional<int>> parent(kBuilds);
+  for (int i = 0; i < kBuilds; ++i) {
+    // Parents come from earlier waves, so a base is always finished.
+    int wave_start = i / kAtOnce * kAtOnce;
+    if (wave_start > 0 && rng() % 5 != 0)
+      parent[i] = static_cast<int>(rng() % static_cast<unsigned>(wave_start));
+  }
+  auto id = [](int i) { return fmt::format("r{:03}", i); };
+  std::atomic<int> failures{0};
+  for (int wave = 0; wave < kBuilds / kAtOnce; ++wave) {
+    std::vector<std::thread> threads;
+    for (int i = wave * kAtOnce; i < (wave + 1) * kAtOnce; ++i) {
+      threads.emplace_back([&, i] {
+        auto base = parent[i] ? std::optional<std::string>(id(*parent[i])) : std::nullopt;
+        auto s = store_->build(base, id(i), [&](const std::string& dir) -> Status {
+          fs::create_directories(dir + "/rootfs");
+          // Every ancestor's file is visible in the build.
+          for (std::optional<int> a = parent[i]; a; a = parent[*a]) {
+            if (read_file(dir + "/rootfs/" + id(*a)) != id(*a)) failures++;
+          }
+          write_file(dir + "/rootfs/" + id(i), id(i));
+          return {};
+        });
+        if (!s) {
+          ADD_FAILURE() << s.error().to_string();
+          failures++;
+        }
+      });
+    }
+    // Cache users run alongside the builds.
+    threads.emplace_back([&] {
+      auto lease = store_->cache({0, 0}, "shared");
+      if (!lease) {
+        failures++;
+        return;
+      }
+      write_file(lease->path() + "/wave", std::to_string(wave));
+      if (!lease->release()) failures++;
+    });
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(failures, 0);
+  for (int i = 0; i < kBuilds; ++i) {
+    for (std::optional<int> a = i; a; a = parent[*a]) EXPECT_EQ(file_of(id(i), id(*a)), id(*a)) << id(i);
+  }
+  EXPECT_EQ(store_->stats()->results, static_cast<std::uint64_t>(kBuilds));
+
+  // Prune everything, least recently used leaves first, several threads deleting.
+  auto later = std::chrono::system_clock::now() + std::chrono::hours(1);
+  for (int rounds = 0; rounds < kBuilds; ++rounds) {
+    auto victims = store_->lru_leaves(later, kAtOnce);
+    ASSERT_TRUE(victims) << victims.error().to_string();
+    if (victims->empty()) break;
+    for (const auto& v : *victims) EXPECT_EQ(store_->info(v)->children, 0u) << v;
+    std::vector<std::thread> threads;
+    for (const auto& v : *victims) {
+      threads.emplace_back([&, v] {
+        if (auto s = store_->delete_result(v); !s) ADD_FAILURE() << s.error().to_string();
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  ASSERT_TRUE(store_->complete_deletes());
+  EXPECT_EQ(store_->stats()->results, 0u);
+  EXPECT_TRUE(entries("result").empty());
+
+  EXPECT_TRUE(entries("tmp").empty());
+}
+
+TEST_P(StoreTest, CountersAndMetadataSurviveReopening) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  ASSERT_TRUE(store_->record_cache_hit("a"));
+  ASSERT_TRUE(store_->record_cache_miss());
+  ASSERT_TRUE(store_->record_cache_miss());
+  auto used = store_->info("a")->last_used;
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+  auto stats = store_->stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->results, 2u);
+  EXPECT_EQ(stats->cache_hits, 1u);
+  EXPECT_EQ(stats->cache_misses, 2u);
+  EXPECT_EQ(store_->info("a")->last_used, used);
+  EXPECT_EQ(file_of("b", "f"), "1");
+  EXPECT_GT(store_->info("a")->size_bytes, 0u);
+}
+
+// The crash test: a helper process builds, holds a cache copy, starts a
+// second build, and is killed with SIGKILL in the middle of it.
+TEST_P(StoreTest, ReopeningAfterAKilledBuildRepairsTheStore) {
+  store_.reset();  // the helper must be the only process with the store open
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  std::string helper = KILN_STORE_CRASH_HELPER, store_spec = spec();
+  std::string mode = GetParam().rsync_mode == RsyncMode::kHardlink ? "hardlink" : "copy";
+  char* argv[] = {helper.data(), store_spec.data(), mode.data(), nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, helper.c_str(), &actions, nullptr, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  std::string said;
+  char c;
+  while (read(out[0], &c, 1) == 1 && c != '\n') said += c;
+  close(out[0]);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_EQ(said, "ready") << "the helper did not reach the blocking build";
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  // Also a result committed on disk but never recorded.
+  ASSERT_TRUE(ensure_dir(root_ + "/result/orphan"));
+  open();
+  const RecoveryReport& report = store_->recovery_report();
+  EXPECT_GE(report.temporaries_removed, 2) << report.to_string();  // the build and the cache copy
+  EXPECT_EQ(report.orphan_results_removed, 1) << report.to_string();
+  if (GetParam().kind == "overlayfs") {
+    EXPECT_GE(report.mounts_removed, 1) << report.to_string();
+  }
+  EXPECT_TRUE(entries("tmp").empty());
+  EXPECT_TRUE(entries("cache-tmp").empty());
+  EXPECT_FALSE(path_exists(root_ + "/result/orphan"));
+  EXPECT_FALSE(has_result("doomed"));
+  EXPECT_EQ(file_of("base", "base-file"), "base");
+  // The interrupted build can run again, and the cache kept its last released state (empty).
+  must_build("base", "doomed", {{"whole", "yes"}});
+  EXPECT_EQ(file_of("doomed", "whole"), "yes");
+  EXPECT_FALSE(path_exists(result_path("doomed") + "/rootfs/partial"));
+  auto lease = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(lease);
+  EXPECT_FALSE(path_exists(lease->path() + "/half-written"));
+  // The store is not repaired twice.
+  ASSERT_TRUE(lease->release());
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
+                         ::testing::Values(Backend{"overlayfs", "overlayfs", "ext4"},
+                                           Backend{"btrfs", "btrfs", "btrfs"}, Backend{"xfs", "xfs", "xfs"},
+                                           Backend{"rsync_copy", "rsync", "ext4", RsyncMode::kCopy},
+                                           Backend{"rsync_hardlink", "rsync", "ext4", RsyncMode::kHardlink}),
+                         param_name);
+
+TEST(OpenStore, ExplainsAWrongFilesystem) {
+  std::string ext4 = TestFilesystems::get().fresh_dir("ext4");
+  auto btrfs = open_store("btrfs:" + ext4);
+  ASSERT_FALSE(btrfs);
+  EXPECT_EQ(btrfs.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_NE(btrfs.error().to_string().find(fmt::format("btrfs:{}: {} is on ext4, not btrfs", ext4, ext4)),
+            std::string::npos)
+      << btrfs.error().to_string();
+  auto xfs = open_store("xfs:" + ext4);
+  ASSERT_FALSE(xfs);
+  EXPECT_NE(xfs.error().to_string().find("is on ext4, which cannot make reflink copies"), std::string::npos)
+      << xfs.error().to_string();
+  EXPECT_FALSE(path_exists(ext4 + "/result"));  // nothing made on the wrong filesystem
+}
+
+TEST(OpenStore, RejectsMalformedStoreStrings) {
+  for (const char* bad : {"", "/var/cache", "zfs:/x", "btrfs:relative", "overlayfs:/"}) {
+    auto s = open_store(bad);
+    ASSERT_FALSE(s) << bad;
+    EXPECT_EQ(s.error().kind(), ErrorKind::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(*parse_rsync_mode("hardlink"), RsyncMode::kHardlink);
+  EXPECT_FALSE(parse_rsync_mode("symlink"));
+}
+
+}  // namespace
+}  // namespace kiln::store

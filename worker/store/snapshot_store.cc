@@ -1,0 +1,568 @@
+#include "worker/store/snapshot_store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "worker/store/fs_util.h"
+#include "worker/store/metadata.h"
+
+namespace kiln::store {
+
+namespace {
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::chrono::system_clock::time_point from_us(std::int64_t us) {
+  return std::chrono::system_clock::time_point(std::chrono::microseconds(us));
+}
+
+// Prefix of entries being deleted; ids and escaped cache names never start with '.'.
+constexpr std::string_view kTrashPrefix = ".trash-";
+
+// Ids become directory names and overlayfs mount options, where '/', ':' and
+// ',' mean something: allow only a conservative alphabet.
+Status validate_id(std::string_view id) {
+  bool ok = !id.empty() && id.size() <= 128 && id != "." && id != ".." && id[0] != '.';
+  for (char c : id) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                c == '_' || c == '.');
+  }
+  if (!ok) {
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("invalid result id \"{}\": use 1 to 128 letters, digits, '.', '-' or '_' "
+                                  "(kiln's step ids are 64 hex digits)",
+                                  id));
+  }
+  return {};
+}
+
+Status validate_cache_name(std::string_view name) {
+  if (name.empty() || name.size() > 200) {
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("invalid cache name \"{}\": use 1 to 200 characters", name));
+  }
+  return {};
+}
+
+}  // namespace
+
+bool RecoveryReport::repaired_anything() const {
+  return mounts_removed + temporaries_removed + orphan_results_removed + records_dropped + index_keys_fixed +
+             caches_repaired >
+         0;
+}
+
+std::string RecoveryReport::to_string() const {
+  if (!repaired_anything()) return "nothing to repair";
+  std::vector<std::string> parts;
+  auto add = [&](int n, std::string_view what) {
+    if (n > 0) parts.push_back(fmt::format("{} {}", n, what));
+  };
+  add(mounts_removed, "stale mounts unmounted");
+  add(temporaries_removed, "unfinished temporaries removed");
+  add(orphan_results_removed, "result directories without metadata removed");
+  add(records_dropped, "metadata records of missing results dropped");
+  add(index_keys_fixed, "index keys fixed");
+  add(caches_repaired, "cache entries reconciled");
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
+  return out;
+}
+
+CacheLease::CacheLease(CacheLease&& other) noexcept
+    : path_(std::move(other.path_)), release_(std::exchange(other.release_, nullptr)) {}
+
+CacheLease& CacheLease::operator=(CacheLease&& other) noexcept {
+  if (this != &other) {
+    if (auto s = release(); !s) spdlog::error("releasing cache copy {}: {}", path_, s.error().to_string());
+    path_ = std::move(other.path_);
+    release_ = std::exchange(other.release_, nullptr);
+  }
+  return *this;
+}
+
+CacheLease::~CacheLease() {
+  if (auto s = release(); !s) spdlog::error("releasing cache copy {}: {}", path_, s.error().to_string());
+}
+
+Status CacheLease::release() {
+  if (!release_) return {};
+  auto fn = std::exchange(release_, nullptr);
+  return fn();
+}
+
+namespace {
+
+class SnapshotStore final : public Store {
+ public:
+  SnapshotStore(std::string root, std::unique_ptr<SnapshotBackend> backend)
+      : root_(std::move(root)), state_dir_(root_ + "/state"), backend_(std::move(backend)) {}
+
+  Status open() {
+    KILN_RETURN_IF_ERROR(ensure_dir(root_));
+    // Check before creating anything: a wrong filesystem must not get a half-made layout.
+    KILN_RETURN_IF_ERROR(backend_->check_filesystem(root_));
+    for (const char* sub : {"/result", "/tmp", "/cache", "/cache-tmp", "/state", "/view"})
+      KILN_RETURN_IF_ERROR(ensure_dir(root_ + sub));
+    KILN_ASSIGN_OR_RETURN(metadata_, Metadata::open(state_dir_ + "/metadata"));
+    KILN_RETURN_IF_ERROR(recover());
+    if (report_.repaired_anything()) {
+      spdlog::warn("{} store {}: repaired at open: {}", backend_->kind(), root_, report_.to_string());
+    }
+    return {};
+  }
+
+  const std::string& root() const override { return root_; }
+  const std::string& state_dir() const override { return state_dir_; }
+  Result<double> df() const override { return percent_free(root_); }
+  const RecoveryReport& recovery_report() const override { return report_; }
+
+  Status build(const std::optional<std::string>& base, const std::string& id, const BuildFn& fn) override {
+    KILN_RETURN_IF_ERROR(validate_id(id));
+    Lineage base_lineage;
+    {
+      std::lock_guard lock(mu_);
+      if (in_progress_.contains(id)) {
+        return make_error(ErrorKind::kBusy, fmt::format("result {} is already being built", id));
+      }
+      KILN_ASSIGN_OR_RETURN(auto existing, metadata_->get_result(id));
+      if (existing) {
+        return make_error(
+            ErrorKind::kAlreadyExists,
+            fmt::format("result {} already exists in store {}; use it or delete it first", id, root_));
+      }
+      if (base) {
+        KILN_ASSIGN_OR_RETURN(base_lineage, lineage_locked(*base));
+      }
+      in_progress_[id] = "";
+    }
+    // Whatever happens below, the id stops being "in progress".
+    struct Done {
+      SnapshotStore* self;
+      const std::string& id;
+      ~Done() {
+        std::lock_guard lock(self->mu_);
+        self->in_progress_.erase(id);
+      }
+    } done{this, id};
+
+    std::string dir = root_ + "/tmp/" + id;
+    if (path_exists(dir)) KILN_RETURN_IF_ERROR(backend_->discard(dir));
+    auto work = base ? backend_->clone(base_lineage, dir, CloneUse::kBuild) : backend_->create_empty(dir);
+    if (!work) {
+      (void)backend_->discard(dir);
+      return std::unexpected(std::move(work.error())
+                                 .with_context(fmt::format("preparing the build directory of {}{}", id,
+                                                           base ? " from base " + *base : "")));
+    }
+    {
+      std::lock_guard lock(mu_);
+      in_progress_[id] = work->writable;
+    }
+    auto started = std::chrono::steady_clock::now();
+    Status built = run_build_fn(fn, work->writable, id);
+    auto build_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+            .count();
+    if (!built) {
+      if (auto s = backend_->discard(dir); !s)
+        spdlog::warn("removing the failed build of {}: {}", id, s.error().to_string());
+      return built;
+    }
+    std::string dst = root_ + "/result/" + id;
+    if (auto s = backend_->commit(*work, dst); !s) {
+      (void)backend_->discard(dir);
+      return std::unexpected(std::move(s.error()).with_context("saving the result of " + id));
+    }
+    ResultRecord record;
+    record.parent = base.value_or("");
+    record.layered_on = work->layered_on_base ? *base : "";
+    record.created_us = record.last_used_us = now_us();
+    record.build_ms = build_ms;
+    if (auto size = disk_usage(dst)) record.size_bytes = *size;
+    Status recorded;
+    {
+      std::lock_guard lock(mu_);
+      recorded = metadata_->add_result(id, record);
+    }
+    if (!recorded) {
+      (void)backend_->remove_snapshot(id, dst);
+      return std::unexpected(std::move(recorded.error()).with_context("recording result " + id));
+    }
+    return {};
+  }
+
+  Result<std::optional<std::string>> result(const std::string& id) override {
+    if (!validate_id(id)) return std::optional<std::string>();
+    Lineage lineage;
+    {
+      std::lock_guard lock(mu_);
+      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(id));
+      if (!record) return std::optional<std::string>();
+      KILN_ASSIGN_OR_RETURN(lineage, lineage_locked(id));
+    }
+    KILN_ASSIGN_OR_RETURN(std::string path, backend_->view(lineage));
+    return std::optional<std::string>(std::move(path));
+  }
+
+  std::string log_file(const std::string& id) override {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = in_progress_.find(id); it != in_progress_.end() && !it->second.empty())
+        return it->second + "/log";
+    }
+    // The log belongs to the result's own directory (on overlayfs, its own layer).
+    return root_ + "/result/" + id + "/log";
+  }
+
+  Status delete_result(const std::string& id) override {
+    if (!validate_id(id)) return {};
+    std::vector<std::pair<std::string, std::string>> trashed;  // id, path in trash
+    Status status;
+    {
+      std::lock_guard lock(mu_);
+      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(id));
+      if (!record) return {};
+      std::vector<std::string> victims;
+      if (backend_->results_depend_on_parents()) {
+        KILN_RETURN_IF_ERROR(collect_descendants(id, victims));
+      } else {
+        victims.push_back(id);
+      }
+      for (const auto& victim : victims) {
+        std::string trash = next_trash_path(root_ + "/result");
+        if (auto s = rename_path(root_ + "/result/" + victim, trash);
+            !s && s.error().kind() != ErrorKind::kNotFound) {
+          status = std::unexpected(std::move(s.error()).with_context("deleting result " + victim));
+          break;
+        }
+        if (auto s = metadata_->remove_result(victim); !s) {
+          status = std::unexpected(std::move(s.error()).with_context("deleting result " + victim));
+          break;
+        }
+        trashed.emplace_back(victim, std::move(trash));
+      }
+    }
+    for (const auto& [victim, trash] : trashed) {
+      if (auto s = backend_->remove_snapshot(victim, trash); !s && status) status = s;
+    }
+    return status;
+  }
+
+  Result<CacheLease> cache(const spec::UnixUser& user, const std::string& name) override {
+    KILN_RETURN_IF_ERROR(validate_cache_name(name));
+    std::shared_ptr<CacheState> state = cache_state(name);
+    std::lock_guard cache_lock(state->mu);
+    std::string latest = latest_cache_path(name);
+    KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_cache(name));
+    if (!record || !path_exists(latest)) {
+      // A new cache: an empty snapshot owned by the user.
+      KILN_RETURN_IF_ERROR(discard_if_present(latest));
+      std::string dir = next_cache_tmp_path(name);
+      KILN_ASSIGN_OR_RETURN(WorkTree empty, backend_->create_empty(dir));
+      Status made = chown_path(empty.writable, user);
+      if (made) made = backend_->commit(empty, latest);
+      if (!made) {
+        (void)backend_->discard(dir);
+        return std::unexpected(std::move(made.error()).with_context("creating cache " + name));
+      }
+      record = CacheRecord{.generation = record ? record->generation + 1 : 0, .created_us = now_us()};
+    }
+    std::string dir = next_cache_tmp_path(name);
+    auto copy = backend_->clone(Lineage{name, {latest}}, dir, CloneUse::kCache);
+    Status owned = copy ? chown_path(copy->writable, user) : Status(std::unexpected(copy.error()));
+    if (!owned) {
+      (void)backend_->discard(dir);
+      return std::unexpected(std::move(owned.error()).with_context("making a copy of cache " + name));
+    }
+    record->last_used_us = now_us();
+    KILN_RETURN_IF_ERROR(metadata_->put_cache(name, *record));
+    state->users++;
+    std::uint64_t generation = record->generation;
+    WorkTree work = *copy;
+    return CacheLease(work.writable, [this, state, name, work, generation]() -> Status {
+      return release_cache(*state, name, work, generation);
+    });
+  }
+
+  Status delete_cache(const std::string& name) override {
+    KILN_RETURN_IF_ERROR(validate_cache_name(name));
+    std::shared_ptr<CacheState> state = cache_state(name);
+    std::lock_guard cache_lock(state->mu);
+    if (state->users > 0) {
+      return make_error(
+          ErrorKind::kBusy,
+          fmt::format("cache {} is in use by {} build(s); retry when they finish", name, state->users));
+    }
+    KILN_RETURN_IF_ERROR(discard_if_present(latest_cache_path(name)));
+    return metadata_->remove_cache(name);
+  }
+
+  Status complete_deletes() override { return backend_->complete_deletes(); }
+
+  Status record_cache_hit(const std::string& id) override {
+    KILN_RETURN_IF_ERROR(metadata_->mark_used(id, now_us()));
+    return metadata_->add_lookups(1, 0);
+  }
+  Status record_cache_miss() override { return metadata_->add_lookups(0, 1); }
+
+  Result<ResultInfo> info(const std::string& id) override {
+    KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(id));
+    if (!record)
+      return make_error(ErrorKind::kNotFound, fmt::format("result {} is not in store {}", id, root_));
+    ResultInfo out;
+    if (!record->parent.empty()) out.parent = record->parent;
+    out.children = record->children;
+    out.created = from_us(record->created_us);
+    out.last_used = from_us(record->last_used_us);
+    out.size_bytes = record->size_bytes;
+    out.build_duration = std::chrono::milliseconds(record->build_ms);
+    return out;
+  }
+
+  Result<std::vector<std::string>> lru_leaves(std::chrono::system_clock::time_point before,
+                                              std::size_t limit) override {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(before.time_since_epoch()).count();
+    return metadata_->lru_leaves(us, limit);
+  }
+
+  Result<StoreStats> stats() override {
+    KILN_ASSIGN_OR_RETURN(LookupCounters counters, metadata_->lookup_counters());
+    return StoreStats{metadata_->result_count(), counters.hits, counters.misses};
+  }
+
+ private:
+  struct CacheState {
+    std::mutex mu;  // held while the cache's latest snapshot is read or replaced
+    int users = 0;  // copies handed out and not yet released
+  };
+
+  static Status run_build_fn(const BuildFn& fn, const std::string& dir, const std::string& id) {
+    // The build function is the caller's code: an exception must not skip
+    // the clean-up, nor cross into the store's caller as an exception.
+    try {
+      return fn(dir);
+    } catch (const std::exception& e) {
+      return make_error(ErrorKind::kInternal, fmt::format("build function for {} threw: {}", id, e.what()));
+    } catch (...) {
+      return make_error(ErrorKind::kInternal, fmt::format("build function for {} threw", id));
+    }
+  }
+
+  static Status chown_path(const std::string& path, const spec::UnixUser& user) {
+    if (lchown(path.c_str(), static_cast<uid_t>(user.uid), static_cast<gid_t>(user.gid)) != 0)
+      return errno_error(fmt::format("giving {} to {}:{}", path, user.uid, user.gid));
+    return {};
+  }
+
+  // The snapshot `id` and the layers its storage lies on. Caller holds mu_.
+  Result<Lineage> lineage_locked(const std::string& id) {
+    Lineage lineage{id, {}};
+    std::string current = id;
+    std::set<std::string> seen;
+    while (!current.empty()) {
+      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(current));
+      if (!record) {
+        if (current == id) {
+          return make_error(ErrorKind::kNotFound,
+                            fmt::format("result {} is not in store {}; build it first", id, root_));
+        }
+        return make_error(ErrorKind::kFailedPrecondition,
+                          fmt::format("result {} lies on {}, which is missing from store {}; delete {} and "
+                                      "build it again",
+                                      id, current, root_, id));
+      }
+      if (!seen.insert(current).second) {
+        return make_error(ErrorKind::kInternal,
+                          fmt::format("result {}: its layers form a cycle at {}", id, current));
+      }
+      lineage.layers.push_back(root_ + "/result/" + current);
+      current = record->layered_on;
+    }
+    return lineage;
+  }
+
+  // `id` and all its descendants, children before parents. Caller holds mu_.
+  Status collect_descendants(const std::string& id, std::vector<std::string>& out) {
+    KILN_ASSIGN_OR_RETURN(auto kids, metadata_->children(id));
+    for (const auto& kid : kids) KILN_RETURN_IF_ERROR(collect_descendants(kid, out));
+    out.push_back(id);
+    return {};
+  }
+
+  // Deletes first rename the victim aside in its own directory (btrfs cannot
+  // move a read-only subvolume to another directory), so it disappears at
+  // once and the slow removal runs without the store's lock.
+  std::string next_trash_path(const std::string& dir) {
+    return fmt::format("{}/{}{}", dir, kTrashPrefix, sequence_++);
+  }
+  std::string next_cache_tmp_path(const std::string& name) {
+    return fmt::format("{}/cache-tmp/{}-{}", root_, sequence_++, escape_name(name));
+  }
+  std::string latest_cache_path(const std::string& name) const {
+    return root_ + "/cache/" + escape_name(name);
+  }
+
+  // Moves a snapshot out of its place (atomically), then removes it.
+  Status discard_if_present(const std::string& path) {
+    if (!path_exists(path)) return {};
+    std::string trash = next_trash_path(path.substr(0, path.rfind('/')));
+    KILN_RETURN_IF_ERROR(rename_path(path, trash));
+    return backend_->discard(trash);
+  }
+
+  std::shared_ptr<CacheState> cache_state(const std::string& name) {
+    std::lock_guard lock(mu_);
+    auto& state = caches_[name];
+    if (!state) state = std::make_shared<CacheState>();
+    return state;
+  }
+
+  Status release_cache(CacheState& state, const std::string& name, const WorkTree& work,
+                       std::uint64_t generation) {
+    std::lock_guard cache_lock(state.mu);
+    state.users--;
+    auto record = metadata_->get_cache(name);
+    if (record && *record && (*record)->generation == generation) {
+      // First release since this copy was taken: it becomes the latest.
+      std::string latest = latest_cache_path(name);
+      CacheRecord updated = **record;
+      updated.generation++;
+      updated.last_used_us = now_us();
+      Status s = discard_if_present(latest);
+      if (s) s = backend_->commit(work, latest);
+      if (s) s = metadata_->put_cache(name, updated);
+      if (!s) {
+        (void)backend_->discard(work.dir);
+        return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
+      }
+      return {};
+    }
+    // Someone released a newer copy first (or the cache was deleted): drop this one.
+    return backend_->discard(work.dir);
+  }
+
+  Status recover() {
+    KILN_ASSIGN_OR_RETURN(auto mounts, mounts_beneath(root_));
+    for (const auto& m : mounts) {
+      spdlog::warn("store {}: unmounting left-over mount {}", root_, m);
+      KILN_RETURN_IF_ERROR(unmount(m));
+      report_.mounts_removed++;
+    }
+    for (const char* sub : {"/tmp", "/cache-tmp", "/result", "/cache"}) {
+      KILN_ASSIGN_OR_RETURN(auto names, list_dir(root_ + sub));
+      bool all_temporary = std::string_view(sub).ends_with("tmp");
+      for (const auto& name : names) {
+        if (!all_temporary && !name.starts_with(kTrashPrefix)) continue;
+        spdlog::warn("store {}: removing unfinished temporary {}{}/{}", root_, root_, sub, name);
+        KILN_RETURN_IF_ERROR(backend_->discard(root_ + sub + "/" + name));
+        report_.temporaries_removed++;
+      }
+    }
+    // Views are recreated on demand; their mount points are empty directories.
+    KILN_ASSIGN_OR_RETURN(auto views, list_dir(root_ + "/view"));
+    for (const auto& v : views) KILN_RETURN_IF_ERROR(remove_tree(root_ + "/view/" + v));
+
+    // Results: the database and result/ must agree, both ways.
+    KILN_ASSIGN_OR_RETURN(auto on_disk_list, list_dir(root_ + "/result"));
+    std::set<std::string> on_disk(on_disk_list.begin(), on_disk_list.end());
+    KILN_ASSIGN_OR_RETURN(auto records, metadata_->all_results());
+    std::map<std::string, ResultRecord> known(records.begin(), records.end());
+    for (const auto& name : on_disk) {
+      if (!known.contains(name)) {
+        // Committed on disk but never recorded (a crash between the two):
+        // without its parent we cannot trust it, and it is only a cache.
+        spdlog::warn("store {}: removing result {} (no metadata)", root_, name);
+        KILN_RETURN_IF_ERROR(backend_->remove_snapshot(name, root_ + "/result/" + name));
+        report_.orphan_results_removed++;
+      }
+    }
+    // A record is unusable if its directory or any layer below it is gone.
+    std::set<std::string> unusable;
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (const auto& [id, r] : known) {
+        if (unusable.contains(id)) continue;
+        if (!on_disk.contains(id) ||
+            (!r.layered_on.empty() && (!known.contains(r.layered_on) || unusable.contains(r.layered_on)))) {
+          unusable.insert(id);
+          changed = true;
+        }
+      }
+    }
+    for (const auto& id : unusable) {
+      spdlog::warn("store {}: dropping result {} ({})", root_, id,
+                   on_disk.contains(id) ? "a layer below it is missing" : "its directory is missing");
+      KILN_RETURN_IF_ERROR(metadata_->remove_result(id));
+      if (on_disk.contains(id)) KILN_RETURN_IF_ERROR(backend_->remove_snapshot(id, root_ + "/result/" + id));
+      report_.records_dropped++;
+    }
+    KILN_ASSIGN_OR_RETURN(report_.index_keys_fixed, metadata_->repair_indexes());
+
+    // Caches: a directory without a record is adopted; a record without a directory dropped.
+    KILN_ASSIGN_OR_RETURN(auto cache_dirs, list_dir(root_ + "/cache"));
+    KILN_ASSIGN_OR_RETURN(auto cache_records, metadata_->all_caches());
+    std::set<std::string> cache_names;
+    for (const auto& d : cache_dirs) cache_names.insert(unescape_name(d));
+    for (const auto& name : cache_names) {
+      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_cache(name));
+      if (!record) {
+        KILN_RETURN_IF_ERROR(metadata_->put_cache(name, CacheRecord{0, now_us(), now_us()}));
+        report_.caches_repaired++;
+      }
+    }
+    for (const auto& [name, record] : cache_records) {
+      if (!cache_names.contains(name)) {
+        KILN_RETURN_IF_ERROR(metadata_->remove_cache(name));
+        report_.caches_repaired++;
+      }
+    }
+    return {};
+  }
+
+  const std::string root_;
+  const std::string state_dir_;
+  std::unique_ptr<SnapshotBackend> backend_;
+  std::unique_ptr<Metadata> metadata_;
+  RecoveryReport report_;
+
+  std::mutex mu_;  // guards in_progress_, caches_, and result existence vs. deletes
+  std::unordered_map<std::string, std::string> in_progress_;  // id -> writable dir ("" while preparing)
+  std::unordered_map<std::string, std::shared_ptr<CacheState>> caches_;
+  std::atomic<std::uint64_t> sequence_{0};  // unique temporary names
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_snapshot_store(const std::string& root,
+                                                   std::unique_ptr<SnapshotBackend> backend) {
+  auto store = std::make_unique<SnapshotStore>(root, std::move(backend));
+  if (auto s = store->open(); !s)
+    return std::unexpected(std::move(s.error()).with_context("opening store " + root));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+std::unexpected<Error> wrong_filesystem_error(std::string_view store_kind, const std::string& root,
+                                              std::int64_t magic, std::string_view wanted) {
+  return make_error(
+      ErrorKind::kFailedPrecondition,
+      fmt::format("{}:{}: {} is on {}, not {}; make a {} filesystem there or choose another store",
+                  store_kind, root, root, filesystem_name(magic), wanted, wanted));
+}
+
+}  // namespace kiln::store
