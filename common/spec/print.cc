@@ -12,8 +12,10 @@
 namespace kiln::spec {
 namespace {
 
-// OBuilder prints with OCaml Format's default margin: a copy's fields stay on
-// one line while they end at or before this column.
+// OBuilder prints with OCaml Format's default margin of 78. Format gives up on
+// keeping a box on one line as soon as its pending contents fill the space
+// left on the line, so a copy stays on one line only while its fields end
+// before column 78 (0-based 77) -- its closing ')' then still fits in 78.
 constexpr std::size_t kMargin = 78;
 
 Sexp atom(std::string text) {
@@ -118,7 +120,7 @@ void layout(std::string& out, const Sexp& item, std::size_t column) {
       one_line_width += fields.back().size() + (i > 1 ? 1 : 0);
     }
     // A run puts each field on its own line; a copy only when they do not fit.
-    bool one_line = head == "copy" ? fields_column + one_line_width <= kMargin : fields.size() <= 1;
+    bool one_line = head == "copy" ? fields_column + one_line_width < kMargin : fields.size() <= 1;
     out += '(';
     out += head;
     for (std::size_t i = 0; i < fields.size(); ++i) {

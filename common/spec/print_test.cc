@@ -107,18 +107,18 @@ TEST(SpecPrint, SingleItemSpecStillClosesOnItsOwnLine) {
   expect_canonical("((from base)\n)\n");
 }
 
-// A copy stays on one line while its fields end by column 78 (0-based 77);
-// its own closing parenthesis may take column 79.
+// A copy stays on one line while the whole line, closing parenthesis
+// included, fits in 78 columns (OCaml Format's margin, as OBuilder prints).
 TEST(SpecPrint, CopyBreaksOnlyWhenTooWide) {
-  // " (copy " is 7 columns; fields of 71 characters end exactly at column 78.
-  std::string dst71 = std::string(71 - std::string("(src a) (dst )").size(), 'd');
-  std::string fits = " (copy (src a) (dst " + dst71 + "))";
-  EXPECT_EQ(fits.size(), 79u);
+  // " (copy " is 7 columns; fields of 70 characters and the ')' make 78.
+  std::string dst70 = std::string(70 - std::string("(src a) (dst )").size(), 'd');
+  std::string fits = " (copy (src a) (dst " + dst70 + "))";
+  EXPECT_EQ(fits.size(), 78u);
   expect_canonical("((from base)\n" + fits + "\n)\n");
-  std::string dst72 = dst71 + "d";
-  expect_canonical("((from base)\n (copy (src a)\n       (dst " + dst72 + "))\n)\n");
-  Spec s = parse_ok("((from base) (copy (src a) (dst " + dst72 + ")))");
-  EXPECT_EQ(print_op(s.ops[0]), "(copy (src a) (dst " + dst72 + "))");
+  std::string dst71 = dst70 + "d";
+  expect_canonical("((from base)\n (copy (src a)\n       (dst " + dst71 + "))\n)\n");
+  Spec s = parse_ok("((from base) (copy (src a) (dst " + dst71 + ")))");
+  EXPECT_EQ(print_op(s.ops[0]), "(copy (src a) (dst " + dst71 + "))");
 }
 
 TEST(SpecPrint, CopyWidthCountsTheIndentOfNestedBuilds) {
