@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
@@ -152,6 +153,18 @@ struct Metadata::Impl {
   std::unique_ptr<rocksdb::DB> db;
   std::mutex write_mu;  // serialises read-modify-write changes
   std::atomic<std::uint64_t> count{0};
+  // Deleted LRU keys stay as tombstones until compaction, and they pile up
+  // exactly where the oldest leaves were; seeking from the prefix would skip
+  // all of them on every lookup. `leaf_floor` is a key no live leaf key is
+  // below, so lookups seek there instead. Writers lower it (before their
+  // batch is written) when they add an older leaf key.
+  std::mutex floor_mu;
+  std::string leaf_floor;
+
+  void note_leaf_added(const std::string& key) {
+    std::lock_guard lock(floor_mu);
+    if (!leaf_floor.empty() && key < leaf_floor) leaf_floor = key;
+  }
   rocksdb::WriteOptions write_options;
   rocksdb::ReadOptions read_options;
 
@@ -178,9 +191,17 @@ struct Metadata::Impl {
 
   // Calls fn(key, value) for every key under `prefix`, in key order, until it returns false.
   template <typename Fn>
-  Status scan(std::string_view prefix, Fn&& fn) const {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options));
-    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+  Status scan(std::string_view prefix, Fn&& fn, std::string_view start = {}) const {
+    // The upper bound stops RocksDB at the end of the prefix instead of
+    // reading into the next one.
+    std::string upper(prefix);
+    upper.back() = static_cast<char>(upper.back() + 1);
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions options = read_options;
+    options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(options));
+    std::string_view from = start.empty() ? prefix : start;
+    for (it->Seek(rocksdb::Slice(from.data(), from.size())); it->Valid(); it->Next()) {
       std::string_view key = view(it->key());
       if (!key.starts_with(prefix)) break;
       if (!fn(key, view(it->value()))) break;
@@ -201,6 +222,10 @@ Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
   options.keep_log_file_num = 2;
   options.max_log_file_size = 1 << 20;
   options.write_buffer_size = 8 << 20;
+  // The LRU index is a queue (old keys deleted, new ones added): compact
+  // files dense with deletions so tombstones do not slow seeks for long.
+  options.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/1024, /*deletion_trigger=*/256));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) {
@@ -242,10 +267,12 @@ Status Metadata::add_result(const std::string& id, ResultRecord record) {
     parent->children++;
     parent->last_used_us = std::max(parent->last_used_us, record.created_us);
     batch.Put(result_key(record.parent), encode(*parent));
+    // (The parent is no leaf now: nothing to add to the LRU index for it.)
     batch.Put(child_key(record.parent, id), "");
   }
   batch.Put(result_key(id), encode(record));
   batch.Put(leaf_key(record.last_used_us, id), "");
+  impl_->note_leaf_added(leaf_key(record.last_used_us, id));
   KILN_RETURN_IF_ERROR(impl_->write(batch, "recording result " + id));
   impl_->count++;
   return {};
@@ -259,6 +286,7 @@ Status Metadata::mark_used(const std::string& id, std::int64_t now_us) {
   if (record->children == 0) {
     batch.Delete(leaf_key(record->last_used_us, id));
     batch.Put(leaf_key(now_us, id), "");
+    impl_->note_leaf_added(leaf_key(now_us, id));
   }
   record->last_used_us = now_us;
   batch.Put(result_key(id), encode(*record));
@@ -277,7 +305,10 @@ Status Metadata::remove_result(const std::string& id) {
     KILN_ASSIGN_OR_RETURN(auto parent, impl_->get_result(record->parent));
     if (parent && parent->children > 0) {
       parent->children--;
-      if (parent->children == 0) batch.Put(leaf_key(parent->last_used_us, record->parent), "");
+      if (parent->children == 0) {
+        batch.Put(leaf_key(parent->last_used_us, record->parent), "");
+        impl_->note_leaf_added(leaf_key(parent->last_used_us, record->parent));
+      }
       batch.Put(result_key(record->parent), encode(*parent));
     }
   }
@@ -305,11 +336,20 @@ Status Metadata::remove_result(const std::string& id) {
 Result<std::vector<std::string>> Metadata::lru_leaves(std::int64_t before_us, std::size_t limit) const {
   std::vector<std::string> out;
   if (limit == 0) return out;
-  KILN_RETURN_IF_ERROR(impl_->scan(kLeafPrefix, [&](std::string_view key, std::string_view) {
-    if (key.size() < kLeafPrefix.size() + 8 || leaf_key_time(key) >= before_us) return false;
-    out.emplace_back(key.substr(kLeafPrefix.size() + 8));
-    return out.size() < limit;
-  }));
+  std::lock_guard lock(impl_->floor_mu);
+  std::string first;
+  KILN_RETURN_IF_ERROR(impl_->scan(
+      kLeafPrefix,
+      [&](std::string_view key, std::string_view) {
+        if (first.empty()) first = key;
+        if (key.size() < kLeafPrefix.size() + 8 || leaf_key_time(key) >= before_us) return false;
+        out.emplace_back(key.substr(kLeafPrefix.size() + 8));
+        return out.size() < limit;
+      },
+      impl_->leaf_floor));
+  // Nothing live lies below the first key found (writers that add older keys
+  // lower the floor first, and wait for this lock).
+  if (!first.empty()) impl_->leaf_floor = first;
   return out;
 }
 
@@ -447,6 +487,10 @@ Result<int> Metadata::repair_indexes() {
   };
   KILN_RETURN_IF_ERROR(reconcile(kChildPrefix, expected_links));
   KILN_RETURN_IF_ERROR(reconcile(kLeafPrefix, expected_leaves));
+  {
+    std::lock_guard floor_lock(impl_->floor_mu);
+    impl_->leaf_floor.clear();  // repaired leaf keys may lie anywhere
+  }
   if (fixes > 0) KILN_RETURN_IF_ERROR(impl_->write(batch, "repairing the metadata indexes"));
   impl_->count = records.size();
   return fixes;

@@ -96,6 +96,19 @@ TEST_F(MetadataTest, RemovingTheLastChildMakesTheParentALeaf) {
   EXPECT_TRUE(db_->remove_result("never-there"));
 }
 
+TEST_F(MetadataTest, LruFindsLeavesOlderThanTheLastOneFound) {
+  // Lookups seek from the last oldest leaf found; a parent that becomes a
+  // leaf again keeps its older time and must still be found.
+  ASSERT_TRUE(db_->add_result("p", at(10)));
+  ASSERT_TRUE(db_->add_result("c", at(20, "p")));
+  ASSERT_TRUE(db_->mark_used("c", 40));
+  EXPECT_EQ(*db_->lru_leaves(1000, 1), std::vector<std::string>{"c"});
+  ASSERT_TRUE(db_->remove_result("c"));
+  EXPECT_EQ(*db_->lru_leaves(1000, 1), std::vector<std::string>{"p"});
+  ASSERT_TRUE(db_->add_result("old", at(5)));
+  EXPECT_EQ(*db_->lru_leaves(1000, 10), (std::vector<std::string>{"old", "p"}));
+}
+
 TEST_F(MetadataTest, RemovingAParentTurnsChildrenIntoRoots) {
   ASSERT_TRUE(db_->add_result("p", at(10)));
   ASSERT_TRUE(db_->add_result("c", at(20, "p")));
