@@ -12,6 +12,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -157,6 +159,31 @@ Result<std::optional<Node>> lstat_node(const std::string& root, const std::strin
   return node;
 }
 
+// What identifies a file's content without reading it, for as long as one
+// DirectoryContext lives: a write changes ctime even when mtime is restored.
+struct FileStamp {
+  std::uint64_t device;
+  std::uint64_t inode;
+  std::uint64_t size;
+  std::int64_t mtime_ns;
+  std::int64_t ctime_ns;
+  bool operator==(const FileStamp&) const = default;
+};
+
+FileStamp stamp_of(const struct stat& st) {
+  auto ns = [](const struct timespec& t) {
+    return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+  };
+  return FileStamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                   static_cast<std::uint64_t>(st.st_size), ns(st.st_mtim), ns(st.st_ctim)};
+}
+
+struct CachedDigest {
+  FileStamp stamp;
+  Digest digest;
+};
+using FileDigestCache = std::unordered_map<std::string, CachedDigest>;
+
 // Collects the entries of a directory tree (files not yet hashed).
 class TreeWalker {
  public:
@@ -174,7 +201,7 @@ class TreeWalker {
     if (S_ISREG(st.st_mode)) {
       entry.type = ManifestEntry::Type::kFile;
       entry.executable = (st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) != 0;
-      file_sizes_.push_back({entries_.size(), static_cast<std::uint64_t>(st.st_size)});
+      file_sizes_.push_back({entries_.size(), static_cast<std::uint64_t>(st.st_size), stamp_of(st)});
       entries_.push_back(std::move(entry));
       return {};
     }
@@ -214,9 +241,17 @@ class TreeWalker {
     return {};
   }
 
-  // Sorts the entries by path and hashes the files on up to `threads` threads.
-  Result<std::vector<ManifestEntry>> finish(unsigned threads) && {
+  // Sorts the entries by path and hashes the files on up to `threads` threads,
+  // skipping (and then filling) `cache` when given.
+  Result<std::vector<ManifestEntry>> finish(unsigned threads, FileDigestCache* cache) && {
+    if (cache != nullptr) take_cached_digests(*cache);
     KILN_RETURN_IF_ERROR(hash_files(threads));
+    if (cache != nullptr) {
+      for (const FileJob& job : file_sizes_) {
+        const ManifestEntry& entry = entries_[job.index];
+        (*cache)[entry.path] = CachedDigest{job.stamp, entry.content};
+      }
+    }
     std::ranges::sort(entries_, {}, &ManifestEntry::path);
     return std::move(entries_);
   }
@@ -225,7 +260,19 @@ class TreeWalker {
   struct FileJob {
     std::size_t index;
     std::uint64_t size;
+    FileStamp stamp;
   };
+
+  // Moves files whose digest `cache` already knows out of the hashing queue.
+  void take_cached_digests(const FileDigestCache& cache) {
+    std::erase_if(file_sizes_, [&](const FileJob& job) {
+      ManifestEntry& entry = entries_[job.index];
+      auto it = cache.find(entry.path);
+      if (it == cache.end() || !(it->second.stamp == job.stamp)) return false;
+      entry.content = it->second.digest;
+      return true;
+    });
+  }
 
   Status hash_files(unsigned threads) {
     // Largest first, so the last file one thread picks up is a small one and
@@ -389,6 +436,16 @@ Result<std::string> normalize_source_path(std::string_view source) {
 
 // ---- DirectoryContext ----
 
+struct DirectoryContext::DigestCache {
+  FileDigestCache files;
+};
+
+DirectoryContext::DirectoryContext(std::string root, unsigned hash_threads)
+    : root_(std::move(root)), hash_threads_(hash_threads), digests_(std::make_unique<DigestCache>()) {}
+DirectoryContext::~DirectoryContext() = default;
+DirectoryContext::DirectoryContext(DirectoryContext&&) noexcept = default;
+DirectoryContext& DirectoryContext::operator=(DirectoryContext&&) noexcept = default;
+
 Result<DirectoryContext> DirectoryContext::open(std::string root, unsigned hash_threads) {
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0) return errno_error("cannot open the build context " + root);
@@ -405,7 +462,8 @@ Result<Manifest> DirectoryContext::manifest(std::string_view source, std::span<c
   if (node.type == ManifestEntry::Type::kSpecial) return unsupported_type_error(source, normalised);
   TreeWalker walker(root_, exclude, /*record_special=*/false, source);
   KILN_RETURN_IF_ERROR(walker.visit(normalised));
-  KILN_ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, std::move(walker).finish(hash_threads_));
+  KILN_ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries,
+                        std::move(walker).finish(hash_threads_, &digests_->files));
   return Manifest{std::move(normalised), std::move(entries)};
 }
 
@@ -416,7 +474,7 @@ Result<ContextManifest> ContextManifest::from_directory(const std::string& root,
   KILN_ASSIGN_OR_RETURN(DirectoryContext dir, DirectoryContext::open(root, hash_threads));
   TreeWalker walker(dir.root(), {}, /*record_special=*/true, "");
   KILN_RETURN_IF_ERROR(walker.visit(""));
-  KILN_ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, std::move(walker).finish(hash_threads));
+  KILN_ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, std::move(walker).finish(hash_threads, nullptr));
   return ContextManifest(std::move(entries));
 }
 
@@ -442,13 +500,51 @@ Result<ContextManifest> ContextManifest::parse(std::string_view bytes) {
   entries.reserve(value->items.size() - 1);
   for (std::size_t i = 1; i < value->items.size(); ++i) {
     KILN_ASSIGN_OR_RETURN(ManifestEntry entry, decode_entry(value->items[i], i - 1));
-    if (!entries.empty() && !(entries.back().path < entry.path))
+    entries.push_back(std::move(entry));
+  }
+  return checked(std::move(entries));
+}
+
+Result<ContextManifest> ContextManifest::from_entries(std::vector<ManifestEntry> entries) {
+  for (const ManifestEntry& entry : entries) {
+    if (!is_normalised_path(entry.path))
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("context entry path {} is not normalised (no leading or trailing '/', "
+                                    "no empty, \".\" or \"..\" components)",
+                                    quote(entry.path)));
+  }
+  std::ranges::sort(entries, {}, &ManifestEntry::path);
+  // Archives may leave out directories that deeper paths imply.
+  std::vector<ManifestEntry> implied;
+  std::unordered_set<std::string> implied_paths;
+  auto present = [&](const std::string& p) {
+    return std::ranges::binary_search(entries, p, {}, &ManifestEntry::path) || implied_paths.contains(p);
+  };
+  auto imply = [&](std::string p) {
+    implied_paths.insert(p);
+    implied.push_back(ManifestEntry{ManifestEntry::Type::kDirectory, std::move(p), {}, false, {}});
+  };
+  if (!present("")) imply("");
+  for (const ManifestEntry& entry : entries) {
+    for (std::string p(parent_of(entry.path)); !p.empty() && !present(p); p = std::string(parent_of(p)))
+      imply(p);
+  }
+  if (!implied.empty()) {
+    entries.insert(entries.end(), std::make_move_iterator(implied.begin()),
+                   std::make_move_iterator(implied.end()));
+    std::ranges::sort(entries, {}, &ManifestEntry::path);
+  }
+  return checked(std::move(entries));
+}
+
+Result<ContextManifest> ContextManifest::checked(std::vector<ManifestEntry> entries) {
+  for (std::size_t i = 1; i < entries.size(); ++i) {
+    if (!(entries[i - 1].path < entries[i].path))
       return make_error(
           ErrorKind::kInvalidArgument,
           fmt::format("context manifest entry {}: path {} is not after {} in byte order; entries "
                       "must be sorted and unique",
-                      i - 1, quote(entry.path), quote(entries.back().path)));
-    entries.push_back(std::move(entry));
+                      i, quote(entries[i].path), quote(entries[i - 1].path)));
   }
   if (entries.empty() || !entries[0].path.empty() || entries[0].type != ManifestEntry::Type::kDirectory)
     return make_error(ErrorKind::kInvalidArgument,

@@ -34,6 +34,7 @@
 // starts its own short-lived hashing threads.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -100,15 +101,23 @@ class DirectoryContext final : public ContextSource {
   // unless `root` is a directory.
   static Result<DirectoryContext> open(std::string root, unsigned hash_threads = 0);
 
+  // Files already hashed by this context are not hashed again while their
+  // device, inode, size, mtime and ctime are unchanged: specs often copy a
+  // file and later a directory holding it.
   Result<Manifest> manifest(std::string_view source, std::span<const std::string> exclude) override;
 
   const std::string& root() const { return root_; }
 
+  ~DirectoryContext();
+  DirectoryContext(DirectoryContext&&) noexcept;
+  DirectoryContext& operator=(DirectoryContext&&) noexcept;
+
  private:
-  DirectoryContext(std::string root, unsigned hash_threads)
-      : root_(std::move(root)), hash_threads_(hash_threads) {}
+  struct DigestCache;
+  DirectoryContext(std::string root, unsigned hash_threads);
   std::string root_;
   unsigned hash_threads_;
+  std::unique_ptr<DigestCache> digests_;
 };
 
 // Every entry of a whole context, sorted by path, root ("" directory) first.
@@ -117,6 +126,12 @@ class ContextManifest final : public ContextSource {
   // Walks all of `root`. Special files are recorded (not refused), so that
   // only a copy that selects one fails, as with a DirectoryContext.
   static Result<ContextManifest> from_directory(const std::string& root, unsigned hash_threads = 0);
+
+  // Builds a manifest from entries gathered elsewhere (an uploaded tar): sorts
+  // them, adds directories that are only implied by deeper paths (the root
+  // included), then checks them as parse() does (normalised unique paths,
+  // parents are directories).
+  static Result<ContextManifest> from_entries(std::vector<ManifestEntry> entries);
 
   // Reads serialize()'s format back, checking every rule it promises (version
   // tag, entry shapes, normalised unique sorted paths, parents are directories).
@@ -137,6 +152,8 @@ class ContextManifest final : public ContextSource {
 
  private:
   explicit ContextManifest(std::vector<ManifestEntry> entries) : entries_(std::move(entries)) {}
+  // Sorted, unique, root first, parents are directories: or an error.
+  static Result<ContextManifest> checked(std::vector<ManifestEntry> entries);
   const ManifestEntry* find(std::string_view path) const;
   std::vector<ManifestEntry> entries_;
 };

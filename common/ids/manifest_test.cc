@@ -1,5 +1,6 @@
 #include "common/ids/manifest.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -36,6 +37,12 @@ const ManifestEntry* entry(const Manifest& m, std::string_view path) {
   for (const auto& e : m.entries)
     if (e.path == path) return &e;
   return nullptr;
+}
+
+Digest digest_of(std::string_view content) {
+  Sha256 h;
+  h.update(content);
+  return h.digest();
 }
 
 // The error message of a failing manifest, "" if it succeeded.
@@ -347,6 +354,62 @@ TEST(ContextManifest, ParseRejectsBrokenManifests) {
     EXPECT_NE(m.error().to_string().find(expected), std::string::npos)
         << bytes << " -> " << m.error().to_string();
   }
+}
+
+TEST(DirectoryContext, RehashesFilesChangedBetweenManifests) {
+  TempTree tree;
+  tree.file("s/f", "aaaa");
+  auto dir = open_dir(tree);
+  Manifest before = must(dir.manifest("s", {}));
+  struct stat st {};
+  ASSERT_EQ(::stat(tree.host("s/f").c_str(), &st), 0);
+  // Same size, and the mtime put back: only ctime tells the content changed.
+  tree.file("s/f", "bbbb");
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, tree.host("s/f").c_str(), times, 0), 0);
+  Manifest after = must(dir.manifest("s", {}));
+  EXPECT_EQ(to_hex(entry(after, "s/f")->content), sha256_hex("bbbb"));
+  EXPECT_NE(before.digest(), after.digest());
+  // A copy of a file, then of the directory holding it, agree on its digest.
+  EXPECT_EQ(must(dir.manifest("s/f", {})).entries[0], *entry(after, "s/f"));
+}
+
+ManifestEntry file_entry(std::string path, std::string_view content, bool executable = false) {
+  ManifestEntry e;
+  e.type = Type::kFile;
+  e.path = std::move(path);
+  e.content = digest_of(content);
+  e.executable = executable;
+  return e;
+}
+
+TEST(ContextManifest, FromEntriesAddsImpliedDirectoriesAndMatchesTheWalk) {
+  TempTree tree;
+  tree.file("a/b/c.txt", "c");
+  tree.file("a/run", "r", 0755);
+  tree.symlink("z/link", "../a/run");
+  auto walked = ContextManifest::from_directory(tree.root());
+  ASSERT_TRUE(walked.has_value());
+
+  ManifestEntry link;
+  link.type = Type::kSymlink;
+  link.path = "z/link";
+  link.target = "../a/run";
+  // As a tar might list them: unsorted, without the directories.
+  auto built =
+      ContextManifest::from_entries({link, file_entry("a/run", "r", true), file_entry("a/b/c.txt", "c")});
+  ASSERT_TRUE(built.has_value()) << built.error().to_string();
+  EXPECT_EQ(built->entries(), walked->entries());
+  EXPECT_EQ(built->serialize(), walked->serialize());
+}
+
+TEST(ContextManifest, FromEntriesRejectsBadEntries) {
+  EXPECT_FALSE(ContextManifest::from_entries({file_entry("a/../b", "x")}).has_value());
+  EXPECT_FALSE(ContextManifest::from_entries({file_entry("/a", "x")}).has_value());
+  EXPECT_FALSE(ContextManifest::from_entries({file_entry("a", "x"), file_entry("a", "y")}).has_value());
+  auto under_file = ContextManifest::from_entries({file_entry("a", "x"), file_entry("a/b", "y")});
+  ASSERT_FALSE(under_file.has_value());
+  EXPECT_NE(under_file.error().message().find("parent of \"a/b\" is not a directory"), std::string::npos);
 }
 
 }  // namespace
