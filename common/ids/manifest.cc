@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -92,8 +93,8 @@ Result<Node> resolve_source(std::string_view written, const std::string& source,
     KILN_ASSIGN_OR_RETURN(std::optional<Node> node, lookup(prefix));
     if (!node)
       return make_error(ErrorKind::kNotFound,
-                        fmt::format("source path {} not found in the context; check the "
-                                    "spelling, or that it is not ignored when uploading",
+                        fmt::format("source path {} not found in the context; check its "
+                                    "spelling and that the context directory is the one you meant",
                                     quote(written)));
     bool last = i + 1 == parts.size();
     if (last) return *node;
@@ -178,6 +179,16 @@ FileStamp stamp_of(const struct stat& st) {
                    static_cast<std::uint64_t>(st.st_size), ns(st.st_mtim), ns(st.st_ctim)};
 }
 
+// A file changed within this long of being stat'ed may change again without
+// its timestamps moving (they tick coarsely): its digest is not remembered.
+constexpr std::int64_t kRacyWindowNs = 2'000'000'000;
+
+std::int64_t now_ns() {
+  struct timespec t {};
+  ::clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
 struct CachedDigest {
   FileStamp stamp;
   Digest digest;
@@ -247,7 +258,9 @@ class TreeWalker {
     if (cache != nullptr) take_cached_digests(*cache);
     KILN_RETURN_IF_ERROR(hash_files(threads));
     if (cache != nullptr) {
+      const std::int64_t racy_after = started_ns_ - kRacyWindowNs;
       for (const FileJob& job : file_sizes_) {
+        if (job.stamp.ctime_ns >= racy_after || job.stamp.mtime_ns >= racy_after) continue;
         const ManifestEntry& entry = entries_[job.index];
         (*cache)[entry.path] = CachedDigest{job.stamp, entry.content};
       }
@@ -313,6 +326,7 @@ class TreeWalker {
   }
 
   const std::string& root_;
+  const std::int64_t started_ns_ = now_ns();  // before any lstat
   std::span<const std::string> exclude_;
   bool record_special_;
   std::string_view written_source_;

@@ -102,8 +102,9 @@ class DirectoryContext final : public ContextSource {
   static Result<DirectoryContext> open(std::string root, unsigned hash_threads = 0);
 
   // Files already hashed by this context are not hashed again while their
-  // device, inode, size, mtime and ctime are unchanged: specs often copy a
-  // file and later a directory holding it.
+  // device, inode, size, mtime and ctime are unchanged (specs often copy a
+  // file and later a directory holding it); files changed in the last two
+  // seconds are always re-read, since coarse timestamps could hide a change.
   Result<Manifest> manifest(std::string_view source, std::span<const std::string> exclude) override;
 
   const std::string& root() const { return root_; }
