@@ -24,14 +24,16 @@ Sexp Sexp::make_list(std::vector<Sexp> items, Position pos) {
 
 namespace {
 
-// Sexplib's blanks. Other control bytes (e.g. \v) are atom characters there
-// too; the printer quotes them all, so round trips do not depend on this.
+// Sexplib's blanks. A carriage return only counts as part of a CR LF line
+// break (a lone one is an error, as in Sexplib); other control bytes such as
+// \v are atom bytes there too. The printer quotes them all, so round trips do
+// not depend on this.
 bool is_blank(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\f';
 }
 
 bool ends_atom(char c) {
-  return is_blank(c) || c == '(' || c == ')' || c == '"' || c == ';';
+  return is_blank(c) || c == '\r' || c == '(' || c == ')' || c == '"' || c == ';';
 }
 
 bool is_digit(char c) {
@@ -100,6 +102,12 @@ class Reader {
       char c = peek();
       if (is_blank(c)) {
         advance();
+      } else if (c == '\r') {
+        if (peek(1) != '\n') {
+          return fail(here(), "carriage return not followed by a line feed",
+                      "outside strings a CR may only end a line as CR LF; quote the text or remove the CR");
+        }
+        advance();
       } else if (c == ';') {
         while (!at_end() && peek() != '\n') advance();
       } else if (c == '#' && peek(1) == '|') {
@@ -163,7 +171,19 @@ class Reader {
     if (c == '"') return read_quoted();
     Position start = here();
     std::size_t begin = offset_;
-    while (!at_end() && !ends_atom(peek())) advance();
+    while (!at_end() && !ends_atom(peek())) {
+      // Sexplib refuses comment markers glued to a bare atom ("a#|b", "|#",
+      // "a#;b") rather than guess what was meant.
+      bool marker =
+          (peek() == '#' && (peek(1) == '|' || peek(1) == ';')) || (peek() == '|' && peek(1) == '#');
+      if (marker) {
+        return fail(
+            here(), fmt::format("comment marker \"{}{}\" inside an unquoted atom", peek(), peek(1)),
+            "#|, |# and #; cannot appear in a bare atom; quote the atom or separate the comment with a "
+            "space");
+      }
+      advance();
+    }
     return Sexp::make_atom(std::string(text_.substr(begin, offset_ - begin)), start);
   }
 
@@ -214,18 +234,19 @@ class Reader {
         continue;  // reported as an unterminated string by the next turn
       }
       char e = peek(1);
+      char simple = '\0';
       switch (e) {
-        case '\\': out += '\\'; break;
-        case '"': out += '"'; break;
-        case '\'': out += '\''; break;
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'b': out += '\b'; break;
-        case 'r': out += '\r'; break;
-        case ' ': out += ' '; break;
+        case '\\': simple = '\\'; break;
+        case '"': simple = '"'; break;
+        case '\'': simple = '\''; break;
+        case 'n': simple = '\n'; break;
+        case 't': simple = '\t'; break;
+        case 'b': simple = '\b'; break;
+        case 'r': simple = '\r'; break;
         default: break;
       }
-      if (e == '\\' || e == '"' || e == '\'' || e == 'n' || e == 't' || e == 'b' || e == 'r' || e == ' ') {
+      if (simple != '\0') {
+        out += simple;
         advance();
         advance();
         continue;
@@ -239,7 +260,12 @@ class Reader {
         while (!at_end() && (peek() == ' ' || peek() == '\t')) advance();
         continue;
       }
-      if (is_digit(e) && is_digit(peek(2)) && is_digit(peek(3))) {
+      if (is_digit(e)) {
+        if (!is_digit(peek(2)) || !is_digit(peek(3))) {
+          return fail(
+              escape_pos, "bad escape number: \\ and a digit must start a three-digit \\DDD escape",
+              "a \\DDD escape is a decimal byte value from \\000 to \\255; write \\\\ for a backslash");
+        }
         int value = (e - '0') * 100 + (peek(2) - '0') * 10 + (peek(3) - '0');
         if (value > 255) {
           return fail(escape_pos, fmt::format("bad escape number \\{}", text_.substr(offset_ + 1, 3)),
@@ -249,12 +275,16 @@ class Reader {
         for (int i = 0; i < 4; ++i) advance();
         continue;
       }
-      if (e == 'x' && hex_value(peek(2)) >= 0 && hex_value(peek(3)) >= 0) {
+      if (e == 'x') {
+        if (hex_value(peek(2)) < 0 || hex_value(peek(3)) < 0) {
+          return fail(escape_pos, "bad escape: \\x must be followed by two hex digits",
+                      "a \\xHH escape is a byte in hexadecimal, e.g. \\x41; write \\\\ for a backslash");
+        }
         out += static_cast<char>(hex_value(peek(2)) * 16 + hex_value(peek(3)));
         for (int i = 0; i < 4; ++i) advance();
         continue;
       }
-      // Sexplib keeps unknown escapes as they are.
+      // Sexplib keeps other escapes (backslash q, backslash space...) as written.
       out += '\\';
       advance();
     }

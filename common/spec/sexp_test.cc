@@ -48,16 +48,20 @@ TEST(SexpReader, HashIsAnOrdinaryCharacterInsideAtoms) {
 }
 
 TEST(SexpReader, Escapes) {
-  EXPECT_EQ(read_ok(R"("\\ \" \' \n \t \b \r \ x")").atom, "\\ \" ' \n \t \b \r  x");
-  EXPECT_EQ(read_ok(R"("\065\066\x43\x7a")").atom, "ABCz");
-  EXPECT_EQ(read_ok(R"("\255")").atom, "\xff");
-  // Unknown escapes keep the backslash, as do incomplete number escapes.
-  EXPECT_EQ(read_ok(R"("\q \x4 \12")").atom, "\\q \\x4 \\12");
+  EXPECT_EQ(read_ok(R"("\\ \" \' \n \t \b \r")").atom, "\\ \" ' \n \t \b \r");
+  EXPECT_EQ(read_ok(R"("\065\066\x43\x7a\0655")").atom, "ABCzA5");
+  EXPECT_EQ(read_ok(R"("\255\000")").atom, std::string("\xff\0", 2));
+  // Other escapes keep the backslash, as Sexplib does (backslash-space too).
+  EXPECT_EQ(read_ok(R"("\q \X41 \ x")").atom, "\\q \\X41 \\ x");
   // Backslash-newline drops the line break and the next line's indentation.
   EXPECT_EQ(read_ok("\"a \\\n     \t b\"").atom, "a b");
   EXPECT_EQ(read_ok("\"a\\\r\n  b\"").atom, "ab");
-  // A raw newline inside a string is kept.
-  EXPECT_EQ(read_ok("\"a\nb\"").atom, "a\nb");
+  // Raw newlines and carriage returns inside a string are kept.
+  EXPECT_EQ(read_ok("\"a\nb\rc\"").atom, "a\nb\rc");
+}
+
+TEST(SexpReader, Blanks) {
+  EXPECT_EQ(read_ok("(a\r\n\tb\fc \x0b)"), l({a("a"), a("b"), a("c"), a("\x0b")}));
 }
 
 TEST(SexpReader, Comments) {
@@ -97,6 +101,21 @@ TEST(SexpReader, ErrorsPointAtTheProblem) {
   EXPECT_EQ(read_error(" ; nothing\n  "),
             "t.spec:2:3: empty input (a spec is one parenthesised form, e.g. ((from busybox) (run (shell "
             "\"echo hi\"))))");
+  EXPECT_EQ(read_error("(a \"x\\1y\")"),
+            "t.spec:1:6: bad escape number: \\ and a digit must start a three-digit \\DDD escape (a \\DDD "
+            "escape is a decimal byte value from \\000 to \\255; write \\\\ for a backslash)");
+  EXPECT_EQ(read_error("(a\n \"\\x4g\")"),
+            "t.spec:2:3: bad escape: \\x must be followed by two hex digits (a \\xHH escape is a byte in "
+            "hexadecimal, e.g. \\x41; write \\\\ for a backslash)");
+  EXPECT_EQ(read_error("(a \r b)"),
+            "t.spec:1:4: carriage return not followed by a line feed (outside strings a CR may only end a "
+            "line as CR LF; quote the text or remove the CR)");
+  EXPECT_EQ(
+      read_error("(ab#|c)"),
+      "t.spec:1:4: comment marker \"#|\" inside an unquoted atom (#|, |# and #; cannot appear in a bare "
+      "atom; quote the atom or separate the comment with a space)");
+  EXPECT_NE(read_error("(a |# b)").find("t.spec:1:4: comment marker \"|#\""), std::string::npos);
+  EXPECT_NE(read_error("(a#;b)").find("t.spec:1:3: comment marker \"#;\""), std::string::npos);
   EXPECT_EQ(read_error("(a #;)"),
             "t.spec:1:4: datum comment '#;' has no form to comment out ('#;' must be followed by the form "
             "it disables)");
