@@ -293,6 +293,16 @@ Status Metadata::mark_used(const std::string& id, std::int64_t now_us) {
   return impl_->write(batch, "marking result " + id + " used");
 }
 
+Status Metadata::set_size(const std::string& id, std::uint64_t size_bytes) {
+  std::lock_guard lock(impl_->write_mu);
+  KILN_ASSIGN_OR_RETURN(auto record, impl_->get_result(id));
+  if (!record) return {};
+  record->size_bytes = size_bytes;
+  rocksdb::WriteBatch batch;
+  batch.Put(result_key(id), encode(*record));
+  return impl_->write(batch, "recording the size of result " + id);
+}
+
 Status Metadata::remove_result(const std::string& id) {
   std::lock_guard lock(impl_->write_mu);
   KILN_ASSIGN_OR_RETURN(auto record, impl_->get_result(id));

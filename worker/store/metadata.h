@@ -70,6 +70,9 @@ class Metadata {
   // Sets last_used_us and moves the result in the LRU index. kNotFound if absent.
   Status mark_used(const std::string& id, std::int64_t now_us);
 
+  // Sets a result's size (measured after it was recorded). Absent is fine.
+  Status set_size(const std::string& id, std::uint64_t size_bytes);
+
   // Removes a result. In one batch: the record, its LRU entry, its link from
   // its parent (whose count drops; a parent left without children becomes
   // an LRU leaf), and its children's parent fields (they become roots).

@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -113,6 +116,15 @@ class SnapshotStore final : public Store {
   SnapshotStore(std::string root, std::unique_ptr<SnapshotBackend> backend)
       : root_(std::move(root)), state_dir_(root_ + "/state"), backend_(std::move(backend)) {}
 
+  ~SnapshotStore() override {
+    {
+      std::lock_guard lock(sizer_mu_);
+      stopping_ = true;
+    }
+    sizer_cv_.notify_all();
+    if (sizer_.joinable()) sizer_.join();
+  }
+
   Status open() {
     KILN_RETURN_IF_ERROR(ensure_dir(root_));
     // Check before creating anything: a wrong filesystem must not get a half-made layout.
@@ -121,6 +133,7 @@ class SnapshotStore final : public Store {
       KILN_RETURN_IF_ERROR(ensure_dir(root_ + sub));
     KILN_ASSIGN_OR_RETURN(metadata_, Metadata::open(state_dir_ + "/metadata"));
     KILN_RETURN_IF_ERROR(recover());
+    sizer_ = std::thread([this] { measure_sizes(); });
     if (report_.repaired_anything()) {
       spdlog::warn("{} store {}: repaired at open: {}", backend_->kind(), root_, report_.to_string());
     }
@@ -194,7 +207,6 @@ class SnapshotStore final : public Store {
     record.layered_on = work->layered_on_base ? *base : "";
     record.created_us = record.last_used_us = now_us();
     record.build_ms = build_ms;
-    if (auto size = disk_usage(dst)) record.size_bytes = *size;
     Status recorded;
     {
       std::lock_guard lock(mu_);
@@ -204,6 +216,11 @@ class SnapshotStore final : public Store {
       (void)backend_->remove_snapshot(id, dst);
       return std::unexpected(std::move(recorded.error()).with_context("recording result " + id));
     }
+    {
+      std::lock_guard lock(sizer_mu_);
+      sizer_queue_.push_back(id);
+    }
+    sizer_cv_.notify_one();
     return {};
   }
 
@@ -351,6 +368,26 @@ class SnapshotStore final : public Store {
     std::mutex mu;  // held while the cache's latest snapshot is read or replaced
     int users = 0;  // copies handed out and not yet released
   };
+
+  // Measures new results' sizes off the build's critical path: walking a
+  // whole snapshot (btrfs, xfs, rsync) costs more than making it. Drains
+  // the queue before the store closes.
+  void measure_sizes() {
+    std::unique_lock lock(sizer_mu_);
+    for (;;) {
+      sizer_cv_.wait(lock, [&] { return stopping_ || !sizer_queue_.empty(); });
+      if (sizer_queue_.empty()) return;  // stopping, nothing left
+      std::string id = std::move(sizer_queue_.front());
+      sizer_queue_.pop_front();
+      lock.unlock();
+      // A result deleted meanwhile fails the walk or the update: nothing to record then.
+      if (auto size = disk_usage(root_ + "/result/" + id)) {
+        if (auto s = metadata_->set_size(id, *size); !s)
+          spdlog::warn("recording the size of {}: {}", id, s.error().to_string());
+      }
+      lock.lock();
+    }
+  }
 
   static Status run_build_fn(const BuildFn& fn, const std::string& dir, const std::string& id) {
     // The build function is the caller's code: an exception must not skip
@@ -545,6 +582,12 @@ class SnapshotStore final : public Store {
   std::unordered_map<std::string, std::string> in_progress_;  // id -> writable dir ("" while preparing)
   std::unordered_map<std::string, std::shared_ptr<CacheState>> caches_;
   std::atomic<std::uint64_t> sequence_{0};  // unique temporary names
+
+  std::mutex sizer_mu_;  // guards sizer_queue_ and stopping_
+  std::condition_variable sizer_cv_;
+  std::deque<std::string> sizer_queue_;  // results whose size is still to be measured
+  bool stopping_ = false;
+  std::thread sizer_;
 };
 
 }  // namespace

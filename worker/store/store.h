@@ -80,7 +80,7 @@ struct ResultInfo {
   std::uint32_t children = 0;
   std::chrono::system_clock::time_point created;
   std::chrono::system_clock::time_point last_used;
-  std::uint64_t size_bytes = 0;
+  std::uint64_t size_bytes = 0;  // measured in the background just after the build; 0 until then
   std::chrono::milliseconds build_duration{0};
 };
 
