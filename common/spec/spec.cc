@@ -47,6 +47,55 @@ bool is_head(const Sexp& form, std::string_view name) {
   return form.is_list() && !form.items.empty() && form.items[0].is_atom() && form.items[0].atom == name;
 }
 
+// Edit distance counting insertions, deletions, substitutions and swaps of
+// adjacent bytes (optimal string alignment), for did-you-mean hints: "rnu"
+// is one typo away from "run".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] =
+          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The in-scope name closest to `name`, if it is close enough to be a typo:
+// one edit for names up to 4 characters, two for longer ones.
+template <typename Names>
+std::optional<std::string> closest_name(std::string_view name, const Names& scope) {
+  std::size_t limit = name.size() <= 1 ? 0 : name.size() <= 4 ? 1 : 2;
+  std::optional<std::string> best;
+  // Long names are not typos worth a hint, and skipping them keeps the
+  // quadratic distance cheap on hostile input.
+  if (name.size() > 64) return best;
+  std::size_t best_distance = limit + 1;
+  for (std::string_view candidate : scope) {
+    std::size_t length_gap =
+        candidate.size() > name.size() ? candidate.size() - name.size() : name.size() - candidate.size();
+    if (length_gap > limit) continue;
+    std::size_t d = edit_distance(name, candidate);
+    if (d < best_distance) {
+      best_distance = d;
+      best = std::string(candidate);
+    }
+  }
+  return best;
+}
+
+// " (did you mean "X"? " or "" when nothing is close: the start of a rule.
+template <typename Names>
+std::string did_you_mean(std::string_view name, const Names& scope) {
+  auto close = closest_name(name, scope);
+  return close ? fmt::format("did you mean \"{}\"? ", *close) : "";
+}
+
 // The fields of a record-like form, (OP (NAME VALUE...)...), by name.
 using Fields = std::map<std::string, const Sexp*, std::less<>>;
 
@@ -126,8 +175,10 @@ class SpecParser {
     } else if (name == "copy") {
       KILN_ASSIGN_OR_RETURN(op.kind, parse_copy(form));
     } else {
+      static constexpr std::string_view names[] = {"comment", "workdir", "shell", "run",
+                                                   "copy",    "user",    "env"};
       return fail(form, fmt::format("unknown operation \"{}\"", name), form,
-                  fmt::format("expected one of {}", kOpNames));
+                  fmt::format("{}expected one of {}", did_you_mean(name, names), kOpNames));
     }
     return op;
   }
@@ -218,7 +269,8 @@ class SpecParser {
       }
       const std::string& name = field.items[0].atom;
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        return fail(field, fmt::format("unknown field \"{}\"", name), record, rule);
+        return fail(field, fmt::format("unknown field \"{}\"", name), record,
+                    fmt::format("{}{}", did_you_mean(name, allowed), rule));
       }
       if (!fields.emplace(name, &field).second) {
         return fail(field, fmt::format("duplicate field \"{}\"", name), record, rule);
@@ -362,39 +414,12 @@ class SpecParser {
   std::string_view filename_;
 };
 
-// Levenshtein distance, for did-you-mean hints.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The in-scope name closest to `name`, if it is close enough to be a typo:
-// one edit for names up to 4 characters, two for longer ones.
-std::optional<std::string> closest_name(std::string_view name, const std::set<std::string>& scope) {
-  std::size_t limit = name.size() <= 1 ? 0 : name.size() <= 4 ? 1 : 2;
-  std::optional<std::string> best;
-  std::size_t best_distance = limit + 1;
-  for (const std::string& candidate : scope) {
-    std::size_t d = edit_distance(name, candidate);
-    if (d < best_distance) {
-      best_distance = d;
-      best = candidate;
-    }
-  }
-  return best;
-}
-
-Status validate_stage(const Spec& spec, std::string_view filename, std::set<std::string> scope) {
+// Checks `spec` with `scope` holding the builds visible from enclosing
+// stages. The scope is shared down the recursion (not copied per stage, which
+// would be quadratic in the number of builds); each stage removes the names it
+// added before returning. A multiset, because an inner build may reuse the
+// name of an outer one.
+Status validate_stage(const Spec& spec, std::string_view filename, std::multiset<std::string>& scope) {
   std::set<std::string> siblings;
   for (const ChildBuild& child : spec.child_builds) {
     if (!siblings.insert(child.name).second) {
@@ -411,15 +436,25 @@ Status validate_stage(const Spec& spec, std::string_view filename, std::set<std:
     KILN_RETURN_IF_ERROR(validate_stage(child.spec, filename, scope));
     scope.insert(child.name);
   }
+  auto leave_stage = [&] {
+    for (const ChildBuild& child : spec.child_builds) scope.erase(scope.find(child.name));
+  };
   for (const Op& op : spec.ops) {
     const Copy* copy = std::get_if<Copy>(&op.kind);
     if (copy == nullptr || !copy->from_build || scope.contains(*copy->from_build)) continue;
     const std::string& name = *copy->from_build;
-    std::string hint;
-    if (auto close = closest_name(name, scope)) hint = fmt::format("did you mean \"{}\"? ", *close);
-    std::vector<std::string> names(scope.begin(), scope.end());
+    std::set<std::string> distinct(scope.begin(), scope.end());
+    std::string hint = did_you_mean(name, distinct);
+    // List the builds in scope, but not thousands of them.
+    constexpr std::size_t kMaxListed = 20;
+    std::vector<std::string> names;
+    for (const std::string& n : distinct) {
+      if (names.size() == kMaxListed) break;
+      names.push_back(n);
+    }
     std::string in_scope =
         names.empty() ? "no builds are in scope here" : "builds in scope: " + join(names, ", ");
+    if (distinct.size() > kMaxListed) in_scope += fmt::format(" and {} more", distinct.size() - kMaxListed);
     return make_error(
         ErrorKind::kInvalidArgument,
         fmt::format("{}unknown build \"{}\" in {} ({}a copy may read a build defined before it in "
@@ -427,6 +462,7 @@ Status validate_stage(const Spec& spec, std::string_view filename, std::set<std:
                     error_location(filename, op.pos), name, print_sexp_truncated(op_to_sexp(op)), hint,
                     in_scope));
   }
+  leave_stage();
   return {};
 }
 
@@ -467,7 +503,8 @@ Result<Spec> load_spec_file(const std::string& path) {
 }
 
 Status validate(const Spec& spec, std::string_view filename) {
-  return validate_stage(spec, filename, {});
+  std::multiset<std::string> scope;
+  return validate_stage(spec, filename, scope);
 }
 
 std::string_view op_name(const OpKind& op) {

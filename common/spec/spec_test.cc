@@ -160,9 +160,11 @@ TEST(SpecParse, StructureErrors) {
 }
 
 TEST(SpecParse, OperationErrors) {
-  EXPECT_EQ(parse_error("((from a)\n\n (rnu (shell \"make\")))"),
-            "t.spec:3:2: unknown operation \"rnu\" in (rnu (shell make)) (expected one of comment, workdir, "
-            "shell, run, copy, user, env)");
+  EXPECT_EQ(
+      parse_error("((from a)\n\n (rnu (shell \"make\")))"),
+      "t.spec:3:2: unknown operation \"rnu\" in (rnu (shell make)) (did you mean \"run\"? expected one of "
+      "comment, workdir, "
+      "shell, run, copy, user, env)");
   EXPECT_EQ(
       parse_error("((from a) run)"),
       "t.spec:1:11: expected an operation in run (an operation is a list such as (run (shell CMD)); one "
@@ -194,7 +196,8 @@ TEST(SpecParse, RunErrors) {
       "secrets, shell, in any order; shell is required)");
   EXPECT_EQ(
       parse_error("((from a)\n (run (shell x) (netwrk host)))"),
-      "t.spec:2:17: unknown field \"netwrk\" in (run (shell x) (netwrk host)) (run takes the fields cache, "
+      "t.spec:2:17: unknown field \"netwrk\" in (run (shell x) (netwrk host)) (did you mean \"network\"? run "
+      "takes the fields cache, "
       "network, secrets, shell, in any order; shell is required)");
   EXPECT_EQ(
       parse_error("((from a)\n (run (shell x) (shell y)))"),
@@ -211,7 +214,8 @@ TEST(SpecParse, RunErrors) {
             "t.spec:2:14: missing field \"target\" for \"c\" in (c) (a cache is (ID (target PATH)) with "
             "optional (buildkit_options (KEY VALUE)...))");
   EXPECT_EQ(parse_error("((from a)\n (run (secrets (s (targt /s))) (shell x)))"),
-            "t.spec:2:19: unknown field \"targt\" in (s (targt /s)) (a secret is (ID (target PATH)) with "
+            "t.spec:2:19: unknown field \"targt\" in (s (targt /s)) (did you mean \"target\"? a secret is "
+            "(ID (target PATH)) with "
             "optional (buildkit_options (KEY VALUE)...))");
   EXPECT_EQ(parse_error("((from a)\n (run (cache (c (target /c) (buildkit_options (k)))) (shell x)))"),
             "t.spec:2:47: a buildkit option must be (KEY VALUE) in (c (target /c) (buildkit_options (k))) (a "
@@ -248,8 +252,11 @@ TEST(SpecParse, CopyErrors) {
             fmt::format(
                 "t.spec:2:33: \"exclude\" takes atoms, not a list in (copy (src a) (dst b) (exclude (x))) {}",
                 rule));
-  EXPECT_EQ(parse_error("((from a)\n (copy (src a) (dst b) (dest c)))"),
-            fmt::format("t.spec:2:24: unknown field \"dest\" in (copy (src a) (dst b) (dest c)) {}", rule));
+  EXPECT_EQ(
+      parse_error("((from a)\n (copy (src a) (dst b) (dest c)))"),
+      fmt::format("t.spec:2:24: unknown field \"dest\" in (copy (src a) (dst b) (dest c)) (did you mean "
+                  "\"dst\"? {}",
+                  rule.substr(1)));
 }
 
 TEST(SpecParse, UserErrors) {
@@ -327,6 +334,17 @@ TEST(SpecScope, ABuildCannotReadItselfOrItsOwnChildrenFromOutside) {
       "a build defined before it in the same stage or in an enclosing stage; builds in scope: outer)");
 }
 
+TEST(SpecScope, AnInnerBuildMayReuseAnOuterName) {
+  // The inner "a" shadows the outer one inside "b"; once "b" is done the
+  // outer "a" must still be in scope (and the inner one gone).
+  Spec s = parse_ok(
+      "((build a ((from x)))\n"
+      " (build b ((build a ((from y))) (from z) (copy (from (build a)) (src f) (dst f))))\n"
+      " (from w)\n"
+      " (copy (from (build a)) (src f) (dst f)))");
+  EXPECT_EQ(s.child_builds[1].spec.child_builds[0].name, "a");
+}
+
 TEST(SpecScope, DidYouMean) {
   EXPECT_EQ(
       parse_error("((build tools ((from x)))\n"
@@ -341,6 +359,16 @@ TEST(SpecScope, DidYouMean) {
       parse_error("((build tools ((from x))) (from x) (copy (from (build zzz)) (src f) (dst f)))");
   EXPECT_EQ(far.find("did you mean"), std::string::npos);
   EXPECT_NE(far.find("builds in scope: tools"), std::string::npos);
+}
+
+TEST(SpecScope, LongScopeListsAreCut) {
+  std::string text = "(";
+  for (int i = 0; i < 25; ++i) text += fmt::format("(build b{:02} ((from x))) ", i);
+  text += "(from x) (copy (from (build zzz)) (src a) (dst b)))";
+  std::string message = parse_error(text);
+  EXPECT_NE(message.find("builds in scope: b00, b01, "), std::string::npos) << message;
+  EXPECT_NE(message.find(", b19 and 5 more)"), std::string::npos) << message;
+  EXPECT_EQ(message.find("b20"), std::string::npos) << message;
 }
 
 TEST(SpecScope, DuplicateSiblingNames) {
