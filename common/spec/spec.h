@@ -133,8 +133,8 @@ inline constexpr UnixUser kRootUser{0, 0};
 // Parses and validates a spec. `filename` is used in error messages only.
 // Errors (kind kInvalidArgument) read "FILE:LINE:COL: what is wrong in FORM
 // (the rule)", e.g.
-//   app.spec:4:2: unknown operation "rnu" in (rnu (shell make)) (expected
-//   one of comment, workdir, shell, run, copy, user, env)
+//   app.spec:4:2: unknown operation "rnu" in (rnu (shell make)) (did you
+//   mean "run"? expected one of comment, workdir, shell, run, copy, user, env)
 // The full grammar, rules and canonical layout: common/spec/README.md.
 Result<Spec> parse_spec(std::string_view text, std::string_view filename);
 
