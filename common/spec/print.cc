@@ -37,9 +37,10 @@ template <typename Mount>
 Sexp mount_to_sexp(const Mount& mount) {
   std::vector<Sexp> items{atom(mount.id), list({atom("target"), atom(mount.target)})};
   if (!mount.buildkit_options.empty()) {
-    std::vector<Sexp> options{atom("buildkit_options")};
-    for (const auto& [key, value] : mount.buildkit_options) options.push_back(list({atom(key), atom(value)}));
-    items.push_back(list(std::move(options)));
+    // As OBuilder writes it: one list holding the (KEY VALUE) pairs.
+    std::vector<Sexp> pairs;
+    for (const auto& [key, value] : mount.buildkit_options) pairs.push_back(list({atom(key), atom(value)}));
+    items.push_back(list({atom("buildkit_options"), list(std::move(pairs))}));
   }
   return list(std::move(items));
 }

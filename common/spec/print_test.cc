@@ -176,9 +176,9 @@ TEST(SpecPrint, EveryFieldOfEveryOpRoundTrips) {
       " (env K V)\n"
       " (user (name Zaphod))\n"
       " (user (uid 1000) (gid 1000))\n"
-      " (run (cache (c (target /c) (buildkit_options (sharing locked) (k v))))\n"
+      " (run (cache (c (target /c) (buildkit_options ((sharing locked) (k v)))))\n"
       "      (network host bridge)\n"
-      "      (secrets (s (target /run/secrets/s) (buildkit_options (mode 0400))))\n"
+      "      (secrets (s (target /run/secrets/s) (buildkit_options ((mode 0400)))))\n"
       "      (shell \"echo $HOME\"))\n"
       " (copy (from (build b)) (src x y) (dst /d/) (exclude .git))\n"
       ")\n");

@@ -30,9 +30,9 @@ constexpr std::string_view kCopyRule =
     "copy takes the fields from, src, dst, exclude, in any order; src and dst are required";
 constexpr std::string_view kUserRule = "a user is (user (uid N) (gid N)) or (user (name NAME))";
 constexpr std::string_view kCacheRule =
-    "a cache is (ID (target PATH)) with optional (buildkit_options (KEY VALUE)...)";
+    "a cache is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...))";
 constexpr std::string_view kSecretRule =
-    "a secret is (ID (target PATH)) with optional (buildkit_options (KEY VALUE)...)";
+    "a secret is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...))";
 
 std::string join(const std::vector<std::string>& items, std::string_view sep) {
   std::string out;
@@ -324,7 +324,7 @@ class SpecParser {
     return user;
   }
 
-  // One (ID (target PATH) [(buildkit_options (K V)...)]) of a cache or secrets field.
+  // One (ID (target PATH) [(buildkit_options ((K V)...))]) of a cache or secrets field.
   template <typename Mount>
   Result<Mount> parse_mount(const Sexp& entry, std::string_view rule) {
     if (!entry.is_list() || entry.items.empty() || !entry.items[0].is_atom()) {
@@ -339,9 +339,17 @@ class SpecParser {
     }
     KILN_ASSIGN_OR_RETURN(mount.target, field_atom(*fields.at("target"), entry, rule, false));
     if (auto it = fields.find("buildkit_options"); it != fields.end()) {
-      const Sexp& options = *it->second;
-      for (std::size_t i = 1; i < options.items.size(); ++i) {
-        const Sexp& pair = options.items[i];
+      // OBuilder's form (ppx_sexp_conv's [@sexp.list] record field) holds one
+      // list of pairs: (buildkit_options ((K V) (K2 V2))); "()" is empty.
+      // The flatter (buildkit_options (K V) (K2 V2)) is accepted too: the two
+      // cannot be confused, as a pair's elements are atoms.
+      const Sexp& field = *it->second;
+      bool obuilder_form = field.items.size() == 2 && field.items[1].is_list() &&
+                           (field.items[1].items.empty() || field.items[1].items[0].is_list());
+      const Sexp* pairs_holder = obuilder_form ? &field.items[1] : &field;
+      std::size_t first = obuilder_form ? 0 : 1;
+      for (std::size_t i = first; i < pairs_holder->items.size(); ++i) {
+        const Sexp& pair = pairs_holder->items[i];
         if (!pair.is_list() || pair.items.size() != 2 || !pair.items[0].is_atom() ||
             !pair.items[1].is_atom()) {
           return fail(pair, "a buildkit option must be (KEY VALUE)", entry, rule);

@@ -62,16 +62,17 @@ TEST(SpecParse, EveryOperationPrintsAsOneLine) {
       " (copy (dst d) (from (build b)) (src a)))");
   std::vector<std::string> printed;
   for (const Op& op : s.ops) printed.push_back(print_op(op));
-  EXPECT_EQ(printed, (std::vector<std::string>{
-                         "(comment \"hello world\")",
-                         "(workdir /src)",
-                         "(shell /bin/sh -c)",
-                         "(env DEBUG 1)",
-                         "(user (uid 1) (gid 2))",
-                         "(user (name Zaphod))",
-                         "(run (cache (c (target /c) (buildkit_options (k v)))) (network host) (shell make))",
-                         "(copy (from (build b)) (src a) (dst d))",
-                     }));
+  EXPECT_EQ(printed,
+            (std::vector<std::string>{
+                "(comment \"hello world\")",
+                "(workdir /src)",
+                "(shell /bin/sh -c)",
+                "(env DEBUG 1)",
+                "(user (uid 1) (gid 2))",
+                "(user (name Zaphod))",
+                "(run (cache (c (target /c) (buildkit_options ((k v))))) (network host) (shell make))",
+                "(copy (from (build b)) (src a) (dst d))",
+            }));
   std::vector<std::string> names;
   for (const Op& op : s.ops) names.emplace_back(op_name(op.kind));
   EXPECT_EQ(names,
@@ -86,6 +87,32 @@ TEST(SpecParse, FieldOrderDoesNotMatter) {
   EXPECT_EQ(only_op("(user (gid 2) (uid 1))"), OpKind(SetUser{UnixUser{1, 2}}));
   EXPECT_EQ(only_op("(run (cache (c (buildkit_options (k v)) (target /c))) (shell x))"),
             only_op("(run (cache (c (target /c) (buildkit_options (k v)))) (shell x))"));
+}
+
+// OBuilder writes buildkit options as one list of pairs (ppx_sexp_conv's
+// [@sexp.list] record field); the flat form is accepted as well, and both
+// print as OBuilder's.
+TEST(SpecParse, BuildkitOptionsInBothForms) {
+  OpKind obuilder_form =
+      only_op("(run (secrets (s (target /s) (buildkit_options ((k v) (k2 v2))))) (shell x))");
+  OpKind flat_form = only_op("(run (secrets (s (target /s) (buildkit_options (k v) (k2 v2)))) (shell x))");
+  EXPECT_EQ(obuilder_form, flat_form);
+  EXPECT_EQ(std::get<spec::Run>(obuilder_form).secrets.at(0).buildkit_options,
+            (KeyValues{{"k", "v"}, {"k2", "v2"}}));
+  EXPECT_EQ(print_op(Op{obuilder_form, {}}),
+            "(run (secrets (s (target /s) (buildkit_options ((k v) (k2 v2))))) (shell x))");
+  // A single pair in OBuilder's form, and OBuilder's empty list.
+  EXPECT_EQ(std::get<spec::Run>(only_op("(run (cache (c (target /c) (buildkit_options ((k v))))) (shell x))"))
+                .caches.at(0)
+                .buildkit_options,
+            (KeyValues{{"k", "v"}}));
+  EXPECT_TRUE(std::get<spec::Run>(only_op("(run (cache (c (target /c) (buildkit_options ()))) (shell x))"))
+                  .caches.at(0)
+                  .buildkit_options.empty());
+  EXPECT_EQ(
+      parse_error("((from a)\n (run (cache (c (target /c) (buildkit_options ((k v) (k))))) (shell x)))"),
+      "t.spec:2:54: a buildkit option must be (KEY VALUE) in (c (target /c) (buildkit_options ((k v) (k)))) "
+      "(a cache is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...)))");
 }
 
 TEST(SpecParse, DefaultsAndEmptyLists) {
@@ -212,20 +239,20 @@ TEST(SpecParse, RunErrors) {
       "secrets, shell, in any order; shell is required)");
   EXPECT_EQ(parse_error("((from a)\n (run (cache (c)) (shell x)))"),
             "t.spec:2:14: missing field \"target\" for \"c\" in (c) (a cache is (ID (target PATH)) with "
-            "optional (buildkit_options (KEY VALUE)...))");
+            "optional (buildkit_options ((KEY VALUE)...)))");
   EXPECT_EQ(parse_error("((from a)\n (run (secrets (s (targt /s))) (shell x)))"),
             "t.spec:2:19: unknown field \"targt\" in (s (targt /s)) (did you mean \"target\"? a secret is "
             "(ID (target PATH)) with "
-            "optional (buildkit_options (KEY VALUE)...))");
+            "optional (buildkit_options ((KEY VALUE)...)))");
   EXPECT_EQ(parse_error("((from a)\n (run (cache (c (target /c) (buildkit_options (k)))) (shell x)))"),
             "t.spec:2:47: a buildkit option must be (KEY VALUE) in (c (target /c) (buildkit_options (k))) (a "
-            "cache is (ID (target PATH)) with optional (buildkit_options (KEY VALUE)...))");
+            "cache is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...)))");
   EXPECT_EQ(parse_error("((from a)\n (run (cache c) (shell x)))"),
             "t.spec:2:14: expected (ID (target PATH)...) in c (a cache is (ID (target PATH)) with optional "
-            "(buildkit_options (KEY VALUE)...))");
+            "(buildkit_options ((KEY VALUE)...)))");
   EXPECT_EQ(parse_error("((from a)\n (run (cache (c (target \"\"))) (shell x)))"),
             "t.spec:2:25: field \"target\" is empty in (c (target \"\")) (a cache is (ID (target PATH)) with "
-            "optional (buildkit_options (KEY VALUE)...))");
+            "optional (buildkit_options ((KEY VALUE)...)))");
 }
 
 TEST(SpecParse, CopyErrors) {
