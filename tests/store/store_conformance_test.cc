@@ -409,6 +409,22 @@ TEST_P(StoreTest, CountersAndMetadataSurviveReopening) {
   EXPECT_GT(store_->info("a")->size_bytes, 0u);
 }
 
+TEST_P(StoreTest, ASecondOpenOfTheSameStoreIsRefusedHarmlessly) {
+  std::string seen;
+  auto s = store_->build(std::nullopt, "a", [&](const std::string& dir) -> Status {
+    fs::create_directories(dir + "/rootfs");
+    write_file(dir + "/rootfs/f", "1");
+    auto second = open_store(spec(), options());  // while a build is in progress
+    EXPECT_FALSE(second);
+    if (!second) seen = second.error().to_string();
+    EXPECT_EQ(read_file(dir + "/rootfs/f"), "1");  // the second open did not clean up our build
+    return {};
+  });
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_NE(seen.find("one process at a time"), std::string::npos) << seen;
+  EXPECT_EQ(file_of("a", "f"), "1");
+}
+
 // The crash test: a helper process builds, holds a cache copy, starts a
 // second build, and is killed with SIGKILL in the middle of it.
 TEST_P(StoreTest, ReopeningAfterAKilledBuildRepairsTheStore) {

@@ -82,18 +82,6 @@ Status snapshot(const std::string& src, const std::string& dst, bool read_only) 
   return {};
 }
 
-Status make_read_only(const std::string& path) {
-  KILN_ASSIGN_OR_RETURN(int raw, open_dir(path));
-  Fd subvolume(raw);
-  std::uint64_t flags = 0;
-  if (ioctl(subvolume.get(), BTRFS_IOC_SUBVOL_GETFLAGS, &flags) != 0)
-    return errno_error("reading the flags of btrfs subvolume " + path);
-  flags |= BTRFS_SUBVOL_RDONLY;
-  if (ioctl(subvolume.get(), BTRFS_IOC_SUBVOL_SETFLAGS, &flags) != 0)
-    return errno_error("making btrfs subvolume " + path + " read-only");
-  return {};
-}
-
 bool is_subvolume(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_ino == kSubvolumeRootInode;
@@ -133,16 +121,13 @@ class BtrfsBackend final : public SnapshotBackend {
   }
 
   Status commit(const WorkTree& work, const std::string& dst) override {
-    // btrfs refuses to move a read-only subvolume to another directory (its
-    // ".." would change), so rename first, then freeze. dst has no metadata
-    // yet, so nobody uses it before it is read-only; after a crash in
-    // between, recovery removes it as a result without metadata.
-    KILN_RETURN_IF_ERROR(rename_path(work.dir, dst));
-    if (auto s = make_read_only(dst); !s) {
-      (void)delete_subvolume(dst);
-      return s;
-    }
-    return {};
+    // A read-only snapshot of the work tree appears complete at dst in one
+    // transaction; the writable subvolume is then dropped (cheap: the
+    // cleaner reclaims it later). Renaming and then setting the read-only
+    // flag would cost a second transaction commit, and btrfs refuses to move
+    // an already read-only subvolume to another directory.
+    KILN_RETURN_IF_ERROR(snapshot(work.dir, dst, /*read_only=*/true));
+    return delete_subvolume(work.dir);
   }
 
   Status discard(const std::string& dir) override {

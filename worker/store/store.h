@@ -40,7 +40,8 @@ namespace kiln::store {
 
 // A writable copy of a named cache. Move-only. Releasing it (explicitly or
 // by destruction) makes it the cache's new latest snapshot if no other copy
-// was released since this one was taken; otherwise it is discarded.
+// was released since this one was taken; otherwise it is discarded. A lease
+// must be released before the Store that made it is destroyed.
 class CacheLease {
  public:
   CacheLease() = default;
