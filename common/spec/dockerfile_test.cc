@@ -95,6 +95,31 @@ TEST(Dockerfile, MatchesOBuilderExpectation) {
   EXPECT_EQ(std::get<Env>(spec->ops[8].kind).value, "\"quote\\sla\\sh\"");
 }
 
+// Produced by OBuilder's own Docker.dockerfile_of_spec (buildkit, Unix) from
+// this input: nested stages, the user each stage starts as, buildkit options,
+// a multi-line RUN and ENV escaping in one go.
+TEST(Dockerfile, MatchesOBuilderGolden) {
+  EXPECT_EQ(
+      dockerfile(
+          R"spec(((build outer ((build inner ((from alpine) (run (cache (c (target /c) (buildkit_options ((sharing locked))))) (network host) (shell "make all")) (copy (from context) (src src/main.c src/util.c include/) (dst /work/src/)))) (from debian) (copy (from (build inner)) (src /work/src/a.out) (dst /usr/local/bin/tool)) (user (uid 1000) (gid 1000)) (run (cache (c (target /c))) (shell "tool\n  --selftest")))) (from busybox) (copy (from (build outer)) (src /usr/local/bin/tool) (dst /bin/tool)) (env MSG "say \"hi\"") (run (secrets (npm (target /run/secrets/npm) (buildkit_options ((mode 0400) (required true))))) (shell "tool --version"))))spec",
+          true),
+      R"spec(FROM alpine as inner
+RUN --mount=type=cache,id=c,target=/c,uid=0,sharing=locked make all
+COPY src/main.c src/util.c include/ /work/src/
+
+FROM debian as outer
+COPY --from=inner /work/src/a.out /usr/local/bin/tool
+USER 1000:1000
+RUN --mount=type=cache,id=c,target=/c,uid=1000 tool \
+    --selftest
+
+FROM busybox
+COPY --from=outer /usr/local/bin/tool /bin/tool
+ENV MSG="say \"hi\""
+RUN --mount=type=secret,id=npm,target=/run/secrets/npm,uid=0,mode=0400,required=true tool --version
+)spec");
+}
+
 TEST(Dockerfile, BuildKitMountsCachesWithTheCurrentUid) {
   EXPECT_EQ(
       dockerfile(R"(

@@ -88,6 +88,72 @@ TEST(SpecPrint, MatchesOBuilderLayout) {
   EXPECT_EQ(parse_ok(obuilder_example_text("c/")), obuilder_example("c/"));
 }
 
+// Expected texts produced by OBuilder's own Spec.pp (lib_spec/spec.ml, with
+// Sexplib 0.15 and Fmt 0.9) from the one-line inputs: kiln's canonical form
+// must stay byte-identical to OBuilder's.
+struct OBuilderGolden {
+  const char* name;
+  const char* input;
+  const char* obuilder_output;
+};
+
+const OBuilderGolden kOBuilderGoldens[] = {
+    {"NestedBuildsRunsAndCopies",
+     R"spec(((build outer ((build inner ((from alpine) (run (cache (c (target /c))) (network host) (shell "make all")) (copy (from context) (src src/main.c src/util.c include/) (dst /work/src/)))) (from debian) (copy (from (build inner)) (src /work/src/a.out) (dst /usr/local/bin/tool-with-a-long-name)) (user (uid 1000) (gid 1000)))) (from busybox) (copy (from (build outer)) (src /usr/local/bin/tool-with-a-long-name) (dst /bin/tool)) (run (secrets (npm (target /run/secrets/npm) (buildkit_options ((mode 0400))))) (shell "tool --version"))))spec",
+     R"spec(((build outer
+        ((build inner
+                ((from alpine)
+                 (run (cache (c (target /c)))
+                      (network host)
+                      (shell "make all"))
+                 (copy (src src/main.c src/util.c include/) (dst /work/src/))))
+         (from debian)
+         (copy (from (build inner))
+               (src /work/src/a.out)
+               (dst /usr/local/bin/tool-with-a-long-name))
+         (user (uid 1000) (gid 1000))))
+ (from busybox)
+ (copy (from (build outer))
+       (src /usr/local/bin/tool-with-a-long-name)
+       (dst /bin/tool))
+ (run (secrets (npm (target /run/secrets/npm) (buildkit_options ((mode 0400)))))
+      (shell "tool --version"))
+)
+)spec"},
+    {"CopyWidthBoundaryAtTopLevelAndInAChildBuild",
+     R"spec(((build b ((from x) (copy (src aaaaaaaaaa) (dst ddddddddddddddddddddddddddddddddddddddd)) (copy (src aaaaaaaaaa) (dst dddddddddddddddddddddddddddddddddddddddd)))) (from base) (copy (src aaaaaaaaaa) (dst ddddddddddddddddddddddddddddddddddddddddddddddd)) (copy (src aaaaaaaaaa) (dst dddddddddddddddddddddddddddddddddddddddddddddddd))))spec",
+     R"spec(((build b
+        ((from x)
+         (copy (src aaaaaaaaaa) (dst ddddddddddddddddddddddddddddddddddddddd))
+         (copy (src aaaaaaaaaa)
+               (dst dddddddddddddddddddddddddddddddddddddddd))))
+ (from base)
+ (copy (src aaaaaaaaaa) (dst ddddddddddddddddddddddddddddddddddddddddddddddd))
+ (copy (src aaaaaaaaaa)
+       (dst dddddddddddddddddddddddddddddddddddddddddddddddd))
+)
+)spec"},
+    {"QuotedAtoms",
+     R"spec(((from "my image") (comment "") (env "A B" "#|x") (workdir "caf\195\169") (shell /bin/sh -c "a;b") (run (shell "printf '%s\\n' \"$X\""))))spec",
+     R"spec(((from "my image")
+ (comment "")
+ (env "A B" "#|x")
+ (workdir "caf\195\169")
+ (shell /bin/sh -c "a;b")
+ (run (shell "printf '%s\\n' \"$X\""))
+)
+)spec"},
+};
+
+TEST(SpecPrint, MatchesOBuilderGoldens) {
+  for (const OBuilderGolden& golden : kOBuilderGoldens) {
+    SCOPED_TRACE(golden.name);
+    Spec s = parse_ok(golden.input);
+    EXPECT_EQ(print_spec(s), golden.obuilder_output);
+    EXPECT_EQ(parse_ok(golden.obuilder_output), s);
+  }
+}
+
 TEST(SpecPrint, ReformatsFreeFormInput) {
   Spec s = parse_ok(
       "; a comment\n"
