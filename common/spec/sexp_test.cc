@@ -1,5 +1,6 @@
 #include "common/spec/sexp.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -128,6 +129,15 @@ TEST(SexpReader, RefusesExcessiveNesting) {
   std::string ok(kMaxSexpDepth, '(');
   ok += std::string(kMaxSexpDepth, ')');
   read_ok(ok);
+}
+
+TEST(SexpReader, RefusesEndlessDatumComments) {
+  std::string stacked;
+  for (int i = 0; i <= kMaxSexpDepth; ++i) stacked += "#; ";
+  stacked += "a";
+  EXPECT_EQ(read_error(stacked).rfind(
+                fmt::format("t.spec:1:{}: datum comments nested too deeply", 3 * kMaxSexpDepth + 1), 0),
+            0u);
 }
 
 TEST(SexpPrinter, BareWhenPossible) {

@@ -114,8 +114,11 @@ class SpecParser {
         KILN_ASSIGN_OR_RETURN(ChildBuild child, parse_build(item));
         spec.child_builds.push_back(std::move(child));
       } else if (is_head(item, "from")) {
-        if (item.items.size() != 2 || !item.items[1].is_atom() || item.items[1].atom.empty()) {
+        if (item.items.size() != 2 || !item.items[1].is_atom()) {
           return fail(item, "malformed (from)", item, "(from IMAGE) names exactly one base image");
+        }
+        if (item.items[1].atom.empty()) {
+          return fail(item.items[1], "empty image name", item, "(from IMAGE) names exactly one base image");
         }
         spec.from = item.items[1].atom;
         spec.from_pos = item.pos;

@@ -216,6 +216,27 @@ TEST(SpecParse, OperationErrors) {
             "value)");
 }
 
+TEST(SpecParse, EmptyNamesAndPathsAreRefused) {
+  EXPECT_EQ(parse_error("((from \"\"))"),
+            "t.spec:1:8: empty image name in (from \"\") ((from IMAGE) names exactly one base image)");
+  EXPECT_EQ(parse_error("((from a)\n (workdir \"\"))"),
+            "t.spec:2:11: empty workdir in (workdir \"\") ((workdir PATH) takes one non-empty path)");
+  EXPECT_EQ(
+      parse_error("((build \"\" ((from x)))\n (from a))"),
+      "t.spec:1:9: empty build name in (build \"\" ((from x))) (a child build is (build NAME ((from IMAGE) "
+      "OPERATION...)))");
+  EXPECT_EQ(parse_error("((from a)\n (run (cache (\"\" (target /x))) (shell x)))"),
+            "t.spec:2:15: empty id in (\"\" (target /x)) (a cache is (ID (target PATH)) with optional "
+            "(buildkit_options ((KEY VALUE)...)))");
+  EXPECT_EQ(
+      parse_error("((from a)\n (copy (src a) (dst \"\")))"),
+      "t.spec:2:21: field \"dst\" is empty in (copy (src a) (dst \"\")) (copy takes the fields from, src, "
+      "dst, exclude, in any order; src and dst are required)");
+  EXPECT_EQ(parse_error("((from a)\n (user (name \"\")))"),
+            "t.spec:2:14: field \"name\" is empty in (user (name \"\")) (a user is (user (uid N) (gid N)) or "
+            "(user (name NAME)))");
+}
+
 TEST(SpecParse, RunErrors) {
   EXPECT_EQ(
       parse_error("((from a)\n (run (network host)))"),
