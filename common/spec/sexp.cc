@@ -52,6 +52,9 @@ class Reader {
   Reader(std::string_view text, std::string_view filename) : text_(text), filename_(filename) {}
 
   Result<Sexp> read_document() {
+    // Some editors start UTF-8 files with a byte order mark; it is not part
+    // of the spec, and editors do not show it as a column.
+    if (text_.starts_with("\xEF\xBB\xBF")) offset_ = 3;
     KILN_RETURN_IF_ERROR(skip_blanks_and_comments(0));
     if (at_end()) {
       return fail(here(), "empty input",

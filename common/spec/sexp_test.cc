@@ -40,6 +40,13 @@ TEST(SexpReader, AtomsAndListsWithPositions) {
   EXPECT_EQ(s.items[2].pos.column, 3);
 }
 
+TEST(SexpReader, SkipsAUtf8ByteOrderMark) {
+  Sexp s = read_ok("\xEF\xBB\xBF(a\n b)");
+  EXPECT_EQ(s, l({a("a"), a("b")}));
+  EXPECT_EQ(s.pos.column, 1);
+  EXPECT_EQ(read_error("\xEF\xBB\xBF)").rfind("t.spec:1:1: unexpected ')'", 0), 0u);
+}
+
 TEST(SexpReader, QuotedAndBareAtomsAreTheSame) {
   EXPECT_EQ(read_ok("(\"abc\")"), read_ok("(abc)"));
 }
