@@ -1,6 +1,7 @@
 // to_dockerfile: a spec as the equivalent (Unix) Dockerfile, line for line
-// what OBuilder's Docker module writes, plus a comment where a copy's
-// excludes cannot be expressed.
+// what OBuilder's Docker module writes, except that a multi-line comment
+// stays a comment on every line and a note marks excludes a COPY cannot
+// express (README.md, section 4).
 #include <fmt/format.h>
 
 #include <string>
