@@ -14,8 +14,8 @@ namespace {
 
 // OBuilder prints with OCaml Format's default margin of 78. Format gives up on
 // keeping a box on one line as soon as its pending contents fill the space
-// left on the line, so a copy stays on one line only while its fields end
-// before column 78 (0-based 77) -- its closing ')' then still fits in 78.
+// left on the line, so a copy stays on one line only if its fields end by
+// column 77: the whole line, closing ')' included, is then at most 78 wide.
 constexpr std::size_t kMargin = 78;
 
 Sexp atom(std::string text) {
@@ -125,9 +125,7 @@ void layout(std::string& out, const Sexp& item, std::size_t column) {
     out += '(';
     out += head;
     for (std::size_t i = 0; i < fields.size(); ++i) {
-      if (i == 0) {
-        out += ' ';
-      } else if (one_line) {
+      if (i == 0 || one_line) {
         out += ' ';
       } else {
         newline_to(out, fields_column);
