@@ -18,6 +18,8 @@ template <class... Fs>
 struct Overloaded : Fs... {
   using Fs::operator()...;
 };
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
 
 // Drops empty and "." components of an absolute container path; "/" for the root.
 std::string normalise_container_path(std::string_view p) {

@@ -135,7 +135,7 @@ inline constexpr UnixUser kRootUser{0, 0};
 // (the rule)", e.g.
 //   app.spec:4:2: unknown operation "rnu" in (rnu (shell make)) (did you
 //   mean "run"? expected one of comment, workdir, shell, run, copy, user, env)
-// The full grammar, rules and canonical layout: common/spec/README.md.
+// The full grammar, rules and canonical layout: docs/spec-language.md.
 Result<Spec> parse_spec(std::string_view text, std::string_view filename);
 
 // Reads and parses a spec file.
