@@ -1,0 +1,172 @@
+#include "worker/sandbox/oci_config.h"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "common/path.h"
+
+namespace kiln::sandbox {
+namespace {
+
+using nlohmann::json;
+
+struct Capability {
+  const char* name;
+  int bit;
+};
+
+// What root inside a step may do. Docker's default set without
+// CAP_NET_RAW and CAP_NET_BIND_SERVICE: steps may share the host network.
+constexpr Capability kCapabilities[] = {
+    {"CAP_CHOWN", 0},       {"CAP_DAC_OVERRIDE", 1}, {"CAP_FOWNER", 3},       {"CAP_FSETID", 4},
+    {"CAP_KILL", 5},        {"CAP_SETGID", 6},       {"CAP_SETUID", 7},       {"CAP_SETPCAP", 8},
+    {"CAP_SYS_CHROOT", 18}, {"CAP_MKNOD", 27},       {"CAP_AUDIT_WRITE", 29}, {"CAP_SETFCAP", 31},
+};
+
+json mount(std::string destination, std::string type, std::string source, std::vector<std::string> options) {
+  return json{{"destination", std::move(destination)},
+              {"type", std::move(type)},
+              {"source", std::move(source)},
+              {"options", std::move(options)}};
+}
+
+json rlimit(const char* type, std::uint64_t value) {
+  return json{{"type", type}, {"hard", value}, {"soft", value}};
+}
+
+std::unexpected<Error> invalid(std::string message) {
+  return make_error(ErrorKind::kInvalidArgument, std::move(message));
+}
+
+// An absolute container path in canonical form, or an error naming `what`.
+Result<std::string> container_path(std::string_view path, std::string_view what) {
+  if (path.empty() || path[0] != '/')
+    return invalid(fmt::format("{} {:?} must be an absolute path inside the container", what, path));
+  auto normal = path::normalize_absolute(path);
+  if (!normal) return invalid(fmt::format("{} {:?}: {}", what, path, normal.error().message()));
+  return *normal;
+}
+
+}  // namespace
+
+const std::vector<std::string>& default_capabilities() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& c : kCapabilities) v.emplace_back(c.name);
+    return v;
+  }();
+  return names;
+}
+
+std::uint64_t default_capability_mask() {
+  std::uint64_t mask = 0;
+  for (const auto& c : kCapabilities) mask |= std::uint64_t{1} << c.bit;
+  return mask;
+}
+
+const std::vector<std::string>& masked_paths() {
+  static const std::vector<std::string> paths = {
+      "/proc/acpi",       "/proc/asound",      "/proc/kcore",       "/proc/keys", "/proc/latency_stats",
+      "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+  };
+  return paths;
+}
+
+const std::vector<std::string>& readonly_paths() {
+  static const std::vector<std::string> paths = {
+      "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+  };
+  return paths;
+}
+
+std::string hosts_file_content(std::string_view hostname) {
+  std::string out = "127.0.0.1\tlocalhost";
+  if (!hostname.empty() && hostname != "localhost") out += fmt::format(" {}", hostname);
+  out += "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  return out;
+}
+
+Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const OciOptions& options) {
+  if (spec.argv.empty()) return invalid("the step's command (argv) is empty");
+  KILN_ASSIGN_OR_RETURN(std::string cwd, container_path(spec.cwd, "working directory"));
+  for (const auto& e : spec.env) {
+    if (e.find('=') == std::string::npos || e.front() == '=')
+      return invalid(fmt::format("environment entry {:?} is not of the form KEY=VALUE", e));
+  }
+  bool host_network = spec.host_network();
+  if (!spec.network.empty() && !host_network)
+    return invalid(fmt::format("unsupported network {:?}: use none (loopback only) or \"host\"",
+                               fmt::join(spec.network, " ")));
+  if (paths.secret_files.size() != spec.secrets.size())
+    return make_error(ErrorKind::kInternal, fmt::format("{} secret files prepared for {} secrets",
+                                                        paths.secret_files.size(), spec.secrets.size()));
+  if (spec.limits.memory_bytes && *spec.limits.memory_bytes == 0)
+    return invalid("memory limit of 0 bytes: give a positive size or no limit");
+  if (spec.limits.pids && *spec.limits.pids == 0)
+    return invalid("pids limit of 0: give a positive count or no limit");
+  if (spec.limits.cpu_millicores && *spec.limits.cpu_millicores == 0)
+    return invalid("cpu limit of 0 millicores: give a positive value or no limit");
+  if (spec.hostname.empty()) return invalid("the container's hostname is empty");
+
+  const auto& caps = default_capabilities();
+  json process = {
+      {"terminal", false},
+      {"user", {{"uid", spec.uid}, {"gid", spec.gid}}},
+      {"args", spec.argv},
+      {"env", spec.env},
+      {"cwd", cwd},
+      {"capabilities", {{"bounding", caps}, {"effective", caps}, {"inheritable", caps}, {"permitted", caps}}},
+      // Explicit because the inherited limits can be higher than what this
+      // host lets even root set (no CAP_SYS_RESOURCE): runc would fail.
+      {"rlimits", json::array({rlimit("RLIMIT_NOFILE", 1024), rlimit("RLIMIT_NPROC", 1024)})},
+      {"noNewPrivileges", options.no_new_privileges},
+  };
+
+  json mounts = json::array({
+      mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}),
+      mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}),
+      mount("/dev/pts", "devpts", "devpts",
+            {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}),
+      mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}),
+      mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}),
+      mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
+      mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}),
+      mount("/etc/hosts", "bind", paths.hosts_file, {"rbind", "rprivate", "ro"}),
+  });
+  if (host_network)
+    mounts.push_back(mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", {"rbind", "rprivate", "ro"}));
+  for (std::size_t i = 0; i < spec.secrets.size(); ++i) {
+    KILN_ASSIGN_OR_RETURN(std::string target, container_path(spec.secrets[i].target, "secret target"));
+    if (target == "/") return invalid("secret target \"/\" is not a file path");
+    mounts.push_back(mount(target, "bind", paths.secret_files[i],
+                           {"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"}));
+  }
+  for (const auto& m : spec.mounts) {
+    if (m.source.empty() || m.source[0] != '/')
+      return invalid(fmt::format("mount source {:?} must be an absolute host path", m.source));
+    KILN_ASSIGN_OR_RETURN(std::string destination, container_path(m.destination, "mount target"));
+    std::vector<std::string> opts = {"rbind", "rprivate", "nosuid", "nodev"};
+    if (m.read_only) opts.push_back("ro");
+    mounts.push_back(mount(destination, "bind", m.source, std::move(opts)));
+  }
+
+  json namespaces =
+      json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
+  if (!host_network) namespaces.push_back({{"type", "network"}});
+
+  return json{
+      {"ociVersion", "1.0.2"},
+      {"process", std::move(process)},
+      {"root", {{"path", paths.rootfs}, {"readonly", false}}},
+      {"hostname", spec.hostname},
+      {"mounts", std::move(mounts)},
+      {"linux",
+       {{"namespaces", std::move(namespaces)},
+        {"cgroupsPath", paths.cgroups_path},
+        {"maskedPaths", masked_paths()},
+        {"readonlyPaths", readonly_paths()}}},
+  };
+}
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,60 @@
+// The OCI runtime configuration (config.json) kiln gives runc or crun for one
+// step: what the container gets, decided in one place (docs/sandbox.md).
+//
+//   OciPaths paths{.rootfs = "/store/tmp/abc/rootfs", .hosts_file = bundle + "/hosts",
+//                  .secret_files = {bundle_secrets + "/0"}, .cgroups_path = "/kiln/g/kiln-1f2e"};
+//   KILN_ASSIGN_OR_RETURN(nlohmann::json config, make_oci_config(spec, paths, {}));
+//   write(bundle + "/config.json", config.dump(2));
+//
+// Contract: pure functions (no filesystem access). make_oci_config validates
+// the RunSpec and fails with kInvalidArgument naming the bad field; secret
+// values never appear in the configuration (only the host files holding
+// them). Thread safety: none needed.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "worker/sandbox/sandbox.h"
+
+namespace kiln::sandbox {
+
+// Host-side paths the configuration refers to, prepared by the runtime driver.
+struct OciPaths {
+  std::string rootfs;                     // absolute, symlink-free
+  std::string hosts_file;                 // mounted read-only at /etc/hosts
+  std::vector<std::string> secret_files;  // one per RunSpec::secrets entry, same order
+  std::string cgroups_path;               // absolute cgroup path of the container
+};
+
+struct OciOptions {
+  // Set the no_new_privs bit: setuid binaries (sudo) stop working for
+  // non-root steps. Off by default, as in OBuilder, whose specs often run
+  // `sudo` after `(user ...)`.
+  bool no_new_privileges = false;
+};
+
+// The capabilities a step's root keeps: Docker's default set minus the
+// network ones (about a dozen).
+const std::vector<std::string>& default_capabilities();
+
+// The capability bits of default_capabilities(), as /proc/PID/status shows
+// them in CapEff (for tests and diagnostics).
+std::uint64_t default_capability_mask();
+
+// /proc and /sys paths hidden or made read-only, as runc's default spec.
+const std::vector<std::string>& masked_paths();
+const std::vector<std::string>& readonly_paths();
+
+// The generated /etc/hosts: localhost and the step's hostname on loopback.
+std::string hosts_file_content(std::string_view hostname);
+
+// Builds the configuration. Fails (kInvalidArgument) on an empty argv, a
+// relative cwd or mount/secret target, an env entry without '=', an
+// unsupported network, a zero limit, or secret_files not matching secrets.
+Result<nlohmann::json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const OciOptions& options);
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,608 @@
+#include "worker/sandbox/runc_sandbox.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "common/path.h"
+#include "common/sha256.h"
+#include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/process.h"
+
+namespace kiln::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kContainerPrefix = "kiln-";
+constexpr long kTmpfsMagic = 0x01021994;
+// How long helper commands (kill, delete, list) may take before kiln gives up on them.
+constexpr auto kHelperTimeout = 20s;
+// How long a killed container may take to disappear before kiln kills the runtime itself.
+constexpr auto kKillPatience = 10s;
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+Status make_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+    return errno_error(fmt::format("create directory {}", path));
+  return {};
+}
+
+Status make_dirs(const std::string& path, mode_t mode) {
+  for (std::size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1))
+    KILN_RETURN_IF_ERROR(make_dir(path.substr(0, pos), 0755));
+  return make_dir(path, mode);
+}
+
+Status write_new_file(const std::string& path, std::string_view content, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return errno_error(fmt::format("create {}", path));
+  Fd guard(fd);
+  while (!content.empty()) {
+    ssize_t n = ::write(fd, content.data(), content.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(fmt::format("write {}", path));
+    content.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+// Removes a directory tree. Never follows symlinks, never crosses mounts
+// (unlink of a mount point fails), so it cannot reach outside `path`.
+void remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    if (DIR* d = ::opendir(path.c_str())) {
+      std::vector<std::string> names;
+      while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name != "." && name != "..") names.push_back(name);
+      }
+      ::closedir(d);
+      for (const auto& n : names) remove_tree(path + "/" + n);
+    }
+    ::rmdir(path.c_str());
+  } else {
+    ::unlink(path.c_str());
+  }
+}
+
+std::vector<std::string> list_dir(const std::string& path) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(path.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    ::closedir(d);
+  }
+  return names;
+}
+
+bool is_mount_point(const std::string& path) {
+  struct stat here, parent;
+  if (::stat(path.c_str(), &here) != 0 || ::stat((path + "/..").c_str(), &parent) != 0) return false;
+  return here.st_dev != parent.st_dev;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::vector<std::uint8_t> buf(bytes);
+  std::size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::getrandom(buf.data() + got, bytes - got, 0);
+    if (n > 0) got += static_cast<std::size_t>(n);
+  }
+  return to_hex(buf);
+}
+
+// A runc/crun --log file in JSON lines: the messages of level "error".
+std::string runtime_errors(const std::string& log_path) {
+  std::ifstream in(log_path);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    auto json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!json.is_object() || json.value("level", "") != "error") continue;
+    std::string msg = json.value("msg", "");
+    if (msg.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += msg;
+  }
+  return out;
+}
+
+// Paths in the rootfs that the runtime will create as mount points (stubs)
+// because they do not exist yet; removed after the run so that secret and
+// hosts-file targets leave no trace in the step's result.
+std::vector<std::string> missing_stubs(const std::string& rootfs, const std::vector<std::string>& targets) {
+  std::vector<std::string> stubs;
+  for (const auto& target : targets) {
+    auto rel = path::normalize_relative(std::string_view(target).substr(1));
+    if (!rel || rel->empty()) continue;
+    // The first missing component: everything beneath it is the runtime's doing.
+    std::string prefix;
+    for (auto part : path::components(*rel)) {
+      prefix = prefix.empty() ? std::string(part) : prefix + "/" + std::string(part);
+      auto host = path::resolve_beneath(rootfs, prefix, path::AbsoluteSymlinks::kRelativeToRoot);
+      if (!host) break;
+      struct stat st;
+      if (::lstat(host->c_str(), &st) != 0) {
+        stubs.push_back(*host);
+        break;
+      }
+    }
+  }
+  return stubs;
+}
+
+// Removes a stub only while it is still empty: a step that wrote real
+// content there keeps it.
+void remove_stub(const std::string& host_path) {
+  struct stat st;
+  if (::lstat(host_path.c_str(), &st) != 0) return;
+  if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    ::unlink(host_path.c_str());
+  } else if (S_ISDIR(st.st_mode)) {
+    for (const auto& n : list_dir(host_path)) remove_stub(host_path + "/" + n);
+    ::rmdir(host_path.c_str());  // fails, as intended, if anything real is left
+  }
+}
+
+// Forwards output chunks; reads until the pipe would block or ends.
+bool drain(int fd, const OutputSink& on_output) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      if (on_output) on_output(std::string_view(buf, static_cast<std::size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return false;
+    return true;  // EOF (or an error, which ends the stream too)
+  }
+}
+
+// Writes to a pipe whose reader may be gone without killing kiln with
+// SIGPIPE: the signal is blocked for this thread and any pending one consumed.
+ssize_t write_no_sigpipe(int fd, const char* data, std::size_t size) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t n = ::write(fd, data, size);
+  int err = errno;
+  if (n < 0 && err == EPIPE) {
+    timespec zero{0, 0};
+    while (::sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return n;
+}
+
+}  // namespace
+
+Result<OciRuntime> parse_oci_runtime(std::string_view name) {
+  if (name == "runc") return OciRuntime::kRunc;
+  if (name == "crun") return OciRuntime::kCrun;
+  return make_error(ErrorKind::kInvalidArgument,
+                    fmt::format("unknown OCI runtime {:?}: use \"runc\" (the default) or \"crun\"", name));
+}
+
+std::string_view oci_runtime_name(OciRuntime runtime) {
+  return runtime == OciRuntime::kCrun ? "crun" : "runc";
+}
+
+bool LeftoverReport::removed_anything() const {
+  return !containers.empty() || !cgroups.empty() || bundles > 0 || secret_dirs > 0;
+}
+
+std::string LeftoverReport::to_string() const {
+  if (!removed_anything()) return "no leftovers";
+  std::vector<std::string> parts;
+  if (!containers.empty()) parts.push_back(fmt::format("containers {}", fmt::join(containers, ", ")));
+  if (!cgroups.empty()) parts.push_back(fmt::format("step cgroups {}", fmt::join(cgroups, ", ")));
+  if (bundles > 0) parts.push_back(fmt::format("{} bundle directories", bundles));
+  if (secret_dirs > 0) parts.push_back(fmt::format("{} secret directories", secret_dirs));
+  return fmt::format("removed leftovers of an earlier run: {}", fmt::join(parts, "; "));
+}
+
+RuncSandbox::RuncSandbox(RuncSandboxOptions options) : options_(std::move(options)) {}
+
+RuncSandbox::~RuncSandbox() {
+  // The secrets tmpfs only ever holds values of running steps; none run now.
+  if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
+}
+
+std::vector<std::string> RuncSandbox::runtime_command(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv;
+  if (options_.runtime == OciRuntime::kCrun) {
+    if (crun_needs_private_cgroup_ns_) {
+      // crun 1.8 mistakes a hybrid host (v1 controllers plus an empty
+      // cgroup2 at /sys/fs/cgroup/unified) for a v2 one and fails; hiding
+      // the unified mount in a private mount namespace makes it use v1.
+      argv = {"unshare",
+              "-m",
+              "--propagation",
+              "private",
+              "sh",
+              "-c",
+              "umount /sys/fs/cgroup/unified && exec \"$@\"",
+              "crun"};
+    }
+    argv.insert(argv.end(), {"crun", "--root=" + runtime_root_, "--cgroup-manager=cgroupfs"});
+  } else {
+    argv = {"runc", "--root", runtime_root_};
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions options) {
+  if (options.state_dir.empty())
+    return make_error(ErrorKind::kInvalidArgument, "the sandbox needs a state directory");
+  std::string_view runtime_name = oci_runtime_name(options.runtime);
+  KILN_RETURN_IF_ERROR(make_dirs(options.state_dir, 0700));
+  char real[PATH_MAX];
+  if (::realpath(options.state_dir.c_str(), real) == nullptr)
+    return errno_error(fmt::format("resolve sandbox state directory {}", options.state_dir));
+  options.state_dir = real;
+
+  std::unique_ptr<RuncSandbox> sandbox(new RuncSandbox(std::move(options)));
+  RuncSandbox& s = *sandbox;
+  const std::string& state = s.options_.state_dir;
+  s.runtime_root_ = state + "/runtime";
+  s.bundles_dir_ = state + "/bundles";
+  s.secrets_dir_ = state + "/secrets";
+  s.cgroup_group_ = "kiln/" + sha256_hex(state).substr(0, 12);
+  for (const auto* d : {&s.runtime_root_, &s.bundles_dir_, &s.secrets_dir_})
+    KILN_RETURN_IF_ERROR(make_dir(*d, 0700));
+
+  if (s.options_.runtime == OciRuntime::kCrun) {
+    auto mounts = cgroup_mounts();
+    if (mounts) {
+      for (const auto& m : *mounts)
+        if (m.v2 && m.path == "/sys/fs/cgroup/unified") s.crun_needs_private_cgroup_ns_ = true;
+    }
+  }
+
+  auto version = run_command(s.runtime_command({"--version"}), kHelperTimeout);
+  if (!version || !version->ok()) {
+    return make_error(
+        ErrorKind::kUnavailable,
+        fmt::format("the OCI runtime {} does not run ({}): install it (apt-get install {})", runtime_name,
+                    version ? fmt::format("{} {}", format_command(s.runtime_command({"--version"})),
+                                          describe_wait_status(version->wait_status))
+                            : version.error().to_string(),
+                    runtime_name));
+  }
+
+  // Secret values must never touch a disk: they live on a tmpfs of our own.
+  struct statfs fs;
+  bool mounted = ::statfs(s.secrets_dir_.c_str(), &fs) == 0 && fs.f_type == kTmpfsMagic &&
+                 is_mount_point(s.secrets_dir_);
+  if (!mounted && ::mount("tmpfs", s.secrets_dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "mode=0700,size=64m") != 0) {
+    return errno_error(
+        fmt::format("mount a tmpfs for secrets at {} (the sandbox must run as root)", s.secrets_dir_));
+  }
+
+  KILN_RETURN_IF_ERROR(s.remove_leftovers());
+  if (s.leftovers_.removed_anything()) spdlog::warn("sandbox {}: {}", state, s.leftovers_.to_string());
+  return sandbox;
+}
+
+Status RuncSandbox::remove_leftovers() {
+  for (const auto& name : list_dir(runtime_root_)) {
+    if (!name.starts_with(kContainerPrefix)) continue;
+    auto out = run_command(runtime_command({"delete", "--force", name}), kHelperTimeout);
+    if (!out)
+      return std::unexpected(std::move(out).error().with_context("removing leftover container " + name));
+    if (!out->ok()) {
+      // A state entry the runtime no longer understands: its processes are
+      // handled through the cgroup below; the entry itself can go.
+      spdlog::warn("sandbox: `{}` {}: {}", format_command(runtime_command({"delete", "--force", name})),
+                   describe_wait_status(out->wait_status), out->output);
+      remove_tree(runtime_root_ + "/" + name);
+    }
+    leftovers_.containers.push_back(name);
+  }
+  auto cgroups = StepCgroup::remove_group_leftovers(cgroup_group_);
+  if (!cgroups)
+    return std::unexpected(std::move(cgroups).error().with_context("removing leftover step cgroups"));
+  leftovers_.cgroups = *cgroups;
+  for (const auto& name : list_dir(bundles_dir_)) {
+    remove_tree(bundles_dir_ + "/" + name);
+    ++leftovers_.bundles;
+  }
+  for (const auto& name : list_dir(secrets_dir_)) {
+    remove_tree(secrets_dir_ + "/" + name);
+    ++leftovers_.secret_dirs;
+  }
+  return {};
+}
+
+Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const OutputSink& on_output,
+                        CancelToken& cancel) {
+  std::string_view runtime_name = oci_runtime_name(options_.runtime);
+  if (spec.stdin_fd >= 0 && spec.stdin_data)
+    return make_error(ErrorKind::kInvalidArgument, "a step's stdin is either an fd or a provider, not both");
+  if (cancel.cancelled()) return make_error(ErrorKind::kCancelled, "cancelled before the step started");
+
+  // runc refuses a rootfs path with symlinks in it, so hand it the real one.
+  char real[PATH_MAX];
+  if (::realpath(rootfs.c_str(), real) == nullptr)
+    return errno_error(fmt::format("the step's root filesystem {}", rootfs));
+  std::string real_rootfs = real;
+  struct stat st;
+  if (::stat(real_rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("the step's root filesystem {} is not a directory", rootfs));
+
+  const std::string id = std::string(kContainerPrefix) + random_hex(8);
+  const std::string bundle = bundles_dir_ + "/" + id;
+  const std::string secrets = secrets_dir_ + "/" + id;
+  const std::string runtime_log = bundle + "/runtime.log";
+
+  // Everything made for this run goes, whatever happens from here on.
+  std::vector<std::string> stub_targets = {"/etc/hosts"};
+  if (spec.host_network()) stub_targets.push_back("/etc/resolv.conf");
+  for (const auto& s : spec.secrets) stub_targets.push_back(s.target);
+  std::vector<std::string> stubs = missing_stubs(real_rootfs, stub_targets);
+  struct Cleanup {
+    std::string bundle, secrets;
+    std::vector<std::string>* stubs;
+    ~Cleanup() {
+      remove_tree(secrets);
+      remove_tree(bundle);
+      for (const auto& s : *stubs) remove_stub(s);
+    }
+  } cleanup{bundle, secrets, &stubs};
+
+  KILN_RETURN_IF_ERROR(make_dir(bundle, 0700));
+  KILN_RETURN_IF_ERROR(make_dir(secrets, 0700));
+  OciPaths paths;
+  paths.rootfs = real_rootfs;
+  paths.hosts_file = bundle + "/hosts";
+  KILN_RETURN_IF_ERROR(write_new_file(paths.hosts_file, hosts_file_content(spec.hostname), 0644));
+  for (std::size_t i = 0; i < spec.secrets.size(); ++i) {
+    std::string file = secrets + "/" + std::to_string(i);
+    KILN_RETURN_IF_ERROR(write_new_file(file, spec.secrets[i].value, 0400));
+    if (::chown(file.c_str(), spec.uid, spec.gid) != 0)
+      return errno_error(fmt::format("give secret file {} to {}:{}", file, spec.uid, spec.gid));
+    paths.secret_files.push_back(std::move(file));
+  }
+
+  KILN_ASSIGN_OR_RETURN(StepCgroup cgroup, StepCgroup::create(cgroup_group_, id, spec.limits));
+  paths.cgroups_path = cgroup.container_path();
+  auto config = make_oci_config(spec, paths, options_.oci);
+  if (!config) {
+    (void)cgroup.kill_and_remove(1s);
+    return std::unexpected(std::move(config).error());
+  }
+  if (auto s = write_new_file(bundle + "/config.json", config->dump(2) + "\n", 0600); !s) {
+    (void)cgroup.kill_and_remove(1s);
+    return s;
+  }
+
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return errno_error("create the step's output pipe");
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  ::fcntl(out_r.get(), F_SETFL, O_NONBLOCK);
+  Fd in_r, in_w;
+  if (spec.stdin_data) {
+    int in_pipe[2];
+    if (::pipe2(in_pipe, O_CLOEXEC) != 0) return errno_error("create the step's stdin pipe");
+    in_r.reset(in_pipe[0]);
+    in_w.reset(in_pipe[1]);
+    ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+  }
+
+  std::vector<std::string> global = {};
+  if (options_.runtime == OciRuntime::kCrun)
+    global = {"--log=" + runtime_log, "--log-format=json"};
+  else
+    global = {"--log", runtime_log, "--log-format", "json"};
+  std::vector<std::string> run_args = global;
+  run_args.insert(run_args.end(), {"run", "--bundle", bundle, id});
+  std::vector<std::string> argv = runtime_command(run_args);
+  // The container's stdio is the runtime's (no terminal): the pipe reaches
+  // the step's processes directly and closes when the last of them exits.
+  auto child = ChildProcess::spawn(argv, {.stdin_fd = spec.stdin_data ? in_r.get() : spec.stdin_fd,
+                                          .stdout_fd = out_w.get(),
+                                          .stderr_fd = out_w.get()});
+  if (!child) {
+    (void)cgroup.kill_and_remove(1s);
+    return std::unexpected(std::move(child).error());
+  }
+  out_w.reset();
+  in_r.reset();
+
+  enum class Stop { kNone, kCancelled, kTimedOut, kStdinFailed };
+  Stop stop = Stop::kNone;
+  std::optional<Error> stdin_error;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point kNever = Clock::time_point::max();
+  // The step's time limit, then (once the runtime exited) a bound on waiting for the output to end.
+  Clock::time_point deadline = spec.timeout ? Clock::now() + *spec.timeout : kNever;
+  std::string pending_stdin;
+  std::size_t pending_offset = 0;
+  bool output_done = false;
+  bool exited = false;
+  int wait_status = 0;
+
+  auto feed_stdin = [&] {
+    while (in_w.get() >= 0) {
+      if (pending_offset == pending_stdin.size()) {
+        auto next = spec.stdin_data();
+        if (!next) {
+          stdin_error = std::move(next).error();
+          in_w.reset();
+          return;
+        }
+        if (next->empty()) {
+          in_w.reset();  // end of input
+          return;
+        }
+        pending_stdin = std::move(*next);
+        pending_offset = 0;
+      }
+      ssize_t n = write_no_sigpipe(in_w.get(), pending_stdin.data() + pending_offset,
+                                   pending_stdin.size() - pending_offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n < 0) {
+        in_w.reset();  // the step closed its stdin (EPIPE): it did not want the rest
+        return;
+      }
+      pending_offset += static_cast<std::size_t>(n);
+    }
+  };
+
+  while (!(output_done && exited) && stop == Stop::kNone) {
+    std::vector<pollfd> fds;
+    if (!output_done) fds.push_back({out_r.get(), POLLIN, 0});
+    if (cancel.wait_fd() >= 0) fds.push_back({cancel.wait_fd(), POLLIN, 0});
+    if (in_w.get() >= 0) fds.push_back({in_w.get(), POLLOUT, 0});
+    if (!exited && child->exit_fd() >= 0) fds.push_back({child->exit_fd(), POLLIN, 0});
+    int timeout_ms = 1000;  // only a safety net: every event above wakes poll
+    if (cancel.wait_fd() < 0 || child->exit_fd() < 0) timeout_ms = 50;
+    if (deadline != kNever) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count() + 1, 0, timeout_ms));
+    }
+    int n = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (n < 0 && errno != EINTR) return errno_error("poll the step's output");
+    if (!output_done && drain(out_r.get(), on_output)) output_done = true;
+    if (in_w.get() >= 0) feed_stdin();
+    if (stdin_error) stop = Stop::kStdinFailed;
+    if (!exited && child->try_wait(&wait_status)) {
+      exited = true;
+      // Processes of a pid namespace die with its init, so the pipe closes
+      // promptly; bound the wait anyway in case something kept it open.
+      if (!output_done) deadline = std::min(deadline, Clock::now() + 5s);
+    }
+    if (cancel.cancelled()) stop = Stop::kCancelled;
+    if (Clock::now() >= deadline && !(output_done && exited)) {
+      if (exited) {
+        output_done = true;  // the runtime is gone; stop waiting for stray writers
+      } else {
+        stop = Stop::kTimedOut;
+      }
+    }
+  }
+
+  if (stop != Stop::kNone) {
+    // Kill the container: through the runtime, and through the cgroup for
+    // processes the runtime does not know yet (a container still starting).
+    (void)run_command(runtime_command({"kill", id, "KILL"}), kHelperTimeout);
+    auto kill_deadline = std::chrono::steady_clock::now() + kKillPatience;
+    while (!child->try_wait(&wait_status)) {
+      for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
+      if (!output_done && drain(out_r.get(), on_output)) output_done = true;
+      if (std::chrono::steady_clock::now() >= kill_deadline) {
+        spdlog::warn("sandbox: {} run {} did not end {} s after its container was killed; killing it",
+                     runtime_name, id,
+                     std::chrono::duration_cast<std::chrono::seconds>(kKillPatience).count());
+        child->signal(SIGKILL);
+        wait_status = child->wait();
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    exited = true;
+  }
+  if (!output_done) drain(out_r.get(), on_output);
+
+  // `run` deletes its container when it ends normally; after a kill (or a
+  // runtime crash) the state may remain.
+  auto deleted = run_command(runtime_command({"delete", "--force", id}), kHelperTimeout);
+  (void)deleted;
+  LimitHits hits = cgroup.limit_hits();
+  Status removed = cgroup.kill_and_remove(5s);
+  if (!removed) spdlog::error("sandbox: step {} left processes behind: {}", id, removed.error().to_string());
+
+  switch (stop) {
+    case Stop::kCancelled:
+      return make_error(ErrorKind::kCancelled, "cancelled: the step's container was killed");
+    case Stop::kTimedOut:
+      return make_error(ErrorKind::kTimeout,
+                        fmt::format("timed out after {} (the step's time limit); the container was killed",
+                                    human_duration(*spec.timeout)));
+    case Stop::kStdinFailed:
+      return std::unexpected(std::move(*stdin_error).with_context("reading the step's standard input"));
+    case Stop::kNone: break;
+  }
+  if (!removed) return std::unexpected(std::move(removed).error());
+
+  if (WIFSIGNALED(wait_status)) {
+    return make_error(ErrorKind::kUnavailable, fmt::format("{} itself {} while running the step",
+                                                           runtime_name, describe_wait_status(wait_status)));
+  }
+  int status = WEXITSTATUS(wait_status);
+  if (status == 0) return {};
+
+  // Did the runtime fail to start the command (bad cwd, no such program),
+  // rather than the command fail?
+  std::string runtime_error = runtime_errors(runtime_log);
+  if (!runtime_error.empty()) {
+    return make_error(ErrorKind::kFailedPrecondition, fmt::format("could not start the command {}: {}",
+                                                                  format_command(spec.argv), runtime_error));
+  }
+
+  std::string what = fmt::format("command exited with status {}", status);
+  // The runtime reports a signal death of the command as 128 + signal, as shells do.
+  if (status > 128 && status < 128 + 65)
+    what = fmt::format("command was killed by signal {} ({}) (exit status {})", status - 128,
+                       signal_name(status - 128), status);
+  if (hits.memory && spec.limits.memory_bytes) {
+    if (status == 128 + SIGKILL)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("killed: memory limit of {} reached (command exited with status {})",
+                                    human_bytes(*spec.limits.memory_bytes), status));
+    what += fmt::format(" (the memory limit of {} was reached during the step)",
+                        human_bytes(*spec.limits.memory_bytes));
+  }
+  if (hits.pids && spec.limits.pids)
+    what += fmt::format(" (pids limit of {} reached: the step could not start more processes)",
+                        *spec.limits.pids);
+  return make_error(ErrorKind::kFailedPrecondition, std::move(what));
+}
+
+}  // namespace kiln::sandbox

@@ -1,0 +1,91 @@
+// The default Sandbox: each step runs in a fresh OCI container started by
+// runc (or crun) from a generated config.json (oci_config.h). What the
+// container gets, and why, is in docs/sandbox.md.
+//
+//   KILN_ASSIGN_OR_RETURN(auto sandbox, RuncSandbox::create({.state_dir = "/var/lib/kiln/sandbox"}));
+//   if (sandbox->leftovers().removed_anything()) spdlog::warn("{}", sandbox->leftovers().to_string());
+//   CancelToken cancel;
+//   KILN_RETURN_IF_ERROR(sandbox->run(spec, rootfs, on_output, cancel));
+//
+// The state directory belongs to one RuncSandbox at a time. It holds the
+// runtime's state (`runtime/`, runc's --root), one bundle per running step
+// (`bundles/<container id>/`: config.json, hosts, the runtime's log) and a
+// tmpfs (`secrets/`) where secret values live during their step. Containers
+// are named `kiln-<random hex>`; create() removes every `kiln-` container,
+// bundle, secret and step cgroup a previous (crashed) owner of the same
+// state directory left, and reports what it removed.
+//
+// Needs root (runc creates namespaces and cgroups; the secrets tmpfs is
+// mounted). Thread safety: run() may be called from several threads at
+// once; each call is its own container.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "worker/sandbox/oci_config.h"
+#include "worker/sandbox/sandbox.h"
+
+namespace kiln::sandbox {
+
+enum class OciRuntime { kRunc, kCrun };
+
+// "runc" or "crun" (the `--oci-runtime` flag); kInvalidArgument otherwise.
+Result<OciRuntime> parse_oci_runtime(std::string_view name);
+std::string_view oci_runtime_name(OciRuntime runtime);
+
+struct RuncSandboxOptions {
+  std::string state_dir;  // created if missing
+  OciRuntime runtime = OciRuntime::kRunc;
+  OciOptions oci;  // configuration choices (no_new_privileges)
+};
+
+// What create() removed from a crashed owner of the state directory.
+struct LeftoverReport {
+  std::vector<std::string> containers;  // runtime containers deleted (with their processes)
+  std::vector<std::string> cgroups;     // step cgroups emptied and removed
+  int bundles = 0;                      // bundle directories removed
+  int secret_dirs = 0;                  // per-step secret directories wiped
+  bool removed_anything() const;
+  std::string to_string() const;  // "removed leftover containers kiln-1, kiln-2; ..." or "no leftovers"
+};
+
+class RuncSandbox final : public Sandbox {
+ public:
+  // Checks the runtime runs, mounts the secrets tmpfs and removes leftovers.
+  // Errors: kUnavailable when the runtime is missing (says which package to
+  // install), kIo/kFailedPrecondition when the state directory cannot be used.
+  static Result<std::unique_ptr<RuncSandbox>> create(RuncSandboxOptions options);
+  ~RuncSandbox() override;  // unmounts the secrets tmpfs
+
+  Status run(const RunSpec& spec, const std::string& rootfs, const OutputSink& on_output,
+             CancelToken& cancel) override;
+
+  const LeftoverReport& leftovers() const { return leftovers_; }
+  OciRuntime runtime() const { return options_.runtime; }
+  // The canonical state directory.
+  const std::string& state_dir() const { return options_.state_dir; }
+  // The full command line for a runtime subcommand, e.g. {"list"} ->
+  // {"runc", "--root", STATE/runtime, "list"} (crun: wrapped as needed on
+  // hybrid-cgroup hosts). For diagnostics and tests.
+  std::vector<std::string> runtime_command(const std::vector<std::string>& args) const;
+  // Relative cgroup path under which this sandbox's steps live ("kiln/<hash>").
+  const std::string& cgroup_group() const { return cgroup_group_; }
+
+ private:
+  explicit RuncSandbox(RuncSandboxOptions options);
+  Status remove_leftovers();
+
+  RuncSandboxOptions options_;
+  std::string runtime_root_;  // STATE/runtime
+  std::string bundles_dir_;   // STATE/bundles
+  std::string secrets_dir_;   // STATE/secrets (a tmpfs)
+  std::string cgroup_group_;
+  bool crun_needs_private_cgroup_ns_ = false;
+  LeftoverReport leftovers_;
+};
+
+}  // namespace kiln::sandbox
