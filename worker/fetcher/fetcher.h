@@ -1,0 +1,103 @@
+// Image fetchers: turn a base image reference (`(from "oci:/images/busybox:latest")`)
+// into a root filesystem for the first build step (OBuilder's FETCHER
+// signature; DESIGN.md, "The local builder"; docs/images.md).
+//
+//   auto fetcher = kiln::fetcher::make_fetcher();
+//   auto config = fetcher->fetch([](std::string_view line) { log.note(line); },
+//                                tmp_dir + "/rootfs", "oci:/var/lib/kiln/base:latest");
+//   if (!config) return std::unexpected(config.error());
+//   for (auto& [key, value] : config->env) ...
+//
+// A reference names where the image comes from by its scheme:
+//   oci:DIR[:TAG]            an OCI image layout directory (absolute DIR; TAG
+//                            defaults to `latest`, matched against the
+//                            org.opencontainers.image.ref.name annotation)
+//   docker-archive:FILE      a `docker save` tarball (or an OCI layout in a tar)
+//   oci-archive:FILE[:TAG]   an OCI image layout packed in a tarball
+// Registries (HTTP API v2) and the docker engine are later sources: each is one
+// more ImageSource value and one more Fetcher implementation, chosen by
+// make_fetcher() from the scheme. Anything else is an kUnsupported error that
+// lists the accepted forms.
+//
+// Contract: `rootfs` must be an existing, empty directory; on success it holds
+// the image's filesystem (owners, modes, times, xattrs kept where the
+// filesystem allows). On failure its content is unspecified and the caller
+// discards it (the store's build() does). Every blob is checked against its
+// sha256 digest while it is read. Layer entries that would land outside
+// `rootfs` are refused. Fetchers hold no state: one object may fetch into
+// different directories from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace kiln::fetcher {
+
+// Where an image comes from.
+enum class ImageSource {
+  kOciLayout,      // oci:DIR[:TAG]
+  kDockerArchive,  // docker-archive:FILE
+  kOciArchive,     // oci-archive:FILE[:TAG]
+};
+
+struct ImageReference {
+  ImageSource source = ImageSource::kOciLayout;
+  std::string path;        // absolute, normalised DIR or FILE
+  std::string tag;         // "latest" when not given; empty for docker-archive
+  bool tag_given = false;  // whether the reference spelled a tag out
+  std::string text;        // the reference as written, for messages
+};
+
+// Parses a reference. Errors: kUnsupported for schemes kiln cannot fetch yet
+// (plain registry names like "busybox" or "docker.io/library/alpine:3.19"),
+// naming what is supported; kInvalidArgument for a malformed oci:/archive
+// reference (relative path, "..", bad tag).
+Result<ImageReference> parse_image_reference(std::string_view text);
+
+// The reference in canonical form ("oci:/images/base:latest").
+std::string to_string(const ImageReference& ref);
+
+// What the builder needs from the image's configuration. Fields the image
+// does not set are empty.
+struct ImageConfig {
+  std::vector<std::pair<std::string, std::string>> env;  // "K=V" split at the first '=', in order
+  std::string working_dir;
+  std::string user;  // as written in the image ("1000:1000", "nobody", ...)
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::string manifest_digest;  // "sha256:..." of the image manifest (or docker config) used
+};
+
+// Receives one human-readable line at a time ("unpacking layer 2/3 sha256:abcd… 12.3 MB").
+// Called from the fetching thread, per layer and every ~16 MB within a layer.
+using Progress = std::function<void(std::string_view line)>;
+
+class Fetcher {
+ public:
+  virtual ~Fetcher() = default;
+
+  // Initialises the empty directory `rootfs` with the filesystem of `image`
+  // and returns the image's configuration. See the file comment for the
+  // contract. Errors name the image, the blob or layer entry, and what to do.
+  virtual Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
+                                    std::string_view image) = 0;
+};
+
+// Fetches oci:DIR[:TAG] only.
+std::unique_ptr<Fetcher> make_oci_layout_fetcher();
+// Fetches docker-archive:FILE and oci-archive:FILE[:TAG] only.
+std::unique_ptr<Fetcher> make_image_archive_fetcher();
+
+// The fetcher the builder uses: parses the reference and hands it to the
+// fetcher for its scheme.
+std::unique_ptr<Fetcher> make_fetcher();
+
+}  // namespace kiln::fetcher

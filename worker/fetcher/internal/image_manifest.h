@@ -1,0 +1,67 @@
+// Internal to worker/fetcher: reads an image's metadata — an OCI layout's
+// index.json, image indexes, manifests and config, or a `docker save`
+// manifest.json — and produces the plan of what to unpack: the layers in
+// order (where each blob is, how it is compressed, which digests it must
+// have) and the image configuration.
+//
+//   KILN_ASSIGN_OR_RETURN(ImagePlan plan, plan_oci_layout(*files, reference));
+//   for (const LayerDescriptor& layer : plan.layers) ... unpack ...
+//
+// Contract: every metadata blob read is checked against its digest; a digest
+// that is not sha256 is kUnsupported; malformed JSON or a missing field is
+// kInvalidArgument naming the file; a missing tag is kNotFound listing the
+// tags there are. Thread safety: functions, safe on distinct ImageFiles.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/fetcher/internal/image_files.h"
+
+namespace kiln::fetcher::internal {
+
+enum class Compression {
+  kUnknown,  // not said by a media type: sniffed from the first bytes
+  kNone,
+  kGzip,
+  kZstd,
+};
+
+std::string_view compression_name(Compression c);
+
+// Compression of a layer media type; kUnsupported for media types that are
+// not layers kiln can unpack (encrypted layers, unknown types).
+Result<Compression> compression_for_media_type(std::string_view media_type);
+
+struct LayerDescriptor {
+  std::string path;        // within the ImageFiles
+  std::string media_type;  // empty when the format has none (docker-archive)
+  Compression compression = Compression::kUnknown;
+  std::string digest;   // "sha256:HEX" of the blob as stored, or empty if unknown
+  std::string diff_id;  // "sha256:HEX" of the uncompressed tar, or empty if unknown
+  std::int64_t size = -1;
+};
+
+struct ImagePlan {
+  ImageConfig config;  // config.manifest_digest is set
+  std::vector<LayerDescriptor> layers;
+};
+
+// Host platform used to choose from a multi-platform index ("amd64", "arm64").
+std::string_view host_architecture();
+
+// oci:DIR[:TAG] and oci-archive:FILE[:TAG]: `files` holds an OCI image layout.
+Result<ImagePlan> plan_oci_layout(ImageFiles& files, const ImageReference& reference);
+
+// docker-archive:FILE: a `docker save` tarball (manifest.json), or an OCI
+// layout inside a tarball when there is no manifest.json.
+Result<ImagePlan> plan_docker_archive(ImageFiles& files, const ImageReference& reference);
+
+// The fields kiln uses of an image configuration blob (OCI or docker).
+Result<ImageConfig> parse_image_config(std::string_view json, std::string_view where);
+
+}  // namespace kiln::fetcher::internal
