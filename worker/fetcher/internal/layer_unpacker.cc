@@ -195,7 +195,7 @@ class LayerWriter {
     if (raw == nullptr) raw = archive_entry_pathname_utf8(e);
     if (raw == nullptr) return refuse("(unnamed)", "has no name libarchive can decode");
     std::string name(raw);
-    KILN_ASSIGN_OR_RETURN(std::string rel, checked_relative(name, "entry"));
+    KILN_ASSIGN_OR_RETURN(std::string rel, checked_relative(name, name, ""));
     if (rel.empty()) return write_root(e);
 
     auto slash = rel.rfind('/');
@@ -272,14 +272,11 @@ class LayerWriter {
   }
 
   // Normalises an archive path, refusing absolute ones and "..".
-  Result<std::string> checked_relative(const std::string& name, const char* what) {
-    if (!name.empty() && name.front() == '/')
-      return refuse(name,
-                    fmt::format("is an absolute path{}",
-                                std::string_view(what) == "entry" ? "" : std::string(" (") + what + ")"));
-    auto rel = path::normalize_relative(name);
-    if (!rel)
-      return refuse(name, fmt::format("contains \"..\" ({}) and could leave the root filesystem", what));
+  Result<std::string> checked_relative(const std::string& name, const std::string& path,
+                                       std::string_view as) {
+    if (!path.empty() && path.front() == '/') return refuse(name, fmt::format("{}is an absolute path", as));
+    auto rel = path::normalize_relative(path);
+    if (!rel) return refuse(name, fmt::format("{}contains \"..\" and could leave the root filesystem", as));
     return std::move(*rel);
   }
 
@@ -354,7 +351,8 @@ class LayerWriter {
   }
 
   Status write_hardlink(const std::string& name, const std::string& link_name, const std::string& target) {
-    KILN_ASSIGN_OR_RETURN(std::string rel, checked_relative(link_name, "hardlink target"));
+    KILN_ASSIGN_OR_RETURN(
+        std::string rel, checked_relative(name, link_name, "is a hardlink to \"" + link_name + "\", which "));
     if (rel.empty()) return refuse(name, "is a hardlink to the root directory");
     auto slash = rel.rfind('/');
     std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
