@@ -200,6 +200,28 @@ TEST_P(StoreTest, DeleteRemovesResults) {
   EXPECT_EQ(file_of("a", "f"), "new");
 }
 
+TEST_P(StoreTest, DeletingAParentLeavesNoBrokenChildren) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  must_build("b", "c", {{"h", "3"}});
+  ASSERT_TRUE(store_->delete_result("a"));
+  EXPECT_FALSE(has_result("a"));
+  if (GetParam().kind == "overlayfs") {
+    // Layers need their parents: the results stacked on `a` go with it.
+    EXPECT_FALSE(has_result("b"));
+    EXPECT_FALSE(has_result("c"));
+    EXPECT_EQ(store_->stats()->results, 0u);
+  } else {
+    // Self-contained snapshots outlive their parent and become roots.
+    EXPECT_EQ(file_of("c", "f"), "1");
+    EXPECT_EQ(file_of("c", "h"), "3");
+    EXPECT_FALSE(store_->info("b")->parent);
+    EXPECT_EQ(store_->info("b")->children, 1u);
+  }
+  open();  // and the store is consistent on disk
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+}
+
 TEST_P(StoreTest, ResultPathsAndLogs) {
   std::string seen_log;
   auto s = store_->build(std::nullopt, "a", [&](const std::string& dir) -> Status {

@@ -177,6 +177,12 @@ Status rename_path(const std::string& src, const std::string& dst) {
   return {};
 }
 
+Status exchange_paths(const std::string& a, const std::string& b) {
+  if (renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) != 0)
+    return errno_error(fmt::format("exchanging {} and {}", a, b));
+  return {};
+}
+
 Result<std::int64_t> filesystem_magic(const std::string& path) {
   struct statfs st;
   if (statfs(path.c_str(), &st) != 0) return errno_error("statfs " + path);

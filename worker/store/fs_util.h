@@ -43,6 +43,9 @@ Result<std::vector<std::string>> list_dir(const std::string& path);
 // Renames src to dst (dst must not exist).
 Status rename_path(const std::string& src, const std::string& dst);
 
+// Swaps two existing paths atomically (renameat2 RENAME_EXCHANGE).
+Status exchange_paths(const std::string& a, const std::string& b);
+
 // The statfs magic of the filesystem holding `path`, and a human name for it
 // ("ext4", "btrfs", "xfs", "tmpfs", ... or "filesystem type 0x...").
 Result<std::int64_t> filesystem_magic(const std::string& path);

@@ -477,17 +477,24 @@ class SnapshotStore final : public Store {
     auto record = metadata_->get_cache(name);
     if (record && *record && (*record)->generation == generation) {
       // First release since this copy was taken: it becomes the latest.
+      // Committed beside the latest, then swapped with it in one atomic
+      // exchange, so a crash leaves the old or the new snapshot, never none.
       std::string latest = latest_cache_path(name);
+      std::string staged = next_trash_path(root_ + "/cache");
       CacheRecord updated = **record;
       updated.generation++;
       updated.last_used_us = now_us();
-      Status s = discard_if_present(latest);
-      if (s) s = backend_->commit(work, latest);
-      if (s) s = metadata_->put_cache(name, updated);
+      Status s = backend_->commit(work, staged);
       if (!s) {
         (void)backend_->discard(work.dir);
         return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
       }
+      s = path_exists(latest) ? exchange_paths(staged, latest) : rename_path(staged, latest);
+      if (s) s = metadata_->put_cache(name, updated);
+      // `staged` now holds the previous snapshot (or, after a failure, the new one).
+      if (auto removed = backend_->discard(staged); !removed && s) s = removed;
+      if (!s)
+        return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
       return {};
     }
     // Someone released a newer copy first (or the cache was deleted): drop this one.
@@ -505,7 +512,8 @@ class SnapshotStore final : public Store {
       KILN_ASSIGN_OR_RETURN(auto names, list_dir(root_ + sub));
       bool all_temporary = std::string_view(sub).ends_with("tmp");
       for (const auto& name : names) {
-        if (!all_temporary && !name.starts_with(kTrashPrefix)) continue;
+        // Ids and escaped cache names never start with '.': those are ours.
+        if (!all_temporary && !name.starts_with('.')) continue;
         spdlog::warn("store {}: removing unfinished temporary {}{}/{}", root_, root_, sub, name);
         KILN_RETURN_IF_ERROR(backend_->discard(root_ + sub + "/" + name));
         report_.temporaries_removed++;
