@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,6 +194,7 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
       // would swap instead of hitting its limit. Absent without swap accounting.
       if (::access((dirs.memory + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
         (void)write_file(dirs.memory + "/memory.memsw.limit_in_bytes", value);
+      cg.watch_v1_oom(dirs.memory);
     }
   }
   if (limits.pids) {
@@ -220,22 +222,57 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
   return cg;
 }
 
+StepCgroup::StepCgroup(StepCgroup&& other) noexcept
+    : relative_(std::move(other.relative_)),
+      dirs_(std::move(other.dirs_)),
+      oom_event_fd_(other.oom_event_fd_) {
+  other.oom_event_fd_ = -1;
+}
+
+StepCgroup::~StepCgroup() {
+  if (oom_event_fd_ >= 0) ::close(oom_event_fd_);
+}
+
+void StepCgroup::watch_v1_oom(const std::string& memory_dir) {
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return;
+  int control = ::open((memory_dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
+  // The registration holds its own references: both fds may close later.
+  if (control < 0 || !write_file(memory_dir + "/cgroup.event_control", fmt::format("{} {}", efd, control))) {
+    ::close(efd);
+  } else {
+    oom_event_fd_ = efd;
+  }
+  if (control >= 0) ::close(control);
+}
+
 LimitHits StepCgroup::limit_hits() const {
   LimitHits hits;
+  if (oom_event_fd_ >= 0) {
+    std::uint64_t count = 0;
+    if (::read(oom_event_fd_, &count, sizeof count) == sizeof count && count > 0) hits.memory = true;
+  }
   for (const auto& dir : dirs_) {
     if (::access((dir + "/memory.events").c_str(), F_OK) == 0) {  // v2
       std::string events = read_small_file(dir + "/memory.events");
       if (keyed_value(events, "oom") > 0 || keyed_value(events, "oom_kill") > 0) hits.memory = true;
     } else if (::access((dir + "/memory.failcnt").c_str(), F_OK) == 0) {  // v1
       // v1 counts OOM kills only in the victim's own cgroup (the runtime's,
-      // already gone); failcnt counts charges refused at *this* cgroup's limit.
-      if (number_in(dir + "/memory.failcnt") > 0 ||
+      // already gone); failcnt counts charges refused at *this* cgroup's
+      // limit (memsw.failcnt when swap is accounted, which is checked first).
+      if (number_in(dir + "/memory.failcnt") > 0 || number_in(dir + "/memory.memsw.failcnt") > 0 ||
           keyed_value(read_small_file(dir + "/memory.oom_control"), "oom_kill") > 0)
         hits.memory = true;
     }
-    if (::access((dir + "/pids.events").c_str(), F_OK) == 0 &&
-        keyed_value(read_small_file(dir + "/pids.events"), "max") > 0)
-      hits.pids = true;
+    if (::access((dir + "/pids.max").c_str(), F_OK) == 0) {
+      // v2 counts refused forks at the limiting cgroup; v1 counts them in
+      // the forking one (the runtime's, gone by now), so there the peak
+      // number of tasks reaching the limit is the sign.
+      std::uint64_t max = number_in(dir + "/pids.max");  // 0 when "max"
+      if (keyed_value(read_small_file(dir + "/pids.events"), "max") > 0 ||
+          (max > 0 && number_in(dir + "/pids.peak") >= max))
+        hits.pids = true;
+    }
   }
   return hits;
 }

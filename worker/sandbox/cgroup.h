@@ -40,8 +40,11 @@ class StepCgroup {
   // `group` is "kiln/<something>" relative to the hierarchies' roots.
   static Result<StepCgroup> create(const std::string& group, const std::string& id, const Limits& limits);
 
-  StepCgroup(StepCgroup&&) = default;
-  StepCgroup& operator=(StepCgroup&&) = default;
+  StepCgroup(StepCgroup&& other) noexcept;
+  StepCgroup& operator=(StepCgroup&&) = delete;
+  StepCgroup(const StepCgroup&) = delete;
+  StepCgroup& operator=(const StepCgroup&) = delete;
+  ~StepCgroup();
 
   // The cgroupsPath for config.json (absolute, in the runtime's terms).
   std::string container_path() const { return "/" + relative_ + "/ctr"; }
@@ -62,8 +65,13 @@ class StepCgroup {
  private:
   StepCgroup(std::string relative, std::vector<std::string> dirs)
       : relative_(std::move(relative)), dirs_(std::move(dirs)) {}
+  void watch_v1_oom(const std::string& memory_dir);
   std::string relative_;           // "kiln/<group>/<id>"
   std::vector<std::string> dirs_;  // host directories kiln created (limits live here)
+  // v1 only: an eventfd the kernel signals when the step's memory cgroup
+  // runs out of memory (memory.oom_control via cgroup.event_control); v1
+  // keeps no failure counter once swap is accounted.
+  int oom_event_fd_ = -1;
 };
 
 // The mount points of the cgroup hierarchies (v1 ones and the v2 one), from

@@ -40,7 +40,7 @@ std::string_view oci_runtime_name(OciRuntime runtime);
 struct RuncSandboxOptions {
   std::string state_dir;  // created if missing
   OciRuntime runtime = OciRuntime::kRunc;
-  OciOptions oci;  // configuration choices (no_new_privileges)
+  OciOptions oci = {};  // configuration choices (no_new_privileges)
 };
 
 // What create() removed from a crashed owner of the state directory.

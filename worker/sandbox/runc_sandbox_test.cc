@@ -1,0 +1,557 @@
+// RuncSandbox against the real runtimes (runc, and crun for the basics), as
+// root, with a busybox root filesystem built by the fixture.
+#include "worker/sandbox/runc_sandbox.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/process.h"
+
+namespace kiln::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const fs::path& p, std::string_view content) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+}
+
+// Builds ROOT/bin/busybox plus a symlink per applet, as the base image does.
+void make_busybox_rootfs(const fs::path& root) {
+  fs::create_directories(root / "bin");
+  fs::copy_file("/bin/busybox", root / "bin/busybox");
+  auto list = run_command({"/bin/busybox", "--list"}, 30s);
+  ASSERT_TRUE(list && list->ok());
+  std::istringstream applets(list->output);
+  std::string name;
+  while (applets >> name)
+    if (name != "busybox") fs::create_symlink("busybox", root / "bin" / name);
+  fs::create_directories(root / "tmp");
+  fs::permissions(root / "tmp", fs::perms::all | fs::perms::sticky_bit);
+}
+
+// Command lines of every process on the host whose argv contains `needle`.
+std::vector<std::string> host_processes_with(const std::string& needle) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) found.push_back(name + ": " + cmdline);
+  }
+  return found;
+}
+
+// A number no other test (in this or a concurrent test process) uses, for
+// recognisable process names.
+std::string unique_number() {
+  static std::atomic<unsigned> counter{0};
+  static const unsigned base = [] {
+    std::random_device rd;
+    return rd() % 500000;
+  }();
+  return std::to_string(100000 + base + counter++);
+}
+
+// Waits up to 10 s for `condition`; true if it came true.
+bool eventually(const std::function<bool()>& condition) {
+  for (int i = 0; i < 1000; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override { set_up(OciRuntime::kRunc); }
+
+  void set_up(OciRuntime runtime) {
+    std::string pattern = (fs::temp_directory_path() / "kiln-sandbox-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    rootfs_ = dir_ / "rootfs";
+    state_ = dir_ / "state";
+    make_busybox_rootfs(rootfs_);
+    auto sandbox = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime});
+    ASSERT_TRUE(sandbox) << sandbox.error().to_string();
+    sandbox_ = std::move(*sandbox);
+  }
+
+  void TearDown() override {
+    // Whatever a failed test left running goes (it would outlive the test).
+    if (sandbox_) {
+      for (const auto& id : runtime_containers())
+        (void)run_command(sandbox_->runtime_command({"delete", "--force", id}), 30s);
+      (void)StepCgroup::remove_group_leftovers(sandbox_->cgroup_group());
+    }
+    sandbox_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  static RunSpec sh(const std::string& command) {
+    RunSpec spec;
+    spec.argv = {"/bin/sh", "-c", command};
+    spec.env = {"PATH=/bin"};
+    return spec;
+  }
+
+  Status run(const RunSpec& spec, std::string* output = nullptr) {
+    CancelToken cancel;
+    std::string out;
+    Status s = sandbox_->run(
+        spec, rootfs_.string(), [&](std::string_view c) { out += c; }, cancel);
+    if (output) *output = out;
+    return s;
+  }
+
+  std::string run_ok(const RunSpec& spec) {
+    std::string out;
+    Status s = run(spec, &out);
+    EXPECT_TRUE(s) << s.error().to_string() << "\noutput: " << out;
+    return out;
+  }
+
+  std::vector<std::string> runtime_containers() {
+    auto out = run_command(sandbox_->runtime_command({"list", "-q"}), 30s);
+    EXPECT_TRUE(out && out->ok()) << (out ? out->output : out.error().to_string());
+    std::vector<std::string> ids;
+    std::istringstream in(out ? out->output : "");
+    std::string id;
+    while (in >> id) ids.push_back(id);
+    return ids;
+  }
+
+  // Directories of this sandbox's step cgroups still present on the host.
+  std::vector<std::string> step_cgroups() {
+    std::vector<std::string> left;
+    auto mounts = cgroup_mounts();
+    EXPECT_TRUE(mounts);
+    for (const auto& m : *mounts) {
+      fs::path group = fs::path(m.path) / sandbox_->cgroup_group();
+      if (!fs::exists(group)) continue;
+      for (const auto& e : fs::directory_iterator(group))
+        if (e.is_directory()) left.push_back(e.path().string());
+    }
+    return left;
+  }
+
+  fs::path dir_, rootfs_, state_;
+  std::unique_ptr<RuncSandbox> sandbox_;
+};
+
+TEST_F(SandboxTest, OutputIsStreamedWhileTheCommandRuns) {
+  // The command waits for a file that the output sink creates when it sees
+  // the first line: this only finishes if output arrives as it is produced.
+  // Separate processes write the later lines, so that busybox's stdout
+  // buffering cannot reorder them; stderr lands in the same stream.
+  RunSpec spec = sh(
+      "echo first; while [ ! -e /go ]; do sleep 0.05; done; sh -c 'echo to-stderr >&2'; sh -c 'echo second'");
+  spec.timeout = 60s;
+  CancelToken cancel;
+  std::string out;
+  Status s = sandbox_->run(
+      spec, rootfs_.string(),
+      [&](std::string_view chunk) {
+        out += chunk;
+        if (out.find("first\n") != std::string::npos) write_file(rootfs_ / "go", "");
+      },
+      cancel);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(out, "first\nto-stderr\nsecond\n");
+}
+
+TEST_F(SandboxTest, NonZeroExitIsReportedWithItsStatus) {
+  std::string out;
+  Status s = run(sh("echo before; exit 3"), &out);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_EQ(s.error().message(), "command exited with status 3");
+  EXPECT_EQ(out, "before\n");
+}
+
+TEST_F(SandboxTest, SignalDeathIsReportedAsSuch) {
+  // Not the step's first process: as its namespace's init it ignores TERM.
+  Status s = run(sh("sh -c 'kill -TERM $$'; exit $?"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message(), "command was killed by signal 15 (SIGTERM) (exit status 143)");
+}
+
+TEST_F(SandboxTest, MissingProgramIsReportedAsNotStarted) {
+  RunSpec spec;
+  spec.argv = {"/bin/no-such-program"};
+  Status s = run(spec);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_NE(s.error().message().find("could not start the command /bin/no-such-program"), std::string::npos)
+      << s.error().message();
+}
+
+TEST_F(SandboxTest, CwdEnvAndUserAreApplied) {
+  fs::create_directories(rootfs_ / "work");
+  RunSpec spec = sh("pwd; echo $GREETING; id -u; id -g; touch mine; stat -c %u:%g mine");
+  spec.cwd = "/work";
+  spec.env.push_back("GREETING=hello world");
+  spec.uid = 1000;
+  spec.gid = 100;
+  fs::permissions(rootfs_ / "work", fs::perms::all);
+  EXPECT_EQ(run_ok(spec), "/work\nhello world\n1000\n100\n1000:100\n");
+}
+
+TEST_F(SandboxTest, DefaultNetworkHasOnlyLoopback) {
+  EXPECT_EQ(run_ok(sh("ls /sys/class/net")), "lo\n");
+}
+
+TEST_F(SandboxTest, HostNetworkSeesTheHostsInterfaces) {
+  std::set<std::string> host;
+  for (const auto& e : fs::directory_iterator("/sys/class/net")) host.insert(e.path().filename());
+  ASSERT_GT(host.size(), 1u) << "the test needs a host with an interface besides lo";
+  RunSpec spec = sh("ls /sys/class/net");
+  spec.network = {"host"};
+  std::istringstream out(run_ok(spec));
+  std::set<std::string> seen;
+  std::string name;
+  while (out >> name) seen.insert(name);
+  EXPECT_EQ(seen, host);
+}
+
+TEST_F(SandboxTest, HostnameIsBuilderAndResolvesToLoopback) {
+  // busybox's ping resolves through /etc/hosts and prints the address even
+  // when it may not send (no CAP_NET_RAW).
+  std::string out = run_ok(sh("hostname; cat /etc/hosts; ping -c 1 -W 1 builder 2>&1 | head -n 1; true"));
+  EXPECT_EQ(out.substr(0, out.find('\n')), "builder");
+  EXPECT_NE(out.find("127.0.0.1\tlocalhost builder"), std::string::npos) << out;
+  EXPECT_NE(out.find("PING builder (127.0.0.1)"), std::string::npos) << out;
+  // The runtime created /etc/hosts as a mount point; it must not stay in the result.
+  EXPECT_FALSE(fs::exists(rootfs_ / "etc/hosts"));
+}
+
+TEST_F(SandboxTest, CapabilitiesAreReduced) {
+  std::string out = run_ok(sh("grep CapEff /proc/self/status"));
+  unsigned long long eff = std::stoull(out.substr(out.find(':') + 1), nullptr, 16);
+  EXPECT_EQ(eff, default_capability_mask()) << out;
+  // And they matter: root in the step cannot mount.
+  std::string mount_out;
+  Status s = run(sh("mount -t tmpfs none /tmp"), &mount_out);
+  EXPECT_FALSE(s);
+}
+
+TEST_F(SandboxTest, MaskedPathsAreEmptyAndProcSysIsReadOnly) {
+  ASSERT_FALSE(read_file("/proc/timer_list").empty()) << "the host should show /proc/timer_list";
+  ASSERT_FALSE(fs::is_empty("/sys/firmware"));
+  std::string out =
+      run_ok(sh("wc -c < /proc/timer_list; ls /sys/firmware | wc -l;"
+                "(echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo writable || echo read-only"));
+  EXPECT_EQ(out, "0\n0\nread-only\n");
+}
+
+TEST_F(SandboxTest, CacheMountIsWritableAndPersistsOnTheHost) {
+  fs::path cache = dir_ / "cache";
+  fs::create_directories(cache);
+  write_file(cache / "old", "from an earlier build\n");
+  RunSpec spec = sh("cat /var/cache/c/old; echo new > /var/cache/c/new");
+  spec.mounts = {{cache.string(), "/var/cache/c", false}};
+  EXPECT_EQ(run_ok(spec), "from an earlier build\n");
+  EXPECT_EQ(read_file(cache / "new"), "new\n");
+  // Written through the mount, not into the rootfs.
+  EXPECT_FALSE(fs::exists(rootfs_ / "var/cache/c/new"));
+}
+
+TEST_F(SandboxTest, SecretIsReadableReadOnlyAndLeavesNoTrace) {
+  const std::string value = "s3cret-" + unique_number();
+  RunSpec spec =
+      sh("cat /run/secrets/token; echo; stat -c '%a %u' /run/secrets/token;"
+         "(echo x > /run/secrets/token) 2>/dev/null && echo writable || echo read-only");
+  spec.secrets = {{"/run/secrets/token", value}};
+  spec.uid = 1000;
+  spec.gid = 1000;
+  EXPECT_EQ(run_ok(spec), value + "\n400 1000\nread-only\n");
+
+  // Nothing of it in the result or the sandbox's state directory.
+  EXPECT_FALSE(fs::exists(rootfs_ / "run")) << "the runtime's mount point stubs must be removed";
+  for (const fs::path& tree : {rootfs_, state_}) {
+    for (auto it = fs::recursive_directory_iterator(tree); it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_regular_file() && !it->is_symlink()) {
+        EXPECT_EQ(read_file(it->path()).find(value), std::string::npos) << it->path();
+      }
+    }
+  }
+}
+
+TEST_F(SandboxTest, SecretIsNotInTheOutputUnlessPrinted) {
+  const std::string value = "hidden-" + unique_number();
+  RunSpec spec = sh("wc -c < /etc/token; ls /etc");
+  spec.secrets = {{"/etc/token", value}};
+  std::string out = run_ok(spec);
+  EXPECT_EQ(out.substr(0, out.find('\n')), std::to_string(value.size()));
+  EXPECT_EQ(out.find(value), std::string::npos);
+  EXPECT_FALSE(fs::exists(rootfs_ / "etc/token"));
+}
+
+TEST_F(SandboxTest, StdinFromBytesAndFromAnFd) {
+  RunSpec spec = sh("cat; echo; wc -c");
+  spec.stdin_data = stdin_from_bytes("hello stdin");
+  EXPECT_EQ(run_ok(spec), "hello stdin\n0\n");
+
+  // More than a pipe holds, in chunks: exercises partial, non-blocking writes.
+  int chunks = 64;
+  RunSpec big = sh("wc -c");
+  big.stdin_data = [&chunks]() -> Result<std::string> {
+    if (chunks-- == 0) return std::string();
+    return std::string(16384, 'x');
+  };
+  EXPECT_EQ(run_ok(big), "1048576\n");
+
+  write_file(dir_ / "input", "from a file\n");
+  int fd = ::open((dir_ / "input").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  RunSpec from_fd = sh("cat");
+  from_fd.stdin_fd = fd;
+  EXPECT_EQ(run_ok(from_fd), "from a file\n");
+  ::close(fd);
+}
+
+TEST_F(SandboxTest, StdinProviderErrorFailsTheRun) {
+  RunSpec spec = sh("cat > /dev/null");
+  spec.stdin_data = []() -> Result<std::string> { return make_error(ErrorKind::kIo, "tar stream broke"); };
+  Status s = run(spec);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kIo);
+  EXPECT_NE(s.error().to_string().find("tar stream broke"), std::string::npos);
+  EXPECT_TRUE(runtime_containers().empty());
+}
+
+TEST_F(SandboxTest, CancelKillsTheContainerAndLeavesNothing) {
+  const std::string marker = "sleep " + unique_number();
+  CancelToken cancel;
+  std::atomic<bool> started{false};
+  std::thread canceller([&] {
+    while (!started) std::this_thread::sleep_for(10ms);
+    cancel.cancel();
+  });
+  auto begin = std::chrono::steady_clock::now();
+  std::string out;
+  Status s = sandbox_->run(
+      sh("echo started; " + marker + "; echo not-reached"), rootfs_.string(),
+      [&](std::string_view c) {
+        out += c;
+        if (out.find("started") != std::string::npos) started = true;
+      },
+      cancel);
+  canceller.join();
+  auto took = std::chrono::steady_clock::now() - begin;
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);
+  EXPECT_LT(took, 60s) << "cancel must not wait for the command";
+  EXPECT_EQ(out, "started\n");
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
+  EXPECT_TRUE(runtime_containers().empty());
+  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+}
+
+TEST_F(SandboxTest, CancelledBeforeStartRunsNothing) {
+  CancelToken cancel;
+  cancel.cancel();
+  Status s = sandbox_->run(sh("touch /ran"), rootfs_.string(), nullptr, cancel);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);
+  EXPECT_FALSE(fs::exists(rootfs_ / "ran"));
+}
+
+TEST_F(SandboxTest, TimeoutKillsTheStepWithAClearMessage) {
+  const std::string marker = "sleep " + unique_number();
+  RunSpec spec = sh(marker);
+  spec.timeout = 1s;
+  Status s = run(spec);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kTimeout);
+  EXPECT_EQ(s.error().message(), "timed out after 1 s (the step's time limit); the container was killed");
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
+  EXPECT_TRUE(runtime_containers().empty());
+}
+
+TEST_F(SandboxTest, MemoryLimitHitIsNamed) {
+  RunSpec spec = sh("head -c 200m /dev/zero | tail");
+  spec.limits.memory_bytes = 32ull << 20;
+  Status s = run(spec);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_EQ(s.error().message(), "killed: memory limit of 32 MiB reached (command exited with status 137)");
+
+  // The same command fits without the limit: the limit is what killed it.
+  RunSpec unlimited = sh("head -c 50m /dev/zero | tail | wc -c");
+  EXPECT_EQ(run_ok(unlimited), "52428800\n");
+}
+
+TEST_F(SandboxTest, PidsLimitHitIsNamed) {
+  RunSpec spec = sh("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; wait");
+  spec.limits.pids = 6;
+  std::string out;
+  Status s = run(spec, &out);
+  ASSERT_FALSE(s) << out;
+  EXPECT_NE(s.error().message().find("(pids limit of 6 reached: the step could not start more processes)"),
+            std::string::npos)
+      << s.error().message() << "\noutput: " << out;
+}
+
+TEST_F(SandboxTest, CpuLimitIsSetOnTheStepsCgroup) {
+  // The quota lives on kiln's per-step cgroup; read it while the step runs.
+  std::string quota;
+  RunSpec spec = sh("echo running; sleep 0.5");
+  spec.limits.cpu_millicores = 250;
+  CancelToken cancel;
+  auto mounts = cgroup_mounts();
+  ASSERT_TRUE(mounts);
+  fs::path cpu_root;
+  for (const auto& m : *mounts)
+    if (std::find(m.controllers.begin(), m.controllers.end(), "cpu") != m.controllers.end())
+      cpu_root = m.path;
+  ASSERT_FALSE(cpu_root.empty())
+      << "the test expects cgroup v1 with a cpu hierarchy, as on the build machines";
+  Status s = sandbox_->run(
+      spec, rootfs_.string(),
+      [&](std::string_view) {
+        for (const auto& e : fs::directory_iterator(cpu_root / sandbox_->cgroup_group()))
+          if (e.is_directory()) quota = read_file(e.path() / "cpu.cfs_quota_us");
+      },
+      cancel);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(quota, "25000\n");
+  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+}
+
+TEST_F(SandboxTest, StepsRunConcurrently) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> outputs(3);
+  std::vector<Status> results(3);
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      CancelToken cancel;
+      results[i] = sandbox_->run(
+          sh("echo step " + std::to_string(i)), rootfs_.string(),
+          [&, i](std::string_view c) { outputs[i] += c; }, cancel);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(results[i]) << results[i].error().to_string();
+    EXPECT_EQ(outputs[i], "step " + std::to_string(i) + "\n");
+  }
+}
+
+TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
+  // Play a worker that died mid-step: a detached `kiln-` container running
+  // `sleep`, its cgroup, a stale bundle and a stale secret, then start again.
+  const std::string marker = "sleep " + unique_number();
+  const std::string id = "kiln-leftover" + unique_number();
+  fs::path bundle = state_ / "bundles" / id;
+  fs::create_directories(bundle);
+  write_file(bundle / "hosts", hosts_file_content("builder"));
+  RunSpec spec = sh(marker);
+  OciPaths paths{.rootfs = fs::canonical(rootfs_).string(),
+                 .hosts_file = (bundle / "hosts").string(),
+                 .secret_files = {},
+                 .cgroups_path = "/" + sandbox_->cgroup_group() + "/" + id + "/ctr"};
+  auto config = make_oci_config(spec, paths, {});
+  ASSERT_TRUE(config);
+  write_file(bundle / "config.json", config->dump());
+  fs::create_directories(state_ / "secrets" / id);
+  write_file(state_ / "secrets" / id / "0", "stale secret");
+  auto started = ChildProcess::spawn(
+      sandbox_->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}), {});
+  ASSERT_TRUE(started);
+  ASSERT_EQ(started->wait(), 0);
+  // `run --detach` returns once the container started, maybe before its exec.
+  ASSERT_TRUE(eventually([&] { return host_processes_with(marker).size() == 1; }));
+  ASSERT_EQ(runtime_containers(), std::vector<std::string>{id});
+
+  // A crash runs no destructor: the secrets tmpfs stays mounted, as it would.
+  (void)sandbox_.release();
+  auto again = RuncSandbox::create({.state_dir = state_.string()});
+  ASSERT_TRUE(again) << again.error().to_string();
+  sandbox_ = std::move(*again);
+  const LeftoverReport& report = sandbox_->leftovers();
+  EXPECT_EQ(report.containers, std::vector<std::string>{id});
+  EXPECT_EQ(report.bundles, 1);
+  EXPECT_EQ(report.secret_dirs, 1);
+  EXPECT_NE(report.to_string().find(id), std::string::npos) << report.to_string();
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
+  EXPECT_TRUE(runtime_containers().empty());
+  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+  EXPECT_FALSE(fs::exists(bundle));
+  // And the sandbox works afterwards.
+  EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
+}
+
+TEST_F(SandboxTest, UnknownRuntimeNameIsRejected) {
+  auto r = parse_oci_runtime("kata");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("use \"runc\""), std::string::npos);
+  EXPECT_EQ(*parse_oci_runtime("crun"), OciRuntime::kCrun);
+}
+
+class CrunSandboxTest : public SandboxTest {
+ protected:
+  void SetUp() override { set_up(OciRuntime::kCrun); }
+};
+
+TEST_F(CrunSandboxTest, BasicRunWorksWithCrun) {
+  fs::create_directories(rootfs_ / "work");
+  RunSpec spec =
+      sh("echo hello from $(hostname); pwd; id -u; ls /sys/class/net; grep CapEff /proc/self/status");
+  spec.cwd = "/work";
+  spec.uid = 0;
+  std::string out = run_ok(spec);
+  EXPECT_EQ(out.substr(0, out.find("CapEff")), "hello from builder\n/work\n0\nlo\n");
+  Status s = run(sh("exit 7"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message(), "command exited with status 7");
+  EXPECT_TRUE(runtime_containers().empty());
+}
+
+TEST_F(CrunSandboxTest, CancelAndLimitsWorkWithCrun) {
+  const std::string marker = "sleep " + unique_number();
+  CancelToken cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(500ms);
+    cancel.cancel();
+  });
+  Status s = sandbox_->run(sh(marker), rootfs_.string(), nullptr, cancel);
+  canceller.join();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
+  EXPECT_TRUE(runtime_containers().empty());
+  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+
+  RunSpec spec = sh("head -c 200m /dev/zero | tail");
+  spec.limits.memory_bytes = 32ull << 20;
+  Status m = run(spec);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().message(), "killed: memory limit of 32 MiB reached (command exited with status 137)");
+}
+
+}  // namespace
+}  // namespace kiln::sandbox
