@@ -447,6 +447,39 @@ TEST_P(StoreTest, ASecondOpenOfTheSameStoreIsRefusedHarmlessly) {
   EXPECT_EQ(file_of("a", "f"), "1");
 }
 
+TEST_P(StoreTest, ReopeningReconcilesMetadataWithTheDisk) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  must_build("b", "c", {{"h", "3"}});
+  store_.reset();
+  // b's directory disappears behind the store's back.
+  std::string b_dir = root_ + "/result/b";
+  if (GetParam().kind == "btrfs") {
+    ASSERT_TRUE(run_command({"btrfs", "-q", "subvolume", "delete", b_dir}));
+  } else {
+    fs::remove_all(b_dir);
+  }
+  open();
+  const RecoveryReport& report = store_->recovery_report();
+  EXPECT_FALSE(has_result("b"));
+  EXPECT_EQ(store_->info("a")->children, 0u);
+  auto leaves = store_->lru_leaves(std::chrono::system_clock::now() + std::chrono::hours(1), 10);
+  ASSERT_TRUE(leaves);
+  EXPECT_NE(std::find(leaves->begin(), leaves->end(), "a"), leaves->end());
+  if (GetParam().kind == "overlayfs") {
+    // c's layer lies on b's: it cannot be read any more and goes too.
+    EXPECT_EQ(report.records_dropped, 2) << report.to_string();
+    EXPECT_FALSE(has_result("c"));
+    EXPECT_FALSE(path_exists(root_ + "/result/c"));
+  } else {
+    EXPECT_EQ(report.records_dropped, 1) << report.to_string();
+    EXPECT_EQ(file_of("c", "g"), "2");
+    EXPECT_FALSE(store_->info("c")->parent);
+  }
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+}
+
 // The crash test: a helper process builds, holds a cache copy, starts a
 // second build, and is killed with SIGKILL in the middle of it.
 TEST_P(StoreTest, ReopeningAfterAKilledBuildRepairsTheStore) {
