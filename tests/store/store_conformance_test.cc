@@ -427,6 +427,7 @@ TEST_P(StoreTest, CountersAndMetadataSurviveReopening) {
   EXPECT_EQ(stats->cache_hits, 1u);
   EXPECT_EQ(stats->cache_misses, 2u);
   EXPECT_EQ(store_->info("a")->last_used, used);
+  EXPECT_EQ(*store_->list_results(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(file_of("b", "f"), "1");
   EXPECT_GT(store_->info("a")->size_bytes, 0u);
 }

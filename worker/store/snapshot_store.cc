@@ -358,6 +358,14 @@ class SnapshotStore final : public Store {
     return metadata_->lru_leaves(us, limit);
   }
 
+  Result<std::vector<std::string>> list_results() override {
+    KILN_ASSIGN_OR_RETURN(auto records, metadata_->all_results());
+    std::vector<std::string> ids;
+    ids.reserve(records.size());
+    for (auto& [id, record] : records) ids.push_back(std::move(id));
+    return ids;
+  }
+
   Result<StoreStats> stats() override {
     KILN_ASSIGN_OR_RETURN(LookupCounters counters, metadata_->lookup_counters());
     return StoreStats{metadata_->result_count(), counters.hits, counters.misses};

@@ -132,6 +132,8 @@ class Store {
   virtual Result<std::vector<std::string>> lru_leaves(std::chrono::system_clock::time_point before,
                                                       std::size_t limit) = 0;
   virtual Result<StoreStats> stats() = 0;
+  // Every result id, sorted (the worker's inventory for the scheduler).
+  virtual Result<std::vector<std::string>> list_results() = 0;
   virtual const RecoveryReport& recovery_report() const = 0;
 };
 
