@@ -382,6 +382,20 @@ TEST_F(FetcherTest, DockerArchiveTarball) {
   EXPECT_EQ(progress_lines_.size(), 2u);
 }
 
+TEST_F(FetcherTest, GzippedDockerArchiveTarball) {
+  // `docker save IMAGE | gzip > FILE`, with the manifest first this time.
+  auto files =
+      docker_save_files({LayerBuilder().file("a", "1").tar(), LayerBuilder().file("b", "2").tar()}, {},
+                        /*layers_reversed=*/false);
+  std::rotate(files.begin(), files.end() - 1, files.end());
+  testing::write_tarball(tmp_ + "/saved.tar", files);
+  testing::write_file(tmp_ + "/saved.tar.gz",
+                      testing::compress(testing::read_file(tmp_ + "/saved.tar"), Compression::kGzip));
+  auto r = fetch("docker-archive:" + tmp_ + "/saved.tar.gz");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(tree(rootfs_), "f a 1\nf b 2\n");
+}
+
 TEST_F(FetcherTest, DockerArchiveLayerIsCheckedAgainstItsDiffId) {
   auto files = docker_save_files({LayerBuilder().file("a", "one").tar()}, {}, false);
   // Change the layer without telling the config.

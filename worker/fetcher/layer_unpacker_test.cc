@@ -175,6 +175,14 @@ TEST_F(LayerUnpackerTest, AnEmptyLayerIsFine) {
   EXPECT_EQ(tree(rootfs_), "f a 1\n");
 }
 
+TEST_F(LayerUnpackerTest, NonAsciiNamesKeepTheirBytes) {
+  // PAX stores such names as UTF-8; the worker runs in the C locale.
+  auto r = fetch_layers({make_layer(LayerBuilder().dir("caf\xc3\xa9").file("caf\xc3\xa9/\xe6\x97\xa5", "x"),
+                                    Compression::kGzip)});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(tree(rootfs_), "d caf\xc3\xa9 755\nf caf\xc3\xa9/\xe6\x97\xa5 x\n");
+}
+
 TEST(HumanSize, DecimalUnits) {
   EXPECT_EQ(internal::human_size(999), "999 B");
   EXPECT_EQ(internal::human_size(12'300'000), "12.3 MB");

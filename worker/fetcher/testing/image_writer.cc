@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <clocale>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -75,6 +76,11 @@ LayerBuilder& LayerBuilder::xattr(std::string name, std::string value) {
 }
 
 std::string LayerBuilder::tar() const {
+  // Written as image builders (Go's archive/tar) write them: PAX names in
+  // UTF-8. libarchive converts from the locale, so use a UTF-8 one meanwhile.
+  locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", nullptr);
+  EXPECT_NE(utf8, nullptr);
+  locale_t previous = ::uselocale(utf8);
   std::string out;
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -117,6 +123,8 @@ std::string LayerBuilder::tar() const {
   }
   archive_write_close(a);
   archive_write_free(a);
+  ::uselocale(previous);
+  ::freelocale(utf8);
   return out;
 }
 
