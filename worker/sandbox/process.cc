@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 extern char** environ;
 
@@ -27,6 +29,11 @@ class FdGuard {
   FdGuard(const FdGuard&) = delete;
   FdGuard& operator=(const FdGuard&) = delete;
   int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
@@ -139,6 +146,138 @@ int ChildProcess::wait() {
 void ChildProcess::signal(int sig) {
   // A pid is only safe to signal until it is reaped (then it may be reused).
   if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+}
+
+namespace {
+
+// argv[0] as execve needs it: a path, found in PATH like execvp would.
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    std::size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = (end > start ? dirs.substr(start, end - start) : ".") + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return {};
+}
+
+// Writes all of `data` or gives up; only async-signal-safe calls.
+void write_all_raw(int fd, const void* data, std::size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+Result<DetachedRun> DetachedRun::start(const std::vector<std::string>& argv, const StdFds& fds) {
+  if (argv.empty()) return make_error(ErrorKind::kInternal, "DetachedRun: empty command");
+  // Everything the child needs is prepared here: between fork and exit it
+  // may only use async-signal-safe calls (kiln is multi-threaded).
+  std::string program = find_program(argv[0]);
+  if (program.empty())
+    return make_error(ErrorKind::kUnavailable,
+                      fmt::format("cannot find {:?} in PATH: is it installed?", argv[0]));
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  FdGuard dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (dev_null.get() < 0) return errno_error("open /dev/null");
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) return errno_error("create a status pipe");
+  FdGuard status_r(status_pipe[0]), status_w(status_pipe[1]);
+  int in = fds.stdin_fd >= 0 ? fds.stdin_fd : dev_null.get();
+  int out = fds.stdout_fd >= 0 ? fds.stdout_fd : dev_null.get();
+  int err = fds.stderr_fd >= 0 ? fds.stderr_fd : dev_null.get();
+  int report_fd = status_w.get();
+
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork the sandbox's reaper process");
+  if (pid == 0) {
+    // The reaper. Orphans among its descendants (the detached container's
+    // init) are re-parented to it instead of to PID 1.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    pid_t runtime = ::fork();
+    if (runtime < 0) ::_exit(126);
+    if (runtime == 0) {
+      // dup2 clears close-on-exec on the copies: the runtime keeps exactly 0-2.
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      ::execve(program.c_str(), args.data(), environ);
+      ::_exit(127);
+    }
+    // The reaper never execs, so it holds a copy of every fd kiln had open
+    // (other steps' output pipes too): keep only the status pipe.
+    if (report_fd > 0) ::close_range(0, static_cast<unsigned>(report_fd) - 1, 0);
+    ::close_range(static_cast<unsigned>(report_fd) + 1, ~0U, 0);
+    int runtime_status = 0;
+    while (::waitpid(runtime, &runtime_status, 0) < 0 && errno == EINTR) {
+    }
+    write_all_raw(report_fd, &runtime_status, sizeof runtime_status);
+    for (;;) {
+      int st = 0;
+      pid_t child = ::waitpid(-1, &st, 0);
+      if (child < 0 && errno == EINTR) continue;
+      if (child < 0) break;  // ECHILD: nothing left
+      int record[2] = {child, st};
+      write_all_raw(report_fd, record, sizeof record);
+    }
+    ::_exit(0);
+  }
+  status_w.reset();
+  return DetachedRun(ChildProcess(pid, pidfd_open(pid)), status_r.release());
+}
+
+DetachedRun::DetachedRun(DetachedRun&& other) noexcept
+    : reaper_(std::move(other.reaper_)), status_fd_(other.status_fd_) {
+  other.status_fd_ = -1;
+}
+
+DetachedRun::~DetachedRun() {
+  if (status_fd_ >= 0) ::close(status_fd_);
+}
+
+void DetachedRun::kill() {
+  if (reaper_.pid() > 0 && !reaper_.reaped()) ::kill(-reaper_.pid(), SIGKILL);
+}
+
+DetachedRun::Outcome DetachedRun::outcome() {
+  Outcome o;
+  if (status_fd_ < 0) return o;
+  std::string bytes;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(status_fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    bytes.append(buf, static_cast<std::size_t>(n));
+  }
+  if (bytes.size() >= sizeof(int)) std::memcpy(&o.runtime_status, bytes.data(), sizeof(int));
+  for (std::size_t at = sizeof(int); at + 2 * sizeof(int) <= bytes.size(); at += 2 * sizeof(int)) {
+    int record[2];
+    std::memcpy(record, bytes.data() + at, sizeof record);
+    o.reaped.emplace_back(record[0], record[1]);
+  }
+  ::close(status_fd_);
+  status_fd_ = -1;
+  return o;
 }
 
 bool CommandOutput::ok() const {

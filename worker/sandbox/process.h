@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -54,11 +55,45 @@ class ChildProcess {
   bool reaped() const { return reaped_; }
 
  private:
+  friend class DetachedRun;
   ChildProcess(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
   pid_t pid_ = -1;
   int pidfd_ = -1;
   bool reaped_ = false;
   int status_ = 0;
+};
+
+// Runs a runtime's `run --detach` so that the container's process inherits
+// the given stdio itself (one pipe for stdout and stderr keeps their order;
+// a foreground `runc run` would copy them through separate pipes) and still
+// yields the container's own wait status: a small child process of kiln
+// becomes a child subreaper, starts the runtime, and reaps the container's
+// init when the runtime has left it behind.
+class DetachedRun {
+ public:
+  struct Outcome {
+    int runtime_status = 0;  // wait status of `run --detach`
+    // Every orphan the reaper collected (the container's init, and any
+    // helper process the runtime left): pid and wait status.
+    std::vector<std::pair<pid_t, int>> reaped;
+  };
+
+  static Result<DetachedRun> start(const std::vector<std::string>& argv, const StdFds& fds);
+  DetachedRun(DetachedRun&& other) noexcept;
+  DetachedRun& operator=(DetachedRun&&) = delete;
+  ~DetachedRun();
+
+  // The subreaper: exits once the runtime and the container have ended.
+  ChildProcess& reaper() { return reaper_; }
+  // Kills the subreaper and the runtime (not the container: use its cgroup).
+  void kill();
+  // Call after reaper() exited.
+  Outcome outcome();
+
+ private:
+  DetachedRun(ChildProcess reaper, int status_fd) : reaper_(std::move(reaper)), status_fd_(status_fd) {}
+  ChildProcess reaper_;
+  int status_fd_ = -1;  // closed by outcome()
 };
 
 struct CommandOutput {

@@ -440,32 +440,37 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   else
     global = {"--log", runtime_log, "--log-format", "json"};
   std::vector<std::string> run_args = global;
-  run_args.insert(run_args.end(), {"run", "--bundle", bundle, id});
-  std::vector<std::string> argv = runtime_command(run_args);
-  // The container's stdio is the runtime's (no terminal): the pipe reaches
-  // the step's processes directly and closes when the last of them exits.
-  auto child = ChildProcess::spawn(argv, {.stdin_fd = spec.stdin_data ? in_r.get() : spec.stdin_fd,
-                                          .stdout_fd = out_w.get(),
-                                          .stderr_fd = out_w.get()});
+  const std::string pid_file = bundle + "/container.pid";
+  run_args.insert(run_args.end(), {"run", "--detach", "--pid-file", pid_file, "--bundle", bundle, id});
+  // Detached, the container's process inherits the runtime's stdio itself:
+  // stdout and stderr are the same pipe, in the order written, and it closes
+  // when the step's last process exits. (A foreground `run` would copy each
+  // stream through its own pipe and could reorder them.) DetachedRun reaps
+  // the container's init to learn its exit status.
+  auto child =
+      DetachedRun::start(runtime_command(run_args), {.stdin_fd = spec.stdin_data ? in_r.get() : spec.stdin_fd,
+                                                     .stdout_fd = out_w.get(),
+                                                     .stderr_fd = out_w.get()});
   if (!child) {
     (void)cgroup.kill_and_remove(1s);
     return std::unexpected(std::move(child).error());
   }
   out_w.reset();
   in_r.reset();
+  ChildProcess& reaper = child->reaper();
 
   enum class Stop { kNone, kCancelled, kTimedOut, kStdinFailed };
   Stop stop = Stop::kNone;
   std::optional<Error> stdin_error;
   using Clock = std::chrono::steady_clock;
   const Clock::time_point kNever = Clock::time_point::max();
-  // The step's time limit, then (once the runtime exited) a bound on waiting for the output to end.
+  // The step's time limit, then (once the step ended) a bound on waiting for the output to end.
   Clock::time_point deadline = spec.timeout ? Clock::now() + *spec.timeout : kNever;
   std::string pending_stdin;
   std::size_t pending_offset = 0;
   bool output_done = false;
   bool exited = false;
-  int wait_status = 0;
+  int reaper_status = 0;
 
   auto feed_stdin = [&] {
     while (in_w.get() >= 0) {
@@ -500,9 +505,9 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     if (!output_done) fds.push_back({out_r.get(), POLLIN, 0});
     if (cancel.wait_fd() >= 0) fds.push_back({cancel.wait_fd(), POLLIN, 0});
     if (in_w.get() >= 0) fds.push_back({in_w.get(), POLLOUT, 0});
-    if (!exited && child->exit_fd() >= 0) fds.push_back({child->exit_fd(), POLLIN, 0});
+    if (!exited && reaper.exit_fd() >= 0) fds.push_back({reaper.exit_fd(), POLLIN, 0});
     int timeout_ms = 1000;  // only a safety net: every event above wakes poll
-    if (cancel.wait_fd() < 0 || child->exit_fd() < 0) timeout_ms = 50;
+    if (cancel.wait_fd() < 0 || reaper.exit_fd() < 0) timeout_ms = 50;
     if (deadline != kNever) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count() + 1, 0, timeout_ms));
@@ -512,7 +517,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     if (!output_done && drain(out_r.get(), on_output)) output_done = true;
     if (in_w.get() >= 0) feed_stdin();
     if (stdin_error) stop = Stop::kStdinFailed;
-    if (!exited && child->try_wait(&wait_status)) {
+    if (!exited && reaper.try_wait(&reaper_status)) {
       exited = true;
       // Processes of a pid namespace die with its init, so the pipe closes
       // promptly; bound the wait anyway in case something kept it open.
@@ -521,7 +526,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     if (cancel.cancelled()) stop = Stop::kCancelled;
     if (Clock::now() >= deadline && !(output_done && exited)) {
       if (exited) {
-        output_done = true;  // the runtime is gone; stop waiting for stray writers
+        output_done = true;  // the step is over; stop waiting for stray writers
       } else {
         stop = Stop::kTimedOut;
       }
@@ -532,28 +537,36 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     // Kill the container: through the runtime, and through the cgroup for
     // processes the runtime does not know yet (a container still starting).
     (void)run_command(runtime_command({"kill", id, "KILL"}), kHelperTimeout);
-    auto kill_deadline = std::chrono::steady_clock::now() + kKillPatience;
-    while (!child->try_wait(&wait_status)) {
+    auto kill_deadline = Clock::now() + kKillPatience;
+    while (!reaper.try_wait(&reaper_status)) {
       for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
       if (!output_done && drain(out_r.get(), on_output)) output_done = true;
-      if (std::chrono::steady_clock::now() >= kill_deadline) {
+      if (Clock::now() >= kill_deadline) {
         spdlog::warn("sandbox: {} run {} did not end {} s after its container was killed; killing it",
                      runtime_name, id,
                      std::chrono::duration_cast<std::chrono::seconds>(kKillPatience).count());
-        child->signal(SIGKILL);
-        wait_status = child->wait();
+        child->kill();
+        reaper.wait();
         break;
       }
       std::this_thread::sleep_for(10ms);
     }
-    exited = true;
   }
   if (!output_done) drain(out_r.get(), on_output);
+  DetachedRun::Outcome outcome = child->outcome();
+  // The container's init among the orphans the reaper collected.
+  std::optional<int> container_status;
+  {
+    std::ifstream in(pid_file);
+    pid_t init_pid = 0;
+    if (in >> init_pid) {
+      for (const auto& [pid, status] : outcome.reaped)
+        if (pid == init_pid) container_status = status;
+    }
+  }
 
-  // `run` deletes its container when it ends normally; after a kill (or a
-  // runtime crash) the state may remain.
-  auto deleted = run_command(runtime_command({"delete", "--force", id}), kHelperTimeout);
-  (void)deleted;
+  // A detached container stays known to the runtime after it ends.
+  (void)run_command(runtime_command({"delete", "--force", id}), kHelperTimeout);
   LimitHits hits = cgroup.limit_hits();
   Status removed = cgroup.kill_and_remove(5s);
   if (!removed) spdlog::error("sandbox: step {} left processes behind: {}", id, removed.error().to_string());
@@ -571,33 +584,43 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   }
   if (!removed) return std::unexpected(std::move(removed).error());
 
-  if (WIFSIGNALED(wait_status)) {
-    return make_error(ErrorKind::kUnavailable, fmt::format("{} itself {} while running the step",
-                                                           runtime_name, describe_wait_status(wait_status)));
-  }
-  int status = WEXITSTATUS(wait_status);
-  if (status == 0) return {};
-
-  // Did the runtime fail to start the command (bad cwd, no such program),
-  // rather than the command fail?
-  std::string runtime_error = runtime_errors(runtime_log);
-  if (!runtime_error.empty()) {
+  if (!WIFEXITED(outcome.runtime_status) || WEXITSTATUS(outcome.runtime_status) != 0 || !container_status) {
+    // The runtime failed to start the command (bad cwd, no such program...):
+    // its own log says why; its stderr went to the step's output too.
+    std::string runtime_error = runtime_errors(runtime_log);
+    if (runtime_error.empty())
+      runtime_error = fmt::format("`{} run` {}", runtime_name, describe_wait_status(outcome.runtime_status));
     return make_error(ErrorKind::kFailedPrecondition, fmt::format("could not start the command {}: {}",
                                                                   format_command(spec.argv), runtime_error));
   }
 
-  std::string what = fmt::format("command exited with status {}", status);
-  // The runtime reports a signal death of the command as 128 + signal, as shells do.
-  if (status > 128 && status < 128 + 65)
-    what = fmt::format("command was killed by signal {} ({}) (exit status {})", status - 128,
-                       signal_name(status - 128), status);
+  int wait_status = *container_status;
+  if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) return {};
+  std::string what;
+  std::string signal_hint;
+  bool sigkill = false;
+  if (WIFSIGNALED(wait_status)) {
+    int sig = WTERMSIG(wait_status);
+    sigkill = sig == SIGKILL;
+    what = fmt::format("command was killed by signal {} ({})", sig, signal_name(sig));
+  } else {
+    int status = WEXITSTATUS(wait_status);
+    what = fmt::format("command exited with status {}", status);
+    // A shell reports a child's death by signal S as 128 + S.
+    sigkill = status == 128 + SIGKILL;
+    if (status > 128 && status < 128 + 65)
+      signal_hint =
+          fmt::format(" (128 + {}: a process was killed by {})", status - 128, signal_name(status - 128));
+  }
   if (hits.memory && spec.limits.memory_bytes) {
-    if (status == 128 + SIGKILL)
+    if (sigkill)
       return make_error(ErrorKind::kFailedPrecondition,
-                        fmt::format("killed: memory limit of {} reached (command exited with status {})",
-                                    human_bytes(*spec.limits.memory_bytes), status));
+                        fmt::format("killed: memory limit of {} reached ({})",
+                                    human_bytes(*spec.limits.memory_bytes), what));
     what += fmt::format(" (the memory limit of {} was reached during the step)",
                         human_bytes(*spec.limits.memory_bytes));
+  } else {
+    what += signal_hint;
   }
   if (hits.pids && spec.limits.pids)
     what += fmt::format(" (pids limit of {} reached: the step could not start more processes)",

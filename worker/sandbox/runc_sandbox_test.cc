@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,10 +194,26 @@ TEST_F(SandboxTest, NonZeroExitIsReportedWithItsStatus) {
 }
 
 TEST_F(SandboxTest, SignalDeathIsReportedAsSuch) {
-  // Not the step's first process: as its namespace's init it ignores TERM.
-  Status s = run(sh("sh -c 'kill -TERM $$'; exit $?"));
+  // The step's first process killed from outside (inside, as its namespace's
+  // init, it would ignore signals)...
+  const std::string number = unique_number();
+  RunSpec direct;
+  direct.argv = {"/bin/sleep", number};
+  std::thread killer([&] {
+    std::vector<std::string> found;
+    ASSERT_TRUE(eventually([&] { return !(found = host_processes_with("sleep " + number)).empty(); }));
+    ::kill(std::stoi(found[0]), SIGKILL);
+  });
+  Status s = run(direct);
+  killer.join();
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().message(), "command was killed by signal 15 (SIGTERM) (exit status 143)");
+  EXPECT_EQ(s.error().message(), "command was killed by signal 9 (SIGKILL)");
+
+  // ...and a shell reporting its child's death the shell way.
+  Status shell = run(sh("sh -c 'kill -TERM $$'; exit $?"));
+  ASSERT_FALSE(shell);
+  EXPECT_EQ(shell.error().message(),
+            "command exited with status 143 (128 + 15: a process was killed by SIGTERM)");
 }
 
 TEST_F(SandboxTest, MissingProgramIsReportedAsNotStarted) {
