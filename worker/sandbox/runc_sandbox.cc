@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -246,8 +247,10 @@ std::string LeftoverReport::to_string() const {
 RuncSandbox::RuncSandbox(RuncSandboxOptions options) : options_(std::move(options)) {}
 
 RuncSandbox::~RuncSandbox() {
+  if (lock_fd_ < 0) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
   if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
+  ::close(lock_fd_);
 }
 
 std::vector<std::string> RuncSandbox::runtime_command(const std::vector<std::string>& args) const {
@@ -291,6 +294,19 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   s.bundles_dir_ = state + "/bundles";
   s.secrets_dir_ = state + "/secrets";
   s.cgroup_group_ = "kiln/" + sha256_hex(state).substr(0, 12);
+  // Two owners would take each other's running steps for leftovers.
+  int lock_fd = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return errno_error(fmt::format("create lock file in {}", state));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK)
+      return make_error(ErrorKind::kBusy, fmt::format("sandbox state directory {} is in use by another kiln "
+                                                      "sandbox: give each worker its own state directory",
+                                                      state));
+    return errno_error(fmt::format("lock {}/lock", state), err);
+  }
+  s.lock_fd_ = lock_fd;  // from here on the destructor may clean up the state directory
   for (const auto* d : {&s.runtime_root_, &s.bundles_dir_, &s.secrets_dir_})
     KILN_RETURN_IF_ERROR(make_dir(*d, 0700));
 

@@ -7,7 +7,8 @@
 //   CancelToken cancel;
 //   KILN_RETURN_IF_ERROR(sandbox->run(spec, rootfs, on_output, cancel));
 //
-// The state directory belongs to one RuncSandbox at a time. It holds the
+// The state directory belongs to one RuncSandbox at a time (a lock file
+// enforces it, also across processes). It holds the
 // runtime's state (`runtime/`, runc's --root), one bundle per running step
 // (`bundles/<container id>/`: config.json, hosts, the runtime's log) and a
 // tmpfs (`secrets/`) where secret values live during their step. Containers
@@ -57,7 +58,8 @@ class RuncSandbox final : public Sandbox {
  public:
   // Checks the runtime runs, mounts the secrets tmpfs and removes leftovers.
   // Errors: kUnavailable when the runtime is missing (says which package to
-  // install), kIo/kFailedPrecondition when the state directory cannot be used.
+  // install), kBusy when another sandbox owns the state directory, kIo when
+  // it cannot be used.
   static Result<std::unique_ptr<RuncSandbox>> create(RuncSandboxOptions options);
   ~RuncSandbox() override;  // unmounts the secrets tmpfs
 
@@ -85,6 +87,7 @@ class RuncSandbox final : public Sandbox {
   std::string secrets_dir_;   // STATE/secrets (a tmpfs)
   std::string cgroup_group_;
   bool crun_needs_private_cgroup_ns_ = false;
+  int lock_fd_ = -1;  // flock on STATE/lock: one owner per state directory
   LeftoverReport leftovers_;
 };
 

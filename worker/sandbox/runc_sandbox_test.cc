@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -478,34 +479,53 @@ TEST_F(SandboxTest, StepsRunConcurrently) {
   }
 }
 
+TEST_F(SandboxTest, SecondOwnerOfAStateDirectoryIsRefused) {
+  auto second = RuncSandbox::create({.state_dir = state_.string()});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().kind(), ErrorKind::kBusy);
+  // The refused one must not have touched the owner's secrets tmpfs.
+  RunSpec spec = sh("cat /s");
+  spec.secrets = {{"/s", "still here"}};
+  EXPECT_EQ(run_ok(spec), "still here");
+}
+
 TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
-  // Play a worker that died mid-step: a detached `kiln-` container running
-  // `sleep`, its cgroup, a stale bundle and a stale secret, then start again.
+  // A worker that dies mid-step, played by a child process: it owns the
+  // state directory, has a `kiln-` container running `sleep` (detached, with
+  // its cgroup), a bundle and a secret, and exits without cleaning up.
   const std::string marker = "sleep " + unique_number();
   const std::string id = "kiln-leftover" + unique_number();
   fs::path bundle = state_ / "bundles" / id;
-  fs::create_directories(bundle);
-  write_file(bundle / "hosts", hosts_file_content("builder"));
-  RunSpec spec = sh(marker);
-  OciPaths paths{.rootfs = fs::canonical(rootfs_).string(),
-                 .hosts_file = (bundle / "hosts").string(),
-                 .secret_files = {},
-                 .cgroups_path = "/" + sandbox_->cgroup_group() + "/" + id + "/ctr"};
-  auto config = make_oci_config(spec, paths, {});
-  ASSERT_TRUE(config);
-  write_file(bundle / "config.json", config->dump());
-  fs::create_directories(state_ / "secrets" / id);
-  write_file(state_ / "secrets" / id / "0", "stale secret");
-  auto started = ChildProcess::spawn(
-      sandbox_->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}), {});
-  ASSERT_TRUE(started);
-  ASSERT_EQ(started->wait(), 0);
+  std::string group = sandbox_->cgroup_group();
+  std::vector<std::string> start_command;
+  sandbox_.reset();
+  pid_t worker = ::fork();
+  ASSERT_GE(worker, 0);
+  if (worker == 0) {
+    auto crashed = RuncSandbox::create({.state_dir = state_.string()});
+    if (!crashed) ::_exit(10);
+    fs::create_directories(bundle);
+    write_file(bundle / "hosts", hosts_file_content("builder"));
+    OciPaths paths{.rootfs = fs::canonical(rootfs_).string(),
+                   .hosts_file = (bundle / "hosts").string(),
+                   .secret_files = {},
+                   .cgroups_path = "/" + group + "/" + id + "/ctr"};
+    auto config = make_oci_config(sh(marker), paths, {});
+    if (!config) ::_exit(11);
+    write_file(bundle / "config.json", config->dump());
+    fs::create_directories(state_ / "secrets" / id);
+    write_file(state_ / "secrets" / id / "0", "stale secret");
+    auto started = ChildProcess::spawn(
+        (*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}), {});
+    if (!started || started->wait() != 0) ::_exit(12);
+    ::_exit(0);  // no destructors: the tmpfs stays mounted, the container runs
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(worker, &status, 0), worker);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   // `run --detach` returns once the container started, maybe before its exec.
   ASSERT_TRUE(eventually([&] { return host_processes_with(marker).size() == 1; }));
-  ASSERT_EQ(runtime_containers(), std::vector<std::string>{id});
 
-  // A crash runs no destructor: the secrets tmpfs stays mounted, as it would.
-  (void)sandbox_.release();
   auto again = RuncSandbox::create({.state_dir = state_.string()});
   ASSERT_TRUE(again) << again.error().to_string();
   sandbox_ = std::move(*again);
