@@ -146,15 +146,23 @@ std::string runtime_errors(const std::string& log_path) {
   return out;
 }
 
-// Paths in the rootfs that the runtime will create as mount points (stubs)
-// because they do not exist yet; removed after the run so that secret and
-// hosts-file targets leave no trace in the step's result.
-std::vector<std::string> missing_stubs(const std::string& rootfs, const std::vector<std::string>& targets) {
-  std::vector<std::string> stubs;
+// A mount point the runtime will have to create in the rootfs: `top` is the
+// first missing component of the target's path (what to remove), `target`
+// the mount point itself (both host paths).
+struct Stub {
+  std::string top;
+  std::string target;
+};
+
+// Stubs are removed after the run so that secret and hosts-file targets
+// leave no trace in the step's result.
+std::vector<Stub> missing_stubs(const std::string& rootfs, const std::vector<std::string>& targets) {
+  std::vector<Stub> stubs;
   for (const auto& target : targets) {
     auto rel = path::normalize_relative(std::string_view(target).substr(1));
     if (!rel || rel->empty()) continue;
-    // The first missing component: everything beneath it is the runtime's doing.
+    auto full = path::resolve_beneath(rootfs, *rel, path::AbsoluteSymlinks::kRelativeToRoot);
+    if (!full) continue;
     std::string prefix;
     for (auto part : path::components(*rel)) {
       prefix = prefix.empty() ? std::string(part) : prefix + "/" + std::string(part);
@@ -162,7 +170,7 @@ std::vector<std::string> missing_stubs(const std::string& rootfs, const std::vec
       if (!host) break;
       struct stat st;
       if (::lstat(host->c_str(), &st) != 0) {
-        stubs.push_back(*host);
+        stubs.push_back({*host, *full});
         break;
       }
     }
@@ -170,16 +178,20 @@ std::vector<std::string> missing_stubs(const std::string& rootfs, const std::vec
   return stubs;
 }
 
-// Removes a stub only while it is still empty: a step that wrote real
-// content there keeps it.
-void remove_stub(const std::string& host_path) {
+// Removes the mount point if it is still an empty file or directory, then
+// its parents up to the stub's top while they are empty: anything the step
+// itself wrote there stays.
+void remove_stub(const Stub& stub) {
   struct stat st;
-  if (::lstat(host_path.c_str(), &st) != 0) return;
-  if (S_ISREG(st.st_mode) && st.st_size == 0) {
-    ::unlink(host_path.c_str());
-  } else if (S_ISDIR(st.st_mode)) {
-    for (const auto& n : list_dir(host_path)) remove_stub(host_path + "/" + n);
-    ::rmdir(host_path.c_str());  // fails, as intended, if anything real is left
+  if (::lstat(stub.target.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+      ::unlink(stub.target.c_str());
+    else if (S_ISDIR(st.st_mode))
+      ::rmdir(stub.target.c_str());
+  }
+  for (std::string dir = stub.target; dir.size() > stub.top.size();) {
+    dir = dir.substr(0, dir.rfind('/'));
+    if (dir.size() < stub.top.size() || ::rmdir(dir.c_str()) != 0) break;
   }
 }
 
@@ -400,10 +412,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   std::vector<std::string> stub_targets = {"/etc/hosts"};
   if (spec.host_network()) stub_targets.push_back("/etc/resolv.conf");
   for (const auto& s : spec.secrets) stub_targets.push_back(s.target);
-  std::vector<std::string> stubs = missing_stubs(real_rootfs, stub_targets);
+  std::vector<Stub> stubs = missing_stubs(real_rootfs, stub_targets);
   struct Cleanup {
     std::string bundle, secrets;
-    std::vector<std::string>* stubs;
+    std::vector<Stub>* stubs;
     ~Cleanup() {
       remove_tree(secrets);
       remove_tree(bundle);

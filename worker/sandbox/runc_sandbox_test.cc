@@ -270,6 +270,11 @@ TEST_F(SandboxTest, CapabilitiesAreReduced) {
   std::string out = run_ok(sh("grep CapEff /proc/self/status"));
   unsigned long long eff = std::stoull(out.substr(out.find(':') + 1), nullptr, 16);
   EXPECT_EQ(eff, default_capability_mask()) << out;
+  // A non-root step has none in effect.
+  RunSpec user = sh("grep CapEff /proc/self/status");
+  user.uid = 1000;
+  user.gid = 1000;
+  EXPECT_EQ(run_ok(user), "CapEff:\t0000000000000000\n");
   // And they matter: root in the step cannot mount.
   std::string mount_out;
   Status s = run(sh("mount -t tmpfs none /tmp"), &mount_out);
@@ -326,6 +331,15 @@ TEST_F(SandboxTest, SecretIsNotInTheOutputUnlessPrinted) {
   EXPECT_EQ(out.substr(0, out.find('\n')), std::to_string(value.size()));
   EXPECT_EQ(out.find(value), std::string::npos);
   EXPECT_FALSE(fs::exists(rootfs_ / "etc/token"));
+}
+
+TEST_F(SandboxTest, WhatTheStepWroteBesideASecretStays) {
+  RunSpec spec = sh("touch /run/secrets/.keep; echo data > /run/kept");
+  spec.secrets = {{"/run/secrets/token", "v"}};
+  run_ok(spec);
+  EXPECT_TRUE(fs::exists(rootfs_ / "run/secrets/.keep"));
+  EXPECT_EQ(read_file(rootfs_ / "run/kept"), "data\n");
+  EXPECT_FALSE(fs::exists(rootfs_ / "run/secrets/token"));
 }
 
 TEST_F(SandboxTest, StdinFromBytesAndFromAnFd) {

@@ -6,7 +6,7 @@
 //   spec.argv = {"/bin/sh", "-c", "make install"};
 //   spec.cwd = "/src";
 //   spec.env = {"PATH=/usr/bin:/bin"};
-//   spec.limits.memory_bytes = 512 << 20;
+//   spec.limits.memory_bytes = 512ull << 20;
 //   CancelToken cancel;                       // another thread may call cancel.cancel()
 //   Status s = sandbox.run(spec, tmp_dir + "/rootfs",
 //                          [&](std::string_view chunk) { log.append(chunk); }, cancel);
@@ -19,9 +19,11 @@
 //   kCancelled          the token was cancelled; the container is gone.
 //   kTimeout            RunSpec::timeout passed: "timed out after 5 s".
 //   kFailedPrecondition the command failed: "command exited with status N",
-//                       "command was killed by signal S (SIGKILL)", and
-//                       "killed: memory limit of 64 MiB reached" or
-//                       "... (pids limit of 10 reached)" when a limit was hit.
+//                       "command was killed by signal 9 (SIGKILL)",
+//                       "killed: memory limit of 64 MiB reached (...)",
+//                       "... (pids limit of 10 reached: ...)", or the runtime
+//                       could not start it: "could not start the command X: why".
+//                       (Messages: docs/sandbox.md.)
 //   anything else       the sandbox itself could not run the step (runtime
 //                       missing, bad rootfs, ...); the message says what to fix.
 // Thread safety: Sandbox::run may be called from several threads at once
