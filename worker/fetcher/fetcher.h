@@ -16,7 +16,7 @@
 //   oci-archive:FILE[:TAG]   an OCI image layout packed in a tarball
 // Registries (HTTP API v2) and the docker engine are later sources: each is one
 // more ImageSource value and one more Fetcher implementation, chosen by
-// make_fetcher() from the scheme. Anything else is an kUnsupported error that
+// make_fetcher() from the scheme. Anything else is a kUnsupported error that
 // lists the accepted forms.
 //
 // Contract: `rootfs` must be an existing, empty directory; on success it holds

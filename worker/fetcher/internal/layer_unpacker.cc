@@ -556,7 +556,10 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
                             ? static_cast<std::uint64_t>(reader.size())
                             : static_cast<std::uint64_t>(std::max<std::int64_t>(layer.size, 0));
   if (progress) {
-    std::string digest = layer.digest.empty() ? layer.path : layer.digest;
+    // docker-archive layers are known by their diff_id, if at all.
+    std::string digest = !layer.digest.empty()    ? layer.digest
+                         : !layer.diff_id.empty() ? layer.diff_id
+                                                  : layer.path;
     // "sha256:" and 12 hex digits identify a layer well enough for a human.
     if (digest.starts_with("sha256:") && digest.size() > 19) digest = digest.substr(0, 19) + "…";
     progress(fmt::format("unpacking layer {}/{} {} {}", position.number, position.count, digest,
