@@ -72,7 +72,10 @@ struct Limits {
 };
 
 // Supplies the step's standard input piece by piece: returns the next chunk,
-// an empty string at end of input, or an error (which fails the run).
+// an empty string at end of input, or an error (which fails the run). Called
+// on run()'s thread whenever the pipe has room; while it blocks, output is
+// not forwarded, so it should answer promptly. If the step closes its stdin
+// early, the provider is not called again (not an error).
 using StdinProvider = std::function<Result<std::string>()>;
 
 // A StdinProvider that yields `bytes` once.
