@@ -315,6 +315,31 @@ TEST_F(FetcherTest, DiffIdMismatchIsAnError) {
   EXPECT_THAT(r.error().message(), HasSubstr(std::string(64, '0')));
 }
 
+TEST_F(FetcherTest, MalformedDiffIdsAreErrorsNotSkippedChecks) {
+  OciLayoutWriter oci(tmp_ + "/image");
+  auto layer = make_layer(LayerBuilder().file("a", "1"), Compression::kGzip);
+  // add_image fills diff_ids from the layers; build the manifest by hand instead.
+  nlohmann::json config = config_with_env({});
+  config["rootfs"]["diff_ids"] = {42};
+  std::string config_text = config.dump();
+  nlohmann::json manifest = {
+      {"schemaVersion", 2},
+      {"config", {{"digest", oci.add_blob(config_text)}, {"size", config_text.size()}}},
+      {"layers",
+       {{{"mediaType", layer.media_type},
+         {"digest", oci.add_blob(layer.blob)},
+         {"size", layer.blob.size()}}}}};
+  std::string manifest_text = manifest.dump();
+  oci.write_index({{{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                     {"digest", oci.add_blob(manifest_text)},
+                     {"size", manifest_text.size()}},
+                    "latest"}});
+  auto r = fetch("oci:" + tmp_ + "/image");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(r.error().message(), HasSubstr("rootfs.diff_ids: \"42\" is not a digest"));
+}
+
 TEST_F(FetcherTest, ConfigBlobDigestMismatchIsAnError) {
   OciLayoutWriter oci(tmp_ + "/image");
   auto config = config_with_env({"A=1"});

@@ -138,6 +138,25 @@ Result<std::vector<Descriptor>> parse_manifest_list(const json& index, const std
 Result<ImagePlan> plan_from_manifest(ImageFiles& files, const Descriptor& descriptor,
                                      const std::string& image, int depth);
 
+// The config's rootfs.diff_ids (empty when absent). Each must be a sha256
+// digest: a malformed one must not quietly turn a layer's check off.
+Result<std::vector<std::string>> parse_diff_ids(const json& config, const std::string& where) {
+  std::vector<std::string> out;
+  if (!config.is_object()) return out;
+  auto rootfs = config.find("rootfs");
+  if (rootfs == config.end() || !rootfs->is_object()) return out;
+  auto ids = rootfs->find("diff_ids");
+  if (ids == rootfs->end() || ids->is_null()) return out;
+  if (!ids->is_array())
+    return make_error(ErrorKind::kInvalidArgument, where + ": rootfs.diff_ids is not a list");
+  for (const auto& id : *ids) {
+    std::string digest = id.is_string() ? id.get<std::string>() : id.dump();
+    KILN_RETURN_IF_ERROR(blob_path(digest, where + ": rootfs.diff_ids"));
+    out.push_back(std::move(digest));
+  }
+  return out;
+}
+
 // An image index inside the layout: choose the entry for this machine.
 Result<ImagePlan> plan_from_index(ImageFiles& files, const json& index, const std::string& image,
                                   const std::string& where, int depth) {
@@ -189,10 +208,7 @@ Result<ImagePlan> plan_from_manifest(ImageFiles& files, const Descriptor& descri
   auto layers_it = manifest.find("layers");
   if (layers_it == manifest.end() || !layers_it->is_array())
     return make_error(ErrorKind::kInvalidArgument, where + " has no \"layers\" list");
-  std::vector<std::string> diff_ids;
-  if (auto rootfs = config.find("rootfs"); rootfs != config.end() && rootfs->is_object())
-    if (auto ids = rootfs->find("diff_ids"); ids != rootfs->end() && ids->is_array())
-      for (const auto& id : *ids) diff_ids.push_back(id.is_string() ? id.get<std::string>() : "");
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, parse_diff_ids(config, config_where));
   if (!diff_ids.empty() && diff_ids.size() != layers_it->size())
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("image {}: the manifest lists {} layers but the config {} diff_ids; the "
@@ -273,10 +289,8 @@ Result<ImagePlan> plan_docker_manifest(ImageFiles& files, const json& manifest, 
   // A docker image's id is its config's digest: the closest thing to a manifest digest.
   plan.config.manifest_digest = config_digest;
   KILN_ASSIGN_OR_RETURN(json config, parse_json(config_text, files.describe(config_path)));
-  std::vector<std::string> diff_ids;
-  if (auto rootfs = config.find("rootfs"); rootfs != config.end() && rootfs->is_object())
-    if (auto ids = rootfs->find("diff_ids"); ids != rootfs->end() && ids->is_array())
-      for (const auto& id : *ids) diff_ids.push_back(id.is_string() ? id.get<std::string>() : "");
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
+                        parse_diff_ids(config, files.describe(config_path)));
 
   auto layers_it = entry.find("Layers");
   if (layers_it == entry.end() || !layers_it->is_array())

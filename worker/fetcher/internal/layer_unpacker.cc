@@ -280,11 +280,23 @@ class LayerWriter {
     return std::move(*rel);
   }
 
+  // The host path of `rel` (relative to the root), following symlinks inside
+  // the root only. `as` says what the entry does, for the refusal.
+  Result<std::string> resolve_in_root(const std::string& name, const std::string& rel, std::string_view as) {
+    auto host = path::resolve_beneath(rootfs_, rel, path::AbsoluteSymlinks::kRelativeToRoot);
+    if (host) return std::move(*host);
+    if (host.error().kind() != ErrorKind::kInvalidArgument)
+      return std::unexpected(
+          std::move(host).error().with_context(fmt::format("{}: entry \"{}\"", layer_, name)));
+    return refuse(name, fmt::format("{} through a symlink that leaves the root filesystem ({})", as,
+                                    host.error().message()));
+  }
+
   // The host path of directory `parent` (relative to the root), following
   // symlinks within the root, creating missing directories as 0755.
   Result<std::string> make_parent(const std::string& name, const std::string& parent) {
-    auto host = path::resolve_beneath(rootfs_, parent, path::AbsoluteSymlinks::kRelativeToRoot);
-    if (!host) return refuse(name, "would be written through a symlink that leaves the root filesystem");
+    auto host = resolve_in_root(name, parent, "would be written");
+    if (!host) return host;
     std::string current = rootfs_;
     for (auto part : path::components(std::string_view(*host).substr(rootfs_.size()))) {
       current = path::join(current, part);
@@ -312,17 +324,15 @@ class LayerWriter {
     if (base.starts_with(".wh..wh.")) return {};  // other aufs bookkeeping: nothing to apply
     std::string hidden = base.substr(4);
     if (hidden.empty() || hidden == "." || hidden == "..") return refuse(name, "is a whiteout of nothing");
-    auto host_parent = path::resolve_beneath(rootfs_, parent, path::AbsoluteSymlinks::kRelativeToRoot);
-    if (!host_parent) return refuse(name, "is a whiteout through a symlink that leaves the root filesystem");
-    return remove_tree(path::join(*host_parent, hidden));
+    KILN_ASSIGN_OR_RETURN(std::string host_parent, resolve_in_root(name, parent, "is a whiteout"));
+    return remove_tree(path::join(host_parent, hidden));
   }
 
   // Everything lower layers put under `parent` disappears; what this layer
   // unpacks there (before or after the marker) stays.
   Status opaque(const std::string& name, const std::string& parent) {
-    auto dir = path::resolve_beneath(rootfs_, parent, path::AbsoluteSymlinks::kRelativeToRoot);
-    if (!dir)
-      return refuse(name, "marks a directory opaque through a symlink that leaves the root filesystem");
+    auto dir = resolve_in_root(name, parent, "marks a directory opaque");
+    if (!dir) return std::unexpected(std::move(dir).error());
     struct stat st {};
     if (::lstat(dir->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
     mark_unpacked(*dir);
@@ -357,9 +367,8 @@ class LayerWriter {
     auto slash = rel.rfind('/');
     std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
     std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
-    auto host_parent = path::resolve_beneath(rootfs_, parent, path::AbsoluteSymlinks::kRelativeToRoot);
-    if (!host_parent) return refuse(name, "is a hardlink through a symlink that leaves the root filesystem");
-    std::string source = path::join(*host_parent, base);
+    KILN_ASSIGN_OR_RETURN(std::string host_parent, resolve_in_root(name, parent, "is a hardlink"));
+    std::string source = path::join(host_parent, base);
     if (source == target) return {};
     struct stat st {};
     if (::lstat(source.c_str(), &st) != 0)
