@@ -78,6 +78,7 @@ struct ImageConfig {
 
 // Receives one human-readable line at a time ("unpacking layer 2/3 sha256:abcd… 12.3 MB").
 // Called from the fetching thread, per layer and every ~16 MB within a layer.
+// May be empty (no notes).
 using Progress = std::function<void(std::string_view line)>;
 
 class Fetcher {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "worker/fetcher/testing/fixture.h"
 
@@ -148,6 +149,44 @@ TEST_F(FetcherTest, LayerLabelledGzipThatIsNotIsRefused) {
   auto r = fetch_layers({layer});
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message(), HasSubstr("says gzip but the blob is uncompressed"));
+}
+
+TEST_F(FetcherTest, XzLayersAreUnsupportedAndSaySo) {
+  testing::Layer layer;
+  layer.blob = std::string(
+                   "\xfd"
+                   "7zXZ\0",
+                   6) +
+               std::string(64, '\0');
+  layer.media_type = "application/vnd.oci.image.layer.v1.tar";
+  layer.diff_id = testing::sha256_digest("");
+  auto r = fetch_layers({layer});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kUnsupported);
+  EXPECT_THAT(r.error().message(), HasSubstr("is xz-compressed"));
+}
+
+TEST_F(FetcherTest, OneFetcherServesConcurrentFetches) {
+  OciLayoutWriter oci(tmp_ + "/image");
+  std::string big(3u << 20, 'b');
+  oci.write_index(
+      {{oci.add_image({make_layer(LayerBuilder().dir("d").file("d/big", big), Compression::kGzip),
+                       make_layer(LayerBuilder().whiteout("d/big").file("d/small", "s"), Compression::kZstd)},
+                      config_with_env({"K=V"})),
+        "latest"}});
+  auto fetcher = make_fetcher();
+  std::vector<std::string> roots;
+  for (int i = 0; i < 4; ++i) roots.push_back(new_dir("concurrent-" + std::to_string(i)));
+  std::vector<Result<ImageConfig>> results(roots.size(), make_error(ErrorKind::kInternal, "not run"));
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < roots.size(); ++i)
+    threads.emplace_back(
+        [&, i] { results[i] = fetcher->fetch(nullptr, roots[i], "oci:" + tmp_ + "/image"); });
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    ASSERT_TRUE(results[i]) << results[i].error().to_string();
+    EXPECT_EQ(tree(roots[i]), "d d 755\nf d/small s\n");
+  }
 }
 
 TEST_F(FetcherTest, UnknownLayerMediaTypeIsUnsupported) {
