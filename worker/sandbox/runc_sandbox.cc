@@ -262,6 +262,10 @@ RuncSandbox::~RuncSandbox() {
   if (lock_fd_ < 0) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
   if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
+  // The group's (now empty) cgroup directories; rmdir refuses non-empty ones.
+  if (auto mounts = cgroup_mounts(); mounts && !cgroup_group_.empty()) {
+    for (const auto& m : *mounts) ::rmdir((m.path + "/" + cgroup_group_).c_str());
+  }
   ::close(lock_fd_);
 }
 

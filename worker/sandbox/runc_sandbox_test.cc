@@ -556,6 +556,15 @@ TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
   EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
 }
 
+TEST_F(SandboxTest, DestroyingTheSandboxRemovesItsCgroupGroup) {
+  run_ok(sh("true"));
+  auto mounts = cgroup_mounts();
+  ASSERT_TRUE(mounts);
+  std::string group = sandbox_->cgroup_group();
+  sandbox_.reset();
+  for (const auto& m : *mounts) EXPECT_FALSE(fs::exists(fs::path(m.path) / group)) << m.path;
+}
+
 TEST_F(SandboxTest, UnknownRuntimeNameIsRejected) {
   auto r = parse_oci_runtime("kata");
   ASSERT_FALSE(r);
