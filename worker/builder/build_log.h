@@ -1,0 +1,101 @@
+// The log of one build step, shared by everyone who asked for that step.
+//
+// A step's log is a sequence of tagged pieces of text, as in OBuilder's seed
+// (heading: the op being run; note: kiln's own lines; output: the command's
+// stdout and stderr). It is kept in memory while the step runs, so that a
+// requester who joins late gets everything so far and then every new piece as
+// it is written, and it is written to a file (the store's `log_file(id)`,
+// i.e. `<build dir>/log`) once the store has made the step's directory: the
+// file is readable while the step builds and, once saved, with the result.
+//
+//   auto log = std::make_shared<BuildLog>();
+//   log->heading("/: (run (shell \"make\"))");
+//   auto sub = log->subscribe(sink);            // replays, then follows live
+//   KILN_RETURN_IF_ERROR(log->attach_file(dir + "/log"));
+//   log->output("cc -c main.c\n");
+//   log->unsubscribe(sub);
+//   log->detach_file();
+//   KILN_RETURN_IF_ERROR(replay_log_file(store.log_file(id), sink));   // a cached step
+//
+// The file holds plain text (what `kiln build` prints): a heading or a note
+// is one line, output is written as produced. Tags are not stored, so a
+// replayed file arrives as kOutput.
+// Thread safety: every BuildLog method may be called from any thread. Sinks
+// are called with the log's lock held, on the thread that appended the text;
+// after unsubscribe() returns a sink is never called again. Sinks must not
+// call back into the same log.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace kiln::builder {
+
+enum class LogTag {
+  kHeading,  // introduces a build step: "/src: (run (shell \"make\"))"
+  kNote,     // kiln's own lines: "---> saved as ID", fetch progress
+  kOutput,   // raw output of the step's command
+};
+
+// "heading", "note" or "output".
+std::string_view log_tag_name(LogTag tag);
+
+// Receives log text. A heading or note arrives as one line ending in '\n';
+// output arrives in chunks of any size.
+using LogSink = std::function<void(LogTag tag, std::string_view text)>;
+
+class BuildLog {
+ public:
+  BuildLog() = default;
+  ~BuildLog();  // closes the file if still attached
+  BuildLog(const BuildLog&) = delete;
+  BuildLog& operator=(const BuildLog&) = delete;
+
+  void heading(std::string_view line) { append_line(LogTag::kHeading, line); }
+  void note(std::string_view line) { append_line(LogTag::kNote, line); }
+  void output(std::string_view chunk) { append(LogTag::kOutput, chunk); }
+
+  // Writes everything logged so far to `path` (created or truncated) and
+  // every later piece too, until detach_file(). A write error after
+  // attaching is remembered and returned by detach_file().
+  Status attach_file(const std::string& path);
+  Status detach_file();
+
+  // Calls `sink` with every piece so far, in order, then with each new one.
+  // Returns a handle for unsubscribe(). An empty sink is accepted (and never called).
+  std::uint64_t subscribe(LogSink sink);
+  void unsubscribe(std::uint64_t handle);
+
+  // The last `max_lines` lines of everything logged, for error messages.
+  std::string tail(std::size_t max_lines) const;
+  // Everything logged so far, as plain text (what the file holds).
+  std::string text() const;
+
+ private:
+  void append_line(LogTag tag, std::string_view line);
+  void append(LogTag tag, std::string_view text);
+
+  mutable std::mutex mu_;
+  std::vector<std::pair<LogTag, std::string>> pieces_;
+  std::map<std::uint64_t, LogSink> sinks_;
+  std::uint64_t next_handle_ = 1;
+  int fd_ = -1;
+  std::string path_;
+  std::optional<Error> write_error_;
+};
+
+// Sends the content of a saved log file to `sink` as kOutput chunks.
+// kNotFound if there is no such file (a result saved without a log).
+Status replay_log_file(const std::string& path, const LogSink& sink);
+
+}  // namespace kiln::builder

@@ -1,0 +1,175 @@
+// The local builder: runs a build spec step by step on a snapshot store, a
+// sandbox and an image fetcher, reusing every step whose id the store already
+// holds (DESIGN.md, "The local builder"; OBuilder's BUILDER signature).
+//
+//   auto store = store::open_store("overlayfs:/var/cache/kiln");
+//   auto sandbox = sandbox::RuncSandbox::create({.state_dir = "/var/lib/kiln/sandbox"});
+//   auto fetcher = fetcher::make_fetcher();
+//   Builder builder(**store, **sandbox, *fetcher,
+//                   {.image_aliases = {{"busybox", "oci:/var/lib/kiln/images/busybox:latest"}}});
+//   KILN_ASSIGN_OR_RETURN(auto ctx, ids::DirectoryContext::open("."));
+//   sandbox::CancelToken cancel;
+//   KILN_ASSIGN_OR_RETURN(std::string id,
+//       builder.build({.spec = spec, .context = &ctx, .context_dir = ".",
+//                      .log = [](LogTag, std::string_view text) { std::cout << text; },
+//                      .cancel = &cancel}));
+//
+// Step ids are exactly those ids::compute_step_ids gives (docs/step-ids.md):
+// the builder walks the spec with ids::StageContext and the same encoders.
+// For each step: if the store holds its id, the step's saved log is replayed
+// and "---> using ID from cache" is noted; otherwise the step runs inside
+// store.build() and "---> saved as ID" is noted. A failed step records
+// nothing; its error carries the command's exit status and the last lines of
+// its log.
+//   from   the base image is fetched into `<dir>/rootfs` (image names in
+//          `image_aliases` are replaced by their reference for fetching only;
+//          the id uses the spec's text) and its config is saved as
+//          `<dir>/image.json`; later runs get the image's env overlaid with
+//          the spec's (env ...).
+//   run    sandbox.run(shell + [cmd]) with the stage's workdir, user, env,
+//          network; caches from store.cache(user, name), released after the
+//          run whatever happens; secrets from the request (never in ids,
+//          snapshots or logs).
+//   copy   copy_files.h, from the context directory or a build stage's rootfs.
+//
+// Concurrency: build() may be called from many threads. A step is built
+// once however many builds ask for it at the same time: the first request
+// starts it on a thread of its own, every requester follows the same log
+// (everything so far, then live) and waits; the step is cancelled only when
+// its last requester cancels. Results a running build uses (its bases, the
+// stages it copies from, every step it has reached) are never pruned.
+// Store, sandbox and fetcher must outlive the Builder. finish() (also run by
+// the destructor) waits for running steps.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/ids/manifest.h"
+#include "common/spec/spec.h"
+#include "worker/builder/build_log.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/sandbox/sandbox.h"
+#include "worker/store/store.h"
+
+namespace kiln::builder {
+
+struct BuilderOptions {
+  // `(from NAME)` -> the reference fetched for it ("busybox" ->
+  // "oci:/var/lib/kiln/images/busybox:latest"). Names not listed are fetched as written.
+  std::map<std::string, std::string> image_aliases;
+  // The image healthcheck() builds on (a name in image_aliases or a reference).
+  std::string healthcheck_image = "busybox";
+  // Lines of the log quoted in a failed step's error.
+  std::size_t error_log_lines = 10;
+  // Optional per-step sandbox limits and timeout, applied to every run step.
+  sandbox::Limits limits;
+  std::optional<std::chrono::milliseconds> step_timeout;
+};
+
+struct BuildRequest {
+  spec::Spec spec;
+  std::string spec_name;  // for messages ("app.spec"); may be empty
+  // Manifests of context copies. When null and context_dir is set, a
+  // DirectoryContext on context_dir is used.
+  ids::ContextSource* context = nullptr;
+  // Where the files of context copies are read from.
+  std::string context_dir;
+  std::map<std::string, std::string> secrets;  // secret id -> value
+  LogSink log;                                 // may be empty
+  sandbox::CancelToken* cancel = nullptr;      // may be null: not cancellable
+};
+
+struct CacheStats {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+};
+
+// Called with each id just before it is deleted (for display).
+using DeleteLog = std::function<void(const std::string& id)>;
+
+class Builder {
+ public:
+  Builder(store::Store& store, sandbox::Sandbox& sandbox, fetcher::Fetcher& fetcher,
+          BuilderOptions options = {});
+  ~Builder();
+  Builder(const Builder&) = delete;
+  Builder& operator=(const Builder&) = delete;
+
+  // Builds the spec; returns the id of the main stage's last step.
+  // Errors: the failed step's (exit status and log tail, kFailedPrecondition),
+  // kCancelled when request.cancel fired, kInvalidArgument for spec and
+  // context problems (missing secret, bad copy), and the store's, sandbox's
+  // and fetcher's own.
+  Result<std::string> build(const BuildRequest& request);
+
+  // Removes `id` and every result built on it (leaves first). Not safe while
+  // builds use them (as OBuilder's delete: for tests and admins).
+  Status delete_result(const std::string& id, const DeleteLog& log = {});
+
+  // Removes up to `limit` results that have no children and were last used
+  // before `before`, oldest first, repeating as parents become leaves; never
+  // one a running build uses. Returns how many were removed.
+  Result<std::size_t> prune(std::chrono::system_clock::time_point before, std::size_t limit,
+                            const DeleteLog& log = {});
+
+  Result<std::uint64_t> count();
+  Result<double> df();
+  Result<CacheStats> cache_stats();
+
+  // Builds `((from HEALTHCHECK_IMAGE) (run (shell "echo healthcheck")))` and
+  // deletes the run's result again. The timeout covers the run, not fetching
+  // the base image. kTimeout when it passes.
+  Status healthcheck(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Waits for running steps to end and for the store's deletes to complete;
+  // later builds fail. Idempotent.
+  Status finish();
+
+  // Ids running builds currently protect from prune (for tests and `kiln stats`).
+  std::vector<std::string> ids_in_use() const;
+
+ private:
+  struct Step;
+  struct InFlight;
+  class RequestScope;
+
+  Result<std::string> build_stage(RequestScope& scope, const spec::Spec& stage, const std::string& stage_path,
+                                  std::map<std::string, std::string> build_scope);
+  // Makes sure result `step.id` exists: a cache hit, joining an identical
+  // step already running, or running it.
+  Status ensure(RequestScope& scope, std::shared_ptr<Step> step);
+  Status follow(RequestScope& scope, const std::shared_ptr<InFlight>& op);
+  void run_in_flight(std::shared_ptr<InFlight> op);
+
+  Result<std::vector<std::pair<std::string, std::string>>> image_env(const std::string& from_id);
+
+  void pin(const std::string& id);
+  void unpin(const std::string& id);
+
+  store::Store& store_;
+  sandbox::Sandbox& sandbox_;
+  fetcher::Fetcher& fetcher_;
+  BuilderOptions options_;
+
+  mutable std::mutex mu_;  // in_flight_, running_threads_, finished_
+  std::condition_variable changed_;
+  std::map<std::string, std::shared_ptr<InFlight>> in_flight_;
+  int running_threads_ = 0;
+  bool finished_ = false;
+
+  mutable std::mutex pins_mu_;  // held while prune checks and deletes a leaf
+  std::multiset<std::string> pinned_;
+};
+
+}  // namespace kiln::builder
