@@ -238,21 +238,32 @@ TEST_F(SandboxTest, CwdEnvAndUserAreApplied) {
   EXPECT_EQ(run_ok(spec), "/work\nhello world\n1000\n100\n1000:100\n");
 }
 
+std::string host_network_namespace() {
+  return fs::read_symlink("/proc/self/ns/net").string();
+}
+
 TEST_F(SandboxTest, DefaultNetworkHasOnlyLoopback) {
-  EXPECT_EQ(run_ok(sh("ls /sys/class/net")), "lo\n");
+  std::string out = run_ok(sh("ls /sys/class/net; readlink /proc/self/ns/net"));
+  EXPECT_EQ(out.substr(0, out.find('\n')), "lo");
+  EXPECT_NE(out.substr(out.find('\n') + 1), host_network_namespace() + "\n");
 }
 
 TEST_F(SandboxTest, HostNetworkSeesTheHostsInterfaces) {
   std::set<std::string> host;
   for (const auto& e : fs::directory_iterator("/sys/class/net")) host.insert(e.path().filename());
-  ASSERT_GT(host.size(), 1u) << "the test needs a host with an interface besides lo";
-  RunSpec spec = sh("ls /sys/class/net");
+  RunSpec spec = sh("ls /sys/class/net; readlink /proc/self/ns/net");
   spec.network = {"host"};
   std::istringstream out(run_ok(spec));
   std::set<std::string> seen;
-  std::string name;
-  while (out >> name) seen.insert(name);
+  std::string word, ns;
+  while (out >> word) {
+    if (word.starts_with("net:["))
+      ns = word;
+    else
+      seen.insert(word);
+  }
   EXPECT_EQ(seen, host);
+  EXPECT_EQ(ns, host_network_namespace());
 }
 
 TEST_F(SandboxTest, HostnameIsBuilderAndResolvesToLoopback) {
