@@ -19,6 +19,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -491,7 +492,20 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   in_r.reset();
   ChildProcess& reaper = child->reaper();
 
-  enum class Stop { kNone, kCancelled, kTimedOut, kStdinFailed };
+  enum class Stop { kNone, kCancelled, kTimedOut, kStdinFailed, kSinkFailed };
+  // The caller's callbacks must not unwind through here: that would leave
+  // the container running. A throwing sink or provider stops the step.
+  std::optional<std::string> sink_error;
+  OutputSink forward = [&](std::string_view chunk) {
+    if (sink_error || !on_output) return;
+    try {
+      on_output(chunk);
+    } catch (const std::exception& e) {
+      sink_error = e.what();
+    } catch (...) {
+      sink_error = "unknown exception";
+    }
+  };
   Stop stop = Stop::kNone;
   std::optional<Error> stdin_error;
   using Clock = std::chrono::steady_clock;
@@ -507,7 +521,14 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   auto feed_stdin = [&] {
     while (in_w.get() >= 0) {
       if (pending_offset == pending_stdin.size()) {
-        auto next = spec.stdin_data();
+        Result<std::string> next = std::string();
+        try {
+          next = spec.stdin_data();
+        } catch (const std::exception& e) {
+          next = make_error(ErrorKind::kInternal, fmt::format("the stdin provider threw: {}", e.what()));
+        } catch (...) {
+          next = make_error(ErrorKind::kInternal, "the stdin provider threw an unknown exception");
+        }
         if (!next) {
           stdin_error = std::move(next).error();
           in_w.reset();
@@ -546,9 +567,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     }
     int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) return errno_error("poll the step's output");
-    if (!output_done && drain(out_r.get(), on_output)) output_done = true;
+    if (!output_done && drain(out_r.get(), forward)) output_done = true;
     if (in_w.get() >= 0) feed_stdin();
     if (stdin_error) stop = Stop::kStdinFailed;
+    if (sink_error) stop = Stop::kSinkFailed;
     if (!exited && reaper.try_wait(&reaper_status)) {
       exited = true;
       // Processes of a pid namespace die with its init, so the pipe closes
@@ -572,7 +594,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     auto kill_deadline = Clock::now() + kKillPatience;
     while (!reaper.try_wait(&reaper_status)) {
       for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
-      if (!output_done && drain(out_r.get(), on_output)) output_done = true;
+      if (!output_done && drain(out_r.get(), forward)) output_done = true;
       if (Clock::now() >= kill_deadline) {
         spdlog::warn("sandbox: {} run {} did not end {} s after its container was killed; killing it",
                      runtime_name, id,
@@ -584,7 +606,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
       std::this_thread::sleep_for(10ms);
     }
   }
-  if (!output_done) drain(out_r.get(), on_output);
+  if (!output_done) drain(out_r.get(), forward);
   DetachedRun::Outcome outcome = child->outcome();
   // The container's init among the orphans the reaper collected.
   std::optional<int> container_status;
@@ -610,6 +632,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
       return make_error(ErrorKind::kTimeout,
                         fmt::format("timed out after {} (the step's time limit); the container was killed",
                                     human_duration(*spec.timeout)));
+    case Stop::kSinkFailed:
+      return make_error(
+          ErrorKind::kInternal,
+          fmt::format("the step's output could not be taken ({}); the container was killed", *sink_error));
     case Stop::kStdinFailed:
       return std::unexpected(std::move(*stdin_error).with_context("reading the step's standard input"));
     case Stop::kNone: break;

@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "worker/sandbox/cgroup.h"
@@ -383,6 +384,19 @@ TEST_F(SandboxTest, StdinProviderErrorFailsTheRun) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().kind(), ErrorKind::kIo);
   EXPECT_NE(s.error().to_string().find("tar stream broke"), std::string::npos);
+  EXPECT_TRUE(runtime_containers().empty());
+}
+
+TEST_F(SandboxTest, ThrowingOutputSinkStopsTheStepAndLeavesNothing) {
+  const std::string marker = "sleep " + unique_number();
+  CancelToken cancel;
+  Status s = sandbox_->run(
+      sh("echo hello; " + marker), rootfs_.string(),
+      [](std::string_view) { throw std::runtime_error("log disk full"); }, cancel);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kInternal);
+  EXPECT_NE(s.error().message().find("log disk full"), std::string::npos) << s.error().message();
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
   EXPECT_TRUE(runtime_containers().empty());
 }
 
