@@ -173,6 +173,16 @@ TEST_F(LayerUnpackerTest, AnEmptyLayerIsFine) {
                          make_layer(LayerBuilder(), Compression::kNone)});
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(tree(rootfs_), "f a 1\n");
+
+  // Zero bytes at all (some tools write such layers), plain and gzip.
+  testing::Layer nothing{"", "application/vnd.oci.image.layer.v1.tar", testing::sha256_digest("")};
+  testing::Layer gzip_nothing{testing::compress("", Compression::kGzip),
+                              "application/vnd.oci.image.layer.v1.tar+gzip", testing::sha256_digest("")};
+  rootfs_ = new_dir("rootfs-nothing");
+  std::filesystem::remove_all(tmp_ + "/image");
+  r = fetch_layers({make_layer(LayerBuilder().file("b", "2"), Compression::kGzip), nothing, gzip_nothing});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(tree(rootfs_), "f b 2\n");
 }
 
 TEST_F(LayerUnpackerTest, NonAsciiNamesKeepTheirBytes) {

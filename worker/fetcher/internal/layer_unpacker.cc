@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/path.h"
@@ -489,11 +490,8 @@ Status unpack_tar(archive_read_callback* read, void* source, const std::optional
                       fmt::format("{}: {}: {}", layer, what, reason != nullptr ? reason : "corrupt tar"));
   };
   auto status = [&]() -> Status {
-    if (archive_read_open(tar, source, nullptr, read, nullptr) != ARCHIVE_OK) {
-      // An empty stream is an empty layer (docker writes some), not an error.
-      if (!*source_error && archive_errno(tar) == 0 && archive_error_string(tar) == nullptr) return {};
+    if (archive_read_open(tar, source, nullptr, read, nullptr) != ARCHIVE_OK)
       return failure("not a tar archive");
-    }
     while (true) {
       archive_entry* entry = nullptr;
       int r = archive_read_next_header(tar, &entry);
@@ -594,8 +592,11 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
   LayerWriter writer(rootfs, label);
   std::string diff_hex;
   if (found == Compression::kNone) {
-    KILN_RETURN_IF_ERROR(prefer_digest_error(
-        unpack_tar(read_blob_callback, &blob, &blob.error, writer, label), blob, layer, label));
+    // Zero bytes are an empty layer, not a malformed tar (libarchive would say "unrecognized format").
+    bool empty = blob.first_bytes().empty();
+    if (!empty)
+      KILN_RETURN_IF_ERROR(prefer_digest_error(
+          unpack_tar(read_blob_callback, &blob, &blob.error, writer, label), blob, layer, label));
     KILN_RETURN_IF_ERROR(with_context(blob.drain(), label));
     diff_hex = blob.hex_digest();
     KILN_RETURN_IF_ERROR(check_layer_digest(diff_hex, layer.digest, label, "the blob's digest"));
@@ -611,11 +612,14 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
       archive_read_support_filter_zstd(tar_stream.decompressor);
     // The "raw" format hands the decompressed bytes through untouched: the
     // tar reader below sees them, and they are hashed on the way (diff_id).
+    // "empty" recognises a stream that decompresses to nothing: an empty layer.
     archive_read_support_format_raw(tar_stream.decompressor);
+    archive_read_support_format_empty(tar_stream.decompressor);
     archive_entry* raw_entry = nullptr;
-    if (archive_read_open(tar_stream.decompressor, &blob, nullptr, read_blob_callback, nullptr) !=
-            ARCHIVE_OK ||
-        archive_read_next_header(tar_stream.decompressor, &raw_entry) != ARCHIVE_OK) {
+    int header = ARCHIVE_FATAL;
+    if (archive_read_open(tar_stream.decompressor, &blob, nullptr, read_blob_callback, nullptr) == ARCHIVE_OK)
+      header = archive_read_next_header(tar_stream.decompressor, &raw_entry);
+    if (header != ARCHIVE_OK && header != ARCHIVE_EOF) {
       if (blob.error) return std::unexpected(*blob.error);
       const char* reason = archive_error_string(tar_stream.decompressor);
       return prefer_digest_error(
@@ -624,12 +628,13 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
                                  reason != nullptr ? reason : "corrupt data")),
           blob, layer, label);
     }
-    KILN_RETURN_IF_ERROR(prefer_digest_error(
-        unpack_tar(read_decompressed_callback, &tar_stream, &tar_stream.error, writer, label), blob, layer,
-        label));
+    if (header == ARCHIVE_OK)
+      KILN_RETURN_IF_ERROR(prefer_digest_error(
+          unpack_tar(read_decompressed_callback, &tar_stream, &tar_stream.error, writer, label), blob, layer,
+          label));
     // Whatever the tar reader left (padding after the end-of-archive blocks)
     // still counts towards both digests.
-    while (true) {
+    while (header == ARCHIVE_OK) {
       auto n = tar_stream.read();
       if (!n) return std::unexpected(std::move(n).error().with_context(label));
       if (*n == 0) break;
