@@ -106,7 +106,9 @@ struct RunSpec {
 };
 
 // Receives the step's stdout and stderr, merged, in the order produced, as
-// chunks of any size. Called on the thread that called run().
+// chunks of any size. Called on the thread that called run(). If it throws,
+// the step is killed and run() returns kInternal (so does a throwing
+// StdinProvider): exceptions never unwind past a running container.
 using OutputSink = std::function<void(std::string_view)>;
 
 // A one-way cancel flag shared between the thread running a step and the
