@@ -51,7 +51,9 @@ struct LeftoverReport {
   int bundles = 0;                      // bundle directories removed
   int secret_dirs = 0;                  // per-step secret directories wiped
   bool removed_anything() const;
-  std::string to_string() const;  // "removed leftover containers kiln-1, kiln-2; ..." or "no leftovers"
+  // "removed leftovers of an earlier run: containers kiln-1f.., kiln-2a..; 1 bundle directories" or "no
+  // leftovers"
+  std::string to_string() const;
 };
 
 class RuncSandbox final : public Sandbox {
