@@ -23,4 +23,7 @@ int exit_code();
 // `kiln spec check|fmt|ids` and `kiln dockerfile`.
 void add_spec_commands(CLI::App& app);
 
+// `kiln build`, `healthcheck`, `delete`, `prune`, `clean`, `df`, `stats`.
+void add_build_commands(CLI::App& app);
+
 }  // namespace kiln::cli

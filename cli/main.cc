@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   });
 
   kiln::cli::add_spec_commands(app);
+  kiln::cli::add_build_commands(app);
 
   try {
     app.parse(argc, argv);

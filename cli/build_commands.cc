@@ -1,0 +1,442 @@
+// `kiln build`, `kiln healthcheck`, `kiln delete`, `kiln prune`, `kiln clean`,
+// `kiln df` and `kiln stats`: the local builder (worker/builder/builder.h) on
+// this machine, with no scheduler. Everything lives under KILN_HOME ($KILN_HOME,
+// else ./.kiln): the store (`overlayfs:KILN_HOME/store` unless --store), the
+// sandbox's state (KILN_HOME/sandbox) and the default base image
+// (KILN_HOME/images/busybox, made by scripts/make-base-image), which
+// `(from busybox)` means when it exists.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "common/ids/manifest.h"
+#include "common/spec/spec.h"
+#include "worker/builder/builder.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/sandbox/runc_sandbox.h"
+#include "worker/store/store.h"
+
+namespace kiln::cli {
+namespace {
+
+void report(const Error& e) {
+  std::cerr << "kiln: " << e.to_string() << "\n";
+}
+
+// KILN_HOME, absolute.
+std::string kiln_home() {
+  const char* env = std::getenv("KILN_HOME");
+  std::string home = env != nullptr && *env != '\0' ? env : ".kiln";
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(home, ec);
+  return ec ? home : absolute.lexically_normal().string();
+}
+
+std::string default_base_image_dir() {
+  return kiln_home() + "/images/busybox";
+}
+
+// Options every command that opens the store shares.
+struct StoreFlags {
+  std::string store;
+  std::string rsync_mode = "copy";
+};
+
+void add_store_flags(CLI::App* cmd, StoreFlags& flags) {
+  cmd->add_option(
+      "--store", flags.store,
+      "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR or rsync:DIR (default overlayfs:KILN_HOME/store; "
+      "KILN_HOME is $KILN_HOME, else ./.kiln)");
+  cmd->add_option("--rsync-mode", flags.rsync_mode, "rsync store: copy or hardlink")->capture_default_str();
+}
+
+Result<std::unique_ptr<store::Store>> open_store(const StoreFlags& flags) {
+  std::string spec = flags.store.empty() ? "overlayfs:" + kiln_home() + "/store" : flags.store;
+  store::StoreOptions options;
+  KILN_ASSIGN_OR_RETURN(options.rsync_mode, store::parse_rsync_mode(flags.rsync_mode));
+  if (flags.store.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(kiln_home() + "/store", ec);
+    if (ec)
+      return make_error(ErrorKind::kIo, fmt::format("cannot create {}/store: {}", kiln_home(), ec.message()));
+  }
+  return with_context(store::open_store(spec, options), "opening store " + spec);
+}
+
+// Options of commands that run steps.
+struct RunFlags {
+  std::string oci_runtime = "runc";
+  std::vector<std::string> image_aliases;  // NAME=REF
+};
+
+void add_run_flags(CLI::App* cmd, RunFlags& flags) {
+  cmd->add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
+  cmd->add_option("--image-alias", flags.image_aliases,
+                  "NAME=REF: fetch REF for (from NAME), e.g. busybox=oci:/abs/dir:latest (repeatable). "
+                  "Default: busybox=oci:KILN_HOME/images/busybox:latest when that image exists "
+                  "(scripts/make-base-image KILN_HOME/images/busybox makes it)");
+}
+
+Result<std::map<std::string, std::string>> image_aliases(const RunFlags& flags) {
+  std::map<std::string, std::string> aliases;
+  std::string base = default_base_image_dir();
+  std::error_code ec;
+  if (std::filesystem::exists(base + "/index.json", ec)) aliases["busybox"] = "oci:" + base + ":latest";
+  for (const std::string& alias : flags.image_aliases) {
+    std::size_t eq = alias.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == alias.size())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("--image-alias {:?}: expected NAME=REF, e.g. busybox=oci:/images/busybox:latest",
+                      alias));
+    aliases[alias.substr(0, eq)] = alias.substr(eq + 1);
+  }
+  return aliases;
+}
+
+// The parts a build needs, in destruction order (the builder first).
+struct LocalBuilder {
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<sandbox::RuncSandbox> sandbox;
+  std::unique_ptr<fetcher::Fetcher> fetcher;
+  std::unique_ptr<builder::Builder> builder;
+  ~LocalBuilder() { builder.reset(); }
+};
+
+Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store_flags,
+                                                         const RunFlags& run_flags) {
+  auto local = std::make_unique<LocalBuilder>();
+  KILN_ASSIGN_OR_RETURN(local->store, open_store(store_flags));
+  sandbox::RuncSandboxOptions sandbox_options;
+  sandbox_options.state_dir = kiln_home() + "/sandbox";
+  KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(run_flags.oci_runtime));
+  KILN_ASSIGN_OR_RETURN(local->sandbox, sandbox::RuncSandbox::create(sandbox_options));
+  if (local->sandbox->leftovers().removed_anything())
+    std::cerr << "kiln: " << local->sandbox->leftovers().to_string() << "\n";
+  local->fetcher = fetcher::make_fetcher();
+  builder::BuilderOptions options;
+  KILN_ASSIGN_OR_RETURN(options.image_aliases, image_aliases(run_flags));
+  local->builder =
+      std::make_unique<builder::Builder>(*local->store, *local->sandbox, *local->fetcher, options);
+  return local;
+}
+
+// Turns SIGINT and SIGTERM into a cancel while it lives: a thread waits for
+// them (blocked in every other thread, which inherit the mask from here), so
+// nothing runs in a signal handler. A second signal exits at once.
+class CancelOnSignal {
+ public:
+  explicit CancelOnSignal(sandbox::CancelToken& cancel) {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // our own "stop waiting"
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    thread_ = std::thread([this, &cancel] {
+      int signals = 0;
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (sig == SIGUSR1) return;
+        if (++signals > 1) std::_Exit(130);
+        std::cerr << "\nkiln: cancelling the build (press Ctrl-C again to quit at once)\n";
+        cancel.cancel();
+      }
+    });
+  }
+  ~CancelOnSignal() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  CancelOnSignal(const CancelOnSignal&) = delete;
+  CancelOnSignal& operator=(const CancelOnSignal&) = delete;
+
+ private:
+  sigset_t set_;
+  sigset_t old_;
+  std::thread thread_;
+};
+
+Result<std::string> read_secret_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return errno_error("cannot read secret file " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// "--secret ID:FILE" values into id -> content.
+Result<std::map<std::string, std::string>> read_secrets(const std::vector<std::string>& flags) {
+  std::map<std::string, std::string> secrets;
+  for (const std::string& flag : flags) {
+    std::size_t colon = flag.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == flag.size())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
+    KILN_ASSIGN_OR_RETURN(secrets[flag.substr(0, colon)], read_secret_file(flag.substr(colon + 1)));
+  }
+  return secrets;
+}
+
+struct BuildOptions {
+  std::string file;
+  std::string context;
+  std::vector<std::string> secrets;
+  StoreFlags store;
+  RunFlags run;
+};
+
+void print_log(builder::LogTag, std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+// Adds what to do when a base image cannot be fetched.
+void report_build_error(const Error& e) {
+  report(e);
+  if (e.kind() == ErrorKind::kUnsupported && e.to_string().find("from") != std::string::npos) {
+    std::cerr << fmt::format(
+        "kiln: hint: make the default base image with `scripts/make-base-image {}` (then (from busybox) uses "
+        "it), or pass --image-alias NAME=oci:/abs/dir:latest\n",
+        default_base_image_dir());
+  }
+}
+
+void run_build(const BuildOptions& o) {
+  auto spec = spec::load_spec_file(o.file);
+  if (!spec) {
+    report(spec.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  auto secrets = read_secrets(o.secrets);
+  if (!secrets) {
+    report(secrets.error());
+    set_exit(kExitUsage);
+    return;
+  }
+  auto context = ids::DirectoryContext::open(o.context);
+  if (!context) {
+    report(context.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  sandbox::CancelToken cancel;
+  CancelOnSignal on_signal(cancel);
+  auto local = make_local_builder(o.store, o.run);
+  if (!local) {
+    report(local.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  builder::BuildRequest request;
+  request.spec = std::move(*spec);
+  request.spec_name = o.file;
+  request.context = &*context;
+  request.context_dir = context->root();
+  request.secrets = std::move(*secrets);
+  request.log = print_log;
+  request.cancel = &cancel;
+  auto id = (*local)->builder->build(request);
+  if (!id) {
+    report_build_error(id.error());
+    set_exit(id.error().kind() == ErrorKind::kCancelled ? 130 : kExitFailed);
+    return;
+  }
+  std::cout << "Got: " << *id << "\n";
+}
+
+struct AdminOptions {
+  StoreFlags store;
+  RunFlags run;
+  std::string id;
+  std::string before;
+  std::size_t limit = std::numeric_limits<std::size_t>::max();
+  double timeout_seconds = 30;
+};
+
+// "--before": an age ("7d", "12h", "30m", "90s": that long ago) or a UTC
+// time ("2026-11-29", "2026-11-29T12:00:00Z").
+Result<std::chrono::system_clock::time_point> parse_before(const std::string& text) {
+  auto now = std::chrono::system_clock::now();
+  if (text.empty()) return now;
+  char unit = text.back();
+  std::string number = text.substr(0, text.size() - 1);
+  if (!number.empty() && number.find_first_not_of("0123456789") == std::string::npos &&
+      std::string_view("smhd").find(unit) != std::string_view::npos) {
+    long n = std::stol(number);
+    long seconds = unit == 's' ? n : unit == 'm' ? n * 60 : unit == 'h' ? n * 3600 : n * 86400;
+    return now - std::chrono::seconds(seconds);
+  }
+  std::tm tm{};
+  std::istringstream in(text);
+  in >> std::get_time(&tm, text.size() > 10 ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d");
+  if (in.fail())
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("--before {:?}: expected an age (7d, 12h, 30m, 90s) or a UTC time "
+                                  "(2026-11-29 or 2026-11-29T12:00:00Z)",
+                                  text));
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+// Runs `fn` on a store opened without a sandbox (these commands run no steps).
+template <typename Fn>
+void with_store_builder(const AdminOptions& o, Fn fn) {
+  auto store = open_store(o.store);
+  if (!store) {
+    report(store.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  // Deleting and pruning never run a step: a sandbox that refuses to run
+  // anything stands in for runc, so they work without root's runtime state.
+  struct NoSandbox final : sandbox::Sandbox {
+    Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
+               sandbox::CancelToken&) override {
+      return make_error(ErrorKind::kInternal, "this command runs no steps");
+    }
+  } no_sandbox;
+  auto fetcher = fetcher::make_fetcher();
+  builder::Builder builder(**store, no_sandbox, *fetcher);
+  if (auto s = fn(builder, **store); !s) {
+    report(s.error());
+    set_exit(kExitFailed);
+  }
+}
+
+void run_healthcheck(const AdminOptions& o) {
+  auto local = make_local_builder(o.store, o.run);
+  if (!local) {
+    report(local.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  auto timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_seconds * 1000));
+  if (auto s = (*local)->builder->healthcheck(timeout); !s) {
+    report_build_error(s.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  std::cout << "healthy\n";
+}
+
+}  // namespace
+
+void add_build_commands(CLI::App& app) {
+  auto build = std::make_shared<BuildOptions>();
+  auto* build_cmd = app.add_subcommand(
+      "build",
+      "Build a spec on this machine, reusing every step the store already has; prints the log and `Got: ID`");
+  build_cmd->add_option("-f,--file", build->file, "Spec file")->required()->check(CLI::ExistingFile);
+  build_cmd->add_option("context", build->context, "Build context directory (what copies read)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  build_cmd->add_option("--secret", build->secrets,
+                        "ID:FILE: the value of secret ID is FILE's content (repeatable)");
+  add_store_flags(build_cmd, build->store);
+  add_run_flags(build_cmd, build->run);
+  build_cmd->callback([build] { run_build(*build); });
+
+  auto health = std::make_shared<AdminOptions>();
+  auto* health_cmd = app.add_subcommand(
+      "healthcheck", "Run a tiny build (echo healthcheck) on the base image to check the store and sandbox");
+  add_store_flags(health_cmd, health->store);
+  add_run_flags(health_cmd, health->run);
+  health_cmd->add_option("--timeout", health->timeout_seconds, "Seconds the check step may take")
+      ->capture_default_str();
+  health_cmd->callback([health] { run_healthcheck(*health); });
+
+  auto del = std::make_shared<AdminOptions>();
+  auto* delete_cmd = app.add_subcommand("delete", "Delete a result and every result built on it");
+  delete_cmd->add_option("id", del->id, "Step id")->required();
+  add_store_flags(delete_cmd, del->store);
+  delete_cmd->callback([del] {
+    with_store_builder(*del, [&](builder::Builder& b, store::Store& store) -> Status {
+      if (!store.info(del->id))
+        return make_error(ErrorKind::kNotFound,
+                          fmt::format("no result {} in store {}; `kiln stats` counts what is there", del->id,
+                                      store.root()));
+      return b.delete_result(del->id, [](const std::string& id) { std::cout << "deleting " << id << "\n"; });
+    });
+  });
+
+  auto prune = std::make_shared<AdminOptions>();
+  auto* prune_cmd = app.add_subcommand(
+      "prune", "Delete least-recently-used results that nothing is built on, oldest first");
+  prune_cmd->add_option("--before", prune->before,
+                        "Only results last used before this: an age (7d, 12h, 30m) or a UTC time "
+                        "(2026-11-29T12:00:00Z); default now");
+  prune_cmd->add_option("--limit", prune->limit, "Delete at most N results (default: no limit)");
+  add_store_flags(prune_cmd, prune->store);
+  prune_cmd->callback([prune] {
+    with_store_builder(*prune, [&](builder::Builder& b, store::Store&) -> Status {
+      KILN_ASSIGN_OR_RETURN(auto before, parse_before(prune->before));
+      KILN_ASSIGN_OR_RETURN(std::size_t n, b.prune(before, prune->limit, [](const std::string& id) {
+        std::cout << "deleting " << id << "\n";
+      }));
+      std::cout << "pruned " << n << (n == 1 ? " result\n" : " results\n");
+      return {};
+    });
+  });
+
+  auto clean = std::make_shared<AdminOptions>();
+  auto* clean_cmd = app.add_subcommand("clean", "Delete every result in the store (caches are kept)");
+  add_store_flags(clean_cmd, clean->store);
+  clean_cmd->callback([clean] {
+    with_store_builder(*clean, [&](builder::Builder& b, store::Store&) -> Status {
+      auto later = std::chrono::system_clock::now() + std::chrono::hours(24);
+      KILN_ASSIGN_OR_RETURN(std::size_t n, b.prune(later, std::numeric_limits<std::size_t>::max()));
+      std::cout << "deleted " << n << (n == 1 ? " result\n" : " results\n");
+      return {};
+    });
+  });
+
+  auto df = std::make_shared<AdminOptions>();
+  auto* df_cmd = app.add_subcommand("df", "Print the percentage of free space where the store is");
+  add_store_flags(df_cmd, df->store);
+  df_cmd->callback([df] {
+    with_store_builder(*df, [&](builder::Builder& b, store::Store& store) -> Status {
+      KILN_ASSIGN_OR_RETURN(double free, b.df());
+      std::cout << fmt::format("{:.1f}% free in {}\n", free, store.root());
+      return {};
+    });
+  });
+
+  auto stats = std::make_shared<AdminOptions>();
+  auto* stats_cmd = app.add_subcommand("stats", "Print the store's result count and cache hits and misses");
+  add_store_flags(stats_cmd, stats->store);
+  stats_cmd->callback([stats] {
+    with_store_builder(*stats, [&](builder::Builder& b, store::Store& store) -> Status {
+      KILN_ASSIGN_OR_RETURN(std::uint64_t count, b.count());
+      KILN_ASSIGN_OR_RETURN(builder::CacheStats cache, b.cache_stats());
+      KILN_ASSIGN_OR_RETURN(double free, b.df());
+      std::cout << fmt::format("store:  {}\nresults: {}\ncache hits: {}\ncache misses: {}\nfree: {:.1f}%\n",
+                               store.root(), count, cache.hits, cache.misses, free);
+      return {};
+    });
+  });
+}
+
+}  // namespace kiln::cli
