@@ -161,6 +161,25 @@ TEST_F(LayerUnpackerTest, LaterLayersReplaceFilesByDirectoriesAndBack) {
   EXPECT_EQ(tree(rootfs_), "d a 755\nf a/now-a-dir x\nf b now a file\n");
 }
 
+TEST_F(LayerUnpackerTest, WhiteoutsBelowAFileRemoveNothingButWritesBelowOneAreRefused) {
+  auto r = fetch_layers(
+      {make_layer(LayerBuilder().file("f", "file"), Compression::kGzip),
+       make_layer(LayerBuilder().whiteout("f/x").whiteout("f/x/y").opaque("f/z"), Compression::kGzip)});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(tree(rootfs_), "f f file\n");
+
+  for (std::string entry : {"f/x", "f/x/y"}) {
+    rootfs_ = new_dir("rootfs-" + std::to_string(entry.size()));
+    std::filesystem::remove_all(tmp_ + "/image");
+    r = fetch_layers({make_layer(LayerBuilder().file("f", "file"), Compression::kGzip),
+                      make_layer(LayerBuilder().file(entry, "x"), Compression::kGzip)});
+    ASSERT_FALSE(r) << entry;
+    EXPECT_EQ(r.error().kind(), ErrorKind::kInvalidArgument) << entry;
+    EXPECT_THAT(r.error().message(), HasSubstr("entry \"" + entry + "\"")) << entry;
+    EXPECT_THAT(r.error().message(), HasSubstr("not a directory")) << entry;
+  }
+}
+
 TEST_F(LayerUnpackerTest, MissingParentDirectoriesAreCreated) {
   auto r = fetch_layers({make_layer(LayerBuilder().file("x/y/z", "deep"), Compression::kNone)});
   ASSERT_TRUE(r) << r.error().to_string();

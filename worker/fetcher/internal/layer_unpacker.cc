@@ -161,7 +161,8 @@ std::optional<std::string> unsupported_compression(std::string_view bytes) {
 Status remove_tree(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return {};
+    // ENOTDIR: a parent is a file, so nothing is there to remove either.
+    if (errno == ENOENT || errno == ENOTDIR) return {};
     return errno_error("cannot inspect " + path);
   }
   if (!S_ISDIR(st.st_mode)) {
@@ -282,10 +283,18 @@ class LayerWriter {
   }
 
   // The host path of `rel` (relative to the root), following symlinks inside
-  // the root only. `as` says what the entry does, for the refusal.
+  // the root only. `as` says what the entry does, for the refusal. For
+  // whiteouts, "" when `rel` lies below a non-directory (nothing to remove).
   Result<std::string> resolve_in_root(const std::string& name, const std::string& rel, std::string_view as) {
     auto host = path::resolve_beneath(rootfs_, rel, path::AbsoluteSymlinks::kRelativeToRoot);
     if (host) return std::move(*host);
+    // resolve_beneath reports a file used as a directory as an I/O error
+    // (ENOTDIR from lstat); for a layer it is a structural problem.
+    if (host.error().message().ends_with(std::strerror(ENOTDIR))) {
+      // Whiteouts only remove: below a file there is nothing to remove.
+      if (as.starts_with("is a whiteout") || as.starts_with("marks")) return std::string();
+      return refuse(name, fmt::format("{} below something that is not a directory", as));
+    }
     if (host.error().kind() != ErrorKind::kInvalidArgument)
       return std::unexpected(
           std::move(host).error().with_context(fmt::format("{}: entry \"{}\"", layer_, name)));
@@ -304,7 +313,7 @@ class LayerWriter {
       struct stat st {};
       if (::lstat(current.c_str(), &st) == 0) {
         if (!S_ISDIR(st.st_mode))
-          return refuse(name, "needs " + current + " to be a directory, but it is not");
+          return refuse(name, "would be written below " + current + ", which is not a directory");
         continue;
       }
       if (errno != ENOENT) return errno_error("cannot inspect " + current);
@@ -326,6 +335,7 @@ class LayerWriter {
     std::string hidden = base.substr(4);
     if (hidden.empty() || hidden == "." || hidden == "..") return refuse(name, "is a whiteout of nothing");
     KILN_ASSIGN_OR_RETURN(std::string host_parent, resolve_in_root(name, parent, "is a whiteout"));
+    if (host_parent.empty()) return {};
     return remove_tree(path::join(host_parent, hidden));
   }
 
@@ -334,6 +344,7 @@ class LayerWriter {
   Status opaque(const std::string& name, const std::string& parent) {
     auto dir = resolve_in_root(name, parent, "marks a directory opaque");
     if (!dir) return std::unexpected(std::move(dir).error());
+    if (dir->empty()) return {};
     struct stat st {};
     if (::lstat(dir->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
     mark_unpacked(*dir);
