@@ -1,0 +1,272 @@
+// End-to-end tests of `kiln build` and friends: the real `kiln` binary, runc,
+// real stores, and the base image scripts/make-base-image builds (once per
+// test process, into the temp KILN_HOME, where `(from busybox)` finds it).
+// Needs root (runc, overlay mounts, loop devices for btrfs and xfs).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "tests/store/store_test_util.h"
+#include "tests/support/process.h"
+
+namespace kiln {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::ProcessResult;
+using testing::run_process;
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::string got_id(const ProcessResult& r) {
+  std::smatch m;
+  static const std::regex got("Got: ([0-9a-f]{64})");
+  return std::regex_search(r.out, m, got) ? m[1].str() : "";
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+}
+
+// Every file under `dir` whose content holds `needle` (a recursive grep).
+std::vector<std::string> files_containing(const std::string& dir, const std::string& needle) {
+  ProcessResult r = run_process({"/bin/grep", "-rlF", "--no-messages", needle, dir});
+  std::vector<std::string> out;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) out.push_back(line);
+  return out;
+}
+
+class KilnHome {
+ public:
+  KilnHome() {
+    std::string pattern = "/var/tmp/kiln-builder-e2e-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+    home_ = pattern;
+  }
+  ~KilnHome() {
+    // Stores mount overlays: unmount everything below before removing.
+    run_process(
+        {"/bin/sh", "-c",
+         fmt::format("grep -o ' {}/[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l", home_)});
+    std::error_code ec;
+    std::filesystem::remove_all(home_, ec);
+  }
+  const std::string& path() const { return home_; }
+
+ private:
+  std::string home_;
+};
+
+class BuilderE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    images_ = new KilnHome;
+    ProcessResult r = run_process(
+        {testing::source_dir() + "/scripts/make-base-image", images_->path() + "/images/busybox"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    delete images_;
+    images_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(images_, nullptr);
+    // Each test gets its own KILN_HOME, with the suite's base image linked in.
+    std::filesystem::create_directories(home_.path() + "/images");
+    std::filesystem::create_directory_symlink(images_->path() + "/images/busybox",
+                                              home_.path() + "/images/busybox");
+    context_ = home_.path() + "/context";
+    std::filesystem::create_directories(context_);
+  }
+
+  // Runs `kiln ARGS...` with this test's KILN_HOME.
+  ProcessResult kiln(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  }
+
+  std::string spec_file(const std::string& name, const std::string& text) {
+    std::string path = home_.path() + "/" + name;
+    write_file(path, text);
+    return path;
+  }
+
+  std::string examples() const { return testing::source_dir() + "/examples"; }
+
+  static KilnHome* images_;
+  KilnHome home_;
+  std::string context_;
+};
+
+KilnHome* BuilderE2eTest::images_ = nullptr;
+
+TEST_F(BuilderE2eTest, SimpleBuildThenEveryStepFromCache) {
+  std::string spec = examples() + "/hello.spec";
+  ProcessResult first = kiln({"build", "-f", spec, examples() + "/context"});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_THAT(first.out, HasSubstr("hello.sh running as uid 0 in /app"));
+  EXPECT_EQ(count_of(first.out, "---> saved as"), 5u) << first.out;
+  std::string id = got_id(first);
+  ASSERT_FALSE(id.empty()) << first.out;
+
+  ProcessResult ids = kiln({"spec", "ids", "-f", spec, examples() + "/context"});
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  EXPECT_THAT(ids.out, HasSubstr(id + "  (run (shell \"cat greeting.txt"));
+
+  ProcessResult second = kiln({"build", "-f", spec, examples() + "/context"});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), id);
+  EXPECT_EQ(count_of(second.out, " from cache"), 5u) << second.out;
+  EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
+  // The cached steps' logs are replayed.
+  EXPECT_THAT(second.out, HasSubstr("hello.sh running as uid 0 in /app"));
+
+  ProcessResult stats = kiln({"stats"});
+  EXPECT_THAT(stats.out, HasSubstr("results: 5"));
+  EXPECT_THAT(stats.out, HasSubstr("cache hits: 5"));
+}
+
+TEST_F(BuilderE2eTest, EveryExampleBuilds) {
+  write_file(home_.path() + "/token", "example-token");
+  int built = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(examples())) {
+    if (entry.path().extension() != ".spec") continue;
+    ProcessResult r = kiln({"build", "-f", entry.path().string(), "--secret",
+                            "token:" + home_.path() + "/token", examples() + "/context"});
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.out << r.err;
+    EXPECT_FALSE(got_id(r).empty()) << entry.path();
+    ++built;
+  }
+  EXPECT_GE(built, 3);
+}
+
+TEST_F(BuilderE2eTest, MultiStageCopyTakesOnlyWhatItNames) {
+  write_file(context_ + "/src/main.txt", "source\n");
+  std::string spec = spec_file("multi.spec", R"(((build dev
+        ((from busybox)
+         (copy (src src) (dst /src))
+         (run (shell "mkdir -p /out && tr a-z A-Z < /src/main.txt > /out/app && echo scratch > /out/junk"))))
+ (from busybox)
+ (user (uid 1000) (gid 1000))
+ (copy (from (build dev)) (src /out/app) (dst /usr/local/bin/app))
+ (run (shell "cat /usr/local/bin/app && test ! -e /out && test ! -e /src && stat -c '%u:%g %a' /usr/local/bin/app")))
+)");
+  ProcessResult r = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("SOURCE\n1000:1000 644\n"));
+}
+
+TEST_F(BuilderE2eTest, CachesPersistAcrossBuilds) {
+  std::string writer = spec_file("writer.spec", R"(((from busybox)
+ (run (cache (shared (target /cache))) (shell "echo remembered-$((6*7)) > /cache/note"))))");
+  std::string reader = spec_file("reader.spec", R"(((from busybox)
+ (run (cache (shared (target /cache))) (shell "cat /cache/note"))))");
+  ProcessResult w = kiln({"build", "-f", writer, context_});
+  ASSERT_EQ(w.exit_code, 0) << w.out << w.err;
+  ProcessResult r = kiln({"build", "-f", reader, context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("remembered-42"));
+}
+
+TEST_F(BuilderE2eTest, SecretsStayOutOfSnapshotsIdsAndLogs) {
+  const std::string value = "s3cr3t-e2e-value-7f1c";
+  write_file(home_.path() + "/secret.txt", value);
+  std::string spec = spec_file("secret.spec", R"(((from busybox)
+ (run (secrets (token (target /run/secrets/token)))
+      (shell "test \"$(rev /run/secrets/token)\" = c1f7-eulav-e2e-t3rc3s && wc -c < /run/secrets/token > /token-size"))
+ (run (shell "test ! -e /run/secrets/token && cat /token-size"))))");
+  ProcessResult r =
+      kiln({"build", "-f", spec, "--secret", "token:" + home_.path() + "/secret.txt", context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("21\n"));  // the next step sees only what the first wrote
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr(value)));
+  EXPECT_THAT(got_id(r), Not(HasSubstr(value)));
+  // Nowhere in the store: no snapshot, log or metadata holds it.
+  EXPECT_THAT(files_containing(home_.path() + "/store", value), ::testing::IsEmpty());
+
+  ProcessResult missing = kiln({"build", "-f", spec_file("other.spec", R"(((from busybox)
+ (run (secrets (other (target /run/secrets/other))) (shell "true"))))"),
+                                context_});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("secret other not provided; pass --secret other:FILE"));
+}
+
+TEST_F(BuilderE2eTest, FailingStepIsNotCached) {
+  std::string spec = spec_file("fail.spec", R"(((from busybox)
+ (run (shell "echo attempt; exit 3"))))");
+  ProcessResult first = kiln({"build", "-f", spec, context_});
+  EXPECT_EQ(first.exit_code, 1);
+  EXPECT_THAT(first.err, HasSubstr("fail.spec:2:2: run: command exited with status 3"));
+  EXPECT_THAT(first.err, HasSubstr("attempt"));  // the log's tail
+  ProcessResult second = kiln({"build", "-f", spec, context_});
+  EXPECT_EQ(second.exit_code, 1);
+  // Run again, not served from a cache: the base alone is.
+  EXPECT_EQ(count_of(second.out, " from cache"), 1u) << second.out;
+  EXPECT_EQ(count_of(second.out, "attempt\n"), 1u);
+  ProcessResult stats = kiln({"stats"});
+  EXPECT_THAT(stats.out, HasSubstr("results: 1"));
+}
+
+TEST_F(BuilderE2eTest, HealthcheckPruneAndDelete) {
+  ProcessResult health = kiln({"healthcheck"});
+  ASSERT_EQ(health.exit_code, 0) << health.out << health.err;
+  EXPECT_THAT(health.out, HasSubstr("healthy"));
+  std::string spec =
+      spec_file("two.spec", R"(((from busybox) (run (shell "echo one")) (run (shell "echo two"))))");
+  ProcessResult built = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  ProcessResult pruned = kiln({"prune", "--limit", "1"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_THAT(pruned.out, HasSubstr("deleting " + got_id(built)));
+  EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 2"));
+  ProcessResult again = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  // Deleting the base removes everything built on it.
+  std::string base_line = again.out.substr(again.out.find("---> using ") + 11, 64);
+  ProcessResult deleted = kiln({"delete", base_line});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_EQ(count_of(deleted.out, "deleting "), 3u) << deleted.out;
+  EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 0"));
+}
+
+// The basic build and cached rebuild on every store backend.
+class BuilderE2eStoreTest : public BuilderE2eTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(BuilderE2eStoreTest, BuildThenCachedRebuild) {
+  std::string backend = GetParam();
+  std::string fs = backend == "btrfs" || backend == "xfs" ? backend : "ext4";
+  std::string dir = store::testing::TestFilesystems::get().fresh_dir(fs);
+  std::string store = backend + ":" + dir;
+  std::string spec = examples() + "/hello.spec";
+  ProcessResult first = kiln({"build", "-f", spec, "--store", store, examples() + "/context"});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  ProcessResult second = kiln({"build", "-f", spec, "--store", store, examples() + "/context"});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), got_id(first));
+  EXPECT_EQ(count_of(second.out, " from cache"), 5u) << second.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BuilderE2eStoreTest,
+                         ::testing::Values("overlayfs", "rsync", "btrfs", "xfs"),
+                         [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace kiln
