@@ -247,6 +247,41 @@ TEST_F(BuilderE2eTest, HealthcheckPruneAndDelete) {
   EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 0"));
 }
 
+TEST_F(BuilderE2eTest, OnlyLoopbackUnlessTheStepAsksForHostNetwork) {
+  std::string spec = spec_file("net.spec", R"spec(((from busybox)
+ (run (shell "echo default: $(ls /sys/class/net) end"))
+ (run (network host) (shell "echo host: $(ls /sys/class/net | wc -l) interfaces"))))spec");
+  ProcessResult r = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("default: lo end\n"));
+  std::size_t host_interfaces = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/class/net")) {
+    (void)entry;
+    ++host_interfaces;
+  }
+  EXPECT_THAT(r.out, HasSubstr(fmt::format("host: {} interfaces", host_interfaces)));
+}
+
+TEST_F(BuilderE2eTest, CtrlCCancelsCleanlyAndLeavesNoProcess) {
+  std::string spec = spec_file("slow.spec", R"(((from busybox) (run (shell "echo started; sleep 4242"))))");
+  // Interrupt the build once its step has started, as a user pressing Ctrl-C.
+  std::string script = fmt::format(
+      "env KILN_HOME={} {} build -f {} {} > {}/out 2> {}/err & pid=$!; "
+      "for i in $(seq 100); do grep -q started {}/out && break; sleep 0.1; done; "
+      "kill -INT $pid; wait $pid; echo exit=$?; "
+      "pgrep -f '[s]leep 4242' > /dev/null && echo left-behind || echo none-left",
+      home_.path(), KILN_BINARY, spec, context_, home_.path(), home_.path(), home_.path());
+  ProcessResult r = run_process({"/bin/sh", "-c", script});
+  EXPECT_THAT(r.out, HasSubstr("exit=130"));
+  EXPECT_THAT(r.out, HasSubstr("none-left"));
+  std::ifstream err(home_.path() + "/err");
+  std::stringstream err_text;
+  err_text << err.rdbuf();
+  EXPECT_THAT(err_text.str(), HasSubstr("build cancelled"));
+  // Nothing was recorded for the cancelled step: only the base is there.
+  EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 1"));
+}
+
 // The basic build and cached rebuild on every store backend.
 class BuilderE2eStoreTest : public BuilderE2eTest, public ::testing::WithParamInterface<std::string> {};
 
