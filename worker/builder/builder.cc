@@ -16,6 +16,7 @@
 
 #include "common/ids/step_id.h"
 #include "common/path.h"
+#include "common/spec/sexp.h"
 #include "worker/builder/copy_files.h"
 
 namespace kiln::builder {
@@ -239,7 +240,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   // (from IMAGE): the image is fetched under the id of the spec's text.
   auto from = std::make_shared<Step>();
   from->id = ids::step_id_of(ids::encode_from_step(stage.from));
-  from->heading = fmt::format("(from {})", stage.from);
+  from->heading = fmt::format("(from {})", spec::print_atom(stage.from));
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
@@ -556,7 +557,11 @@ Result<std::size_t> Builder::prune(std::chrono::system_clock::time_point before,
       pinned_count = pinned_.size();
     }
     // Ask for enough that pinned leaves cannot hide all the others.
-    KILN_ASSIGN_OR_RETURN(auto leaves, store_.lru_leaves(before, limit - removed + pinned_count));
+    std::size_t wanted = limit - removed;
+    wanted = wanted > std::numeric_limits<std::size_t>::max() - pinned_count
+                 ? std::numeric_limits<std::size_t>::max()
+                 : wanted + pinned_count;
+    KILN_ASSIGN_OR_RETURN(auto leaves, store_.lru_leaves(before, wanted));
     std::size_t this_round = 0;
     for (const std::string& leaf : leaves) {
       if (removed == limit) break;

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -436,7 +437,9 @@ TEST_F(BuilderTest, PruneNeverRemovesTheBaseOfARunningBuild) {
   std::string running_base = ids::step_id_of(ids::encode_from_step("other"));
   std::string done_base = ids::step_id_of(ids::encode_from_step("busybox"));
   std::vector<std::string> deleted;
-  auto removed = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1), 10,
+  // No limit (as `kiln clean`): every unpinned leaf, round after round.
+  auto removed = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1),
+                                 std::numeric_limits<std::size_t>::max(),
                                  [&](const std::string& id) { deleted.push_back(id); });
   ASSERT_TRUE(removed) << removed.error().to_string();
   // The finished chain goes (its leaf, then its base once that became a leaf);
