@@ -152,6 +152,22 @@ TEST_F(LayerUnpackerTest, KeepsOwnersModesTimesXattrsLinksAndDevices) {
   EXPECT_EQ(st.st_mode & 07777, 01777u);
 }
 
+TEST_F(LayerUnpackerTest, DirectoriesChangedWithoutAnEntryKeepTheirTimes) {
+  auto r = fetch_layers(
+      {make_layer(
+           LayerBuilder().dir("d").mtime(1000).file("d/old", "o").dir("e").mtime(2000).file("e/x", "x"),
+           Compression::kGzip),
+       // d and e are changed (a file added, a whiteout) but not listed: their times stay.
+       make_layer(LayerBuilder().file("d/new", "n").whiteout("e/x").file("f/g", "g"), Compression::kGzip)});
+  ASSERT_TRUE(r) << r.error().to_string();
+  struct stat st {};
+  ASSERT_EQ(::lstat((rootfs_ + "/d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtime, 1000);
+  ASSERT_EQ(::lstat((rootfs_ + "/e").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtime, 2000);
+  EXPECT_EQ(tree(rootfs_), "d d 755\nd e 755\nd f 755\nf d/new n\nf d/old o\nf f/g g\n");
+}
+
 TEST_F(LayerUnpackerTest, LaterLayersReplaceFilesByDirectoriesAndBack) {
   auto r = fetch_layers(
       {make_layer(LayerBuilder().file("a", "file").dir("b").file("b/inner", "i"), Compression::kGzip),

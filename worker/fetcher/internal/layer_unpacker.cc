@@ -208,6 +208,7 @@ class LayerWriter {
 
     KILN_ASSIGN_OR_RETURN(std::string host_parent, make_parent(name, parent));
     std::string target = path::join(host_parent, base);
+    keep_times_of(host_parent);
     const char* hardlink = archive_entry_hardlink(e);
     if (hardlink != nullptr) return write_hardlink(name, hardlink, target);
 
@@ -252,8 +253,13 @@ class LayerWriter {
     return {};
   }
 
-  // Directory times last: creating entries inside a directory changes its mtime.
+  // Directory times last: creating entries inside a directory changes its
+  // mtime. First the kept times of changed directories, then the times of
+  // this layer's directory entries, which win.
   Status finish() {
+    for (const auto& kept : kept_times_)
+      if (::utimensat(AT_FDCWD, kept.path.c_str(), kept.times, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT)
+        return errno_error("cannot restore the times of " + kept.path);
     for (auto it = dir_times_.rbegin(); it != dir_times_.rend(); ++it)
       if (::utimensat(AT_FDCWD, it->path.c_str(), it->times, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT)
         return errno_error("cannot set the times of " + it->path);
@@ -317,6 +323,7 @@ class LayerWriter {
         continue;
       }
       if (errno != ENOENT) return errno_error("cannot inspect " + current);
+      keep_times_of(current.substr(0, current.rfind('/')));
       if (::mkdir(current.c_str(), 0755) != 0) return errno_error("cannot create directory " + current);
       mark_unpacked(current);
     }
@@ -336,6 +343,7 @@ class LayerWriter {
     if (hidden.empty() || hidden == "." || hidden == "..") return refuse(name, "is a whiteout of nothing");
     KILN_ASSIGN_OR_RETURN(std::string host_parent, resolve_in_root(name, parent, "is a whiteout"));
     if (host_parent.empty()) return {};
+    keep_times_of(host_parent);
     return remove_tree(path::join(host_parent, hidden));
   }
 
@@ -352,6 +360,7 @@ class LayerWriter {
   }
 
   Status remove_lower_content(const std::string& dir) {
+    keep_times_of(dir);
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) return errno_error("cannot list " + dir);
     std::vector<std::string> children;
@@ -470,6 +479,16 @@ class LayerWriter {
     return {};
   }
 
+  // A directory whose content this layer changes keeps its times unless the
+  // layer has an entry for it (as umoci does), so a rootfs depends only on
+  // its layers, never on when it was unpacked.
+  void keep_times_of(const std::string& dir) {
+    if (!times_kept_.insert(dir).second) return;
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
+    kept_times_.push_back({dir, {st.st_atim, st.st_mtim}});
+  }
+
   void mark_unpacked(const std::string& host) {
     unpacked_.insert(host);
     std::string_view p(host);
@@ -483,9 +502,11 @@ class LayerWriter {
 
   std::string rootfs_;
   std::string layer_;
-  std::unordered_set<std::string> unpacked_;   // host paths this layer wrote
-  std::unordered_set<std::string> ancestors_;  // their parent directories
-  std::vector<DirTimes> dir_times_;
+  std::unordered_set<std::string> unpacked_;    // host paths this layer wrote
+  std::unordered_set<std::string> ancestors_;   // their parent directories
+  std::vector<DirTimes> dir_times_;             // from this layer's directory entries
+  std::vector<DirTimes> kept_times_;            // of directories changed by this layer
+  std::unordered_set<std::string> times_kept_;  // paths in kept_times_
 };
 
 // Reads the tar entries of `source` (a libarchive read callback) into the rootfs.
