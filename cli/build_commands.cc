@@ -87,7 +87,25 @@ Result<std::unique_ptr<store::Store>> open_store(const StoreFlags& flags) {
 struct RunFlags {
   std::string oci_runtime = "runc";
   std::vector<std::string> image_aliases;  // NAME=REF
+  std::string memory;                      // "512M"; empty: unlimited
+  std::uint32_t pids = 0;                  // 0: unlimited
+  double cpus = 0;                         // 0: unlimited
+  double step_timeout_seconds = 0;         // 0: none
 };
+
+// "512M", "2G", "1048576": bytes, with an optional K/M/G/T suffix (powers of 1024).
+Result<std::uint64_t> parse_size(const std::string& text) {
+  std::size_t digits = text.find_first_not_of("0123456789");
+  std::string number = text.substr(0, digits);
+  std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+  static const std::map<std::string, int> shifts = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
+                                                    {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}};
+  auto shift = shifts.find(unit);
+  if (number.empty() || number.size() > 12 || shift == shifts.end())
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("--memory {:?}: expected a size such as 512M, 2G or 1048576", text));
+  return std::stoull(number) << shift->second;
+}
 
 void add_run_flags(CLI::App* cmd, RunFlags& flags) {
   cmd->add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
@@ -95,6 +113,11 @@ void add_run_flags(CLI::App* cmd, RunFlags& flags) {
                   "NAME=REF: fetch REF for (from NAME), e.g. busybox=oci:/abs/dir:latest (repeatable). "
                   "Default: busybox=oci:KILN_HOME/images/busybox:latest when that image exists "
                   "(scripts/make-base-image KILN_HOME/images/busybox makes it)");
+  cmd->add_option("--memory", flags.memory, "Memory limit of each run step (512M, 2G); default none");
+  cmd->add_option("--pids", flags.pids, "Process limit of each run step; default none");
+  cmd->add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
+  cmd->add_option("--step-timeout", flags.step_timeout_seconds,
+                  "Seconds each run step may take before it is killed; default none");
 }
 
 Result<std::map<std::string, std::string>> image_aliases(const RunFlags& flags) {
@@ -136,6 +159,14 @@ Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store
   local->fetcher = fetcher::make_fetcher();
   builder::BuilderOptions options;
   KILN_ASSIGN_OR_RETURN(options.image_aliases, image_aliases(run_flags));
+  if (!run_flags.memory.empty()) {
+    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_size(run_flags.memory));
+  }
+  if (run_flags.pids > 0) options.limits.pids = run_flags.pids;
+  if (run_flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(run_flags.cpus * 1000);
+  if (run_flags.step_timeout_seconds > 0)
+    options.step_timeout =
+        std::chrono::milliseconds(static_cast<long>(run_flags.step_timeout_seconds * 1000));
   local->builder =
       std::make_unique<builder::Builder>(*local->store, *local->sandbox, *local->fetcher, options);
   return local;

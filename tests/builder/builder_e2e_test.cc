@@ -282,6 +282,30 @@ TEST_F(BuilderE2eTest, CtrlCCancelsCleanlyAndLeavesNoProcess) {
   EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 1"));
 }
 
+TEST_F(BuilderE2eTest, StepLimitsAndBadFlagsAreReported) {
+  std::string spec = spec_file("slow.spec", R"(((from busybox) (run (shell "echo begun; sleep 30"))))");
+  ProcessResult timed_out = kiln({"build", "-f", spec, "--step-timeout", "1", context_});
+  EXPECT_EQ(timed_out.exit_code, 1);
+  EXPECT_THAT(timed_out.err, HasSubstr("slow.spec:1:17: run: timed out after 1 s"));
+  EXPECT_THAT(timed_out.err, HasSubstr("begun"));
+
+  ProcessResult bad_secret = kiln({"build", "-f", spec, "--secret", "token", context_});
+  EXPECT_EQ(bad_secret.exit_code, 2);
+  EXPECT_THAT(bad_secret.err, HasSubstr("expected ID:FILE"));
+  ProcessResult bad_alias = kiln({"build", "-f", spec, "--image-alias", "busybox", context_});
+  EXPECT_EQ(bad_alias.exit_code, 1);
+  EXPECT_THAT(bad_alias.err, HasSubstr("expected NAME=REF"));
+  ProcessResult bad_before = kiln({"prune", "--before", "yesterday"});
+  EXPECT_EQ(bad_before.exit_code, 1);
+  EXPECT_THAT(bad_before.err, HasSubstr("expected an age"));
+  // Without the default image, (from busybox) cannot be fetched: say how to make it.
+  std::filesystem::remove(home_.path() + "/images/busybox");
+  ProcessResult no_image = kiln({"build", "-f", spec_file("base.spec", "((from busybox))"), "--store",
+                                 "overlayfs:" + home_.path() + "/empty-store", context_});
+  EXPECT_EQ(no_image.exit_code, 1);
+  EXPECT_THAT(no_image.err, HasSubstr("scripts/make-base-image " + home_.path() + "/images/busybox"));
+}
+
 // The basic build and cached rebuild on every store backend.
 class BuilderE2eStoreTest : public BuilderE2eTest, public ::testing::WithParamInterface<std::string> {};
 

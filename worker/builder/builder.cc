@@ -166,8 +166,6 @@ class Builder::RequestScope {
     return request_.context_dir;
   }
 
-  std::map<std::string, Env> image_envs;  // from-step id -> the image's env
-
  private:
   Builder& builder_;
   const BuildRequest& request_;
@@ -286,14 +284,10 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         }
         secrets.push_back({secret.target, value->second});
       }
-      if (!scope.image_envs.contains(from->id)) {
-        KILN_ASSIGN_OR_RETURN(scope.image_envs[from->id], image_env(from->id));
-      }
       sandbox::RunSpec spec;
       spec.argv = context.shell;
       spec.argv.push_back(run->shell);
       spec.cwd = context.workdir;
-      spec.env = run_env(scope.image_envs[from->id], context.env);
       spec::UnixUser unix_user = user ? *user : spec::kRootUser;
       spec.uid = static_cast<std::uint32_t>(unix_user.uid);
       spec.gid = static_cast<std::uint32_t>(unix_user.gid);
@@ -302,9 +296,13 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
       spec.limits = options_.limits;
       spec.timeout = options_.step_timeout;
       std::vector<spec::Cache> caches = run->caches;
-      step->fill = [this, spec = std::move(spec), caches, unix_user](
-                       const std::string& dir, BuildLog& log,
-                       sandbox::CancelToken& cancel) mutable -> Status {
+      // The image's env is read only when the step runs, so a fully cached
+      // build never opens the base image's result.
+      step->fill = [this, spec = std::move(spec), caches, unix_user, from_id = from->id,
+                    spec_env = context.env](const std::string& dir, BuildLog& log,
+                                            sandbox::CancelToken& cancel) mutable -> Status {
+        KILN_ASSIGN_OR_RETURN(Env image, image_env(from_id));
+        spec.env = run_env(image, spec_env);
         std::vector<store::CacheLease> leases;
         for (const spec::Cache& cache : caches) {
           auto lease = store_.cache(unix_user, cache.id);
