@@ -306,6 +306,17 @@ TEST_F(BuilderE2eTest, StepLimitsAndBadFlagsAreReported) {
   EXPECT_THAT(no_image.err, HasSubstr("scripts/make-base-image " + home_.path() + "/images/busybox"));
 }
 
+// `kiln build` blocks SIGINT and SIGTERM in its own threads to turn them into
+// a cancel; the step's processes must not inherit that.
+TEST_F(BuilderE2eTest, StepsStartWithNoSignalsBlocked) {
+  std::string spec = spec_file("signals.spec", R"spec(((from busybox)
+ (run (shell "grep SigBlk /proc/self/status; sleep 10 & p=$!; kill -TERM $p; wait $p; echo status=$?"))))spec");
+  ProcessResult r = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("SigBlk:\t0000000000000000\n"));
+  EXPECT_THAT(r.out, HasSubstr("status=143\n"));
+}
+
 // The basic build and cached rebuild on every store backend.
 class BuilderE2eStoreTest : public BuilderE2eTest, public ::testing::WithParamInterface<std::string> {};
 
