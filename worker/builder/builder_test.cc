@@ -274,6 +274,8 @@ TEST_F(BuilderTest, ConcurrentIdenticalBuildsRunTheStepOnce) {
   auto b = std::async(std::launch::async, [&] { return builder_->build(request(kSpec, &log_b)); });
   // B has joined the running step once it follows its log.
   log_b.wait_for("/: (run (shell slow))");
+  // The step's log file is readable while it builds.
+  EXPECT_THAT(read_text(store_->log_file(expected_id(kSpec))), HasSubstr("/: (run (shell slow))\n"));
   gate.open();
   auto id_a = a.get();
   auto id_b = b.get();
