@@ -245,6 +245,12 @@ TEST_F(BuilderE2eTest, HealthcheckPruneAndDelete) {
   ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
   EXPECT_EQ(count_of(deleted.out, "deleting "), 3u) << deleted.out;
   EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 0"));
+  // clean removes whole chains, leaves first.
+  ASSERT_EQ(kiln({"build", "-f", spec, context_}).exit_code, 0);
+  ProcessResult cleaned = kiln({"clean"});
+  ASSERT_EQ(cleaned.exit_code, 0) << cleaned.err;
+  EXPECT_THAT(cleaned.out, HasSubstr("deleted 3 results"));
+  EXPECT_THAT(kiln({"stats"}).out, HasSubstr("results: 0"));
 }
 
 TEST_F(BuilderE2eTest, OnlyLoopbackUnlessTheStepAsksForHostNetwork) {
