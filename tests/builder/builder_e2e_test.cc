@@ -323,6 +323,19 @@ TEST_F(BuilderE2eTest, StepsStartWithNoSignalsBlocked) {
   EXPECT_THAT(r.out, HasSubstr("status=143\n"));
 }
 
+TEST_F(BuilderE2eTest, BuildsWithCrunToo) {
+  std::string spec =
+      spec_file("crun.spec", R"(((from busybox) (run (shell "echo runtime-ok > /ok && cat /ok"))))");
+  ProcessResult r = kiln({"build", "-f", spec, "--oci-runtime", "crun", context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("runtime-ok\n"));
+  // Same ids whatever the runtime: runc finds the step cached.
+  ProcessResult again = kiln({"build", "-f", spec, "--oci-runtime", "runc", context_});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(got_id(again), got_id(r));
+  EXPECT_EQ(count_of(again.out, " from cache"), 2u);
+}
+
 // The basic build and cached rebuild on every store backend.
 class BuilderE2eStoreTest : public BuilderE2eTest, public ::testing::WithParamInterface<std::string> {};
 
