@@ -252,8 +252,10 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
     return write_text_file(dir + "/image.json", image_config_json(reference, *config));
   };
-  if (auto s = ensure(scope, from); !s)
+  if (auto s = ensure(scope, from); !s) {
+    if (s.error().kind() == ErrorKind::kCancelled) return std::unexpected(s.error());
     return std::unexpected(at_op(s.error(), request.spec_name, stage.from_pos, "from"));
+  }
   std::string parent = from->id;
 
   ids::StageContext context;

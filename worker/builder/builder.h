@@ -38,8 +38,8 @@
 // (everything so far, then live) and waits; the step is cancelled only when
 // its last requester cancels. Results a running build uses (its bases, the
 // stages it copies from, every step it has reached) are never pruned.
-// Store, sandbox and fetcher must outlive the Builder. finish() (also run by
-// the destructor) waits for running steps.
+// Store, sandbox and fetcher must outlive the Builder. finish() waits for
+// running steps; the destructor cancels them first, then finishes.
 #pragma once
 
 #include <chrono>
