@@ -3,6 +3,7 @@
 // stays a comment on every line and a note marks excludes a COPY cannot
 // express (README.md, section 4).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <string>
 #include <vector>
@@ -59,15 +60,6 @@ std::string mount_flag(std::string_view type, const Mount& mount, const User& us
   return out;
 }
 
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += sep;
-    out += items[i];
-  }
-  return out;
-}
-
 class DockerfileWriter {
  public:
   explicit DockerfileWriter(bool buildkit) : buildkit_(buildkit) {}
@@ -100,7 +92,7 @@ class DockerfileWriter {
   void write(const Shell& s, User&) {
     std::vector<std::string> quoted;
     for (const std::string& arg : s.args) quoted.push_back(fmt::format("\"{}\"", arg));
-    out_ += fmt::format("SHELL [ {} ]\n", join(quoted, ", "));
+    out_ += fmt::format("SHELL [ {} ]\n", fmt::join(quoted, ", "));
   }
   void write(const Run& r, User& user) {
     std::string mounts;
@@ -113,14 +105,14 @@ class DockerfileWriter {
   void write(const Copy& c, User& user) {
     if (!c.exclude.empty()) {
       out_ += fmt::format("# kiln: (exclude {}) not applied: COPY has no excludes; use a .dockerignore\n",
-                          join(c.exclude, " "));
+                          fmt::join(c.exclude, " "));
     }
     std::string flags;
     if (const auto* unix_user = std::get_if<UnixUser>(&user); unix_user && !is_root(user)) {
       flags += fmt::format("--chown={}:{} ", unix_user->uid, unix_user->gid);
     }
     if (c.from_build) flags += fmt::format("--from={} ", *c.from_build);
-    out_ += fmt::format("COPY {}{} {}\n", flags, join(c.src, " "), c.dst);
+    out_ += fmt::format("COPY {}{} {}\n", flags, fmt::join(c.src, " "), c.dst);
   }
   void write(const SetUser& u, User& user) {
     if (const auto* unix_user = std::get_if<UnixUser>(&u.user)) {

@@ -2,6 +2,7 @@
 // Spec AST, with an error for every rule in README.md.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,15 +34,6 @@ constexpr std::string_view kCacheRule =
     "a cache is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...))";
 constexpr std::string_view kSecretRule =
     "a secret is (ID (target PATH)) with optional (buildkit_options ((KEY VALUE)...))";
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-  std::string out;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += sep;
-    out += items[i];
-  }
-  return out;
-}
 
 bool is_head(const Sexp& form, std::string_view name) {
   return form.is_list() && !form.items.empty() && form.items[0].is_atom() && form.items[0].atom == name;
@@ -463,8 +455,8 @@ Status validate_stage(const Spec& spec, std::string_view filename, std::multiset
       if (names.size() == kMaxListed) break;
       names.push_back(n);
     }
-    std::string in_scope =
-        names.empty() ? "no builds are in scope here" : "builds in scope: " + join(names, ", ");
+    std::string in_scope = names.empty() ? "no builds are in scope here"
+                                         : fmt::format("builds in scope: {}", fmt::join(names, ", "));
     if (distinct.size() > kMaxListed) in_scope += fmt::format(" and {} more", distinct.size() - kMaxListed);
     return make_error(
         ErrorKind::kInvalidArgument,
