@@ -18,8 +18,10 @@
 //   KILN_RETURN_IF_ERROR(replay_log_file(store.log_file(id), sink));   // a cached step
 //
 // The file holds plain text (what `kiln build` prints): a heading or a note
-// is one line, output is written as produced. Tags are not stored, so a
-// replayed file arrives as kOutput.
+// is one line, output is written as produced. detach_file() writes the tags
+// beside it (`log.tags`: one "heading|note|output LENGTH" line per run of
+// bytes with one tag), so a replay delivers each piece with its tag; a log
+// without a usable index replays as kOutput.
 // Thread safety: every BuildLog method may be called from any thread. Sinks
 // are called with the log's lock held, on the thread that appended the text;
 // after unsubscribe() returns a sink is never called again. Sinks must not
@@ -94,8 +96,12 @@ class BuildLog {
   std::optional<Error> write_error_;
 };
 
-// Sends the content of a saved log file to `sink` as kOutput chunks.
-// kNotFound if there is no such file (a result saved without a log).
+// Sends the content of a saved log file to `sink`, tagged as it was written
+// (or as kOutput when its tag index is missing or does not match). An error
+// if there is no such file (a result saved without a log).
 Status replay_log_file(const std::string& path, const LogSink& sink);
+
+// Where the tag index of the log at `log_path` is kept.
+std::string log_tags_path(const std::string& log_path);
 
 }  // namespace kiln::builder

@@ -40,14 +40,22 @@ TEST(BuildLogTest, FileGetsWhatCameBeforeAndAfterAttachingAndReplays) {
   ASSERT_TRUE(log.attach_file(tree.host("log")));
   log.output("partial");
   EXPECT_EQ(read_text(tree.host("log")), "step\npartial");  // readable while building
+  log.note("---> done");
   ASSERT_TRUE(log.detach_file());
   log.output(" not in the file");
-  std::string replayed;
-  ASSERT_TRUE(replay_log_file(tree.host("log"), [&](LogTag tag, std::string_view text) {
-    EXPECT_EQ(tag, LogTag::kOutput);
-    replayed += text;
-  }));
-  EXPECT_EQ(replayed, "step\npartial");
+  EXPECT_EQ(read_text(tree.host("log")), "step\npartial---> done\n");
+  std::vector<std::pair<LogTag, std::string>> replayed;
+  auto collect = [&](LogTag tag, std::string_view text) { replayed.emplace_back(tag, text); };
+  ASSERT_TRUE(replay_log_file(tree.host("log"), collect));
+  EXPECT_EQ(replayed,
+            (std::vector<std::pair<LogTag, std::string>>{
+                {LogTag::kHeading, "step\n"}, {LogTag::kOutput, "partial"}, {LogTag::kNote, "---> done\n"}}));
+  // Without a matching tag index the text still replays, as output.
+  std::ofstream(tree.host("log.tags")) << "heading 3\n";
+  replayed.clear();
+  ASSERT_TRUE(replay_log_file(tree.host("log"), collect));
+  EXPECT_EQ(replayed,
+            (std::vector<std::pair<LogTag, std::string>>{{LogTag::kOutput, "step\npartial---> done\n"}}));
   EXPECT_FALSE(replay_log_file(tree.host("missing"), {}));
 }
 
