@@ -39,7 +39,7 @@ Result<std::string> join_checked(std::string_view path, bool absolute) {
     if (!out.empty() || absolute) out += '/';
     out += part;
   }
-  if (absolute && out.empty()) out = "/";
+  if (absolute && out.empty()) out.push_back('/');  // (not `= "/"`: GCC 12 -O3 warns falsely)
   return out;
 }
 
