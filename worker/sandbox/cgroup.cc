@@ -1,5 +1,7 @@
 #include "worker/sandbox/cgroup.h"
 
+#include "common/mountinfo.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -80,20 +82,6 @@ void dirs_post_order(const std::string& dir, std::vector<std::string>& out) {
   out.push_back(dir);
 }
 
-std::string unescape_mountinfo(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
-      out += static_cast<char>(v);
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 // The hierarchies limits are written in, and which one holds which controller.
 struct LimitDirs {
   std::string memory, pids, cpu;  // host directories ("" when the controller is missing)
@@ -103,24 +91,15 @@ struct LimitDirs {
 }  // namespace
 
 Result<std::vector<CgroupMount>> cgroup_mounts() {
-  std::ifstream in("/proc/self/mountinfo");
-  if (!in) return errno_error("read /proc/self/mountinfo");
+  KILN_ASSIGN_OR_RETURN(auto table, read_mountinfo());
   std::vector<CgroupMount> mounts;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    std::string word;
-    while (fields >> word) f.push_back(word);
-    auto dash = std::find(f.begin(), f.end(), "-");
-    if (f.size() < 5 || dash == f.end() || dash + 1 == f.end()) continue;
-    const std::string& fstype = *(dash + 1);
-    if (fstype != "cgroup" && fstype != "cgroup2") continue;
+  for (const MountInfo& info : table) {
+    if (info.fstype != "cgroup" && info.fstype != "cgroup2") continue;
     CgroupMount m;
-    m.path = unescape_mountinfo(f[4]);
-    m.v2 = fstype == "cgroup2";
-    if (!m.v2 && dash + 3 < f.end()) {
-      std::istringstream opts(*(dash + 3));
+    m.path = info.mount_point;
+    m.v2 = info.fstype == "cgroup2";
+    if (!m.v2) {
+      std::istringstream opts(info.super_options);
       std::string opt;
       while (std::getline(opts, opt, ',')) {
         if (opt != "rw" && opt != "ro" && opt.find('=') == std::string::npos) m.controllers.push_back(opt);

@@ -1,5 +1,7 @@
 #include "worker/store/fs_util.h"
 
+#include "common/mountinfo.h"
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
@@ -203,41 +205,13 @@ std::string filesystem_name(std::int64_t magic) {
   }
 }
 
-namespace {
-
-// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_mountinfo(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
-      out += static_cast<char>(v);
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 Result<std::vector<std::string>> mounts_beneath(const std::string& dir) {
-  std::ifstream in("/proc/self/mountinfo");
-  if (!in) return errno_error("reading /proc/self/mountinfo");
+  KILN_ASSIGN_OR_RETURN(auto table, read_mountinfo());
   std::string prefix = dir;
   if (prefix.empty() || prefix.back() != '/') prefix += '/';
   std::vector<std::string> found;
-  std::string line;
-  while (std::getline(in, line)) {
-    // Fields: id parent major:minor root mount-point ...
-    size_t pos = 0;
-    for (int field = 0; field < 4 && pos != std::string::npos; ++field) pos = line.find(' ', pos + 1);
-    if (pos == std::string::npos) continue;
-    size_t end = line.find(' ', pos + 1);
-    std::string mount_point = unescape_mountinfo(std::string_view(line).substr(pos + 1, end - pos - 1));
-    if (mount_point.starts_with(prefix)) found.push_back(mount_point);
-  }
+  for (MountInfo& m : table)
+    if (m.mount_point.starts_with(prefix)) found.push_back(std::move(m.mount_point));
   // Deepest first, so nested mounts go before the mounts they sit on.
   std::sort(found.begin(), found.end(), [](const std::string& a, const std::string& b) {
     return a.size() != b.size() ? a.size() > b.size() : a > b;
