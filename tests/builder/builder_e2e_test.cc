@@ -5,9 +5,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <limits>
+#include <memory>
+#include <mutex>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -15,8 +21,13 @@
 
 #include <fmt/format.h>
 
+#include "common/spec/spec.h"
 #include "tests/store/store_test_util.h"
 #include "tests/support/process.h"
+#include "worker/builder/builder.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/sandbox/runc_sandbox.h"
+#include "worker/store/store.h"
 
 namespace kiln {
 namespace {
@@ -334,6 +345,169 @@ TEST_F(BuilderE2eTest, BuildsWithCrunToo) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(got_id(again), got_id(r));
   EXPECT_EQ(count_of(again.out, " from cache"), 2u);
+}
+
+// The builder library in one process with the real runc sandbox and a real
+// overlayfs store: what two `kiln build` processes cannot do on one store
+// (RocksDB's lock), i.e. concurrent builds and a prune during a build.
+//
+// The sandbox is wrapped to count runc runs and to bind-mount a host
+// directory at /gate in every step, through which a step leaves a host-visible
+// mark (`/gate/count`) and waits until the test lets it finish (`/gate/go`).
+class GateSandbox final : public sandbox::Sandbox {
+ public:
+  GateSandbox(sandbox::Sandbox& real, std::string gate_dir) : real_(real), gate_dir_(std::move(gate_dir)) {}
+  Status run(const sandbox::RunSpec& spec, const std::string& rootfs, const sandbox::OutputSink& on_output,
+             sandbox::CancelToken& cancel) override {
+    runs_.fetch_add(1);
+    sandbox::RunSpec with_gate = spec;
+    with_gate.mounts.push_back({.source = gate_dir_, .destination = "/gate", .read_only = false});
+    return real_.run(with_gate, rootfs, on_output, cancel);
+  }
+  int runs() const { return runs_.load(); }
+
+ private:
+  sandbox::Sandbox& real_;
+  std::string gate_dir_;
+  std::atomic<int> runs_{0};
+};
+
+// A request's log, collected thread-safely, with a wait for some text.
+class CollectedLog {
+ public:
+  builder::LogSink sink() {
+    return [this](builder::LogTag, std::string_view text) {
+      std::lock_guard lock(mu_);
+      text_.append(text);
+      changed_.notify_all();
+    };
+  }
+  // Waits (at most a minute, so a broken build fails instead of hanging) until the log holds `needle`.
+  bool wait_for(const std::string& needle) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, std::chrono::minutes(1),
+                             [&] { return text_.find(needle) != std::string::npos; });
+  }
+  std::string text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::string text_;
+};
+
+class BuilderE2eInProcessTest : public BuilderE2eTest {
+ protected:
+  void SetUp() override {
+    BuilderE2eTest::SetUp();
+    gate_ = home_.path() + "/gate";
+    std::filesystem::create_directories(gate_);
+    std::filesystem::create_directories(home_.path() + "/store");
+    auto store = store::open_store("overlayfs:" + home_.path() + "/store");
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+    auto runc = sandbox::RuncSandbox::create({.state_dir = home_.path() + "/sandbox"});
+    ASSERT_TRUE(runc) << runc.error().to_string();
+    runc_ = std::move(*runc);
+    sandbox_ = std::make_unique<GateSandbox>(*runc_, gate_);
+    fetcher_ = fetcher::make_fetcher();
+    builder::BuilderOptions options;
+    options.image_aliases["busybox"] = "oci:" + images_->path() + "/images/busybox:latest";
+    builder_ = std::make_unique<builder::Builder>(*store_, *sandbox_, *fetcher_, options);
+  }
+  void TearDown() override {
+    // Let any step still waiting on the gate end, then close in order.
+    write_file(gate_ + "/go", "");
+    builder_.reset();
+    fetcher_.reset();
+    sandbox_.reset();
+    runc_.reset();
+    store_.reset();
+  }
+
+  Result<std::string> build(const std::string& text, CollectedLog& log) {
+    KILN_ASSIGN_OR_RETURN(spec::Spec spec, spec::parse_spec(text, "inproc.spec"));
+    builder::BuildRequest request;
+    request.spec = std::move(spec);
+    request.spec_name = "inproc.spec";
+    request.context_dir = context_;
+    request.log = log.sink();
+    return builder_->build(request);
+  }
+
+  bool stored(const std::string& id) { return store_->info(id).has_value(); }
+
+  std::string gate_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<sandbox::RuncSandbox> runc_;
+  std::unique_ptr<GateSandbox> sandbox_;
+  std::unique_ptr<fetcher::Fetcher> fetcher_;
+  std::unique_ptr<builder::Builder> builder_;
+};
+
+// The step runs until the test opens the gate, so the second build is
+// known to arrive while the first one's step is running.
+constexpr const char* kGatedSpec = R"(((from busybox)
+ (run (shell "echo ran >> /gate/count; echo ran; while [ ! -e /gate/go ]; do sleep 0.05; done"))))";
+
+TEST_F(BuilderE2eInProcessTest, ConcurrentIdenticalBuildsExecuteOnce) {
+  CollectedLog first_log, second_log;
+  auto first = std::async(std::launch::async, [&] { return build(kGatedSpec, first_log); });
+  ASSERT_TRUE(first_log.wait_for("ran\n")) << first_log.text();
+  auto second = std::async(std::launch::async, [&] { return build(kGatedSpec, second_log); });
+  // The second request follows the running step: it is sent the log so far.
+  ASSERT_TRUE(second_log.wait_for("ran\n")) << second_log.text();
+  write_file(gate_ + "/go", "");
+  auto first_id = first.get();
+  auto second_id = second.get();
+  ASSERT_TRUE(first_id) << first_id.error().to_string();
+  ASSERT_TRUE(second_id) << second_id.error().to_string();
+  EXPECT_EQ(*first_id, *second_id);
+  // One execution: one runc run, one line in the host file the step appends to.
+  EXPECT_EQ(sandbox_->runs(), 1);
+  EXPECT_EQ(store::testing::read_file(gate_ + "/count"), "ran\n");
+  EXPECT_EQ(count_of(first_log.text(), "ran\n"), 1u) << first_log.text();
+  EXPECT_EQ(count_of(second_log.text(), "ran\n"), 1u) << second_log.text();
+  EXPECT_EQ(count_of(first_log.text() + second_log.text(), "---> saved as " + *first_id), 2u);
+  EXPECT_TRUE(stored(*first_id));
+}
+
+TEST_F(BuilderE2eInProcessTest, PruneUnderARunningBuildKeepsItsBase) {
+  CollectedLog done_log;
+  auto done = build(R"(((from busybox) (run (shell "echo finished"))))", done_log);
+  ASSERT_TRUE(done) << done.error().to_string();
+  // The running build shares the busybox base with the finished one.
+  std::string base = done_log.text().substr(done_log.text().find("---> saved as ") + 14, 64);
+  ASSERT_TRUE(stored(base));
+  CollectedLog running_log;
+  auto running = std::async(std::launch::async, [&] { return build(kGatedSpec, running_log); });
+  ASSERT_TRUE(running_log.wait_for("ran\n")) << running_log.text();
+
+  std::vector<std::string> deleted;
+  auto removed = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1),
+                                 std::numeric_limits<std::size_t>::max(),
+                                 [&](const std::string& id) { deleted.push_back(id); });
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  // Only the finished build's leaf goes; the base, now a leaf too, is pinned.
+  EXPECT_EQ(deleted, std::vector<std::string>{*done});
+  EXPECT_FALSE(stored(*done));
+  EXPECT_TRUE(stored(base));
+
+  write_file(gate_ + "/go", "");
+  auto id = running.get();
+  ASSERT_TRUE(id) << id.error().to_string();
+  EXPECT_TRUE(stored(*id));
+  ASSERT_TRUE(store_->info(*id)->parent.has_value());
+  EXPECT_EQ(*store_->info(*id)->parent, base);
+  // Nothing pins them any more: a second prune removes the chain.
+  auto later = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1),
+                               std::numeric_limits<std::size_t>::max());
+  ASSERT_TRUE(later) << later.error().to_string();
+  EXPECT_EQ(*later, 2u);
+  EXPECT_FALSE(stored(base));
 }
 
 // The basic build and cached rebuild on every store backend.
