@@ -78,6 +78,10 @@ struct JobInfo {
   attempts @15 :List(Attempt);
   logBytes @16 :UInt64;
   spec @17 :Text;     # only in status replies, not in job lists
+  secretIds @18 :List(Text);  # the ids of the secrets the job was submitted with (never values)
+  cancelRequested @19 :Bool;
+  timeoutSeconds @20 :UInt32;
+  labels @21 :List(Text);
 }
 
 struct WorkerStats {

@@ -169,6 +169,10 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   }
   b.setLogBytes(v.log_bytes);
   b.setSpec(v.spec);
+  set_texts(b.initSecretIds(v.secret_ids.size()), v.secret_ids);
+  b.setCancelRequested(v.cancel_requested);
+  b.setTimeoutSeconds(v.timeout_seconds);
+  set_texts(b.initLabels(v.labels.size()), v.labels);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -193,6 +197,10 @@ JobInfo get(wire::JobInfo::Reader r) {
   }
   v.log_bytes = r.getLogBytes();
   v.spec = text(r.getSpec());
+  v.secret_ids = get_texts(r.getSecretIds());
+  v.cancel_requested = r.getCancelRequested();
+  v.timeout_seconds = r.getTimeoutSeconds();
+  v.labels = get_texts(r.getLabels());
   return v;
 }
 

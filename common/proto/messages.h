@@ -128,6 +128,10 @@ struct JobInfo {
   std::vector<Attempt> attempts;
   std::uint64_t log_bytes = 0;
   std::string spec;
+  std::vector<std::string> secret_ids;
+  bool cancel_requested = false;
+  std::uint32_t timeout_seconds = 0;
+  std::vector<std::string> labels;
 };
 
 struct WorkerStats {
