@@ -89,6 +89,10 @@ class LeastLoaded final : public Policy {
     return out;
   }
 
+  void adopt(const PlacementJob& job, const std::string& worker, double) override {
+    if (auto it = workers_.find(worker); it != workers_.end()) it->second.running.insert(job.id);
+  }
+
   void job_finished(const std::string& worker, const std::string& job_id, const std::vector<StepReport>&,
                     double) override {
     release(worker, job_id);

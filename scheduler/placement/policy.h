@@ -92,6 +92,11 @@ class Policy {
 
   virtual std::vector<Assignment> assign(double now) = 0;
 
+  // A job already running on `worker` that the policy did not assign (the
+  // scheduler restarted and the worker reclaimed it): count it in the
+  // worker's slots until job_finished/job_released.
+  virtual void adopt(const PlacementJob& job, const std::string& worker, double now) = 0;
+
   virtual void job_finished(const std::string& worker, const std::string& job_id,
                             const std::vector<StepReport>& steps, double now) = 0;
   virtual void job_released(const std::string& worker, const std::string& job_id, double now) = 0;
