@@ -416,6 +416,12 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
   scope.pin(step->id);
   for (const std::string& used : step->uses) scope.pin(used);
   const LogSink& sink = scope.request().log;
+  const auto started = std::chrono::steady_clock::now();
+  auto report_step = [&](bool cached) {
+    if (!scope.request().on_step) return;
+    std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+    scope.request().on_step(StepEvent{step->id, step->heading, cached, elapsed.count()});
+  };
   for (;;) {
     if (scope.cancelled()) return std::unexpected(cancelled_error());
     std::unique_lock lock(mu_);
@@ -429,7 +435,9 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
       }
       ++op->requesters;
       lock.unlock();
-      return follow(scope, op);
+      KILN_RETURN_IF_ERROR(follow(scope, op));
+      report_step(false);
+      return {};
     }
     // Looked up with mu_ held: a step in flight leaves the table only once
     // its result is recorded, so there is no gap in which it is in neither.
@@ -442,6 +450,7 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
       if (auto s = store_.record_cache_hit(step->id); !s)
         spdlog::warn("recording a cache hit: {}", s.error().to_string());
       scope.note(fmt::format("---> using {} from cache", step->id));
+      report_step(true);
       return {};
     }
     if (info.error().kind() != ErrorKind::kNotFound) return std::unexpected(info.error());
@@ -459,7 +468,9 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
     for (const std::string& used : step->uses) pin(used);
     lock.unlock();
     std::thread([this, op] { run_in_flight(op); }).detach();
-    return follow(scope, op);
+    KILN_RETURN_IF_ERROR(follow(scope, op));
+    report_step(false);
+    return {};
   }
 }
 

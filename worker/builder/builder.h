@@ -77,6 +77,15 @@ struct BuilderOptions {
   std::optional<std::chrono::milliseconds> step_timeout;
 };
 
+// One step of a build reached: served from the cache or just built. For
+// progress reports (the worker daemon's job-step messages).
+struct StepEvent {
+  std::string id;
+  std::string description;  // the op as the step's log heading prints it: "/app: (run (shell make))"
+  bool cached = false;      // true: the store already held the result
+  double seconds = 0;       // from reaching the step to having its result
+};
+
 struct BuildRequest {
   spec::Spec spec;
   std::string spec_name;  // for messages ("app.spec"); may be empty
@@ -88,6 +97,11 @@ struct BuildRequest {
   std::map<std::string, std::string> secrets;  // secret id -> value
   LogSink log;                                 // may be empty
   sandbox::CancelToken* cancel = nullptr;      // may be null: not cancellable
+  // Called once per step (every stage's `from` and each run and copy), in
+  // order, as each is reached from the cache or finishes building; on the
+  // thread that called build(). May be empty. A failed or cancelled step is
+  // not reported.
+  std::function<void(const StepEvent&)> on_step;
 };
 
 struct CacheStats {

@@ -391,6 +391,63 @@ TEST_F(BuilderTest, MultiStageCopyReadsTheStageResult) {
   EXPECT_EQ(fetcher_.fetches, 2);
 }
 
+TEST_F(BuilderTest, OnStepReportsEveryStepInOrderBuiltThenCached) {
+  constexpr std::string_view kSpec = R"(((build dev ((from busybox) (run (shell "make"))))
+ (from other)
+ (workdir /app)
+ (copy (from (build dev)) (src /out) (dst ./))))";
+  sandbox_.script(answer("", [](const std::string& rootfs) {
+    std::filesystem::create_directories(rootfs + "/out");
+    std::ofstream(rootfs + "/out/app") << "binary";
+  }));
+  auto ctx = ids::DirectoryContext::open(tree_.host("ctx"));
+  ASSERT_TRUE(ctx);
+  auto expected = ids::compute_step_ids(parse(kSpec), &*ctx, "test.spec");
+  ASSERT_TRUE(expected) << expected.error().to_string();
+
+  std::vector<StepEvent> first;
+  BuildRequest r = request(kSpec);
+  r.on_step = [&first](const StepEvent& e) { first.push_back(e); };
+  auto id = builder_->build(r);
+  ASSERT_TRUE(id) << id.error().to_string();
+  // Stage dev's from and run, then the main stage's from and copy.
+  ASSERT_EQ(first.size(), 4u);
+  std::vector<std::string> ids;
+  for (const StepEvent& e : first) {
+    ids.push_back(e.id);
+    EXPECT_FALSE(e.cached) << e.description;
+    EXPECT_GE(e.seconds, 0.0);
+  }
+  std::vector<std::string> expected_ids;
+  for (const auto& step : *expected) expected_ids.push_back(step.id);
+  EXPECT_EQ(ids, expected_ids);
+  EXPECT_EQ(first[0].description, "(from busybox)");
+  EXPECT_EQ(first[1].description, "/: (run (shell make))");
+  EXPECT_EQ(first[2].description, "(from other)");
+  EXPECT_EQ(first[3].description, "/app: (copy (from (build dev)) (src /out) (dst ./))");
+  EXPECT_EQ(first.back().id, *id);
+
+  std::vector<StepEvent> second;
+  r.on_step = [&second](const StepEvent& e) { second.push_back(e); };
+  ASSERT_TRUE(builder_->build(r));
+  ASSERT_EQ(second.size(), 4u);
+  for (std::size_t i = 0; i < second.size(); ++i) {
+    EXPECT_TRUE(second[i].cached) << second[i].description;
+    EXPECT_EQ(second[i].id, first[i].id);
+    EXPECT_EQ(second[i].description, first[i].description);
+  }
+
+  // A failing step is not reported; the steps before it are.
+  std::vector<StepEvent> failed;
+  BuildRequest failing = request(R"(((from busybox) (run (shell "false"))))");
+  failing.on_step = [&failed](const StepEvent& e) { failed.push_back(e); };
+  sandbox_.script(answer("", {}, make_error(ErrorKind::kFailedPrecondition, "command exited with status 1")));
+  ASSERT_FALSE(builder_->build(failing));
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].description, "(from busybox)");
+  EXPECT_TRUE(failed[0].cached);
+}
+
 TEST_F(BuilderTest, IdsEqualComputeStepIdsForTheExamples) {
   const char* source = std::getenv("KILN_SOURCE_DIR");
   if (source == nullptr) source = KILN_SOURCE_DIR_DEFAULT;
