@@ -1,0 +1,210 @@
+#include "scheduler/http/http_server.h"
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "scheduler/http/dashboard_page.h"
+#include "scheduler/http/json_api.h"
+#include "scheduler/http/metrics.h"
+#include "scheduler/http/stats.h"
+
+namespace kiln::http {
+namespace {
+
+constexpr const char* kJsonType = "application/json; charset=utf-8";
+// Enough for a dashboard or two and a Prometheus scrape at once; the
+// scheduler's machine is shared with builds.
+constexpr std::size_t kServerThreads = 4;
+
+int http_status_for(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kInvalidArgument: return 400;
+    case ErrorKind::kNotFound: return 404;
+    case ErrorKind::kFailedPrecondition: return 409;
+    case ErrorKind::kUnavailable: return 503;
+    case ErrorKind::kTimeout: return 504;
+    default: return 500;
+  }
+}
+
+void send_error(httplib::Response& res, const Error& error) {
+  res.status = http_status_for(error.kind());
+  res.set_content(error_json(error), kJsonType);
+}
+
+void send_json(httplib::Response& res, std::string body) {
+  res.status = 200;
+  res.set_content(std::move(body), kJsonType);
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  ViewFn view;
+  LogFn log;
+  JobFn job;
+  httplib::Server server;
+  std::thread thread;
+  std::atomic<bool> listening_done{false};
+  int port = 0;
+
+  // The current view, or a 503 answer when the scheduler has not published one.
+  std::shared_ptr<const FarmView> current(httplib::Response& res) {
+    auto snapshot = view();
+    if (!snapshot) {
+      send_error(res, Error(ErrorKind::kUnavailable,
+                            "the scheduler has not published its state yet: retry in a second"));
+    }
+    return snapshot;
+  }
+
+  void routes() {
+    server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(dashboard_html()), "text/html; charset=utf-8");
+    });
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      if (auto v = current(res))
+        res.set_content(render_metrics(*v, compute_stats(*v)), std::string(kMetricsContentType));
+    });
+    server.Get("/v1/pools", [this](const httplib::Request&, httplib::Response& res) {
+      if (auto v = current(res)) send_json(res, pools_json(compute_stats(*v)));
+    });
+    server.Get("/v1/workers", [this](const httplib::Request&, httplib::Response& res) {
+      if (auto v = current(res)) send_json(res, workers_json(compute_stats(*v)));
+    });
+    server.Get("/v1/clients", [this](const httplib::Request&, httplib::Response& res) {
+      if (auto v = current(res)) send_json(res, clients_json(compute_stats(*v)));
+    });
+    server.Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+      if (auto v = current(res)) send_json(res, stats_json(*v, compute_stats(*v)));
+    });
+    server.Get("/v1/jobs", [this](const httplib::Request& req, httplib::Response& res) {
+      auto query = parse_jobs_query(req.get_param_value("state"), req.get_param_value("limit"));
+      if (!query) return send_error(res, query.error());
+      if (auto v = current(res)) send_json(res, jobs_json(*v, *query));
+    });
+    server.Get(R"(/v1/jobs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string id = req.matches[1];
+      auto v = current(res);
+      if (!v) return;
+      if (auto body = job_json(*v, id)) return send_json(res, std::move(*body));
+      if (job) {
+        auto record = job(id);
+        if (!record) return send_error(res, record.error());
+        return send_json(res, job_json(*v, *record));
+      }
+      send_error(res,
+                 Error(ErrorKind::kNotFound,
+                       fmt::format("no job '{}' among the scheduler's current and recent jobs: check the id "
+                                   "(GET /v1/jobs lists them)",
+                                   id)));
+    });
+    server.Get(R"(/v1/jobs/([^/]+)/log)", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string id = req.matches[1];
+      std::uint64_t offset = 0;
+      if (req.has_param("offset")) {
+        std::string text = req.get_param_value("offset");
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), offset);
+        if (error != std::errc() || end != text.data() + text.size()) {
+          return send_error(res,
+                            Error(ErrorKind::kInvalidArgument,
+                                  fmt::format("bad ?offset={}: give the byte offset to read the log from "
+                                              "(X-Kiln-Log-Next-Offset of the previous answer)",
+                                              text)));
+        }
+      }
+      auto chunk = log(id, offset);
+      if (!chunk)
+        return send_error(res, chunk.error().with_context(fmt::format("reading the log of job {}", id)));
+      res.set_header("X-Kiln-Log-Offset", std::to_string(chunk->offset));
+      res.set_header("X-Kiln-Log-Next-Offset", std::to_string(chunk->offset + chunk->data.size()));
+      res.set_header("X-Kiln-Log-Complete", chunk->complete ? "true" : "false");
+      res.set_header("X-Kiln-Job-State", chunk->state);
+      res.set_content(std::move(chunk->data), "text/plain; charset=utf-8");
+    });
+    server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      // Only fill in bodies for errors no handler wrote (unknown paths).
+      if (res.status == 404 && res.body.empty()) {
+        send_error(
+            res,
+            Error(ErrorKind::kNotFound,
+                  fmt::format("no such endpoint {}: see docs/api.md (/, /metrics, /v1/pools, "
+                              "/v1/workers, /v1/clients, /v1/jobs, /v1/jobs/ID, /v1/jobs/ID/log, /v1/stats)",
+                              req.path)));
+      }
+    });
+    server.set_exception_handler(
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown exception";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          spdlog::error("http: {} {} failed: {}", req.method, req.path, what);
+          send_error(res, Error(ErrorKind::kInternal,
+                                fmt::format("{} failed inside the scheduler: {}", req.path, what)));
+        });
+    // Every answer is live state: no cache may keep it.
+    server.set_default_headers({{"Cache-Control", "no-store"}});
+  }
+};
+
+HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job) : impl_(std::make_unique<Impl>()) {
+  impl_->view = std::move(view);
+  impl_->log = std::move(log);
+  impl_->job = std::move(job);
+}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+Status HttpServer::start(const std::string& address, int port) {
+  if (impl_->thread.joinable()) {
+    return make_error(ErrorKind::kFailedPrecondition, "the HTTP server is already started");
+  }
+  impl_->server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  impl_->routes();
+  int bound = port == 0 ? impl_->server.bind_to_any_port(address)
+                        : (impl_->server.bind_to_port(address, port) ? port : -1);
+  if (bound <= 0) {
+    return make_error(
+        ErrorKind::kUnavailable,
+        fmt::format("cannot listen for HTTP on {}:{} (in use, or not an address of this machine): "
+                    "choose another with --http ADDRESS:PORT, or --http off",
+                    address, port));
+  }
+  impl_->port = bound;
+  impl_->listening_done = false;
+  impl_->thread = std::thread([impl = impl_.get()] {
+    impl->server.listen_after_bind();
+    impl->listening_done = true;
+  });
+  // httplib's stop() only works once its accept loop runs: wait for it, so
+  // that a stop() right after start() cannot be lost.
+  while (!impl_->server.is_running() && !impl_->listening_done) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return {};
+}
+
+void HttpServer::stop() {
+  if (!impl_->thread.joinable()) return;
+  impl_->server.stop();
+  impl_->thread.join();
+  impl_->port = 0;
+}
+
+int HttpServer::bound_port() const {
+  return impl_->port;
+}
+
+}  // namespace kiln::http

@@ -1,0 +1,65 @@
+// The scheduler's HTTP server: Prometheus /metrics, the /v1 JSON API and the
+// web dashboard at /, all read from the FarmView the scheduler publishes.
+// docs/api.md documents every endpoint.
+//
+//   HttpServer http(
+//       [&] { return published_view(); },                        // shared_ptr<const FarmView>
+//       [&](const std::string& job, std::uint64_t offset) {      // any thread
+//         return core.read_log_any_thread(job, offset, 64 << 10);
+//       });
+//   KILN_RETURN_IF_ERROR(http.start("127.0.0.1", 7880));        // port 0: any free port
+//   spdlog::info("dashboard on http://127.0.0.1:{}/", http.bound_port());
+//   ...
+//   http.stop();                                                 // also done by the destructor
+//
+// Contract: the server answers on its own threads (a small pool) until
+// stop(); the callbacks are called from those threads, concurrently, and
+// must be thread-safe and quick. ViewFn returns the latest published view
+// (never null once start() is called; a null view is answered 503). LogFn
+// serves /v1/jobs/ID/log; its errors become HTTP statuses (not found 404,
+// invalid argument 400, unavailable 503, others 500) with a JSON error
+// body. JobFn (optional) looks up a job the view does not hold (an older
+// ended one) for /v1/jobs/ID; without it such jobs are 404.
+// start() fails (kUnavailable) when the address cannot be bound, saying so
+// and how to choose another. Thread safety: start/stop/bound_port from one
+// thread (the scheduler's main).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+#include "common/proto/messages.h"
+#include "scheduler/http/farm_view.h"
+
+namespace kiln::http {
+
+inline constexpr int kDefaultHttpPort = 7880;
+
+class HttpServer {
+ public:
+  using ViewFn = std::function<std::shared_ptr<const FarmView>()>;
+  using LogFn = std::function<Result<proto::Log>(const std::string& job_id, std::uint64_t offset)>;
+  using JobFn = std::function<Result<proto::JobInfo>(const std::string& job_id)>;
+
+  HttpServer(ViewFn view, LogFn log, JobFn job = nullptr);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds `address:port` (port 0 picks a free one) and starts serving.
+  Status start(const std::string& address, int port);
+  // Stops accepting, finishes the requests in progress and joins the threads.
+  // Idempotent.
+  void stop();
+  // The bound port after a successful start(); 0 before.
+  int bound_port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::http
