@@ -5,6 +5,8 @@
 // 0 success, 1 the operation failed (bad spec, failed build), 2 usage error.
 #pragma once
 
+#include <string>
+
 namespace CLI {
 class App;
 }
@@ -25,5 +27,21 @@ void add_spec_commands(CLI::App& app);
 
 // `kiln build`, `healthcheck`, `delete`, `prune`, `clean`, `df`, `stats`.
 void add_build_commands(CLI::App& app);
+
+// How a farm command reaches the scheduler (--scheduler, --client).
+struct FarmFlags {
+  std::string scheduler;  // empty: $KILN_SCHEDULER, else tcp://127.0.0.1:7800
+  std::string client;     // empty: $KILN_CLIENT, else USER@HOSTNAME
+
+  std::string address() const;
+  std::string client_name() const;
+};
+
+// `kiln submit`, `logs`, `status`, `cancel`, `jobs` and `kiln admin ...`
+// (cli/farm_commands.cc).
+void add_farm_commands(CLI::App& app);
+
+// `kiln up` and `kiln down`: a whole local farm (cli/up_command.cc).
+void add_up_commands(CLI::App& app);
 
 }  // namespace kiln::cli

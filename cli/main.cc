@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  kiln spec check examples/*.spec\n"
       "  kiln spec ids -f examples/hello.spec examples/context\n"
-      "  kiln dockerfile -f examples/multistage.spec --buildkit",
+      "  kiln dockerfile -f examples/multistage.spec --buildkit\n"
+      "  kiln up --detach && kiln submit -f examples/hello.spec examples/context --follow",
       "kiln"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kiln 0.1.0");
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
 
   kiln::cli::add_spec_commands(app);
   kiln::cli::add_build_commands(app);
+  kiln::cli::add_farm_commands(app);
+  kiln::cli::add_up_commands(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,770 @@
+// `kiln submit`, `logs`, `status`, `cancel`, `jobs` and `kiln admin
+// workers|pause|unpause|drain|forget`: the farm seen from a user's or an
+// operator's terminal, through the scheduler's client port (farm protocol,
+// common/proto/client.h). The scheduler is --scheduler, else $KILN_SCHEDULER,
+// else tcp://127.0.0.1:7800; the client name is --client, else $KILN_CLIENT,
+// else USER@HOSTNAME.
+//
+// Exit codes: 0 done (a followed job succeeded), 1 the operation failed (the
+// scheduler is unreachable or refused, the followed job failed or was
+// cancelled), 2 usage errors.
+#include <CLI/CLI.hpp>
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/context_tar.h"
+#include "common/proto/client.h"
+#include "common/sha256.h"
+#include "common/spec/spec.h"
+
+namespace kiln::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using std::chrono::milliseconds;
+
+void report(const Error& e) {
+  std::cerr << "kiln: " << e.to_string() << "\n";
+}
+
+// Reports `e` and records the exit code it deserves: invalid flags are usage
+// errors, everything else (the scheduler's answers included) a failure.
+void fail(const Error& e, int code = kExitFailed) {
+  report(e);
+  set_exit(code);
+}
+
+constexpr std::size_t kChunkBytes = 1 << 20;
+// How long a follow keeps retrying while the scheduler cannot be reached.
+constexpr auto kUnreachableBudget = std::chrono::seconds(60);
+constexpr std::uint32_t kFollowWaitMs = 10'000;
+
+const std::set<std::string>& job_states() {
+  static const std::set<std::string> states = {"queued",    "assigned", "running",
+                                               "succeeded", "failed",   "cancelled"};
+  return states;
+}
+
+void add_farm_flags(CLI::App* cmd, FarmFlags& flags) {
+  cmd->add_option("--scheduler", flags.scheduler,
+                  "Scheduler's client address (default $KILN_SCHEDULER, else tcp://127.0.0.1:7800)");
+  cmd->add_option("--client", flags.client,
+                  "Client name the scheduler records (default $KILN_CLIENT, else USER@HOST)");
+}
+
+// "2026-11-30T00:12:03Z" for milliseconds since the epoch (0: unknown).
+std::string utc_time(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+Json time_or_null(std::int64_t ms) {
+  return ms > 0 ? Json(utc_time(ms)) : Json(nullptr);
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+// Left-aligned columns sized to their widest cell.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows)
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += i + 1 < row.size() ? fmt::format("{:<{}}  ", row[i], widths[i]) : row[i];
+    }
+    std::cout << line << "\n";
+  }
+}
+
+Result<std::string> read_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return errno_error(fmt::format("cannot read {} {}", what, path));
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// ---- follow -------------------------------------------------------------
+
+// Streams a job's log from `offset` to stdout until the job ends, retrying
+// for kUnreachableBudget while the scheduler cannot be reached (it may be
+// restarting). Returns the offset reached; `ended_newline` tells whether the
+// last byte written was a newline (or nothing was written).
+struct FollowResult {
+  std::uint64_t offset = 0;
+  bool ends_with_newline = true;
+};
+
+Result<FollowResult> follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
+                                const std::string& job_id, std::uint64_t offset) {
+  FollowResult result{.offset = offset};
+  std::optional<std::chrono::steady_clock::time_point> unreachable_since;
+  milliseconds backoff(250);
+  for (;;) {
+    Result<proto::Log> log = make_error(ErrorKind::kUnavailable, "not connected");
+    if (client) {
+      log = client->call<proto::Log>(
+          proto::ReadLog{
+              .job_id = job_id, .offset = result.offset, .max_bytes = 1 << 20, .wait_ms = kFollowWaitMs},
+          milliseconds(kFollowWaitMs) + std::chrono::seconds(15));
+    }
+    if (!log) {
+      if (log.error().kind() != ErrorKind::kUnavailable) return std::unexpected(log.error());
+      auto now = std::chrono::steady_clock::now();
+      if (!unreachable_since) {
+        unreachable_since = now;
+        std::cerr << fmt::format("kiln: lost the scheduler at {}; retrying for up to {} s\n", flags.address(),
+                                 kUnreachableBudget.count());
+      } else if (now - *unreachable_since > kUnreachableBudget) {
+        return std::unexpected(log.error().with_context(
+            fmt::format("following job {} (gave up after {} s; `kiln logs {} --follow --offset {}` resumes)",
+                        job_id, kUnreachableBudget.count(), job_id, result.offset)));
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
+      // A fresh connection: the scheduler may have restarted and forgotten us.
+      auto fresh = proto::Client::connect(flags.address(), flags.client_name(), milliseconds(2000));
+      client = fresh ? std::move(*fresh) : nullptr;
+      continue;
+    }
+    if (unreachable_since) std::cerr << "kiln: the scheduler answers again\n";
+    unreachable_since.reset();
+    backoff = milliseconds(250);
+    if (!log->data.empty()) {
+      std::fwrite(log->data.data(), 1, log->data.size(), stdout);
+      std::fflush(stdout);
+      result.ends_with_newline = log->data.back() == '\n';
+    }
+    result.offset = log->offset + log->data.size();
+    if (log->complete) return result;
+    // A job that ended but whose log is not complete yet has more to send:
+    // keep reading. An empty reply after the wait just means nothing new.
+  }
+}
+
+// Prints the one-line outcome of an ended job on stderr and sets the exit
+// code: 0 succeeded, 1 failed or cancelled.
+void report_outcome(proto::Client& client, const std::string& job_id) {
+  auto job = client.call<proto::Job>(proto::GetStatus{.job_id = job_id});
+  if (!job) {
+    fail(job.error().with_context("reading the outcome of job " + job_id));
+    return;
+  }
+  const proto::JobInfo& info = job->job;
+  if (info.state == "succeeded") {
+    std::cerr << fmt::format("kiln: job {} succeeded on {}: result {}\n", job_id,
+                             info.worker.empty() ? "?" : info.worker,
+                             info.result.empty() ? "-" : info.result);
+    set_exit(kExitOk);
+  } else if (info.state == "cancelled") {
+    std::cerr << fmt::format("kiln: job {} was cancelled{}\n", job_id,
+                             info.error.empty() ? "" : ": " + info.error);
+    set_exit(kExitFailed);
+  } else if (info.state == "failed") {
+    std::cerr << fmt::format("kiln: job {} failed: {}\n", job_id,
+                             info.error.empty() ? "(no error recorded; see its log)" : info.error);
+    set_exit(kExitFailed);
+  } else {
+    std::cerr << fmt::format("kiln: job {} is still {}; `kiln logs {} --follow` resumes\n", job_id,
+                             info.state, job_id);
+    set_exit(kExitFailed);
+  }
+}
+
+// Follows and then reports; for `submit --follow` and `logs --follow`.
+// Returns whether stdout ends with a newline.
+bool follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
+                       const std::string& job_id, std::uint64_t offset) {
+  auto followed = follow_log(client, flags, job_id, offset);
+  if (!followed) {
+    fail(followed.error());
+    return true;
+  }
+  if (!client) {
+    auto fresh = proto::Client::connect(flags.address(), flags.client_name());
+    if (!fresh) {
+      fail(fresh.error());
+      return followed->ends_with_newline;
+    }
+    client = std::move(*fresh);
+  }
+  report_outcome(*client, job_id);
+  return followed->ends_with_newline;
+}
+
+Result<std::unique_ptr<proto::Client>> connect(const FarmFlags& flags) {
+  return proto::Client::connect(flags.address(), flags.client_name());
+}
+
+// ---- submit -------------------------------------------------------------
+
+struct SubmitOptions {
+  FarmFlags farm;
+  std::string file;
+  std::string context;
+  std::string pool;
+  bool urgent = false;
+  std::vector<std::string> secrets;
+  std::vector<std::string> labels;
+  std::uint32_t timeout_seconds = 0;
+  std::string git_url;
+  std::string git_commit;
+  bool follow = false;
+};
+
+// Uploads `tar_path` (described by `tar`) in chunks, resuming where the
+// scheduler says, until it reports the upload complete.
+Status upload_context(proto::Client& client, const std::string& tar_path, const ContextTar& tar) {
+  std::ifstream in(tar_path, std::ios::binary);
+  if (!in) return errno_error("cannot read the context tar " + tar_path);
+  std::uint64_t offset = 0;
+  std::string chunk;
+  // Each round either advances or is told where to resume; a scheduler that
+  // keeps answering without progress is a bug, not a reason to spin forever.
+  for (int stalls = 0; stalls < 16;) {
+    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunkBytes, tar.size - offset));
+    chunk.resize(want);
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(offset));
+    if (!in.read(chunk.data(), static_cast<std::streamsize>(want)))
+      return errno_error("cannot read the context tar " + tar_path);
+    KILN_ASSIGN_OR_RETURN(
+        auto ack, client.call<proto::ContextAck>(proto::PutContext{
+                      .digest = tar.digest, .total_size = tar.size, .offset = offset, .data = chunk}));
+    if (ack.complete) return {};
+    if (ack.received > tar.size)
+      return make_error(
+          ErrorKind::kInternal,
+          fmt::format("the scheduler acknowledged {} bytes of a {}-byte context", ack.received, tar.size));
+    stalls = ack.received > offset ? 0 : stalls + 1;
+    offset = ack.received;
+  }
+  return make_error(
+      ErrorKind::kUnavailable,
+      fmt::format("the scheduler does not accept the upload of context {}; try again", tar.digest));
+}
+
+Result<std::vector<proto::Secret>> read_secrets(const std::vector<std::string>& flags) {
+  std::vector<proto::Secret> secrets;
+  for (const std::string& flag : flags) {
+    std::size_t colon = flag.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == flag.size())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
+    KILN_ASSIGN_OR_RETURN(std::string value, read_file(flag.substr(colon + 1), "secret file"));
+    secrets.push_back({.id = flag.substr(0, colon), .value = std::move(value)});
+  }
+  return secrets;
+}
+
+Status check_submit_flags(const SubmitOptions& o) {
+  for (const std::string& label : o.labels) {
+    std::size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("--label {:?}: expected KEY=VALUE, e.g. --label arch=x86_64", label));
+  }
+  if (o.git_url.empty() != o.git_commit.empty())
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        "--git URL and --commit SHA go together: the worker checks out that commit of that repository");
+  if (!o.git_url.empty()) {
+    if (!o.context.empty())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("a context directory ({:?}) and --git are exclusive: the context is either "
+                      "uploaded or checked out from git",
+                      o.context));
+    if (o.git_commit.size() != 40 || o.git_commit.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("--commit {:?}: expected a full 40-character lowercase commit hash (`git "
+                                    "rev-parse HEAD` prints it)",
+                                    o.git_commit));
+  }
+  return {};
+}
+
+// Packs and uploads the context directory; returns its reference.
+Result<proto::ContextRef> send_directory_context(proto::Client& client, const std::string& dir) {
+  std::string tmp_dir = std::filesystem::temp_directory_path().string();
+  std::string tar_path = fmt::format("{}/kiln-context-{}.tar", tmp_dir, ::getpid());
+  KILN_ASSIGN_OR_RETURN(ContextTar tar, write_context_tar(dir, tar_path));
+  for (const std::string& skipped : tar.skipped)
+    std::cerr << fmt::format("kiln: left {} out of the context: not a file, directory or symlink\n", skipped);
+  Status uploaded = upload_context(client, tar_path, tar);
+  ::unlink(tar_path.c_str());
+  KILN_RETURN_IF_ERROR(
+      with_context(std::move(uploaded), fmt::format("uploading context {} ({})", dir, tar.digest)));
+  std::cerr << fmt::format("kiln: context {}: {} entries, {}, {}\n", dir, tar.entries, human_bytes(tar.size),
+                           tar.digest);
+  return proto::ContextRef{.kind = proto::ContextRef::Kind::kTar, .digest = tar.digest, .size = tar.size};
+}
+
+void run_submit(const SubmitOptions& o) {
+  if (auto s = check_submit_flags(o); !s) return fail(s.error(), kExitUsage);
+  auto secrets = read_secrets(o.secrets);
+  if (!secrets) return fail(secrets.error(), kExitUsage);
+  auto text = read_file(o.file, "spec");
+  if (!text) return fail(text.error());
+  // Checked here too so a typo is reported with its line and column before
+  // anything is packed or sent.
+  if (auto spec = spec::parse_spec(*text, o.file); !spec) return fail(spec.error());
+
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+
+  proto::JobSpec job{.spec = *text,
+                     .spec_name = o.file,
+                     .pool = o.pool,
+                     .client = (*client)->name(),
+                     .urgent = o.urgent,
+                     .secrets = std::move(*secrets),
+                     .timeout_seconds = o.timeout_seconds,
+                     .labels = o.labels};
+  if (!o.git_url.empty()) {
+    job.context = {.kind = proto::ContextRef::Kind::kGit, .git_repo = o.git_url, .git_commit = o.git_commit};
+  } else {
+    // Always sent, even when the spec copies nothing: an unchanged context is
+    // deduplicated by the scheduler after its first chunk.
+    auto context = send_directory_context(**client, o.context.empty() ? "." : o.context);
+    if (!context) return fail(context.error());
+    job.context = *context;
+  }
+  auto submitted = (*client)->call<proto::Submitted>(proto::Submit{.job = std::move(job)});
+  if (!submitted) return fail(submitted.error().with_context("submitting " + o.file));
+  const std::string& id = submitted->job_id;
+  if (!o.follow) {
+    std::cout << id << "\n";
+    return;
+  }
+  std::cerr << fmt::format(
+      "kiln: submitted job {}; following its log (Ctrl-C stops following, not the job)\n", id);
+  bool newline = follow_and_report(*client, o.farm, id, 0);
+  // The id stays the last line of stdout, as without --follow.
+  std::cout << (newline ? "" : "\n") << id << "\n";
+}
+
+// ---- logs, status, cancel, jobs -----------------------------------------
+
+struct JobOptions {
+  FarmFlags farm;
+  std::string job_id;
+  bool follow = false;
+  std::uint64_t offset = 0;
+  bool json = false;
+};
+
+void run_logs(const JobOptions& o) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  if (o.follow) {
+    follow_and_report(*client, o.farm, o.job_id, o.offset);
+    return;
+  }
+  std::uint64_t offset = o.offset;
+  for (;;) {
+    auto log = (*client)->call<proto::Log>(
+        proto::ReadLog{.job_id = o.job_id, .offset = offset, .max_bytes = 1 << 20});
+    if (!log) return fail(log.error().with_context("reading the log of job " + o.job_id));
+    std::fwrite(log->data.data(), 1, log->data.size(), stdout);
+    offset = log->offset + log->data.size();
+    if (log->complete || log->data.empty()) break;
+  }
+  std::fflush(stdout);
+}
+
+Json step_json(const proto::StepInfo& step) {
+  return Json{
+      {"id", step.id}, {"description", step.description}, {"cached", step.cached}, {"seconds", step.seconds}};
+}
+
+std::string context_text(const proto::ContextRef& c) {
+  switch (c.kind) {
+    case proto::ContextRef::Kind::kTar: return fmt::format("{} ({})", c.digest, human_bytes(c.size));
+    case proto::ContextRef::Kind::kGit: return fmt::format("git {} {}", c.git_repo, c.git_commit);
+    case proto::ContextRef::Kind::kNone: break;
+  }
+  return "none";
+}
+
+Json context_json(const proto::ContextRef& c) {
+  switch (c.kind) {
+    case proto::ContextRef::Kind::kTar: return Json{{"kind", "tar"}, {"digest", c.digest}, {"size", c.size}};
+    case proto::ContextRef::Kind::kGit:
+      return Json{{"kind", "git"}, {"repo", c.git_repo}, {"commit", c.git_commit}};
+    case proto::ContextRef::Kind::kNone: break;
+  }
+  return Json{{"kind", "none"}};
+}
+
+Json job_json(const proto::JobInfo& job) {
+  Json steps = Json::array();
+  for (const auto& step : job.steps) steps.push_back(step_json(step));
+  Json attempts = Json::array();
+  for (const auto& a : job.attempts)
+    attempts.push_back(Json{{"number", a.number},
+                            {"worker", a.worker},
+                            {"assigned_at", time_or_null(a.assigned_at_ms)},
+                            {"ended_at", time_or_null(a.ended_at_ms)},
+                            {"outcome", a.outcome}});
+  return Json{{"id", job.id},
+              {"state", job.state},
+              {"pool", job.pool},
+              {"client", job.client},
+              {"urgent", job.urgent},
+              {"spec_name", job.spec_name},
+              {"context", context_json(job.context)},
+              {"worker", job.worker},
+              {"attempt", job.attempt},
+              {"submitted_at", time_or_null(job.submitted_at_ms)},
+              {"started_at", time_or_null(job.started_at_ms)},
+              {"finished_at", time_or_null(job.finished_at_ms)},
+              {"submitted_at_ms", job.submitted_at_ms},
+              {"started_at_ms", job.started_at_ms},
+              {"finished_at_ms", job.finished_at_ms},
+              {"result", job.result},
+              {"error", job.error},
+              {"log_bytes", job.log_bytes},
+              {"steps", steps},
+              {"attempts", attempts}};
+}
+
+std::string seconds_between(std::int64_t from_ms, std::int64_t to_ms) {
+  if (from_ms <= 0 || to_ms < from_ms) return "";
+  return fmt::format(" ({:.1f} s)", static_cast<double>(to_ms - from_ms) / 1000);
+}
+
+void print_status(const proto::JobInfo& job) {
+  std::cout << fmt::format("job:       {}\n", job.id);
+  std::cout << fmt::format("state:     {}\n", job.state);
+  if (!job.error.empty()) std::cout << fmt::format("error:     {}\n", job.error);
+  std::cout << fmt::format("spec:      {}\n", job.spec_name.empty() ? "-" : job.spec_name);
+  std::cout << fmt::format("context:   {}\n", context_text(job.context));
+  std::cout << fmt::format("pool:      {}{}\n", job.pool, job.urgent ? " (urgent)" : "");
+  std::cout << fmt::format("client:    {}\n", job.client);
+  std::cout << fmt::format("worker:    {}\n", job.worker.empty() ? "-" : job.worker);
+  std::cout << fmt::format("attempt:   {}\n", job.attempt);
+  std::cout << fmt::format("submitted: {}\n", utc_time(job.submitted_at_ms));
+  std::cout << fmt::format("started:   {}{}\n", utc_time(job.started_at_ms),
+                           seconds_between(job.submitted_at_ms, job.started_at_ms));
+  std::cout << fmt::format("finished:  {}{}\n", utc_time(job.finished_at_ms),
+                           seconds_between(job.started_at_ms, job.finished_at_ms));
+  std::cout << fmt::format("result:    {}\n", job.result.empty() ? "-" : job.result);
+  std::cout << fmt::format("log:       {} (kiln logs {})\n", human_bytes(job.log_bytes), job.id);
+  if (!job.steps.empty()) {
+    std::cout << "steps:\n";
+    for (const auto& step : job.steps)
+      std::cout << fmt::format("  {:.12}  {:>7}  {}\n", step.id,
+                               step.cached ? "cached" : fmt::format("{:.1f}s", step.seconds),
+                               step.description);
+  }
+  if (job.attempts.size() > 1) {
+    std::cout << "attempts:\n";
+    for (const auto& a : job.attempts)
+      std::cout << fmt::format("  #{} on {} at {}: {}\n", a.number, a.worker, utc_time(a.assigned_at_ms),
+                               a.outcome.empty() ? "-" : a.outcome);
+  }
+}
+
+void run_status(const JobOptions& o) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto job = (*client)->call<proto::Job>(proto::GetStatus{.job_id = o.job_id});
+  if (!job) return fail(job.error().with_context("reading the status of job " + o.job_id));
+  if (o.json) {
+    std::cout << job_json(job->job).dump(2) << "\n";
+  } else {
+    print_status(job->job);
+  }
+}
+
+void run_cancel(const JobOptions& o) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto ok = (*client)->call<proto::Ok>(proto::CancelJob{.job_id = o.job_id});
+  if (!ok) return fail(ok.error().with_context("cancelling job " + o.job_id));
+  auto job = (*client)->call<proto::Job>(proto::GetStatus{.job_id = o.job_id});
+  if (job && job->job.state == "cancelled") {
+    std::cout << fmt::format("{} cancelled\n", o.job_id);
+  } else {
+    std::cout << fmt::format("{}: cancel requested; its worker stops it (`kiln status {}` shows when)\n",
+                             o.job_id, o.job_id);
+  }
+}
+
+struct JobsOptions {
+  FarmFlags farm;
+  std::vector<std::string> states;
+  std::uint32_t limit = 20;
+  bool json = false;
+};
+
+void run_jobs(const JobsOptions& o) {
+  for (const std::string& state : o.states)
+    if (!job_states().contains(state))
+      return fail(
+          Error(ErrorKind::kInvalidArgument,
+                fmt::format("--state {:?}: expected one of queued, assigned, running, succeeded, failed, "
+                            "cancelled",
+                            state)),
+          kExitUsage);
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto jobs = (*client)->call<proto::Jobs>(proto::ListJobs{.states = o.states, .limit = o.limit});
+  if (!jobs) return fail(jobs.error().with_context("listing jobs"));
+  if (o.json) {
+    Json list = Json::array();
+    for (const auto& job : jobs->jobs) list.push_back(job_json(job));
+    std::cout << Json{{"jobs", list}, {"total", jobs->total}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "STATE", "POOL", "CLIENT", "WORKER", "SUBMITTED", "TOOK", "SPEC"}};
+  for (const auto& job : jobs->jobs) {
+    std::string took = seconds_between(job.started_at_ms, job.finished_at_ms);
+    if (took.size() > 3) took = took.substr(2, took.size() - 3);  // " (1.2 s)" -> "1.2 s"
+    rows.push_back({job.id, job.state + (job.urgent ? "!" : ""), job.pool, job.client,
+                    job.worker.empty() ? "-" : job.worker, utc_time(job.submitted_at_ms),
+                    took.empty() ? "-" : took, job.spec_name.empty() ? "-" : job.spec_name});
+  }
+  print_table(rows);
+  if (jobs->total > jobs->jobs.size())
+    std::cout << fmt::format("({} of {} jobs; --limit N shows more)\n", jobs->jobs.size(), jobs->total);
+}
+
+// ---- admin --------------------------------------------------------------
+
+struct AdminOptions {
+  FarmFlags farm;
+  std::string worker;
+  bool json = false;
+  bool wait = false;
+};
+
+Json worker_json(const proto::WorkerInfo& w) {
+  return Json{{"name", w.name},
+              {"pool", w.pool},
+              {"state", w.state},
+              {"connected", w.connected},
+              {"capacity", w.capacity},
+              {"running", w.running},
+              {"labels", w.labels},
+              {"disk_free_bytes", w.stats.disk_free_bytes},
+              {"disk_total_bytes", w.stats.disk_total_bytes},
+              {"store_items", w.stats.store_items},
+              {"store_bytes", w.stats.store_bytes},
+              {"cache_hits", w.stats.cache_hits},
+              {"cache_misses", w.stats.cache_misses},
+              {"healthy", w.stats.healthy},
+              {"last_heartbeat_ms", w.last_heartbeat_ms},
+              {"last_heartbeat", time_or_null(w.last_heartbeat_ms)}};
+}
+
+std::string join(const std::vector<std::string>& items) {
+  return items.empty() ? "-" : fmt::format("{}", fmt::join(items, ","));
+}
+
+void run_workers(const AdminOptions& o) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto workers = (*client)->call<proto::Workers>(proto::ListWorkers{});
+  if (!workers) return fail(workers.error().with_context("listing workers"));
+  if (o.json) {
+    Json list = Json::array();
+    for (const auto& w : workers->workers) list.push_back(worker_json(w));
+    std::cout << list.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "POOL", "STATE", "RUNNING", "DISK FREE", "ITEMS", "HITS/MISSES", "HEARTBEAT", "LABELS"}};
+  for (const auto& w : workers->workers) {
+    std::string state = w.state + (w.connected || w.state == "disconnected" ? "" : " (disconnected)");
+    if (!w.stats.healthy) state += " (unhealthy)";
+    rows.push_back({w.name, w.pool, state,
+                    fmt::format("{}/{} {}", w.running.size(), w.capacity, join(w.running)),
+                    human_bytes(w.stats.disk_free_bytes), std::to_string(w.stats.store_items),
+                    fmt::format("{}/{}", w.stats.cache_hits, w.stats.cache_misses),
+                    utc_time(w.last_heartbeat_ms), join(w.labels)});
+  }
+  print_table(rows);
+  if (workers->workers.empty()) std::cout << "(no workers have registered)\n";
+}
+
+Result<proto::WorkerInfo> find_worker(proto::Client& client, const std::string& name) {
+  KILN_ASSIGN_OR_RETURN(auto workers, client.call<proto::Workers>(proto::ListWorkers{}));
+  for (auto& w : workers.workers)
+    if (w.name == name) return w;
+  return make_error(
+      ErrorKind::kNotFound,
+      fmt::format("no worker {:?} is known to the scheduler; `kiln admin workers` lists them", name));
+}
+
+void run_worker_action(const AdminOptions& o, const std::string& action) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto ok = (*client)->call<proto::Ok>(proto::WorkerAction{.worker = o.worker, .action = action});
+  if (!ok) return fail(ok.error().with_context(fmt::format("{} worker {}", action, o.worker)));
+  static const std::map<std::string, std::string> done = {{"pause", "paused: it takes no new jobs"},
+                                                          {"unpause", "active again"},
+                                                          {"drain", "draining: it takes no new jobs"},
+                                                          {"forget", "forgotten"}};
+  std::cout << fmt::format("{} {}\n", o.worker, done.at(action));
+  if (action != "drain" || !o.wait) return;
+  bool announced = false;
+  for (;;) {
+    auto worker = find_worker(**client, o.worker);
+    if (!worker) return fail(worker.error().with_context("waiting for worker " + o.worker + " to drain"));
+    if (worker->running.empty()) break;
+    if (!announced)
+      std::cerr << fmt::format("kiln: waiting for {} to finish {}\n", o.worker, join(worker->running));
+    announced = true;
+    std::this_thread::sleep_for(milliseconds(500));
+  }
+  std::cout << fmt::format("{} drained: it runs nothing\n", o.worker);
+}
+
+}  // namespace
+
+// ---- FarmFlags ------------------------------------------------------------
+
+std::string FarmFlags::address() const {
+  return proto::scheduler_address(scheduler);
+}
+
+std::string FarmFlags::client_name() const {
+  if (!client.empty()) return client;
+  if (const char* env = std::getenv("KILN_CLIENT"); env != nullptr && *env != '\0') return env;
+  std::string user;
+  if (const char* env = std::getenv("USER"); env != nullptr && *env != '\0') user = env;
+  if (user.empty())
+    if (passwd* pw = ::getpwuid(::getuid()); pw != nullptr) user = pw->pw_name;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+  return fmt::format("{}@{}", user.empty() ? "unknown" : user, host);
+}
+
+void add_farm_commands(CLI::App& app) {
+  auto submit = std::make_shared<SubmitOptions>();
+  auto* submit_cmd = app.add_subcommand("submit",
+                                        "Submit a spec to the farm: packs and uploads CONTEXT (default .), "
+                                        "prints the job id as the last line of stdout");
+  submit_cmd->add_option("-f,--file", submit->file, "Spec file")->required()->check(CLI::ExistingFile);
+  submit_cmd->add_option("context", submit->context,
+                         "Build context directory (default .; .git and .kiln are left out)");
+  submit_cmd->add_option("--pool", submit->pool, "Worker pool (default: the scheduler's, linux-x86_64)");
+  submit_cmd->add_flag("--urgent", submit->urgent, "Run before non-urgent jobs");
+  submit_cmd->add_option("--secret", submit->secrets,
+                         "ID:FILE: secret ID's value is FILE's content; held in memory only (repeatable)");
+  submit_cmd->add_option("--label", submit->labels, "KEY=VALUE the worker must carry (repeatable)");
+  submit_cmd->add_option("--timeout", submit->timeout_seconds,
+                         "Seconds the job may run (default: the scheduler's, 3600)");
+  submit_cmd->add_option("--git", submit->git_url,
+                         "Use this git repository as the context instead of uploading");
+  submit_cmd->add_option("--commit", submit->git_commit, "Full commit hash to check out (with --git)");
+  submit_cmd->add_flag(
+      "--follow", submit->follow,
+      "Stream the log until the job ends; exit 0 if it succeeded, 1 if it failed or was cancelled");
+  add_farm_flags(submit_cmd, submit->farm);
+  submit_cmd->callback([submit] { run_submit(*submit); });
+
+  auto logs = std::make_shared<JobOptions>();
+  auto* logs_cmd =
+      app.add_subcommand("logs", "Print a job's log (from --offset bytes); --follow streams it live");
+  logs_cmd->add_option("job", logs->job_id, "Job id")->required();
+  logs_cmd->add_flag("--follow", logs->follow, "Stream until the job ends; exit 0 if it succeeded, else 1");
+  logs_cmd->add_option("--offset", logs->offset, "Start at this byte of the log")->capture_default_str();
+  add_farm_flags(logs_cmd, logs->farm);
+  logs_cmd->callback([logs] { run_logs(*logs); });
+
+  auto status = std::make_shared<JobOptions>();
+  auto* status_cmd = app.add_subcommand("status", "Show a job: state, worker, times, result and its steps");
+  status_cmd->add_option("job", status->job_id, "Job id")->required();
+  status_cmd->add_flag("--json", status->json, "Print JSON");
+  add_farm_flags(status_cmd, status->farm);
+  status_cmd->callback([status] { run_status(*status); });
+
+  auto cancel = std::make_shared<JobOptions>();
+  auto* cancel_cmd = app.add_subcommand("cancel", "Cancel a queued or running job");
+  cancel_cmd->add_option("job", cancel->job_id, "Job id")->required();
+  add_farm_flags(cancel_cmd, cancel->farm);
+  cancel_cmd->callback([cancel] { run_cancel(*cancel); });
+
+  auto jobs = std::make_shared<JobsOptions>();
+  auto* jobs_cmd = app.add_subcommand("jobs", "List jobs, newest first");
+  jobs_cmd->add_option(
+      "--state", jobs->states,
+      "Only jobs in this state: queued, assigned, running, succeeded, failed, cancelled (repeatable)");
+  jobs_cmd->add_option("--limit", jobs->limit, "At most N jobs")->capture_default_str();
+  jobs_cmd->add_flag("--json", jobs->json, "Print JSON");
+  add_farm_flags(jobs_cmd, jobs->farm);
+  jobs_cmd->callback([jobs] { run_jobs(*jobs); });
+
+  auto* admin = app.add_subcommand("admin", "Operate the farm's workers");
+  admin->require_subcommand(1);
+  auto workers = std::make_shared<AdminOptions>();
+  auto* workers_cmd = admin->add_subcommand("workers", "List workers: state, running jobs, disk, cache");
+  workers_cmd->add_flag("--json", workers->json, "Print JSON");
+  add_farm_flags(workers_cmd, workers->farm);
+  workers_cmd->callback([workers] { run_workers(*workers); });
+
+  struct Action {
+    const char* name;
+    const char* help;
+  };
+  for (Action action : {Action{"pause", "Stop giving a worker new jobs (its running jobs go on)"},
+                        Action{"unpause", "Give a paused or draining worker jobs again"},
+                        Action{"drain", "Stop giving a worker new jobs, to take it down when it is idle"},
+                        Action{"forget", "Remove a disconnected worker's record"}}) {
+    auto options = std::make_shared<AdminOptions>();
+    auto* cmd = admin->add_subcommand(action.name, action.help);
+    cmd->add_option("worker", options->worker, "Worker name")->required();
+    if (std::string(action.name) == "drain")
+      cmd->add_flag("--wait", options->wait, "Wait until the worker runs nothing");
+    add_farm_flags(cmd, options->farm);
+    std::string name = action.name;
+    cmd->callback([options, name] { run_worker_action(*options, name); });
+  }
+}
+
+}  // namespace kiln::cli
