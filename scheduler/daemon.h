@@ -1,0 +1,47 @@
+// The scheduler daemon: ZeroMQ sockets and the event loop around the core
+// (scheduler.h), plus the HTTP side when built with it.
+//
+//   KILN_ASSIGN_OR_RETURN(auto daemon, Daemon::create(options));
+//   KILN_RETURN_IF_ERROR(daemon->run());     // until SIGINT/SIGTERM or stop()
+//
+// The loop: wait for messages (or 20 ms), hand each to the core (at most a
+// bounded batch per socket per turn so neither port starves the other),
+// tick, commit the database once, then send every reply without blocking.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+#include "scheduler/scheduler.h"
+
+namespace kiln::scheduler {
+
+struct DaemonOptions {
+  SchedulerOptions core;
+  std::string client_endpoint = "tcp://127.0.0.1:7800";
+  std::string worker_endpoint = "tcp://127.0.0.1:7801";
+  std::string http_address = "127.0.0.1:7880";  // "off": no HTTP
+  bool sync = false;
+  bool handle_signals = true;  // SIGINT/SIGTERM stop run()
+};
+
+class Daemon {
+ public:
+  static Result<std::unique_ptr<Daemon>> create(const DaemonOptions& options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  Status run();
+  void stop() { stop_.store(true); }
+
+ private:
+  struct Impl;
+  explicit Daemon(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace kiln::scheduler

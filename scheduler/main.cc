@@ -1,0 +1,90 @@
+// kiln-scheduler: the farm's scheduler daemon (docs/scheduler.md). One event
+// loop owns all state: it reads messages from the client and worker ROUTER
+// sockets, lets the core handle them, commits the database once per turn
+// (group commit) and only then sends the replies.
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "common/log.h"
+#include "common/proto/transport.h"
+#include "scheduler/daemon.h"
+
+namespace {
+
+std::string default_state_dir() {
+  const char* home = std::getenv("KILN_HOME");
+  std::string base = home && *home ? home : ".kiln";
+  return std::filesystem::absolute(base + "/scheduler").lexically_normal().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kiln;
+  CLI::App app{
+      "kiln-scheduler: the kiln farm's scheduler. Keeps the durable job queue (RocksDB under --state-dir), "
+      "places each job on a worker, stores job logs and serves clients (kiln submit/status/logs/...) on "
+      "--listen and workers (kiln-worker) on --listen-workers. Stop it with SIGINT or SIGTERM; queued and "
+      "running jobs survive a restart (or a kill -9)."};
+  scheduler::DaemonOptions options;
+  options.core.state_dir = default_state_dir();
+  app.add_option("--state-dir", options.core.state_dir,
+                 "Where the database and uploaded contexts live (default KILN_HOME/scheduler; KILN_HOME is "
+                 "$KILN_HOME, else ./.kiln)");
+  app.add_option("--listen", options.client_endpoint, "ZeroMQ endpoint for clients and admins")
+      ->default_val(options.client_endpoint);
+  app.add_option("--listen-workers", options.worker_endpoint, "ZeroMQ endpoint for workers")
+      ->default_val(options.worker_endpoint);
+  app.add_option("--http", options.http_address, "HOST:PORT for /metrics, /v1/ and the dashboard, or \"off\"")
+      ->default_val(options.http_address);
+  app.add_option("--heartbeat-ms", options.core.heartbeat_ms, "How often workers send heartbeats")
+      ->default_val(options.core.heartbeat_ms)
+      ->check(CLI::Range(50u, 60000u));
+  app.add_option("--lease-ms", options.core.lease_ms,
+                 "A worker silent this long loses its jobs to the queue (they run again elsewhere)")
+      ->default_val(options.core.lease_ms)
+      ->check(CLI::Range(200u, 3600000u));
+  app.add_option("--default-timeout", options.core.default_timeout_seconds,
+                 "Seconds a job may run when its submitter gave no --timeout")
+      ->default_val(options.core.default_timeout_seconds);
+  app.add_option("--log-cap-bytes", options.core.log_cap_bytes,
+                 "Largest stored log per job; later output is dropped and the truncation marked")
+      ->default_val(options.core.log_cap_bytes);
+  app.add_option("--max-context-bytes", options.core.max_context_bytes, "Largest uploaded build context")
+      ->default_val(options.core.max_context_bytes);
+  app.add_option("--low-disk-bytes", options.core.low_disk_bytes,
+                 "Workers with less free disk than this get no new jobs")
+      ->default_val(options.core.low_disk_bytes);
+  app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
+      ->default_val(options.core.default_pool);
+  app.add_option("--placement", options.core.placement, "Placement policy")->default_val(options.core.placement);
+  app.add_flag("--sync", options.sync,
+               "fsync the database log on every commit (survives power loss, not only a killed process)");
+  LogOptions log_options = log_options_from_env();
+  app.add_option("--log-level", log_options.level, std::string("Log level: ") + kLogLevels + " (also KILN_LOG_LEVEL)");
+  app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
+  CLI11_PARSE(app, argc, argv);
+  if (auto s = init_logging(log_options); !s) {
+    std::cerr << "kiln-scheduler: " << s.error().to_string() << "\n";
+    return 2;
+  }
+
+  auto daemon = scheduler::Daemon::create(options);
+  if (!daemon) {
+    std::cerr << "kiln-scheduler: " << daemon.error().to_string() << "\n";
+    return 1;
+  }
+  auto status = (*daemon)->run();
+  if (!status) {
+    std::cerr << "kiln-scheduler: " << status.error().to_string() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,201 @@
+// The scheduler's core: jobs, workers, leases, logs and placement, as a state
+// machine driven by messages and a clock (DESIGN.md, "The farm";
+// docs/protocol.md). It owns no sockets: the daemon (daemon.h) feeds it
+// received frames and sends what it leaves in the outbox, so tests can drive
+// it with a fake clock.
+//
+//   Scheduler core(options, std::move(db), clock);
+//   KILN_RETURN_IF_ERROR(core.recover());             // load jobs after a restart
+//   core.handle(Port::kClients, frame);               // for each received message
+//   core.tick();                                      // every ~50 ms: leases, waits, timeouts
+//   KILN_RETURN_IF_ERROR(core.commit());              // group commit, then:
+//   for (auto& out : core.take_outbox()) send(out);
+//
+// Guarantees: a reply that reports a change (submitted, ok) is in the outbox
+// only after the change is staged in the database, and the daemon commits
+// before sending. Each job has exactly one recorded result: events from a
+// superseded attempt are ignored (and that attempt is cancelled). Secrets
+// live only in memory and in the assign message to the chosen worker.
+// Thread safety: one thread (the event loop); snapshot() results may be
+// shared with other threads.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/error.h"
+#include "common/proto/messages.h"
+#include "scheduler/context_store.h"
+#include "scheduler/job_db.h"
+#include "scheduler/placement/policy.h"
+
+namespace kiln::scheduler {
+
+enum class Port : std::uint8_t { kClients, kWorkers };
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::int64_t steady_ms() = 0;  // for leases and waits
+  virtual std::int64_t wall_ms() = 0;    // for timestamps users see
+};
+std::unique_ptr<Clock> make_system_clock();
+
+struct SchedulerOptions {
+  std::string state_dir;
+  std::uint32_t heartbeat_ms = 1000;
+  std::uint32_t lease_ms = 10000;
+  std::uint32_t default_timeout_seconds = 3600;
+  std::uint64_t log_cap_bytes = 16u << 20;
+  std::uint64_t max_context_bytes = 1ull << 30;
+  std::string default_pool = "linux-x86_64";
+  std::string placement = "least-loaded";
+  // Workers with less free disk than this get no new jobs.
+  std::uint64_t low_disk_bytes = 1ull << 30;
+  // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
+  std::size_t recent_ended = 1000;
+};
+
+struct Incoming {
+  std::string routing_id;
+  std::optional<proto::Type> type;
+  std::string type_text;
+  std::string body;
+};
+
+struct Outgoing {
+  Port port;
+  std::string routing_id;
+  proto::Type type;
+  std::string body;
+};
+
+// What the HTTP side and `kiln admin` read: a consistent copy.
+struct Snapshot {
+  std::int64_t now_ms = 0;
+  std::string scheduler_id;
+  std::string placement;
+  std::vector<proto::WorkerInfo> workers;
+  std::vector<proto::JobInfo> jobs;  // active jobs and the recent ended ones (no spec)
+  std::map<std::string, std::uint64_t> jobs_by_state;  // over the jobs in memory
+};
+
+class Scheduler {
+ public:
+  Scheduler(SchedulerOptions options, std::unique_ptr<JobDb> db, std::unique_ptr<placement::Policy> policy,
+            Clock& clock);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Loads jobs and worker admin states from the database: queued jobs are
+  // queued again; assigned and running ones wait for their worker to
+  // reconnect and reclaim them, or return to the queue after a lease.
+  Status recover();
+
+  const std::string& scheduler_id() const { return scheduler_id_; }
+
+  void handle(Port port, const Incoming& message);
+  // A message that could not be taken apart (answered with an error).
+  void handle_bad(Port port, const std::string& routing_id, const Error& error);
+  // Leases, held replies, timeouts. Call often (every ~50 ms).
+  void tick();
+  // Writes what handle()/tick() staged. Must succeed before take_outbox() is sent.
+  Status commit();
+  std::vector<Outgoing> take_outbox();
+
+  Snapshot snapshot() const;
+  // Reads a job's log (any thread: the database is thread-safe).
+  Result<proto::Log> read_log_any_thread(const std::string& job_id, std::uint64_t offset, std::size_t max_bytes);
+
+  std::size_t queued_jobs() const;
+  std::size_t jobs_in_memory() const { return jobs_.size(); }
+
+ private:
+  struct JobState;
+  struct WorkerState;
+  struct Waiter {
+    Port port;
+    std::string routing_id;
+    std::uint64_t request_id;
+    std::int64_t deadline_ms;
+    bool for_log;
+    std::uint64_t offset;
+    std::uint32_t max_bytes;
+  };
+
+  // Client port.
+  void on_hello(const Incoming& m);
+  void on_submit(const Incoming& m);
+  void on_put_context(const Incoming& m);
+  void on_status(const Incoming& m);
+  void on_read_log(const Incoming& m);
+  void on_cancel(const Incoming& m);
+  void on_list_jobs(const Incoming& m);
+  void on_list_workers(const Incoming& m);
+  void on_worker_action(const Incoming& m);
+  void on_get_context(Port port, const Incoming& m);
+  // Worker port.
+  void on_register(const Incoming& m);
+  void on_heartbeat(const Incoming& m);
+  void on_job_event(const Incoming& m);
+  void on_inventory(const Incoming& m);
+
+  // Moves queued jobs onto free workers as the policy decides.
+  void dispatch();
+  void assign(JobState& job, WorkerState& worker);
+  // Ends a job (succeeded, failed, cancelled) and answers its waiters.
+  void finish(JobState& job, const std::string& state, const std::string& error);
+  // Puts an assigned/running job back in the queue (worker lost).
+  void requeue(JobState& job, const std::string& why);
+  void lose_worker(WorkerState& worker, const std::string& why);
+  void persist(const JobState& job);
+  void append_log(JobState& job, std::string_view data);
+  void answer_waiters(JobState& job, bool ended);
+  void update_policy_worker(const WorkerState& worker);
+  void forget_ended(const std::string& id);
+
+  proto::WorkerInfo worker_info(const WorkerState& w) const;
+  std::string worker_state_name(const WorkerState& w) const;
+  Result<proto::JobInfo> load_job(const std::string& id, bool with_spec);
+  JobState* find_job(const std::string& id);
+  WorkerState* worker_by_route(const std::string& routing_id);
+
+  template <class T>
+  void reply(Port port, const std::string& routing_id, const T& message);
+  void reply_error(Port port, const std::string& routing_id, std::uint64_t request_id, const Error& error);
+
+  SchedulerOptions options_;
+  std::unique_ptr<JobDb> db_;
+  std::unique_ptr<placement::Policy> policy_;
+  Clock& clock_;
+  ContextStore contexts_;
+  std::string scheduler_id_;
+  std::uint64_t next_seq_ = 1;
+
+  std::unordered_map<std::string, std::unique_ptr<JobState>> jobs_;  // active and recent
+  std::deque<std::string> recent_ended_;                              // oldest first
+  std::map<std::string, std::unique_ptr<WorkerState>> workers_;      // by name
+  std::unordered_map<std::string, std::string> worker_routes_;       // routing id -> name
+  std::multimap<std::string, Waiter> waiters_;                        // job id -> held replies
+  std::vector<Outgoing> outbox_;
+  // Log replies are read after commit() so they see the chunks just staged.
+  struct PendingLogReply {
+    std::string routing_id;
+    std::uint64_t request_id;
+    std::string job_id;
+    std::uint64_t offset;
+    std::uint32_t max_bytes;
+  };
+  std::vector<PendingLogReply> pending_log_replies_;
+  std::int64_t last_lease_check_ms_ = 0;
+};
+
+}  // namespace kiln::scheduler

@@ -1,0 +1,54 @@
+// Test support: long-running child processes (daemons) for multi-process
+// tests, and free loopback ports for them.
+//
+//   Child scheduler({kSchedulerBinary, "--state-dir", dir, "--listen", endpoint}, dir + "/scheduler.log");
+//   ...
+//   scheduler.kill(SIGKILL);          // or stop(): SIGTERM, wait, SIGKILL after a grace period
+//   EXPECT_THAT(scheduler.log(), HasSubstr("ready"));
+//
+// The child's stdout and stderr go to `log_path`. The destructor kills a
+// child still running (SIGKILL) and reaps it, so a failing test leaves no
+// daemon behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kiln::testing {
+
+class Child {
+ public:
+  Child(std::vector<std::string> argv, std::string log_path);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  void signal(int sig);
+  // SIGKILL and reap.
+  void kill_now();
+  // SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit code (128+signal when killed).
+  int stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  // Waits for the child to exit on its own; -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  std::string log_path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_port();
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+}  // namespace kiln::testing
