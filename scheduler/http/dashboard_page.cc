@@ -38,7 +38,7 @@ constexpr std::string_view kPage = R"KILN(<!DOCTYPE html>
   .badge { display:inline-block; padding:0 6px; border-radius:8px; font-size:12px; color:#fff; background:var(--dim); }
   .badge.ok, .badge.succeeded, .badge.active { background:var(--ok); }
   .badge.low-disk, .badge.stale, .badge.paused, .badge.draining, .badge.queued, .badge.assigned { background:var(--warn); }
-  .badge.unhealthy, .badge.failed, .badge.disconnected { background:var(--bad); }
+  .badge.unhealthy, .badge.failed, .badge.disconnected, .badge.urgent { background:var(--bad); }
   .badge.running { background:var(--bar); }
   .bar { position:relative; width:120px; height:14px; background:var(--line); border-radius:3px; display:inline-block; vertical-align:middle; }
   .bar > i { position:absolute; left:0; top:0; bottom:0; background:var(--bar); border-radius:3px; }
@@ -143,7 +143,8 @@ function renderWorkers(stats) {
     return `<tr><td>${esc(w.name)}</td><td>${esc(w.pool)}</td><td>${badge(w.state)}</td><td>${badge(w.health)}</td>
       <td class="num">${w.running_jobs} / ${w.capacity}</td>
       <td>${bar(used, "disk" + (w.low_disk ? " low" : ""), bytes(w.disk_free_bytes) + " free")}</td>
-      <td>${bar(w.cache_hit_rate, "", pct(w.cache_hit_rate) + " of " + (w.cache_hits + w.cache_misses))}</td>
+      <td>${bar(w.cache_hit_rate, "",
+          w.cache_hit_rate === null ? "no lookups" : pct(w.cache_hit_rate) + " of " + (w.cache_hits + w.cache_misses))}</td>
       <td class="num">${w.store_items}</td><td class="num">${bytes(w.store_bytes)}</td>
       <td class="num">${ago(w.last_heartbeat_ms, now)}</td></tr>`;
   });
@@ -161,7 +162,8 @@ function renderClients(stats) {
 
 function renderTiles(stats) {
   const t = stats.totals;
-  const tiles = Object.entries(stats.jobs_by_state).map(([s, n]) => [s, n]);
+  const states = ["queued", "assigned", "running", "succeeded", "failed", "cancelled"];
+  const tiles = states.map(s => [s, stats.jobs_by_state[s] ?? 0]);
   tiles.push(["backlog", secs(t.backlog_seconds)], ["workers wanted", t.workers_wanted],
              ["workers accepting", t.workers_accepting]);
   document.getElementById("tiles").innerHTML =

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "scheduler/http/dashboard_page.h"
 #include "scheduler/http/json_api.h"
@@ -172,6 +173,13 @@ Status HttpServer::start(const std::string& address, int port) {
     return make_error(ErrorKind::kFailedPrecondition, "the HTTP server is already started");
   }
   impl_->server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  // httplib's default also sets SO_REUSEPORT, which would let a second
+  // scheduler share the port silently; SO_REUSEADDR alone allows a quick
+  // restart without that.
+  impl_->server.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   impl_->routes();
   int bound = port == 0 ? impl_->server.bind_to_any_port(address)
                         : (impl_->server.bind_to_port(address, port) ? port : -1);
