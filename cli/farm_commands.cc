@@ -66,6 +66,10 @@ const std::set<std::string>& job_states() {
   return states;
 }
 
+bool is_final(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "cancelled";
+}
+
 void add_farm_flags(CLI::App* cmd, FarmFlags& flags) {
   cmd->add_option("--scheduler", flags.scheduler,
                   "Scheduler's client address (default $KILN_SCHEDULER, else tcp://127.0.0.1:7800)");
@@ -122,6 +126,10 @@ Result<std::string> read_file(const std::string& path, const std::string& what) 
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+std::string join(const std::vector<std::string>& items) {
+  return items.empty() ? "-" : fmt::format("{}", fmt::join(items, ","));
 }
 
 // ---- follow -------------------------------------------------------------
@@ -466,6 +474,10 @@ Json job_json(const proto::JobInfo& job) {
               {"result", job.result},
               {"error", job.error},
               {"log_bytes", job.log_bytes},
+              {"labels", job.labels},
+              {"timeout_seconds", job.timeout_seconds},
+              {"secret_ids", job.secret_ids},
+              {"cancel_requested", job.cancel_requested},
               {"steps", steps},
               {"attempts", attempts}};
 }
@@ -483,6 +495,11 @@ void print_status(const proto::JobInfo& job) {
   std::cout << fmt::format("context:   {}\n", context_text(job.context));
   std::cout << fmt::format("pool:      {}{}\n", job.pool, job.urgent ? " (urgent)" : "");
   std::cout << fmt::format("client:    {}\n", job.client);
+  if (!job.labels.empty()) std::cout << fmt::format("labels:    {}\n", join(job.labels));
+  if (!job.secret_ids.empty()) std::cout << fmt::format("secrets:   {}\n", join(job.secret_ids));
+  if (job.timeout_seconds > 0) std::cout << fmt::format("timeout:   {} s\n", job.timeout_seconds);
+  if (job.cancel_requested && !is_final(job.state))
+    std::cout << "cancel:    requested; waiting for the worker to stop it\n";
   std::cout << fmt::format("worker:    {}\n", job.worker.empty() ? "-" : job.worker);
   std::cout << fmt::format("attempt:   {}\n", job.attempt);
   std::cout << fmt::format("submitted: {}\n", utc_time(job.submitted_at_ms));
@@ -599,10 +616,6 @@ Json worker_json(const proto::WorkerInfo& w) {
               {"healthy", w.stats.healthy},
               {"last_heartbeat_ms", w.last_heartbeat_ms},
               {"last_heartbeat", time_or_null(w.last_heartbeat_ms)}};
-}
-
-std::string join(const std::vector<std::string>& items) {
-  return items.empty() ? "-" : fmt::format("{}", fmt::join(items, ","));
 }
 
 void run_workers(const AdminOptions& o) {
