@@ -1,0 +1,313 @@
+// kiln-worker: the worker daemon. See `kiln-worker --help` and docs/worker.md.
+//
+// Sets up the local builder as `kiln build` does (an overlayfs store, runc,
+// the image fetcher and the busybox alias), then runs a Worker until SIGINT
+// or SIGTERM. Exit status: 0 after a clean stop, 1 when setting up fails,
+// 2 for bad flags or when the scheduler refuses the registration
+// (incompatible protocol), 130 on a second signal.
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "worker/builder/builder.h"
+#include "worker/daemon/worker.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/sandbox/runc_sandbox.h"
+#include "worker/store/store.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// KILN_HOME ($KILN_HOME, else ./.kiln), absolute: as `kiln build`.
+std::string kiln_home() {
+  const char* env = std::getenv("KILN_HOME");
+  std::string home = env != nullptr && *env != '\0' ? env : ".kiln";
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(home, ec);
+  return ec ? home : absolute.lexically_normal().string();
+}
+
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "worker";
+  return name;
+}
+
+// "2G", "512M", "1048576": bytes (K/M/G/T suffixes are powers of 1024).
+kiln::Result<std::uint64_t> parse_bytes(const std::string& flag, const std::string& text) {
+  std::size_t digits = text.find_first_not_of("0123456789");
+  std::string number = text.substr(0, digits);
+  std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+  static const std::map<std::string, int> shifts = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
+                                                    {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}};
+  auto shift = shifts.find(unit);
+  if (number.empty() || number.size() > 12 || shift == shifts.end())
+    return kiln::make_error(kiln::ErrorKind::kInvalidArgument,
+                            fmt::format("{} {:?}: expected a size such as 2G, 512M or 1048576", flag, text));
+  return std::stoull(number) << shift->second;
+}
+
+struct Flags {
+  std::string scheduler;
+  std::string name;
+  std::string pool = "linux-x86_64";
+  std::uint32_t capacity = 2;
+  std::vector<std::string> labels;
+  std::string state_dir;
+  std::string store;
+  std::string rsync_mode = "copy";
+  std::string oci_runtime = "runc";
+  std::vector<std::string> image_aliases;
+  std::string prune_below = "2G";
+  std::optional<double> fake_build;
+};
+
+// The parts a real build needs, destroyed builder first.
+struct LocalBuilder {
+  std::unique_ptr<kiln::store::Store> store;
+  std::unique_ptr<kiln::sandbox::RuncSandbox> sandbox;
+  std::unique_ptr<kiln::fetcher::Fetcher> fetcher;
+  std::unique_ptr<kiln::builder::Builder> builder;
+  ~LocalBuilder() { builder.reset(); }
+};
+
+kiln::Result<std::unique_ptr<LocalBuilder>> make_builder(const Flags& flags, const std::string& state_dir) {
+  using namespace kiln;
+  auto local = std::make_unique<LocalBuilder>();
+  std::string store_spec = flags.store.empty() ? "overlayfs:" + state_dir + "/store" : flags.store;
+  if (flags.store.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir + "/store", ec);
+    if (ec)
+      return make_error(ErrorKind::kIo, fmt::format("cannot create {}/store: {}", state_dir, ec.message()));
+  }
+  store::StoreOptions store_options;
+  KILN_ASSIGN_OR_RETURN(store_options.rsync_mode, store::parse_rsync_mode(flags.rsync_mode));
+  KILN_ASSIGN_OR_RETURN(local->store, with_context(store::open_store(store_spec, store_options),
+                                                   "opening store " + store_spec));
+  if (local->store->recovery_report().repaired_anything())
+    spdlog::info("store {}: {}", store_spec, local->store->recovery_report().to_string());
+  sandbox::RuncSandboxOptions sandbox_options;
+  sandbox_options.state_dir = state_dir + "/sandbox";
+  KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(flags.oci_runtime));
+  KILN_ASSIGN_OR_RETURN(local->sandbox, sandbox::RuncSandbox::create(sandbox_options));
+  local->fetcher = fetcher::make_fetcher();
+
+  builder::BuilderOptions options;
+  std::string base = kiln_home() + "/images/busybox";
+  std::error_code ec;
+  if (std::filesystem::exists(base + "/index.json", ec))
+    options.image_aliases["busybox"] = "oci:" + base + ":latest";
+  for (const std::string& alias : flags.image_aliases) {
+    std::size_t eq = alias.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == alias.size())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("--image-alias {:?}: expected NAME=REF, e.g. busybox=oci:/images/busybox:latest",
+                      alias));
+    options.image_aliases[alias.substr(0, eq)] = alias.substr(eq + 1);
+  }
+  for (const auto& [name, ref] : options.image_aliases)
+    spdlog::info("image alias: (from {}) fetches {}", name, ref);
+  local->builder =
+      std::make_unique<builder::Builder>(*local->store, *local->sandbox, *local->fetcher, options);
+  return local;
+}
+
+// Waits for SIGINT/SIGTERM on a thread of its own (blocked everywhere else),
+// so nothing runs in a signal handler: the first stops the worker, a second
+// exits at once.
+class StopOnSignal {
+ public:
+  explicit StopOnSignal(kiln::worker::Worker& worker) {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // our own "stop waiting"
+    thread_ = std::thread([this, &worker] {
+      int signals = 0;
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (sig == SIGUSR1) return;
+        if (++signals > 1) {
+          std::cerr << "kiln-worker: second signal: exiting at once\n";
+          std::_Exit(130);
+        }
+        spdlog::info("kiln-worker: {} received: stopping (send it again to exit at once)",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        worker.stop();
+      }
+    });
+  }
+  ~StopOnSignal() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Blocked before any thread starts, so every thread inherits the mask and
+  // only StopOnSignal's sigwait sees the signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  CLI::App app{
+      "kiln-worker: runs the build jobs a kiln-scheduler assigns, with the local builder.\n\n"
+      "It connects out to the scheduler's worker port (it never listens), registers under --name,\n"
+      "heartbeats with its disk and cache stats, runs up to --capacity jobs at once, streams their\n"
+      "logs and steps, and prunes its store when free disk falls below --prune-below-bytes.\n"
+      "SIGINT/SIGTERM: cancel running jobs, report them cancelled, exit 0 (twice: exit at once).\n\n"
+      "Examples:\n"
+      "  kiln-worker --name w1 --capacity 4\n"
+      "  kiln-worker --scheduler tcp://10.0.0.5:7801 --label arch=x86_64 --state-dir /var/lib/kiln/w1\n"
+      "  kiln-worker --name bench --fake-build --capacity 64     # no builds: for benchmarks",
+      "kiln-worker"};
+  app.set_version_flag("--version", "kiln-worker 0.1.0");
+  Flags flags;
+  kiln::LogOptions log_options = kiln::log_options_from_env();
+  app.add_option("--scheduler", flags.scheduler,
+                 "The scheduler's worker port (default $KILN_SCHEDULER_WORKERS, else tcp://127.0.0.1:7801)");
+  app.add_option("--name", flags.name, "This worker's name, unique in the farm (default: the host name)");
+  app.add_option("--pool", flags.pool, "The pool this worker serves")->capture_default_str();
+  app.add_option("--capacity", flags.capacity, "Jobs run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--label", flags.labels, "KEY=VALUE label jobs can ask for (repeatable)");
+  app.add_option("--state-dir", flags.state_dir,
+                 "Where the store, sandbox state, contexts, git clones and job directories live "
+                 "(default KILN_HOME/worker-NAME; KILN_HOME is $KILN_HOME, else ./.kiln)");
+  app.add_option(
+      "--store", flags.store,
+      "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR or rsync:DIR (default overlayfs:STATE/store)");
+  app.add_option("--rsync-mode", flags.rsync_mode, "rsync store: copy or hardlink")->capture_default_str();
+  app.add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
+  app.add_option("--image-alias", flags.image_aliases,
+                 "NAME=REF: fetch REF for (from NAME) (repeatable). Default: busybox=oci:KILN_HOME/images/"
+                 "busybox:latest when that image exists");
+  app.add_option("--prune-below-bytes", flags.prune_below,
+                 "Prune least recently used results while the store's disk has less free space than this "
+                 "(2G, 512M, bytes)")
+      ->capture_default_str();
+  app.add_option("--fake-build", flags.fake_build,
+                 "Run no builds: each job waits SECONDS (default 0), logs one line, reports one step and "
+                 "succeeds with the SHA-256 of its spec (benchmarks and tests)")
+      ->expected(0, 1)
+      ->default_str("0");
+  app.add_option("--log-level", log_options.level,
+                 std::string("Log level (") + kiln::kLogLevels + "); default from KILN_LOG_LEVEL, else info")
+      ->capture_default_str();
+  app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (auto s = kiln::init_logging(log_options); !s) {
+    std::cerr << "kiln-worker: " << s.error().to_string() << "\n";
+    return kExitUsage;
+  }
+
+  kiln::worker::WorkerOptions options;
+  options.scheduler = flags.scheduler;
+  if (options.scheduler.empty()) {
+    const char* env = std::getenv("KILN_SCHEDULER_WORKERS");
+    options.scheduler = env != nullptr && *env != '\0' ? env : "tcp://127.0.0.1:7801";
+  }
+  if (options.scheduler.find("://") == std::string::npos) options.scheduler = "tcp://" + options.scheduler;
+  options.name = flags.name.empty() ? host_name() : flags.name;
+  options.pool = flags.pool;
+  options.capacity = flags.capacity;
+  options.labels = flags.labels;
+  for (const std::string& label : flags.labels) {
+    if (label.find('=') == std::string::npos || label.front() == '=') {
+      std::cerr << fmt::format("kiln-worker: --label {:?}: expected KEY=VALUE, e.g. arch=x86_64\n", label);
+      return kExitUsage;
+    }
+  }
+  options.state_dir =
+      absolute_path(flags.state_dir.empty() ? kiln_home() + "/worker-" + options.name : flags.state_dir);
+  auto prune_below = parse_bytes("--prune-below-bytes", flags.prune_below);
+  if (!prune_below) {
+    std::cerr << "kiln-worker: " << prune_below.error().to_string() << "\n";
+    return kExitUsage;
+  }
+  options.prune_below_bytes = *prune_below;
+  options.fake_build_seconds = flags.fake_build;
+  if (flags.fake_build && *flags.fake_build < 0) {
+    std::cerr << "kiln-worker: --fake-build takes a number of seconds >= 0\n";
+    return kExitUsage;
+  }
+
+  std::unique_ptr<LocalBuilder> local;
+  if (!options.fake_build_seconds) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.state_dir, ec);
+    if (ec) {
+      std::cerr << fmt::format("kiln-worker: cannot create the state directory {}: {}\n", options.state_dir,
+                               ec.message());
+      return kExitFailed;
+    }
+    auto made = make_builder(flags, options.state_dir);
+    if (!made) {
+      std::cerr << "kiln-worker: " << made.error().to_string() << "\n";
+      return made.error().kind() == kiln::ErrorKind::kInvalidArgument ? kExitUsage : kExitFailed;
+    }
+    local = std::move(*made);
+    spdlog::info("kiln-worker {}: state in {}, store {}", options.name, options.state_dir,
+                 local->store->root());
+  }
+
+  kiln::worker::Worker worker(options, local ? local->builder.get() : nullptr,
+                              local ? local->store.get() : nullptr);
+  kiln::Status status;
+  {
+    StopOnSignal on_signal(worker);
+    status = worker.run();
+  }
+  if (!status) {
+    std::cerr << "kiln-worker: " << status.error().to_string() << "\n";
+    return status.error().kind() == kiln::ErrorKind::kFailedPrecondition ||
+                   status.error().kind() == kiln::ErrorKind::kInvalidArgument
+               ? kExitUsage
+               : kExitFailed;
+  }
+  return kExitOk;
+}

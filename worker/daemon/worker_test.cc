@@ -1,0 +1,536 @@
+// The Worker in-process against a fake scheduler: a ROUTER socket on an
+// ephemeral 127.0.0.1 port that the test drives message by message.
+// Fake builds cover the protocol (register, retry, assign, events, cancel,
+// reregister, stop, refusal); real builds use a Builder on an overlayfs store
+// in a temp dir with the FakeSandbox and a fake image fetcher (root needed),
+// with tar contexts served by the fake scheduler's get-context.
+#include "worker/daemon/worker.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/ids/temp_tree_for_test.h"
+#include "common/proto/transport.h"
+#include "common/sha256.h"
+#include "worker/sandbox/fake_sandbox.h"
+
+namespace kiln::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+// The scheduler's side of the worker port, driven by the test.
+class FakeScheduler {
+ public:
+  FakeScheduler() : socket_(context_, zmq::socket_type::router) {
+    proto::configure_router(socket_);
+    socket_.bind("tcp://127.0.0.1:*");
+    address_ = socket_.get(zmq::sockopt::last_endpoint);
+  }
+  const std::string& address() const { return address_; }
+
+  // Contexts answered to get-context (from any peer), by digest.
+  void serve_context(const std::string& digest, std::string bytes) { contexts_[digest] = std::move(bytes); }
+
+  // The next message of `type` from the worker, skipping heartbeats and
+  // inventories (collected) and answering get-context. Fails the test after
+  // `timeout`.
+  proto::Frame expect(proto::Type type, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto frame = next(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+      if (!frame) break;
+      if (frame->type == type) return *frame;
+      if (frame->type == proto::Type::kHeartbeat) {
+        ++heartbeats;
+        continue;
+      }
+      if (frame->type == proto::Type::kInventory) {
+        inventories.push_back(*proto::decode<proto::Inventory>(frame->body));
+        continue;
+      }
+      ADD_FAILURE() << "expected " << proto::type_name(type) << ", got " << frame->type_text;
+    }
+    ADD_FAILURE() << "no " << proto::type_name(type) << " within " << timeout.count() << " ms";
+    return {};
+  }
+
+  // The next message of `type`, decoded.
+  template <class T>
+  T expect_message(std::chrono::milliseconds timeout = 10s) {
+    proto::Frame f = expect(T::kType, timeout);
+    auto m = proto::decode<T>(f.body);
+    EXPECT_TRUE(m) << proto::type_name(T::kType);
+    return m.value_or(T{});
+  }
+  proto::JobEvent expect_event(proto::Type type, std::chrono::milliseconds timeout = 10s) {
+    proto::Frame f = expect(type, timeout);
+    auto m = proto::decode<proto::JobEvent>(f.body);
+    EXPECT_TRUE(m);
+    return m.value_or(proto::JobEvent{});
+  }
+  // Job events up to and including the job-done; job-log texts joined in `log`.
+  std::vector<proto::JobEvent> events_until_done(std::string* log, std::chrono::milliseconds timeout = 20s) {
+    std::vector<proto::JobEvent> out;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto frame = next(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+      if (!frame) break;
+      if (frame->type != proto::Type::kJobLog && frame->type != proto::Type::kJobStep &&
+          frame->type != proto::Type::kJobDone && frame->type != proto::Type::kJobStarted) {
+        if (frame->type == proto::Type::kInventory)
+          inventories.push_back(*proto::decode<proto::Inventory>(frame->body));
+        continue;
+      }
+      auto e = proto::decode<proto::JobEvent>(frame->body);
+      EXPECT_TRUE(e);
+      if (!e) break;
+      e->type = *frame->type;
+      if (e->type == proto::Type::kJobLog && log != nullptr) *log += e->log;
+      out.push_back(*e);
+      if (e->type == proto::Type::kJobDone) return out;
+    }
+    ADD_FAILURE() << "no job-done within " << timeout.count() << " ms";
+    return out;
+  }
+
+  template <class T>
+  void send(const T& message, const std::string& to = "w1") {
+    ASSERT_TRUE(proto::send_to(socket_, to, message));
+  }
+
+  // Answers the worker's register.
+  proto::Register accept_registration(std::uint32_t heartbeat_ms = 200) {
+    auto reg = expect_message<proto::Register>();
+    send(proto::Registered{
+        .scheduler_id = "fake", .heartbeat_ms = heartbeat_ms, .lease_ms = 5000, .state = "active"});
+    return reg;
+  }
+
+  int heartbeats = 0;
+  std::vector<proto::Inventory> inventories;
+  std::string last_sender;
+
+ private:
+  std::optional<proto::Frame> next(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      auto frame = proto::receive(socket_, /*router=*/true);
+      if (!frame) continue;
+      if (frame->type == proto::Type::kGetContext) {
+        answer_get_context(*frame);
+        continue;
+      }
+      last_sender = frame->routing_id;
+      return *frame;
+    }
+  }
+
+  void answer_get_context(const proto::Frame& frame) {
+    auto request = proto::decode<proto::GetContext>(frame.body);
+    ASSERT_TRUE(request);
+    auto it = contexts_.find(request->digest);
+    if (it == contexts_.end()) {
+      proto::send_to(
+          socket_, frame.routing_id,
+          proto::ErrorReply{
+              .request_id = request->request_id, .kind = "not found", .message = "no such context"});
+      return;
+    }
+    const std::string& bytes = it->second;
+    std::size_t offset = std::min<std::size_t>(request->offset, bytes.size());
+    std::size_t n = std::min<std::size_t>(request->max_bytes, bytes.size() - offset);
+    proto::send_to(socket_, frame.routing_id,
+                   proto::ContextChunk{.request_id = request->request_id,
+                                       .digest = request->digest,
+                                       .total_size = bytes.size(),
+                                       .offset = offset,
+                                       .data = bytes.substr(offset, n)});
+  }
+
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string address_;
+  std::map<std::string, std::string> contexts_;
+};
+
+// A Worker running on its own thread.
+class WorkerThread {
+ public:
+  WorkerThread(WorkerOptions options, builder::Builder* builder = nullptr, store::Store* store = nullptr)
+      : worker_(std::move(options), builder, store) {
+    thread_ = std::thread([this] { result_ = worker_.run(); });
+  }
+  ~WorkerThread() { stop(); }
+  Status stop() {
+    worker_.stop();
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+  // Waits for run() to return by itself.
+  Status join() {
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  Worker worker_;
+  Status result_;
+  std::thread thread_;
+};
+
+WorkerOptions fake_options(const FakeScheduler& scheduler, double seconds) {
+  WorkerOptions o;
+  o.scheduler = scheduler.address();
+  o.name = "w1";
+  o.capacity = 4;
+  o.labels = {"arch=test"};
+  o.fake_build_seconds = seconds;
+  o.register_retry = 100ms;
+  return o;
+}
+
+proto::Assign assign(const std::string& job_id, std::uint32_t attempt, const std::string& spec) {
+  proto::Assign a;
+  a.job_id = job_id;
+  a.attempt = attempt;
+  a.job.spec = spec;
+  a.job.spec_name = "test.spec";
+  return a;
+}
+
+TEST(WorkerFakeBuildTest, RegistersAndReportsAJob) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 0));
+  proto::Register reg = scheduler.accept_registration();
+  EXPECT_EQ(scheduler.last_sender, "w1");  // the routing id is the name
+  EXPECT_EQ(reg.name, "w1");
+  EXPECT_EQ(reg.pool, "linux-x86_64");
+  EXPECT_EQ(reg.capacity, 4u);
+  EXPECT_EQ(reg.labels, std::vector<std::string>{"arch=test"});
+  EXPECT_EQ(reg.protocol_version, proto::kProtocolVersion);
+  EXPECT_TRUE(reg.running.empty());
+  EXPECT_GT(reg.stats.disk_total_bytes, 0u);
+
+  const std::string spec = "((from busybox) (run (shell \"true\")))";
+  scheduler.send(assign("j1", 1, spec));
+  std::string log;
+  auto events = scheduler.events_until_done(&log);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front().type, proto::Type::kJobStarted);
+  EXPECT_EQ(events.front().job_id, "j1");
+  EXPECT_EQ(events.front().attempt, 1u);
+  EXPECT_THAT(log, HasSubstr("j1"));
+  const proto::JobEvent& done = events.back();
+  EXPECT_EQ(done.outcome, "succeeded");
+  EXPECT_EQ(done.result, sha256_hex(spec));
+  ASSERT_EQ(done.steps.size(), 1u);
+  EXPECT_EQ(done.steps[0].id, sha256_hex(spec));
+  int step_events = 0;
+  for (const auto& e : events) step_events += e.type == proto::Type::kJobStep;
+  EXPECT_EQ(step_events, 1);
+
+  auto beat = scheduler.expect_message<proto::Heartbeat>();
+  EXPECT_TRUE(beat.running.empty());
+  EXPECT_GT(beat.stats.disk_free_bytes, 0u);
+  EXPECT_TRUE(worker.stop());
+}
+
+TEST(WorkerFakeBuildTest, ResendsRegisterUntilAnswered) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 0));
+  scheduler.expect_message<proto::Register>();
+  // Unanswered: it comes again (register_retry is 100 ms here).
+  scheduler.expect_message<proto::Register>(5s);
+  scheduler.send(proto::Registered{.scheduler_id = "fake", .heartbeat_ms = 100, .lease_ms = 5000});
+  // Registered: heartbeats now, no more registers.
+  auto f = scheduler.expect(proto::Type::kHeartbeat);
+  EXPECT_EQ(f.type, proto::Type::kHeartbeat);
+}
+
+TEST(WorkerFakeBuildTest, CancelJobEndsTheJobCancelled) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 600));
+  scheduler.accept_registration(100);
+  scheduler.send(assign("j7", 2, "((from busybox))"));
+  auto started = scheduler.expect_event(proto::Type::kJobStarted);
+  EXPECT_EQ(started.job_id, "j7");
+  auto beat = scheduler.expect_message<proto::Heartbeat>();
+  ASSERT_EQ(beat.running.size(), 1u);
+  EXPECT_EQ(beat.running[0].job_id, "j7");
+  EXPECT_EQ(beat.running[0].attempt, 2u);
+  EXPECT_EQ(beat.stats.running_jobs, 1u);
+  // Another attempt's cancel is not this job's.
+  scheduler.send(proto::CancelAssigned{.job_id = "j7", .attempt = 1});
+  scheduler.send(proto::CancelAssigned{.job_id = "j7", .attempt = 2});
+  auto done = scheduler.expect_event(proto::Type::kJobDone);
+  EXPECT_EQ(done.job_id, "j7");
+  EXPECT_EQ(done.attempt, 2u);
+  EXPECT_EQ(done.outcome, "cancelled");
+}
+
+TEST(WorkerFakeBuildTest, ReregisterListsRunningJobsAndResendsTheLastOutcome) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 600));
+  scheduler.accept_registration(100);
+  scheduler.send(assign("long", 1, "((from a))"));
+  scheduler.expect_event(proto::Type::kJobStarted);
+  scheduler.send(proto::CancelAssigned{.job_id = "long", .attempt = 1});
+  auto first_done = scheduler.expect_event(proto::Type::kJobDone);
+  EXPECT_EQ(first_done.outcome, "cancelled");
+  scheduler.send(assign("still", 3, "((from b))"));
+  scheduler.expect_event(proto::Type::kJobStarted);
+
+  // As a restarted scheduler that does not know the worker would.
+  scheduler.send(proto::Reregister{.reason = "unknown worker"});
+  auto reg = scheduler.expect_message<proto::Register>();
+  std::vector<std::string> running;
+  for (const auto& r : reg.running) running.push_back(fmt::format("{}/{}", r.job_id, r.attempt));
+  // The running job, and the one whose outcome the restart may have lost.
+  EXPECT_THAT(running, ::testing::UnorderedElementsAre("still/3", "long/1"));
+  scheduler.send(proto::Registered{.scheduler_id = "fake2", .heartbeat_ms = 100, .lease_ms = 5000});
+  auto resent = scheduler.expect_event(proto::Type::kJobDone);
+  EXPECT_EQ(resent.job_id, "long");
+  EXPECT_EQ(resent.outcome, "cancelled");
+  // The running job carries on under the new registration.
+  scheduler.send(proto::CancelAssigned{.job_id = "still", .attempt = 3});
+  auto done = scheduler.expect_event(proto::Type::kJobDone);
+  EXPECT_EQ(done.job_id, "still");
+}
+
+TEST(WorkerFakeBuildTest, EventsWhileUnregisteredAreSentOnceRegistered) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 0.3));
+  scheduler.accept_registration(100);
+  scheduler.send(assign("j1", 1, "((from a))"));
+  scheduler.expect_event(proto::Type::kJobStarted);
+  scheduler.send(proto::Reregister{.reason = "restarted"});
+  scheduler.expect_message<proto::Register>();
+  // Not answered: the job finishes meanwhile; nothing but registers comes.
+  std::this_thread::sleep_for(600ms);
+  scheduler.send(proto::Registered{.scheduler_id = "fake2", .heartbeat_ms = 100, .lease_ms = 5000});
+  std::string log;
+  auto events = scheduler.events_until_done(&log);
+  EXPECT_EQ(events.back().outcome, "succeeded");
+  EXPECT_EQ(events.back().job_id, "j1");
+  EXPECT_THAT(log, HasSubstr("fake build of job j1"));
+}
+
+TEST(WorkerFakeBuildTest, StopCancelsRunningJobsAndReportsThem) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 600));
+  scheduler.accept_registration(100);
+  scheduler.send(assign("j1", 1, "((from a))"));
+  scheduler.expect_event(proto::Type::kJobStarted);
+  Status stopped = worker.stop();
+  EXPECT_TRUE(stopped) << stopped.error().to_string();
+  auto done = scheduler.expect_event(proto::Type::kJobDone);
+  EXPECT_EQ(done.outcome, "cancelled");
+  EXPECT_THAT(done.error, HasSubstr("shutting down"));
+}
+
+TEST(WorkerFakeBuildTest, RefusedRegistrationEndsRunWithFailedPrecondition) {
+  FakeScheduler scheduler;
+  WorkerThread worker(fake_options(scheduler, 0));
+  scheduler.expect_message<proto::Register>();
+  scheduler.send(proto::ErrorReply{.kind = "failed precondition", .message = "protocol version 1 is not 2"});
+  Status s = worker.join();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_THAT(s.error().to_string(), HasSubstr("protocol version"));
+}
+
+// ---- real builds ----
+
+class FakeFetcher final : public fetcher::Fetcher {
+ public:
+  Result<fetcher::ImageConfig> fetch(const fetcher::Progress&, const std::string& rootfs,
+                                     std::string_view) override {
+    std::filesystem::create_directories(rootfs + "/bin");
+    std::ofstream(rootfs + "/bin/sh") << "#!fake shell\n";
+    return fetcher::ImageConfig{};
+  }
+};
+
+// A tar (pax) of the given files, in memory.
+std::string make_tar(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<char> buffer(1 << 20);
+  std::size_t used = 0;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_open_memory(a, buffer.data(), buffer.size(), &used);
+  for (const auto& [name, content] : files) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(content.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, content.data(), content.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return std::string(buffer.data(), used);
+}
+
+class WorkerBuildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = store::open_store("overlayfs:" + tree_.host("store"));
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+    builder_ = std::make_unique<builder::Builder>(*store_, sandbox_, fetcher_);
+  }
+  void TearDown() override {
+    builder_.reset();
+    store_.reset();
+  }
+  WorkerOptions options() {
+    WorkerOptions o;
+    o.scheduler = scheduler_.address();
+    o.name = "w1";
+    o.state_dir = tree_.host("state");
+    o.register_retry = 100ms;
+    o.prune_below_bytes = 0;
+    return o;
+  }
+
+  ids::TempTree tree_;
+  FakeScheduler scheduler_;
+  std::unique_ptr<store::Store> store_;
+  sandbox::FakeSandbox sandbox_;
+  FakeFetcher fetcher_;
+  std::unique_ptr<builder::Builder> builder_;
+};
+
+TEST_F(WorkerBuildTest, BuildsWithATarContextAndReportsStepsAndInventory) {
+  std::string tar = make_tar({{"hello.txt", "hello from the context\n"}});
+  std::string digest = "sha256:" + sha256_hex(tar);
+  scheduler_.serve_context(digest, tar);
+  sandbox_.script({.output = "ran the step\n"});
+  WorkerThread worker(options(), builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+
+  proto::Assign a = assign(
+      "j1", 1, "((from busybox) (copy (src hello.txt) (dst /hello.txt)) (run (shell \"cat /hello.txt\")))");
+  a.job.context.kind = proto::ContextRef::Kind::kTar;
+  a.job.context.digest = digest;
+  scheduler_.send(a);
+  std::string log;
+  auto events = scheduler_.events_until_done(&log);
+  ASSERT_FALSE(events.empty());
+  const proto::JobEvent& done = events.back();
+  ASSERT_EQ(done.outcome, "succeeded") << done.error << "\n" << log;
+  std::vector<proto::StepInfo> steps;
+  for (const auto& e : events) {
+    if (e.type == proto::Type::kJobStep) steps.push_back(e.step);
+  }
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0].description, "(from busybox)");
+  EXPECT_EQ(steps[1].description, "/: (copy (src hello.txt) (dst /hello.txt))");
+  EXPECT_EQ(steps[2].description, "/: (run (shell \"cat /hello.txt\"))");
+  EXPECT_EQ(done.steps.size(), 3u);
+  EXPECT_EQ(done.result, steps[2].id);
+  EXPECT_THAT(log, HasSubstr("ran the step"));
+  EXPECT_THAT(log, HasSubstr("---> saved as " + done.result));
+  // The copy read the context's file.
+  auto dir = store_->result(steps[1].id);
+  ASSERT_TRUE(dir && *dir);
+  std::ifstream copied(**dir + "/rootfs/hello.txt");
+  std::stringstream text;
+  text << copied.rdbuf();
+  EXPECT_EQ(text.str(), "hello from the context\n");
+  // The context is cached by digest; the job directory is gone.
+  EXPECT_TRUE(std::filesystem::exists(tree_.host("state/contexts/" + digest.substr(7) + ".tar")));
+  EXPECT_TRUE(std::filesystem::is_empty(tree_.host("state/jobs")));
+
+  // The scheduler learns which ids the store holds: all of them in the end.
+  scheduler_.expect(proto::Type::kHeartbeat);
+  std::set<std::string> held;
+  for (const auto& inv : scheduler_.inventories) {
+    if (inv.full) held.clear();
+    for (const auto& id : inv.added)
+      held.insert(
+          to_hex(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(id.data()), id.size())));
+  }
+  EXPECT_TRUE(held.contains(done.result));
+  EXPECT_EQ(held.size(), 3u);
+}
+
+TEST_F(WorkerBuildTest, BadContextsAndSpecsFailTheJobWithAClearError) {
+  std::string evil = make_tar({{"../escape.txt", "x"}});
+  std::string evil_digest = "sha256:" + sha256_hex(evil);
+  scheduler_.serve_context(evil_digest, evil);
+  WorkerThread worker(options(), builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+
+  proto::Assign a = assign("bad-tar", 1, "((from busybox))");
+  a.job.context.kind = proto::ContextRef::Kind::kTar;
+  a.job.context.digest = evil_digest;
+  scheduler_.send(a);
+  std::string log;
+  auto done = scheduler_.events_until_done(&log).back();
+  EXPECT_EQ(done.outcome, "failed");
+  EXPECT_THAT(done.error, HasSubstr("refuses to unpack"));
+  EXPECT_THAT(log, HasSubstr("refuses to unpack"));
+  EXPECT_FALSE(std::filesystem::exists(tree_.host("state/escape.txt")));
+
+  a = assign("missing", 1, "((from busybox))");
+  a.job.context.kind = proto::ContextRef::Kind::kTar;
+  a.job.context.digest = "sha256:" + std::string(64, '0');
+  scheduler_.send(a);
+  done = scheduler_.events_until_done(nullptr).back();
+  EXPECT_EQ(done.outcome, "failed");
+  EXPECT_THAT(done.error, HasSubstr("does not have build context"));
+
+  scheduler_.send(assign("bad-spec", 1, "((from busybox) (frobnicate))"));
+  done = scheduler_.events_until_done(nullptr).back();
+  EXPECT_EQ(done.outcome, "failed");
+  EXPECT_THAT(done.error, HasSubstr("test.spec"));
+
+  sandbox_.script({.output = "boom\n",
+                   .status = make_error(ErrorKind::kFailedPrecondition, "command exited with status 2")});
+  scheduler_.send(assign("failing", 1, "((from busybox) (run (shell \"false\")))"));
+  done = scheduler_.events_until_done(nullptr).back();
+  EXPECT_EQ(done.outcome, "failed");
+  EXPECT_THAT(done.error, HasSubstr("status 2"));
+  ASSERT_EQ(done.steps.size(), 1u);  // the from step was reached
+}
+
+TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
+  sandbox::FakeSandbox::Answer blocked;
+  blocked.wait_for_cancel = true;
+  sandbox_.script(blocked);
+  WorkerThread worker(options(), builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+  scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"sleep 1000\")))"));
+  scheduler_.expect_event(proto::Type::kJobStarted);
+  sandbox_.wait_for_calls(1);
+  scheduler_.send(proto::CancelAssigned{.job_id = "j1", .attempt = 1});
+  auto done = scheduler_.events_until_done(nullptr).back();
+  EXPECT_EQ(done.outcome, "cancelled");
+}
+
+}  // namespace
+}  // namespace kiln::worker
