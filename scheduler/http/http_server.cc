@@ -158,6 +158,27 @@ struct HttpServer::Impl {
   }
 };
 
+Result<HttpAddress> parse_http_address(std::string_view text) {
+  HttpAddress address;
+  std::string_view port_text = text;
+  if (auto colon = text.rfind(':'); colon != std::string_view::npos) {
+    std::string_view host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (!host.empty()) address.host = std::string(host);
+    port_text = text.substr(colon + 1);
+  }
+  int port = 0;
+  auto [end, error] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || error != std::errc() || end != port_text.data() + port_text.size() || port < 0 ||
+      port > 65535) {
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("bad HTTP address '{}': give HOST:PORT (e.g. 127.0.0.1:7880), :PORT, or off", text));
+  }
+  address.port = port;
+  return address;
+}
+
 HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job) : impl_(std::make_unique<Impl>()) {
   impl_->view = std::move(view);
   impl_->log = std::move(log);

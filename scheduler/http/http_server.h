@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/proto/messages.h"
@@ -37,6 +38,16 @@
 namespace kiln::http {
 
 inline constexpr int kDefaultHttpPort = 7880;
+
+struct HttpAddress {
+  std::string host = "127.0.0.1";
+  int port = kDefaultHttpPort;
+};
+
+// Parses --http's value: "HOST:PORT", "[IPV6]:PORT", ":PORT" (host
+// 127.0.0.1) or "PORT". kInvalidArgument naming the value otherwise ("off"
+// is the caller's to handle).
+Result<HttpAddress> parse_http_address(std::string_view text);
 
 class HttpServer {
  public:

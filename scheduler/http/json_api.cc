@@ -75,6 +75,10 @@ json job_to_json(const FarmView& view, const proto::JobInfo& job, bool detail) {
                         {"outcome", attempt.outcome}});
   }
   j["attempts"] = attempts;
+  j["labels"] = job.labels;
+  j["timeout_seconds"] = job.timeout_seconds;
+  j["cancel_requested"] = job.cancel_requested;
+  j["secret_ids"] = job.secret_ids;  // ids only: values never leave the scheduler's memory
   j["spec"] = job.spec;
   return j;
 }

@@ -96,6 +96,9 @@ TEST(JsonApi, JobDetailHasStepsAttemptsAndSpec) {
   EXPECT_EQ(doc["job"]["steps"][0]["cached"], true);
   EXPECT_EQ(doc["job"]["attempts"][0]["worker"], "builder-a");
   EXPECT_THAT(doc["job"]["spec"].get<std::string>(), HasSubstr("(from busybox)"));
+  EXPECT_TRUE(doc["job"]["labels"].is_array());
+  EXPECT_TRUE(doc["job"]["secret_ids"].is_array());
+  EXPECT_EQ(doc["job"]["cancel_requested"], false);
   EXPECT_FALSE(job_json(*view, "j999").has_value());
 }
 
