@@ -20,6 +20,8 @@ bool has_labels(const PlacementWorker& worker, const std::vector<std::string>& w
 
 class LeastLoaded final : public Policy {
  public:
+  explicit LeastLoaded(std::uint64_t low_disk_bytes) : low_disk_bytes_(low_disk_bytes) {}
+
   std::string name() const override { return "least-loaded"; }
 
   void add_job(const PlacementJob& job, double) override {
@@ -52,7 +54,8 @@ class LeastLoaded final : public Policy {
     workers_.erase(it);
   }
 
-  void inventory(const std::string&, bool, const std::vector<std::string>&, const std::vector<std::string>&) override {}
+  void inventory(const std::string&, bool, const std::vector<std::string>&,
+                 const std::vector<std::string>&) override {}
 
   std::vector<Assignment> assign(double) override {
     std::vector<Assignment> out;
@@ -68,7 +71,7 @@ class LeastLoaded final : public Policy {
           Worker* best = nullptr;
           for (const std::string& name : pool.workers) {
             Worker& w = workers_.at(name);
-            if (!w.info.accepting || w.running.size() >= w.info.capacity) continue;
+            if (!accepting(w) || w.running.size() >= w.info.capacity) continue;
             if (!has_labels(w.info, job.labels)) continue;
             if (!best || free_of(w) > free_of(*best)) best = &w;
           }
@@ -114,6 +117,11 @@ class LeastLoaded final : public Policy {
     std::vector<std::string> workers;
   };
 
+  // PolicyOptions::low_disk_bytes applies on top of the scheduler's own flag.
+  bool accepting(const Worker& w) const {
+    return w.info.accepting &&
+           (low_disk_bytes_ == 0 || w.info.disk_free_bytes == 0 || w.info.disk_free_bytes >= low_disk_bytes_);
+  }
   static std::size_t free_of(const Worker& w) {
     return w.running.size() >= w.info.capacity ? 0 : w.info.capacity - w.running.size();
   }
@@ -121,7 +129,7 @@ class LeastLoaded final : public Policy {
     std::size_t total = 0;
     for (const std::string& name : pool.workers) {
       const Worker& w = workers_.at(name);
-      if (w.info.accepting) total += free_of(w);
+      if (accepting(w)) total += free_of(w);
     }
     return total;
   }
@@ -132,10 +140,13 @@ class LeastLoaded final : public Policy {
   std::map<std::string, Pool> pools_;
   std::unordered_map<std::string, Worker> workers_;
   std::unordered_set<std::string> queued_ids_;
+  std::uint64_t low_disk_bytes_;
 };
 
 }  // namespace
 
-std::unique_ptr<Policy> make_least_loaded_policy() { return std::make_unique<LeastLoaded>(); }
+std::unique_ptr<Policy> make_least_loaded_policy(const PolicyOptions& options) {
+  return std::make_unique<LeastLoaded>(options.low_disk_bytes);
+}
 
 }  // namespace kiln::placement

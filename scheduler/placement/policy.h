@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/sha256.h"
 
 namespace kiln::placement {
 
@@ -65,6 +66,27 @@ struct StepReport {
   std::string id;
   bool cached = false;
   double seconds = 0;
+};
+
+// Settings every policy may use (make_policy passes them on); defaults suit
+// the scheduler. Policies ignore what does not apply to them.
+struct PolicyOptions {
+  // Fairness: an urgent job is ordered as if submitted this much earlier, so
+  // urgent work goes first but a non-urgent job waiting longer than this
+  // competes with new urgent ones as an equal (aging: nothing starves).
+  double urgent_advance_seconds = 600;
+  // Workers reporting less free disk than this get nothing new, like
+  // accepting=false (the scheduler also applies its own threshold). 0: off;
+  // a worker that reports 0 bytes (unknown) is never excluded by this.
+  std::uint64_t low_disk_bytes = 0;
+  // Prior for the cost of a step never seen built, until the pool has
+  // learned a mean from job_finished reports.
+  double default_step_seconds = 30;
+  // A job waits for a busy warm worker only if that is expected to finish it
+  // at least this much sooner (seconds) than the best free worker: a small
+  // gain is not worth a queue wait that may grow.
+  double min_gain_seconds = 1;
+  std::uint64_t seed = 1;  // "random"
 };
 
 struct Assignment {
@@ -103,15 +125,59 @@ class Policy {
 
   // Jobs added and not yet assigned or removed.
   virtual std::size_t queued() const = 0;
+
+  // Optional extensions; the defaults suit a policy without the feature.
+
+  // Fair shares (OCluster's rates): a client with rate 2 gets twice the
+  // start-time share of a client with rate 1 (the default) in that pool.
+  virtual void set_client_rate(const std::string& pool, const std::string& client, double rate) {
+    (void)pool, (void)client, (void)rate;
+  }
+  // SHA-256 over the worker's known step ids (32-byte ids, sorted,
+  // concatenated), to compare with the digest the worker reports; nullopt
+  // when the policy keeps no inventory or does not know the worker.
+  virtual std::optional<Digest> inventory_digest(const std::string& worker) const {
+    (void)worker;
+    return std::nullopt;
+  }
+  // The policy's estimate of a queued or running job's build seconds.
+  virtual std::optional<double> expected_seconds(const std::string& job_id) const {
+    (void)job_id;
+    return std::nullopt;
+  }
+  // The policy's state as text (queues, workers, clients) for tests and
+  // debugging; stable for a given history.
+  virtual std::string dump(double now) const {
+    (void)now;
+    return name() + "\n";
+  }
 };
 
-// "least-loaded" (the default until cache-aware placement lands): urgent
+// "least-loaded": cache-blind; urgent
 // jobs first, then in submission order; each to the matching accepting
 // worker with the most free slots.
-std::unique_ptr<Policy> make_least_loaded_policy();
+std::unique_ptr<Policy> make_least_loaded_policy(const PolicyOptions& options = {});
 
-// By name: "least-loaded" (and, as they arrive, the others). kInvalidArgument
-// for an unknown name, listing the known ones.
+// "kiln" (the default, docs/placement.md): cache-aware; places each job where
+// it is expected to finish first (the worker's expected wait plus the cost of
+// the steps of the job's chain it lacks), with per-client fair start times,
+// urgent-first with aging, and re-decision when a free worker would now
+// finish a job waiting for a busy one sooner.
+std::unique_ptr<Policy> make_kiln_policy(const PolicyOptions& options = {});
+// "random": a uniformly random matching free worker (seeded); urgent first.
+std::unique_ptr<Policy> make_random_policy(const PolicyOptions& options = {});
+// "ocluster-hint": OCluster's scheduler: a job goes to the least-loaded
+// worker that ran a job with the same hint (the chain's first non-base step,
+// else its final step) while that worker's queued work is under the job's
+// cold cost, else to the next free worker; hints never expire.
+std::unique_ptr<Policy> make_ocluster_hint_policy(const PolicyOptions& options = {});
+
+// The default for `kiln-scheduler --placement`.
+inline constexpr const char* kDefaultPolicy = "kiln";
+
+// By name: "kiln", "least-loaded", "random", "ocluster-hint".
+// kInvalidArgument for an unknown name, listing the known ones.
 Result<std::unique_ptr<Policy>> make_policy(const std::string& name);
+Result<std::unique_ptr<Policy>> make_policy(const std::string& name, const PolicyOptions& options);
 
 }  // namespace kiln::placement

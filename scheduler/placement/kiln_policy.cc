@@ -1,0 +1,800 @@
+// The "kiln" policy (policy.h, docs/placement.md): cache-aware placement.
+//
+// Each job goes where it is expected to finish first. For a worker that is
+// its expected wait (when one of its slots frees, given what it runs and the
+// jobs already waiting for it) plus the cost of the steps of the job's chain
+// that it lacks: everything after the deepest step of the chain it holds, or
+// is building now (snapshots are layered, so holding a step means holding its
+// ancestors; a step another job is building there will be shared, as the
+// builder runs identical steps once).
+//
+// Queues: each pool has one queue ordered by priority key (FairShare: fair
+// start times per client, urgent first with aging). Each worker has a short
+// queue of jobs "reserved" for it: jobs for which waiting for that busy warm
+// worker beats the best free worker by at least min_gain_seconds. A slot that
+// frees takes the worker's reserved jobs first, then the pool queue. A
+// reservation is only made against a free alternative, and waiting costs grow
+// with every job reserved, so a worker's reserved work stays below the cold
+// cost of the jobs in it. Re-decision: when a worker is free and the pool
+// queue has nothing for it, it takes the reserved job (on any busy worker)
+// that it would now finish soonest compared with staying; a worker that stops
+// accepting sends its reserved jobs back to the pool queue.
+//
+// Cost: a step's cost is the seconds a job_finished report gave when it was
+// built cold (kept in the inventory index while any worker holds it); an
+// unknown step costs the client's estimate spread over the chain, else the
+// pool's mean cold step, else PolicyOptions::default_step_seconds.
+//
+// Complexity per decision: O(chain length) lookups for each free worker
+// considered (all of them when few are free, else only those holding the
+// chain's deepest steps), plus the holders of the chain's deeper steps that
+// are busy; no scan over the queue. See bench/placement_benchmark.cc.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "scheduler/placement/fair_share.h"
+#include "scheduler/placement/inventory.h"
+#include "scheduler/placement/policy.h"
+
+namespace kiln::placement {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+constexpr IdRef kNoRef = std::numeric_limits<IdRef>::max();
+// Jobs with no free matching worker looked past per pool per assign() call,
+// so one job that no free worker can take does not block those behind it,
+// while a pool full of such jobs costs a bounded amount per call.
+constexpr std::size_t kLookahead = 256;
+// Reserved jobs examined per assign() call when a free worker looks for one
+// to take over (re-decision).
+constexpr std::size_t kRedecideBudget = 4096;
+
+class KilnPolicy final : public Policy {
+ public:
+  explicit KilnPolicy(const PolicyOptions& options) : options_(options) {}
+
+  std::string name() const override { return "kiln"; }
+
+  void add_job(const PlacementJob& job, double now) override {
+    if (job_ids_.contains(job.id)) return;  // already known: assign() must return it once
+    last_now_ = now;
+    JobIndex j = new_job();
+    Job& J = jobs_[j];
+    J.id = job.id;
+    J.client = job.client;
+    J.urgent = job.urgent;
+    J.submitted_at = job.submitted_at;
+    J.estimate_seconds = job.estimate_seconds;
+    J.pool = pool_index(job.pool);
+    J.chain.clear();
+    for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
+    J.labels.clear();
+    for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
+    std::sort(J.labels.begin(), J.labels.end());
+    job_ids_.emplace(job.id, j);
+
+    // The fair-share cost is the cheapest the job could be: everything after
+    // the deepest step some worker holds or builds.
+    view_chain(J);
+    int deepest = -1;
+    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0 && deepest < 0; --i) {
+      if (refs_[i] != kNoRef || pending_refs_[i] != kNoRef) deepest = i;
+    }
+    J.best_cost = suffix_[deepest + 1];
+    J.key = fair_.priority_key(job.pool, job.client, J.best_cost, job.urgent, now,
+                               options_.urgent_advance_seconds);
+    J.seq = next_seq_++;
+    enqueue(j);
+  }
+
+  void remove_job(const std::string& job_id) override {
+    auto it = job_ids_.find(job_id);
+    if (it == job_ids_.end()) return;
+    JobIndex j = it->second;
+    Job& J = jobs_[j];
+    if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
+    if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false);
+    --queued_;
+    free_job(j);  // a queued job's heap entry goes stale with its generation
+  }
+
+  void update_worker(const PlacementWorker& info, double now) override {
+    last_now_ = now;
+    auto [it, added] = worker_ids_.try_emplace(info.name, static_cast<WorkerIndex>(workers_.size()));
+    if (added) {
+      workers_.emplace_back();
+      Worker& w = workers_.back();
+      w.slot = slot_for(info.name);
+      w.pool = pool_index(info.pool);
+      pools_[w.pool].workers.push_back(it->second);
+      by_slot_[w.slot] = it->second;
+    }
+    WorkerIndex wi = it->second;
+    Worker& w = workers_[wi];
+    std::uint32_t pool = pool_index(info.pool);
+    if (!added && pool != w.pool) {
+      set_free(wi, false);
+      unreserve_all(wi);
+      auto& names = pools_[w.pool].workers;
+      names.erase(std::remove(names.begin(), names.end(), wi), names.end());
+      w.pool = pool;
+      pools_[pool].workers.push_back(wi);
+    }
+    w.info = info;
+    w.present = true;
+    w.labels.clear();
+    for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
+    std::sort(w.labels.begin(), w.labels.end());
+    if (!eligible(w)) unreserve_all(wi);
+    rebuild_slots(wi, now);
+    refresh_free(wi);
+  }
+
+  void remove_worker(const std::string& name) override {
+    auto it = worker_ids_.find(name);
+    if (it == worker_ids_.end()) return;
+    WorkerIndex wi = it->second;
+    Worker& w = workers_[wi];
+    set_free(wi, false);
+    unreserve_all(wi);
+    // The scheduler releases running jobs first; forget any it did not.
+    for (JobIndex j : w.running) {
+      remove_pending(jobs_[j], w.slot);
+      job_ids_.erase(jobs_[j].id);
+      free_job(j);
+    }
+    w.running.clear();
+    w.present = false;
+    auto& names = pools_[w.pool].workers;
+    names.erase(std::remove(names.begin(), names.end(), wi), names.end());
+    by_slot_[w.slot] = kNone;
+    index_.remove_worker(name);
+    pending_.remove_worker(name);
+    // The record stays (indices are stable); a worker of the same name that
+    // registers again gets a new slot and inventory.
+    worker_ids_.erase(it);
+  }
+
+  void inventory(const std::string& worker, bool full, const std::vector<std::string>& added,
+                 const std::vector<std::string>& removed) override {
+    WorkerSlot slot = slot_for(worker);
+    std::vector<Digest> add_ids, remove_ids;
+    add_ids.reserve(added.size());
+    for (const std::string& id : added) add_ids.push_back(step_digest(id));
+    for (const std::string& id : removed) remove_ids.push_back(step_digest(id));
+    if (full) {
+      index_.replace(slot, add_ids);
+    } else {
+      index_.remove(slot, remove_ids);
+      index_.add(slot, add_ids);
+    }
+  }
+
+  std::vector<Assignment> assign(double now) override {
+    last_now_ = now;
+    std::vector<Assignment> out;
+    for (std::uint32_t p = 0; p < pools_.size(); ++p) {
+      if (pools_[p].free.empty()) continue;
+      start_reserved(p, now, out);
+      place_from_queue(p, now, out);
+      redecide(p, now, out);
+    }
+    return out;
+  }
+
+  void adopt(const PlacementJob& job, const std::string& worker, double now) override {
+    auto wit = worker_ids_.find(worker);
+    if (wit == worker_ids_.end() || job_ids_.contains(job.id)) return;
+    JobIndex j = new_job();
+    Job& J = jobs_[j];
+    J.id = job.id;
+    J.client = job.client;
+    J.urgent = job.urgent;
+    J.estimate_seconds = job.estimate_seconds;
+    J.pool = pool_index(job.pool);
+    J.chain.clear();
+    for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
+    job_ids_.emplace(job.id, j);
+    view_chain(J);
+    double cost = suffix_[depth_on(workers_[wit->second].slot, static_cast<int>(J.chain.size())) + 1];
+    ++queued_;  // start() counts it out again
+    start(j, wit->second, cost, now, nullptr);
+  }
+
+  void job_finished(const std::string& worker, const std::string& job_id,
+                    const std::vector<StepReport>& steps, double now) override {
+    last_now_ = now;
+    auto wit = worker_ids_.find(worker);
+    if (wit == worker_ids_.end()) return;  // forgotten meanwhile: nothing to learn or free
+    WorkerSlot slot = workers_[wit->second].slot;
+    std::uint32_t pool = workers_[wit->second].pool;
+    for (const StepReport& s : steps) {
+      // Every step of a finished job is in the worker's store now; its own
+      // inventory report will say so too (adding twice is harmless).
+      IdRef ref = index_.add_one(slot, step_digest(s.id));
+      if (!s.cached && s.seconds > 0) {
+        index_.set_cost(ref, static_cast<float>(s.seconds));
+        Pool& P = pools_[pool];
+        // A running mean that follows drift: the weight of history is
+        // capped at 1,000 samples.
+        P.step_samples = std::min(P.step_samples + 1, 1000.0);
+        P.step_mean += (s.seconds - P.step_mean) / P.step_samples;
+      }
+    }
+    end_job(worker, job_id, now);
+  }
+
+  void job_released(const std::string& worker, const std::string& job_id, double now) override {
+    last_now_ = now;
+    end_job(worker, job_id, now);
+  }
+
+  std::size_t queued() const override { return queued_; }
+
+  void set_client_rate(const std::string& pool, const std::string& client, double rate) override {
+    fair_.set_rate(pool, client, rate);
+  }
+
+  std::optional<Digest> inventory_digest(const std::string& worker) const override {
+    auto slot = index_.slot_of(worker);
+    if (!slot) return std::nullopt;
+    return index_.set_digest(*slot);
+  }
+
+  std::optional<double> expected_seconds(const std::string& job_id) const override {
+    auto it = job_ids_.find(job_id);
+    if (it == job_ids_.end()) return std::nullopt;
+    const Job& J = jobs_[it->second];
+    return J.state == JobState::kQueued ? J.best_cost : J.cost_on_worker;
+  }
+
+  std::string dump(double now) const override;
+
+ private:
+  using JobIndex = std::uint32_t;
+  using WorkerIndex = std::uint32_t;
+  enum class JobState : std::uint8_t { kFree, kQueued, kReserved, kRunning };
+
+  struct Job {
+    std::string id;
+    std::string client;
+    bool urgent = false;
+    double submitted_at = 0;
+    double estimate_seconds = 0;
+    std::vector<Digest> chain;
+    std::vector<int> labels;  // sorted
+    std::uint32_t pool = 0;
+    double key = 0;
+    std::uint64_t seq = 0;
+    std::uint32_t generation = 0;  // bumped when the record is freed: stale heap entries
+    JobState state = JobState::kFree;
+    double best_cost = 0;        // cheapest cost anywhere, when added
+    WorkerIndex worker = kNone;  // reserved for / running on
+    double cost_on_worker = 0;   // expected seconds there
+    double expected_start = 0;   // reserved: when a slot there is expected to free
+    double expected_end = 0;     // running
+  };
+
+  struct Worker {
+    PlacementWorker info;
+    WorkerSlot slot = 0;
+    std::uint32_t pool = 0;
+    std::vector<int> labels;  // sorted
+    bool present = true;
+    std::vector<JobIndex> running;
+    std::vector<JobIndex> reserved;  // in (key, seq) order
+    std::vector<double> slots;       // min-heap: when each slot is expected to free
+    double last_start = -kInf;
+    std::int64_t free_pos = -1;  // position in its pool's `free`, or -1
+  };
+
+  struct HeapEntry {
+    double key;
+    std::uint64_t seq;
+    JobIndex job;
+    std::uint32_t generation;
+    // std::push_heap makes a max-heap: the "largest" entry is the smallest key.
+    bool operator<(const HeapEntry& o) const { return key != o.key ? key > o.key : seq > o.seq; }
+  };
+
+  struct Pool {
+    std::string name;
+    std::vector<HeapEntry> heap;
+    std::vector<WorkerIndex> workers;
+    std::vector<WorkerIndex> free;  // eligible, with a free slot
+    std::size_t reserved_jobs = 0;
+    double step_mean = 0;
+    double step_samples = 0;
+  };
+
+  struct Choice {
+    WorkerIndex worker = kNone;
+    int depth = -1;
+    double finish = kInf;
+  };
+
+  // ---- records ----
+
+  JobIndex new_job() {
+    if (!free_jobs_.empty()) {
+      JobIndex j = free_jobs_.back();
+      free_jobs_.pop_back();
+      return j;
+    }
+    jobs_.emplace_back();
+    return static_cast<JobIndex>(jobs_.size() - 1);
+  }
+
+  void free_job(JobIndex j) {
+    Job& J = jobs_[j];
+    job_ids_.erase(J.id);
+    J.state = JobState::kFree;
+    ++J.generation;
+    J.worker = kNone;
+    J.chain.clear();
+    J.chain.shrink_to_fit();
+    free_jobs_.push_back(j);
+  }
+
+  std::uint32_t pool_index(const std::string& name) {
+    auto [it, added] = pool_ids_.try_emplace(name, static_cast<std::uint32_t>(pools_.size()));
+    if (added) pools_.push_back(Pool{.name = name});
+    return it->second;
+  }
+
+  int label_id(const std::string& label) {
+    return label_ids_.try_emplace(label, static_cast<int>(label_ids_.size())).first->second;
+  }
+
+  WorkerSlot slot_for(const std::string& name) {
+    WorkerSlot slot = index_.add_worker(name);
+    // Both indexes allocate slots the same way from the same calls.
+    pending_.add_worker(name);
+    if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNone);
+    return slot;
+  }
+
+  // ---- worker state ----
+
+  bool eligible(const Worker& w) const {
+    if (!w.present || !w.info.accepting || w.info.capacity == 0) return false;
+    if (options_.low_disk_bytes != 0 && w.info.disk_free_bytes != 0 &&
+        w.info.disk_free_bytes < options_.low_disk_bytes) {
+      return false;
+    }
+    return true;
+  }
+
+  static bool has_labels(const Worker& w, const Job& J) {
+    for (int l : J.labels) {
+      if (!std::binary_search(w.labels.begin(), w.labels.end(), l)) return false;
+    }
+    return true;
+  }
+
+  bool has_free_slot(const Worker& w) const { return eligible(w) && w.running.size() < w.info.capacity; }
+
+  void set_free(WorkerIndex wi, bool free) {
+    Worker& w = workers_[wi];
+    auto& list = pools_[w.pool].free;
+    if (free && w.free_pos < 0) {
+      w.free_pos = static_cast<std::int64_t>(list.size());
+      list.push_back(wi);
+    } else if (!free && w.free_pos >= 0) {
+      WorkerIndex last = list.back();
+      list[w.free_pos] = last;
+      workers_[last].free_pos = w.free_pos;
+      list.pop_back();
+      w.free_pos = -1;
+    }
+  }
+
+  void refresh_free(WorkerIndex wi) { set_free(wi, has_free_slot(workers_[wi])); }
+
+  // Recomputes when each slot of the worker frees, placing its reserved jobs
+  // in order on the earliest slot, and so each reserved job's expected start.
+  void rebuild_slots(WorkerIndex wi, double now) {
+    Worker& w = workers_[wi];
+    w.slots.clear();
+    if (!eligible(w)) {
+      w.slots.push_back(kInf);
+      return;
+    }
+    std::vector<double>& ends = scratch_ends_;
+    ends.clear();
+    for (JobIndex j : w.running) ends.push_back(std::max(jobs_[j].expected_end, now));
+    std::sort(ends.begin(), ends.end());
+    std::size_t capacity = w.info.capacity;
+    // More running than slots (capacity lowered): the first slot frees when
+    // enough of them have ended.
+    std::size_t skip = ends.size() > capacity ? ends.size() - capacity : 0;
+    for (std::size_t i = skip; i < ends.size(); ++i) w.slots.push_back(ends[i]);
+    while (w.slots.size() < capacity) w.slots.push_back(now);
+    std::make_heap(w.slots.begin(), w.slots.end(), std::greater<>());
+    for (JobIndex j : w.reserved) {
+      Job& J = jobs_[j];
+      std::pop_heap(w.slots.begin(), w.slots.end(), std::greater<>());
+      J.expected_start = w.slots.back();
+      w.slots.back() = J.expected_start + J.cost_on_worker;
+      std::push_heap(w.slots.begin(), w.slots.end(), std::greater<>());
+    }
+  }
+
+  double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
+
+  // ---- chains ----
+
+  // Fills refs_, pending_refs_ and suffix_ for J's chain: suffix_[i] is the
+  // cost of steps i.. (suffix_[n] = 0), so a worker whose deepest held step
+  // is d builds steps d+1.. at cost suffix_[d + 1].
+  void view_chain(const Job& J) {
+    std::size_t n = J.chain.size();
+    refs_.assign(n, kNoRef);
+    pending_refs_.assign(n, kNoRef);
+    suffix_.assign(n + 1, 0.0);
+    const Pool& P = pools_[J.pool];
+    double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
+                     : P.step_samples > 0            ? P.step_mean
+                                                     : options_.default_step_seconds;
+    for (std::size_t i = n; i-- > 0;) {
+      double cost = unknown;
+      if (auto ref = index_.find(J.chain[i])) {
+        refs_[i] = *ref;
+        if (index_.cost_of(*ref) > 0) cost = index_.cost_of(*ref);
+      }
+      if (auto ref = pending_.find(J.chain[i])) pending_refs_[i] = *ref;
+      suffix_[i] = suffix_[i + 1] + cost;
+    }
+    if (n == 0) suffix_[0] = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
+  }
+
+  bool holds(WorkerSlot slot, std::size_t i) const {
+    return (refs_[i] != kNoRef && index_.holds(slot, refs_[i])) ||
+           (pending_refs_[i] != kNoRef && pending_.holds(slot, pending_refs_[i]));
+  }
+
+  // The deepest index < n of the viewed chain the worker holds or builds; -1: none.
+  int depth_on(WorkerSlot slot, int n) const {
+    for (int i = n - 1; i >= 0; --i) {
+      if (holds(slot, i)) return i;
+    }
+    return -1;
+  }
+
+  void add_pending(const Job& J, WorkerSlot slot) {
+    for (const Digest& d : J.chain) {
+      IdRef ref = pending_.add_one(slot, d);
+      ++pending_counts_[(static_cast<std::uint64_t>(ref) << 16) | slot];
+    }
+  }
+
+  void remove_pending(const Job& J, WorkerSlot slot) {
+    for (const Digest& d : J.chain) {
+      auto ref = pending_.find(d);
+      if (!ref) continue;
+      auto it = pending_counts_.find((static_cast<std::uint64_t>(*ref) << 16) | slot);
+      if (it == pending_counts_.end()) continue;
+      if (--it->second == 0) {
+        pending_counts_.erase(it);
+        pending_.remove(slot, std::span<const Digest>(&d, 1));
+      }
+    }
+  }
+
+  // ---- decisions ----
+
+  // Whether a is a better free worker than b at equal cost: more free slots,
+  // then the one that started a job longest ago (spreads load).
+  bool better_free(WorkerIndex a, WorkerIndex b) const {
+    const Worker& A = workers_[a];
+    const Worker& B = workers_[b];
+    std::size_t fa = A.info.capacity - A.running.size(), fb = B.info.capacity - B.running.size();
+    if (fa != fb) return fa > fb;
+    if (A.last_start != B.last_start) return A.last_start < B.last_start;
+    return a < b;
+  }
+
+  // The free worker (eligible, free slot, labels) that finishes J soonest.
+  Choice best_free(const Job& J) {
+    const Pool& P = pools_[J.pool];
+    int n = static_cast<int>(J.chain.size());
+    Choice best;
+    auto consider = [&](WorkerIndex wi, int depth) {
+      double finish = suffix_[depth + 1];
+      if (best.worker == kNone || finish < best.finish ||
+          (finish == best.finish && better_free(wi, best.worker))) {
+        best = {wi, depth, finish};
+      }
+    };
+    if (P.free.size() <= 64) {
+      for (WorkerIndex wi : P.free) {
+        const Worker& w = workers_[wi];
+        if (!has_labels(w, J)) continue;
+        consider(wi, depth_on(w.slot, n));
+      }
+      return best;
+    }
+    // Many free workers: walk the chain from its deepest step, looking only
+    // at free holders; the first level with one wins.
+    for (int i = n - 1; i >= 0 && best.worker == kNone; --i) {
+      auto visit = [&](WorkerSlot slot) {
+        WorkerIndex wi = by_slot_[slot];
+        if (wi == kNone) return;
+        const Worker& w = workers_[wi];
+        // No free holder was found deeper, so this one's depth is i.
+        if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
+        consider(wi, i);
+      };
+      if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
+      if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+    }
+    if (best.worker != kNone) return best;
+    for (WorkerIndex wi : P.free) {
+      if (has_labels(workers_[wi], J)) consider(wi, -1);
+    }
+    return best;
+  }
+
+  // The busy worker holding a deeper part of J's chain than `free_depth` that
+  // would finish J soonest counting its wait, if it beats `to_beat`.
+  Choice best_busy(const Job& J, int free_depth, double to_beat, double now) {
+    Choice best;
+    best.finish = to_beat;
+    int n = static_cast<int>(J.chain.size());
+    ++epoch_;
+    if (seen_.size() < workers_.size()) seen_.resize(workers_.size(), 0);
+    for (int i = n - 1; i > free_depth; --i) {
+      // Nobody holding only steps up to i can finish before suffix_[i + 1].
+      if (suffix_[i + 1] >= best.finish) break;
+      auto visit = [&](WorkerSlot slot) {
+        WorkerIndex wi = by_slot_[slot];
+        if (wi == kNone || seen_[wi] == epoch_) return;
+        seen_[wi] = epoch_;  // first seen at its deepest level
+        const Worker& w = workers_[wi];
+        if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
+        double finish = wait_on(w, now) + suffix_[i + 1];
+        if (finish < best.finish) best = {wi, i, finish};
+      };
+      if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
+      if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+    }
+    return best;
+  }
+
+  void start(JobIndex j, WorkerIndex wi, double cost, double now, std::vector<Assignment>* out) {
+    Job& J = jobs_[j];
+    Worker& w = workers_[wi];
+    J.state = JobState::kRunning;
+    J.worker = wi;
+    J.cost_on_worker = cost;
+    J.expected_end = now + cost;
+    w.running.push_back(j);
+    w.last_start = now;
+    add_pending(J, w.slot);
+    --queued_;
+    rebuild_slots(wi, now);
+    refresh_free(wi);
+    if (out) out->push_back({J.id, w.info.name});
+  }
+
+  void reserve(JobIndex j, WorkerIndex wi, double cost, double now) {
+    Job& J = jobs_[j];
+    Worker& w = workers_[wi];
+    J.state = JobState::kReserved;
+    J.worker = wi;
+    J.cost_on_worker = cost;
+    auto pos = std::upper_bound(w.reserved.begin(), w.reserved.end(), j, [&](JobIndex a, JobIndex b) {
+      return jobs_[a].key != jobs_[b].key ? jobs_[a].key < jobs_[b].key : jobs_[a].seq < jobs_[b].seq;
+    });
+    w.reserved.insert(pos, j);
+    ++pools_[w.pool].reserved_jobs;
+    add_pending(J, w.slot);
+    rebuild_slots(wi, now);
+  }
+
+  // Takes a reserved job off its worker: back to the pool queue, or (requeue
+  // false) for the caller to start elsewhere or drop.
+  void unreserve(JobIndex j, bool requeue) {
+    Job& J = jobs_[j];
+    Worker& w = workers_[J.worker];
+    w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
+    --pools_[w.pool].reserved_jobs;
+    remove_pending(J, w.slot);
+    WorkerIndex wi = J.worker;
+    J.worker = kNone;
+    rebuild_slots(wi, last_now_);
+    if (requeue) enqueue(j);
+  }
+
+  void unreserve_all(WorkerIndex wi) {
+    while (!workers_[wi].reserved.empty()) unreserve(workers_[wi].reserved.back(), /*requeue=*/true);
+  }
+
+  void enqueue(JobIndex j) {
+    Job& J = jobs_[j];
+    if (J.state != JobState::kReserved) ++queued_;
+    J.state = JobState::kQueued;
+    auto& heap = pools_[J.pool].heap;
+    heap.push_back({J.key, J.seq, j, J.generation});
+    std::push_heap(heap.begin(), heap.end());
+  }
+
+  // A stale heap entry: its job was removed (record freed or reused).
+  bool live(const HeapEntry& e) const {
+    const Job& J = jobs_[e.job];
+    return J.generation == e.generation && J.state == JobState::kQueued;
+  }
+
+  void start_reserved(std::uint32_t p, double now, std::vector<Assignment>& out) {
+    scratch_workers_ = pools_[p].free;  // start() edits the free list
+    for (WorkerIndex wi : scratch_workers_) {
+      Worker& w = workers_[wi];
+      while (!w.reserved.empty() && has_free_slot(w)) {
+        JobIndex j = w.reserved.front();
+        w.reserved.erase(w.reserved.begin());
+        --pools_[p].reserved_jobs;
+        remove_pending(jobs_[j], w.slot);  // start() adds it back
+        Job& J = jobs_[j];
+        double cost = J.cost_on_worker;
+        start(j, wi, cost, now, &out);
+      }
+    }
+  }
+
+  void place_from_queue(std::uint32_t p, double now, std::vector<Assignment>& out) {
+    Pool& P = pools_[p];
+    std::vector<HeapEntry>& skipped = scratch_skipped_;
+    skipped.clear();
+    while (!P.free.empty() && !P.heap.empty() && skipped.size() < kLookahead) {
+      std::pop_heap(P.heap.begin(), P.heap.end());
+      HeapEntry e = P.heap.back();
+      P.heap.pop_back();
+      if (!live(e)) continue;
+      Job& J = jobs_[e.job];
+      view_chain(J);
+      Choice free = best_free(J);
+      if (free.worker == kNone) {
+        skipped.push_back(e);  // no free worker may take it; look behind it
+        continue;
+      }
+      Choice busy = best_busy(J, free.depth, free.finish - options_.min_gain_seconds, now);
+      if (busy.worker != kNone) {
+        reserve(e.job, busy.worker, suffix_[busy.depth + 1], now);
+      } else {
+        start(e.job, free.worker, free.finish, now, &out);
+      }
+    }
+    for (const HeapEntry& e : skipped) {
+      P.heap.push_back(e);
+      std::push_heap(P.heap.begin(), P.heap.end());
+    }
+  }
+
+  // Each free worker the queue had nothing for takes the reserved job (on a
+  // busy worker) that it would now finish soonest compared with staying,
+  // while the gain is above min_gain_seconds.
+  void redecide(std::uint32_t p, double now, std::vector<Assignment>& out) {
+    Pool& P = pools_[p];
+    std::size_t budget = kRedecideBudget;
+    scratch_workers_ = P.free;  // start() edits the free list
+    for (WorkerIndex ui : scratch_workers_) {
+      while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
+        const Worker& u = workers_[ui];
+        JobIndex best_job = kNone;
+        double best_gain = options_.min_gain_seconds, best_cost = 0;
+        for (WorkerIndex vi : P.workers) {
+          for (JobIndex j : workers_[vi].reserved) {
+            if (budget == 0) break;
+            --budget;
+            const Job& J = jobs_[j];
+            if (!has_labels(u, J)) continue;
+            view_chain(J);
+            double cost = suffix_[depth_on(u.slot, static_cast<int>(J.chain.size())) + 1];
+            double gain = (J.expected_start + J.cost_on_worker) - (now + cost);
+            if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
+          }
+        }
+        if (best_job == kNone) break;
+        unreserve(best_job, /*requeue=*/false);
+        start(best_job, ui, best_cost, now, &out);
+      }
+    }
+  }
+
+  void end_job(const std::string& worker, const std::string& job_id, double now) {
+    auto it = job_ids_.find(job_id);
+    if (it == job_ids_.end()) return;
+    JobIndex j = it->second;
+    Job& J = jobs_[j];
+    if (J.state != JobState::kRunning) return;
+    WorkerIndex wi = J.worker;
+    Worker& w = workers_[wi];
+    if (w.info.name != worker) return;
+    w.running.erase(std::find(w.running.begin(), w.running.end(), j));
+    remove_pending(J, w.slot);
+    free_job(j);
+    rebuild_slots(wi, now);
+    refresh_free(wi);
+  }
+
+  PolicyOptions options_;
+  FairShare fair_;
+  InventoryIndex index_;    // what each worker's store holds
+  InventoryIndex pending_;  // what each worker is building or will build (running and reserved jobs)
+  std::unordered_map<std::uint64_t, std::uint32_t> pending_counts_;  // (ref << 16 | slot) -> jobs
+
+  std::vector<Job> jobs_;
+  std::vector<JobIndex> free_jobs_;
+  std::unordered_map<std::string, JobIndex> job_ids_;
+  std::vector<Worker> workers_;
+  std::unordered_map<std::string, WorkerIndex> worker_ids_;
+  std::vector<WorkerIndex> by_slot_;
+  std::vector<Pool> pools_;
+  std::map<std::string, std::uint32_t> pool_ids_;
+  std::unordered_map<std::string, int> label_ids_;
+  std::size_t queued_ = 0;
+  std::uint64_t next_seq_ = 0;
+  double last_now_ = 0;
+
+  // Scratch, reused across decisions to avoid allocation.
+  std::vector<IdRef> refs_, pending_refs_;
+  std::vector<double> suffix_, scratch_ends_;
+  std::vector<std::uint32_t> seen_;
+  std::uint32_t epoch_ = 0;
+  std::vector<WorkerIndex> scratch_workers_;
+  std::vector<HeapEntry> scratch_skipped_;
+};
+
+std::string KilnPolicy::dump(double now) const {
+  std::string out = "kiln\n";
+  for (const auto& [pool_name, p] : pool_ids_) {
+    const Pool& P = pools_[p];
+    std::vector<HeapEntry> queue;
+    for (const HeapEntry& e : P.heap) {
+      if (live(e)) queue.push_back(e);
+    }
+    std::sort(queue.begin(), queue.end(), [](const HeapEntry& a, const HeapEntry& b) { return b < a; });
+    out += fmt::format("pool {}: queue [", pool_name);
+    for (std::size_t i = 0; i < queue.size(); ++i) out += (i ? " " : "") + jobs_[queue[i].job].id;
+    out += "]\n";
+    std::vector<WorkerIndex> ws = P.workers;
+    std::sort(ws.begin(), ws.end(),
+              [&](WorkerIndex a, WorkerIndex b) { return workers_[a].info.name < workers_[b].info.name; });
+    for (WorkerIndex wi : ws) {
+      const Worker& w = workers_[wi];
+      out += fmt::format("  {} {}/{}", w.info.name, w.running.size(), w.info.capacity);
+      if (!eligible(w)) out += " not-accepting";
+      std::vector<std::string> running;
+      for (JobIndex j : w.running) running.push_back(jobs_[j].id);
+      std::sort(running.begin(), running.end());
+      out += fmt::format(" running [{}]", fmt::join(running, " "));
+      if (!w.reserved.empty()) {
+        out += " reserved [";
+        for (std::size_t i = 0; i < w.reserved.size(); ++i) out += (i ? " " : "") + jobs_[w.reserved[i]].id;
+        out += "]";
+      }
+      if (eligible(w) && !w.slots.empty() && w.slots.front() > now) {
+        out += fmt::format(" free-in {:.0f}s", w.slots.front() - now);
+      }
+      out += fmt::format(" holds {}\n", index_.size_of(w.slot));
+    }
+  }
+  std::string clients = fair_.dump(now);
+  if (!clients.empty()) out += "clients: " + clients + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Policy> make_kiln_policy(const PolicyOptions& options) {
+  return std::make_unique<KilnPolicy>(options);
+}
+
+}  // namespace kiln::placement

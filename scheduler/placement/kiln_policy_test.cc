@@ -1,0 +1,304 @@
+// The "kiln" policy on small farms with a fake clock. After each scenario the
+// policy's state (Policy::dump) is compared as text, as OCluster's tests do.
+#include <gtest/gtest.h>
+
+#include "scheduler/placement/inventory.h"
+#include "scheduler/placement/policy.h"
+
+namespace kiln::placement {
+namespace {
+
+// A chain of readable step names (step_digest hashes them).
+std::vector<std::string> chain(std::initializer_list<const char*> names) {
+  return {names.begin(), names.end()};
+}
+
+class KilnPolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { policy = make_kiln_policy(options); }
+
+  void worker(const std::string& name, std::uint32_t capacity = 1, std::vector<std::string> labels = {},
+              bool accepting = true, std::uint64_t disk = 0) {
+    policy->update_worker({.name = name,
+                           .pool = "linux",
+                           .labels = std::move(labels),
+                           .capacity = capacity,
+                           .accepting = accepting,
+                           .disk_free_bytes = disk},
+                          now);
+  }
+  void job(const std::string& id, std::vector<std::string> steps, const std::string& client = "ci",
+           bool urgent = false, std::vector<std::string> labels = {}) {
+    policy->add_job({.id = id,
+                     .pool = "linux",
+                     .client = client,
+                     .urgent = urgent,
+                     .labels = std::move(labels),
+                     .steps = std::move(steps),
+                     .submitted_at = now},
+                    now);
+  }
+  // "job->worker ..." for the assignments made now.
+  std::string assign() {
+    std::string out;
+    for (const Assignment& a : policy->assign(now))
+      out += (out.empty() ? "" : " ") + a.job_id + "->" + a.worker;
+    return out;
+  }
+  // Finishes a job whose steps were all built cold, `seconds` each.
+  void finish(const std::string& w, const std::string& id, const std::vector<std::string>& steps,
+              double seconds) {
+    std::vector<StepReport> reports;
+    for (const std::string& s : steps) reports.push_back({s, false, seconds});
+    policy->job_finished(w, id, reports, now);
+  }
+  // Teaches the policy what each step costs, by a job that built them on `w`.
+  void learn(const std::string& w, const std::vector<std::string>& steps, double seconds) {
+    job("learn-" + w, steps);
+    ASSERT_EQ(assign(), "learn-" + w + "->" + w);
+    finish(w, "learn-" + w, steps, seconds);
+  }
+  std::string dump() { return policy->dump(now); }
+
+  PolicyOptions options;
+  std::unique_ptr<Policy> policy;
+  double now = 0;
+};
+
+TEST_F(KilnPolicyTest, WarmWorkerChosen) {
+  worker("w1");
+  worker("w2");
+  worker("w3");
+  policy->inventory("w2", true, chain({"base", "deps-a", "deps-b"}), {});
+  job("j1", chain({"base", "deps-a", "deps-b", "commit-1"}));
+  EXPECT_EQ(assign(), "j1->w2");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 0/1 running [] holds 0\n"
+            "  w2 1/1 running [j1] free-in 30s holds 3\n"
+            "  w3 0/1 running [] holds 0\n"
+            "clients: linux/ci(1)+30s\n");
+}
+
+TEST_F(KilnPolicyTest, LongestCachedPrefixWins) {
+  worker("w1");
+  worker("w2");
+  policy->inventory("w1", true, chain({"base", "deps-a"}), {});
+  policy->inventory("w2", true, chain({"base", "deps-a", "deps-b"}), {});
+  job("j1", chain({"base", "deps-a", "deps-b", "commit-1"}));
+  EXPECT_EQ(assign(), "j1->w2");
+}
+
+TEST_F(KilnPolicyTest, BusyWarmWorkerIsWaitedForWhenThatFinishesSooner) {
+  worker("warm");
+  worker("cold");
+  // Steps cost 300 s; an unknown step is estimated at the pool's mean, 300 s.
+  learn("warm", chain({"base", "deps"}), 300);
+  job("long", chain({"base", "deps", "commit-0"}));
+  EXPECT_EQ(assign(), "long->warm");  // warm and busy for ~300 s
+  job("j1", chain({"base", "deps", "commit-1"}));
+  // Cold would take 3 x 300; warm frees in 300 s and then needs 300.
+  EXPECT_EQ(assign(), "");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  cold 0/1 running [] holds 0\n"
+            "  warm 1/1 running [long] reserved [j1] free-in 600s holds 2\n"
+            "clients: linux/ci(1)+660s\n");
+  now = 250;
+  finish("warm", "long", chain({"base", "deps", "commit-0"}), 250);
+  EXPECT_EQ(assign(), "j1->warm");
+  EXPECT_EQ(policy->queued(), 0u);
+}
+
+TEST_F(KilnPolicyTest, OverloadedWarmWorkerBypassed) {
+  worker("warm");
+  worker("cold");
+  learn("warm", chain({"base", "deps"}), 60);  // base 60 s, deps 60 s
+  job("long", chain({"base", "deps", "slow-tests"}), "ci");
+  EXPECT_EQ(assign(), "long->warm");  // ~30 s expected (unknown step)
+  // Six commits (the unknown commit step is estimated at the 60 s mean). c1
+  // waits for warm (frees at 60 s, then 60 s: 120 < 180 cold); for c2 warm
+  // would finish at 180, no sooner than building it all on the idle cold
+  // worker, so c2 goes there. The rest wait in the pool queue.
+  for (int i = 1; i <= 6; ++i) {
+    std::string c = "commit-" + std::to_string(i);
+    job("c" + std::to_string(i), chain({"base", "deps", c.c_str()}));
+  }
+  std::string first = assign();
+  EXPECT_EQ(first, "c2->cold");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue [c3 c4 c5 c6]\n"
+            "  cold 1/1 running [c2] free-in 180s holds 0\n"
+            "  warm 1/1 running [long] reserved [c1] free-in 120s holds 2\n"
+            "clients: linux/ci(1)+480s\n");
+}
+
+TEST_F(KilnPolicyTest, InventoryUpdatedByPrunes) {
+  worker("w1");
+  worker("w2");
+  policy->inventory("w1", true, chain({"base", "deps-a", "deps-b"}), {});
+  policy->inventory("w2", true, chain({"base", "deps-a"}), {});
+  // w1 prunes its two deepest steps (removal).
+  policy->inventory("w1", false, {}, chain({"deps-a", "deps-b"}));
+  job("j1", chain({"base", "deps-a", "deps-b", "commit"}));
+  EXPECT_EQ(assign(), "j1->w2");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 0/1 running [] holds 1\n"
+            "  w2 1/1 running [j1] free-in 60s holds 2\n"
+            "clients: linux/ci(1)+60s\n");
+  // The digest follows the removals too.
+  EXPECT_EQ(policy->inventory_digest("w1"), [] {
+    InventoryIndex index;
+    WorkerSlot s = index.add_worker("x");
+    index.add(s, std::vector<Digest>{step_digest("base")});
+    return index.set_digest(s);
+  }());
+}
+
+TEST_F(KilnPolicyTest, PausedAndLowDiskWorkersSkipped) {
+  options.low_disk_bytes = 1000;
+  SetUp();
+  worker("paused", 1, {}, /*accepting=*/false);
+  worker("full", 1, {}, true, /*disk=*/999);
+  worker("cold", 1, {}, true, /*disk=*/5000);
+  for (const char* w : {"paused", "full"}) policy->inventory(w, true, chain({"base", "deps"}), {});
+  job("j1", chain({"base", "deps", "commit"}));
+  EXPECT_EQ(assign(), "j1->cold");
+  job("j2", chain({"base", "deps", "commit-2"}));
+  EXPECT_EQ(assign(), "");  // nothing new for the paused and low-disk workers
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue [j2]\n"
+            "  cold 1/1 running [j1] free-in 90s holds 0\n"
+            "  full 0/1 not-accepting running [] holds 2\n"
+            "  paused 0/1 not-accepting running [] holds 2\n"
+            "clients: linux/ci(1)+60s\n");
+  // Resumed: it takes the job it is warm for.
+  worker("paused", 1, {}, true);
+  EXPECT_EQ(assign(), "j2->paused");
+}
+
+TEST_F(KilnPolicyTest, ReservedJobsGoBackWhenTheirWorkerStopsAccepting) {
+  worker("warm");
+  worker("cold");
+  learn("warm", chain({"base", "deps"}), 300);
+  job("long", chain({"base", "deps", "commit-0"}));
+  EXPECT_EQ(assign(), "long->warm");
+  job("j1", chain({"base", "deps", "commit-1"}));
+  EXPECT_EQ(assign(), "");  // reserved on warm
+  worker("warm", 1, {}, /*accepting=*/false);
+  EXPECT_EQ(assign(), "j1->cold");
+}
+
+TEST_F(KilnPolicyTest, FairnessBetweenClients) {
+  worker("w1");
+  job("a1", chain({"a-1"}), "alice");
+  EXPECT_EQ(assign(), "a1->w1");
+  job("a2", chain({"a-2"}), "alice");
+  job("a3", chain({"a-3"}), "alice");
+  now = 1;
+  job("b1", chain({"b-1"}), "bob");  // fair start 1, before alice's next at 60
+  now = 30;
+  policy->job_released("w1", "a1", now);
+  std::string order = assign();
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue [a2 a3]\n"
+            "  w1 1/1 running [b1] free-in 30s holds 0\n"
+            "clients: linux/alice(1)+60s linux/bob(1)+1s\n");
+  policy->job_released("w1", "b1", now);
+  order += " " + assign();
+  policy->job_released("w1", "a2", now);
+  order += " " + assign();
+  EXPECT_EQ(order, "b1->w1 a2->w1 a3->w1");
+}
+
+TEST_F(KilnPolicyTest, ClientRatesScaleShares) {
+  worker("w1");
+  policy->set_client_rate("linux", "big", 3);
+  job("hold", chain({"h"}), "other");
+  EXPECT_EQ(assign(), "hold->w1");
+  for (int i = 1; i <= 3; ++i) job("big" + std::to_string(i), chain({"x"}), "big");
+  for (int i = 1; i <= 2; ++i) job("small" + std::to_string(i), chain({"y"}), "small");
+  // big's jobs start every 10 s of fair time, small's every 30 s.
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue [big1 small1 big2 big3 small2]\n"
+            "  w1 1/1 running [hold] free-in 30s holds 0\n"
+            "clients: linux/big(3)+30s linux/other(1)+30s linux/small(1)+60s\n");
+}
+
+TEST_F(KilnPolicyTest, UrgentFirstWithAging) {
+  worker("w1");
+  job("hold", chain({"h"}));
+  EXPECT_EQ(assign(), "hold->w1");
+  job("batch", chain({"b"}), "nightly");
+  now = 500;
+  job("u1", chain({"u1"}), "pr", /*urgent=*/true);  // key 500 - 600 < 0: before batch
+  now = 700;
+  job("u2", chain({"u2"}), "pr2", /*urgent=*/true);  // key 700 - 600 > 0: batch has aged past it
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue [u1 batch u2]\n"
+            "  w1 1/1 running [hold] holds 0\n"
+            "clients: linux/ci(1) linux/nightly(1) linux/pr(1) linux/pr2(1)+30s\n");
+}
+
+TEST_F(KilnPolicyTest, RedecisionMovesAReservedJobWhenAnotherWorkerBecomesBetter) {
+  worker("warm");
+  worker("cold");
+  learn("warm", chain({"base", "deps"}), 300);
+  job("long", chain({"base", "deps", "commit-0"}));
+  EXPECT_EQ(assign(), "long->warm");
+  job("j1", chain({"base", "deps", "commit-1"}));
+  EXPECT_EQ(assign(), "");  // reserved on warm: finishes at ~600 s there, 900 s on cold
+  // A new worker arrives that already holds the dependencies.
+  worker("fresh");
+  policy->inventory("fresh", true, chain({"base", "deps"}), {});
+  EXPECT_EQ(assign(), "j1->fresh");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  cold 0/1 running [] holds 0\n"
+            "  fresh 1/1 running [j1] free-in 300s holds 2\n"
+            "  warm 1/1 running [long] free-in 300s holds 2\n"
+            "clients: linux/ci(1)+660s\n");
+}
+
+TEST_F(KilnPolicyTest, LabelsConstrainAndDoNotBlockTheQueue) {
+  worker("x86", 1, {"arch=x86_64"});
+  worker("arm", 1, {"arch=arm64"});
+  job("needs-gpu", chain({"g"}), "ci", false, {"gpu=yes"});
+  job("arm-job", chain({"a"}), "ci", false, {"arch=arm64"});
+  job("any", chain({"b"}));
+  EXPECT_EQ(assign(), "arm-job->arm any->x86");
+  EXPECT_EQ(policy->queued(), 1u);  // needs-gpu waits for a worker with its label
+  worker("gpu", 2, {"gpu=yes"});
+  EXPECT_EQ(assign(), "needs-gpu->gpu");
+}
+
+TEST_F(KilnPolicyTest, ExpectedSecondsAndUnknownWorkers) {
+  worker("w1");
+  learn("w1", chain({"base", "deps"}), 100);
+  job("j1", chain({"base", "deps", "commit"}));
+  EXPECT_EQ(policy->expected_seconds("j1"), 100.0);  // mean of learned steps for the unknown one
+  EXPECT_EQ(assign(), "j1->w1");
+  EXPECT_EQ(policy->expected_seconds("j1"), 100.0);
+  EXPECT_FALSE(policy->expected_seconds("nope").has_value());
+  EXPECT_FALSE(policy->inventory_digest("nope").has_value());
+  policy->job_finished("ghost", "j1", {}, now);  // unknown worker: ignored
+  policy->job_released("w1", "j1", now);
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 0/1 running [] holds 2\n"
+            "clients: linux/ci(1)+160s\n");
+}
+
+}  // namespace
+}  // namespace kiln::placement
