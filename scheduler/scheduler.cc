@@ -151,6 +151,8 @@ Status Scheduler::recover() {
     auto job = std::make_unique<JobState>();
     job->seq = seq;
     job->info = std::move(*info);
+    // The record's log size may lag the chunks written after it.
+    if (auto size = db_->log_size(seq); size) job->info.log_bytes = *size;
     if (is_active(job->info.state)) {
       job->reclaim_by_ms = now + options_.lease_ms;
       job->assigned_steady_ms = now;
@@ -275,6 +277,9 @@ void Scheduler::on_hello(const Incoming& m) {
                                   hello.protocol_version, proto::kProtocolVersion)));
     return;
   }
+  // Remembered so that jobs submitted without a client name get this one.
+  if (client_names_.size() > 100000) client_names_.clear();
+  client_names_[m.routing_id] = hello.client;
   reply(Port::kClients, m.routing_id,
         proto::Welcome{.request_id = hello.request_id, .scheduler_id = scheduler_id_});
 }
@@ -286,7 +291,10 @@ void Scheduler::on_submit(const Incoming& m) {
     reply_error(Port::kClients, m.routing_id, submit.request_id, Error(kind, std::move(message)));
   };
   if (spec.pool.empty()) spec.pool = options_.default_pool;
-  if (spec.client.empty()) spec.client = "anonymous";
+  if (spec.client.empty()) {
+    auto it = client_names_.find(m.routing_id);
+    spec.client = it != client_names_.end() && !it->second.empty() ? it->second : "anonymous";
+  }
   auto parsed = spec::parse_spec(spec.spec, spec.spec_name.empty() ? "spec" : spec.spec_name);
   if (!parsed) return fail(ErrorKind::kInvalidArgument, parsed.error().to_string());
   switch (spec.context.kind) {
@@ -642,6 +650,7 @@ void Scheduler::on_register(const Incoming& m) {
   // Reconcile what the worker runs with what the records say.
   const double now_s = static_cast<double>(clock_.steady_ms()) / 1000.0;
   std::set<std::string> claimed;
+  std::vector<proto::CancelAssigned> stale;  // sent after "registered"
   for (const proto::RunningJob& r : reg.running) {
     JobState* job = find_job(r.job_id);
     if (job && is_active(job->info.state) && job->info.worker == w.name && job->info.attempt == r.attempt) {
@@ -660,7 +669,7 @@ void Scheduler::on_register(const Incoming& m) {
       }
       spdlog::info("worker {} reclaimed job {} (attempt {})", w.name, r.job_id, r.attempt);
     } else {
-      reply(Port::kWorkers, m.routing_id, proto::CancelAssigned{.job_id = r.job_id, .attempt = r.attempt});
+      stale.push_back({.job_id = r.job_id, .attempt = r.attempt});
     }
   }
   // Jobs recorded on this worker that it no longer runs were lost with it.
@@ -677,6 +686,7 @@ void Scheduler::on_register(const Incoming& m) {
                           .heartbeat_ms = options_.heartbeat_ms,
                           .lease_ms = options_.lease_ms,
                           .state = w.admin});
+  for (const proto::CancelAssigned& cancel : stale) reply(Port::kWorkers, m.routing_id, cancel);
   dispatch();
 }
 

@@ -185,6 +185,7 @@ class Scheduler {
   std::map<std::string, std::unique_ptr<WorkerState>> workers_;      // by name
   std::unordered_map<std::string, std::string> worker_routes_;       // routing id -> name
   std::multimap<std::string, Waiter> waiters_;                        // job id -> held replies
+  std::unordered_map<std::string, std::string> client_names_;     // routing id -> hello's client
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.
   struct PendingLogReply {

@@ -1,0 +1,99 @@
+#include "tests/farm/raw_peers.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <thread>
+
+namespace kiln::testing {
+
+TempDir::TempDir() {
+  std::string tmpl = "/tmp/kiln-farm-XXXXXX";
+  path_ = ::mkdtemp(tmpl.data());
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args)
+    : state_dir_(std::move(state_dir)), extra_args_(std::move(extra_args)) {
+  client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+  worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+  start();
+}
+
+void SchedulerProcess::start() {
+  std::vector<std::string> argv = {KILN_SCHEDULER_BINARY, "--state-dir", state_dir_, "--listen", client_endpoint_,
+                                   "--listen-workers", worker_endpoint_, "--http", "off"};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  child_ = std::make_unique<Child>(argv, state_dir_ + ".log" + std::to_string(starts_++));
+  // Ready when a client can say hello.
+  bool up = eventually([&] { return proto::Client::connect(client_endpoint_, "probe", std::chrono::milliseconds(200)).has_value(); },
+                       std::chrono::seconds(20));
+  ASSERT_TRUE(up) << "kiln-scheduler did not come up:\n" << child_->log();
+}
+
+void SchedulerProcess::restart() {
+  if (child_ && child_->running()) child_->stop();
+  start();
+}
+
+std::unique_ptr<proto::Client> SchedulerProcess::client(const std::string& name) {
+  auto c = proto::Client::connect(client_endpoint_, name);
+  EXPECT_TRUE(c) << c.error().to_string();
+  return c ? std::move(*c) : nullptr;
+}
+
+RawWorker::RawWorker(const std::string& endpoint, const std::string& name)
+    : socket_(context_, zmq::socket_type::dealer), name_(name) {
+  proto::configure_dealer(socket_);
+  socket_.set(zmq::sockopt::immediate, 0);  // queue until connected: tests send right away
+  socket_.set(zmq::sockopt::routing_id, name);
+  socket_.connect(endpoint);
+}
+
+void RawWorker::send_register(std::uint32_t capacity, std::vector<proto::RunningJob> running, std::uint32_t version,
+                              const std::string& pool) {
+  proto::Register reg{.protocol_version = version, .name = name_, .pool = pool, .capacity = capacity,
+                      .running = std::move(running)};
+  reg.stats.disk_free_bytes = 100ull << 30;
+  reg.stats.disk_total_bytes = 200ull << 30;
+  ASSERT_TRUE(proto::send(socket_, reg));
+}
+
+proto::Registered RawWorker::register_worker(std::uint32_t capacity, std::vector<proto::RunningJob> running) {
+  send_register(capacity, std::move(running));
+  auto r = expect<proto::Registered>();
+  EXPECT_TRUE(r) << name_ << " got no registered";
+  return r.value_or(proto::Registered{});
+}
+
+void RawWorker::heartbeat(std::vector<proto::RunningJob> running) {
+  proto::Heartbeat beat{.running = std::move(running)};
+  beat.stats.disk_free_bytes = 100ull << 30;
+  beat.stats.disk_total_bytes = 200ull << 30;
+  proto::send(socket_, beat);
+}
+
+void RawWorker::event(proto::Type type, const std::string& job_id, std::uint32_t attempt, const std::string& log,
+                      const std::string& outcome, const std::string& result) {
+  proto::JobEvent e{.type = type, .job_id = job_id, .attempt = attempt, .log = log, .outcome = outcome,
+                    .result = result};
+  if (type == proto::Type::kJobDone && outcome == "succeeded") {
+    e.steps.push_back({.id = std::string(64, 'a'), .description = "(run (shell \"true\"))", .cached = false,
+                       .seconds = 0.25});
+  }
+  proto::send_event(socket_, e);
+}
+
+std::optional<proto::Frame> RawWorker::next(std::chrono::milliseconds timeout) {
+  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  auto frame = proto::receive(socket_, false);
+  if (!frame) return std::nullopt;
+  return *frame;
+}
+
+}  // namespace kiln::testing
