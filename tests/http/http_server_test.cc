@@ -173,7 +173,9 @@ TEST_F(HttpServerTest, LogByOffsetWithCompletionHeaders) {
   EXPECT_EQ(whole->get_header_value("X-Kiln-Job-State"), "running");
   std::string next = whole->get_header_value("X-Kiln-Log-Next-Offset");
   EXPECT_EQ(next, std::to_string(std::string(testing::kSampleRunningLog).size()));
-  keep("log-j103.txt", whole->body);
+  std::string exchange = "HTTP/1.1 " + std::to_string(whole->status) + "\n";
+  for (const auto& [key, value] : whole->headers) exchange += key + ": " + value + "\n";
+  keep("log-j103.http", exchange + "\n" + whole->body);
 
   auto tail = get("/v1/jobs/j103/log?offset=10");
   ASSERT_TRUE(tail);
