@@ -24,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 using Key = std::pair<std::string, std::uint32_t>;
 
 constexpr std::size_t kLogBatchBytes = 32u << 10;
+constexpr std::size_t kMaxRecentDone = 10000;
 
 // 64 hex characters -> 32 raw bytes (the inventory's id encoding).
 std::string hex_to_bytes(const std::string& hex) {
@@ -82,7 +83,12 @@ struct Worker::FakeJob {
 };
 
 Worker::Worker(WorkerOptions options, builder::Builder* builder, store::Store* store)
-    : options_(std::move(options)), builder_(builder), store_(store), context_(1) {}
+    : options_(std::move(options)), builder_(builder), store_(store), context_(1) {
+  // Made here, not in run(), so that stop() from another thread never races its creation.
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // The first maintenance pass runs at start: prune at once if the disk is already low.
+  maintenance_now_ = true;
+}
 
 Worker::~Worker() {
   {
@@ -120,7 +126,6 @@ Status Worker::run() {
                       "a worker without --fake-build needs a builder and a store");
   if (!fake && options_.state_dir.empty())
     return make_error(ErrorKind::kInvalidArgument, "the worker needs a state directory (--state-dir)");
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return errno_error("cannot create an eventfd");
 
   if (!fake) {
@@ -200,8 +205,7 @@ Status Worker::run() {
     if (!registered_ && now - last_register_ >= options_.register_retry) send_register();
     if (registered_ && now - last_heartbeat_ >= std::chrono::milliseconds(heartbeat_ms_)) send_heartbeat();
     flush_buffered();
-    while (!recent_done_.empty() && now - recent_done_.front().first > std::chrono::milliseconds(lease_ms_))
-      recent_done_.pop_front();
+    forget_old_done(now);
     if (fatal_ && !shutting_down) stopping_.store(true);
   }
 
@@ -259,8 +263,11 @@ void Worker::handle(const proto::Frame& frame) {
       if (!m) return decode_failed(m.error());
       spdlog::info("kiln-worker {}: the scheduler asks to register again ({}); {} job(s) still running",
                    options_.name, m->reason, jobs_.size() + fake_jobs_.size());
+      // Every event a restarted scheduler did not recognise is answered so:
+      // one register answers them all.
+      const bool just_sent = !registered_ && Clock::now() - last_register_ < std::chrono::milliseconds(500);
       registered_ = false;
-      send_register();
+      if (!just_sent) send_register();
       return;
     }
     case proto::Type::kAssign: {
@@ -367,12 +374,12 @@ std::vector<proto::RunningJob> Worker::running_jobs(bool with_recent_done) const
   std::set<Key> keys;
   for (const auto& [key, job] : jobs_) keys.insert(key);
   for (const auto& [key, job] : fake_jobs_) keys.insert(key);
+  // Listed so that the scheduler keeps them until their job-done arrives.
+  for (const auto& out : buffered_) {
+    if (out.type == proto::Type::kJobDone) keys.emplace(out.job_id, out.attempt);
+  }
   if (with_recent_done) {
-    // Listed so that the scheduler keeps them until their job-done arrives.
     for (const auto& [when, out] : recent_done_) keys.emplace(out.job_id, out.attempt);
-    for (const auto& out : buffered_) {
-      if (out.type == proto::Type::kJobDone) keys.emplace(out.job_id, out.attempt);
-    }
   }
   std::vector<proto::RunningJob> out;
   for (const auto& [id, attempt] : keys) out.push_back({id, attempt});
@@ -509,6 +516,15 @@ void Worker::check_job_timeouts() {
       job->cancel.cancel();
     }
   }
+}
+
+void Worker::forget_old_done(std::chrono::steady_clock::time_point now) {
+  // A scheduler that dies loses what it had not processed yet: the last few
+  // seconds are enough (a fake-build benchmark completes thousands a second).
+  const auto window = std::min(std::chrono::milliseconds(lease_ms_), std::chrono::milliseconds(5000));
+  while (!recent_done_.empty() &&
+         (now - recent_done_.front().first > window || recent_done_.size() > kMaxRecentDone))
+    recent_done_.pop_front();
 }
 
 void Worker::emit(Outgoing out) {

@@ -21,8 +21,9 @@
 // `register_retry`. `reregister` (a restarted scheduler) makes the worker
 // register again, listing the jobs it still runs; events produced meanwhile
 // are kept (job-log events are dropped oldest first past `max_buffered_bytes`)
-// and sent once registered. A job-done sent in the last lease period is sent
-// again after a re-registration, since a restarting scheduler may have lost it.
+// and sent once registered. A job-done sent in the last few seconds (up to
+// 10,000 of them) is sent again after a re-registration, and its job listed as
+// running in the register, since a scheduler that restarted may have lost it.
 //
 // stop(): no new work; running jobs are cancelled and reported cancelled;
 // run() returns once their reports are sent (best effort, 2 s linger).
@@ -109,6 +110,7 @@ class Worker {
   void send_register();
   void send_heartbeat();
   void emit(Outgoing out);
+  void forget_old_done(std::chrono::steady_clock::time_point now);
   void buffer(Outgoing out);
   void flush_buffered();
   void drain_job_events();
