@@ -5,9 +5,13 @@
 
 #include <chrono>
 #include <csignal>
+#include <mutex>
 #include <zmq.hpp>
 
 #include "common/proto/transport.h"
+#ifdef KILN_HAVE_HTTP
+#include "scheduler/http/http_server.h"
+#endif
 
 namespace kiln::scheduler {
 namespace {
@@ -27,6 +31,39 @@ struct Daemon::Impl {
   zmq::context_t context{1};
   zmq::socket_t clients{context, zmq::socket_type::router};
   zmq::socket_t workers{context, zmq::socket_type::router};
+  std::int64_t started_at_ms = 0;
+#ifdef KILN_HAVE_HTTP
+  std::unique_ptr<http::HttpServer> http;
+  std::mutex view_mu;
+  std::shared_ptr<const http::FarmView> view;
+  std::chrono::steady_clock::time_point next_publish{};
+  std::chrono::milliseconds publish_interval{250};
+
+  void publish() {
+    const auto began = std::chrono::steady_clock::now();
+    Snapshot snap = core->snapshot();
+    auto v = std::make_shared<http::FarmView>();
+    v->now_ms = snap.now_ms;
+    v->scheduler_id = snap.scheduler_id;
+    v->placement_policy = snap.placement;
+    v->started_at_ms = started_at_ms;
+    v->heartbeat_ms = options.core.heartbeat_ms;
+    v->workers = std::move(snap.workers);
+    v->jobs = std::move(snap.jobs);
+    v->jobs_total_by_state = std::move(snap.jobs_by_state);
+    v->low_disk_threshold_bytes = options.core.low_disk_bytes;
+    {
+      std::lock_guard lock(view_mu);
+      view = std::move(v);
+    }
+    // A big farm's snapshot costs more: publish it less often so that
+    // building it stays under a tenth of the loop's time.
+    const auto took = std::chrono::steady_clock::now() - began;
+    publish_interval = std::max<std::chrono::milliseconds>(
+        std::chrono::milliseconds(250), std::chrono::duration_cast<std::chrono::milliseconds>(took * 10));
+    next_publish = std::chrono::steady_clock::now() + publish_interval;
+  }
+#endif
 };
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -36,7 +73,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   KILN_ASSIGN_OR_RETURN(auto db, JobDb::open(options.core.state_dir + "/db", {.sync = options.sync}));
-  KILN_ASSIGN_OR_RETURN(auto policy, placement::make_policy(options.core.placement));
+  KILN_ASSIGN_OR_RETURN(auto policy, placement::make_policy(options.core.placement,
+                                                             {.low_disk_bytes = options.core.low_disk_bytes}));
   impl->core = std::make_unique<Scheduler>(options.core, std::move(db), std::move(policy), *impl->clock);
   const auto started = std::chrono::steady_clock::now();
   KILN_RETURN_IF_ERROR(impl->core->recover());
@@ -56,6 +94,25 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
                                     endpoint, e.what()));
     }
   }
+  impl->started_at_ms = impl->clock->wall_ms();
+#ifdef KILN_HAVE_HTTP
+  if (options.http_address != "off") {
+    KILN_ASSIGN_OR_RETURN(auto address, http::parse_http_address(options.http_address));
+    Impl* d = impl.get();
+    d->publish();
+    d->http = std::make_unique<http::HttpServer>(
+        [d] {
+          std::lock_guard lock(d->view_mu);
+          return d->view;
+        },
+        [d](const std::string& job, std::uint64_t offset) {
+          return d->core->read_log_committed(job, offset, 64 << 10);
+        },
+        [d](const std::string& job) { return d->core->job_committed(job); });
+    KILN_RETURN_IF_ERROR(d->http->start(address.host, address.port));
+    spdlog::info("dashboard and metrics on http://{}:{}/", address.host, d->http->bound_port());
+  }
+#endif
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 
@@ -91,6 +148,9 @@ Status Daemon::run() {
       }
     }
     d.core->tick();
+#ifdef KILN_HAVE_HTTP
+    if (d.http && std::chrono::steady_clock::now() >= d.next_publish) d.publish();
+#endif
     if (auto s = d.core->commit(); !s) {
       // Nothing may be acknowledged that is not stored: stop.
       return std::unexpected(std::move(s.error()).with_context("committing the job database"));
@@ -103,6 +163,9 @@ Status Daemon::run() {
     }
   }
   spdlog::info("kiln-scheduler stopping");
+#ifdef KILN_HAVE_HTTP
+  if (d.http) d.http->stop();
+#endif
   return {};
 }
 

@@ -64,7 +64,10 @@ int main(int argc, char** argv) {
       ->default_val(options.core.low_disk_bytes);
   app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
       ->default_val(options.core.default_pool);
-  app.add_option("--placement", options.core.placement, "Placement policy")->default_val(options.core.placement);
+  app.add_option("--placement", options.core.placement,
+                 "Placement policy: kiln (cache-aware: where the job is expected to finish first), least-loaded, "
+                 "ocluster-hint or random")
+      ->default_val(options.core.placement);
   app.add_flag("--sync", options.sync,
                "fsync the database log on every commit (survives power loss, not only a killed process)");
   LogOptions log_options = log_options_from_env();

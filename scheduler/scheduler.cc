@@ -144,6 +144,7 @@ Status Scheduler::recover() {
       spdlog::error("job record {} is unreadable, skipped: {}", job_id_of(seq), info.error().message());
       return;
     }
+    state_counts_[info->state]++;
     if (is_ended(info->state)) {
       ended.push_back(seq);
       return;
@@ -330,6 +331,7 @@ void Scheduler::on_submit(const Incoming& m) {
   proto::JobInfo& info = job->info;
   info.id = job_id_of(job->seq);
   info.state = "queued";
+  state_counts_["queued"]++;
   info.pool = spec.pool;
   info.client = spec.client;
   info.urgent = spec.urgent;
@@ -663,7 +665,7 @@ void Scheduler::on_register(const Incoming& m) {
       }
       job->reclaim_by_ms = 0;
       if (job->info.state == "assigned") {
-        job->info.state = "running";
+        set_state(*job, "running");
         if (job->info.started_at_ms == 0) job->info.started_at_ms = clock_.wall_ms();
         persist(*job);
       }
@@ -750,7 +752,7 @@ void Scheduler::on_job_event(const Incoming& m) {
   }
   switch (event.type) {
     case proto::Type::kJobStarted:
-      job->info.state = "running";
+      set_state(*job, "running");
       job->info.started_at_ms = clock_.wall_ms();
       // Not persisted on its own: after a restart "assigned" and "running"
       // are reclaimed alike; the next persisted change records it.
@@ -820,7 +822,7 @@ void Scheduler::dispatch() {
 
 void Scheduler::assign(JobState& job, WorkerState& worker) {
   proto::JobInfo& info = job.info;
-  info.state = "assigned";
+  set_state(job, "assigned");
   info.worker = worker.name;
   info.attempt += 1;
   info.attempts.push_back({.number = info.attempt, .worker = worker.name, .assigned_at_ms = clock_.wall_ms()});
@@ -841,6 +843,13 @@ void Scheduler::assign(JobState& job, WorkerState& worker) {
                  .labels = info.labels};
   reply(Port::kWorkers, worker.routing_id, message);
   spdlog::debug("job {} attempt {} -> {}", info.id, info.attempt, worker.name);
+}
+
+void Scheduler::set_state(JobState& job, const std::string& state) {
+  auto& from = state_counts_[job.info.state];
+  if (from > 0) --from;
+  state_counts_[state]++;
+  job.info.state = state;
 }
 
 void Scheduler::persist(const JobState& job) { db_->put_job(job.seq, job.info); }
@@ -902,7 +911,7 @@ void Scheduler::finish(JobState& job, const std::string& state, const std::strin
       info.attempts.back().outcome = state;
     }
   }
-  info.state = state;
+  set_state(job, state);
   info.error = state == "succeeded" ? std::string() : error;
   info.finished_at_ms = clock_.wall_ms();
   job.secrets.clear();
@@ -934,7 +943,7 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
     info.attempts.back().outcome = "lost";
   }
   if (info.cancel_requested) {
-    info.state = "running";  // so finish() records the attempt as ended
+    set_state(job, "running");  // so finish() records the attempt as ended
     finish(job, "cancelled", fmt::format("cancelled ({})", why));
     return;
   }
@@ -944,7 +953,7 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
     return;
   }
   spdlog::warn("job {} attempt {} back in the queue: {}", info.id, info.attempt, why);
-  info.state = "queued";
+  set_state(job, "queued");
   info.worker.clear();
   info.steps.clear();
   info.started_at_ms = 0;
@@ -1043,16 +1052,60 @@ std::vector<Outgoing> Scheduler::take_outbox() { return std::exchange(outbox_, {
 
 std::size_t Scheduler::queued_jobs() const { return policy_->queued(); }
 
-Snapshot Scheduler::snapshot() const {
+Snapshot Scheduler::snapshot(std::size_t max_queued, std::size_t max_ended) const {
   Snapshot s{.now_ms = clock_.wall_ms(), .scheduler_id = scheduler_id_, .placement = policy_->name()};
   for (const auto& [name, w] : workers_) s.workers.push_back(worker_info(*w));
+  std::vector<const JobState*> queued;
+  for (const auto& [state, count] : state_counts_) s.jobs_by_state[state] = count;
   for (const auto& [id, job] : jobs_) {
-    s.jobs_by_state[job->info.state]++;
+    if (job->info.state == "queued") {
+      queued.push_back(job.get());
+      continue;
+    }
+    if (is_ended(job->info.state)) continue;
     proto::JobInfo info = job->info;
     info.spec.clear();
     s.jobs.push_back(std::move(info));
   }
+  std::sort(queued.begin(), queued.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+  if (queued.size() > max_queued) queued.resize(max_queued);
+  for (const JobState* job : queued) {
+    proto::JobInfo info = job->info;
+    info.spec.clear();
+    s.jobs.push_back(std::move(info));
+  }
+  std::size_t from = recent_ended_.size() > max_ended ? recent_ended_.size() - max_ended : 0;
+  for (std::size_t i = from; i < recent_ended_.size(); ++i) {
+    auto it = jobs_.find(recent_ended_[i]);
+    if (it == jobs_.end()) continue;
+    proto::JobInfo info = it->second->info;
+    info.spec.clear();
+    s.jobs.push_back(std::move(info));
+  }
   return s;
+}
+
+Result<proto::JobInfo> Scheduler::job_committed(const std::string& job_id) {
+  auto seq = seq_of(job_id);
+  std::optional<proto::JobInfo> info;
+  if (seq) {
+    KILN_ASSIGN_OR_RETURN(info, db_->get_job(*seq));
+  }
+  if (!info) return make_error(ErrorKind::kNotFound, fmt::format("no job {:?} on this scheduler", job_id));
+  return std::move(*info);
+}
+
+Result<proto::Log> Scheduler::read_log_committed(const std::string& job_id, std::uint64_t offset,
+                                                 std::size_t max_bytes) {
+  KILN_ASSIGN_OR_RETURN(proto::JobInfo info, job_committed(job_id));
+  const std::uint64_t seq = *seq_of(job_id);
+  KILN_ASSIGN_OR_RETURN(std::uint64_t size, db_->log_size(seq));
+  proto::Log log{.job_id = job_id, .offset = offset, .state = info.state};
+  if (offset < size) {
+    KILN_ASSIGN_OR_RETURN(log.data, db_->read_log(seq, offset, std::min<std::uint64_t>(max_bytes, size - offset)));
+  }
+  log.complete = is_ended(info.state) && offset + log.data.size() >= size;
+  return log;
 }
 
 }  // namespace kiln::scheduler

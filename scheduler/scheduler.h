@@ -56,7 +56,7 @@ struct SchedulerOptions {
   std::uint64_t log_cap_bytes = 16u << 20;
   std::uint64_t max_context_bytes = 1ull << 30;
   std::string default_pool = "linux-x86_64";
-  std::string placement = "least-loaded";
+  std::string placement = "kiln";
   // Workers with less free disk than this get no new jobs.
   std::uint64_t low_disk_bytes = 1ull << 30;
   // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
@@ -83,8 +83,10 @@ struct Snapshot {
   std::string scheduler_id;
   std::string placement;
   std::vector<proto::WorkerInfo> workers;
-  std::vector<proto::JobInfo> jobs;  // active jobs and the recent ended ones (no spec)
-  std::map<std::string, std::uint64_t> jobs_by_state;  // over the jobs in memory
+  // Active jobs, the oldest `max_queued` queued ones and the recent ended
+  // ones (no spec).
+  std::vector<proto::JobInfo> jobs;
+  std::map<std::string, std::uint64_t> jobs_by_state;  // over every job in the database
 };
 
 class Scheduler {
@@ -111,9 +113,12 @@ class Scheduler {
   Status commit();
   std::vector<Outgoing> take_outbox();
 
-  Snapshot snapshot() const;
-  // Reads a job's log (any thread: the database is thread-safe).
+  Snapshot snapshot(std::size_t max_queued = 5000, std::size_t max_ended = 200) const;
+  // Reads a job's log on the event loop (sees jobs in memory).
   Result<proto::Log> read_log_any_thread(const std::string& job_id, std::uint64_t offset, std::size_t max_bytes);
+  // The same from committed data only, safe on any thread (the HTTP side).
+  Result<proto::Log> read_log_committed(const std::string& job_id, std::uint64_t offset, std::size_t max_bytes);
+  Result<proto::JobInfo> job_committed(const std::string& job_id);
 
   std::size_t queued_jobs() const;
   std::size_t jobs_in_memory() const { return jobs_.size(); }
@@ -157,6 +162,8 @@ class Scheduler {
   void requeue(JobState& job, const std::string& why);
   void lose_worker(WorkerState& worker, const std::string& why);
   void persist(const JobState& job);
+  // Changes a job's state and the per-state counts.
+  void set_state(JobState& job, const std::string& state);
   void append_log(JobState& job, std::string_view data);
   void answer_waiters(JobState& job, bool ended);
   void update_policy_worker(const WorkerState& worker);
@@ -186,6 +193,7 @@ class Scheduler {
   std::unordered_map<std::string, std::string> worker_routes_;       // routing id -> name
   std::multimap<std::string, Waiter> waiters_;                        // job id -> held replies
   std::unordered_map<std::string, std::string> client_names_;     // routing id -> hello's client
+  std::map<std::string, std::uint64_t> state_counts_;  // over every job in the database
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.
   struct PendingLogReply {
