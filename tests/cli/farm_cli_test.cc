@@ -1,0 +1,453 @@
+// The farm commands as a user runs them: `kiln submit|logs|status|cancel|jobs`,
+// `kiln admin ...` and `kiln up --detach` / `kiln down`, against a real
+// kiln-scheduler and kiln-worker --fake-build started here on free ports.
+//
+// The daemons are found as `kiln up` finds them in the build tree (beside the
+// `kiln` binary's directory: ../scheduler/kiln-scheduler and
+// ../worker/daemon/kiln-worker) unless KILN_SCHEDULER_BINARY /
+// KILN_WORKER_BINARY are defined by CMake.
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/process.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using kiln::testing::ProcessResult;
+using kiln::testing::run_process;
+using kiln::testing::source_dir;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+std::string build_tree_binary(const std::string& relative) {
+  return (fs::path(KILN_BINARY).parent_path() / ".." / relative).lexically_normal().string();
+}
+
+std::string scheduler_binary() {
+#ifdef KILN_SCHEDULER_BINARY
+  return KILN_SCHEDULER_BINARY;
+#else
+  return build_tree_binary("scheduler/kiln-scheduler");
+#endif
+}
+
+std::string worker_binary() {
+#ifdef KILN_WORKER_BINARY
+  return KILN_WORKER_BINARY;
+#else
+  return build_tree_binary("worker/daemon/kiln-worker");
+#endif
+}
+
+// A TCP port nothing listens on right now (the kernel's choice).
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool port_is_free(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A free port P with P+1 free as well (`kiln up --port P` uses both).
+int free_port_pair() {
+  for (int i = 0; i < 50; ++i) {
+    int port = free_port();
+    if (port < 65000 && port_is_free(port + 1)) return port;
+  }
+  ADD_FAILURE() << "no two consecutive free ports";
+  return 0;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string last_line(const std::string& text) {
+  std::string trimmed = text;
+  while (!trimmed.empty() && trimmed.back() == '\n') trimmed.pop_back();
+  std::size_t nl = trimmed.rfind('\n');
+  return nl == std::string::npos ? trimmed : trimmed.substr(nl + 1);
+}
+
+// Polls `condition` every 100 ms for up to `seconds`.
+bool eventually(const std::function<bool()>& condition, int seconds = 30) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return condition();
+}
+
+// A daemon running for the length of a test; stopped with SIGTERM (SIGKILL
+// after 10 s) when destroyed. Its output goes to `log`.
+class Daemon {
+ public:
+  Daemon(std::vector<std::string> argv, const fs::path& log) : log_(log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Daemon() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  std::string log() const { return read_file(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  fs::path log_;
+};
+
+class FarmCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("farm_cli_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "ctx/scripts");
+    std::ofstream(dir_ / "ctx/greeting.txt") << "hello\n";
+    std::ofstream(dir_ / "ctx/scripts/hello.sh") << "echo hi\n";
+    spec_ = (dir_ / "hello.spec").string();
+    std::ofstream(spec_)
+        << "((from busybox)\n (copy (src greeting.txt) (dst /))\n (run (shell \"cat /greeting.txt\")))\n";
+    ASSERT_TRUE(fs::exists(scheduler_binary())) << scheduler_binary() << " is not built";
+    ASSERT_TRUE(fs::exists(worker_binary())) << worker_binary() << " is not built";
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      if (scheduler_) std::cerr << "--- scheduler log\n" << scheduler_->log();
+      for (auto& w : workers_) std::cerr << "--- worker log\n" << w->log();
+    }
+    workers_.clear();
+    scheduler_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void start_scheduler() {
+    client_port_ = free_port();
+    worker_port_ = free_port();
+    address_ = "tcp://127.0.0.1:" + std::to_string(client_port_);
+    scheduler_ = std::make_unique<Daemon>(
+        std::vector<std::string>{scheduler_binary(), "--state-dir", (dir_ / "scheduler").string(), "--listen",
+                                 address_, "--listen-workers",
+                                 "tcp://127.0.0.1:" + std::to_string(worker_port_), "--http", "off"},
+        dir_ / "scheduler.log");
+    ASSERT_TRUE(eventually([&] {
+      return kiln({"admin", "workers"}).exit_code == 0;
+    })) << "the scheduler did not answer at "
+        << address_;
+  }
+
+  void start_worker(const std::string& name, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {worker_binary(),
+                                     "--name",
+                                     name,
+                                     "--state-dir",
+                                     (dir_ / name).string(),
+                                     "--scheduler",
+                                     "tcp://127.0.0.1:" + std::to_string(worker_port_),
+                                     "--fake-build"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    workers_.push_back(std::make_unique<Daemon>(argv, dir_ / (name + ".log")));
+    ASSERT_TRUE(eventually([&] {
+      Json w = worker(name);
+      return !w.is_null() && w.value("connected", false);
+    })) << name
+        << " did not register";
+  }
+
+  // Runs `kiln ARGS... --scheduler ADDRESS` (farm commands take the flag).
+  ProcessResult kiln(std::vector<std::string> args, bool with_scheduler = true) {
+    args.insert(args.begin(), KILN_BINARY);
+    if (with_scheduler) args.insert(args.end(), {"--scheduler", address_});
+    return run_process(args);
+  }
+
+  Json status(const std::string& id) {
+    auto r = kiln({"status", id, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? Json::parse(r.out) : Json();
+  }
+
+  Json worker(const std::string& name) {
+    auto r = kiln({"admin", "workers", "--json"});
+    if (r.exit_code != 0) return Json();
+    for (const Json& w : Json::parse(r.out))
+      if (w.value("name", "") == name) return w;
+    return Json();
+  }
+
+  std::string submit(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"submit", "-f", spec_, (dir_ / "ctx").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = kiln(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return last_line(r.out);
+  }
+
+  bool ends(const std::string& id, const std::string& state = "succeeded") {
+    return eventually([&] { return status(id).value("state", "") == state; });
+  }
+
+  fs::path dir_;
+  std::string spec_;
+  int client_port_ = 0;
+  int worker_port_ = 0;
+  std::string address_;
+  std::unique_ptr<Daemon> scheduler_;
+  std::vector<std::unique_ptr<Daemon>> workers_;
+};
+
+TEST_F(FarmCli, SubmitPrintsTheJobIdLastAndTheJobRuns) {
+  start_scheduler();
+  start_worker("w1", {"--label", "team=ci"});
+  auto r = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--label", "team=ci"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string id = last_line(r.out);
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(id.find(' '), std::string::npos) << "the last line should be only the id: " << r.out;
+  EXPECT_THAT(r.err, HasSubstr("sha256:"));  // the context note names its digest
+  ASSERT_TRUE(ends(id));
+  Json job = status(id);
+  EXPECT_EQ(job["id"], id);
+  EXPECT_EQ(job["worker"], "w1");
+  EXPECT_EQ(job["context"]["kind"], "tar");
+  EXPECT_EQ(job["labels"], Json::array({"team=ci"}));
+}
+
+TEST_F(FarmCli, StatusJsonHasTheDocumentedKeys) {
+  start_scheduler();
+  start_worker("w1");
+  std::string id = submit({"--urgent", "--pool", "linux-x86_64"});
+  ASSERT_TRUE(ends(id));
+  Json job = status(id);
+  for (const char* key : {"id", "state", "worker", "result", "steps", "attempts", "submitted_at",
+                          "started_at", "finished_at", "error", "pool", "client", "urgent"})
+    EXPECT_TRUE(job.contains(key)) << key << " missing in " << job.dump();
+  EXPECT_EQ(job["urgent"], true);
+  EXPECT_EQ(job["pool"], "linux-x86_64");
+  EXPECT_FALSE(job["result"].get<std::string>().empty());
+  ASSERT_FALSE(job["steps"].empty());
+  for (const char* key : {"id", "description", "cached", "seconds"})
+    EXPECT_TRUE(job["steps"][0].contains(key)) << key;
+  EXPECT_TRUE(job["finished_at"].is_string());
+
+  auto human = kiln({"status", id});
+  EXPECT_EQ(human.exit_code, 0);
+  EXPECT_THAT(human.out, HasSubstr("state:     succeeded"));
+  EXPECT_THAT(human.out, HasSubstr("worker:    w1"));
+}
+
+TEST_F(FarmCli, ClientNameComesFromTheFlagOrEnvironment) {
+  start_scheduler();
+  auto r = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--client", "ci-runner-7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(status(last_line(r.out))["client"], "ci-runner-7");
+}
+
+TEST_F(FarmCli, FollowStreamsTheLogThenReportsSuccess) {
+  start_scheduler();
+  start_worker("w1");
+  auto r = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--follow"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string id = last_line(r.out);
+  EXPECT_THAT(r.err, HasSubstr("job " + id + " succeeded"));
+  // What --follow printed before the id is the whole log.
+  auto logs = kiln({"logs", id});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  ASSERT_FALSE(logs.out.empty());
+  EXPECT_EQ(r.out.substr(0, logs.out.size()), logs.out);
+}
+
+TEST_F(FarmCli, LogsFromAnOffset) {
+  start_scheduler();
+  start_worker("w1");
+  std::string id = submit();
+  ASSERT_TRUE(ends(id));
+  auto all = kiln({"logs", id});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ASSERT_GT(all.out.size(), 3u);
+  auto tail = kiln({"logs", id, "--offset", "3"});
+  ASSERT_EQ(tail.exit_code, 0) << tail.err;
+  EXPECT_EQ(tail.out, all.out.substr(3));
+  auto follow = kiln({"logs", id, "--follow"});
+  EXPECT_EQ(follow.exit_code, 0) << follow.err;
+  EXPECT_EQ(follow.out, all.out);
+}
+
+TEST_F(FarmCli, SameContextIsSentOnceAndNamedTheSame) {
+  start_scheduler();
+  std::string first = submit();
+  std::string second = submit();
+  ASSERT_NE(first, second);
+  EXPECT_EQ(status(first)["context"]["digest"], status(second)["context"]["digest"]);
+}
+
+TEST_F(FarmCli, JobsListsAndFilters) {
+  start_scheduler();
+  std::string queued = submit();
+  auto table = kiln({"jobs"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("ID"));
+  EXPECT_THAT(table.out, HasSubstr(queued));
+  auto json = kiln({"jobs", "--json", "--state", "queued"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  Json list = Json::parse(json.out);
+  ASSERT_EQ(list["jobs"].size(), 1u);
+  EXPECT_EQ(list["jobs"][0]["id"], queued);
+  auto none = kiln({"jobs", "--json", "--state", "succeeded"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_TRUE(Json::parse(none.out)["jobs"].empty());
+  EXPECT_EQ(kiln({"jobs", "--state", "sleeping"}).exit_code, 2);
+}
+
+TEST_F(FarmCli, CancelAQueuedJob) {
+  start_scheduler();  // no workers: the job stays queued
+  std::string id = submit();
+  EXPECT_EQ(status(id)["state"], "queued");
+  auto r = kiln({"cancel", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(id + " cancelled"));
+  EXPECT_EQ(status(id)["state"], "cancelled");
+  auto again = kiln({"cancel", id});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr(id));
+  // Following a cancelled job ends at once, with exit 1 and its own message.
+  auto follow = kiln({"logs", id, "--follow"});
+  EXPECT_EQ(follow.exit_code, 1);
+  EXPECT_THAT(follow.err, HasSubstr("was cancelled"));
+}
+
+TEST_F(FarmCli, AdminWorkersJson) {
+  start_scheduler();
+  start_worker("w1");
+  Json w = worker("w1");
+  for (const char* key : {"name", "pool", "state", "capacity", "running", "labels", "disk_free_bytes",
+                          "last_heartbeat_ms", "connected"})
+    EXPECT_TRUE(w.contains(key)) << key << " missing in " << w.dump();
+  EXPECT_EQ(w["state"], "active");
+  EXPECT_TRUE(w["running"].is_array());
+  auto table = kiln({"admin", "workers"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_THAT(table.out, HasSubstr("w1"));
+}
+
+TEST_F(FarmCli, PauseUnpauseAndDrain) {
+  start_scheduler();
+  start_worker("w1");
+  auto pause = kiln({"admin", "pause", "w1"});
+  ASSERT_EQ(pause.exit_code, 0) << pause.err;
+  EXPECT_EQ(worker("w1")["state"], "paused");
+  ASSERT_EQ(kiln({"admin", "unpause", "w1"}).exit_code, 0);
+  EXPECT_EQ(worker("w1")["state"], "active");
+  auto drain = kiln({"admin", "drain", "w1", "--wait"});
+  ASSERT_EQ(drain.exit_code, 0) << drain.err;
+  EXPECT_THAT(drain.out, HasSubstr("w1 drained"));
+  EXPECT_EQ(worker("w1")["state"], "draining");
+  auto unknown = kiln({"admin", "pause", "nobody"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("nobody"));
+}
+
+TEST_F(FarmCli, UnreachableSchedulerAndBadFlags) {
+  address_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+  auto r = kiln({"jobs"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no answer from the scheduler at " + address_));
+  EXPECT_EQ(kiln({"submit", (dir_ / "ctx").string()}).exit_code, 2);  // no -f
+  auto commit = kiln({"submit", "-f", spec_, "--commit", "abc"});
+  EXPECT_EQ(commit.exit_code, 2);
+  EXPECT_THAT(commit.err, HasSubstr("--git"));
+  auto label = kiln({"submit", "-f", spec_, "--label", "novalue"});
+  EXPECT_EQ(label.exit_code, 2);
+  EXPECT_THAT(label.err, HasSubstr("KEY=VALUE"));
+}
+
+TEST_F(FarmCli, UpDetachedRunsAFarmUntilDown) {
+  int port = free_port_pair();
+  std::string farm = (dir_ / "farm").string();
+  address_ = "tcp://127.0.0.1:" + std::to_string(port);
+  auto up = kiln({"up", "--fake-build", "--workers", "2", "--detach", "--port", std::to_string(port),
+                  "--http", "off", "--dir", farm},
+                 /*with_scheduler=*/false);
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_THAT(up.out, HasSubstr("farm up"));
+  EXPECT_THAT(up.out, HasSubstr("kiln down --dir " + farm));
+  EXPECT_TRUE(fs::exists(farm + "/farm.json"));
+  EXPECT_TRUE(fs::exists(farm + "/scheduler.log"));
+  EXPECT_FALSE(worker("worker-1").is_null());
+  EXPECT_FALSE(worker("worker-2").is_null());
+
+  auto again = kiln({"up", "--fake-build", "--detach", "--port", std::to_string(port), "--dir", farm}, false);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("already up"));
+
+  auto job = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--follow"});
+  EXPECT_EQ(job.exit_code, 0) << job.err;
+
+  auto down = kiln({"down", "--dir", farm}, false);
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  EXPECT_THAT(down.out, HasSubstr("stopped"));
+  EXPECT_FALSE(fs::exists(farm + "/farm.json"));
+  EXPECT_EQ(kiln({"admin", "workers"}).exit_code, 1);  // nothing answers any more
+  EXPECT_EQ(kiln({"down", "--dir", farm}, false).exit_code, 1);
+}
+
+}  // namespace
+}  // namespace kiln
