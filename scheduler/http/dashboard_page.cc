@@ -142,7 +142,8 @@ function renderWorkers(stats) {
     const used = w.disk_free_ratio === null ? null : 1 - w.disk_free_ratio;
     return `<tr><td>${esc(w.name)}</td><td>${esc(w.pool)}</td><td>${badge(w.state)}</td><td>${badge(w.health)}</td>
       <td class="num">${w.running_jobs} / ${w.capacity}</td>
-      <td>${bar(used, "disk" + (w.low_disk ? " low" : ""), bytes(w.disk_free_bytes) + " free")}</td>
+      <td>${w.disk_total_bytes ? bar(used, "disk" + (w.low_disk ? " low" : ""), bytes(w.disk_free_bytes) + " free")
+                                : `<span class="empty">not reported</span>`}</td>
       <td>${bar(w.cache_hit_rate, "",
           w.cache_hit_rate === null ? "no lookups" : pct(w.cache_hit_rate) + " of " + (w.cache_hits + w.cache_misses))}</td>
       <td class="num">${w.store_items}</td><td class="num">${bytes(w.store_bytes)}</td>

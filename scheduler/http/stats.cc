@@ -18,7 +18,10 @@ bool is_in_progress(const std::string& state) {
 std::map<std::string, double> mean_seconds_by_pool(const FarmView& view) {
   std::map<std::string, std::pair<double, int>> sums;
   for (const proto::JobInfo& job : view.jobs) {
-    if (job.state != "succeeded" || job.started_at_ms <= 0 || job.finished_at_ms < job.started_at_ms)
+    // A run of 0 ms is a record without a real start time (e.g. reclaimed
+    // after a scheduler restart), not a measurement: even a fully cached job
+    // takes milliseconds.
+    if (job.state != "succeeded" || job.started_at_ms <= 0 || job.finished_at_ms <= job.started_at_ms)
       continue;
     auto& [total, count] = sums[job.pool];
     total += static_cast<double>(job.finished_at_ms - job.started_at_ms) / 1000.0;
@@ -48,8 +51,10 @@ WorkerSummary summarize_worker(const FarmView& view, const proto::WorkerInfo& wo
     s.heartbeat_age_seconds =
         std::max<double>(0, static_cast<double>(view.now_ms - worker.last_heartbeat_ms) / 1000.0);
   }
-  // Only a connected worker's disk matters now: a disconnected one's figure is stale.
-  s.low_disk = worker.connected && view.low_disk_threshold_bytes > 0 &&
+  // Only a connected worker's disk matters now: a disconnected one's figure
+  // is stale. A total of 0 means the worker reports no disk (e.g. a
+  // --fake-build worker); the scheduler does not hold that against it either.
+  s.low_disk = worker.connected && view.low_disk_threshold_bytes > 0 && worker.stats.disk_total_bytes > 0 &&
                worker.stats.disk_free_bytes < view.low_disk_threshold_bytes;
   s.accepting = worker.connected && worker.state == "active" && worker.stats.healthy && !s.low_disk;
   bool stale = worker.connected && worker.last_heartbeat_ms > 0 &&

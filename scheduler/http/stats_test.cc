@@ -150,6 +150,17 @@ TEST(ComputeStats, StaleAndUnhealthyWorkers) {
   EXPECT_FALSE(find_worker(stats, "sick").accepting);
 }
 
+TEST(ComputeStats, AWorkerThatReportsNoDiskIsNotLowOnDisk) {
+  FarmView view;
+  view.low_disk_threshold_bytes = 1 << 30;
+  view.workers = {active_worker("fake", "p", 2)};  // disk_total_bytes 0: not reported
+  FarmStats stats = compute_stats(view);
+  EXPECT_FALSE(find_worker(stats, "fake").low_disk);
+  EXPECT_TRUE(find_worker(stats, "fake").accepting);
+  EXPECT_FALSE(find_worker(stats, "fake").disk_free_ratio.has_value());
+  EXPECT_TRUE(find_pool(stats, "p").low_disk_warnings.empty());
+}
+
 TEST(ComputeStats, ClientSharesOfRunningJobs) {
   auto view = testing::sample_farm();
   FarmStats stats = compute_stats(*view);
@@ -209,6 +220,22 @@ TEST(ComputeStats, RunningJobPastItsEstimateAddsNoBacklog) {
   FarmStats stats = compute_stats(view);
   EXPECT_DOUBLE_EQ(find_pool(stats, "p").backlog_seconds, 0);
   EXPECT_EQ(find_pool(stats, "p").workers_wanted, 1u);  // it still runs
+}
+
+TEST(ComputeStats, PoolMeanOfSucceededRunsIgnoresRecordsWithoutADuration) {
+  FarmView view;
+  view.default_job_seconds = 60;
+  auto measured = job("1", "succeeded", "p");
+  measured.started_at_ms = 10'000;
+  measured.finished_at_ms = 50'000;  // 40 s
+  auto unmeasured = job("2", "succeeded", "p");
+  unmeasured.started_at_ms = 70'000;
+  unmeasured.finished_at_ms = 70'000;
+  auto failed = job("3", "failed", "p");
+  failed.started_at_ms = 10'000;
+  failed.finished_at_ms = 11'000;
+  view.jobs = {measured, unmeasured, failed, job("4", "queued", "p")};
+  EXPECT_DOUBLE_EQ(find_pool(compute_stats(view), "p").backlog_seconds, 40);
 }
 
 TEST(ComputeStats, JobsByStatePrefersDatabaseCounts) {
