@@ -634,11 +634,12 @@ void run_workers(const AdminOptions& o) {
   for (const auto& w : workers->workers) {
     std::string state = w.state + (w.connected || w.state == "disconnected" ? "" : " (disconnected)");
     if (!w.stats.healthy) state += " (unhealthy)";
-    rows.push_back({w.name, w.pool, state,
-                    fmt::format("{}/{} {}", w.running.size(), w.capacity, join(w.running)),
-                    human_bytes(w.stats.disk_free_bytes), std::to_string(w.stats.store_items),
-                    fmt::format("{}/{}", w.stats.cache_hits, w.stats.cache_misses),
-                    utc_time(w.last_heartbeat_ms), join(w.labels)});
+    rows.push_back(
+        {w.name, w.pool, state,
+         fmt::format("{}/{}{}", w.running.size(), w.capacity, w.running.empty() ? "" : " " + join(w.running)),
+         human_bytes(w.stats.disk_free_bytes), std::to_string(w.stats.store_items),
+         fmt::format("{}/{}", w.stats.cache_hits, w.stats.cache_misses), utc_time(w.last_heartbeat_ms),
+         join(w.labels)});
   }
   print_table(rows);
   if (workers->workers.empty()) std::cout << "(no workers have registered)\n";
