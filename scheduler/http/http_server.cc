@@ -94,7 +94,14 @@ struct HttpServer::Impl {
       std::string id = req.matches[1];
       auto v = current(res);
       if (!v) return;
-      if (auto body = job_json(*v, id)) return send_json(res, std::move(*body));
+      if (const proto::JobInfo* in_view = find_job(*v, id)) {
+        // Views leave spec texts out (they can be large): the detail page
+        // takes it from the scheduler's record, keeping the view's fresher state.
+        if (!in_view->spec.empty() || !job) return send_json(res, job_json(*v, *in_view));
+        proto::JobInfo detailed = *in_view;
+        if (auto record = job(id)) detailed.spec = record->spec;
+        return send_json(res, job_json(*v, detailed));
+      }
       if (job) {
         auto record = job(id);
         if (!record) return send_error(res, record.error());

@@ -19,7 +19,8 @@
 // serves /v1/jobs/ID/log; its errors become HTTP statuses (not found 404,
 // invalid argument 400, unavailable 503, others 500) with a JSON error
 // body. JobFn (optional) looks up a job the view does not hold (an older
-// ended one) for /v1/jobs/ID; without it such jobs are 404.
+// ended one) for /v1/jobs/ID, and the spec text of one the view holds
+// without it; without JobFn such jobs are 404 and specs empty.
 // start() fails (kUnavailable) when the address cannot be bound, saying so
 // and how to choose another. Thread safety: start/stop/bound_port from one
 // thread (the scheduler's main).

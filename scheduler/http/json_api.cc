@@ -223,10 +223,15 @@ std::string jobs_json(const FarmView& view, const JobsQuery& query) {
   return dump({{"jobs", jobs}, {"total", total}});
 }
 
-std::optional<std::string> job_json(const FarmView& view, std::string_view job_id) {
+const proto::JobInfo* find_job(const FarmView& view, std::string_view job_id) {
   for (const proto::JobInfo& job : view.jobs) {
-    if (job.id == job_id) return job_json(view, job);
+    if (job.id == job_id) return &job;
   }
+  return nullptr;
+}
+
+std::optional<std::string> job_json(const FarmView& view, std::string_view job_id) {
+  if (const proto::JobInfo* job = find_job(view, job_id)) return job_json(view, *job);
   return std::nullopt;
 }
 

@@ -42,6 +42,8 @@ std::string workers_json(const FarmStats& stats);
 std::string clients_json(const FarmStats& stats);
 // {"jobs": [...newest first, without spec and steps...], "total": matching jobs in the view}
 std::string jobs_json(const FarmView& view, const JobsQuery& query);
+// The view's record of a job; null when the view does not hold it.
+const proto::JobInfo* find_job(const FarmView& view, std::string_view job_id);
 // One job with steps, attempts and spec; nullopt when the view does not hold it.
 std::optional<std::string> job_json(const FarmView& view, std::string_view job_id);
 // The same document for a job record fetched from the scheduler.
