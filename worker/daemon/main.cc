@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -187,6 +188,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A git server hanging up must be an error of that fetch, not the end of the worker.
+  std::signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{
       "kiln-worker: runs the build jobs a kiln-scheduler assigns, with the local builder.\n\n"

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -55,9 +56,15 @@ struct DiskSpace {
   std::uint64_t free = 0;
   std::uint64_t total = 0;
 };
+// Of the filesystem `path` is on, or would be on once created (a fake-build
+// worker never creates its state directory).
 std::optional<DiskSpace> disk_space(const std::string& path) {
   struct statvfs st {};
-  if (::statvfs(path.c_str(), &st) != 0) return std::nullopt;
+  std::filesystem::path at(path);
+  while (::statvfs(at.c_str(), &st) != 0) {
+    if (errno != ENOENT || !at.has_relative_path()) return std::nullopt;
+    at = at.parent_path();
+  }
   return DiskSpace{static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize,
                    static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize};
 }

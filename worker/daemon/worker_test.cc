@@ -14,7 +14,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -516,6 +518,40 @@ TEST_F(WorkerBuildTest, BadContextsAndSpecsFailTheJobWithAClearError) {
   EXPECT_EQ(done.outcome, "failed");
   EXPECT_THAT(done.error, HasSubstr("status 2"));
   ASSERT_EQ(done.steps.size(), 1u);  // the from step was reached
+}
+
+TEST_F(WorkerBuildTest, PrunesTheStoreWhenDiskIsLowAndReportsRemovals) {
+  WorkerOptions o = options();
+  o.prune_below_bytes = std::numeric_limits<std::uint64_t>::max();  // always "low"
+  WorkerThread worker(o, builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+  scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"make\")))"));
+  auto done = scheduler_.events_until_done(nullptr).back();
+  ASSERT_EQ(done.outcome, "succeeded") << done.error;
+  ASSERT_EQ(done.steps.size(), 2u);
+
+  // After the job the store is pruned of everything no build uses, and the
+  // scheduler is told both steps came and went.
+  std::set<std::string> held;
+  std::set<std::string> removed;
+  for (int beats = 0; beats < 100 && removed.size() < 2; ++beats) {
+    scheduler_.expect(proto::Type::kHeartbeat);
+    held.clear();
+    removed.clear();
+    for (const auto& inv : scheduler_.inventories) {
+      if (inv.full) held.clear();
+      for (const auto& id : inv.added) held.insert(id);
+      for (const auto& id : inv.removed) {
+        held.erase(id);
+        removed.insert(id);
+      }
+    }
+  }
+  EXPECT_EQ(removed.size(), 2u);
+  EXPECT_TRUE(held.empty());
+  auto left = store_->list_results();
+  ASSERT_TRUE(left);
+  EXPECT_TRUE(left->empty());
 }
 
 TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
