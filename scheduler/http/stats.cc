@@ -145,7 +145,7 @@ FarmStats compute_stats(const FarmView& view) {
     if (s.low_disk) {
       p.low_disk_warnings.push_back(fmt::format(
           "worker {} has {} free, below the {} low-disk threshold: it gets no new jobs until its store is "
-          "pruned (`kiln prune` on that machine) or its disk grows",
+          "pruned (kiln prune, on that machine) or its disk grows",
           worker.name, human_bytes(worker.stats.disk_free_bytes),
           human_bytes(view.low_disk_threshold_bytes)));
     }

@@ -274,6 +274,10 @@ TEST_F(HttpServerTest, DashboardIsSelfContained) {
   EXPECT_THAT(res->body, Not(HasSubstr("http://")));
   EXPECT_THAT(res->body, Not(HasSubstr("https://")));
   EXPECT_THAT(res->body, Not(HasSubstr("src=\"//")));
+  // And the browser is told to refuse any other host.
+  std::string csp = res->get_header_value("Content-Security-Policy");
+  EXPECT_THAT(csp, HasSubstr("default-src 'none'"));
+  EXPECT_THAT(csp, HasSubstr("connect-src 'self'"));
 }
 
 std::vector<std::string> chromium_command(const std::string& user_data_dir) {
