@@ -22,9 +22,13 @@ constexpr const char* kJsonType = "application/json; charset=utf-8";
 constexpr std::string_view kDashboardCsp =
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-// Enough for a dashboard or two and a Prometheus scrape at once; the
-// scheduler's machine is shared with builds.
-constexpr std::size_t kServerThreads = 4;
+// A thread serves one connection at a time, including the idle wait of a
+// keep-alive connection. A dashboard tab opens up to four connections (three
+// refresh requests in parallel and the log); eight threads with a short
+// keep-alive leave room for a few viewers and a Prometheus scrape without
+// one tab's idle connections holding every thread.
+constexpr std::size_t kServerThreads = 8;
+constexpr time_t kKeepAliveSeconds = 1;
 
 int http_status_for(ErrorKind kind) {
   switch (kind) {
@@ -207,6 +211,7 @@ Status HttpServer::start(const std::string& address, int port) {
     return make_error(ErrorKind::kFailedPrecondition, "the HTTP server is already started");
   }
   impl_->server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  impl_->server.set_keep_alive_timeout(kKeepAliveSeconds);
   // httplib's default also sets SO_REUSEPORT, which would let a second
   // scheduler share the port silently; SO_REUSEADDR alone allows a quick
   // restart without that.
