@@ -259,6 +259,22 @@ TEST_F(HttpServerTest, GrafanaDashboardUsesOnlyExposedMetrics) {
       used.insert(it->str());
   }
   for (const std::string& name : used) EXPECT_TRUE(exposed.contains(name)) << name << " is not in /metrics";
+
+  // Every panel expression must also be valid PromQL: promtool parses them
+  // as recording rules (the label_values() template query is Grafana's, not PromQL).
+  std::string rules = "groups:\n  - name: grafana-panels\n    rules:\n";
+  int rule = 0;
+  for (const std::string& expr : expressions) {
+    if (expr.starts_with("label_values(")) continue;
+    rules += "      - record: kiln:grafana_panel_" + std::to_string(rule++) +
+             "\n        expr: " + json(expr).dump() + "\n";
+  }
+  ASSERT_GE(rule, 10);
+  fs::path rules_file = output_dir() / "grafana-panels.rules.yml";
+  keep(rules_file.filename(), rules);
+  ASSERT_TRUE(fs::exists(KILN_PROMTOOL)) << KILN_PROMTOOL << " is missing: run scripts/install-deps";
+  auto check = kiln::testing::run_process({KILN_PROMTOOL, "check", "rules", rules_file.string()});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   // The capacity recommendation is what the dashboard is for.
   EXPECT_TRUE(used.contains("kiln_pool_workers_wanted"));
   EXPECT_TRUE(used.contains("kiln_worker_disk_free_bytes"));
