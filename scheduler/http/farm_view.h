@@ -1,18 +1,18 @@
 // FarmView: the read-only snapshot of the farm that the scheduler publishes
 // for its HTTP interfaces (/metrics, the /v1 JSON API, the dashboard).
 //
-// The scheduler owns all state in its event-loop thread. After each change
-// (or at most every few hundred milliseconds) it builds a new FarmView and
-// publishes it as a shared_ptr<const FarmView>; HTTP threads take the current
-// pointer and never touch the scheduler's own structures:
+// The scheduler owns all state in its event-loop thread. Every few hundred
+// milliseconds it builds a new FarmView and publishes it as a
+// shared_ptr<const FarmView> (view_publisher.h); HTTP threads take the
+// current pointer and never touch the scheduler's own structures:
 //
 //   auto view = std::make_shared<FarmView>();
-//   view->now_ms = clock.now_ms();
+//   view->now_ms = clock.wall_ms();
 //   view->scheduler_id = id_;
 //   view->workers = list_workers();               // every known worker
 //   view->jobs = recent_and_unfinished_jobs();    // see `jobs` below
 //   view->jobs_total_by_state["succeeded"] = db_counts.succeeded;
-//   published_.store(std::move(view));            // std::atomic<shared_ptr<const FarmView>>
+//   publisher.publish(std::move(view));
 //
 // Contract: a FarmView is an immutable value once published; every field has
 // a usable default, so a scheduler may leave out what it does not track
