@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <set>
@@ -25,6 +26,7 @@
 #include "common/ids/temp_tree_for_test.h"
 #include "common/proto/transport.h"
 #include "common/sha256.h"
+#include "worker/daemon/testing/fake_scheduler.h"
 #include "worker/sandbox/fake_sandbox.h"
 
 namespace kiln::worker {
@@ -32,149 +34,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-// The scheduler's side of the worker port, driven by the test.
-class FakeScheduler {
- public:
-  FakeScheduler() : socket_(context_, zmq::socket_type::router) {
-    proto::configure_router(socket_);
-    socket_.bind("tcp://127.0.0.1:*");
-    address_ = socket_.get(zmq::sockopt::last_endpoint);
-  }
-  const std::string& address() const { return address_; }
-
-  // Contexts answered to get-context (from any peer), by digest.
-  void serve_context(const std::string& digest, std::string bytes) { contexts_[digest] = std::move(bytes); }
-
-  // The next message of `type` from the worker, skipping heartbeats and
-  // inventories (collected) and answering get-context. Fails the test after
-  // `timeout`.
-  proto::Frame expect(proto::Type type, std::chrono::milliseconds timeout = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto frame = next(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
-      if (!frame) break;
-      if (frame->type == type) return *frame;
-      if (frame->type == proto::Type::kHeartbeat) {
-        ++heartbeats;
-        continue;
-      }
-      if (frame->type == proto::Type::kInventory) {
-        inventories.push_back(*proto::decode<proto::Inventory>(frame->body));
-        continue;
-      }
-      ADD_FAILURE() << "expected " << proto::type_name(type) << ", got " << frame->type_text;
-    }
-    ADD_FAILURE() << "no " << proto::type_name(type) << " within " << timeout.count() << " ms";
-    return {};
-  }
-
-  // The next message of `type`, decoded.
-  template <class T>
-  T expect_message(std::chrono::milliseconds timeout = 10s) {
-    proto::Frame f = expect(T::kType, timeout);
-    auto m = proto::decode<T>(f.body);
-    EXPECT_TRUE(m) << proto::type_name(T::kType);
-    return m.value_or(T{});
-  }
-  proto::JobEvent expect_event(proto::Type type, std::chrono::milliseconds timeout = 10s) {
-    proto::Frame f = expect(type, timeout);
-    auto m = proto::decode<proto::JobEvent>(f.body);
-    EXPECT_TRUE(m);
-    return m.value_or(proto::JobEvent{});
-  }
-  // Job events up to and including the job-done; job-log texts joined in `log`.
-  std::vector<proto::JobEvent> events_until_done(std::string* log, std::chrono::milliseconds timeout = 20s) {
-    std::vector<proto::JobEvent> out;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto frame = next(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
-      if (!frame) break;
-      if (frame->type != proto::Type::kJobLog && frame->type != proto::Type::kJobStep &&
-          frame->type != proto::Type::kJobDone && frame->type != proto::Type::kJobStarted) {
-        if (frame->type == proto::Type::kInventory)
-          inventories.push_back(*proto::decode<proto::Inventory>(frame->body));
-        continue;
-      }
-      auto e = proto::decode<proto::JobEvent>(frame->body);
-      EXPECT_TRUE(e);
-      if (!e) break;
-      e->type = *frame->type;
-      if (e->type == proto::Type::kJobLog && log != nullptr) *log += e->log;
-      out.push_back(*e);
-      if (e->type == proto::Type::kJobDone) return out;
-    }
-    ADD_FAILURE() << "no job-done within " << timeout.count() << " ms";
-    return out;
-  }
-
-  template <class T>
-  void send(const T& message, const std::string& to = "w1") {
-    ASSERT_TRUE(proto::send_to(socket_, to, message));
-  }
-
-  // Answers the worker's register.
-  proto::Register accept_registration(std::uint32_t heartbeat_ms = 200) {
-    auto reg = expect_message<proto::Register>();
-    send(proto::Registered{
-        .scheduler_id = "fake", .heartbeat_ms = heartbeat_ms, .lease_ms = 5000, .state = "active"});
-    return reg;
-  }
-
-  int heartbeats = 0;
-  std::vector<proto::Inventory> inventories;
-  std::string last_sender;
-
- private:
-  std::optional<proto::Frame> next(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      auto frame = proto::receive(socket_, /*router=*/true);
-      if (!frame) continue;
-      if (frame->type == proto::Type::kGetContext) {
-        answer_get_context(*frame);
-        continue;
-      }
-      last_sender = frame->routing_id;
-      return *frame;
-    }
-  }
-
-  void answer_get_context(const proto::Frame& frame) {
-    auto request = proto::decode<proto::GetContext>(frame.body);
-    ASSERT_TRUE(request);
-    auto it = contexts_.find(request->digest);
-    if (it == contexts_.end()) {
-      proto::send_to(
-          socket_, frame.routing_id,
-          proto::ErrorReply{
-              .request_id = request->request_id, .kind = "not found", .message = "no such context"});
-      return;
-    }
-    const std::string& bytes = it->second;
-    std::size_t offset = std::min<std::size_t>(request->offset, bytes.size());
-    std::size_t n = std::min<std::size_t>(request->max_bytes, bytes.size() - offset);
-    proto::send_to(socket_, frame.routing_id,
-                   proto::ContextChunk{.request_id = request->request_id,
-                                       .digest = request->digest,
-                                       .total_size = bytes.size(),
-                                       .offset = offset,
-                                       .data = bytes.substr(offset, n)});
-  }
-
-  zmq::context_t context_;
-  zmq::socket_t socket_;
-  std::string address_;
-  std::map<std::string, std::string> contexts_;
-};
+using testing::FakeScheduler;
 
 // A Worker running on its own thread.
 class WorkerThread {
@@ -360,6 +220,30 @@ TEST(WorkerFakeBuildTest, RefusedRegistrationEndsRunWithFailedPrecondition) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
   EXPECT_THAT(s.error().to_string(), HasSubstr("protocol version"));
+}
+
+TEST(WorkerFakeBuildTest, KeepsUpWithABurstOfAssignsAndLosesNone) {
+  FakeScheduler scheduler;
+  WorkerOptions o = fake_options(scheduler, 0);
+  o.capacity = 64;
+  WorkerThread worker(o);
+  scheduler.accept_registration(1000);
+  constexpr int kJobs = 5000;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kJobs; ++i)
+    scheduler.send(assign(fmt::format("j{}", i), 1, fmt::format("((from s{}))", i)));
+  std::set<std::string> done;
+  while (done.size() < kJobs) {
+    auto events = scheduler.events_until_done(nullptr);
+    if (events.empty() || events.back().type != proto::Type::kJobDone) break;  // the test failed already
+    EXPECT_EQ(events.back().outcome, "succeeded");
+    done.insert(events.back().job_id);
+  }
+  EXPECT_EQ(done.size(), static_cast<std::size_t>(kJobs));
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  // For information only: no timing assertions.
+  std::cout << fmt::format("{} fake jobs in {:.3f} s ({:.0f} jobs/s)\n", kJobs, took.count(),
+                           kJobs / took.count());
 }
 
 // ---- real builds ----
