@@ -556,6 +556,7 @@ void Worker::buffer(Outgoing out) {
       spdlog::warn("kiln-worker {}: not connected and over {} of buffered reports: dropping job log text",
                    options_.name, human_bytes(options_.max_buffered_bytes));
     dropped_log_bytes_ += it->body.size();
+    dropped_by_job_[Key(it->job_id, it->attempt)] += it->body.size();
     buffered_bytes_ -= it->body.size();
     it = buffered_.erase(it);
   }
@@ -564,11 +565,22 @@ void Worker::buffer(Outgoing out) {
 void Worker::flush_buffered() {
   while (registered_ && !buffered_.empty()) {
     Outgoing& out = buffered_.front();
+    // Where a job's log has a gap, say so in the log itself.
+    if (auto gap = dropped_by_job_.find(Key(out.job_id, out.attempt)); gap != dropped_by_job_.end()) {
+      proto::JobEvent marker{.type = proto::Type::kJobLog, .job_id = out.job_id, .attempt = out.attempt};
+      marker.log = fmt::format(
+          "\n[kiln-worker {}: about {} of this job's log were dropped while the scheduler was "
+          "unreachable]\n",
+          options_.name, human_bytes(gap->second));
+      if (!proto::send_event(*socket_, marker)) return;
+      dropped_by_job_.erase(gap);
+    }
     if (!proto::send_raw(*socket_, nullptr, proto::type_name(out.type), out.body)) return;
     buffered_bytes_ -= out.body.size();
     if (out.type == proto::Type::kJobDone) recent_done_.emplace_back(Clock::now(), std::move(out));
     buffered_.pop_front();
   }
+  if (buffered_.empty()) dropped_by_job_.clear();  // jobs whose every later event was dropped too
   if (buffered_.empty() && dropped_log_bytes_ > 0) {
     spdlog::warn("kiln-worker {}: {} of job log text were dropped while disconnected", options_.name,
                  human_bytes(dropped_log_bytes_));

@@ -159,6 +159,8 @@ class Worker {
   std::deque<Outgoing> buffered_;
   std::size_t buffered_bytes_ = 0;
   std::uint64_t dropped_log_bytes_ = 0;
+  std::map<std::pair<std::string, std::uint32_t>, std::uint64_t>
+      dropped_by_job_;  // log bytes, for the gap note
   // job-done messages sent recently, resent after a re-registration.
   std::deque<std::pair<std::chrono::steady_clock::time_point, Outgoing>> recent_done_;
   std::set<std::string> held_ids_;  // binary step ids the scheduler was told about

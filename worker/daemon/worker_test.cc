@@ -438,6 +438,31 @@ TEST_F(WorkerBuildTest, PrunesTheStoreWhenDiskIsLowAndReportsRemovals) {
   EXPECT_TRUE(left->empty());
 }
 
+TEST_F(WorkerBuildTest, LogTextOverTheBufferBoundIsDroppedWithANoteButTheOutcomeIsNot) {
+  WorkerOptions o = options();
+  o.max_buffered_bytes = 4096;
+  sandbox_.script({.output = std::string(100000, 'x') + "\n"});
+  WorkerThread worker(o, builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+  scheduler_.send(proto::Reregister{.reason = "test"});
+  scheduler_.expect_message<proto::Register>();
+  // Assigned while not registered, so that every event is buffered.
+  scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"yes\")))"));
+  // Registers keep coming; one with no running job means the job's outcome is buffered.
+  bool ended = false;
+  for (int i = 0; i < 200 && !ended; ++i) {
+    auto reg = scheduler_.expect_message<proto::Register>();
+    ended = reg.stats.running_jobs == 0 && !reg.running.empty();
+  }
+  ASSERT_TRUE(ended);
+  scheduler_.send(proto::Registered{.scheduler_id = "fake2", .heartbeat_ms = 100, .lease_ms = 5000});
+  std::string log;
+  auto events = scheduler_.events_until_done(&log);
+  EXPECT_EQ(events.back().outcome, "succeeded");
+  EXPECT_THAT(log, HasSubstr("of this job's log were dropped while the scheduler was unreachable"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(std::string(1000, 'x'))));
+}
+
 TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
   sandbox::FakeSandbox::Answer blocked;
   blocked.wait_for_cancel = true;
