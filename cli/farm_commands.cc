@@ -154,7 +154,7 @@ Result<FollowResult> follow_log(std::unique_ptr<proto::Client>& client, const Fa
       log = client->call<proto::Log>(
           proto::ReadLog{
               .job_id = job_id, .offset = result.offset, .max_bytes = 1 << 20, .wait_ms = kFollowWaitMs},
-          milliseconds(kFollowWaitMs) + std::chrono::seconds(15));
+          milliseconds(kFollowWaitMs) + std::chrono::seconds(5));
     }
     if (!log) {
       if (log.error().kind() != ErrorKind::kUnavailable) return std::unexpected(log.error());
@@ -704,8 +704,10 @@ void add_farm_commands(CLI::App& app) {
                                         "Submit a spec to the farm: packs and uploads CONTEXT (default .), "
                                         "prints the job id as the last line of stdout");
   submit_cmd->add_option("-f,--file", submit->file, "Spec file")->required()->check(CLI::ExistingFile);
-  submit_cmd->add_option("context", submit->context,
-                         "Build context directory (default .; .git and .kiln are left out)");
+  submit_cmd
+      ->add_option("context", submit->context,
+                   "Build context directory (default .; .git and .kiln are left out)")
+      ->check(CLI::ExistingDirectory);
   submit_cmd->add_option("--pool", submit->pool, "Worker pool (default: the scheduler's, linux-x86_64)");
   submit_cmd->add_flag("--urgent", submit->urgent, "Run before non-urgent jobs");
   submit_cmd->add_option("--secret", submit->secrets,

@@ -150,6 +150,20 @@ class Daemon {
 
   std::string log() const { return read_file(log_); }
 
+  // Sends `sig` and waits (up to 30 s) for the exit status; -1 if it did not end.
+  int signal_and_wait(int sig) {
+    ::kill(pid_, sig);
+    for (int i = 0; i < 600; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+
  private:
   pid_t pid_ = -1;
   fs::path log_;
@@ -417,6 +431,95 @@ TEST_F(FarmCli, UnreachableSchedulerAndBadFlags) {
   auto label = kiln({"submit", "-f", spec_, "--label", "novalue"});
   EXPECT_EQ(label.exit_code, 2);
   EXPECT_THAT(label.err, HasSubstr("KEY=VALUE"));
+}
+
+TEST_F(FarmCli, SecretsTimeoutAndLabelsAreRecordedButNotTheSecretValue) {
+  start_scheduler();
+  std::string secret_file = (dir_ / "token.txt").string();
+  std::ofstream(secret_file) << "s3cr3t-value";
+  std::string id = submit({"--secret", "token:" + secret_file, "--timeout", "120", "--label", "arch=x86_64"});
+  auto r = kiln({"status", id, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json job = Json::parse(r.out);
+  EXPECT_EQ(job["secret_ids"], Json::array({"token"}));
+  EXPECT_EQ(job["timeout_seconds"], 120);
+  EXPECT_EQ(job["labels"], Json::array({"arch=x86_64"}));
+  EXPECT_EQ(r.out.find("s3cr3t-value"), std::string::npos);
+  EXPECT_EQ(kiln({"status", id}).out.find("s3cr3t-value"), std::string::npos);
+  auto missing = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--secret", "token:/no/such/file"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("/no/such/file"));
+}
+
+TEST_F(FarmCli, GitContextIsSentByReference) {
+  start_scheduler();
+  fs::path repo = dir_ / "repo";
+  fs::create_directories(repo);
+  std::ofstream(repo / "greeting.txt") << "hello\n";
+  ASSERT_EQ(run_process({"/usr/bin/git", "init", "-q"}, "", repo.string()).exit_code, 0);
+  ASSERT_EQ(run_process({"/usr/bin/git", "add", "."}, "", repo.string()).exit_code, 0);
+  ASSERT_EQ(run_process({"/usr/bin/git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                         "-q", "-m", "one"},
+                        "", repo.string())
+                .exit_code,
+            0);
+  std::string commit = last_line(run_process({"/usr/bin/git", "rev-parse", "HEAD"}, "", repo.string()).out);
+  ASSERT_EQ(commit.size(), 40u);
+  auto r = kiln({"submit", "-f", spec_, "--git", "file://" + repo.string(), "--commit", commit});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json job = status(last_line(r.out));
+  EXPECT_EQ(job["context"]["kind"], "git");
+  EXPECT_EQ(job["context"]["commit"], commit);
+  EXPECT_EQ(job["context"]["repo"], "file://" + repo.string());
+  // Either a directory or git, not both.
+  auto both = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--git", "file://" + repo.string(),
+                    "--commit", commit});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_THAT(both.err, HasSubstr("exclusive"));
+}
+
+TEST_F(FarmCli, BadSpecOrContextFailsBeforeAnythingIsSent) {
+  // No scheduler at all: these must fail on their own.
+  address_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+  std::string bad = (dir_ / "bad.spec").string();
+  std::ofstream(bad) << "((from busybox)\n (rnu (shell \"true\")))\n";
+  auto r = kiln({"submit", "-f", bad, (dir_ / "ctx").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("bad.spec:2:"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("no answer from the scheduler")));
+  auto missing = kiln({"submit", "-f", spec_, (dir_ / "no-such-dir").string()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("no-such-dir"));
+}
+
+TEST_F(FarmCli, UpInTheForegroundStopsCleanlyOnSigint) {
+  int port = free_port_pair();
+  std::string farm = (dir_ / "farm").string();
+  address_ = "tcp://127.0.0.1:" + std::to_string(port);
+  Daemon up({KILN_BINARY, "up", "--fake-build", "--workers", "1", "--port", std::to_string(port), "--http",
+             "off", "--dir", farm},
+            dir_ / "up.log");
+  // The banner comes once the scheduler lists the worker as connected.
+  ASSERT_TRUE(eventually([&] { return up.log().find("farm up") != std::string::npos; })) << up.log();
+  Json w = worker("worker-1");
+  EXPECT_TRUE(!w.is_null() && w.value("connected", false)) << w.dump();
+  EXPECT_FALSE(fs::exists(farm + "/farm.json"));  // only detached farms leave one
+  EXPECT_EQ(up.signal_and_wait(SIGINT), 0) << up.log();
+  EXPECT_THAT(up.log(), HasSubstr("farm stopped"));
+  EXPECT_EQ(kiln({"admin", "workers"}).exit_code, 1);  // the scheduler is gone too
+}
+
+TEST_F(FarmCli, UpSaysWhichDaemonDiedAndStopsTheRest) {
+  int port = free_port_pair();
+  std::string farm = (dir_ / "farm").string();
+  address_ = "tcp://127.0.0.1:" + std::to_string(port);
+  auto up = kiln({"up", "--fake-build", "--workers", "1", "--port", std::to_string(port), "--http", "off",
+                  "--dir", farm, "--worker-bin", "/bin/false"},
+                 false);
+  EXPECT_EQ(up.exit_code, 1);
+  EXPECT_THAT(up.err, HasSubstr("worker-1"));
+  EXPECT_THAT(up.err, HasSubstr("exited with status 1"));
+  EXPECT_EQ(kiln({"admin", "workers"}).exit_code, 1);  // its scheduler was stopped
 }
 
 TEST_F(FarmCli, UpDetachedRunsAFarmUntilDown) {
