@@ -11,12 +11,14 @@
 #include <CLI/CLI.hpp>
 
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -143,8 +145,30 @@ struct FollowResult {
   bool ends_with_newline = true;
 };
 
+// Ctrl-C while following stops the command, not the job: say so on the way
+// out. The text is prepared beforehand; the handler only writes and exits.
+char g_interrupt_note[512];
+
+void note_and_exit(int) {
+  (void)!::write(2, g_interrupt_note, std::strlen(g_interrupt_note));
+  ::_exit(130);
+}
+
+void explain_interrupts_while_following(const std::string& job_id) {
+  std::snprintf(
+      g_interrupt_note, sizeof g_interrupt_note,
+      "\nkiln: stopped following job %s; it goes on (`kiln logs %s --follow` resumes, `kiln cancel %s` "
+      "stops it)\n",
+      job_id.c_str(), job_id.c_str(), job_id.c_str());
+  struct sigaction action {};
+  action.sa_handler = note_and_exit;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+}
+
 Result<FollowResult> follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
                                 const std::string& job_id, std::uint64_t offset) {
+  explain_interrupts_while_following(job_id);
   FollowResult result{.offset = offset};
   std::optional<std::chrono::steady_clock::time_point> unreachable_since;
   milliseconds backoff(250);

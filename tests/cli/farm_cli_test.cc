@@ -329,6 +329,20 @@ TEST_F(FarmCli, FollowStreamsTheLogThenReportsSuccess) {
   EXPECT_EQ(r.out.substr(0, logs.out.size()), logs.out);
 }
 
+TEST_F(FarmCli, InterruptingAFollowLeavesTheJobAlone) {
+  start_scheduler();  // no workers: the job stays queued while followed
+  Daemon follow(
+      {KILN_BINARY, "submit", "-f", spec_, (dir_ / "ctx").string(), "--follow", "--scheduler", address_},
+      dir_ / "follow.log");
+  ASSERT_TRUE(eventually([&] { return follow.log().find("following its log") != std::string::npos; }))
+      << follow.log();
+  EXPECT_EQ(follow.signal_and_wait(SIGINT), 130);
+  EXPECT_THAT(follow.log(), HasSubstr("stopped following job"));
+  auto jobs = kiln({"jobs", "--json", "--state", "queued"});
+  ASSERT_EQ(jobs.exit_code, 0) << jobs.err;
+  EXPECT_EQ(Json::parse(jobs.out)["jobs"].size(), 1u);
+}
+
 TEST_F(FarmCli, LogsFromAnOffset) {
   start_scheduler();
   start_worker("w1");
