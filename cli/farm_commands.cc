@@ -136,10 +136,8 @@ std::string join(const std::vector<std::string>& items) {
 
 // ---- follow -------------------------------------------------------------
 
-// Streams a job's log from `offset` to stdout until the job ends, retrying
-// for kUnreachableBudget while the scheduler cannot be reached (it may be
-// restarting). Returns the offset reached; `ended_newline` tells whether the
-// last byte written was a newline (or nothing was written).
+// What follow_log reached: the log's end offset, and whether the last byte
+// written was a newline (or nothing was written).
 struct FollowResult {
   std::uint64_t offset = 0;
   bool ends_with_newline = true;
@@ -166,10 +164,13 @@ void explain_interrupts_while_following(const std::string& job_id) {
   ::sigaction(SIGINT, &action, nullptr);
 }
 
-Result<FollowResult> follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
-                                const std::string& job_id, std::uint64_t offset) {
+// Streams a job's log from `offset` to stdout until the job ends, retrying
+// for kUnreachableBudget while the scheduler cannot be reached (it may be
+// restarting); `client` is replaced by a fresh connection then (null while
+// none could be made). `result` says how far it got, also on failure.
+Status follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags, const std::string& job_id,
+                  FollowResult& result) {
   explain_interrupts_while_following(job_id);
-  FollowResult result{.offset = offset};
   std::optional<std::chrono::steady_clock::time_point> unreachable_since;
   milliseconds backoff(250);
   for (;;) {
@@ -208,7 +209,7 @@ Result<FollowResult> follow_log(std::unique_ptr<proto::Client>& client, const Fa
       result.ends_with_newline = log->data.back() == '\n';
     }
     result.offset = log->offset + log->data.size();
-    if (log->complete) return result;
+    if (log->complete) return {};
     // A job that ended but whose log is not complete yet has more to send:
     // keep reading. An empty reply after the wait just means nothing new.
   }
@@ -243,25 +244,24 @@ void report_outcome(proto::Client& client, const std::string& job_id) {
   }
 }
 
-// Follows and then reports; for `submit --follow` and `logs --follow`.
-// Returns whether stdout ends with a newline.
-bool follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
-                       const std::string& job_id, std::uint64_t offset) {
-  auto followed = follow_log(client, flags, job_id, offset);
-  if (!followed) {
-    fail(followed.error());
-    return true;
+// Follows and then reports; for `submit --follow` and `logs --follow`. With
+// `end_line`, a log whose last line has no newline gets one on stdout, so
+// what comes next starts a line of its own.
+void follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
+                       const std::string& job_id, std::uint64_t offset, bool end_line) {
+  FollowResult followed{.offset = offset};
+  Status status = follow_log(client, flags, job_id, followed);
+  if (end_line && !followed.ends_with_newline) {
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
   }
+  if (!status) return fail(status.error());
   if (!client) {
     auto fresh = proto::Client::connect(flags.address(), flags.client_name());
-    if (!fresh) {
-      fail(fresh.error());
-      return followed->ends_with_newline;
-    }
+    if (!fresh) return fail(fresh.error());
     client = std::move(*fresh);
   }
   report_outcome(*client, job_id);
-  return followed->ends_with_newline;
 }
 
 Result<std::unique_ptr<proto::Client>> connect(const FarmFlags& flags) {
@@ -412,9 +412,9 @@ void run_submit(const SubmitOptions& o) {
   }
   std::cerr << fmt::format(
       "kiln: submitted job {}; following its log (Ctrl-C stops following, not the job)\n", id);
-  bool newline = follow_and_report(*client, o.farm, id, 0);
+  follow_and_report(*client, o.farm, id, 0, /*end_line=*/true);
   // The id stays the last line of stdout, as without --follow.
-  std::cout << (newline ? "" : "\n") << id << "\n";
+  std::cout << id << "\n";
 }
 
 // ---- logs, status, cancel, jobs -----------------------------------------
@@ -431,7 +431,7 @@ void run_logs(const JobOptions& o) {
   auto client = connect(o.farm);
   if (!client) return fail(client.error());
   if (o.follow) {
-    follow_and_report(*client, o.farm, o.job_id, o.offset);
+    follow_and_report(*client, o.farm, o.job_id, o.offset, /*end_line=*/false);
     return;
   }
   std::uint64_t offset = o.offset;
