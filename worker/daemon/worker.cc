@@ -26,6 +26,7 @@ using Key = std::pair<std::string, std::uint32_t>;
 
 constexpr std::size_t kLogBatchBytes = 32u << 10;
 constexpr std::size_t kMaxRecentDone = 10000;
+constexpr std::chrono::milliseconds kFirstRegisterBackoff{20};
 
 // 64 hex characters -> 32 raw bytes (the inventory's id encoding).
 std::string hex_to_bytes(const std::string& hex) {
@@ -209,7 +210,7 @@ Status Worker::run() {
     fire_fake_timers();
     check_job_timeouts();
     const auto now = Clock::now();
-    if (!registered_ && now - last_register_ >= options_.register_retry) send_register();
+    if (!registered_ && now >= next_register_) send_register();
     if (registered_ && now - last_heartbeat_ >= std::chrono::milliseconds(heartbeat_ms_)) send_heartbeat();
     flush_buffered();
     forget_old_done(now);
@@ -243,7 +244,7 @@ std::chrono::milliseconds Worker::next_timeout() const {
   milliseconds timeout(1000);
   if (stopping_.load()) timeout = milliseconds(50);
   if (!jobs_.empty()) timeout = std::min(timeout, options_.log_flush_interval);
-  if (!registered_) timeout = std::min(timeout, until(last_register_ + options_.register_retry));
+  if (!registered_) timeout = std::min(timeout, until(next_register_));
   if (registered_) timeout = std::min(timeout, until(last_heartbeat_ + milliseconds(heartbeat_ms_)));
   for (const auto& [key, job] : fake_jobs_) timeout = std::min(timeout, until(job->due));
   return timeout;
@@ -360,12 +361,15 @@ void Worker::send_register() {
   m.labels = options_.labels;
   m.running = running_jobs(/*with_recent_done=*/true);
   m.stats = stats();
-  // Not sent while the connection is still being made: try again shortly
-  // rather than after a whole register_retry.
+  last_register_ = Clock::now();
   if (proto::send(*socket_, m)) {
-    last_register_ = Clock::now();
+    register_backoff_ = kFirstRegisterBackoff;
+    next_register_ = last_register_ + options_.register_retry;
   } else {
-    last_register_ = Clock::now() - options_.register_retry + std::chrono::milliseconds(20);
+    // Not connected (yet): try again soon after a start, backing off to
+    // register_retry while the scheduler stays down.
+    next_register_ = last_register_ + register_backoff_;
+    register_backoff_ = std::min(register_backoff_ * 2, options_.register_retry);
   }
 }
 

@@ -152,6 +152,8 @@ class Worker {
   std::uint32_t heartbeat_ms_ = 1000;
   std::uint32_t lease_ms_ = 10000;
   std::chrono::steady_clock::time_point last_register_{};
+  std::chrono::steady_clock::time_point next_register_{};
+  std::chrono::milliseconds register_backoff_{20};
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::string scheduler_state_;
   std::map<std::pair<std::string, std::uint32_t>, std::shared_ptr<Job>> jobs_;
