@@ -175,13 +175,18 @@ class KilnPolicy final : public Policy {
       index_.remove(slot, remove_ids);
       index_.add(slot, add_ids);
     }
+    if (slot < by_slot_.size() && by_slot_[slot] != kNone && !add_ids.empty()) mark_fresh(by_slot_[slot]);
   }
 
   std::vector<Assignment> assign(double now) override {
     last_now_ = now;
     std::vector<Assignment> out;
     for (std::uint32_t p = 0; p < pools_.size(); ++p) {
-      if (pools_[p].free.empty()) continue;
+      if (pools_[p].free.empty()) {
+        for (WorkerIndex wi : pools_[p].fresh) workers_[wi].fresh = false;
+        pools_[p].fresh.clear();
+        continue;
+      }
       start_reserved(p, now, out);
       place_from_queue(p, now, out);
       redecide(p, now, out);
@@ -203,7 +208,7 @@ class KilnPolicy final : public Policy {
     for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
     job_ids_.emplace(job.id, j);
     view_chain(J);
-    double cost = suffix_[depth_on(workers_[wit->second].slot, static_cast<int>(J.chain.size())) + 1];
+    double cost = estimate_on(J, workers_[wit->second], 0, now).occupancy;
     ++queued_;  // start() counts it out again
     start(j, wit->second, cost, now, nullptr);
   }
@@ -279,6 +284,7 @@ class KilnPolicy final : public Policy {
     WorkerIndex worker = kNone;  // reserved for / running on
     double cost_on_worker = 0;   // expected seconds there
     double expected_start = 0;   // reserved: when a slot there is expected to free
+    double not_before = 0;       // reserved: when a step it shares there should be built
     double expected_end = 0;     // running
   };
 
@@ -293,6 +299,7 @@ class KilnPolicy final : public Policy {
     std::vector<double> slots;       // min-heap: when each slot is expected to free
     double last_start = -kInf;
     std::int64_t free_pos = -1;  // position in its pool's `free`, or -1
+    bool fresh = false;          // in its pool's `fresh`
   };
 
   struct HeapEntry {
@@ -308,7 +315,8 @@ class KilnPolicy final : public Policy {
     std::string name;
     std::vector<HeapEntry> heap;
     std::vector<WorkerIndex> workers;
-    std::vector<WorkerIndex> free;  // eligible, with a free slot
+    std::vector<WorkerIndex> free;   // eligible, with a free slot
+    std::vector<WorkerIndex> fresh;  // became free or changed since the last assign()
     std::size_t reserved_jobs = 0;
     double step_mean = 0;
     double step_samples = 0;
@@ -318,6 +326,9 @@ class KilnPolicy final : public Policy {
     WorkerIndex worker = kNone;
     int depth = -1;
     double finish = kInf;
+    double occupancy = 0;
+    double start_at = 0;
+    double ready = 0;
   };
 
   // ---- records ----
@@ -396,7 +407,20 @@ class KilnPolicy final : public Policy {
     }
   }
 
-  void refresh_free(WorkerIndex wi) { set_free(wi, has_free_slot(workers_[wi])); }
+  void refresh_free(WorkerIndex wi) {
+    Worker& w = workers_[wi];
+    bool free = has_free_slot(w);
+    if (free && w.free_pos < 0) mark_fresh(wi);
+    set_free(wi, free);
+  }
+
+  // A worker that became free or changed (re-decision looks only at these).
+  void mark_fresh(WorkerIndex wi) {
+    Worker& w = workers_[wi];
+    if (w.fresh) return;
+    w.fresh = true;
+    pools_[w.pool].fresh.push_back(wi);
+  }
 
   // Recomputes when each slot of the worker frees, placing its reserved jobs
   // in order on the earliest slot, and so each reserved job's expected start.
@@ -421,7 +445,7 @@ class KilnPolicy final : public Policy {
     for (JobIndex j : w.reserved) {
       Job& J = jobs_[j];
       std::pop_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-      J.expected_start = w.slots.back();
+      J.expected_start = std::max(w.slots.back(), J.not_before);
       w.slots.back() = J.expected_start + J.cost_on_worker;
       std::push_heap(w.slots.begin(), w.slots.end(), std::greater<>());
     }
@@ -455,17 +479,59 @@ class KilnPolicy final : public Policy {
     if (n == 0) suffix_[0] = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
   }
 
-  bool holds(WorkerSlot slot, std::size_t i) const {
-    return (refs_[i] != kNoRef && index_.holds(slot, refs_[i])) ||
-           (pending_refs_[i] != kNoRef && pending_.holds(slot, pending_refs_[i]));
+  struct Estimate {
+    int depth;         // deepest step of the chain held or being built there; -1: none
+    double occupancy;  // seconds of a slot there: building the steps after `depth`
+    double start_at;   // when it could start there
+    double ready;      // when the shared step it waits for is built; 0: none
+    double finish;     // (start_at - now) x wait_weight + occupancy: what placement minimises
+  };
+
+  // J (whose chain is viewed) on w, after `wait`. A step w holds costs
+  // nothing; a step w is building for another job is shared: J starts once
+  // it is built (the builder would make J wait for it anyway, holding a slot).
+  Estimate estimate_on(const Job& J, const Worker& w, double wait, double now) const {
+    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0; --i) {
+      bool held = refs_[i] != kNoRef && index_.holds(w.slot, refs_[i]);
+      if (!held && !(pending_refs_[i] != kNoRef && pending_.holds(w.slot, pending_refs_[i]))) continue;
+      double ready = held ? 0 : ready_at(w, J.chain[i], now);
+      double start_at = std::max(now + wait, ready);
+      return {i, suffix_[i + 1], start_at, ready, (start_at - now) * options_.wait_weight + suffix_[i + 1]};
+    }
+    return {-1, suffix_[0], now + wait, 0, wait * options_.wait_weight + suffix_[0]};
   }
 
-  // The deepest index < n of the viewed chain the worker holds or builds; -1: none.
-  int depth_on(WorkerSlot slot, int n) const {
-    for (int i = n - 1; i >= 0; --i) {
-      if (holds(slot, i)) return i;
+  // Whether a running job on w is building a step of J's chain that w does
+  // not hold yet (deepest first): J should not start there before it ends.
+  bool blocked(const Job& J, const Worker& w) const {
+    for (std::size_t i = J.chain.size(); i-- > 0;) {
+      const Digest& step = J.chain[i];
+      if (auto ref = index_.find(step); ref && index_.holds(w.slot, *ref)) return false;
+      for (JobIndex r : w.running) {
+        const Job& R = jobs_[r];
+        if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) return true;
+      }
     }
-    return -1;
+    return false;
+  }
+
+  // When the step being built on w is expected to be ready: the end of the
+  // earliest of w's jobs that has it in its chain (a worker has few).
+  double ready_at(const Worker& w, const Digest& step, double now) const {
+    double ready = kInf;
+    for (JobIndex j : w.running) {
+      const Job& R = jobs_[j];
+      if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) {
+        ready = std::min(ready, std::max(now, R.expected_end));
+      }
+    }
+    for (JobIndex j : w.reserved) {
+      const Job& R = jobs_[j];
+      if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) {
+        ready = std::min(ready, R.expected_start + R.cost_on_worker);
+      }
+    }
+    return ready == kInf ? now : ready;
   }
 
   void add_pending(const Job& J, WorkerSlot slot) {
@@ -502,22 +568,20 @@ class KilnPolicy final : public Policy {
   }
 
   // The free worker (eligible, free slot, labels) that finishes J soonest.
-  Choice best_free(const Job& J) {
+  Choice best_free(const Job& J, double now) {
     const Pool& P = pools_[J.pool];
     int n = static_cast<int>(J.chain.size());
     Choice best;
-    auto consider = [&](WorkerIndex wi, int depth) {
-      double finish = suffix_[depth + 1];
-      if (best.worker == kNone || finish < best.finish ||
-          (finish == best.finish && better_free(wi, best.worker))) {
-        best = {wi, depth, finish};
+    auto consider = [&](WorkerIndex wi) {
+      Estimate e = estimate_on(J, workers_[wi], 0, now);
+      if (best.worker == kNone || e.finish < best.finish ||
+          (e.finish == best.finish && better_free(wi, best.worker))) {
+        best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
       }
     };
     if (P.free.size() <= 64) {
       for (WorkerIndex wi : P.free) {
-        const Worker& w = workers_[wi];
-        if (!has_labels(w, J)) continue;
-        consider(wi, depth_on(w.slot, n));
+        if (has_labels(workers_[wi], J)) consider(wi);
       }
       return best;
     }
@@ -528,22 +592,22 @@ class KilnPolicy final : public Policy {
         WorkerIndex wi = by_slot_[slot];
         if (wi == kNone) return;
         const Worker& w = workers_[wi];
-        // No free holder was found deeper, so this one's depth is i.
         if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
-        consider(wi, i);
+        consider(wi);
       };
       if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
       if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
     }
     if (best.worker != kNone) return best;
     for (WorkerIndex wi : P.free) {
-      if (has_labels(workers_[wi], J)) consider(wi, -1);
+      if (has_labels(workers_[wi], J)) consider(wi);
     }
     return best;
   }
 
   // The busy worker holding a deeper part of J's chain than `free_depth` that
-  // would finish J soonest counting its wait, if it beats `to_beat`.
+  // would finish J soonest counting its wait (times wait_weight), if it
+  // beats `to_beat`.
   Choice best_busy(const Job& J, int free_depth, double to_beat, double now) {
     Choice best;
     best.finish = to_beat;
@@ -551,7 +615,8 @@ class KilnPolicy final : public Policy {
     ++epoch_;
     if (seen_.size() < workers_.size()) seen_.resize(workers_.size(), 0);
     for (int i = n - 1; i > free_depth; --i) {
-      // Nobody holding only steps up to i can finish before suffix_[i + 1].
+      // Nobody holding (or building) only steps up to i can finish before
+      // suffix_[i + 1].
       if (suffix_[i + 1] >= best.finish) break;
       auto visit = [&](WorkerSlot slot) {
         WorkerIndex wi = by_slot_[slot];
@@ -559,8 +624,8 @@ class KilnPolicy final : public Policy {
         seen_[wi] = epoch_;  // first seen at its deepest level
         const Worker& w = workers_[wi];
         if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
-        double finish = wait_on(w, now) + suffix_[i + 1];
-        if (finish < best.finish) best = {wi, i, finish};
+        Estimate e = estimate_on(J, w, wait_on(w, now), now);
+        if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
       };
       if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
       if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
@@ -584,12 +649,13 @@ class KilnPolicy final : public Policy {
     if (out) out->push_back({J.id, w.info.name});
   }
 
-  void reserve(JobIndex j, WorkerIndex wi, double cost, double now) {
+  void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, double now) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
     J.state = JobState::kReserved;
     J.worker = wi;
     J.cost_on_worker = cost;
+    J.not_before = not_before;
     auto pos = std::upper_bound(w.reserved.begin(), w.reserved.end(), j, [&](JobIndex a, JobIndex b) {
       return jobs_[a].key != jobs_[b].key ? jobs_[a].key < jobs_[b].key : jobs_[a].seq < jobs_[b].seq;
     });
@@ -636,14 +702,18 @@ class KilnPolicy final : public Policy {
     scratch_workers_ = pools_[p].free;  // start() edits the free list
     for (WorkerIndex wi : scratch_workers_) {
       Worker& w = workers_[wi];
-      while (!w.reserved.empty() && has_free_slot(w)) {
-        JobIndex j = w.reserved.front();
-        w.reserved.erase(w.reserved.begin());
+      // In order, skipping jobs that wait for a step a running job builds
+      // while other work could use the slot.
+      for (std::size_t k = 0; k < w.reserved.size() && has_free_slot(w);) {
+        JobIndex j = w.reserved[k];
+        if (!pools_[p].heap.empty() && blocked(jobs_[j], w)) {
+          ++k;
+          continue;
+        }
+        w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
         --pools_[p].reserved_jobs;
         remove_pending(jobs_[j], w.slot);  // start() adds it back
-        Job& J = jobs_[j];
-        double cost = J.cost_on_worker;
-        start(j, wi, cost, now, &out);
+        start(j, wi, jobs_[j].cost_on_worker, now, &out);
       }
     }
   }
@@ -659,16 +729,30 @@ class KilnPolicy final : public Policy {
       if (!live(e)) continue;
       Job& J = jobs_[e.job];
       view_chain(J);
-      Choice free = best_free(J);
+      Choice free = best_free(J, now);
       if (free.worker == kNone) {
         skipped.push_back(e);  // no free worker may take it; look behind it
         continue;
       }
-      Choice busy = best_busy(J, free.depth, free.finish - options_.min_gain_seconds, now);
+      // A busy (or shared-build) option wins if it finishes sooner by
+      // min_gain, or about as soon (within near_tie_fraction) while
+      // occupying less of the farm: less rebuilding.
+      double tie = std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish);
+      Choice busy = best_busy(J, free.depth, free.finish + tie, now);
+      if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
+          busy.occupancy >= free.occupancy - options_.min_gain_seconds) {
+        busy.worker = kNone;
+      }
       if (busy.worker != kNone) {
-        reserve(e.job, busy.worker, suffix_[busy.depth + 1], now);
+        reserve(e.job, busy.worker, busy.occupancy, busy.ready, now);
+      } else if (free.start_at > now && !P.heap.empty()) {
+        // Best on a free worker once a step it shares there is built, and
+        // other jobs are waiting: wait there, leaving them the slot meanwhile.
+        // (With nothing else queued it starts at once and the builder makes
+        // it wait for the shared step inside the slot: the same finish.)
+        reserve(e.job, free.worker, free.occupancy, free.ready, now);
       } else {
-        start(e.job, free.worker, free.finish, now, &out);
+        start(e.job, free.worker, free.occupancy, now, &out);
       }
     }
     for (const HeapEntry& e : skipped) {
@@ -677,14 +761,19 @@ class KilnPolicy final : public Policy {
     }
   }
 
-  // Each free worker the queue had nothing for takes the reserved job (on a
-  // busy worker) that it would now finish soonest compared with staying,
-  // while the gain is above min_gain_seconds.
+  // Each worker that became free or changed since the last call, and that
+  // the queue had nothing for, takes the reserved job (on a busy worker) that
+  // it would now finish soonest compared with staying, while the gain is
+  // above min_gain_seconds. Workers free all along were weighed when those
+  // jobs were reserved, so they are not asked again.
   void redecide(std::uint32_t p, double now, std::vector<Assignment>& out) {
     Pool& P = pools_[p];
     std::size_t budget = kRedecideBudget;
-    scratch_workers_ = P.free;  // start() edits the free list
+    scratch_workers_.swap(P.fresh);
+    P.fresh.clear();
+    for (WorkerIndex ui : scratch_workers_) workers_[ui].fresh = false;
     for (WorkerIndex ui : scratch_workers_) {
+      if (workers_[ui].pool != p) continue;
       while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
         const Worker& u = workers_[ui];
         JobIndex best_job = kNone;
@@ -696,8 +785,11 @@ class KilnPolicy final : public Policy {
             const Job& J = jobs_[j];
             if (!has_labels(u, J)) continue;
             view_chain(J);
-            double cost = suffix_[depth_on(u.slot, static_cast<int>(J.chain.size())) + 1];
-            double gain = (J.expected_start + J.cost_on_worker) - (now + cost);
+            Estimate here = estimate_on(J, u, 0, now);
+            if (here.start_at > now) continue;  // it would wait there too
+            double stay = std::max(0.0, J.expected_start - now) * options_.wait_weight + J.cost_on_worker;
+            double gain = stay - here.finish;
+            double cost = here.occupancy;
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
           }
         }

@@ -60,7 +60,8 @@ class KilnPolicyTest : public ::testing::Test {
   }
   std::string dump() { return policy->dump(now); }
 
-  PolicyOptions options;
+  // Pure finish-first, no near-tie rule: the numbers below follow by hand.
+  PolicyOptions options{.wait_weight = 1, .near_tie_fraction = 0};
   std::unique_ptr<Policy> policy;
   double now = 0;
 };
@@ -119,21 +120,49 @@ TEST_F(KilnPolicyTest, OverloadedWarmWorkerBypassed) {
   job("long", chain({"base", "deps", "slow-tests"}), "ci");
   EXPECT_EQ(assign(), "long->warm");  // ~30 s expected (unknown step)
   // Six commits (the unknown commit step is estimated at the 60 s mean). c1
-  // waits for warm (frees at 60 s, then 60 s: 120 < 180 cold); for c2 warm
-  // would finish at 180, no sooner than building it all on the idle cold
-  // worker, so c2 goes there. The rest wait in the pool queue.
+  // waits for warm (frees at 60 s, then 60 s: 120 < 180 cold); c2 too (180:
+  // a tie with building it all on the idle cold worker, won by building
+  // less); for c3 warm would take 240 > 180, so c3 goes to the cold worker.
+  // The rest wait in the pool queue.
   for (int i = 1; i <= 6; ++i) {
     std::string c = "commit-" + std::to_string(i);
     job("c" + std::to_string(i), chain({"base", "deps", c.c_str()}));
   }
   std::string first = assign();
-  EXPECT_EQ(first, "c2->cold");
+  EXPECT_EQ(first, "c3->cold");
   EXPECT_EQ(dump(),
             "kiln\n"
-            "pool linux: queue [c3 c4 c5 c6]\n"
-            "  cold 1/1 running [c2] free-in 180s holds 0\n"
-            "  warm 1/1 running [long] reserved [c1] free-in 120s holds 2\n"
+            "pool linux: queue [c4 c5 c6]\n"
+            "  cold 1/1 running [c3] free-in 180s holds 0\n"
+            "  warm 1/1 running [long] reserved [c1 c2] free-in 180s holds 2\n"
             "clients: linux/ci(1)+480s\n");
+}
+
+// A pipeline's jobs share a build in progress: the second and third wait
+// for the first's build on its worker rather than rebuild it on idle ones
+// (the defaults weigh a rebuilt second above a waited one).
+TEST_F(KilnPolicyTest, PipelineJobsShareABuildInProgress) {
+  options = PolicyOptions{};
+  SetUp();
+  for (const char* w : {"w1", "w2", "w3"}) worker(w);
+  worker("w1", 2);
+  job("other", chain({"x"}));
+  job("unit", chain({"base", "deps", "build-7", "unit"}));
+  job("lint", chain({"base", "deps", "build-7", "lint"}));
+  job("integ", chain({"base", "deps", "build-7", "integ"}));
+  EXPECT_EQ(assign(), "other->w1 unit->w2");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 1/2 running [other] holds 0\n"
+            "  w2 1/1 running [unit] reserved [lint integ] free-in 180s holds 0\n"
+            "  w3 0/1 running [] holds 0\n"
+            "clients: linux/ci(1)+390s\n");
+  // Cold on a free worker: 120 s. On w2: ready at 120 s, then 30 s, and a
+  // waited second weighs half: 90. When unit ends, they start there in turn.
+  now = 120;
+  finish("w2", "unit", chain({"base", "deps", "build-7", "unit"}), 30);
+  EXPECT_EQ(assign(), "lint->w2");
 }
 
 TEST_F(KilnPolicyTest, InventoryUpdatedByPrunes) {

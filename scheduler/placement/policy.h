@@ -86,6 +86,15 @@ struct PolicyOptions {
   // at least this much sooner (seconds) than the best free worker: a small
   // gain is not worth a queue wait that may grow.
   double min_gain_seconds = 1;
+  // How much a second of queue wait weighs against a second of building when
+  // comparing workers ("kiln"): 1 is pure finish-first; less keeps farm
+  // capacity for others (a rebuilt second is a slot-second someone else
+  // waits for under load); more spreads work sooner to idle, colder workers.
+  // docs/placement.md shows the simulator's figures for 0.5 (the default) and 1.
+  double wait_weight = 0.5;
+  // Two workers expected to finish within this fraction of each other count
+  // as a tie, won by the one that builds less (keeps farm capacity free).
+  double near_tie_fraction = 0.1;
   std::uint64_t seed = 1;  // "random"
 };
 
