@@ -406,8 +406,14 @@ proto::WorkerStats Worker::stats() {
     s.disk_free_bytes = space->free;
     s.disk_total_bytes = space->total;
   }
+  s.healthy = true;
   if (builder_ != nullptr) {
-    if (auto count = builder_->count()) s.store_items = *count;
+    // A store that cannot answer this cannot build either.
+    if (auto count = builder_->count()) {
+      s.store_items = *count;
+    } else {
+      s.healthy = false;
+    }
     if (auto cache = builder_->cache_stats()) {
       s.cache_hits = cache->hits;
       s.cache_misses = cache->misses;
@@ -415,7 +421,6 @@ proto::WorkerStats Worker::stats() {
   }
   s.store_bytes = store_bytes_.load();
   s.running_jobs = static_cast<std::uint32_t>(jobs_.size() + fake_jobs_.size());
-  s.healthy = true;
   return s;
 }
 
@@ -625,18 +630,29 @@ void Worker::send_full_inventory() {
     return;
   }
   held_ids_.clear();
-  proto::Inventory m;
-  m.full = true;
   for (const std::string& hex : *ids) {
-    if (!is_sha256_hex(hex)) continue;
-    held_ids_.insert(hex_to_bytes(hex));
+    if (is_sha256_hex(hex)) held_ids_.insert(hex_to_bytes(hex));
   }
-  m.added.assign(held_ids_.begin(), held_ids_.end());
-  Sha256 digest;
-  for (const std::string& id : held_ids_) digest.update(id);
-  Digest d = digest.digest();
-  m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
-  if (proto::send(*socket_, m)) inventory_sent_ = true;
+  // One message holds at most inventory_chunk_ids ids (a message must stay under
+  // proto::kMaxBodyBytes): the first says full, the rest add to it. Each
+  // carries the digest of everything sent so far.
+  std::vector<std::string> sorted(held_ids_.begin(), held_ids_.end());
+  std::size_t sent = 0;
+  inventory_sent_ = false;
+  do {
+    proto::Inventory m;
+    m.full = sent == 0;
+    std::size_t end = std::min(sorted.size(), sent + std::max<std::size_t>(options_.inventory_chunk_ids, 1));
+    m.added.assign(sorted.begin() + static_cast<std::ptrdiff_t>(sent),
+                   sorted.begin() + static_cast<std::ptrdiff_t>(end));
+    Sha256 digest;
+    for (std::size_t i = 0; i < end; ++i) digest.update(sorted[i]);
+    Digest d = digest.digest();
+    m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
+    if (!proto::send(*socket_, m)) return;  // the next registration tries again
+    sent = end;
+  } while (sent < sorted.size());
+  inventory_sent_ = true;
 }
 
 void Worker::send_inventory_delta(const std::vector<std::string>& added_hex,

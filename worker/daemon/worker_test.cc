@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -461,6 +462,48 @@ TEST_F(WorkerBuildTest, LogTextOverTheBufferBoundIsDroppedWithANoteButTheOutcome
   EXPECT_EQ(events.back().outcome, "succeeded");
   EXPECT_THAT(log, HasSubstr("of this job's log were dropped while the scheduler was unreachable"));
   EXPECT_THAT(log, ::testing::Not(HasSubstr(std::string(1000, 'x'))));
+}
+
+TEST_F(WorkerBuildTest, ALargeInventoryIsSentInChunksEachWithTheDigestSoFar) {
+  WorkerOptions o = options();
+  o.inventory_chunk_ids = 2;
+  WorkerThread worker(o, builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+  scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"a\")) (run (shell \"b\")))"));
+  auto done = scheduler_.events_until_done(nullptr).back();
+  ASSERT_EQ(done.outcome, "succeeded") << done.error;
+  // Registering again sends the 3 ids held as a full message of 2 and an addition of 1.
+  scheduler_.send(proto::Reregister{.reason = "test"});
+  scheduler_.accept_registration(100);
+  EXPECT_EQ(scheduler_.expect_event(proto::Type::kJobDone).job_id,
+            "j1");  // resent first, in case it was lost
+  scheduler_.inventories.clear();
+  for (int i = 0; i < 50 && scheduler_.inventories.size() < 2; ++i)
+    scheduler_.expect(proto::Type::kHeartbeat);
+  ASSERT_EQ(scheduler_.inventories.size(), 2u);
+  const proto::Inventory& first = scheduler_.inventories[0];
+  const proto::Inventory& second = scheduler_.inventories[1];
+  EXPECT_TRUE(first.full);
+  EXPECT_FALSE(second.full);
+  ASSERT_EQ(first.added.size(), 2u);
+  ASSERT_EQ(second.added.size(), 1u);
+  std::vector<std::string> all = {first.added[0], first.added[1], second.added[0]};
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+  auto digest_of = [](const std::vector<std::string>& ids) {
+    Sha256 h;
+    for (const auto& id : ids) h.update(id);
+    Digest d = h.digest();
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+  };
+  EXPECT_EQ(first.set_digest, digest_of({all[0], all[1]}));
+  EXPECT_EQ(second.set_digest, digest_of(all));
+  std::set<std::string> hex;
+  for (const auto& id : all)
+    hex.insert(
+        to_hex(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(id.data()), id.size())));
+  std::set<std::string> steps;
+  for (const auto& step : done.steps) steps.insert(step.id);
+  EXPECT_EQ(hex, steps);
 }
 
 TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
