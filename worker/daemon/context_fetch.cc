@@ -1,5 +1,7 @@
 #include "worker/daemon/context_fetch.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,7 +33,11 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
   namespace fs = std::filesystem;
   const std::string final_path = cache_dir + "/" + hex + ".tar";
   std::error_code ec;
-  if (fs::is_regular_file(final_path, ec)) return final_path;
+  if (fs::is_regular_file(final_path, ec)) {
+    // Its mtime says when it was last used: the worker removes long-unused contexts.
+    ::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0);
+    return final_path;
+  }
   fs::create_directories(cache_dir, ec);
   if (ec) return make_error(ErrorKind::kIo, fmt::format("cannot create {}: {}", cache_dir, ec.message()));
 
@@ -139,6 +145,24 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
   if (ec)
     return make_error(ErrorKind::kIo, fmt::format("cannot move {} into place: {}", tmp_path, ec.message()));
   return final_path;
+}
+
+std::size_t remove_unused_contexts(const std::string& cache_dir,
+                                   std::chrono::system_clock::duration max_age) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
+  std::size_t removed = 0;
+  for (fs::directory_iterator it(cache_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // Cached tars, and partial downloads a crash left behind.
+    if (!name.ends_with(".tar") && !name.ends_with(".part")) continue;
+    std::error_code time_ec;
+    auto mtime = it->last_write_time(time_ec);
+    if (time_ec || now - mtime < max_age) continue;
+    if (fs::remove(it->path(), time_ec)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace kiln::worker

@@ -37,6 +37,11 @@ struct ContextFetchOptions {
 // The 64 hex characters of a "sha256:HEX" digest, or an error.
 Result<std::string> context_digest_hex(const std::string& digest);
 
+// Removes cached context tars (and partial downloads) not used for
+// `max_age`: a cache hit in fetch_context_tar renews a tar's mtime. A tar
+// a job has open stays readable to it. Returns how many files went.
+std::size_t remove_unused_contexts(const std::string& cache_dir, std::chrono::system_clock::duration max_age);
+
 Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string& scheduler_address,
                                       const std::string& digest, const std::string& cache_dir,
                                       const sandbox::CancelToken* cancel,

@@ -824,6 +824,9 @@ void Worker::maintenance_loop() {
       maintenance_now_ = false;
     }
     prune_if_low();
+    if (std::size_t n = remove_unused_contexts(options_.state_dir + "/contexts", options_.context_max_age))
+      spdlog::info("kiln-worker {}: removed {} build context(s) unused for {} h", options_.name, n,
+                   options_.context_max_age.count());
     // The store's size for heartbeats: results are measured after they are built.
     if (auto ids = store_->list_results()) {
       std::uint64_t bytes = 0;

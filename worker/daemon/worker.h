@@ -78,6 +78,8 @@ struct WorkerOptions {
   std::chrono::milliseconds log_flush_interval{50};
   // Bound on events kept while not registered.
   std::size_t max_buffered_bytes = 16u << 20;
+  // Cached context tars unused this long are removed (checked with the prune).
+  std::chrono::hours context_max_age{24 * 7};
   // Ids per inventory message (100,000 x 32 bytes stays well under proto::kMaxBodyBytes).
   std::size_t inventory_chunk_ids = 100000;
 };

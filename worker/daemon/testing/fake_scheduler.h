@@ -119,7 +119,13 @@ class FakeScheduler {
     return reg;
   }
 
+  // Answers get-context requests for `duration`; any other message fails the test.
+  void serve_for(std::chrono::milliseconds duration) {
+    if (auto frame = next(duration)) ADD_FAILURE() << "unexpected " << frame->type_text;
+  }
+
   int heartbeats = 0;
+  int get_contexts_served = 0;
   std::vector<proto::Inventory> inventories;
   std::string last_sender;
 
@@ -147,6 +153,7 @@ class FakeScheduler {
   void answer_get_context(const proto::Frame& frame) {
     auto request = proto::decode<proto::GetContext>(frame.body);
     ASSERT_TRUE(request);
+    ++get_contexts_served;
     auto it = contexts_.find(request->digest);
     if (it == contexts_.end()) {
       proto::send_to(
