@@ -367,6 +367,21 @@ TEST_F(FarmCli, SameContextIsSentOnceAndNamedTheSame) {
   EXPECT_EQ(status(first)["context"]["digest"], status(second)["context"]["digest"]);
 }
 
+TEST_F(FarmCli, LargeContextIsUploadedInChunks) {
+  start_scheduler();
+  // 3.5 MiB of bytes that do not repeat in step with the 1 MiB chunks.
+  std::string big;
+  big.reserve(3670016);
+  for (std::uint32_t i = 0; big.size() < 3670016; ++i) big += std::to_string(i * 2654435761u) + "\n";
+  std::ofstream(dir_ / "ctx/big.bin", std::ios::binary) << big;
+  std::string id = submit();
+  Json context = status(id)["context"];
+  EXPECT_EQ(context["kind"], "tar");
+  EXPECT_GT(context["size"].get<std::uint64_t>(), 3u << 20);
+  // Resubmitting is answered from the scheduler's copy (same digest).
+  EXPECT_EQ(status(submit())["context"]["digest"], context["digest"]);
+}
+
 TEST_F(FarmCli, JobsListsAndFilters) {
   start_scheduler();
   std::string queued = submit();
