@@ -60,6 +60,19 @@ bool is_commit_hex(const std::string& s) {
 
 }  // namespace
 
+std::string redact_url(const std::string& url) {
+  std::size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  std::size_t host = scheme + 3;
+  std::size_t end = url.find_first_of("/?#", host);
+  std::size_t at = url.rfind('@', end == std::string::npos ? url.size() - 1 : end);
+  if (at == std::string::npos || at < host) return url;
+  std::size_t colon = url.find(':', host);
+  // Only a password is secret: "ssh://git@host" names a user and nothing more.
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon) + ":***" + url.substr(at);
+}
+
 GitContexts::GitContexts(std::string cache_dir) : cache_dir_(std::move(cache_dir)) {
   git_libgit2_init();
 }
@@ -86,8 +99,9 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
                       fmt::format("git commit {:?} is not a full 40-character hash; resubmit with `git "
                                   "rev-parse` of the commit",
                                   commit));
+  const std::string shown = redact_url(url);  // for messages: no credentials
   auto cancelled = [&] {
-    return make_error(ErrorKind::kCancelled, fmt::format("cancelled while fetching {}", url));
+    return make_error(ErrorKind::kCancelled, fmt::format("cancelled while fetching {}", shown));
   };
   std::lock_guard repo_lock(lock_for(url));
   namespace fs = std::filesystem;
@@ -113,7 +127,7 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
       return make_error(ErrorKind::kUnavailable,
                         fmt::format("cannot clone git repository {}: {}; check the URL and that this worker "
                                     "can reach it",
-                                    url, reason));
+                                    shown, reason));
     }
     git_repository_free(repo.p);
     repo.p = nullptr;
@@ -133,7 +147,7 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
     Remote remote;
     if (git_remote_lookup(&remote.p, repo.p, "origin") != 0 &&
         git_remote_create_anonymous(&remote.p, repo.p, url.c_str()) != 0)
-      return make_error(ErrorKind::kIo, fmt::format("cannot use the clone of {}: {}", url, git_reason()));
+      return make_error(ErrorKind::kIo, fmt::format("cannot use the clone of {}: {}", shown, git_reason()));
     const char* specs[] = {"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"};
     git_strarray refspecs{const_cast<char**>(specs), 2};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
@@ -141,13 +155,13 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
     if (git_remote_fetch(remote.p, &refspecs, &options, "kiln-worker fetch") != 0) {
       if (cancel != nullptr && cancel->cancelled()) return cancelled();
       return make_error(ErrorKind::kUnavailable,
-                        fmt::format("cannot fetch git repository {}: {}", url, git_reason()));
+                        fmt::format("cannot fetch git repository {}: {}", shown, git_reason()));
     }
     if (git_commit_lookup(&found.p, repo.p, &oid) != 0)
       return make_error(ErrorKind::kNotFound,
                         fmt::format("git commit {} is not in {} (not on any branch or tag after fetching); "
                                     "push it, then resubmit",
-                                    commit, url));
+                                    commit, shown));
   }
   if (cancel != nullptr && cancel->cancelled()) return cancelled();
 
@@ -162,8 +176,8 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
   options.disable_filters = 1;
   options.target_directory = dest_dir.c_str();
   if (git_checkout_tree(repo.p, reinterpret_cast<const git_object*>(tree.p), &options) != 0)
-    return make_error(ErrorKind::kIo, fmt::format("cannot check out commit {} of {} into {}: {}", commit, url,
-                                                  dest_dir, git_reason()));
+    return make_error(ErrorKind::kIo, fmt::format("cannot check out commit {} of {} into {}: {}", commit,
+                                                  shown, dest_dir, git_reason()));
   return check_symlinks_stay_inside(dest_dir);
 }
 

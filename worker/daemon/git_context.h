@@ -28,6 +28,11 @@
 
 namespace kiln::worker {
 
+// `url` with the password of its user info replaced by "***"
+// ("https://bot:TOKEN@host/r.git" -> "https://bot:***@host/r.git"), for
+// messages and logs.
+std::string redact_url(const std::string& url);
+
 class GitContexts {
  public:
   explicit GitContexts(std::string cache_dir);

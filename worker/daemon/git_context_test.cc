@@ -124,5 +124,13 @@ TEST_F(GitContextTest, RefusesATreeWithASymlinkLeadingOutside) {
   EXPECT_THAT(s.error().to_string(), HasSubstr("escape"));
 }
 
+TEST(RedactUrlTest, HidesPasswordsOnly) {
+  EXPECT_EQ(redact_url("https://bot:s3cret@example.org/r.git"), "https://bot:***@example.org/r.git");
+  EXPECT_EQ(redact_url("https://example.org/r.git"), "https://example.org/r.git");
+  EXPECT_EQ(redact_url("ssh://git@example.org:22/r.git"), "ssh://git@example.org:22/r.git");
+  EXPECT_EQ(redact_url("/srv/git/r.git"), "/srv/git/r.git");
+  EXPECT_EQ(redact_url("https://example.org/a@b"), "https://example.org/a@b");
+}
+
 }  // namespace
 }  // namespace kiln::worker

@@ -785,7 +785,7 @@ Result<std::string> Worker::build_job(Job& job, std::vector<proto::StepInfo>& st
     }
     case proto::ContextRef::Kind::kGit: {
       push_log(job, fmt::format("kiln-worker {}: checking out {} of {}\n", options_.name, context.git_commit,
-                                context.git_repo));
+                                redact_url(context.git_repo)));
       if (auto s = git_->checkout(context.git_repo, context.git_commit, dir, &job.cancel); !s)
         return std::unexpected(std::move(s.error()).with_context("preparing the build context"));
       break;
