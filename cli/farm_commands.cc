@@ -173,6 +173,7 @@ Status follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags
   explain_interrupts_while_following(job_id);
   std::optional<std::chrono::steady_clock::time_point> unreachable_since;
   milliseconds backoff(250);
+  int ended_and_empty = 0;
   for (;;) {
     Result<proto::Log> log = make_error(ErrorKind::kUnavailable, "not connected");
     if (client) {
@@ -211,7 +212,10 @@ Status follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags
     result.offset = log->offset + log->data.size();
     if (log->complete) return {};
     // A job that ended but whose log is not complete yet has more to send:
-    // keep reading. An empty reply after the wait just means nothing new.
+    // keep reading. An empty reply after the wait just means nothing new;
+    // several empty ones for an ended job mean there is nothing more to come.
+    ended_and_empty = log->data.empty() && is_final(log->state) ? ended_and_empty + 1 : 0;
+    if (ended_and_empty >= 3) return {};
   }
 }
 
