@@ -3,9 +3,11 @@
 // jobs it is assigned with the local builder and reports their logs, steps
 // and outcomes, following the protocol in docs/protocol.md.
 //
-//   WorkerOptions options{.scheduler = "tcp://127.0.0.1:7801", .name = "w1", .state_dir =
-//   "/var/lib/kiln/w1"}; Worker worker(options, &builder, store.get());      // or (options, nullptr,
-//   nullptr) with fake_build std::thread signals([&] { wait_for_sigterm(); worker.stop(); });
+//   WorkerOptions options;
+//   options.name = "w1";
+//   options.state_dir = "/var/lib/kiln/w1";
+//   Worker worker(options, &builder, store.get());  // (options, nullptr, nullptr) with fake builds
+//   std::thread signals([&] { wait_for_sigterm(); worker.stop(); });
 //   KILN_RETURN_IF_ERROR(worker.run());                  // until stop()
 //
 // Threads: run() is the event loop and the only user of the scheduler
