@@ -515,10 +515,23 @@ std::string seconds_between(std::int64_t from_ms, std::int64_t to_ms) {
   return fmt::format(" ({:.1f} s)", static_cast<double>(to_ms - from_ms) / 1000);
 }
 
+// Every line after the first of `text` indented by `prefix` (for values
+// under a label, such as an error carrying the end of a step's log).
+std::string indent_lines(const std::string& text, std::string_view prefix) {
+  std::string trimmed = text;
+  while (!trimmed.empty() && trimmed.back() == '\n') trimmed.pop_back();
+  std::string out;
+  for (char c : trimmed) {
+    out += c;
+    if (c == '\n') out += prefix;
+  }
+  return out;
+}
+
 void print_status(const proto::JobInfo& job) {
   std::cout << fmt::format("job:       {}\n", job.id);
   std::cout << fmt::format("state:     {}\n", job.state);
-  if (!job.error.empty()) std::cout << fmt::format("error:     {}\n", job.error);
+  if (!job.error.empty()) std::cout << fmt::format("error:     {}\n", indent_lines(job.error, "           "));
   std::cout << fmt::format("spec:      {}\n", job.spec_name.empty() ? "-" : job.spec_name);
   std::cout << fmt::format("context:   {}\n", context_text(job.context));
   std::cout << fmt::format("pool:      {}{}\n", job.pool, job.urgent ? " (urgent)" : "");
