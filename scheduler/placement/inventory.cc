@@ -1,6 +1,7 @@
 #include "scheduler/placement/inventory.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdlib>
 #include <cstring>
@@ -9,21 +10,39 @@ namespace kiln::placement {
 
 namespace {
 
+// Lowercase hex digit values; -1 for anything else.
+constexpr std::array<std::int8_t, 256> kHexValue = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+  return t;
+}();
+
 int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
+  return kHexValue[static_cast<unsigned char>(c)];
+}
+
+bool same(const Digest& a, const Digest& b) {
+  std::uint64_t x[4], y[4];
+  std::memcpy(x, a.data(), 32);
+  std::memcpy(y, b.data(), 32);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
 }
 
 }  // namespace
 
 Digest step_digest(std::string_view id) {
   Digest out{};
-  if (is_sha256_hex(id)) {
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      out[i] = static_cast<std::uint8_t>(hex_value(id[2 * i]) * 16 + hex_value(id[2 * i + 1]));
+  if (id.size() == 64) {
+    // Parse and validate in one pass: this runs for every step of every job.
+    bool hex = true;
+    for (std::size_t i = 0; i < out.size() && hex; ++i) {
+      int hi = hex_value(id[2 * i]), lo = hex_value(id[2 * i + 1]);
+      hex = hi >= 0 && lo >= 0;
+      out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
     }
-    return out;
+    if (hex) return out;
   }
   Sha256 h;
   h.update(id);
@@ -108,6 +127,14 @@ void InventoryIndex::remove(WorkerSlot worker, std::span<const Digest> ids) {
       --worker_sizes_[worker];
       if (e.count == 0) release_ref(*ref);
     }
+  }
+}
+
+void InventoryIndex::remove_one(WorkerSlot worker, IdRef id) {
+  Entry& e = entries_[id];
+  if (erase_holder(e, worker)) {
+    --worker_sizes_[worker];
+    if (e.count == 0) release_ref(id);
   }
 }
 
@@ -276,7 +303,7 @@ std::optional<IdRef> InventoryIndex::find(const Digest& id) const {
   for (std::size_t i = hash_of(id) & mask;; i = (i + 1) & mask) {
     std::uint32_t slot = table_[i];
     if (slot == 0) return std::nullopt;
-    if (digests_[slot - 1] == id) return slot - 1;
+    if (same(digests_[slot - 1], id)) return slot - 1;
   }
 }
 

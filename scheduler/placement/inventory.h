@@ -69,6 +69,9 @@ class InventoryIndex {
   void remove(WorkerSlot worker, std::span<const Digest> ids);
   // One id; returns its ref.
   IdRef add_one(WorkerSlot worker, const Digest& id);
+  // Removes one membership by ref (valid: the worker holds it); the ref is
+  // invalid afterwards if no worker holds the id any more.
+  void remove_one(WorkerSlot worker, IdRef id);
 
   std::optional<IdRef> find(const Digest& id) const;
   bool holds(WorkerSlot worker, IdRef id) const;

@@ -55,6 +55,8 @@ constexpr std::size_t kLookahead = 256;
 // Reserved jobs examined per assign() call when a free worker looks for one
 // to take over (re-decision).
 constexpr std::size_t kRedecideBudget = 4096;
+// Busy holders of a job's chain weighed per decision, deepest steps first.
+constexpr std::size_t kBusyCandidates = 64;
 
 class KilnPolicy final : public Policy {
  public:
@@ -146,7 +148,7 @@ class KilnPolicy final : public Policy {
     unreserve_all(wi);
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
-      remove_pending(jobs_[j], w.slot);
+      remove_pending(jobs_[j], wi);
       job_ids_.erase(jobs_[j].id);
       free_job(j);
     }
@@ -274,7 +276,8 @@ class KilnPolicy final : public Policy {
     double submitted_at = 0;
     double estimate_seconds = 0;
     std::vector<Digest> chain;
-    std::vector<int> labels;  // sorted
+    std::vector<IdRef> pending;  // its chain's refs in pending_ while reserved or running
+    std::vector<int> labels;     // sorted
     std::uint32_t pool = 0;
     double key = 0;
     std::uint64_t seq = 0;
@@ -298,8 +301,9 @@ class KilnPolicy final : public Policy {
     std::vector<JobIndex> reserved;  // in (key, seq) order
     std::vector<double> slots;       // min-heap: when each slot is expected to free
     double last_start = -kInf;
-    std::int64_t free_pos = -1;  // position in its pool's `free`, or -1
-    bool fresh = false;          // in its pool's `fresh`
+    std::int64_t free_pos = -1;                            // position in its pool's `free`, or -1
+    bool fresh = false;                                    // in its pool's `fresh`
+    std::vector<std::pair<IdRef, std::uint32_t>> pending;  // pending_ refs here -> jobs counting them
   };
 
   struct HeapEntry {
@@ -534,24 +538,40 @@ class KilnPolicy final : public Policy {
     return ready == kInf ? now : ready;
   }
 
-  void add_pending(const Job& J, WorkerSlot slot) {
+  // The job's chain counts as being built on `slot` (a multiset: several
+  // jobs there may share steps). The refs are kept in the job: valid while
+  // it counts, so removal needs no lookups.
+  // The counts live with the worker: it has few jobs, so a short vector
+  // scanned in place beats a hash map.
+  void add_pending(Job& J, WorkerIndex wi) {
+    Worker& w = workers_[wi];
+    J.pending.clear();
     for (const Digest& d : J.chain) {
-      IdRef ref = pending_.add_one(slot, d);
-      ++pending_counts_[(static_cast<std::uint64_t>(ref) << 16) | slot];
+      IdRef ref = pending_.add_one(w.slot, d);
+      auto it =
+          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
+      if (it == w.pending.end()) {
+        w.pending.emplace_back(ref, 1);
+      } else {
+        ++it->second;
+      }
+      J.pending.push_back(ref);
     }
   }
 
-  void remove_pending(const Job& J, WorkerSlot slot) {
-    for (const Digest& d : J.chain) {
-      auto ref = pending_.find(d);
-      if (!ref) continue;
-      auto it = pending_counts_.find((static_cast<std::uint64_t>(*ref) << 16) | slot);
-      if (it == pending_counts_.end()) continue;
+  void remove_pending(Job& J, WorkerIndex wi) {
+    Worker& w = workers_[wi];
+    for (IdRef ref : J.pending) {
+      auto it =
+          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
+      if (it == w.pending.end()) continue;
       if (--it->second == 0) {
-        pending_counts_.erase(it);
-        pending_.remove(slot, std::span<const Digest>(&d, 1));
+        *it = w.pending.back();
+        w.pending.pop_back();
+        pending_.remove_one(w.slot, ref);
       }
     }
+    J.pending.clear();
   }
 
   // ---- decisions ----
@@ -614,14 +634,19 @@ class KilnPolicy final : public Policy {
     int n = static_cast<int>(J.chain.size());
     ++epoch_;
     if (seen_.size() < workers_.size()) seen_.resize(workers_.size(), 0);
-    for (int i = n - 1; i > free_depth; --i) {
+    // Deepest levels first, where the few holders that save the most are;
+    // a shallow step (a base image) may have every worker as a holder, and
+    // waiting to save only that is rarely worth a scan of them all.
+    std::size_t budget = kBusyCandidates;
+    for (int i = n - 1; i > free_depth && budget > 0; --i) {
       // Nobody holding (or building) only steps up to i can finish before
       // suffix_[i + 1].
       if (suffix_[i + 1] >= best.finish) break;
       auto visit = [&](WorkerSlot slot) {
         WorkerIndex wi = by_slot_[slot];
-        if (wi == kNone || seen_[wi] == epoch_) return;
+        if (wi == kNone || seen_[wi] == epoch_ || budget == 0) return;
         seen_[wi] = epoch_;  // first seen at its deepest level
+        --budget;
         const Worker& w = workers_[wi];
         if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
         Estimate e = estimate_on(J, w, wait_on(w, now), now);
@@ -642,7 +667,7 @@ class KilnPolicy final : public Policy {
     J.expected_end = now + cost;
     w.running.push_back(j);
     w.last_start = now;
-    add_pending(J, w.slot);
+    add_pending(J, wi);
     --queued_;
     rebuild_slots(wi, now);
     refresh_free(wi);
@@ -661,7 +686,7 @@ class KilnPolicy final : public Policy {
     });
     w.reserved.insert(pos, j);
     ++pools_[w.pool].reserved_jobs;
-    add_pending(J, w.slot);
+    add_pending(J, wi);
     rebuild_slots(wi, now);
   }
 
@@ -672,8 +697,8 @@ class KilnPolicy final : public Policy {
     Worker& w = workers_[J.worker];
     w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
     --pools_[w.pool].reserved_jobs;
-    remove_pending(J, w.slot);
     WorkerIndex wi = J.worker;
+    remove_pending(J, wi);
     J.worker = kNone;
     rebuild_slots(wi, last_now_);
     if (requeue) enqueue(j);
@@ -712,7 +737,7 @@ class KilnPolicy final : public Policy {
         }
         w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
         --pools_[p].reserved_jobs;
-        remove_pending(jobs_[j], w.slot);  // start() adds it back
+        remove_pending(jobs_[j], wi);  // start() adds it back
         start(j, wi, jobs_[j].cost_on_worker, now, &out);
       }
     }
@@ -810,7 +835,7 @@ class KilnPolicy final : public Policy {
     Worker& w = workers_[wi];
     if (w.info.name != worker) return;
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
-    remove_pending(J, w.slot);
+    remove_pending(J, wi);
     free_job(j);
     rebuild_slots(wi, now);
     refresh_free(wi);
@@ -820,7 +845,6 @@ class KilnPolicy final : public Policy {
   FairShare fair_;
   InventoryIndex index_;    // what each worker's store holds
   InventoryIndex pending_;  // what each worker is building or will build (running and reserved jobs)
-  std::unordered_map<std::uint64_t, std::uint32_t> pending_counts_;  // (ref << 16 | slot) -> jobs
 
   std::vector<Job> jobs_;
   std::vector<JobIndex> free_jobs_;
