@@ -42,6 +42,9 @@ class ContextStore {
                                std::string_view data);
   Result<ContextRead> read(const std::string& digest, std::uint64_t offset, std::size_t max_bytes) const;
 
+  // Where a complete context is stored (HEX from hex_of).
+  std::string path_of(const std::string& hex) const { return dir_ + "/" + hex + ".tar"; }
+
   // "sha256:<64 hex>" or kInvalidArgument.
   static Result<std::string> hex_of(const std::string& digest);
 

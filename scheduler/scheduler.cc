@@ -8,7 +8,9 @@
 #include <random>
 
 #include "common/sha256.h"
+#include "common/ids/step_id.h"
 #include "common/spec/spec.h"
+#include "scheduler/tar_manifest.h"
 
 namespace kiln::scheduler {
 namespace {
@@ -80,6 +82,16 @@ std::string peer(const Incoming& m) {
     }
   }
   return out;
+}
+
+placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s) {
+  return {.id = info.id,
+          .pool = info.pool,
+          .client = info.client,
+          .urgent = info.urgent,
+          .labels = info.labels,
+          .steps = info.planned_steps,
+          .submitted_at = now_s};
 }
 
 }  // namespace
@@ -192,13 +204,7 @@ Status Scheduler::recover() {
              "submit the job again");
       continue;
     }
-    policy_->add_job({.id = job->info.id,
-                      .pool = job->info.pool,
-                      .client = job->info.client,
-                      .urgent = job->info.urgent,
-                      .labels = job->info.labels,
-                      .submitted_at = now_s},
-                     now_s);
+    policy_->add_job(placement_job(job->info, now_s), now_s);
   }
   spdlog::info("recovered {} queued and {} running jobs ({} ended kept in memory, {} unreadable); next job j{}",
                queued, active, keep, failed_bad, next_seq_);
@@ -325,6 +331,26 @@ void Scheduler::on_submit(const Incoming& m) {
   for (const proto::Secret& secret : spec.secrets) {
     if (secret.id.empty()) return fail(ErrorKind::kInvalidArgument, "a secret has an empty id");
   }
+  // The step ids, for placement by cache. A tar context is read here (its
+  // manifest is cached per digest); a git context is not on this machine,
+  // so a spec that copies from one is placed without them.
+  std::vector<std::string> planned;
+  {
+    std::shared_ptr<ids::ContextManifest> manifest;
+    if (spec.context.kind == proto::ContextRef::Kind::kTar) {
+      auto loaded = context_manifest(spec.context.digest);
+      if (!loaded) return fail(loaded.error().kind(), loaded.error().to_string());
+      manifest = *loaded;
+    }
+    auto steps = ids::compute_step_ids(*parsed, manifest.get(), spec.spec_name.empty() ? "spec" : spec.spec_name);
+    if (steps) {
+      for (const ids::Step& step : *steps) {
+        if (step.stage.empty()) planned.push_back(step.id);
+      }
+    } else if (spec.context.kind != proto::ContextRef::Kind::kGit) {
+      return fail(ErrorKind::kInvalidArgument, steps.error().to_string());
+    }
+  }
 
   auto job = std::make_unique<JobState>();
   job->seq = next_seq_++;
@@ -341,22 +367,28 @@ void Scheduler::on_submit(const Incoming& m) {
   info.spec = std::move(spec.spec);
   info.timeout_seconds = spec.timeout_seconds ? spec.timeout_seconds : options_.default_timeout_seconds;
   info.labels = spec.labels;
+  info.planned_steps = std::move(planned);
   for (const proto::Secret& secret : spec.secrets) info.secret_ids.push_back(secret.id);
   job->secrets = std::move(spec.secrets);
   db_->put_job(job->seq, info);
   db_->put_next_seq(next_seq_);
   const double now_s = static_cast<double>(clock_.steady_ms()) / 1000.0;
-  policy_->add_job({.id = info.id,
-                    .pool = info.pool,
-                    .client = info.client,
-                    .urgent = info.urgent,
-                    .labels = info.labels,
-                    .submitted_at = now_s},
-                   now_s);
+  policy_->add_job(placement_job(info, now_s), now_s);
   spdlog::debug("job {} queued: {} from {} on pool {}", info.id, info.spec_name, info.client, info.pool);
   reply(Port::kClients, m.routing_id, proto::Submitted{.request_id = submit.request_id, .job_id = info.id});
   jobs_.emplace(info.id, std::move(job));
   dispatch();
+}
+
+Result<std::shared_ptr<ids::ContextManifest>> Scheduler::context_manifest(const std::string& digest) {
+  if (auto it = manifests_.find(digest); it != manifests_.end()) return it->second;
+  KILN_ASSIGN_OR_RETURN(std::string hex, ContextStore::hex_of(digest));
+  KILN_ASSIGN_OR_RETURN(auto manifest, tar_manifest(contexts_.path_of(hex)));
+  auto shared = std::make_shared<ids::ContextManifest>(std::move(manifest));
+  // CI resubmits the same few contexts: a small cache, dropped whole when full.
+  if (manifests_.size() >= 256) manifests_.clear();
+  manifests_[digest] = shared;
+  return shared;
 }
 
 void Scheduler::on_put_context(const Incoming& m) {
@@ -659,9 +691,7 @@ void Scheduler::on_register(const Incoming& m) {
       claimed.insert(r.job_id);
       if (!w.running.contains(r.job_id)) {
         w.running.insert(r.job_id);
-        policy_->adopt({.id = job->info.id, .pool = job->info.pool, .client = job->info.client,
-                        .urgent = job->info.urgent, .labels = job->info.labels},
-                       w.name, now_s);
+        policy_->adopt(placement_job(job->info, now_s), w.name, now_s);
       }
       job->reclaim_by_ms = 0;
       if (job->info.state == "assigned") {
@@ -754,8 +784,7 @@ void Scheduler::on_job_event(const Incoming& m) {
     case proto::Type::kJobStarted:
       set_state(*job, "running");
       job->info.started_at_ms = clock_.wall_ms();
-      // Not persisted on its own: after a restart "assigned" and "running"
-      // are reclaimed alike; the next persisted change records it.
+      persist(*job);
       break;
     case proto::Type::kJobLog:
       append_log(*job, event.log);
@@ -810,9 +839,7 @@ void Scheduler::dispatch() {
       spdlog::error("placement chose job {} for worker {}, which cannot take it; requeued", a.job_id, a.worker);
       policy_->job_released(a.worker, a.job_id, now_s);
       if (job && job->info.state == "queued") {
-        policy_->add_job({.id = job->info.id, .pool = job->info.pool, .client = job->info.client,
-                          .urgent = job->info.urgent, .labels = job->info.labels, .submitted_at = now_s},
-                         now_s);
+        policy_->add_job(placement_job(job->info, now_s), now_s);
       }
       continue;
     }
@@ -963,9 +990,7 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
     append_log(job, fmt::format("\n[kiln: attempt {} lost: {}; the job runs again]\n", info.attempt, why));
   }
   persist(job);
-  policy_->add_job({.id = info.id, .pool = info.pool, .client = info.client, .urgent = info.urgent,
-                    .labels = info.labels, .submitted_at = now_s},
-                   now_s);
+  policy_->add_job(placement_job(info, now_s), now_s);
 }
 
 void Scheduler::lose_worker(WorkerState& w, const std::string& why) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/ids/manifest.h"
 #include "common/proto/messages.h"
 #include "scheduler/context_store.h"
 #include "scheduler/job_db.h"
@@ -167,6 +168,7 @@ class Scheduler {
   void append_log(JobState& job, std::string_view data);
   void answer_waiters(JobState& job, bool ended);
   void update_policy_worker(const WorkerState& worker);
+  Result<std::shared_ptr<ids::ContextManifest>> context_manifest(const std::string& digest);
   void forget_ended(const std::string& id);
 
   proto::WorkerInfo worker_info(const WorkerState& w) const;
@@ -194,6 +196,7 @@ class Scheduler {
   std::multimap<std::string, Waiter> waiters_;                        // job id -> held replies
   std::unordered_map<std::string, std::string> client_names_;     // routing id -> hello's client
   std::map<std::string, std::uint64_t> state_counts_;  // over every job in the database
+  std::unordered_map<std::string, std::shared_ptr<ids::ContextManifest>> manifests_;  // by digest
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.
   struct PendingLogReply {

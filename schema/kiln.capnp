@@ -82,6 +82,7 @@ struct JobInfo {
   cancelRequested @19 :Bool;
   timeoutSeconds @20 :UInt32;
   labels @21 :List(Text);
+  plannedSteps @22 :List(Text);  # the main stage's step ids as the scheduler computed them (placement)
 }
 
 struct WorkerStats {

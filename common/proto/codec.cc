@@ -173,6 +173,7 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   b.setCancelRequested(v.cancel_requested);
   b.setTimeoutSeconds(v.timeout_seconds);
   set_texts(b.initLabels(v.labels.size()), v.labels);
+  set_texts(b.initPlannedSteps(v.planned_steps.size()), v.planned_steps);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -201,6 +202,7 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.cancel_requested = r.getCancelRequested();
   v.timeout_seconds = r.getTimeoutSeconds();
   v.labels = get_texts(r.getLabels());
+  v.planned_steps = get_texts(r.getPlannedSteps());
   return v;
 }
 

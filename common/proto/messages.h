@@ -132,6 +132,7 @@ struct JobInfo {
   bool cancel_requested = false;
   std::uint32_t timeout_seconds = 0;
   std::vector<std::string> labels;
+  std::vector<std::string> planned_steps;  // main stage step ids, for placement
 };
 
 struct WorkerStats {

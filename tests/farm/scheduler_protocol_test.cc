@@ -401,10 +401,15 @@ TEST_F(SchedulerProtocol, ContextsUploadInChunksDedupAndAreVerified) {
   ASSERT_TRUE(chunk);
   EXPECT_EQ(chunk->total_size, tar.size());
   EXPECT_EQ(chunk->data, tar.substr(2'000'000));
-  // And a submit naming it is accepted.
+  // A submit naming it is read (for the job's step ids): these bytes are no
+  // tar, which is refused up front rather than on a worker. (Real tar
+  // contexts: farm_e2e_test.)
   auto job = submit_of();
   job.job.context = {.kind = proto::ContextRef::Kind::kTar, .digest = digest, .size = tar.size()};
-  EXPECT_FALSE(submit(*client, job).empty());
+  auto refused = client->call<proto::Submitted>(job);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(refused.error().message(), HasSubstr("not a readable tar"));
 }
 
 TEST_F(SchedulerProtocol, AJobOverItsTimeoutFails) {
