@@ -1,0 +1,268 @@
+// The whole farm as processes: kiln-scheduler, kiln-worker (real builds with
+// runc on overlayfs, or --fake-build where only the farm is under test) and
+// the `kiln` command, over ZeroMQ on 127.0.0.1. Needs root (runc, overlayfs).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "tests/farm/raw_peers.h"
+#include "tests/support/process.h"
+
+namespace kiln::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+// The base image, made once for the whole binary.
+std::string g_image_dir;
+
+class BaseImage : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir_ = std::make_unique<TempDir>();
+    g_image_dir = dir_->path() + "/busybox";
+    auto r = run_process({source_dir() + "/scripts/make-base-image", g_image_dir});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  void TearDown() override { dir_.reset(); }
+
+ private:
+  std::unique_ptr<TempDir> dir_;
+};
+const auto* const kBaseImage = ::testing::AddGlobalTestEnvironment(new BaseImage);
+
+class Farm : public ::testing::Test {
+ protected:
+  // Starts a worker process; `fake` >= 0 means --fake-build=SECONDS.
+  Child& worker(const std::string& name, int capacity = 2, double fake = -1) {
+    std::vector<std::string> argv = {KILN_WORKER_BINARY,
+                                     "--scheduler", scheduler->worker_endpoint(),
+                                     "--name", name,
+                                     "--capacity", std::to_string(capacity),
+                                     "--state-dir", dir.path() + "/" + name,
+                                     "--image-alias", "busybox=oci:" + g_image_dir + ":latest"};
+    if (fake >= 0) {
+      argv.push_back("--fake-build");
+      argv.push_back(std::to_string(fake));
+    }
+    workers[name] = std::make_unique<Child>(argv, dir.path() + "/" + name + ".log");
+    Child& child = *workers[name];
+    EXPECT_TRUE(eventually([&] { return connected(name); })) << name << " did not register:\n" << child.log();
+    return child;
+  }
+
+  bool connected(const std::string& name) {
+    auto list = client->call<proto::Workers>(proto::ListWorkers{}, 2s);
+    if (!list) return false;
+    for (const auto& w : list->workers) {
+      if (w.name == name && w.connected) return true;
+    }
+    return false;
+  }
+
+  void start_scheduler(std::vector<std::string> args = {}) {
+    scheduler = std::make_unique<SchedulerProcess>(dir.path() + "/scheduler", std::move(args));
+    client = scheduler->client();
+  }
+
+  // `kiln submit` (the real CLI: tars and uploads the context); returns the job id.
+  std::string kiln_submit(const std::string& spec_file, const std::string& context, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {KILN_BINARY, "submit", "-f", spec_file, context, "--scheduler",
+                                     scheduler->client_endpoint()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = run_process(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    std::string out = r.out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  }
+
+  proto::JobInfo wait_for(const std::string& id, std::chrono::seconds limit = 120s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = client->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 5000});
+      if (r && (r->job.state == "succeeded" || r->job.state == "failed" || r->job.state == "cancelled")) return r->job;
+    }
+    ADD_FAILURE() << "job " << id << " did not end";
+    return {};
+  }
+
+  std::string write_context(const std::string& name, const std::string& greeting) {
+    const std::string ctx = dir.path() + "/" + name;
+    std::filesystem::create_directories(ctx);
+    std::ofstream(ctx + "/greeting.txt") << greeting;
+    std::ofstream(ctx + "/app.spec") << "((from busybox)\n (workdir /src)\n (copy (src greeting.txt) (dst ./))\n"
+                                        " (run (shell \"cat greeting.txt && echo built > out.txt\")))\n";
+    return ctx;
+  }
+
+  TempDir dir;
+  std::unique_ptr<SchedulerProcess> scheduler;
+  std::unique_ptr<proto::Client> client;
+  std::map<std::string, std::unique_ptr<Child>> workers;
+};
+
+TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
+  start_scheduler();
+  worker("w1");
+  worker("w2");
+  const std::string ctx = write_context("ctx", "hello farm\n");
+  // Keep w1 out of the first build so that w2 (not the first by name) gets warm.
+  ASSERT_TRUE(client->call<proto::Ok>(proto::WorkerAction{.worker = "w1", .action = "pause"}));
+  const std::string first = kiln_submit(ctx + "/app.spec", ctx);
+  auto cold = wait_for(first);
+  ASSERT_EQ(cold.state, "succeeded") << cold.error << "\n" << workers["w2"]->log();
+  EXPECT_EQ(cold.worker, "w2");
+  ASSERT_EQ(cold.steps.size(), 3u);  // from, copy, run (workdir is no snapshot)
+  EXPECT_FALSE(cold.steps.back().cached);
+  ASSERT_TRUE(client->call<proto::Ok>(proto::WorkerAction{.worker = "w1", .action = "unpause"}));
+
+  // Both idle now; only w2 holds the steps (its inventory told the scheduler).
+  const std::string second = kiln_submit(ctx + "/app.spec", ctx);
+  auto warm = wait_for(second);
+  ASSERT_EQ(warm.state, "succeeded") << warm.error;
+  EXPECT_EQ(warm.worker, "w2");
+  ASSERT_EQ(warm.steps.size(), 3u);
+  for (const auto& step : warm.steps) EXPECT_TRUE(step.cached) << step.description;
+  EXPECT_EQ(warm.result, cold.result);
+  auto log = client->call<proto::Log>(proto::ReadLog{.job_id = second, .offset = 0, .max_bytes = 1 << 20});
+  ASSERT_TRUE(log);
+  EXPECT_THAT(log->data, HasSubstr("from cache"));
+  EXPECT_THAT(log->data, HasSubstr("hello farm"));  // the cached step's log is replayed
+
+  // `kiln status --json` shows the same through the CLI.
+  auto status = run_process({KILN_BINARY, "status", second, "--json", "--scheduler", scheduler->client_endpoint()});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("\"worker\": \"w2\""));
+  EXPECT_THAT(status.out, HasSubstr("\"cached\": true"));
+}
+
+TEST_F(Farm, AFailingStepFailsTheJobWithItsError) {
+  start_scheduler();
+  worker("w1");
+  const std::string ctx = dir.path() + "/bad";
+  std::filesystem::create_directories(ctx);
+  std::ofstream(ctx + "/bad.spec") << "((from busybox) (run (shell \"echo about to fail; exit 3\")))\n";
+  auto r = run_process({KILN_BINARY, "submit", "-f", ctx + "/bad.spec", ctx, "--follow", "--scheduler",
+                        scheduler->client_endpoint()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr("about to fail"));
+  std::string id = r.out.substr(r.out.find_last_of('\n', r.out.size() - 2) + 1);
+  id.pop_back();
+  auto job = wait_for(id);
+  EXPECT_EQ(job.state, "failed");
+  EXPECT_THAT(job.error, HasSubstr("3"));
+}
+
+TEST_F(Farm, AKilledWorkersJobCompletesOnAnotherWithOneResult) {
+  start_scheduler({"--lease-ms", "1500", "--heartbeat-ms", "200"});
+  worker("w1", 1, 4.0);
+  worker("w2", 1, 4.0);
+  auto submitted = client->call<proto::Submitted>(
+      proto::Submit{.job = {.spec = "((from busybox) (run (shell \"true\")))", .spec_name = "k.spec"}});
+  ASSERT_TRUE(submitted);
+  proto::JobInfo running;
+  ASSERT_TRUE(eventually([&] {
+    auto r = client->call<proto::Job>(proto::GetStatus{.job_id = submitted->job_id});
+    if (r && r->job.state == "running") running = r->job;
+    return r && r->job.state == "running";
+  }));
+  workers[running.worker]->kill_now();
+  auto done = wait_for(submitted->job_id);
+  EXPECT_EQ(done.state, "succeeded");
+  EXPECT_NE(done.worker, running.worker);
+  ASSERT_EQ(done.attempts.size(), 2u);
+  EXPECT_EQ(done.attempts[0].outcome, "lost");
+  EXPECT_EQ(done.attempts[1].outcome, "succeeded");
+}
+
+TEST_F(Farm, AStoppedWorkersJobsMoveAfterTheLeaseAndItsLateReportIsIgnored) {
+  start_scheduler({"--lease-ms", "1500", "--heartbeat-ms", "200"});
+  Child& stopped = worker("w1", 1, 3.0);
+  auto submitted = client->call<proto::Submitted>(
+      proto::Submit{.job = {.spec = "((from busybox) (run (shell \"true\")))", .spec_name = "s.spec"}});
+  ASSERT_TRUE(submitted);
+  ASSERT_TRUE(eventually([&] {
+    auto r = client->call<proto::Job>(proto::GetStatus{.job_id = submitted->job_id});
+    return r && r->job.state == "running";
+  }));
+  stopped.signal(SIGSTOP);
+  worker("w2", 1, 0.5);
+  auto done = wait_for(submitted->job_id);
+  EXPECT_EQ(done.state, "succeeded");
+  EXPECT_EQ(done.worker, "w2");
+  // w1 wakes up, finishes its stale attempt and reports it: ignored.
+  stopped.signal(SIGCONT);
+  ASSERT_TRUE(eventually([&] { return connected("w1"); }));
+  std::this_thread::sleep_for(4s);
+  auto after = client->call<proto::Job>(proto::GetStatus{.job_id = submitted->job_id});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->job.worker, "w2");
+  EXPECT_EQ(after->job.attempts.size(), 2u);
+  EXPECT_EQ(after->job.attempts.back().outcome, "succeeded");
+}
+
+TEST_F(Farm, KillNineTheSchedulerUnderLoadLosesAndDuplicatesNothing) {
+  start_scheduler({"--lease-ms", "3000", "--heartbeat-ms", "200"});
+  worker("w1", 4, 0.05);
+  worker("w2", 4, 0.05);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 150; ++i) {
+    auto r = client->call<proto::Submitted>(proto::Submit{
+        .job = {.spec = "((from busybox) (run (shell \"echo " + std::to_string(i) + "\")))", .spec_name = "l.spec"}});
+    ASSERT_TRUE(r) << r.error().to_string();
+    acked.push_back(r->job_id);
+    if (i == 100) {
+      scheduler->child().kill_now();
+      scheduler->restart();
+      client = scheduler->client();
+    }
+  }
+  std::set<std::string> results;
+  for (const std::string& id : acked) {
+    auto job = wait_for(id, 60s);
+    EXPECT_EQ(job.state, "succeeded") << id << ": " << job.error;
+    EXPECT_LE(job.attempts.size(), 2u) << id;
+    EXPECT_EQ(job.attempts.back().outcome, "succeeded") << id;
+    results.insert(job.id);
+  }
+  EXPECT_EQ(results.size(), acked.size());
+  auto all = client->call<proto::Jobs>(proto::ListJobs{.limit = 1000});
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->total, acked.size());  // no job appeared twice
+}
+
+TEST_F(Farm, AGitContextIsFetchedByTheWorker) {
+  start_scheduler();
+  worker("w1");
+  const std::string repo = dir.path() + "/repo";
+  std::filesystem::create_directories(repo);
+  std::ofstream(repo + "/greeting.txt") << "from git\n";
+  auto git = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t"});
+    auto r = run_process(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  git({"init", "-q"});
+  git({"add", "greeting.txt"});
+  git({"commit", "-q", "-m", "one"});
+  std::string commit = git({"rev-parse", "HEAD"});
+  commit.pop_back();
+  const std::string spec = dir.path() + "/git.spec";
+  std::ofstream(spec) << "((from busybox) (copy (src greeting.txt) (dst /g.txt)) (run (shell \"cat /g.txt\")))\n";
+  auto r = run_process({KILN_BINARY, "submit", "-f", spec, "--git", "file://" + repo, "--commit", commit, "--follow",
+                        "--scheduler", scheduler->client_endpoint()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << workers["w1"]->log();
+  EXPECT_THAT(r.out, HasSubstr("from git"));
+}
+
+}  // namespace
+}  // namespace kiln::testing
