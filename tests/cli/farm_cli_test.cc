@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -150,7 +151,7 @@ class Daemon {
 
   std::string log() const { return read_file(log_); }
 
-  // Sends `sig` and waits (up to 30 s) for the exit status; -1 if it did not end.
+  // Sends `sig` (0: none) and waits up to 30 s for the exit status; -1 if it did not end.
   int signal_and_wait(int sig) {
     ::kill(pid_, sig);
     for (int i = 0; i < 600; ++i) {
@@ -197,6 +198,16 @@ class FarmCli : public ::testing::Test {
     client_port_ = free_port();
     worker_port_ = free_port();
     address_ = "tcp://127.0.0.1:" + std::to_string(client_port_);
+    launch_scheduler();
+  }
+
+  // Stops the scheduler and starts it again on the same ports and state.
+  void restart_scheduler() {
+    ASSERT_EQ(scheduler_->signal_and_wait(SIGTERM), 0) << scheduler_->log();
+    launch_scheduler();
+  }
+
+  void launch_scheduler() {
     scheduler_ = std::make_unique<Daemon>(
         std::vector<std::string>{scheduler_binary(), "--state-dir", (dir_ / "scheduler").string(), "--listen",
                                  address_, "--listen-workers",
@@ -215,9 +226,12 @@ class FarmCli : public ::testing::Test {
                                      "--state-dir",
                                      (dir_ / name).string(),
                                      "--scheduler",
-                                     "tcp://127.0.0.1:" + std::to_string(worker_port_),
-                                     "--fake-build"};
+                                     "tcp://127.0.0.1:" + std::to_string(worker_port_)};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    // Fake builds (instant unless `extra` says --fake-build=SECONDS).
+    if (std::none_of(extra.begin(), extra.end(),
+                     [](const std::string& a) { return a.starts_with("--fake-build"); }))
+      argv.push_back("--fake-build");
     workers_.push_back(std::make_unique<Daemon>(argv, dir_ / (name + ".log")));
     ASSERT_TRUE(eventually([&] {
       Json w = worker(name);
@@ -341,6 +355,23 @@ TEST_F(FarmCli, InterruptingAFollowLeavesTheJobAlone) {
   auto jobs = kiln({"jobs", "--json", "--state", "queued"});
   ASSERT_EQ(jobs.exit_code, 0) << jobs.err;
   EXPECT_EQ(Json::parse(jobs.out)["jobs"].size(), 1u);
+}
+
+TEST_F(FarmCli, FollowSurvivesASchedulerRestart) {
+  start_scheduler();
+  start_worker("w1", {"--fake-build=4"});  // each job takes 4 s
+  Daemon follow(
+      {KILN_BINARY, "submit", "-f", spec_, (dir_ / "ctx").string(), "--follow", "--scheduler", address_},
+      dir_ / "follow.log");
+  ASSERT_TRUE(eventually([&] { return follow.log().find("following its log") != std::string::npos; }))
+      << follow.log();
+  restart_scheduler();
+  // The follower notices (its pending request is lost), reconnects and sees the job end.
+  ASSERT_TRUE(eventually([&] { return follow.log().find("succeeded") != std::string::npos; }, 60))
+      << follow.log();
+  EXPECT_THAT(follow.log(), HasSubstr("lost the scheduler"));
+  EXPECT_THAT(follow.log(), HasSubstr("the scheduler answers again"));
+  EXPECT_EQ(follow.signal_and_wait(0), 0);  // signal 0: only wait for its exit status
 }
 
 TEST_F(FarmCli, LogsFromAnOffset) {
