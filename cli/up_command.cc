@@ -285,6 +285,7 @@ struct UpOptions {
   bool detach = false;
   int port = 7800;
   std::string http;
+  std::string placement;
   std::string scheduler_bin;
   std::string worker_bin;
   double wait_seconds = 60;
@@ -473,6 +474,7 @@ void run_up(const UpOptions& o) {
   daemons.push_back({.name = "scheduler", .binary = *scheduler_bin, .log = dir + "/scheduler.log"});
   std::vector<std::string> scheduler_args = {"--state-dir",      dir + "/scheduler", "--listen", address,
                                              "--listen-workers", workers_address,    "--http",   http};
+  if (!o.placement.empty()) scheduler_args.insert(scheduler_args.end(), {"--placement", o.placement});
   if (auto s = spawn(daemons.back(), scheduler_args, o.detach); !s) return fail(s.error());
 
   std::set<std::string> names;
@@ -592,6 +594,7 @@ void add_up_commands(CLI::App& app) {
                    "Scheduler's client port; workers use PORT+1 and HTTP PORT+80 (default 7800, 7801, 7880)")
       ->capture_default_str();
   up_cmd->add_option("--http", up->http, "Scheduler's HTTP address, or `off` (default 127.0.0.1:PORT+80)");
+  up_cmd->add_option("--placement", up->placement, "Scheduler's placement policy (default: the scheduler's)");
   up_cmd->add_option("--scheduler-bin", up->scheduler_bin, "kiln-scheduler to run");
   up_cmd->add_option("--worker-bin", up->worker_bin, "kiln-worker to run");
   up_cmd->add_option("--wait", up->wait_seconds, "Seconds to wait for the farm to come up")
