@@ -1,24 +1,26 @@
 // The "kiln" policy (policy.h, docs/placement.md): cache-aware placement.
 //
-// Each job goes where it is expected to finish first. For a worker that is
-// its expected wait (when one of its slots frees, given what it runs and the
-// jobs already waiting for it) plus the cost of the steps of the job's chain
-// that it lacks: everything after the deepest step of the chain it holds, or
-// is building now (snapshots are layered, so holding a step means holding its
-// ancestors; a step another job is building there will be shared, as the
-// builder runs identical steps once).
+// Each job goes where it is expected to finish first, weighing a waited
+// second at wait_weight (0.5: a rebuilt second is a slot-second others wait
+// for under load). On a worker that is: the wait until one of its slots frees
+// (given what it runs and the jobs already reserved for it), then the cost of
+// the steps of the job's chain after the deepest one the worker holds
+// (snapshots are layered: holding a step means holding its ancestors). A step
+// the worker is building for another job counts as held once it is built: the
+// builder runs identical steps once, so the job starts after it and shares it.
 //
 // Queues: each pool has one queue ordered by priority key (FairShare: fair
 // start times per client, urgent first with aging). Each worker has a short
-// queue of jobs "reserved" for it: jobs for which waiting for that busy warm
-// worker beats the best free worker by at least min_gain_seconds. A slot that
-// frees takes the worker's reserved jobs first, then the pool queue. A
-// reservation is only made against a free alternative, and waiting costs grow
-// with every job reserved, so a worker's reserved work stays below the cold
-// cost of the jobs in it. Re-decision: when a worker is free and the pool
-// queue has nothing for it, it takes the reserved job (on any busy worker)
-// that it would now finish soonest compared with staying; a worker that stops
-// accepting sends its reserved jobs back to the pool queue.
+// queue of jobs "reserved" for it: jobs for which waiting for that worker
+// beats the best free worker by min_gain_seconds, or ties with it
+// (near_tie_fraction) while building less. A slot that frees takes the
+// worker's reserved jobs first, then the pool queue. A reservation is only
+// made against a free alternative, and every reservation lengthens the
+// worker's wait, so its reserved work stays below the cold cost of the jobs
+// in it. Re-decision: a worker that became free or changed, and that the pool
+// queue has nothing for, takes the reserved job (on any worker) that it would
+// now finish soonest compared with staying; a worker that stops accepting
+// sends its reserved jobs back to the pool queue.
 //
 // Cost: a step's cost is the seconds a job_finished report gave when it was
 // built cold (kept in the inventory index while any worker holds it); an
@@ -26,9 +28,10 @@
 // pool's mean cold step, else PolicyOptions::default_step_seconds.
 //
 // Complexity per decision: O(chain length) lookups for each free worker
-// considered (all of them when few are free, else only those holding the
-// chain's deepest steps), plus the holders of the chain's deeper steps that
-// are busy; no scan over the queue. See bench/placement_benchmark.cc.
+// considered (all of them when at most 64 are free, else only those holding
+// the chain's deepest steps), plus at most 64 busy holders of the chain's
+// deeper steps; no scan over the queue. See bench/placement_benchmark.cc.
+// Thread safety: none (policy.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -5,7 +5,7 @@
 // driven by the scheduler daemon (real clock) and by the simulator in bench/
 // (virtual clock), so the policy measured there is the code that runs here.
 //
-//   auto policy = placement::make_policy("least-loaded");
+//   auto policy = placement::make_policy(placement::kDefaultPolicy);   // "kiln"
 //   policy->update_worker({.name = "w1", .pool = "linux-x86_64", .capacity = 2});
 //   policy->add_job({.id = "j1", .pool = "linux-x86_64", .client = "ci"});
 //   for (auto& a : policy->assign(now)) start(a.job_id, a.worker);   // each becomes running on a.worker
