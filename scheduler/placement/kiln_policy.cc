@@ -280,6 +280,7 @@ class KilnPolicy final : public Policy {
     double estimate_seconds = 0;
     std::vector<Digest> chain;
     std::vector<IdRef> pending;  // its chain's refs in pending_ while reserved or running
+    std::vector<float> tail;     // reserved or running: tail[i] = cost of chain steps i..
     std::vector<int> labels;     // sorted
     std::uint32_t pool = 0;
     double key = 0;
@@ -347,6 +348,7 @@ class KilnPolicy final : public Policy {
       return j;
     }
     jobs_.emplace_back();
+    viewed_ = nullptr;  // records may have moved
     return static_cast<JobIndex>(jobs_.size() - 1);
   }
 
@@ -358,7 +360,9 @@ class KilnPolicy final : public Policy {
     J.worker = kNone;
     J.chain.clear();
     J.chain.shrink_to_fit();
+    J.tail.clear();
     free_jobs_.push_back(j);
+    viewed_ = nullptr;
   }
 
   std::uint32_t pool_index(const std::string& name) {
@@ -466,6 +470,7 @@ class KilnPolicy final : public Policy {
   // cost of steps i.. (suffix_[n] = 0), so a worker whose deepest held step
   // is d builds steps d+1.. at cost suffix_[d + 1].
   void view_chain(const Job& J) {
+    viewed_ = &J;
     std::size_t n = J.chain.size();
     refs_.assign(n, kNoRef);
     pending_refs_.assign(n, kNoRef);
@@ -526,17 +531,21 @@ class KilnPolicy final : public Policy {
   // earliest of w's jobs that has it in its chain (a worker has few).
   double ready_at(const Worker& w, const Digest& step, double now) const {
     double ready = kInf;
+    // The step is done when what its job builds after it remains: the
+    // job's end minus the cost of the rest of its chain.
+    auto done_at = [&](const Job& R, double end) {
+      auto it = std::find(R.chain.begin(), R.chain.end(), step);
+      if (it == R.chain.end()) return kInf;
+      std::size_t k = static_cast<std::size_t>(it - R.chain.begin());
+      return end - (k + 1 < R.tail.size() ? R.tail[k + 1] : 0.0);
+    };
     for (JobIndex j : w.running) {
       const Job& R = jobs_[j];
-      if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) {
-        ready = std::min(ready, std::max(now, R.expected_end));
-      }
+      ready = std::min(ready, std::max(now, done_at(R, R.expected_end)));
     }
     for (JobIndex j : w.reserved) {
       const Job& R = jobs_[j];
-      if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) {
-        ready = std::min(ready, R.expected_start + R.cost_on_worker);
-      }
+      ready = std::min(ready, done_at(R, R.expected_start + R.cost_on_worker));
     }
     return ready == kInf ? now : ready;
   }
@@ -590,40 +599,53 @@ class KilnPolicy final : public Policy {
     return a < b;
   }
 
-  // The free worker (eligible, free slot, labels) that finishes J soonest.
+  // The free worker (eligible, free slot, labels) that finishes J soonest;
+  // among those about as soon (near_tie_fraction), the one that builds least.
   Choice best_free(const Job& J, double now) {
     const Pool& P = pools_[J.pool];
     int n = static_cast<int>(J.chain.size());
-    Choice best;
+    std::vector<Choice>& found = scratch_choices_;
+    found.clear();
     auto consider = [&](WorkerIndex wi) {
       Estimate e = estimate_on(J, workers_[wi], 0, now);
-      if (best.worker == kNone || e.finish < best.finish ||
-          (e.finish == best.finish && better_free(wi, best.worker))) {
-        best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
-      }
+      found.push_back({wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready});
     };
     if (P.free.size() <= 64) {
       for (WorkerIndex wi : P.free) {
         if (has_labels(workers_[wi], J)) consider(wi);
       }
-      return best;
+    } else {
+      // Many free workers: walk the chain from its deepest step, looking
+      // only at free holders; the first level with one wins.
+      for (int i = n - 1; i >= 0 && found.empty(); --i) {
+        auto visit = [&](WorkerSlot slot) {
+          WorkerIndex wi = by_slot_[slot];
+          if (wi == kNone) return;
+          const Worker& w = workers_[wi];
+          if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
+          consider(wi);
+        };
+        if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
+        if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+      }
+      if (found.empty()) {
+        for (WorkerIndex wi : P.free) {
+          if (has_labels(workers_[wi], J)) consider(wi);
+        }
+      }
     }
-    // Many free workers: walk the chain from its deepest step, looking only
-    // at free holders; the first level with one wins.
-    for (int i = n - 1; i >= 0 && best.worker == kNone; --i) {
-      auto visit = [&](WorkerSlot slot) {
-        WorkerIndex wi = by_slot_[slot];
-        if (wi == kNone) return;
-        const Worker& w = workers_[wi];
-        if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
-        consider(wi);
-      };
-      if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
-      if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
-    }
-    if (best.worker != kNone) return best;
-    for (WorkerIndex wi : P.free) {
-      if (has_labels(workers_[wi], J)) consider(wi);
+    Choice best;
+    if (found.empty()) return best;
+    double soonest = kInf;
+    for (const Choice& c : found) soonest = std::min(soonest, c.finish);
+    double tie = std::max(options_.min_gain_seconds, options_.near_tie_fraction * soonest);
+    for (const Choice& c : found) {
+      if (c.finish > soonest + tie) continue;
+      if (best.worker == kNone || c.occupancy < best.occupancy ||
+          (c.occupancy == best.occupancy &&
+           (c.finish < best.finish || (c.finish == best.finish && better_free(c.worker, best.worker))))) {
+        best = c;
+      }
     }
     return best;
   }
@@ -661,9 +683,17 @@ class KilnPolicy final : public Policy {
     return best;
   }
 
+  // What the rest of J's chain costs from each step on (kept to tell others
+  // when a step J builds will be ready).
+  void remember_tail(Job& J) {
+    if (viewed_ != &J) view_chain(J);
+    J.tail.assign(suffix_.begin(), suffix_.end());
+  }
+
   void start(JobIndex j, WorkerIndex wi, double cost, double now, std::vector<Assignment>* out) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
+    if (J.tail.empty()) remember_tail(J);  // a reserved job has it already
     J.state = JobState::kRunning;
     J.worker = wi;
     J.cost_on_worker = cost;
@@ -680,6 +710,7 @@ class KilnPolicy final : public Policy {
   void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, double now) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
+    remember_tail(J);
     J.state = JobState::kReserved;
     J.worker = wi;
     J.cost_on_worker = cost;
@@ -869,6 +900,8 @@ class KilnPolicy final : public Policy {
   std::uint32_t epoch_ = 0;
   std::vector<WorkerIndex> scratch_workers_;
   std::vector<HeapEntry> scratch_skipped_;
+  std::vector<Choice> scratch_choices_;
+  const Job* viewed_ = nullptr;  // whose chain refs_/suffix_ describe
 };
 
 std::string KilnPolicy::dump(double now) const {
