@@ -41,6 +41,11 @@ Result<std::unique_ptr<JobDb>> JobDb::open(const std::string& dir, JobDbOptions 
   db_options.IncreaseParallelism(2);
   db_options.max_open_files = 256;
   db_options.keep_log_file_num = 3;
+  // Job records are small and read back from memory anyway: a small
+  // memtable keeps the database's share of the scheduler's memory low
+  // (docs/scheduler.md, "Memory").
+  db_options.write_buffer_size = 8 << 20;
+  db_options.max_write_buffer_number = 2;
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
