@@ -520,5 +520,19 @@ TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
   EXPECT_EQ(done.outcome, "cancelled");
 }
 
+TEST_F(WorkerBuildTest, AJobPastItsTimeoutFailsSayingSo) {
+  sandbox::FakeSandbox::Answer blocked;
+  blocked.wait_for_cancel = true;
+  sandbox_.script(blocked);
+  WorkerThread worker(options(), builder_.get(), store_.get());
+  scheduler_.accept_registration(100);
+  proto::Assign a = assign("slow", 1, "((from busybox) (run (shell \"sleep 1000\")))");
+  a.job.timeout_seconds = 1;
+  scheduler_.send(a);
+  auto done = scheduler_.events_until_done(nullptr).back();
+  EXPECT_EQ(done.outcome, "failed");
+  EXPECT_THAT(done.error, HasSubstr("timeout of 1 s"));
+}
+
 }  // namespace
 }  // namespace kiln::worker
