@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -84,6 +85,10 @@ struct Flags {
   std::string oci_runtime = "runc";
   std::vector<std::string> image_aliases;
   std::string prune_below = "2G";
+  std::string memory;               // per run step; empty: unlimited
+  std::uint32_t pids = 0;           // 0: unlimited
+  double cpus = 0;                  // 0: unlimited
+  double step_timeout_seconds = 0;  // 0: none
   std::optional<double> fake_build;
 };
 
@@ -132,6 +137,13 @@ kiln::Result<std::unique_ptr<LocalBuilder>> make_builder(const Flags& flags, con
                       alias));
     options.image_aliases[alias.substr(0, eq)] = alias.substr(eq + 1);
   }
+  if (!flags.memory.empty()) {
+    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_bytes("--memory", flags.memory));
+  }
+  if (flags.pids > 0) options.limits.pids = flags.pids;
+  if (flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(flags.cpus * 1000);
+  if (flags.step_timeout_seconds > 0)
+    options.step_timeout = std::chrono::milliseconds(static_cast<long>(flags.step_timeout_seconds * 1000));
   for (const auto& [name, ref] : options.image_aliases)
     spdlog::info("image alias: (from {}) fetches {}", name, ref);
   local->builder =
@@ -224,6 +236,11 @@ int main(int argc, char** argv) {
   app.add_option("--image-alias", flags.image_aliases,
                  "NAME=REF: fetch REF for (from NAME) (repeatable). Default: busybox=oci:KILN_HOME/images/"
                  "busybox:latest when that image exists");
+  app.add_option("--memory", flags.memory, "Memory limit of each run step (512M, 2G); default none");
+  app.add_option("--pids", flags.pids, "Process limit of each run step; default none");
+  app.add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
+  app.add_option("--step-timeout", flags.step_timeout_seconds,
+                 "Seconds each run step may take before it is killed; default none");
   app.add_option("--prune-below-bytes", flags.prune_below,
                  "Prune least recently used results while the store's disk has less free space than this "
                  "(2G, 512M, bytes)")
