@@ -462,6 +462,8 @@ void Worker::on_assign(proto::Assign assign) {
   job->spec = std::move(assign.job);
   if (job->spec.timeout_seconds > 0)
     job->deadline = Clock::now() + std::chrono::seconds(job->spec.timeout_seconds);
+  spdlog::info("kiln-worker {}: job {} (attempt {}) started: {}", options_.name, job->job_id, job->attempt,
+               job->spec.spec_name.empty() ? "spec" : job->spec.spec_name);
   jobs_.emplace(key, job);
   job->thread = std::thread([this, job] { run_job(job); });
 }
