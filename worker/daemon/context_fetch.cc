@@ -165,4 +165,14 @@ std::size_t remove_unused_contexts(const std::string& cache_dir,
   return removed;
 }
 
+void remove_partial_contexts(const std::string& cache_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (fs::directory_iterator it(cache_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->path().filename().string().ends_with(".part")) continue;
+    std::error_code ignored;
+    fs::remove(it->path(), ignored);
+  }
+}
+
 }  // namespace kiln::worker

@@ -42,6 +42,9 @@ Result<std::string> context_digest_hex(const std::string& digest);
 // a job has open stays readable to it. Returns how many files went.
 std::size_t remove_unused_contexts(const std::string& cache_dir, std::chrono::system_clock::duration max_age);
 
+// Removes every partial download in `cache_dir` (at start, when no fetch runs).
+void remove_partial_contexts(const std::string& cache_dir);
+
 Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string& scheduler_address,
                                       const std::string& digest, const std::string& cache_dir,
                                       const sandbox::CancelToken* cancel,

@@ -126,5 +126,13 @@ TEST_F(ContextFetchTest, UnusedContextsAndLeftoverPartsAreRemoved) {
   EXPECT_TRUE(fs::exists(tree_.host("contexts/notes.txt")));
 }
 
+TEST_F(ContextFetchTest, PartialDownloadsAreRemovedAtStart) {
+  tree_.file("contexts/.abc.1.1.part", "half");
+  tree_.file("contexts/abc.tar", "whole");
+  remove_partial_contexts(cache());
+  EXPECT_FALSE(std::filesystem::exists(tree_.host("contexts/.abc.1.1.part")));
+  EXPECT_TRUE(std::filesystem::exists(tree_.host("contexts/abc.tar")));
+}
+
 }  // namespace
 }  // namespace kiln::worker

@@ -147,6 +147,8 @@ Status Worker::run() {
         return make_error(ErrorKind::kIo,
                           fmt::format("cannot create {}{}: {}", options_.state_dir, sub, ec.message()));
     }
+    // Partial context downloads a crash left behind: nobody will finish them.
+    remove_partial_contexts(options_.state_dir + "/contexts");
     git_ = std::make_unique<GitContexts>(options_.state_dir + "/git");
     maintenance_ = std::thread([this] { maintenance_loop(); });
   }
