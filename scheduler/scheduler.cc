@@ -377,7 +377,7 @@ void Scheduler::on_submit(const Incoming& m) {
   spdlog::debug("job {} queued: {} from {} on pool {}", info.id, info.spec_name, info.client, info.pool);
   reply(Port::kClients, m.routing_id, proto::Submitted{.request_id = submit.request_id, .job_id = info.id});
   jobs_.emplace(info.id, std::move(job));
-  dispatch();
+  dispatch_pending_ = true;
 }
 
 Result<std::shared_ptr<ids::ContextManifest>> Scheduler::context_manifest(const std::string& digest) {
@@ -596,7 +596,7 @@ void Scheduler::on_worker_action(const Incoming& m) {
     spdlog::info("worker {} is now {}", w.name, w.admin);
     if (w.connected) reply(Port::kWorkers, w.routing_id, proto::WorkerState{.state = w.admin});
     update_policy_worker(w);
-    if (w.admin == "active") dispatch();
+    if (w.admin == "active") dispatch_pending_ = true;
   } else if (action.action == "forget") {
     if (w.connected) {
       return reply_error(Port::kClients, m.routing_id, action.request_id,
@@ -719,7 +719,7 @@ void Scheduler::on_register(const Incoming& m) {
                           .lease_ms = options_.lease_ms,
                           .state = w.admin});
   for (const proto::CancelAssigned& cancel : stale) reply(Port::kWorkers, m.routing_id, cancel);
-  dispatch();
+  dispatch_pending_ = true;
 }
 
 void Scheduler::on_heartbeat(const Incoming& m) {
@@ -758,7 +758,7 @@ void Scheduler::on_heartbeat(const Incoming& m) {
     if (job && !listed.contains(id) && now - job->assigned_steady_ms > options_.lease_ms) missing.push_back(job);
   }
   for (JobState* job : missing) requeue(*job, fmt::format("worker {} does not run it", w->name));
-  if (accepting_inputs && !was_accepting_inputs) dispatch();
+  if (accepting_inputs && !was_accepting_inputs) dispatch_pending_ = true;
 }
 
 void Scheduler::on_job_event(const Incoming& m) {
@@ -793,6 +793,11 @@ void Scheduler::on_job_event(const Incoming& m) {
       job->info.steps.push_back(std::move(event.step));
       break;
     case proto::Type::kJobDone: {
+      if (event.outcome == "interrupted") {
+        // The worker stopped (shutdown) while running it: not the job's fault.
+        requeue(*job, fmt::format("worker {} stopped while running it", w->name));
+        break;
+      }
       if (!event.steps.empty()) job->info.steps = std::move(event.steps);
       job->info.result = event.result;
       std::string state = event.outcome == "succeeded"   ? "succeeded"
@@ -830,6 +835,7 @@ void Scheduler::on_inventory(const Incoming& m) {
 // ---- job lifecycle ----
 
 void Scheduler::dispatch() {
+  dispatch_pending_ = false;
   const double now_s = static_cast<double>(clock_.steady_ms()) / 1000.0;
   for (const placement::Assignment& a : policy_->assign(now_s)) {
     JobState* job = find_job(a.job_id);
@@ -946,6 +952,7 @@ void Scheduler::finish(JobState& job, const std::string& state, const std::strin
   spdlog::debug("job {} {}{}{}", info.id, state, error.empty() ? "" : ": ", error);
   answer_waiters(job, true);
   info.spec.clear();  // kept in the database; not needed in memory any more
+  dispatch_pending_ = true;
   recent_ended_.push_back(info.id);
   while (recent_ended_.size() > options_.recent_ended) {
     forget_ended(recent_ended_.front());
@@ -991,6 +998,7 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
   }
   persist(job);
   policy_->add_job(placement_job(info, now_s), now_s);
+  dispatch_pending_ = true;
 }
 
 void Scheduler::lose_worker(WorkerState& w, const std::string& why) {
@@ -1026,7 +1034,12 @@ void Scheduler::tick() {
     }
     it = waiters_.erase(it);
   }
-  if (now - last_lease_check_ms_ < 50) return;
+  // Placement runs once per loop turn for everything that arrived in it
+  // (submits, finished jobs, new workers), not once per message.
+  if (now - last_lease_check_ms_ < 50) {
+    if (dispatch_pending_) dispatch();
+    return;
+  }
   last_lease_check_ms_ = now;
   // Silent workers lose their jobs.
   for (auto& [name, w] : workers_) {

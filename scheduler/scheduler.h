@@ -108,7 +108,8 @@ class Scheduler {
   void handle(Port port, const Incoming& message);
   // A message that could not be taken apart (answered with an error).
   void handle_bad(Port port, const std::string& routing_id, const Error& error);
-  // Leases, held replies, timeouts. Call often (every ~50 ms).
+  // Placement for what changed, leases, held replies, timeouts. Call after
+  // each batch of handle() calls and at least every ~50 ms.
   void tick();
   // Writes what handle()/tick() staged. Must succeed before take_outbox() is sent.
   Status commit();
@@ -208,6 +209,7 @@ class Scheduler {
   };
   std::vector<PendingLogReply> pending_log_replies_;
   std::int64_t last_lease_check_ms_ = 0;
+  bool dispatch_pending_ = false;  // something changed since the last placement round
 };
 
 }  // namespace kiln::scheduler

@@ -506,7 +506,7 @@ class KilnPolicy final : public Policy {
     for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0; --i) {
       bool held = refs_[i] != kNoRef && index_.holds(w.slot, refs_[i]);
       if (!held && !(pending_refs_[i] != kNoRef && pending_.holds(w.slot, pending_refs_[i]))) continue;
-      double ready = held ? 0 : ready_at(w, J.chain[i], now);
+      double ready = held ? 0 : ready_at(w, pending_refs_[i], now);
       double start_at = std::max(now + wait, ready);
       return {i, suffix_[i + 1], start_at, ready, (start_at - now) * options_.wait_weight + suffix_[i + 1]};
     }
@@ -516,12 +516,16 @@ class KilnPolicy final : public Policy {
   // Whether a running job on w is building a step of J's chain that w does
   // not hold yet (deepest first): J should not start there before it ends.
   bool blocked(const Job& J, const Worker& w) const {
+    // J is reserved on w, so J.pending holds its chain's refs in pending_,
+    // in chain order, as every running job's does: comparing those refs
+    // (not 32-byte digests) keeps this cheap on workers with many slots.
     for (std::size_t i = J.chain.size(); i-- > 0;) {
-      const Digest& step = J.chain[i];
-      if (auto ref = index_.find(step); ref && index_.holds(w.slot, *ref)) return false;
+      if (auto ref = index_.find(J.chain[i]); ref && index_.holds(w.slot, *ref)) return false;
+      if (i >= J.pending.size()) continue;
+      const IdRef step = J.pending[i];
       for (JobIndex r : w.running) {
-        const Job& R = jobs_[r];
-        if (std::find(R.chain.begin(), R.chain.end(), step) != R.chain.end()) return true;
+        const auto& refs = jobs_[r].pending;
+        if (std::find(refs.begin(), refs.end(), step) != refs.end()) return true;
       }
     }
     return false;
@@ -529,14 +533,15 @@ class KilnPolicy final : public Policy {
 
   // When the step being built on w is expected to be ready: the end of the
   // earliest of w's jobs that has it in its chain (a worker has few).
-  double ready_at(const Worker& w, const Digest& step, double now) const {
+  double ready_at(const Worker& w, IdRef step, double now) const {
     double ready = kInf;
     // The step is done when what its job builds after it remains: the
-    // job's end minus the cost of the rest of its chain.
+    // job's end minus the cost of the rest of its chain. A job's `pending`
+    // holds its chain's refs in chain order.
     auto done_at = [&](const Job& R, double end) {
-      auto it = std::find(R.chain.begin(), R.chain.end(), step);
-      if (it == R.chain.end()) return kInf;
-      std::size_t k = static_cast<std::size_t>(it - R.chain.begin());
+      auto it = std::find(R.pending.begin(), R.pending.end(), step);
+      if (it == R.pending.end()) return kInf;
+      std::size_t k = static_cast<std::size_t>(it - R.pending.begin());
       return end - (k + 1 < R.tail.size() ? R.tail[k + 1] : 0.0);
     };
     for (JobIndex j : w.running) {

@@ -231,6 +231,27 @@ TEST_F(SchedulerProtocol, ALostWorkersJobMovesAndItsLateReportIsIgnored) {
   EXPECT_EQ(done.attempts[1].outcome, "succeeded");
 }
 
+TEST_F(SchedulerProtocol, AJobInterruptedByAStoppingWorkerRunsAgainElsewhere) {
+  SchedulerProcess s(dir.path() + "/s");
+  auto client = s.client();
+  RawWorker a(s.worker_endpoint(), "wa");
+  a.register_worker(1);
+  const std::string id = submit(*client);
+  ASSERT_TRUE(a.expect<proto::Assign>());
+  a.event(proto::Type::kJobStarted, id, 1);
+  ASSERT_TRUE(client->call<proto::Ok>(proto::WorkerAction{.worker = "wa", .action = "drain"}));
+  a.event(proto::Type::kJobDone, id, 1, "", "interrupted");
+  RawWorker b(s.worker_endpoint(), "wb");
+  b.register_worker(1);
+  auto again = b.expect<proto::Assign>();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->job_id, id);
+  EXPECT_EQ(again->attempt, 2u);
+  auto job = status(*client, id);
+  ASSERT_EQ(job.attempts.size(), 2u);
+  EXPECT_EQ(job.attempts[0].outcome, "lost");
+}
+
 TEST_F(SchedulerProtocol, MalformedAndOversizedFramesGetErrorsAndServiceContinues) {
   SchedulerProcess s(dir.path() + "/s");
   zmq::context_t ctx(1);

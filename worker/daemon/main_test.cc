@@ -48,7 +48,7 @@ TEST_F(KilnWorkerProcessTest, SigtermCancelsTheRunningJobReportsItAndExitsZero) 
   worker->signal(SIGTERM);
   auto done = scheduler_.expect_event(proto::Type::kJobDone);
   EXPECT_EQ(done.job_id, "j1");
-  EXPECT_EQ(done.outcome, "cancelled");
+  EXPECT_EQ(done.outcome, "interrupted");
   EXPECT_THAT(done.error, HasSubstr("shutting down"));
   EXPECT_EQ(worker->wait(20s), 0) << worker->log();
 }

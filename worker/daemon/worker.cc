@@ -179,7 +179,8 @@ Status Worker::run() {
       }
       while (!fake_jobs_.empty()) {
         auto it = fake_jobs_.begin();
-        finish_fake(*it->second, "cancelled", fmt::format("kiln-worker {} is shutting down", options_.name));
+        // "interrupted": the scheduler runs the job again elsewhere.
+        finish_fake(*it->second, "interrupted", fmt::format("kiln-worker {} is shutting down", options_.name));
         fake_jobs_.erase(it);
       }
     }
@@ -735,7 +736,9 @@ void Worker::run_job(std::shared_ptr<Job> job) {
     done.error =
         fmt::format("the job ran past its timeout of {} s and was stopped", job->spec.timeout_seconds);
   } else if (result.error().kind() == ErrorKind::kCancelled || job->cancel.cancelled()) {
-    done.outcome = "cancelled";
+    // Stopped by this worker's shutdown, the job did not fail: "interrupted"
+    // makes the scheduler run it again elsewhere.
+    done.outcome = job->shutting_down.load() ? "interrupted" : "cancelled";
     done.error = job->shutting_down.load() ? fmt::format("kiln-worker {} is shutting down", options_.name)
                                            : "cancelled";
   } else {

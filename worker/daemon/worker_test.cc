@@ -199,7 +199,7 @@ TEST(WorkerFakeBuildTest, EventsWhileUnregisteredAreSentOnceRegistered) {
   EXPECT_THAT(log, HasSubstr("fake build of job j1"));
 }
 
-TEST(WorkerFakeBuildTest, StopCancelsRunningJobsAndReportsThem) {
+TEST(WorkerFakeBuildTest, StopInterruptsRunningJobsAndReportsThem) {
   FakeScheduler scheduler;
   WorkerThread worker(fake_options(scheduler, 600));
   scheduler.accept_registration(100);
@@ -208,7 +208,8 @@ TEST(WorkerFakeBuildTest, StopCancelsRunningJobsAndReportsThem) {
   Status stopped = worker.stop();
   EXPECT_TRUE(stopped) << stopped.error().to_string();
   auto done = scheduler.expect_event(proto::Type::kJobDone);
-  EXPECT_EQ(done.outcome, "cancelled");
+  // Not "cancelled": the scheduler runs an interrupted job again.
+  EXPECT_EQ(done.outcome, "interrupted");
   EXPECT_THAT(done.error, HasSubstr("shutting down"));
 }
 
