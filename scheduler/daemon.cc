@@ -52,6 +52,8 @@ struct Daemon::Impl {
     v->jobs = std::move(snap.jobs);
     v->jobs_total_by_state = std::move(snap.jobs_by_state);
     v->low_disk_threshold_bytes = options.core.low_disk_bytes;
+    v->expected_seconds = std::move(snap.expected_seconds);
+    v->default_target_wait_seconds = options.core.target_wait_seconds;
     {
       std::lock_guard lock(view_mu);
       view = std::move(v);

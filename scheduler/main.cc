@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--low-disk-bytes", options.core.low_disk_bytes,
                  "Workers with less free disk than this get no new jobs")
       ->default_val(options.core.low_disk_bytes);
+  app.add_option("--target-wait", options.core.target_wait_seconds,
+                 "Seconds of queue wait each pool should meet; the stats recommend how many workers reach it")
+      ->default_val(options.core.target_wait_seconds);
   app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
       ->default_val(options.core.default_pool);
   app.add_option("--placement", options.core.placement,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <random>
 
 #include "common/sha256.h"
@@ -830,6 +831,17 @@ void Scheduler::on_inventory(const Incoming& m) {
     return out;
   };
   policy_->inventory(w->name, inv.full, hex_all(inv.added), hex_all(inv.removed));
+  // Drift check: the worker says what its whole set hashes to after this
+  // change; if the index disagrees (a lost message, a restart in between),
+  // the worker registers again and resends its full inventory.
+  if (inv.set_digest.size() == 32) {
+    auto ours = policy_->inventory_digest(w->name);
+    if (ours && std::memcmp(ours->data(), inv.set_digest.data(), 32) != 0) {
+      spdlog::warn("worker {}: cache inventory drifted from the scheduler's index; asking for it again", w->name);
+      reply(Port::kWorkers, m.routing_id,
+            proto::Reregister{.reason = "cache inventory out of step; register again and send it in full"});
+    }
+  }
 }
 
 // ---- job lifecycle ----
@@ -1111,6 +1123,9 @@ Snapshot Scheduler::snapshot(std::size_t max_queued, std::size_t max_ended) cons
     proto::JobInfo info = job->info;
     info.spec.clear();
     s.jobs.push_back(std::move(info));
+  }
+  for (const proto::JobInfo& info : s.jobs) {
+    if (auto seconds = policy_->expected_seconds(info.id)) s.expected_seconds[info.id] = *seconds;
   }
   std::size_t from = recent_ended_.size() > max_ended ? recent_ended_.size() - max_ended : 0;
   for (std::size_t i = from; i < recent_ended_.size(); ++i) {

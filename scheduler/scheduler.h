@@ -60,6 +60,9 @@ struct SchedulerOptions {
   std::string placement = "kiln";
   // Workers with less free disk than this get no new jobs.
   std::uint64_t low_disk_bytes = 1ull << 30;
+  // The queue wait each pool should meet; the stats say how many workers
+  // would bring the expected wait under it ("workers wanted").
+  double target_wait_seconds = 300;
   // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
   std::size_t recent_ended = 1000;
 };
@@ -88,6 +91,7 @@ struct Snapshot {
   // ones (no spec).
   std::vector<proto::JobInfo> jobs;
   std::map<std::string, std::uint64_t> jobs_by_state;  // over every job in the database
+  std::map<std::string, double> expected_seconds;       // job id -> placement's estimate
 };
 
 class Scheduler {
