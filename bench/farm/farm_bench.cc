@@ -45,6 +45,7 @@ using namespace std::chrono_literals;
 struct Process {
   pid_t pid = -1;
   Process(std::vector<std::string> argv, const std::string& log) {
+    std::fflush(stdout);  // or the child repeats what is buffered
     pid = ::fork();
     if (pid == 0) {
       FILE* f = std::freopen(log.c_str(), "a", stdout);
