@@ -92,7 +92,8 @@ placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s) 
           .urgent = info.urgent,
           .labels = info.labels,
           .steps = info.planned_steps,
-          .submitted_at = now_s};
+          .submitted_at = now_s,
+          .estimate_seconds = info.estimate_seconds};
 }
 
 }  // namespace
@@ -145,6 +146,7 @@ Status Scheduler::recover() {
     w->admin = admin;
     workers_[name] = std::move(w);
   }
+  for (const auto& [pool, client, rate] : options_.client_rates) policy_->set_client_rate(pool, client, rate);
   const std::int64_t now = clock_.steady_ms();
   std::size_t queued = 0, active = 0, failed_bad = 0;
   std::vector<std::uint64_t> ended;
@@ -369,6 +371,7 @@ void Scheduler::on_submit(const Incoming& m) {
   info.timeout_seconds = spec.timeout_seconds ? spec.timeout_seconds : options_.default_timeout_seconds;
   info.labels = spec.labels;
   info.planned_steps = std::move(planned);
+  info.estimate_seconds = spec.estimate_seconds > 0 ? spec.estimate_seconds : 0;
   for (const proto::Secret& secret : spec.secrets) info.secret_ids.push_back(secret.id);
   job->secrets = std::move(spec.secrets);
   db_->put_job(job->seq, info);

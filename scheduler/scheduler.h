@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -63,6 +64,9 @@ struct SchedulerOptions {
   // The queue wait each pool should meet; the stats say how many workers
   // would bring the expected wait under it ("workers wanted").
   double target_wait_seconds = 300;
+  // Fair-share weights: (pool, client, rate); a client with rate 2 gets
+  // twice the share of one with rate 1 when the pool is full.
+  std::vector<std::tuple<std::string, std::string, double>> client_rates;
   // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
   std::size_t recent_ended = 1000;
 };

@@ -42,6 +42,7 @@ struct JobSpec {
   secrets @6 :List(Secret);   # in memory only: never persisted or logged
   timeoutSeconds @7 :UInt32;  # 0: the scheduler's default
   labels @8 :List(Text);      # "key=value" a worker must have
+  estimateSeconds @9 :Float64; # the client's guess of a cold build's seconds (placement); 0: none
 }
 
 struct StepInfo {
@@ -83,6 +84,7 @@ struct JobInfo {
   timeoutSeconds @20 :UInt32;
   labels @21 :List(Text);
   plannedSteps @22 :List(Text);  # the main stage's step ids as the scheduler computed them (placement)
+  estimateSeconds @23 :Float64;
 }
 
 struct WorkerStats {

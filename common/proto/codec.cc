@@ -108,6 +108,7 @@ void put(wire::JobSpec::Builder b, const JobSpec& v) {
   }
   b.setTimeoutSeconds(v.timeout_seconds);
   set_texts(b.initLabels(v.labels.size()), v.labels);
+  b.setEstimateSeconds(v.estimate_seconds);
 }
 JobSpec get(wire::JobSpec::Reader r) {
   JobSpec v;
@@ -120,6 +121,7 @@ JobSpec get(wire::JobSpec::Reader r) {
   for (auto s : r.getSecrets()) v.secrets.push_back({text(s.getId()), data(s.getValue())});
   v.timeout_seconds = r.getTimeoutSeconds();
   v.labels = get_texts(r.getLabels());
+  v.estimate_seconds = r.getEstimateSeconds();
   return v;
 }
 
@@ -174,6 +176,7 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   b.setTimeoutSeconds(v.timeout_seconds);
   set_texts(b.initLabels(v.labels.size()), v.labels);
   set_texts(b.initPlannedSteps(v.planned_steps.size()), v.planned_steps);
+  b.setEstimateSeconds(v.estimate_seconds);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -203,6 +206,7 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.timeout_seconds = r.getTimeoutSeconds();
   v.labels = get_texts(r.getLabels());
   v.planned_steps = get_texts(r.getPlannedSteps());
+  v.estimate_seconds = r.getEstimateSeconds();
   return v;
 }
 

@@ -92,6 +92,7 @@ struct JobSpec {
   std::vector<Secret> secrets;
   std::uint32_t timeout_seconds = 0;
   std::vector<std::string> labels;
+  double estimate_seconds = 0;  // the client's guess of a cold build; 0: none
 };
 
 struct StepInfo {
@@ -133,6 +134,7 @@ struct JobInfo {
   std::uint32_t timeout_seconds = 0;
   std::vector<std::string> labels;
   std::vector<std::string> planned_steps;  // main stage step ids, for placement
+  double estimate_seconds = 0;
 };
 
 struct WorkerStats {

@@ -40,25 +40,9 @@ using kiln::testing::source_dir;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
-std::string build_tree_binary(const std::string& relative) {
-  return (fs::path(KILN_BINARY).parent_path() / ".." / relative).lexically_normal().string();
-}
-
-std::string scheduler_binary() {
-#ifdef KILN_SCHEDULER_BINARY
-  return KILN_SCHEDULER_BINARY;
-#else
-  return build_tree_binary("scheduler/kiln-scheduler");
-#endif
-}
-
-std::string worker_binary() {
-#ifdef KILN_WORKER_BINARY
-  return KILN_WORKER_BINARY;
-#else
-  return build_tree_binary("worker/daemon/kiln-worker");
-#endif
-}
+// The daemons, as CMake built them (tests/CMakeLists.txt passes their paths).
+std::string scheduler_binary() { return KILN_SCHEDULER_BINARY; }
+std::string worker_binary() { return KILN_WORKER_BINARY; }
 
 // A TCP port nothing listens on right now (the kernel's choice).
 int free_port() {
