@@ -1,0 +1,356 @@
+// The scheduler's HTTP side against a real farm: kiln-scheduler with --http
+// on a free port, two kiln-worker --fake-build workers of capacity 1 whose
+// jobs last long enough to stay running, and six jobs (two running, four
+// queued, one of them urgent). Then /metrics through `promtool check
+// metrics`, the dashboard page in headless Chromium (DOM and a screenshot),
+// and `kiln admin stats` with and without --json.
+//
+// promtool, chromium and timeout are looked up on PATH; a missing one fails
+// the test (scripts/install-deps installs them). The screenshot goes to
+// $KILN_TEST_OUTPUT_DIR/farm/dashboard.png (default /tmp/kiln-test-output).
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/farm/raw_peers.h"
+#include "tests/support/child.h"
+#include "tests/support/process.h"
+
+namespace kiln::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kPool = "linux-x86_64";
+constexpr const char* kClientName = "dashboard-test";
+
+// The first of `names` found as an executable on PATH, or "" when none is.
+std::string find_on_path(const std::vector<std::string>& names) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    for (const std::string& name : names) {
+      fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    }
+  }
+  return "";
+}
+
+fs::path output_dir() {
+  const char* env = std::getenv("KILN_TEST_OUTPUT_DIR");
+  fs::path dir = fs::path(env != nullptr && *env != '\0' ? env : "/tmp/kiln-test-output") / "farm";
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+struct HttpReply {
+  int status = 0;
+  std::string head;  // status line and headers
+  std::string body;
+};
+
+// A plain HTTP/1.1 GET with Connection: close, over a socket of its own (the
+// farm tests do not link an HTTP client library). nullopt when nothing
+// answers at 127.0.0.1:port.
+std::optional<HttpReply> http_get(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  timeval timeout{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                        "\r\nConnection: close\r\n\r\n";
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string raw;
+  char buffer[16384];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
+    raw.append(buffer, static_cast<std::size_t>(n));
+  ::close(fd);
+  std::size_t end_of_head = raw.find("\r\n\r\n");
+  if (!raw.starts_with("HTTP/1.") || end_of_head == std::string::npos) return std::nullopt;
+  HttpReply reply;
+  reply.head = raw.substr(0, end_of_head);
+  reply.body = raw.substr(end_of_head + 4);
+  reply.status = std::atoi(raw.c_str() + raw.find(' ') + 1);
+  return reply;
+}
+
+class DashboardFarm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+    worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+    http_port_ = free_port();
+    scheduler_ = std::make_unique<Child>(
+        std::vector<std::string>{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler", "--listen",
+                                 client_endpoint_, "--listen-workers", worker_endpoint_, "--http",
+                                 "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms", "200",
+                                 // Jobs spread over free workers; the kiln policy may hold jobs that
+                                 // share a step for the worker building it, which is not under test.
+                                 "--placement", "least-loaded"},
+        dir_.path() + "/scheduler.log");
+    ASSERT_TRUE(eventually([&] {
+      auto c = proto::Client::connect(client_endpoint_, kClientName, 200ms);
+      if (c) client_ = std::move(*c);
+      return client_ != nullptr;
+    })) << "kiln-scheduler did not come up:\n"
+        << scheduler_->log();
+    ASSERT_TRUE(eventually([&] { return http_get(http_port_, "/v1/stats").has_value(); }))
+        << "kiln-scheduler's HTTP interface did not come up on port " << http_port_ << ":\n"
+        << scheduler_->log();
+  }
+
+  // A fake-build worker of capacity 1 whose jobs last long enough to stay
+  // running for the whole test (they are killed with the test).
+  void start_worker(const std::string& name) {
+    workers_.push_back(
+        std::make_unique<Child>(std::vector<std::string>{KILN_WORKER_BINARY, "--scheduler", worker_endpoint_,
+                                                         "--name", name, "--capacity", "1", "--fake-build",
+                                                         "60", "--state-dir", dir_.path() + "/" + name},
+                                dir_.path() + "/" + name + ".log"));
+    ASSERT_TRUE(eventually([&] {
+      auto list = client_->call<proto::Workers>(proto::ListWorkers{}, 2s);
+      if (!list) return false;
+      for (const auto& w : list->workers)
+        if (w.name == name && w.connected) return true;
+      return false;
+    })) << name
+        << " did not register:\n"
+        << workers_.back()->log();
+  }
+
+  std::string submit(const std::string& spec_name, bool urgent) {
+    auto submitted = client_->call<proto::Submitted>(
+        proto::Submit{.job = {.spec = "((from busybox) (run (shell \"echo " + spec_name + "\")))",
+                              .spec_name = spec_name,
+                              .urgent = urgent}});
+    EXPECT_TRUE(submitted) << submitted.error().to_string();
+    return submitted ? submitted->job_id : "";
+  }
+
+  std::vector<std::string> job_ids(const std::string& state) {
+    auto jobs = client_->call<proto::Jobs>(proto::ListJobs{.states = {state}, .limit = 100});
+    std::vector<std::string> ids;
+    if (jobs)
+      for (const auto& job : jobs->jobs) ids.push_back(job.id);
+    return ids;
+  }
+
+  Json stats() {
+    auto reply = http_get(http_port_, "/v1/stats");
+    if (!reply || reply->status != 200) return Json();
+    return Json::parse(reply->body, nullptr, false);
+  }
+
+  // Two workers, two running jobs, then four queued (one urgent), as both the
+  // database and the published HTTP view see them.
+  void start_busy_farm() {
+    start_worker("dash-w1");
+    start_worker("dash-w2");
+    for (const char* name : {"run-1.spec", "run-2.spec"}) submit(name, false);
+    ASSERT_TRUE(eventually([&] { return job_ids("running").size() == 2; }))
+        << "the first two jobs did not start:\n"
+        << scheduler_->log();
+    running_ = job_ids("running");
+    for (const char* name : {"wait-1.spec", "wait-2.spec", "wait-3.spec"}) submit(name, false);
+    submit("wait-urgent.spec", true);
+    ASSERT_TRUE(eventually([&] {
+      Json s = stats();
+      return s.is_object() && s["pools"].size() == 1 && s["pools"][0]["queued"]["total"] == 4 &&
+             s["pools"][0]["running_jobs"] == 2;
+    })) << "/v1/stats never showed 4 queued and 2 running: "
+        << stats().dump(2);
+  }
+
+  std::string http_address() const { return "127.0.0.1:" + std::to_string(http_port_); }
+
+  TempDir dir_;
+  std::string client_endpoint_;
+  std::string worker_endpoint_;
+  int http_port_ = 0;
+  std::unique_ptr<Child> scheduler_;
+  std::vector<std::unique_ptr<Child>> workers_;
+  std::unique_ptr<proto::Client> client_;
+  std::vector<std::string> running_;
+};
+
+TEST_F(DashboardFarm, MetricsPassPromtoolAndCountTheRealFarm) {
+  ASSERT_NO_FATAL_FAILURE(start_busy_farm());
+  std::vector<std::string> expected = {
+      "kiln_jobs{state=\"running\"} 2",
+      "kiln_jobs{state=\"queued\"} 4",
+      "kiln_pool_queued_jobs{pool=\"linux-x86_64\",urgency=\"urgent\"} 1",
+      "kiln_pool_queued_jobs{pool=\"linux-x86_64\",urgency=\"normal\"} 3",
+      "kiln_pool_running_jobs{pool=\"linux-x86_64\"} 2",
+      "kiln_client_jobs{client=\"dashboard-test\",state=\"running\"} 2",
+  };
+  for (const char* worker : {"dash-w1", "dash-w2"}) {
+    std::string labels = std::string("{pool=\"linux-x86_64\",worker=\"") + worker + "\"}";
+    expected.push_back("kiln_worker_up" + labels + " 1");
+    expected.push_back("kiln_worker_capacity_jobs" + labels + " 1");
+    // What the worker itself reports: it arrives with the next heartbeat
+    // after the job started, so the scrape below waits for it.
+    expected.push_back("kiln_worker_running_jobs" + labels + " 1");
+  }
+  auto has_line = [](const std::string& body, const std::string& line) {
+    return body.find("\n" + line + "\n") != std::string::npos;
+  };
+  std::optional<HttpReply> metrics;
+  eventually([&] {
+    metrics = http_get(http_port_, "/metrics");
+    return metrics && std::all_of(expected.begin(), expected.end(),
+                                  [&](const std::string& line) { return has_line(metrics->body, line); });
+  });
+  ASSERT_TRUE(metrics);
+  const fs::path kept = output_dir() / "metrics.txt";
+  std::ofstream(kept, std::ios::binary) << metrics->body;
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(metrics->head, HasSubstr("text/plain; version=0.0.4"));
+  const std::string& body = metrics->body;
+  for (const std::string& line : expected) EXPECT_TRUE(has_line(body, line)) << line << " is not in " << kept;
+
+  std::string promtool = find_on_path({"promtool"});
+  ASSERT_FALSE(promtool.empty()) << "promtool is not on PATH: run scripts/install-deps";
+  auto check = run_process({promtool, "check", "metrics"}, body);
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  // promtool prints lint problems, and nothing else, when there are any.
+  EXPECT_EQ(check.out + check.err, "");
+}
+
+std::vector<std::string> chromium_command(const std::string& chromium, const std::string& timeout,
+                                          const std::string& profile) {
+  return {timeout,
+          "60",
+          chromium,
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+          "--user-data-dir=" + profile,
+          "--virtual-time-budget=5000"};
+}
+
+TEST_F(DashboardFarm, DashboardShowsTheRealFarmInHeadlessChromium) {
+  std::string chromium = find_on_path({"chromium", "chromium-browser"});
+  std::string timeout = find_on_path({"timeout"});
+  ASSERT_FALSE(chromium.empty()) << "chromium is not on PATH: run scripts/install-deps";
+  ASSERT_FALSE(timeout.empty()) << "timeout (coreutils) is not on PATH";
+  ASSERT_NO_FATAL_FAILURE(start_busy_farm());
+  Json before = stats();
+  ASSERT_TRUE(before.is_object());
+  const std::string profile = dir_.path() + "/chromium";
+  const std::string url = "http://" + http_address() + "/";
+
+  auto dump = chromium_command(chromium, timeout, profile);
+  dump.insert(dump.end(), {"--dump-dom", url});
+  auto dom = run_process(dump);
+  Json after = stats();
+  std::ofstream(output_dir() / "dashboard-dom.html", std::ios::binary) << dom.out;
+  ASSERT_EQ(dom.exit_code, 0) << dom.err;
+  // Only the page's script, reading the JSON API, can have put these there.
+  for (const char* name : {"dash-w1", "dash-w2", kPool, kClientName})
+    EXPECT_THAT(dom.out, HasSubstr(std::string(">") + name)) << name;
+  ASSERT_EQ(running_.size(), 2u);
+  for (const std::string& id : running_) EXPECT_THAT(dom.out, HasSubstr(">" + id)) << id;
+  // The workers-wanted figure is the one the API computes (the backlog
+  // shrinks as the running jobs age, so either reading is right).
+  std::smatch wanted;
+  ASSERT_TRUE(std::regex_search(dom.out, wanted, std::regex(R"(id="wanted-linux-x86_64">(\d+)</span>)")))
+      << "no workers-wanted figure for the pool in the DOM";
+  std::set<int> api_figures = {before["pools"][0]["workers_wanted"].get<int>(),
+                               after["pools"][0]["workers_wanted"].get<int>()};
+  EXPECT_TRUE(api_figures.contains(std::stoi(wanted[1]))) << "DOM says " << wanted[1];
+  EXPECT_GE(std::stoi(wanted[1]), 1);  // work waits: at least one worker is wanted
+  EXPECT_THAT(dom.out, HasSubstr("id=\"status\" class=\"\">updated "));  // no fetch error shown
+
+  fs::path screenshot = output_dir() / "dashboard.png";
+  fs::remove(screenshot);
+  auto shot = chromium_command(chromium, timeout, profile);
+  shot.insert(shot.end(), {"--screenshot=" + screenshot.string(), "--window-size=1280,900", url});
+  auto shot_result = run_process(shot);
+  EXPECT_EQ(shot_result.exit_code, 0) << shot_result.err;
+  std::string png = read_file(screenshot);
+  ASSERT_GT(png.size(), 1000u) << "no screenshot at " << screenshot;
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  std::cout << "dashboard screenshot: " << screenshot.string() << "\n";
+}
+
+TEST_F(DashboardFarm, AdminStatsSummarisesAndPrintsTheJson) {
+  ASSERT_NO_FATAL_FAILURE(start_busy_farm());
+  auto summary =
+      run_process({KILN_BINARY, "admin", "stats", "--scheduler", client_endpoint_, "--http", http_address()});
+  ASSERT_EQ(summary.exit_code, 0) << summary.out << summary.err;
+  std::ofstream(output_dir() / "admin-stats.txt") << summary.out;
+  const std::string& out = summary.out;
+  EXPECT_THAT(out, HasSubstr("pool linux-x86_64\n"));
+  EXPECT_THAT(out, HasSubstr("  queued          4 (1 urgent, 3 normal)\n"));
+  EXPECT_THAT(out, HasSubstr("  running         2 on 2 slots\n"));
+  EXPECT_THAT(out, HasSubstr("jobs: 4 queued, 0 assigned, 2 running, 0 succeeded, 0 failed, 0 cancelled\n"));
+  EXPECT_THAT(out, HasSubstr("WORKERS WANTED"));
+  for (const char* worker : {"dash-w1", "dash-w2"}) EXPECT_THAT(out, HasSubstr(worker));
+  for (const std::string& id : running_) EXPECT_THAT(out, HasSubstr("1/1 " + id)) << id;
+  EXPECT_THAT(out, HasSubstr(kClientName));
+
+  auto json = run_process(
+      {KILN_BINARY, "admin", "stats", "--json", "--scheduler", client_endpoint_, "--http", http_address()});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  Json doc = Json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << json.out;
+  ASSERT_TRUE(doc["pools"].is_array());
+  ASSERT_TRUE(doc["workers"].is_array());
+  ASSERT_TRUE(doc["clients"].is_array());
+  ASSERT_EQ(doc["pools"].size(), 1u);
+  EXPECT_EQ(doc["pools"][0]["name"], kPool);
+  EXPECT_EQ(doc["pools"][0]["queued"]["total"], 4);
+  EXPECT_EQ(doc["pools"][0]["queued"]["urgent"], 1);
+  EXPECT_EQ(doc["pools"][0]["running_jobs"], 2);
+  EXPECT_EQ(doc["workers"].size(), 2u);
+  ASSERT_EQ(doc["clients"].size(), 1u);
+  EXPECT_EQ(doc["clients"][0]["name"], kClientName);
+  EXPECT_EQ(doc["clients"][0]["running"], 2);
+  EXPECT_EQ(doc["clients"][0]["waiting"], 4);
+}
+
+}  // namespace
+}  // namespace kiln::testing
