@@ -38,6 +38,16 @@ std::string stats_scheduler_binary() {
 #endif
 }
 
+std::string stats_worker_binary() {
+#ifdef KILN_WORKER_BINARY
+  return KILN_WORKER_BINARY;
+#else
+  return (fs::path(KILN_BINARY).parent_path() / ".." / "worker/daemon/kiln-worker")
+      .lexically_normal()
+      .string();
+#endif
+}
+
 // A fresh directory under /tmp, removed with what it holds.
 class ScratchDir {
  public:
@@ -156,6 +166,32 @@ TEST(AdminStats, AnIdleSchedulerThroughTheDerivedAddress) {
   EXPECT_TRUE(doc["scheduler"]["id"].is_string());
   EXPECT_TRUE(doc["workers"].is_array());
   EXPECT_TRUE(doc["workers"].empty());
+}
+
+TEST(AdminStats, ALowDiskWorkerIsWarnedAboutAndDoesNotAccept) {
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  int port = free_port_pair();
+  std::string scheduler = "tcp://127.0.0.1:" + std::to_string(port);
+  std::string workers = "tcp://127.0.0.1:" + std::to_string(kiln::testing::free_port());
+  // A threshold no disk meets (1 PiB): the worker is low on disk.
+  kiln::testing::Child daemon(
+      {stats_scheduler_binary(), "--state-dir", dir.path() + "/scheduler", "--listen", scheduler,
+       "--listen-workers", workers, "--http", "127.0.0.1:" + std::to_string(port + 80), "--low-disk-bytes",
+       "1125899906842624"},
+      dir.path() + "/scheduler.log");
+  kiln::testing::Child worker({stats_worker_binary(), "--scheduler", workers, "--name", "tight-disk",
+                               "--state-dir", dir.path() + "/worker", "--fake-build"},
+                              dir.path() + "/worker.log");
+  kiln::testing::ProcessResult r;
+  ASSERT_TRUE(kiln::testing::eventually([&] {
+    r = admin_stats({"--scheduler", scheduler});
+    return r.exit_code == 0 && r.out.find("tight-disk") != std::string::npos;
+  })) << r.out
+      << r.err << daemon.log() << worker.log();
+  EXPECT_THAT(r.out, HasSubstr("  LOW DISK        worker tight-disk has "));
+  EXPECT_THAT(r.out, HasSubstr("1 connected (1 active, 0 paused, 0 draining), 0 accepting, 1 known"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("tight-disk +linux-x86_64 +active +low-disk +0/"));
 }
 
 }  // namespace

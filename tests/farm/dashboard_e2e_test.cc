@@ -125,7 +125,10 @@ class DashboardFarm : public ::testing::Test {
                                  "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms", "200",
                                  // Jobs spread over free workers; the kiln policy may hold jobs that
                                  // share a step for the worker building it, which is not under test.
-                                 "--placement", "least-loaded"},
+                                 "--placement", "least-loaded",
+                                 // Six jobs of 60 s (the default estimate) against a 60 s target:
+                                 // more workers are wanted than the two that accept.
+                                 "--target-wait", "60"},
         dir_.path() + "/scheduler.log");
     ASSERT_TRUE(eventually([&] {
       auto c = proto::Client::connect(client_endpoint_, kClientName, 200ms);
@@ -301,7 +304,10 @@ TEST_F(DashboardFarm, DashboardShowsTheRealFarmInHeadlessChromium) {
   std::set<int> api_figures = {before["pools"][0]["workers_wanted"].get<int>(),
                                after["pools"][0]["workers_wanted"].get<int>()};
   EXPECT_TRUE(api_figures.contains(std::stoi(wanted[1]))) << "DOM says " << wanted[1];
-  EXPECT_GE(std::stoi(wanted[1]), 1);  // work waits: at least one worker is wanted
+  const int wanted_in_dom = std::stoi(wanted[1]);
+  EXPECT_GT(wanted_in_dom, 2);  // more than the two accepting workers
+  EXPECT_THAT(dom.out,
+              HasSubstr("<span class=\"need-more\">add " + std::to_string(wanted_in_dom - 2) + "</span>"));
   EXPECT_THAT(dom.out, HasSubstr("id=\"status\" class=\"\">updated "));  // no fetch error shown
 
   fs::path screenshot = output_dir() / "dashboard.png";
@@ -327,7 +333,13 @@ TEST_F(DashboardFarm, AdminStatsSummarisesAndPrintsTheJson) {
   EXPECT_THAT(out, HasSubstr("  queued          4 (1 urgent, 3 normal)\n"));
   EXPECT_THAT(out, HasSubstr("  running         2 on 2 slots\n"));
   EXPECT_THAT(out, HasSubstr("jobs: 4 queued, 0 assigned, 2 running, 0 succeeded, 0 failed, 0 cancelled\n"));
-  EXPECT_THAT(out, HasSubstr("WORKERS WANTED"));
+  std::smatch wanted;
+  ASSERT_TRUE(std::regex_search(
+      out, wanted,
+      std::regex(R"(WORKERS WANTED  (\d+) to meet the 1m 00s target wait; 2 accepting: ADD (\d+)\n)")))
+      << out;
+  EXPECT_GT(std::stoi(wanted[1]), 2);
+  EXPECT_EQ(std::stoi(wanted[2]), std::stoi(wanted[1]) - 2);
   for (const char* worker : {"dash-w1", "dash-w2"}) EXPECT_THAT(out, HasSubstr(worker));
   for (const std::string& id : running_) EXPECT_THAT(out, HasSubstr("1/1 " + id)) << id;
   EXPECT_THAT(out, HasSubstr(kClientName));
