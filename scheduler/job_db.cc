@@ -46,6 +46,9 @@ Result<std::unique_ptr<JobDb>> JobDb::open(const std::string& dir, JobDbOptions 
   // (docs/scheduler.md, "Memory").
   db_options.write_buffer_size = 8 << 20;
   db_options.max_write_buffer_number = 2;
+  // Records are small and short-lived; compressing them in compactions
+  // takes CPU from the event loop on small machines.
+  db_options.compression = rocksdb::kNoCompression;
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));

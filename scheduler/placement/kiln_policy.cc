@@ -445,13 +445,24 @@ class KilnPolicy final : public Policy {
     std::vector<double>& ends = scratch_ends_;
     ends.clear();
     for (JobIndex j : w.running) ends.push_back(std::max(jobs_[j].expected_end, now));
-    std::sort(ends.begin(), ends.end());
     std::size_t capacity = w.info.capacity;
     // More running than slots (capacity lowered): the first slot frees when
     // enough of them have ended.
-    std::size_t skip = ends.size() > capacity ? ends.size() - capacity : 0;
-    for (std::size_t i = skip; i < ends.size(); ++i) w.slots.push_back(ends[i]);
-    while (w.slots.size() < capacity) w.slots.push_back(now);
+    if (ends.size() > capacity) {
+      std::sort(ends.begin(), ends.end());
+      ends.erase(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(ends.size() - capacity));
+    }
+    // Each reserved job takes the earliest slot and frees it later, so only
+    // the reserved.size() + 1 earliest slots can ever be the front: keep
+    // those (a worker with hundreds of slots then costs no more than one
+    // with a few).
+    const std::size_t keep = w.reserved.size() + 1;
+    for (std::size_t free = capacity - ends.size(), i = 0; i < free && i < keep; ++i) ends.push_back(now);
+    if (ends.size() > keep) {
+      std::nth_element(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(keep - 1), ends.end());
+      ends.resize(keep);
+    }
+    w.slots.assign(ends.begin(), ends.end());
     std::make_heap(w.slots.begin(), w.slots.end(), std::greater<>());
     for (JobIndex j : w.reserved) {
       Job& J = jobs_[j];

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/ids/step_id.h"
 #include "common/proto/transport.h"
 #include "common/sha256.h"
 #include "common/spec/spec.h"
@@ -472,23 +473,37 @@ void Worker::on_assign(proto::Assign assign) {
 }
 
 void Worker::finish_fake(FakeJob& job, const std::string& outcome, const std::string& error) {
-  std::string digest = sha256_hex(job.spec_text);
+  // The steps a real build of this spec would report (its step ids, when it
+  // needs no context), so that the scheduler's placement sees a fake farm's
+  // caches as it would a real one's; else one step named by the spec's hash.
+  std::vector<proto::StepInfo> steps;
+  const double seconds = options_.fake_build_seconds.value_or(0);
+  if (auto parsed = spec::parse_spec(job.spec_text, "fake")) {
+    if (auto ids = ids::compute_step_ids(*parsed, nullptr, "fake"); ids && !ids->empty()) {
+      for (const ids::Step& s : *ids) {
+        steps.push_back({.id = s.id, .description = s.description, .cached = false,
+                         .seconds = seconds / static_cast<double>(ids->size())});
+      }
+    }
+  }
+  if (steps.empty()) {
+    steps.push_back({.id = sha256_hex(job.spec_text), .description = "(fake build)", .cached = false,
+                     .seconds = seconds});
+  }
   if (outcome == "succeeded") {
     proto::JobEvent log{.type = proto::Type::kJobLog, .job_id = job.job_id, .attempt = job.attempt};
     log.log = fmt::format("fake build of job {} on {}\n", job.job_id, options_.name);
     emit({proto::Type::kJobLog, proto::encode(log), job.job_id, job.attempt});
   }
-  proto::StepInfo step{.id = digest,
-                       .description = "(fake build)",
-                       .cached = false,
-                       .seconds = options_.fake_build_seconds.value_or(0)};
   proto::JobEvent done{.type = proto::Type::kJobDone, .job_id = job.job_id, .attempt = job.attempt};
   if (outcome == "succeeded") {
-    proto::JobEvent step_event{.type = proto::Type::kJobStep, .job_id = job.job_id, .attempt = job.attempt};
-    step_event.step = step;
-    emit({proto::Type::kJobStep, proto::encode(step_event), job.job_id, job.attempt});
-    done.result = digest;
-    done.steps = {step};
+    for (const proto::StepInfo& step : steps) {
+      proto::JobEvent step_event{.type = proto::Type::kJobStep, .job_id = job.job_id, .attempt = job.attempt};
+      step_event.step = step;
+      emit({proto::Type::kJobStep, proto::encode(step_event), job.job_id, job.attempt});
+    }
+    done.result = steps.back().id;
+    done.steps = std::move(steps);
   }
   done.outcome = outcome;
   done.error = error;

@@ -11,6 +11,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/ids/step_id.h"
+#include "common/spec/spec.h"
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -106,12 +109,16 @@ TEST(WorkerFakeBuildTest, RegistersAndReportsAJob) {
   EXPECT_THAT(log, HasSubstr("j1"));
   const proto::JobEvent& done = events.back();
   EXPECT_EQ(done.outcome, "succeeded");
-  EXPECT_EQ(done.result, sha256_hex(spec));
-  ASSERT_EQ(done.steps.size(), 1u);
-  EXPECT_EQ(done.steps[0].id, sha256_hex(spec));
+  // A fake build reports the steps a real one would: the spec's step ids.
+  auto ids = ids::compute_step_ids(*spec::parse_spec(spec, "t"), nullptr, "t");
+  ASSERT_TRUE(ids);
+  ASSERT_EQ(done.steps.size(), 2u);
+  EXPECT_EQ(done.steps[0].id, (*ids)[0].id);
+  EXPECT_EQ(done.steps[1].id, (*ids)[1].id);
+  EXPECT_EQ(done.result, (*ids)[1].id);
   int step_events = 0;
   for (const auto& e : events) step_events += e.type == proto::Type::kJobStep;
-  EXPECT_EQ(step_events, 1);
+  EXPECT_EQ(step_events, 2);
 
   auto beat = scheduler.expect_message<proto::Heartbeat>();
   EXPECT_TRUE(beat.running.empty());
