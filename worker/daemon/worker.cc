@@ -830,6 +830,9 @@ Result<std::string> Worker::build_job(Job& job, std::vector<proto::StepInfo>& st
     proto::JobEvent event{.type = proto::Type::kJobStep, .job_id = job.job_id, .attempt = job.attempt};
     event.step = std::move(info);
     push_event(std::move(event));
+    // The store holds the step from now on: tell placement at once, not
+    // when the job ends (other jobs sharing the step can use it meanwhile).
+    push_inventory({e.id}, {});
   };
   return builder_->build(request);
 }
