@@ -13,7 +13,8 @@
 namespace kiln::scheduler {
 namespace fs = std::filesystem;
 
-ContextStore::ContextStore(std::string dir, std::uint64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {}
+ContextStore::ContextStore(std::string dir, std::uint64_t max_bytes)
+    : dir_(std::move(dir)), max_bytes_(max_bytes) {}
 
 Status ContextStore::init() {
   std::error_code ec;
@@ -30,8 +31,9 @@ Result<std::string> ContextStore::hex_of(const std::string& digest) {
     ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
   }
   if (!ok) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("context digest {:?} is not \"sha256:\" and 64 lowercase hex digits", digest));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("context digest {:?} is not \"sha256:\" and 64 lowercase hex digits", digest));
   }
   return digest.substr(kPrefix.size());
 }
@@ -43,12 +45,13 @@ bool ContextStore::has(const std::string& digest) const {
   return ::stat((dir_ + "/" + *hex + ".tar").c_str(), &st) == 0;
 }
 
-Result<ContextPutResult> ContextStore::put(const std::string& digest, std::uint64_t total_size, std::uint64_t offset,
-                                           std::string_view data) {
+Result<ContextPutResult> ContextStore::put(const std::string& digest, std::uint64_t total_size,
+                                           std::uint64_t offset, std::string_view data) {
   KILN_ASSIGN_OR_RETURN(std::string hex, hex_of(digest));
   const std::string final_path = dir_ + "/" + hex + ".tar";
   struct stat st;
-  if (::stat(final_path.c_str(), &st) == 0) return ContextPutResult{static_cast<std::uint64_t>(st.st_size), true};
+  if (::stat(final_path.c_str(), &st) == 0)
+    return ContextPutResult{static_cast<std::uint64_t>(st.st_size), true};
   if (total_size > max_bytes_) {
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("context {} is {} bytes, over the scheduler's limit of {} bytes "
@@ -87,11 +90,13 @@ Result<ContextPutResult> ContextStore::put(const std::string& digest, std::uint6
                                   "sha256:{} ({} bytes); upload it again",
                                   hex, actual, received));
   }
-  if (::rename(partial.c_str(), final_path.c_str()) != 0) return errno_error(fmt::format("cannot store {}", final_path));
+  if (::rename(partial.c_str(), final_path.c_str()) != 0)
+    return errno_error(fmt::format("cannot store {}", final_path));
   return ContextPutResult{received, true};
 }
 
-Result<ContextRead> ContextStore::read(const std::string& digest, std::uint64_t offset, std::size_t max_bytes) const {
+Result<ContextRead> ContextStore::read(const std::string& digest, std::uint64_t offset,
+                                       std::size_t max_bytes) const {
   KILN_ASSIGN_OR_RETURN(std::string hex, hex_of(digest));
   const std::string path = dir_ + "/" + hex + ".tar";
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

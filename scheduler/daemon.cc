@@ -17,7 +17,9 @@ namespace kiln::scheduler {
 namespace {
 
 std::atomic<bool> g_signalled{false};
-void on_signal(int) { g_signalled.store(true); }
+void on_signal(int) {
+  g_signalled.store(true);
+}
 
 // Messages taken from one socket per loop turn before the other gets a go.
 constexpr int kBatch = 2000;
@@ -76,7 +78,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
   impl->options = options;
   KILN_ASSIGN_OR_RETURN(auto db, JobDb::open(options.core.state_dir + "/db", {.sync = options.sync}));
   KILN_ASSIGN_OR_RETURN(auto policy, placement::make_policy(options.core.placement,
-                                                             {.low_disk_bytes = options.core.low_disk_bytes}));
+                                                            {.low_disk_bytes = options.core.low_disk_bytes}));
   impl->core = std::make_unique<Scheduler>(options.core, std::move(db), std::move(policy), *impl->clock);
   const auto started = std::chrono::steady_clock::now();
   KILN_RETURN_IF_ERROR(impl->core->recover());
@@ -90,10 +92,11 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     try {
       socket->bind(endpoint);
     } catch (const zmq::error_t& e) {
-      return make_error(ErrorKind::kUnavailable,
-                        fmt::format("cannot listen on {}: {} (is another kiln-scheduler running? choose another "
-                                    "address with --listen/--listen-workers)",
-                                    endpoint, e.what()));
+      return make_error(
+          ErrorKind::kUnavailable,
+          fmt::format("cannot listen on {}: {} (is another kiln-scheduler running? choose another "
+                      "address with --listen/--listen-workers)",
+                      endpoint, e.what()));
     }
   }
   impl->started_at_ms = impl->clock->wall_ms();

@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
-#include <rocksdb/filter_policy.h>
 #include <rocksdb/write_batch.h>
 
 #include <cstring>
@@ -13,9 +13,15 @@
 namespace kiln::scheduler {
 namespace {
 
-std::string job_key(std::uint64_t seq) { return fmt::format("j/{:016x}", seq); }
-std::string log_prefix(std::uint64_t seq) { return fmt::format("l/{:016x}/", seq); }
-std::string log_key(std::uint64_t seq, std::uint64_t offset) { return fmt::format("l/{:016x}/{:016x}", seq, offset); }
+std::string job_key(std::uint64_t seq) {
+  return fmt::format("j/{:016x}", seq);
+}
+std::string log_prefix(std::uint64_t seq) {
+  return fmt::format("l/{:016x}/", seq);
+}
+std::string log_key(std::uint64_t seq, std::uint64_t offset) {
+  return fmt::format("l/{:016x}/{:016x}", seq, offset);
+}
 
 Error db_error(const rocksdb::Status& s, std::string_view what) {
   return Error(ErrorKind::kIo, fmt::format("scheduler database: {}: {}", what, s.ToString()));
@@ -55,10 +61,11 @@ Result<std::unique_ptr<JobDb>> JobDb::open(const std::string& dir, JobDbOptions 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, &raw);
   if (!s.ok()) {
-    return make_error(ErrorKind::kIo,
-                      fmt::format("cannot open the scheduler database {}: {} (is another kiln-scheduler using "
-                                  "this --state-dir?)",
-                                  dir, s.ToString()));
+    return make_error(
+        ErrorKind::kIo,
+        fmt::format("cannot open the scheduler database {}: {} (is another kiln-scheduler using "
+                    "this --state-dir?)",
+                    dir, s.ToString()));
   }
   auto impl = std::make_unique<Impl>();
   impl->db.reset(raw);
@@ -135,7 +142,9 @@ void JobDb::put_job(std::uint64_t seq, const proto::JobInfo& job) {
   impl_->batch.Put(job_key(seq), proto::encode_job_record(job));
 }
 
-void JobDb::put_next_seq(std::uint64_t seq) { impl_->batch.Put("m/next-seq", std::to_string(seq)); }
+void JobDb::put_next_seq(std::uint64_t seq) {
+  impl_->batch.Put("m/next-seq", std::to_string(seq));
+}
 
 void JobDb::append_log(std::uint64_t seq, std::uint64_t offset, std::string_view data) {
   impl_->batch.Put(log_key(seq, offset), rocksdb::Slice(data.data(), data.size()));
@@ -149,7 +158,9 @@ void JobDb::put_worker_state(const std::string& name, const std::string& state) 
   }
 }
 
-bool JobDb::has_pending() const { return impl_->batch.Count() > 0; }
+bool JobDb::has_pending() const {
+  return impl_->batch.Count() > 0;
+}
 
 Status JobDb::commit() {
   if (impl_->batch.Count() == 0) return {};

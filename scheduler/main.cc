@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 #include <zmq.hpp>
 
 #include "common/log.h"
@@ -67,18 +67,21 @@ int main(int argc, char** argv) {
       ->default_val(options.core.target_wait_seconds);
   app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
       ->default_val(options.core.default_pool);
-  app.add_option("--placement", options.core.placement,
-                 "Placement policy: kiln (cache-aware: where the job is expected to finish first), least-loaded, "
-                 "ocluster-hint or random")
+  app.add_option(
+         "--placement", options.core.placement,
+         "Placement policy: kiln (cache-aware: where the job is expected to finish first), least-loaded, "
+         "ocluster-hint or random")
       ->default_val(options.core.placement);
   std::vector<std::string> client_rates;
   app.add_option("--client-rate", client_rates,
-                 "POOL/CLIENT=RATE, or CLIENT=RATE for the default pool: the client's fair-share weight when the pool is "
+                 "POOL/CLIENT=RATE, or CLIENT=RATE for the default pool: the client's fair-share weight when "
+                 "the pool is "
                  "full (default 1; repeatable)");
   app.add_flag("--sync", options.sync,
                "fsync the database log on every commit (survives power loss, not only a killed process)");
   LogOptions log_options = log_options_from_env();
-  app.add_option("--log-level", log_options.level, std::string("Log level: ") + kLogLevels + " (also KILN_LOG_LEVEL)");
+  app.add_option("--log-level", log_options.level,
+                 std::string("Log level: ") + kLogLevels + " (also KILN_LOG_LEVEL)");
   app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
   CLI11_PARSE(app, argc, argv);
   for (const std::string& rate : client_rates) {
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
                 << ": expected [POOL/]CLIENT=RATE with a positive RATE, e.g. ci-main=2\n";
       return 2;
     }
-    std::string pool = slash != std::string::npos && slash < eq ? rate.substr(0, slash) : options.core.default_pool;
+    std::string pool =
+        slash != std::string::npos && slash < eq ? rate.substr(0, slash) : options.core.default_pool;
     std::string client = slash != std::string::npos && slash < eq ? rate.substr(slash + 1, eq - slash - 1)
                                                                   : rate.substr(0, eq);
     options.core.client_rates.emplace_back(pool, client, value);

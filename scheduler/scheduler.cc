@@ -8,8 +8,8 @@
 #include <cstring>
 #include <random>
 
-#include "common/sha256.h"
 #include "common/ids/step_id.h"
+#include "common/sha256.h"
 #include "common/spec/spec.h"
 #include "scheduler/tar_manifest.h"
 
@@ -38,9 +38,13 @@ class SystemClock final : public Clock {
 bool is_ended(const std::string& state) {
   return state == "succeeded" || state == "failed" || state == "cancelled";
 }
-bool is_active(const std::string& state) { return state == "assigned" || state == "running"; }
+bool is_active(const std::string& state) {
+  return state == "assigned" || state == "running";
+}
 
-std::string job_id_of(std::uint64_t seq) { return fmt::format("j{}", seq); }
+std::string job_id_of(std::uint64_t seq) {
+  return fmt::format("j{}", seq);
+}
 
 std::optional<std::uint64_t> seq_of(const std::string& id) {
   if (id.size() < 2 || id[0] != 'j') return std::nullopt;
@@ -63,14 +67,13 @@ Error bad_body(const Incoming& m, const Error& e) {
 
 // An "error" reply may only name a request id the requester can match; a
 // malformed body has none, so 0.
-#define KILN_DECODE_OR_REPLY(var, T, port, m)                      \
-  auto var##_decoded = proto::decode<T>((m).body);                 \
-  if (!var##_decoded) {                                            \
-    spdlog::warn("bad {} from {}: {}", (m).type_text, peer((m)),   \
-                 var##_decoded.error().message());                 \
-    reply_error(port, (m).routing_id, 0, bad_body(m, var##_decoded.error())); \
-    return;                                                        \
-  }                                                                \
+#define KILN_DECODE_OR_REPLY(var, T, port, m)                                                      \
+  auto var##_decoded = proto::decode<T>((m).body);                                                 \
+  if (!var##_decoded) {                                                                            \
+    spdlog::warn("bad {} from {}: {}", (m).type_text, peer((m)), var##_decoded.error().message()); \
+    reply_error(port, (m).routing_id, 0, bad_body(m, var##_decoded.error()));                      \
+    return;                                                                                        \
+  }                                                                                                \
   T& var = *var##_decoded;
 
 std::string peer(const Incoming& m) {
@@ -98,15 +101,17 @@ placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s) 
 
 }  // namespace
 
-std::unique_ptr<Clock> make_system_clock() { return std::make_unique<SystemClock>(); }
+std::unique_ptr<Clock> make_system_clock() {
+  return std::make_unique<SystemClock>();
+}
 
 struct Scheduler::JobState {
   std::uint64_t seq = 0;
   proto::JobInfo info;
   std::vector<proto::Secret> secrets;  // memory only
   std::int64_t assigned_steady_ms = 0;
-  std::int64_t deadline_ms = 0;        // timeout (steady); 0: none
-  std::int64_t reclaim_by_ms = 0;      // recovered active job: requeue if no worker claims it by then
+  std::int64_t deadline_ms = 0;    // timeout (steady); 0: none
+  std::int64_t reclaim_by_ms = 0;  // recovered active job: requeue if no worker claims it by then
 };
 
 struct Scheduler::WorkerState {
@@ -117,14 +122,14 @@ struct Scheduler::WorkerState {
   std::string admin = "active";  // active paused draining
   bool connected = false;
   std::string routing_id;
-  std::int64_t last_seen_ms = 0;       // steady
+  std::int64_t last_seen_ms = 0;  // steady
   std::int64_t last_heartbeat_wall = 0;
   proto::WorkerStats stats;
   std::set<std::string> running;
 };
 
-Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<JobDb> db, std::unique_ptr<placement::Policy> policy,
-                     Clock& clock)
+Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<JobDb> db,
+                     std::unique_ptr<placement::Policy> policy, Clock& clock)
     : options_(std::move(options)),
       db_(std::move(db)),
       policy_(std::move(policy)),
@@ -172,7 +177,8 @@ Status Scheduler::recover() {
     if (is_active(job->info.state)) {
       job->reclaim_by_ms = now + options_.lease_ms;
       job->assigned_steady_ms = now;
-      if (job->info.timeout_seconds > 0) job->deadline_ms = now + std::int64_t{job->info.timeout_seconds} * 1000;
+      if (job->info.timeout_seconds > 0)
+        job->deadline_ms = now + std::int64_t{job->info.timeout_seconds} * 1000;
       ++active;
     } else {
       ++queued;
@@ -209,8 +215,9 @@ Status Scheduler::recover() {
     }
     policy_->add_job(placement_job(job->info, now_s), now_s);
   }
-  spdlog::info("recovered {} queued and {} running jobs ({} ended kept in memory, {} unreadable); next job j{}",
-               queued, active, keep, failed_bad, next_seq_);
+  spdlog::info(
+      "recovered {} queued and {} running jobs ({} ended kept in memory, {} unreadable); next job j{}",
+      queued, active, keep, failed_bad, next_seq_);
   return commit();
 }
 
@@ -260,7 +267,8 @@ void Scheduler::handle(Port port, const Incoming& m) {
 }
 
 void Scheduler::handle_bad(Port port, const std::string& routing_id, const Error& error) {
-  spdlog::warn("bad message on the {} port: {}", port == Port::kClients ? "client" : "worker", error.message());
+  spdlog::warn("bad message on the {} port: {}", port == Port::kClients ? "client" : "worker",
+               error.message());
   reply_error(port, routing_id, 0, error);
 }
 
@@ -269,8 +277,10 @@ void Scheduler::reply(Port port, const std::string& routing_id, const T& message
   outbox_.push_back({port, routing_id, T::kType, proto::encode(message)});
 }
 
-void Scheduler::reply_error(Port port, const std::string& routing_id, std::uint64_t request_id, const Error& error) {
-  outbox_.push_back({port, routing_id, proto::Type::kError, proto::encode(proto::error_reply(request_id, error))});
+void Scheduler::reply_error(Port port, const std::string& routing_id, std::uint64_t request_id,
+                            const Error& error) {
+  outbox_.push_back(
+      {port, routing_id, proto::Type::kError, proto::encode(proto::error_reply(request_id, error))});
 }
 
 // ---- clients ----
@@ -280,11 +290,12 @@ void Scheduler::on_hello(const Incoming& m) {
   if (hello.protocol_version != proto::kProtocolVersion) {
     spdlog::warn("client {:?} speaks protocol version {}, this scheduler {}: refused", hello.client,
                  hello.protocol_version, proto::kProtocolVersion);
-    reply_error(Port::kClients, m.routing_id, hello.request_id,
-                Error(ErrorKind::kFailedPrecondition,
-                      fmt::format("protocol version {} is not supported: this scheduler speaks version {}; use a "
-                                  "kiln client of the same release as the scheduler",
-                                  hello.protocol_version, proto::kProtocolVersion)));
+    reply_error(
+        Port::kClients, m.routing_id, hello.request_id,
+        Error(ErrorKind::kFailedPrecondition,
+              fmt::format("protocol version {} is not supported: this scheduler speaks version {}; use a "
+                          "kiln client of the same release as the scheduler",
+                          hello.protocol_version, proto::kProtocolVersion)));
     return;
   }
   // Remembered so that jobs submitted without a client name get this one.
@@ -308,8 +319,7 @@ void Scheduler::on_submit(const Incoming& m) {
   auto parsed = spec::parse_spec(spec.spec, spec.spec_name.empty() ? "spec" : spec.spec_name);
   if (!parsed) return fail(ErrorKind::kInvalidArgument, parsed.error().to_string());
   switch (spec.context.kind) {
-    case proto::ContextRef::Kind::kNone:
-      break;
+    case proto::ContextRef::Kind::kNone: break;
     case proto::ContextRef::Kind::kTar:
       if (auto hex = ContextStore::hex_of(spec.context.digest); !hex) {
         return fail(ErrorKind::kInvalidArgument, hex.error().message());
@@ -321,12 +331,14 @@ void Scheduler::on_submit(const Incoming& m) {
       }
       break;
     case proto::ContextRef::Kind::kGit: {
-      bool commit_ok = spec.context.git_commit.size() == 40 && is_sha256_hex(std::string(24, '0') + spec.context.git_commit);
+      bool commit_ok = spec.context.git_commit.size() == 40 &&
+                       is_sha256_hex(std::string(24, '0') + spec.context.git_commit);
       if (spec.context.git_repo.empty() || !commit_ok) {
-        return fail(ErrorKind::kInvalidArgument,
-                    fmt::format("a git context needs a repository and a full 40-hex commit (got repository {:?}, "
-                                "commit {:?})",
-                                spec.context.git_repo, spec.context.git_commit));
+        return fail(
+            ErrorKind::kInvalidArgument,
+            fmt::format("a git context needs a repository and a full 40-hex commit (got repository {:?}, "
+                        "commit {:?})",
+                        spec.context.git_repo, spec.context.git_commit));
       }
       break;
     }
@@ -345,7 +357,8 @@ void Scheduler::on_submit(const Incoming& m) {
       if (!loaded) return fail(loaded.error().kind(), loaded.error().to_string());
       manifest = *loaded;
     }
-    auto steps = ids::compute_step_ids(*parsed, manifest.get(), spec.spec_name.empty() ? "spec" : spec.spec_name);
+    auto steps =
+        ids::compute_step_ids(*parsed, manifest.get(), spec.spec_name.empty() ? "spec" : spec.spec_name);
     if (steps) {
       for (const ids::Step& step : *steps) {
         if (step.stage.empty()) planned.push_back(step.id);
@@ -398,9 +411,10 @@ Result<std::shared_ptr<ids::ContextManifest>> Scheduler::context_manifest(const 
 void Scheduler::on_put_context(const Incoming& m) {
   KILN_DECODE_OR_REPLY(put, proto::PutContext, Port::kClients, m);
   if (put.data.size() > kMaxContextChunk) {
-    return reply_error(Port::kClients, m.routing_id, put.request_id,
-                       Error(ErrorKind::kInvalidArgument,
-                             fmt::format("context chunk of {} bytes is over the 1 MiB limit", put.data.size())));
+    return reply_error(
+        Port::kClients, m.routing_id, put.request_id,
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("context chunk of {} bytes is over the 1 MiB limit", put.data.size())));
   }
   auto result = contexts_.put(put.digest, put.total_size, put.offset, put.data);
   if (!result) {
@@ -472,9 +486,9 @@ void Scheduler::on_read_log(const Incoming& m) {
   std::uint32_t max = read.max_bytes == 0 ? kDefaultLogChunk : std::min(read.max_bytes, kMaxLogChunk);
   JobState* job = find_job(read.job_id);
   if (job && read.wait_ms > 0 && !is_ended(job->info.state) && read.offset >= job->info.log_bytes) {
-    waiters_.emplace(read.job_id, Waiter{Port::kClients, m.routing_id, read.request_id,
-                                         clock_.steady_ms() + std::min(read.wait_ms, kMaxWaitMs), true,
-                                         read.offset, max});
+    waiters_.emplace(read.job_id,
+                     Waiter{Port::kClients, m.routing_id, read.request_id,
+                            clock_.steady_ms() + std::min(read.wait_ms, kMaxWaitMs), true, read.offset, max});
     return;
   }
   auto log = read_log_any_thread(read.job_id, read.offset, max);
@@ -502,7 +516,8 @@ Result<proto::Log> Scheduler::read_log_any_thread(const std::string& job_id, std
   }
   proto::Log log{.job_id = job_id, .offset = offset, .state = state};
   if (offset < size) {
-    KILN_ASSIGN_OR_RETURN(log.data, db_->read_log(*seq, offset, std::min<std::uint64_t>(max_bytes, size - offset)));
+    KILN_ASSIGN_OR_RETURN(log.data,
+                          db_->read_log(*seq, offset, std::min<std::uint64_t>(max_bytes, size - offset)));
   }
   log.complete = is_ended(state) && offset + log.data.size() >= size;
   return log;
@@ -590,8 +605,8 @@ void Scheduler::on_worker_action(const Incoming& m) {
   auto it = workers_.find(action.worker);
   if (it == workers_.end()) {
     return reply_error(Port::kClients, m.routing_id, action.request_id,
-                       Error(ErrorKind::kNotFound, fmt::format("no worker {:?} (`kiln admin workers` lists them)",
-                                                               action.worker)));
+                       Error(ErrorKind::kNotFound,
+                             fmt::format("no worker {:?} (`kiln admin workers` lists them)", action.worker)));
   }
   WorkerState& w = *it->second;
   if (action.action == "pause" || action.action == "unpause" || action.action == "drain") {
@@ -603,10 +618,10 @@ void Scheduler::on_worker_action(const Incoming& m) {
     if (w.admin == "active") dispatch_pending_ = true;
   } else if (action.action == "forget") {
     if (w.connected) {
-      return reply_error(Port::kClients, m.routing_id, action.request_id,
-                         Error(ErrorKind::kFailedPrecondition,
-                               fmt::format("worker {} is connected; stop it (or drain it) first, then forget it",
-                                           w.name)));
+      return reply_error(
+          Port::kClients, m.routing_id, action.request_id,
+          Error(ErrorKind::kFailedPrecondition,
+                fmt::format("worker {} is connected; stop it (or drain it) first, then forget it", w.name)));
     }
     for (const std::string& job_id : std::vector<std::string>(w.running.begin(), w.running.end())) {
       if (JobState* job = find_job(job_id)) requeue(*job, "its worker was forgotten");
@@ -617,10 +632,11 @@ void Scheduler::on_worker_action(const Incoming& m) {
     spdlog::info("worker {} forgotten", w.name);
     workers_.erase(it);
   } else {
-    return reply_error(Port::kClients, m.routing_id, action.request_id,
-                       Error(ErrorKind::kInvalidArgument,
-                             fmt::format("unknown worker action {:?}; expected pause, unpause, drain or forget",
-                                         action.action)));
+    return reply_error(
+        Port::kClients, m.routing_id, action.request_id,
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("unknown worker action {:?}; expected pause, unpause, drain or forget",
+                          action.action)));
   }
   reply(Port::kClients, m.routing_id, proto::Ok{.request_id = action.request_id});
 }
@@ -653,18 +669,20 @@ void Scheduler::on_register(const Incoming& m) {
   if (reg.protocol_version != proto::kProtocolVersion) {
     spdlog::warn("worker {:?} speaks protocol version {}, this scheduler {}: refused", reg.name,
                  reg.protocol_version, proto::kProtocolVersion);
-    return reply_error(Port::kWorkers, m.routing_id, 0,
-                       Error(ErrorKind::kFailedPrecondition,
-                             fmt::format("protocol version {} is not supported: this scheduler speaks version {}; "
-                                         "run kiln-worker of the same release as kiln-scheduler",
-                                         reg.protocol_version, proto::kProtocolVersion)));
+    return reply_error(
+        Port::kWorkers, m.routing_id, 0,
+        Error(ErrorKind::kFailedPrecondition,
+              fmt::format("protocol version {} is not supported: this scheduler speaks version {}; "
+                          "run kiln-worker of the same release as kiln-scheduler",
+                          reg.protocol_version, proto::kProtocolVersion)));
   }
   if (reg.name.empty() || reg.capacity == 0 || reg.pool.empty()) {
-    return reply_error(Port::kWorkers, m.routing_id, 0,
-                       Error(ErrorKind::kInvalidArgument,
-                             fmt::format("register needs a name, a pool and a capacity of at least 1 (got name "
-                                         "{:?}, pool {:?}, capacity {})",
-                                         reg.name, reg.pool, reg.capacity)));
+    return reply_error(
+        Port::kWorkers, m.routing_id, 0,
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("register needs a name, a pool and a capacity of at least 1 (got name "
+                          "{:?}, pool {:?}, capacity {})",
+                          reg.name, reg.pool, reg.capacity)));
   }
   auto& slot = workers_[reg.name];
   if (!slot) {
@@ -711,7 +729,8 @@ void Scheduler::on_register(const Incoming& m) {
   // Jobs recorded on this worker that it no longer runs were lost with it.
   std::vector<JobState*> lost;
   for (auto& [id, job] : jobs_) {
-    if (is_active(job->info.state) && job->info.worker == w.name && !claimed.contains(id)) lost.push_back(job.get());
+    if (is_active(job->info.state) && job->info.worker == w.name && !claimed.contains(id))
+      lost.push_back(job.get());
   }
   for (JobState* job : lost) requeue(*job, fmt::format("worker {} restarted without it", w.name));
 
@@ -739,10 +758,11 @@ void Scheduler::on_heartbeat(const Incoming& m) {
   w->last_seen_ms = now;
   w->last_heartbeat_wall = clock_.wall_ms();
   const bool was_accepting_inputs =
-      w->stats.healthy && (w->stats.disk_free_bytes >= options_.low_disk_bytes || w->stats.disk_total_bytes == 0);
+      w->stats.healthy &&
+      (w->stats.disk_free_bytes >= options_.low_disk_bytes || w->stats.disk_total_bytes == 0);
   w->stats = beat.stats;
-  const bool accepting_inputs =
-      w->stats.healthy && (w->stats.disk_free_bytes >= options_.low_disk_bytes || w->stats.disk_total_bytes == 0);
+  const bool accepting_inputs = w->stats.healthy && (w->stats.disk_free_bytes >= options_.low_disk_bytes ||
+                                                     w->stats.disk_total_bytes == 0);
   if (accepting_inputs != was_accepting_inputs) update_policy_worker(*w);
 
   std::set<std::string> listed;
@@ -759,7 +779,8 @@ void Scheduler::on_heartbeat(const Incoming& m) {
   std::vector<JobState*> missing;
   for (const std::string& id : w->running) {
     JobState* job = find_job(id);
-    if (job && !listed.contains(id) && now - job->assigned_steady_ms > options_.lease_ms) missing.push_back(job);
+    if (job && !listed.contains(id) && now - job->assigned_steady_ms > options_.lease_ms)
+      missing.push_back(job);
   }
   for (JobState* job : missing) requeue(*job, fmt::format("worker {} does not run it", w->name));
   if (accepting_inputs && !was_accepting_inputs) dispatch_pending_ = true;
@@ -776,11 +797,13 @@ void Scheduler::on_job_event(const Incoming& m) {
   event.type = *m.type;
   w->last_seen_ms = clock_.steady_ms();
   JobState* job = find_job(event.job_id);
-  if (!job || !is_active(job->info.state) || job->info.worker != w->name || job->info.attempt != event.attempt) {
-    spdlog::debug("ignoring {} for {} attempt {} from {}: superseded", m.type_text, event.job_id, event.attempt,
-                  w->name);
+  if (!job || !is_active(job->info.state) || job->info.worker != w->name ||
+      job->info.attempt != event.attempt) {
+    spdlog::debug("ignoring {} for {} attempt {} from {}: superseded", m.type_text, event.job_id,
+                  event.attempt, w->name);
     if (event.type != proto::Type::kJobDone) {
-      reply(Port::kWorkers, m.routing_id, proto::CancelAssigned{.job_id = event.job_id, .attempt = event.attempt});
+      reply(Port::kWorkers, m.routing_id,
+            proto::CancelAssigned{.job_id = event.job_id, .attempt = event.attempt});
     }
     return;
   }
@@ -790,12 +813,8 @@ void Scheduler::on_job_event(const Incoming& m) {
       job->info.started_at_ms = clock_.wall_ms();
       persist(*job);
       break;
-    case proto::Type::kJobLog:
-      append_log(*job, event.log);
-      break;
-    case proto::Type::kJobStep:
-      job->info.steps.push_back(std::move(event.step));
-      break;
+    case proto::Type::kJobLog: append_log(*job, event.log); break;
+    case proto::Type::kJobStep: job->info.steps.push_back(std::move(event.step)); break;
     case proto::Type::kJobDone: {
       if (event.outcome == "interrupted") {
         // The worker stopped (shutdown) while running it: not the job's fault.
@@ -813,8 +832,7 @@ void Scheduler::on_job_event(const Incoming& m) {
       finish(*job, state, event.error);
       break;
     }
-    default:
-      break;
+    default: break;
   }
 }
 
@@ -829,7 +847,8 @@ void Scheduler::on_inventory(const Incoming& m) {
     std::vector<std::string> out;
     out.reserve(ids.size());
     for (const std::string& id : ids) {
-      out.push_back(to_hex(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(id.data()), id.size())));
+      out.push_back(
+          to_hex(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(id.data()), id.size())));
     }
     return out;
   };
@@ -840,7 +859,8 @@ void Scheduler::on_inventory(const Incoming& m) {
   if (inv.set_digest.size() == 32) {
     auto ours = policy_->inventory_digest(w->name);
     if (ours && std::memcmp(ours->data(), inv.set_digest.data(), 32) != 0) {
-      spdlog::warn("worker {}: cache inventory drifted from the scheduler's index; asking for it again", w->name);
+      spdlog::warn("worker {}: cache inventory drifted from the scheduler's index; asking for it again",
+                   w->name);
       reply(Port::kWorkers, m.routing_id,
             proto::Reregister{.reason = "cache inventory out of step; register again and send it in full"});
     }
@@ -857,7 +877,8 @@ void Scheduler::dispatch() {
     auto w = workers_.find(a.worker);
     if (!job || job->info.state != "queued" || w == workers_.end() || !w->second->connected) {
       // The policy is out of step with the records: undo its decision.
-      spdlog::error("placement chose job {} for worker {}, which cannot take it; requeued", a.job_id, a.worker);
+      spdlog::error("placement chose job {} for worker {}, which cannot take it; requeued", a.job_id,
+                    a.worker);
       policy_->job_released(a.worker, a.job_id, now_s);
       if (job && job->info.state == "queued") {
         policy_->add_job(placement_job(job->info, now_s), now_s);
@@ -873,9 +894,11 @@ void Scheduler::assign(JobState& job, WorkerState& worker) {
   set_state(job, "assigned");
   info.worker = worker.name;
   info.attempt += 1;
-  info.attempts.push_back({.number = info.attempt, .worker = worker.name, .assigned_at_ms = clock_.wall_ms()});
+  info.attempts.push_back(
+      {.number = info.attempt, .worker = worker.name, .assigned_at_ms = clock_.wall_ms()});
   job.assigned_steady_ms = clock_.steady_ms();
-  job.deadline_ms = info.timeout_seconds ? job.assigned_steady_ms + std::int64_t{info.timeout_seconds} * 1000 : 0;
+  job.deadline_ms =
+      info.timeout_seconds ? job.assigned_steady_ms + std::int64_t{info.timeout_seconds} * 1000 : 0;
   job.reclaim_by_ms = 0;
   worker.running.insert(info.id);
   persist(job);
@@ -900,7 +923,9 @@ void Scheduler::set_state(JobState& job, const std::string& state) {
   job.info.state = state;
 }
 
-void Scheduler::persist(const JobState& job) { db_->put_job(job.seq, job.info); }
+void Scheduler::persist(const JobState& job) {
+  db_->put_job(job.seq, job.info);
+}
 
 void Scheduler::append_log(JobState& job, std::string_view data) {
   std::uint64_t& size = job.info.log_bytes;
@@ -927,15 +952,16 @@ void Scheduler::answer_waiters(JobState& job, bool ended) {
         continue;
       }
       // Staged log chunks are readable only after commit(): answer then.
-      pending_log_replies_.push_back({waiter.routing_id, waiter.request_id, job.info.id, waiter.offset,
-                                      waiter.max_bytes});
+      pending_log_replies_.push_back(
+          {waiter.routing_id, waiter.request_id, job.info.id, waiter.offset, waiter.max_bytes});
     } else {
       if (!ended) {
         ++it;
         continue;
       }
       proto::JobInfo info = job.info;
-      reply(waiter.port, waiter.routing_id, proto::Job{.request_id = waiter.request_id, .job = std::move(info)});
+      reply(waiter.port, waiter.routing_id,
+            proto::Job{.request_id = waiter.request_id, .job = std::move(info)});
     }
     it = waiters_.erase(it);
   }
@@ -998,7 +1024,8 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
   }
   if (!info.secret_ids.empty() && job.secrets.empty()) {
     finish(job, "failed",
-           fmt::format("{}, and the job's secrets were lost when the scheduler restarted; submit it again", why));
+           fmt::format("{}, and the job's secrets were lost when the scheduler restarted; submit it again",
+                       why));
     return;
   }
   spdlog::warn("job {} attempt {} back in the queue: {}", info.id, info.attempt, why);
@@ -1037,12 +1064,13 @@ void Scheduler::tick() {
     }
     const Waiter& waiter = it->second;
     if (waiter.for_log) {
-      pending_log_replies_.push_back({waiter.routing_id, waiter.request_id, it->first, waiter.offset,
-                                      waiter.max_bytes});
+      pending_log_replies_.push_back(
+          {waiter.routing_id, waiter.request_id, it->first, waiter.offset, waiter.max_bytes});
     } else {
       auto info = load_job(it->first, true);
       if (info) {
-        reply(waiter.port, waiter.routing_id, proto::Job{.request_id = waiter.request_id, .job = std::move(*info)});
+        reply(waiter.port, waiter.routing_id,
+              proto::Job{.request_id = waiter.request_id, .job = std::move(*info)});
       } else {
         reply_error(waiter.port, waiter.routing_id, waiter.request_id, info.error());
       }
@@ -1059,7 +1087,8 @@ void Scheduler::tick() {
   // Silent workers lose their jobs.
   for (auto& [name, w] : workers_) {
     if (w->connected && now - w->last_seen_ms > options_.lease_ms) {
-      lose_worker(*w, fmt::format("sent nothing for {} ms (lease {} ms)", now - w->last_seen_ms, options_.lease_ms));
+      lose_worker(
+          *w, fmt::format("sent nothing for {} ms (lease {} ms)", now - w->last_seen_ms, options_.lease_ms));
     }
   }
   // Timeouts, and recovered jobs no worker reclaimed.
@@ -1077,10 +1106,12 @@ void Scheduler::tick() {
       reply(Port::kWorkers, it->second->routing_id,
             proto::CancelAssigned{.job_id = job->info.id, .attempt = job->info.attempt});
     }
-    finish(*job, "failed", fmt::format("timed out after {} s (the job's timeout)", job->info.timeout_seconds));
+    finish(*job, "failed",
+           fmt::format("timed out after {} s (the job's timeout)", job->info.timeout_seconds));
   }
   for (JobState* job : unclaimed) {
-    requeue(*job, fmt::format("worker {} did not reclaim it after the scheduler restarted", job->info.worker));
+    requeue(*job,
+            fmt::format("worker {} did not reclaim it after the scheduler restarted", job->info.worker));
   }
   dispatch();
 }
@@ -1101,9 +1132,13 @@ Status Scheduler::commit() {
   return {};
 }
 
-std::vector<Outgoing> Scheduler::take_outbox() { return std::exchange(outbox_, {}); }
+std::vector<Outgoing> Scheduler::take_outbox() {
+  return std::exchange(outbox_, {});
+}
 
-std::size_t Scheduler::queued_jobs() const { return policy_->queued(); }
+std::size_t Scheduler::queued_jobs() const {
+  return policy_->queued();
+}
 
 Snapshot Scheduler::snapshot(std::size_t max_queued, std::size_t max_ended) const {
   Snapshot s{.now_ms = clock_.wall_ms(), .scheduler_id = scheduler_id_, .placement = policy_->name()};
@@ -1158,7 +1193,8 @@ Result<proto::Log> Scheduler::read_log_committed(const std::string& job_id, std:
   KILN_ASSIGN_OR_RETURN(std::uint64_t size, db_->log_size(seq));
   proto::Log log{.job_id = job_id, .offset = offset, .state = info.state};
   if (offset < size) {
-    KILN_ASSIGN_OR_RETURN(log.data, db_->read_log(seq, offset, std::min<std::uint64_t>(max_bytes, size - offset)));
+    KILN_ASSIGN_OR_RETURN(log.data,
+                          db_->read_log(seq, offset, std::min<std::uint64_t>(max_bytes, size - offset)));
   }
   log.complete = is_ended(info.state) && offset + log.data.size() >= size;
   return log;

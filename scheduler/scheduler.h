@@ -95,7 +95,7 @@ struct Snapshot {
   // ones (no spec).
   std::vector<proto::JobInfo> jobs;
   std::map<std::string, std::uint64_t> jobs_by_state;  // over every job in the database
-  std::map<std::string, double> expected_seconds;       // job id -> placement's estimate
+  std::map<std::string, double> expected_seconds;      // job id -> placement's estimate
 };
 
 class Scheduler {
@@ -125,9 +125,11 @@ class Scheduler {
 
   Snapshot snapshot(std::size_t max_queued = 5000, std::size_t max_ended = 200) const;
   // Reads a job's log on the event loop (sees jobs in memory).
-  Result<proto::Log> read_log_any_thread(const std::string& job_id, std::uint64_t offset, std::size_t max_bytes);
+  Result<proto::Log> read_log_any_thread(const std::string& job_id, std::uint64_t offset,
+                                         std::size_t max_bytes);
   // The same from committed data only, safe on any thread (the HTTP side).
-  Result<proto::Log> read_log_committed(const std::string& job_id, std::uint64_t offset, std::size_t max_bytes);
+  Result<proto::Log> read_log_committed(const std::string& job_id, std::uint64_t offset,
+                                        std::size_t max_bytes);
   Result<proto::JobInfo> job_committed(const std::string& job_id);
 
   std::size_t queued_jobs() const;
@@ -199,12 +201,12 @@ class Scheduler {
   std::uint64_t next_seq_ = 1;
 
   std::unordered_map<std::string, std::unique_ptr<JobState>> jobs_;  // active and recent
-  std::deque<std::string> recent_ended_;                              // oldest first
+  std::deque<std::string> recent_ended_;                             // oldest first
   std::map<std::string, std::unique_ptr<WorkerState>> workers_;      // by name
   std::unordered_map<std::string, std::string> worker_routes_;       // routing id -> name
-  std::multimap<std::string, Waiter> waiters_;                        // job id -> held replies
-  std::unordered_map<std::string, std::string> client_names_;     // routing id -> hello's client
-  std::map<std::string, std::uint64_t> state_counts_;  // over every job in the database
+  std::multimap<std::string, Waiter> waiters_;                       // job id -> held replies
+  std::unordered_map<std::string, std::string> client_names_;        // routing id -> hello's client
+  std::map<std::string, std::uint64_t> state_counts_;                // over every job in the database
   std::unordered_map<std::string, std::shared_ptr<ids::ContextManifest>> manifests_;  // by digest
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.

@@ -19,8 +19,8 @@ Result<ids::ContextManifest> tar_manifest(const std::string& path) {
   archive_read_support_format_gnutar(a.get());
   archive_read_support_filter_none(a.get());
   if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("context {} is not a readable tar: {}", path, archive_error_string(a.get())));
+    return make_error(ErrorKind::kInvalidArgument, fmt::format("context {} is not a readable tar: {}", path,
+                                                               archive_error_string(a.get())));
   }
   std::map<std::string, ids::ManifestEntry> entries;
   archive_entry* entry = nullptr;
@@ -44,9 +44,7 @@ Result<ids::ContextManifest> tar_manifest(const std::string& path) {
     m.path = *normal;
     const char* hardlink = archive_entry_hardlink(entry);
     switch (archive_entry_filetype(entry)) {
-      case AE_IFDIR:
-        m.type = ids::ManifestEntry::Type::kDirectory;
-        break;
+      case AE_IFDIR: m.type = ids::ManifestEntry::Type::kDirectory; break;
       case AE_IFLNK:
         m.type = ids::ManifestEntry::Type::kSymlink;
         m.target = archive_entry_symlink(entry) ? archive_entry_symlink(entry) : "";
@@ -58,9 +56,10 @@ Result<ids::ContextManifest> tar_manifest(const std::string& path) {
           auto target = path::normalize_relative(hardlink);
           auto it = target ? entries.find(*target) : entries.end();
           if (it == entries.end() || it->second.type != ids::ManifestEntry::Type::kFile) {
-            return make_error(ErrorKind::kInvalidArgument,
-                              fmt::format("context tar entry {:?} links to {:?}, which is not an earlier file",
-                                          name, hardlink));
+            return make_error(
+                ErrorKind::kInvalidArgument,
+                fmt::format("context tar entry {:?} links to {:?}, which is not an earlier file", name,
+                            hardlink));
           }
           m.content = it->second.content;
           break;
@@ -73,15 +72,13 @@ Result<ids::ContextManifest> tar_manifest(const std::string& path) {
           hash.update(std::string_view(static_cast<const char*>(buf), size));
         }
         if (r != ARCHIVE_EOF) {
-          return make_error(ErrorKind::kInvalidArgument,
-                            fmt::format("context {}: cannot read {:?}: {}", path, name, archive_error_string(a.get())));
+          return make_error(ErrorKind::kInvalidArgument, fmt::format("context {}: cannot read {:?}: {}", path,
+                                                                     name, archive_error_string(a.get())));
         }
         m.content = hash.digest();
         break;
       }
-      default:
-        m.type = ids::ManifestEntry::Type::kSpecial;
-        break;
+      default: m.type = ids::ManifestEntry::Type::kSpecial; break;
     }
     if (!entries.emplace(m.path, m).second) {
       return make_error(ErrorKind::kInvalidArgument, fmt::format("context tar holds {:?} twice", m.path));

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -113,8 +113,17 @@ class Scheduler {
       : state_(config.dir + "/" + name), log_(config.dir + "/" + name + ".log") {
     client_ = fmt::format("tcp://127.0.0.1:{}", free_port());
     workers_ = fmt::format("tcp://127.0.0.1:{}", free_port());
-    argv_ = {config.scheduler_bin, "--state-dir", state_, "--listen", client_, "--listen-workers", workers_,
-             "--http", fmt::format("127.0.0.1:{}", free_port()), "--log-level", "warn"};
+    argv_ = {config.scheduler_bin,
+             "--state-dir",
+             state_,
+             "--listen",
+             client_,
+             "--listen-workers",
+             workers_,
+             "--http",
+             fmt::format("127.0.0.1:{}", free_port()),
+             "--log-level",
+             "warn"};
     argv_.insert(argv_.end(), extra.begin(), extra.end());
     argv_.insert(argv_.end(), config.scheduler_args.begin(), config.scheduler_args.end());
     start();
@@ -212,9 +221,10 @@ double run_throughput(const Config& config) {
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - begun).count();
   const double rate = config.jobs / seconds;
-  fmt::print("throughput: {} jobs in {:.2f} s = {:.0f} jobs/s end to end ({} workers x capacity {}, window {}, "
-             "{} failed)\n",
-             config.jobs, seconds, rate, config.workers, config.capacity, config.window, failed);
+  fmt::print(
+      "throughput: {} jobs in {:.2f} s = {:.0f} jobs/s end to end ({} workers x capacity {}, window {}, "
+      "{} failed)\n",
+      config.jobs, seconds, rate, config.workers, config.capacity, config.window, failed);
   return rate;
 }
 
@@ -256,8 +266,10 @@ void run_latency(const Config& config) {
           std::lock_guard lock(mu);
           assigned_at[a->job_id] = now;
         }
-        proto::send_event(s, proto::JobEvent{.type = proto::Type::kJobDone, .job_id = a->job_id,
-                                             .attempt = a->attempt, .outcome = "succeeded"});
+        proto::send_event(s, proto::JobEvent{.type = proto::Type::kJobDone,
+                                             .job_id = a->job_id,
+                                             .attempt = a->attempt,
+                                             .outcome = "succeeded"});
       }
     }
   });
@@ -294,13 +306,17 @@ void run_latency(const Config& config) {
   std::vector<double> ms;
   for (const auto& [id, t] : submitted) {
     auto it = assigned_at.find(id);
-    if (it != assigned_at.end()) ms.push_back(std::chrono::duration<double, std::milli>(it->second - t).count());
+    if (it != assigned_at.end())
+      ms.push_back(std::chrono::duration<double, std::milli>(it->second - t).count());
   }
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms.empty() ? 0.0 : ms[std::min(ms.size() - 1, static_cast<std::size_t>(p * ms.size()))]; };
-  fmt::print("dispatch latency at {} jobs/s offered ({} jobs, submit sent -> assign received): p50 {:.3f} ms, "
-             "p99 {:.3f} ms, max {:.3f} ms\n",
-             config.rate, ms.size(), pct(0.50), pct(0.99), ms.empty() ? 0.0 : ms.back());
+  auto pct = [&](double p) {
+    return ms.empty() ? 0.0 : ms[std::min(ms.size() - 1, static_cast<std::size_t>(p * ms.size()))];
+  };
+  fmt::print(
+      "dispatch latency at {} jobs/s offered ({} jobs, submit sent -> assign received): p50 {:.3f} ms, "
+      "p99 {:.3f} ms, max {:.3f} ms\n",
+      config.rate, ms.size(), pct(0.50), pct(0.99), ms.empty() ? 0.0 : ms.back());
 }
 
 void run_memory_and_restart(const Config& config, bool memory, bool restart) {
@@ -327,9 +343,10 @@ void run_memory_and_restart(const Config& config, bool memory, bool restart) {
   if (memory) {
     const double per_job = (after - before) * 1024.0 / config.queued;
     const double spec = static_cast<double>(spec_bytes) / config.queued;
-    fmt::print("memory: RSS {} MiB -> {} MiB with {} queued jobs = {:.0f} bytes per queued job ({:.0f} of them the "
-               "spec text, {:.0f} beyond it)\n",
-               before / 1024, after / 1024, config.queued, per_job, spec, per_job - spec);
+    fmt::print(
+        "memory: RSS {} MiB -> {} MiB with {} queued jobs = {:.0f} bytes per queued job ({:.0f} of them the "
+        "spec text, {:.0f} beyond it)\n",
+        before / 1024, after / 1024, config.queued, per_job, spec, per_job - spec);
   }
   if (restart) {
     scheduler.process().stop(SIGKILL);
@@ -346,18 +363,21 @@ void run_memory_and_restart(const Config& config, bool memory, bool restart) {
 
 int main(int argc, char** argv) {
   Config config;
-  CLI::App app{"kiln-farm-bench: scheduler throughput, dispatch latency, memory per queued job and restart time, "
-               "with real processes over ZeroMQ TCP on 127.0.0.1"};
+  CLI::App app{
+      "kiln-farm-bench: scheduler throughput, dispatch latency, memory per queued job and restart time, "
+      "with real processes over ZeroMQ TCP on 127.0.0.1"};
   app.add_option("--scheduler-bin", config.scheduler_bin)->default_val(config.scheduler_bin);
   app.add_option("--worker-bin", config.worker_bin)->default_val(config.worker_bin);
   app.add_option("--dir", config.dir, "Scratch directory (removed first)")->default_val(config.dir);
   app.add_option("--only", config.only, "throughput, latency, memory or restart");
   app.add_option("--jobs", config.jobs, "Jobs for the throughput run")->default_val(config.jobs);
-  app.add_option("--workers", config.workers, "Fake workers for the throughput run")->default_val(config.workers);
+  app.add_option("--workers", config.workers, "Fake workers for the throughput run")
+      ->default_val(config.workers);
   app.add_option("--capacity", config.capacity, "Each fake worker's capacity")->default_val(config.capacity);
   app.add_option("--window", config.window, "Submits in flight")->default_val(config.window);
   app.add_option("--rate", config.rate, "Offered jobs/s for the latency run")->default_val(config.rate);
-  app.add_option("--seconds", config.latency_seconds, "Length of the latency run")->default_val(config.latency_seconds);
+  app.add_option("--seconds", config.latency_seconds, "Length of the latency run")
+      ->default_val(config.latency_seconds);
   app.add_option("--queued", config.queued, "Queued jobs for memory and restart")->default_val(config.queued);
   app.add_option("--scheduler-arg", config.scheduler_args, "Extra kiln-scheduler argument (repeatable)");
   CLI11_PARSE(app, argc, argv);

@@ -13,18 +13,19 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::unexpected<Error> unavailable(const std::string& address, std::string_view what) {
-  return std::unexpected(Error(ErrorKind::kUnavailable,
-               fmt::format("no answer from the scheduler at {} ({}); is kiln-scheduler running there? "
-                           "(set --scheduler or KILN_SCHEDULER to reach another)",
-                           address, what)));
+  return std::unexpected(
+      Error(ErrorKind::kUnavailable,
+            fmt::format("no answer from the scheduler at {} ({}); is kiln-scheduler running there? "
+                        "(set --scheduler or KILN_SCHEDULER to reach another)",
+                        address, what)));
 }
 
 // The request id every reply body carries first; 0 when absent.
 std::uint64_t reply_request_id(Type type, const std::string& body) {
   switch (type) {
-#define KILN_ID(T) \
-  case T::kType: { \
-    auto m = decode<T>(body); \
+#define KILN_ID(T)                \
+  case T::kType: {                \
+    auto m = decode<T>(body);     \
     return m ? m->request_id : 0; \
   }
     KILN_ID(ErrorReply)
@@ -38,8 +39,7 @@ std::uint64_t reply_request_id(Type type, const std::string& body) {
     KILN_ID(Workers)
     KILN_ID(ContextChunk)
 #undef KILN_ID
-    default:
-      return 0;
+    default: return 0;
   }
 }
 
@@ -72,9 +72,10 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& address, cons
   try {
     impl->socket.connect(address);
   } catch (const zmq::error_t& e) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("cannot use scheduler address {:?}: {} (expected e.g. tcp://127.0.0.1:7800)", address,
-                                  e.what()));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("cannot use scheduler address {:?}: {} (expected e.g. tcp://127.0.0.1:7800)", address,
+                    e.what()));
   }
   std::unique_ptr<Client> client(new Client(std::move(impl), address, client_name));
   Hello hello{.client = client_name};
@@ -111,7 +112,8 @@ Result<Client::RawReply> Client::next_reply(std::chrono::milliseconds timeout) {
   return RawReply{*frame->type, std::move(frame->body)};
 }
 
-Result<std::string> Client::wait_reply(std::uint64_t request_id, Type expected, std::chrono::milliseconds timeout) {
+Result<std::string> Client::wait_reply(std::uint64_t request_id, Type expected,
+                                       std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());

@@ -54,7 +54,9 @@ constexpr std::array<std::pair<Type, std::string_view>, 32> kTypeNames{{
 // words (a hostile peer's pointer loops or huge lists).
 constexpr std::uint64_t kTraversalLimitWords = 64ull * 1024 * 1024 / 8;
 
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+std::string text(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
 std::string data(capnp::Data::Reader d) {
   return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
 }
@@ -196,8 +198,8 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.error = text(r.getError());
   v.steps = get_steps(r.getSteps());
   for (auto a : r.getAttempts()) {
-    v.attempts.push_back({a.getNumber(), text(a.getWorker()), a.getAssignedAtMs(), a.getEndedAtMs(),
-                          text(a.getOutcome())});
+    v.attempts.push_back(
+        {a.getNumber(), text(a.getWorker()), a.getAssignedAtMs(), a.getEndedAtMs(), text(a.getOutcome())});
   }
   v.log_bytes = r.getLogBytes();
   v.spec = text(r.getSpec());
@@ -221,7 +223,7 @@ void put(wire::WorkerStats::Builder b, const WorkerStats& v) {
   b.setHealthy(v.healthy);
 }
 WorkerStats get(wire::WorkerStats::Reader r) {
-  return {r.getDiskFreeBytes(), r.getDiskTotalBytes(), r.getStoreItems(), r.getStoreBytes(),
+  return {r.getDiskFreeBytes(), r.getDiskTotalBytes(), r.getStoreItems(),  r.getStoreBytes(),
           r.getCacheHits(),     r.getCacheMisses(),    r.getRunningJobs(), r.getHealthy()};
 }
 
@@ -286,8 +288,9 @@ template <class W, class F>
 auto read_message(std::string_view bytes, std::string_view what, F&& read)
     -> Result<decltype(read(std::declval<typename W::Reader>()))> {
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty()) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("malformed {} body: {} bytes is not a Cap'n Proto message", what, bytes.size()));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("malformed {} body: {} bytes is not a Cap'n Proto message", what, bytes.size()));
   }
   // The frame's bytes may not be word-aligned: copy into words when not.
   kj::Array<capnp::word> copy;
@@ -329,24 +332,23 @@ std::optional<Type> parse_type(std::string_view name) {
 
 // Each message: encode builds the wire struct field by field; decode reads it
 // back inside read_message's exception guard.
-#define KILN_CODEC(T, W, PUT, GET)                                             \
-  std::string encode(const T& m) {                                            \
-    capnp::MallocMessageBuilder message;                                      \
-    auto b = message.initRoot<wire::W>();                                     \
-    PUT;                                                                      \
-    return to_bytes(message);                                                 \
-  }                                                                           \
-  template <>                                                                 \
-  Result<T> decode<T>(std::string_view bytes) {                               \
-    return read_message<wire::W>(bytes, #W, [](wire::W::Reader r) {           \
-      T m;                                                                    \
-      GET;                                                                    \
-      return m;                                                               \
-    });                                                                       \
+#define KILN_CODEC(T, W, PUT, GET)                                  \
+  std::string encode(const T& m) {                                  \
+    capnp::MallocMessageBuilder message;                            \
+    auto b = message.initRoot<wire::W>();                           \
+    PUT;                                                            \
+    return to_bytes(message);                                       \
+  }                                                                 \
+  template <>                                                       \
+  Result<T> decode<T>(std::string_view bytes) {                     \
+    return read_message<wire::W>(bytes, #W, [](wire::W::Reader r) { \
+      T m;                                                          \
+      GET;                                                          \
+      return m;                                                     \
+    });                                                             \
   }
 
-KILN_CODEC(ErrorReply, Error,
-           (b.setRequestId(m.request_id), b.setKind(m.kind), b.setMessage(m.message)),
+KILN_CODEC(ErrorReply, Error, (b.setRequestId(m.request_id), b.setKind(m.kind), b.setMessage(m.message)),
            (m.request_id = r.getRequestId(), m.kind = text(r.getKind()), m.message = text(r.getMessage())))
 KILN_CODEC(Hello, Hello,
            (b.setProtocolVersion(m.protocol_version), b.setRequestId(m.request_id), b.setClient(m.client)),
@@ -372,8 +374,7 @@ KILN_CODEC(ContextAck, ContextAck,
             b.setComplete(m.complete)),
            (m.request_id = r.getRequestId(), m.digest = text(r.getDigest()), m.received = r.getReceived(),
             m.complete = r.getComplete()))
-KILN_CODEC(GetStatus, GetStatus,
-           (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setWaitMs(m.wait_ms)),
+KILN_CODEC(GetStatus, GetStatus, (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setWaitMs(m.wait_ms)),
            (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId()), m.wait_ms = r.getWaitMs()))
 KILN_CODEC(Job, Job, (b.setRequestId(m.request_id), put(b.initJob(), m.job)),
            (m.request_id = r.getRequestId(), m.job = get(r.getJob())))
@@ -381,63 +382,66 @@ KILN_CODEC(ListJobs, ListJobs,
            (b.setRequestId(m.request_id), set_texts(b.initStates(m.states.size()), m.states),
             b.setLimit(m.limit)),
            (m.request_id = r.getRequestId(), m.states = get_texts(r.getStates()), m.limit = r.getLimit()))
-KILN_CODEC(Jobs, Jobs,
-           {
-             b.setRequestId(m.request_id);
-             auto list = b.initJobs(m.jobs.size());
-             for (unsigned i = 0; i < m.jobs.size(); ++i) put(list[i], m.jobs[i]);
-             b.setTotal(m.total);
-           },
-           {
-             m.request_id = r.getRequestId();
-             for (auto j : r.getJobs()) m.jobs.push_back(get(j));
-             m.total = r.getTotal();
-           })
+KILN_CODEC(
+    Jobs, Jobs,
+    {
+      b.setRequestId(m.request_id);
+      auto list = b.initJobs(m.jobs.size());
+      for (unsigned i = 0; i < m.jobs.size(); ++i) put(list[i], m.jobs[i]);
+      b.setTotal(m.total);
+    },
+    {
+      m.request_id = r.getRequestId();
+      for (auto j : r.getJobs()) m.jobs.push_back(get(j));
+      m.total = r.getTotal();
+    })
 KILN_CODEC(ReadLog, ReadLog,
            (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setOffset(m.offset),
             b.setMaxBytes(m.max_bytes), b.setWaitMs(m.wait_ms)),
            (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId()), m.offset = r.getOffset(),
             m.max_bytes = r.getMaxBytes(), m.wait_ms = r.getWaitMs()))
 KILN_CODEC(Log, Log,
-           (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setOffset(m.offset), b.setData(as_data(m.data)),
-            b.setComplete(m.complete), b.setState(m.state)),
+           (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setOffset(m.offset),
+            b.setData(as_data(m.data)), b.setComplete(m.complete), b.setState(m.state)),
            (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId()), m.offset = r.getOffset(),
             m.data = data(r.getData()), m.complete = r.getComplete(), m.state = text(r.getState())))
 KILN_CODEC(CancelJob, CancelJob, (b.setRequestId(m.request_id), b.setJobId(m.job_id)),
            (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId())))
 KILN_CODEC(ListWorkers, ListWorkers, b.setRequestId(m.request_id), m.request_id = r.getRequestId())
-KILN_CODEC(Workers, Workers,
-           {
-             b.setRequestId(m.request_id);
-             auto list = b.initWorkers(m.workers.size());
-             for (unsigned i = 0; i < m.workers.size(); ++i) put(list[i], m.workers[i]);
-           },
-           {
-             m.request_id = r.getRequestId();
-             for (auto w : r.getWorkers()) m.workers.push_back(get(w));
-           })
+KILN_CODEC(
+    Workers, Workers,
+    {
+      b.setRequestId(m.request_id);
+      auto list = b.initWorkers(m.workers.size());
+      for (unsigned i = 0; i < m.workers.size(); ++i) put(list[i], m.workers[i]);
+    },
+    {
+      m.request_id = r.getRequestId();
+      for (auto w : r.getWorkers()) m.workers.push_back(get(w));
+    })
 KILN_CODEC(WorkerAction, WorkerAction,
            (b.setRequestId(m.request_id), b.setWorker(m.worker), b.setAction(m.action)),
            (m.request_id = r.getRequestId(), m.worker = text(r.getWorker()), m.action = text(r.getAction())))
-KILN_CODEC(Register, Register,
-           {
-             b.setProtocolVersion(m.protocol_version);
-             b.setName(m.name);
-             b.setPool(m.pool);
-             b.setCapacity(m.capacity);
-             set_texts(b.initLabels(m.labels.size()), m.labels);
-             put_running(b.initRunning(m.running.size()), m.running);
-             put(b.initStats(), m.stats);
-           },
-           {
-             m.protocol_version = r.getProtocolVersion();
-             m.name = text(r.getName());
-             m.pool = text(r.getPool());
-             m.capacity = r.getCapacity();
-             m.labels = get_texts(r.getLabels());
-             m.running = get_running(r.getRunning());
-             m.stats = get(r.getStats());
-           })
+KILN_CODEC(
+    Register, Register,
+    {
+      b.setProtocolVersion(m.protocol_version);
+      b.setName(m.name);
+      b.setPool(m.pool);
+      b.setCapacity(m.capacity);
+      set_texts(b.initLabels(m.labels.size()), m.labels);
+      put_running(b.initRunning(m.running.size()), m.running);
+      put(b.initStats(), m.stats);
+    },
+    {
+      m.protocol_version = r.getProtocolVersion();
+      m.name = text(r.getName());
+      m.pool = text(r.getPool());
+      m.capacity = r.getCapacity();
+      m.labels = get_texts(r.getLabels());
+      m.running = get_running(r.getRunning());
+      m.stats = get(r.getStats());
+    })
 KILN_CODEC(Registered, Registered,
            (b.setSchedulerId(m.scheduler_id), b.setHeartbeatMs(m.heartbeat_ms), b.setLeaseMs(m.lease_ms),
             b.setState(m.state)),
@@ -449,27 +453,28 @@ KILN_CODEC(Heartbeat, Heartbeat,
 KILN_CODEC(Reregister, Reregister, b.setReason(m.reason), m.reason = text(r.getReason()))
 KILN_CODEC(Assign, Assign, (b.setJobId(m.job_id), b.setAttempt(m.attempt), put(b.initJob(), m.job)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt(), m.job = get(r.getJob())))
-KILN_CODEC(JobEvent, JobEvent,
-           {
-             b.setJobId(m.job_id);
-             b.setAttempt(m.attempt);
-             b.setLog(as_data(m.log));
-             put(b.initStep(), m.step);
-             b.setOutcome(m.outcome);
-             b.setError(m.error);
-             b.setResult(m.result);
-             put_steps(b.initSteps(m.steps.size()), m.steps);
-           },
-           {
-             m.job_id = text(r.getJobId());
-             m.attempt = r.getAttempt();
-             m.log = data(r.getLog());
-             m.step = get(r.getStep());
-             m.outcome = text(r.getOutcome());
-             m.error = text(r.getError());
-             m.result = text(r.getResult());
-             m.steps = get_steps(r.getSteps());
-           })
+KILN_CODEC(
+    JobEvent, JobEvent,
+    {
+      b.setJobId(m.job_id);
+      b.setAttempt(m.attempt);
+      b.setLog(as_data(m.log));
+      put(b.initStep(), m.step);
+      b.setOutcome(m.outcome);
+      b.setError(m.error);
+      b.setResult(m.result);
+      put_steps(b.initSteps(m.steps.size()), m.steps);
+    },
+    {
+      m.job_id = text(r.getJobId());
+      m.attempt = r.getAttempt();
+      m.log = data(r.getLog());
+      m.step = get(r.getStep());
+      m.outcome = text(r.getOutcome());
+      m.error = text(r.getError());
+      m.result = text(r.getResult());
+      m.steps = get_steps(r.getSteps());
+    })
 KILN_CODEC(CancelAssigned, CancelAssigned, (b.setJobId(m.job_id), b.setAttempt(m.attempt)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt()))
 KILN_CODEC(WorkerState, WorkerState, b.setState(m.state), m.state = text(r.getState()))

@@ -27,7 +27,8 @@ void configure_dealer(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::immediate, 1);
 }
 
-bool send_raw(zmq::socket_t& socket, const std::string* routing_id, std::string_view type, std::string_view body) {
+bool send_raw(zmq::socket_t& socket, const std::string* routing_id, std::string_view type,
+              std::string_view body) {
   try {
     if (routing_id) {
       if (!socket.send(zmq::buffer(*routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -55,17 +56,17 @@ std::expected<Frame, BadFrame> receive(zmq::socket_t& socket, bool router) {
   Frame frame;
   std::size_t first = 0;
   if (router) {
-    if (parts.empty()) return std::unexpected(BadFrame{"", Error(ErrorKind::kInvalidArgument, "empty message")});
+    if (parts.empty())
+      return std::unexpected(BadFrame{"", Error(ErrorKind::kInvalidArgument, "empty message")});
     frame.routing_id = parts[0].to_string();
     first = 1;
   }
   const std::size_t count = parts.size() - first;
   if (count != 2) {
     return std::unexpected(BadFrame{
-        frame.routing_id,
-        Error(ErrorKind::kInvalidArgument,
-              fmt::format("malformed message: expected 2 frames (type, body), got {}",
-                          count >= 3 ? std::string("3 or more") : std::to_string(count)))});
+        frame.routing_id, Error(ErrorKind::kInvalidArgument,
+                                fmt::format("malformed message: expected 2 frames (type, body), got {}",
+                                            count >= 3 ? std::string("3 or more") : std::to_string(count)))});
   }
   frame.type_text = parts[first].to_string();
   if (frame.type_text.size() > 64) frame.type_text.resize(64);

@@ -38,7 +38,7 @@ inline constexpr std::size_t kMaxBodyBytes = 8u << 20;
 inline constexpr std::int64_t kHardFrameLimitBytes = 64ll << 20;
 
 struct Frame {
-  std::string routing_id;  // ROUTER sockets only
+  std::string routing_id;    // ROUTER sockets only
   std::optional<Type> type;  // nullopt: unknown type name (see type_text)
   std::string type_text;
   std::string body;

@@ -43,11 +43,16 @@ class Farm : public ::testing::Test {
   // Starts a worker process; `fake` >= 0 means --fake-build=SECONDS.
   Child& worker(const std::string& name, int capacity = 2, double fake = -1) {
     std::vector<std::string> argv = {KILN_WORKER_BINARY,
-                                     "--scheduler", scheduler->worker_endpoint(),
-                                     "--name", name,
-                                     "--capacity", std::to_string(capacity),
-                                     "--state-dir", dir.path() + "/" + name,
-                                     "--image-alias", "busybox=oci:" + g_image_dir + ":latest"};
+                                     "--scheduler",
+                                     scheduler->worker_endpoint(),
+                                     "--name",
+                                     name,
+                                     "--capacity",
+                                     std::to_string(capacity),
+                                     "--state-dir",
+                                     dir.path() + "/" + name,
+                                     "--image-alias",
+                                     "busybox=oci:" + g_image_dir + ":latest"};
     if (fake >= 0) {
       argv.push_back("--fake-build");
       argv.push_back(std::to_string(fake));
@@ -73,9 +78,10 @@ class Farm : public ::testing::Test {
   }
 
   // `kiln submit` (the real CLI: tars and uploads the context); returns the job id.
-  std::string kiln_submit(const std::string& spec_file, const std::string& context, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {KILN_BINARY, "submit", "-f", spec_file, context, "--scheduler",
-                                     scheduler->client_endpoint()};
+  std::string kiln_submit(const std::string& spec_file, const std::string& context,
+                          std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {
+        KILN_BINARY, "submit", "-f", spec_file, context, "--scheduler", scheduler->client_endpoint()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto r = run_process(argv);
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -88,7 +94,8 @@ class Farm : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
       auto r = client->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 5000});
-      if (r && (r->job.state == "succeeded" || r->job.state == "failed" || r->job.state == "cancelled")) return r->job;
+      if (r && (r->job.state == "succeeded" || r->job.state == "failed" || r->job.state == "cancelled"))
+        return r->job;
     }
     ADD_FAILURE() << "job " << id << " did not end";
     return {};
@@ -98,8 +105,9 @@ class Farm : public ::testing::Test {
     const std::string ctx = dir.path() + "/" + name;
     std::filesystem::create_directories(ctx);
     std::ofstream(ctx + "/greeting.txt") << greeting;
-    std::ofstream(ctx + "/app.spec") << "((from busybox)\n (workdir /src)\n (copy (src greeting.txt) (dst ./))\n"
-                                        " (run (shell \"cat greeting.txt && echo built > out.txt\")))\n";
+    std::ofstream(ctx + "/app.spec")
+        << "((from busybox)\n (workdir /src)\n (copy (src greeting.txt) (dst ./))\n"
+           " (run (shell \"cat greeting.txt && echo built > out.txt\")))\n";
     return ctx;
   }
 
@@ -138,7 +146,8 @@ TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
   EXPECT_THAT(log->data, HasSubstr("hello farm"));  // the cached step's log is replayed
 
   // `kiln status --json` shows the same through the CLI.
-  auto status = run_process({KILN_BINARY, "status", second, "--json", "--scheduler", scheduler->client_endpoint()});
+  auto status =
+      run_process({KILN_BINARY, "status", second, "--json", "--scheduler", scheduler->client_endpoint()});
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_THAT(status.out, HasSubstr("\"worker\": \"w2\""));
   EXPECT_THAT(status.out, HasSubstr("\"cached\": true"));
@@ -215,8 +224,9 @@ TEST_F(Farm, KillNineTheSchedulerUnderLoadLosesAndDuplicatesNothing) {
   worker("w2", 4, 0.05);
   std::vector<std::string> acked;
   for (int i = 0; i < 150; ++i) {
-    auto r = client->call<proto::Submitted>(proto::Submit{
-        .job = {.spec = "((from busybox) (run (shell \"echo " + std::to_string(i) + "\")))", .spec_name = "l.spec"}});
+    auto r = client->call<proto::Submitted>(
+        proto::Submit{.job = {.spec = "((from busybox) (run (shell \"echo " + std::to_string(i) + "\")))",
+                              .spec_name = "l.spec"}});
     ASSERT_TRUE(r) << r.error().to_string();
     acked.push_back(r->job_id);
     if (i == 100) {
@@ -257,9 +267,10 @@ TEST_F(Farm, AGitContextIsFetchedByTheWorker) {
   std::string commit = git({"rev-parse", "HEAD"});
   commit.pop_back();
   const std::string spec = dir.path() + "/git.spec";
-  std::ofstream(spec) << "((from busybox) (copy (src greeting.txt) (dst /g.txt)) (run (shell \"cat /g.txt\")))\n";
-  auto r = run_process({KILN_BINARY, "submit", "-f", spec, "--git", "file://" + repo, "--commit", commit, "--follow",
-                        "--scheduler", scheduler->client_endpoint()});
+  std::ofstream(spec)
+      << "((from busybox) (copy (src greeting.txt) (dst /g.txt)) (run (shell \"cat /g.txt\")))\n";
+  auto r = run_process({KILN_BINARY, "submit", "-f", spec, "--git", "file://" + repo, "--commit", commit,
+                        "--follow", "--scheduler", scheduler->client_endpoint()});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << workers["w1"]->log();
   EXPECT_THAT(r.out, HasSubstr("from git"));
 }

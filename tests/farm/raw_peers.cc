@@ -25,13 +25,17 @@ SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::strin
 }
 
 void SchedulerProcess::start() {
-  std::vector<std::string> argv = {KILN_SCHEDULER_BINARY, "--state-dir", state_dir_, "--listen", client_endpoint_,
-                                   "--listen-workers", worker_endpoint_, "--http", "off"};
+  std::vector<std::string> argv = {
+      KILN_SCHEDULER_BINARY, "--state-dir",    state_dir_, "--listen", client_endpoint_,
+      "--listen-workers",    worker_endpoint_, "--http",   "off"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   child_ = std::make_unique<Child>(argv, state_dir_ + ".log" + std::to_string(starts_++));
   // Ready when a client can say hello.
-  bool up = eventually([&] { return proto::Client::connect(client_endpoint_, "probe", std::chrono::milliseconds(200)).has_value(); },
-                       std::chrono::seconds(20));
+  bool up = eventually(
+      [&] {
+        return proto::Client::connect(client_endpoint_, "probe", std::chrono::milliseconds(200)).has_value();
+      },
+      std::chrono::seconds(20));
   ASSERT_TRUE(up) << "kiln-scheduler did not come up:\n" << child_->log();
 }
 
@@ -54,9 +58,12 @@ RawWorker::RawWorker(const std::string& endpoint, const std::string& name)
   socket_.connect(endpoint);
 }
 
-void RawWorker::send_register(std::uint32_t capacity, std::vector<proto::RunningJob> running, std::uint32_t version,
-                              const std::string& pool) {
-  proto::Register reg{.protocol_version = version, .name = name_, .pool = pool, .capacity = capacity,
+void RawWorker::send_register(std::uint32_t capacity, std::vector<proto::RunningJob> running,
+                              std::uint32_t version, const std::string& pool) {
+  proto::Register reg{.protocol_version = version,
+                      .name = name_,
+                      .pool = pool,
+                      .capacity = capacity,
                       .running = std::move(running)};
   reg.stats.disk_free_bytes = 100ull << 30;
   reg.stats.disk_total_bytes = 200ull << 30;
@@ -77,12 +84,14 @@ void RawWorker::heartbeat(std::vector<proto::RunningJob> running) {
   proto::send(socket_, beat);
 }
 
-void RawWorker::event(proto::Type type, const std::string& job_id, std::uint32_t attempt, const std::string& log,
-                      const std::string& outcome, const std::string& result) {
-  proto::JobEvent e{.type = type, .job_id = job_id, .attempt = attempt, .log = log, .outcome = outcome,
-                    .result = result};
+void RawWorker::event(proto::Type type, const std::string& job_id, std::uint32_t attempt,
+                      const std::string& log, const std::string& outcome, const std::string& result) {
+  proto::JobEvent e{
+      .type = type, .job_id = job_id, .attempt = attempt, .log = log, .outcome = outcome, .result = result};
   if (type == proto::Type::kJobDone && outcome == "succeeded") {
-    e.steps.push_back({.id = std::string(64, 'a'), .description = "(run (shell \"true\"))", .cached = false,
+    e.steps.push_back({.id = std::string(64, 'a'),
+                       .description = "(run (shell \"true\"))",
+                       .cached = false,
                        .seconds = 0.25});
   }
   proto::send_event(socket_, e);

@@ -50,7 +50,8 @@ class RawWorker {
   RawWorker(const std::string& endpoint, const std::string& name);
 
   void send_register(std::uint32_t capacity, std::vector<proto::RunningJob> running = {},
-                     std::uint32_t version = proto::kProtocolVersion, const std::string& pool = "linux-x86_64");
+                     std::uint32_t version = proto::kProtocolVersion,
+                     const std::string& pool = "linux-x86_64");
   // Registers and waits for "registered".
   proto::Registered register_worker(std::uint32_t capacity, std::vector<proto::RunningJob> running = {});
   void heartbeat(std::vector<proto::RunningJob> running = {});
@@ -64,7 +65,8 @@ class RawWorker {
   std::optional<T> expect(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       auto frame = next(left);
       if (!frame) break;
       if (frame->type == T::kType) {

@@ -203,7 +203,8 @@ TEST_F(SchedulerProtocol, ALostWorkersJobMovesAndItsLateReportIsIgnored) {
   std::optional<proto::Assign> second;
   ASSERT_TRUE(eventually([&] {
     b.heartbeat();
-    if (auto f = b.next(50ms); f && f->type == proto::Type::kAssign) second = *proto::decode<proto::Assign>(f->body);
+    if (auto f = b.next(50ms); f && f->type == proto::Type::kAssign)
+      second = *proto::decode<proto::Assign>(f->body);
     return second.has_value();
   })) << s.child().log();
   EXPECT_EQ(second->job_id, id);
@@ -260,7 +261,8 @@ TEST_F(SchedulerProtocol, MalformedAndOversizedFramesGetErrorsAndServiceContinue
   raw.connect(s.client_endpoint());
   auto expect_error = [&](const std::vector<std::string>& frames, const std::string& what) {
     for (std::size_t i = 0; i < frames.size(); ++i) {
-      raw.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      raw.send(zmq::buffer(frames[i]),
+               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
     zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
     ASSERT_EQ(zmq::poll(&item, 1, 10s), 1) << "no answer to " << what;
@@ -372,7 +374,8 @@ TEST_F(SchedulerProtocol, UnreclaimedJobsReturnToTheQueueAfterTheLease) {
     std::optional<proto::Assign> moved;
     ASSERT_TRUE(eventually([&] {
       other.heartbeat();
-      if (auto f = other.next(50ms); f && f->type == proto::Type::kAssign) moved = *proto::decode<proto::Assign>(f->body);
+      if (auto f = other.next(50ms); f && f->type == proto::Type::kAssign)
+        moved = *proto::decode<proto::Assign>(f->body);
       return moved.has_value();
     }));
     EXPECT_EQ(moved->job_id, id);
@@ -398,8 +401,8 @@ TEST_F(SchedulerProtocol, ContextsUploadInChunksDedupAndAreVerified) {
   }
   EXPECT_EQ(offset, tar.size());
   // A second upload stops after its first chunk.
-  auto dedup = client->call<proto::ContextAck>(
-      proto::PutContext{.digest = digest, .total_size = tar.size(), .offset = 0, .data = tar.substr(0, 1 << 20)});
+  auto dedup = client->call<proto::ContextAck>(proto::PutContext{
+      .digest = digest, .total_size = tar.size(), .offset = 0, .data = tar.substr(0, 1 << 20)});
   ASSERT_TRUE(dedup);
   EXPECT_TRUE(dedup->complete);
   // Out of order: told where to resume.
@@ -500,7 +503,8 @@ TEST_F(SchedulerProtocol, ManyClientsAtOnceEachJobRunsExactlyOnce) {
         auto r = (*client)->call<proto::Submitted>(submit_of());
         if (r) ids[c].push_back(r->job_id);
       }
-      for (const std::string& id : ids[c]) (*client)->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 20000});
+      for (const std::string& id : ids[c])
+        (*client)->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 20000});
     });
   }
   for (auto& t : clients) t.join();

@@ -181,7 +181,8 @@ Status Worker::run() {
       while (!fake_jobs_.empty()) {
         auto it = fake_jobs_.begin();
         // "interrupted": the scheduler runs the job again elsewhere.
-        finish_fake(*it->second, "interrupted", fmt::format("kiln-worker {} is shutting down", options_.name));
+        finish_fake(*it->second, "interrupted",
+                    fmt::format("kiln-worker {} is shutting down", options_.name));
         fake_jobs_.erase(it);
       }
     }
@@ -481,13 +482,17 @@ void Worker::finish_fake(FakeJob& job, const std::string& outcome, const std::st
   if (auto parsed = spec::parse_spec(job.spec_text, "fake")) {
     if (auto ids = ids::compute_step_ids(*parsed, nullptr, "fake"); ids && !ids->empty()) {
       for (const ids::Step& s : *ids) {
-        steps.push_back({.id = s.id, .description = s.description, .cached = false,
+        steps.push_back({.id = s.id,
+                         .description = s.description,
+                         .cached = false,
                          .seconds = seconds / static_cast<double>(ids->size())});
       }
     }
   }
   if (steps.empty()) {
-    steps.push_back({.id = sha256_hex(job.spec_text), .description = "(fake build)", .cached = false,
+    steps.push_back({.id = sha256_hex(job.spec_text),
+                     .description = "(fake build)",
+                     .cached = false,
                      .seconds = seconds});
   }
   if (outcome == "succeeded") {
