@@ -111,6 +111,14 @@ class Farm : public ::testing::Test {
     return ctx;
   }
 
+  // Workers stop as an operator would stop them (SIGTERM), so that they
+  // clean up after themselves; TempDir detaches what a killed one left.
+  void TearDown() override {
+    for (auto& [name, child] : workers) {
+      if (child->running()) child->stop(std::chrono::seconds(10));
+    }
+  }
+
   TempDir dir;
   std::unique_ptr<SchedulerProcess> scheduler;
   std::unique_ptr<proto::Client> client;

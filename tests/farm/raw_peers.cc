@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <sys/mount.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace kiln::testing {
@@ -13,6 +18,20 @@ TempDir::TempDir() {
   path_ = ::mkdtemp(tmpl.data());
 }
 TempDir::~TempDir() {
+  // A worker killed with SIGKILL leaves its sandbox's secrets tmpfs mounted
+  // under its state directory: detach every mount below the directory
+  // (deepest first) so that nothing outlives the test.
+  std::vector<std::string> mounts;
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point;
+    fields >> id >> parent >> devno >> root >> point;
+    if (point.starts_with(path_ + "/")) mounts.push_back(point);
+  }
+  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const std::string& point : mounts) ::umount2(point.c_str(), MNT_DETACH);
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
