@@ -29,6 +29,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "common/config.h"
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
 #include "worker/builder/builder.h"
@@ -41,19 +42,6 @@ namespace {
 
 void report(const Error& e) {
   std::cerr << "kiln: " << e.to_string() << "\n";
-}
-
-// KILN_HOME, absolute.
-std::string kiln_home() {
-  const char* env = std::getenv("KILN_HOME");
-  std::string home = env != nullptr && *env != '\0' ? env : ".kiln";
-  std::error_code ec;
-  auto absolute = std::filesystem::absolute(home, ec);
-  return ec ? home : absolute.lexically_normal().string();
-}
-
-std::string default_base_image_dir() {
-  return kiln_home() + "/images/busybox";
 }
 
 // Options every command that opens the store shares.
@@ -93,20 +81,6 @@ struct RunFlags {
   double step_timeout_seconds = 0;         // 0: none
 };
 
-// "512M", "2G", "1048576": bytes, with an optional K/M/G/T suffix (powers of 1024).
-Result<std::uint64_t> parse_size(const std::string& text) {
-  std::size_t digits = text.find_first_not_of("0123456789");
-  std::string number = text.substr(0, digits);
-  std::string unit = digits == std::string::npos ? "" : text.substr(digits);
-  static const std::map<std::string, int> shifts = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
-                                                    {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}};
-  auto shift = shifts.find(unit);
-  if (number.empty() || number.size() > 12 || shift == shifts.end())
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("--memory {:?}: expected a size such as 512M, 2G or 1048576", text));
-  return std::stoull(number) << shift->second;
-}
-
 void add_run_flags(CLI::App* cmd, RunFlags& flags) {
   cmd->add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
   cmd->add_option("--image-alias", flags.image_aliases,
@@ -118,23 +92,6 @@ void add_run_flags(CLI::App* cmd, RunFlags& flags) {
   cmd->add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
   cmd->add_option("--step-timeout", flags.step_timeout_seconds,
                   "Seconds each run step may take before it is killed; default none");
-}
-
-Result<std::map<std::string, std::string>> image_aliases(const RunFlags& flags) {
-  std::map<std::string, std::string> aliases;
-  std::string base = default_base_image_dir();
-  std::error_code ec;
-  if (std::filesystem::exists(base + "/index.json", ec)) aliases["busybox"] = "oci:" + base + ":latest";
-  for (const std::string& alias : flags.image_aliases) {
-    std::size_t eq = alias.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == alias.size())
-      return make_error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("--image-alias {:?}: expected NAME=REF, e.g. busybox=oci:/images/busybox:latest",
-                      alias));
-    aliases[alias.substr(0, eq)] = alias.substr(eq + 1);
-  }
-  return aliases;
 }
 
 // The parts a build needs, in destruction order (the builder first).
@@ -158,9 +115,9 @@ Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store
     std::cerr << "kiln: " << local->sandbox->leftovers().to_string() << "\n";
   local->fetcher = fetcher::make_fetcher();
   builder::BuilderOptions options;
-  KILN_ASSIGN_OR_RETURN(options.image_aliases, image_aliases(run_flags));
+  KILN_ASSIGN_OR_RETURN(options.image_aliases, image_aliases(run_flags.image_aliases));
   if (!run_flags.memory.empty()) {
-    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_size(run_flags.memory));
+    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_byte_size("--memory", run_flags.memory));
   }
   if (run_flags.pids > 0) options.limits.pids = run_flags.pids;
   if (run_flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(run_flags.cpus * 1000);

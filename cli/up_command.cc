@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/config.h"
 #include "common/proto/client.h"
 
 namespace kiln::cli {
@@ -53,15 +54,6 @@ constexpr const char* kStateFile = "farm.json";
 
 void report(const Error& e) {
   std::cerr << "kiln: " << e.to_string() << "\n";
-}
-
-// KILN_HOME, absolute ($KILN_HOME, else ./.kiln), as `kiln build` uses it.
-std::string kiln_home() {
-  const char* env = std::getenv("KILN_HOME");
-  std::string home = env != nullptr && *env != '\0' ? env : ".kiln";
-  std::error_code ec;
-  auto absolute = fs::absolute(home, ec);
-  return ec ? home : absolute.lexically_normal().string();
 }
 
 std::string self_dir() {

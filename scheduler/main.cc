@@ -12,19 +12,10 @@
 #include <CLI/CLI.hpp>
 #include <zmq.hpp>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "common/proto/transport.h"
 #include "scheduler/daemon.h"
-
-namespace {
-
-std::string default_state_dir() {
-  const char* home = std::getenv("KILN_HOME");
-  std::string base = home && *home ? home : ".kiln";
-  return std::filesystem::absolute(base + "/scheduler").lexically_normal().string();
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace kiln;
@@ -34,7 +25,7 @@ int main(int argc, char** argv) {
       "--listen and workers (kiln-worker) on --listen-workers. Stop it with SIGINT or SIGTERM; queued and "
       "running jobs survive a restart (or a kill -9)."};
   scheduler::DaemonOptions options;
-  options.core.state_dir = default_state_dir();
+  options.core.state_dir = kiln_home() + "/scheduler";
   app.add_option("--state-dir", options.core.state_dir,
                  "Where the database and uploaded contexts live (default KILN_HOME/scheduler; KILN_HOME is "
                  "$KILN_HOME, else ./.kiln)");

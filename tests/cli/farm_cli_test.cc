@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/child.h"
 #include "tests/support/process.h"
 
 namespace kiln {
@@ -41,42 +42,18 @@ using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
 // The daemons, as CMake built them (tests/CMakeLists.txt passes their paths).
-std::string scheduler_binary() { return KILN_SCHEDULER_BINARY; }
-std::string worker_binary() { return KILN_WORKER_BINARY; }
-
-// A TCP port nothing listens on right now (the kernel's choice).
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+std::string scheduler_binary() {
+  return KILN_SCHEDULER_BINARY;
+}
+std::string worker_binary() {
+  return KILN_WORKER_BINARY;
 }
 
-bool port_is_free(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
+using kiln::testing::free_port;
 
 // A free port P with P+1 free as well (`kiln up --port P` uses both).
 int free_port_pair() {
-  for (int i = 0; i < 50; ++i) {
-    int port = free_port();
-    if (port < 65000 && port_is_free(port + 1)) return port;
-  }
-  ADD_FAILURE() << "no two consecutive free ports";
-  return 0;
+  return kiln::testing::free_port_and(1);
 }
 
 std::string read_file(const fs::path& path) {

@@ -65,25 +65,9 @@ class ScratchDir {
   std::string path_;
 };
 
-bool can_bind(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
 // A port P such that P and P + 80 were both free a moment ago.
 int free_port_pair() {
-  for (int i = 0; i < 100; ++i) {
-    int port = kiln::testing::free_port();
-    if (port + 80 <= 65535 && can_bind(port + 80)) return port;
-  }
-  ADD_FAILURE() << "no free port P with P + 80 free";
-  return 0;
+  return kiln::testing::free_port_and(80);
 }
 
 // `kiln admin stats ARGS...` with KILN_SCHEDULER_HTTP unset, or set to

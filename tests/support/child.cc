@@ -101,6 +101,26 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+bool port_is_free(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+int free_port_and(int offset) {
+  for (int i = 0; i < 100; ++i) {
+    int port = free_port();
+    if (port + offset <= 65535 && port_is_free(port + offset)) return port;
+  }
+  std::fprintf(stderr, "no free port P with P + %d free as well\n", offset);
+  std::abort();
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

@@ -46,6 +46,11 @@ class Child {
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
+// Whether `port` on 127.0.0.1 can be bound right now.
+bool port_is_free(int port);
+// A free port P such that P + offset is free as well (`kiln up --port P`
+// also uses P + 1 and P + 80); fails the test when none is found.
+int free_port_and(int offset);
 
 // Polls `condition` every 20 ms until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& condition,

@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "worker/builder/builder.h"
 #include "worker/daemon/worker.h"
@@ -38,15 +39,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-// KILN_HOME ($KILN_HOME, else ./.kiln), absolute: as `kiln build`.
-std::string kiln_home() {
-  const char* env = std::getenv("KILN_HOME");
-  std::string home = env != nullptr && *env != '\0' ? env : ".kiln";
-  std::error_code ec;
-  auto absolute = std::filesystem::absolute(home, ec);
-  return ec ? home : absolute.lexically_normal().string();
-}
-
 std::string absolute_path(const std::string& path) {
   std::error_code ec;
   auto absolute = std::filesystem::absolute(path, ec);
@@ -57,20 +49,6 @@ std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "worker";
   return name;
-}
-
-// "2G", "512M", "1048576": bytes (K/M/G/T suffixes are powers of 1024).
-kiln::Result<std::uint64_t> parse_bytes(const std::string& flag, const std::string& text) {
-  std::size_t digits = text.find_first_not_of("0123456789");
-  std::string number = text.substr(0, digits);
-  std::string unit = digits == std::string::npos ? "" : text.substr(digits);
-  static const std::map<std::string, int> shifts = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
-                                                    {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}};
-  auto shift = shifts.find(unit);
-  if (number.empty() || number.size() > 12 || shift == shifts.end())
-    return kiln::make_error(kiln::ErrorKind::kInvalidArgument,
-                            fmt::format("{} {:?}: expected a size such as 2G, 512M or 1048576", flag, text));
-  return std::stoull(number) << shift->second;
 }
 
 struct Flags {
@@ -124,21 +102,9 @@ kiln::Result<std::unique_ptr<LocalBuilder>> make_builder(const Flags& flags, con
   local->fetcher = fetcher::make_fetcher();
 
   builder::BuilderOptions options;
-  std::string base = kiln_home() + "/images/busybox";
-  std::error_code ec;
-  if (std::filesystem::exists(base + "/index.json", ec))
-    options.image_aliases["busybox"] = "oci:" + base + ":latest";
-  for (const std::string& alias : flags.image_aliases) {
-    std::size_t eq = alias.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == alias.size())
-      return make_error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("--image-alias {:?}: expected NAME=REF, e.g. busybox=oci:/images/busybox:latest",
-                      alias));
-    options.image_aliases[alias.substr(0, eq)] = alias.substr(eq + 1);
-  }
+  KILN_ASSIGN_OR_RETURN(options.image_aliases, kiln::image_aliases(flags.image_aliases));
   if (!flags.memory.empty()) {
-    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_bytes("--memory", flags.memory));
+    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, kiln::parse_byte_size("--memory", flags.memory));
   }
   if (flags.pids > 0) options.limits.pids = flags.pids;
   if (flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(flags.cpus * 1000);
@@ -282,9 +248,9 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
-  options.state_dir =
-      absolute_path(flags.state_dir.empty() ? kiln_home() + "/worker-" + options.name : flags.state_dir);
-  auto prune_below = parse_bytes("--prune-below-bytes", flags.prune_below);
+  options.state_dir = absolute_path(flags.state_dir.empty() ? kiln::kiln_home() + "/worker-" + options.name
+                                                            : flags.state_dir);
+  auto prune_below = kiln::parse_byte_size("--prune-below-bytes", flags.prune_below);
   if (!prune_below) {
     std::cerr << "kiln-worker: " << prune_below.error().to_string() << "\n";
     return kExitUsage;
