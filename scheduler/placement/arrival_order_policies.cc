@@ -1,6 +1,10 @@
-// The "random" policy (policy.h): a baseline for the simulator. Urgent jobs
-// first, then in submission order; each to a uniformly random matching free
-// worker, from a generator seeded by PolicyOptions::seed (deterministic).
+// The cache-blind policies (policy.h), which differ only in how they pick a
+// worker: urgent jobs first, then in submission order, each to a matching
+// free worker —
+//   least-loaded  the one with the most free slots (the first such in the
+//                 order workers joined the pool);
+//   random        a uniformly random one, from a generator seeded by
+//                 PolicyOptions::seed (deterministic; a simulator baseline).
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -13,12 +17,14 @@
 namespace kiln::placement {
 namespace {
 
-class RandomPolicy final : public Policy {
- public:
-  explicit RandomPolicy(const PolicyOptions& options)
-      : rng_(options.seed), low_disk_bytes_(options.low_disk_bytes) {}
+enum class Pick { kMostFree, kRandom };
 
-  std::string name() const override { return "random"; }
+class ArrivalOrderPolicy final : public Policy {
+ public:
+  ArrivalOrderPolicy(Pick pick, const PolicyOptions& options)
+      : pick_(pick), rng_(options.seed), low_disk_bytes_(options.low_disk_bytes) {}
+
+  std::string name() const override { return pick_ == Pick::kRandom ? "random" : "least-loaded"; }
 
   void add_job(const PlacementJob& job, double) override {
     if (!queued_ids_.insert(job.id).second) return;
@@ -68,8 +74,7 @@ class RandomPolicy final : public Policy {
             if (!any_free(pool)) break;
             continue;
           }
-          Worker* w =
-              candidates_[std::uniform_int_distribution<std::size_t>(0, candidates_.size() - 1)(rng_)];
+          Worker* w = choose();
           w->running.insert(job.id);
           queued_ids_.erase(job.id);
           out.push_back({job.id, w->info.name});
@@ -117,6 +122,16 @@ class RandomPolicy final : public Policy {
       return std::find(worker.labels.begin(), worker.labels.end(), label) != worker.labels.end();
     });
   }
+  Worker* choose() {
+    if (pick_ == Pick::kRandom) {
+      return candidates_[std::uniform_int_distribution<std::size_t>(0, candidates_.size() - 1)(rng_)];
+    }
+    Worker* best = candidates_.front();
+    for (Worker* w : candidates_) {
+      if (w->info.capacity - w->running.size() > best->info.capacity - best->running.size()) best = w;
+    }
+    return best;
+  }
   bool free_slot(const Worker& w) const {
     if (!w.info.accepting || w.running.size() >= w.info.capacity) return false;
     return low_disk_bytes_ == 0 || w.info.disk_free_bytes == 0 || w.info.disk_free_bytes >= low_disk_bytes_;
@@ -129,6 +144,7 @@ class RandomPolicy final : public Policy {
     if (auto it = workers_.find(worker); it != workers_.end()) it->second.running.erase(job_id);
   }
 
+  Pick pick_;
   std::mt19937_64 rng_;
   std::uint64_t low_disk_bytes_;
   std::map<std::string, Pool> pools_;
@@ -139,8 +155,12 @@ class RandomPolicy final : public Policy {
 
 }  // namespace
 
+std::unique_ptr<Policy> make_least_loaded_policy(const PolicyOptions& options) {
+  return std::make_unique<ArrivalOrderPolicy>(Pick::kMostFree, options);
+}
+
 std::unique_ptr<Policy> make_random_policy(const PolicyOptions& options) {
-  return std::make_unique<RandomPolicy>(options);
+  return std::make_unique<ArrivalOrderPolicy>(Pick::kRandom, options);
 }
 
 }  // namespace kiln::placement
