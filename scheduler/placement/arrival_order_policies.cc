@@ -61,6 +61,8 @@ class ArrivalOrderPolicy final : public Policy {
       for (auto* queue : {&pool.urgent, &pool.normal}) {
         std::deque<Queued> skipped;
         while (!queue->empty()) {
+          // Nothing free in the pool: the rest of the queue waits as it is.
+          if (!any_free(pool)) break;
           Queued job = std::move(queue->front());
           queue->pop_front();
           if (!queued_ids_.contains(job.id)) continue;  // removed
@@ -70,8 +72,7 @@ class ArrivalOrderPolicy final : public Policy {
             if (free_slot(w) && has_labels(w.info, job.labels)) candidates_.push_back(&w);
           }
           if (candidates_.empty()) {
-            skipped.push_back(std::move(job));
-            if (!any_free(pool)) break;
+            skipped.push_back(std::move(job));  // no free worker matches its labels
             continue;
           }
           Worker* w = choose();
