@@ -136,6 +136,11 @@ int main(int argc, char** argv) {
     results[name] = std::move(*r);
   }
   fmt::print("{}\n\n", row(kiln::sim::oracle_bound(trace, options)));
+  fmt::print("cold steps by cause (first build anywhere / another worker held or was building it / "
+             "evicted everywhere since):\n");
+  for (const auto& [name, r] : results) {
+    fmt::print("  {}: {} / {} / {}\n", name, r.cold_first, r.cold_held_elsewhere, r.cold_after_eviction);
+  }
   for (const auto& [name, r] : results) {
     fmt::print("{}: {} decisions, {:.3f} s in the policy ({:.0f} decisions/s incl. bookkeeping)\n", name,
                r.decisions, r.policy_cpu_seconds,

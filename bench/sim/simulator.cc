@@ -125,6 +125,14 @@ Result<SimResult> simulate(const Trace& trace, const std::string& policy_name,
     }
   });
 
+  std::unordered_set<std::string> ever_built;
+  auto held_elsewhere = [&](std::size_t here, const std::string& id) {
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      if (i != here && (workers[i].cache.contains(id) || workers[i].building.contains(id))) return true;
+    }
+    return false;
+  };
+
   std::vector<double> waits, turnarounds;
   double last_end = first_submit;
   while (!events.empty()) {
@@ -217,6 +225,13 @@ Result<SimResult> simulate(const Trace& trace, const std::string& policy_name,
         prefix = false;
         t += s.seconds;
         ++result.cold_steps;
+        if (ever_built.insert(s.id).second) {
+          ++result.cold_first;
+        } else if (held_elsewhere(wi->second, s.id)) {
+          ++result.cold_held_elsewhere;
+        } else {
+          ++result.cold_after_eviction;
+        }
         w.building[s.id] = {t, j->second};
         run.reports.push_back({s.id, false, s.seconds});
       }

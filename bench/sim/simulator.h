@@ -39,6 +39,10 @@ struct SimResult {
   std::size_t unplaced = 0;  // never assigned (no matching worker)
   std::size_t steps = 0;
   std::size_t cold_steps = 0;                       // built, not taken from a cache or shared
+  // Why each cold step was built (they sum to cold_steps): never built
+  // before; another worker held or was building it (a placement choice);
+  // built before but evicted from every cache since.
+  std::size_t cold_first = 0, cold_held_elsewhere = 0, cold_after_eviction = 0;
   double build_seconds = 0;                         // sum of job durations (slot-seconds)
   double wait_p50 = 0, wait_p95 = 0, wait_p99 = 0;  // start - submit
   double turnaround_p95 = 0;                        // end - submit

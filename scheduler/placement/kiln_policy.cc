@@ -60,10 +60,20 @@ constexpr std::size_t kLookahead = 256;
 constexpr std::size_t kRedecideBudget = 4096;
 // Busy holders of a job's chain weighed per decision, deepest steps first.
 constexpr std::size_t kBusyCandidates = 64;
+// Entries of the learned step costs (learn_after()); ~40 bytes each.
+constexpr std::size_t kLearnedLimit = 1 << 20;
+// How often a pool's overdue reservations are weighed again (recheck_overdue()).
+constexpr double kRecheckSeconds = 1;
+// Half-life of a pool's recent busy fraction, and the fraction from which
+// a waited second weighs wait_weight (pool_weight()).
+constexpr double kBusyHalfLife = 600;
+constexpr double kBusyPool = 0.5;
+// Half-life of a worker's recent work (better_free()).
+constexpr double kWorkHalfLife = 3600;
 
 class KilnPolicy final : public Policy {
  public:
-  explicit KilnPolicy(const PolicyOptions& options) : options_(options) {}
+  explicit KilnPolicy(const PolicyOptions& options) : options_(options), weight_(options.wait_weight) {}
 
   std::string name() const override { return "kiln"; }
 
@@ -125,6 +135,8 @@ class KilnPolicy final : public Policy {
     Worker& w = workers_[wi];
     std::uint32_t pool = pool_index(info.pool);
     if (!added && pool != w.pool) {
+      w.present = false;
+      count(wi);  // out of the old pool's counts
       set_free(wi, false);
       unreserve_all(wi);
       auto& names = pools_[w.pool].workers;
@@ -138,6 +150,7 @@ class KilnPolicy final : public Policy {
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
     if (!eligible(w)) unreserve_all(wi);
+    count(wi);
     rebuild_slots(wi, now);
     refresh_free(wi);
   }
@@ -157,6 +170,7 @@ class KilnPolicy final : public Policy {
     }
     w.running.clear();
     w.present = false;
+    count(wi);
     auto& names = pools_[w.pool].workers;
     names.erase(std::remove(names.begin(), names.end(), wi), names.end());
     by_slot_[w.slot] = kNone;
@@ -193,8 +207,11 @@ class KilnPolicy final : public Policy {
         continue;
       }
       start_reserved(p, now, out);
+      weight_ = pool_weight(p, now);
       place_from_queue(p, now, out);
+      recheck_overdue(p, now);
       redecide(p, now, out);
+      weight_ = options_.wait_weight;
     }
     return out;
   }
@@ -225,10 +242,20 @@ class KilnPolicy final : public Policy {
     if (wit == worker_ids_.end()) return;  // forgotten meanwhile: nothing to learn or free
     WorkerSlot slot = workers_[wit->second].slot;
     std::uint32_t pool = workers_[wit->second].pool;
-    for (const StepReport& s : steps) {
+    int anchor = -1;  // the deepest step before this one that was there already
+    Digest anchor_digest{};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const StepReport& s = steps[i];
       // Every step of a finished job is in the worker's store now; its own
       // inventory report will say so too (adding twice is harmless).
-      IdRef ref = index_.add_one(slot, step_digest(s.id));
+      Digest digest = step_digest(s.id);
+      IdRef ref = index_.add_one(slot, digest);
+      if (s.cached) {
+        anchor = static_cast<int>(i);
+        anchor_digest = digest;
+      } else if (anchor >= 0 && s.seconds > 0) {
+        learn_after(anchor_digest, static_cast<int>(i) - anchor, s.seconds);
+      }
       if (!s.cached && s.seconds > 0) {
         index_.set_cost(ref, static_cast<float>(s.seconds));
         Pool& P = pools_[pool];
@@ -305,6 +332,9 @@ class KilnPolicy final : public Policy {
     std::vector<JobIndex> reserved;  // in (key, seq) order
     std::vector<double> slots;       // min-heap: when each slot is expected to free
     double last_start = -kInf;
+    double recent_work = 0;     // slot-seconds started here, decayed (kWorkHalfLife) to recent_at
+    double recent_at = 0;
+    std::size_t counted_slots = 0, counted_running = 0;  // its part of its pool's counts
     std::int64_t free_pos = -1;                            // position in its pool's `free`, or -1
     bool fresh = false;                                    // in its pool's `fresh`
     std::vector<std::pair<IdRef, std::uint32_t>> pending;  // pending_ refs here -> jobs counting them
@@ -328,6 +358,10 @@ class KilnPolicy final : public Policy {
     std::size_t reserved_jobs = 0;
     double step_mean = 0;
     double step_samples = 0;
+    double next_recheck = 0;  // recheck_overdue()
+    std::size_t slots = 0, running = 0;  // over its eligible workers (count())
+    double busy = 1;                     // recent fraction of slots running (pool_weight())
+    double busy_at = -1;
   };
 
   struct Choice {
@@ -425,6 +459,19 @@ class KilnPolicy final : public Policy {
     set_free(wi, free);
   }
 
+  // Keeps the pool's slot and running counts (pool_weight()) in step with w.
+  void count(WorkerIndex wi) {
+    Worker& w = workers_[wi];
+    Pool& P = pools_[w.pool];
+    P.slots -= w.counted_slots;
+    P.running -= w.counted_running;
+    bool in = w.present && eligible(w);
+    w.counted_slots = in ? w.info.capacity : 0;
+    w.counted_running = in ? w.running.size() : 0;
+    P.slots += w.counted_slots;
+    P.running += w.counted_running;
+  }
+
   // A worker that became free or changed (re-decision looks only at these).
   void mark_fresh(WorkerIndex wi) {
     Worker& w = workers_[wi];
@@ -444,7 +491,7 @@ class KilnPolicy final : public Policy {
     }
     std::vector<double>& ends = scratch_ends_;
     ends.clear();
-    for (JobIndex j : w.running) ends.push_back(std::max(jobs_[j].expected_end, now));
+    for (JobIndex j : w.running) ends.push_back(expected_end_of(jobs_[j], now));
     std::size_t capacity = w.info.capacity;
     // More running than slots (capacity lowered): the first slot frees when
     // enough of them have ended.
@@ -473,6 +520,31 @@ class KilnPolicy final : public Policy {
     }
   }
 
+  // When a running job should end. One past its estimate is expected to run
+  // as long again as it has overrun: the longer it overruns, the less the
+  // estimate is worth, and jobs reserved behind it are weighed again
+  // (recheck_overdue()).
+  static double expected_end_of(const Job& R, double now) {
+    return R.expected_end >= now ? R.expected_end : now + (now - R.expected_end);
+  }
+
+  // The weight of a waited second for decisions in pool p now. A second
+  // spent rebuilding is one another job waits for only when the pool is
+  // busy: from wait_weight when its jobs (running, reserved, queued) have
+  // lately filled at least kBusyPool of its slots, rising to 1 (finish
+  // first) as the pool idles.
+  double pool_weight(std::uint32_t p, double now) {
+    Pool& P = pools_[p];
+    // Demand over capacity: what runs, is reserved and is queued (the heap
+    // may hold a few removed jobs' entries still) against the slots.
+    double demand = static_cast<double>(P.running + P.reserved_jobs + P.heap.size());
+    double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
+    double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
+    P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
+    P.busy_at = now;
+    return 1 - (1 - options_.wait_weight) * std::min(1.0, P.busy / kBusyPool);
+  }
+
   double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
 
   // ---- chains ----
@@ -490,16 +562,44 @@ class KilnPolicy final : public Policy {
     double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
                      : P.step_samples > 0            ? P.step_mean
                                                      : options_.default_step_seconds;
-    for (std::size_t i = n; i-- > 0;) {
-      double cost = unknown;
-      if (auto ref = index_.find(J.chain[i])) {
-        refs_[i] = *ref;
-        if (index_.cost_of(*ref) > 0) cost = index_.cost_of(*ref);
-      }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (auto ref = index_.find(J.chain[i])) refs_[i] = *ref;
       if (auto ref = pending_.find(J.chain[i])) pending_refs_[i] = *ref;
-      suffix_[i] = suffix_[i + 1] + cost;
     }
+    // A step no worker holds is costed from what steps at the same distance
+    // after its deepest held ancestor took (learn_after()): the next
+    // commit's build after a repository's cached dependencies costs about
+    // what the last one did. Without such history: the estimate above.
+    scratch_costs_.assign(n, unknown);
+    int anchor = -1;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (refs_[i] != kNoRef) {
+        if (index_.cost_of(refs_[i]) > 0) scratch_costs_[i] = index_.cost_of(refs_[i]);
+        anchor = static_cast<int>(i);
+      } else if (anchor >= 0 && J.estimate_seconds <= 0) {
+        if (auto it = learned_.find(learned_key(J.chain[anchor], static_cast<int>(i) - anchor));
+            it != learned_.end()) {
+          scratch_costs_[i] = it->second;
+        }
+      }
+    }
+    for (std::size_t i = n; i-- > 0;) suffix_[i] = suffix_[i + 1] + scratch_costs_[i];
     if (n == 0) suffix_[0] = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
+  }
+
+  static std::uint64_t learned_key(const Digest& anchor, int distance) {
+    std::uint64_t key = 0;
+    for (int i = 0; i < 8; ++i) key = key << 8 | anchor[i];
+    return key ^ (static_cast<std::uint64_t>(distance) * 0x9e3779b97f4a7c15ULL);
+  }
+
+  // Remembers that a step `distance` steps after `anchor` (a step that was
+  // cached) took `seconds` to build: a moving average per (anchor,
+  // distance), forgotten wholesale past kLearnedLimit entries.
+  void learn_after(const Digest& anchor, int distance, double seconds) {
+    if (learned_.size() >= kLearnedLimit) learned_.clear();
+    auto [it, added] = learned_.try_emplace(learned_key(anchor, distance), static_cast<float>(seconds));
+    if (!added) it->second = static_cast<float>(0.7 * it->second + 0.3 * seconds);
   }
 
   struct Estimate {
@@ -519,9 +619,9 @@ class KilnPolicy final : public Policy {
       if (!held && !(pending_refs_[i] != kNoRef && pending_.holds(w.slot, pending_refs_[i]))) continue;
       double ready = held ? 0 : ready_at(w, pending_refs_[i], now);
       double start_at = std::max(now + wait, ready);
-      return {i, suffix_[i + 1], start_at, ready, (start_at - now) * options_.wait_weight + suffix_[i + 1]};
+      return {i, suffix_[i + 1], start_at, ready, (start_at - now) * weight_ + suffix_[i + 1]};
     }
-    return {-1, suffix_[0], now + wait, 0, wait * options_.wait_weight + suffix_[0]};
+    return {-1, suffix_[0], now + wait, 0, wait * weight_ + suffix_[0]};
   }
 
   // Whether a running job on w is building a step of J's chain that w does
@@ -557,7 +657,7 @@ class KilnPolicy final : public Policy {
     };
     for (JobIndex j : w.running) {
       const Job& R = jobs_[j];
-      ready = std::min(ready, std::max(now, done_at(R, R.expected_end)));
+      ready = std::min(ready, std::max(now, done_at(R, expected_end_of(R, now))));
     }
     for (JobIndex j : w.reserved) {
       const Job& R = jobs_[j];
@@ -604,11 +704,22 @@ class KilnPolicy final : public Policy {
 
   // ---- decisions ----
 
+  static double decayed_work(const Worker& w, double now) {
+    return w.recent_work * std::exp2(-std::max(0.0, now - w.recent_at) / kWorkHalfLife);
+  }
+  // Work started here lately, per slot: where a new chain lands, its later
+  // jobs follow (they find it cached), so new chains go to the least loaded.
+  double recent_load(const Worker& w) const {
+    return decayed_work(w, last_now_) / std::max<double>(1, w.info.capacity);
+  }
+
   // Whether a is a better free worker than b at equal cost: more free slots,
   // then the one that started a job longest ago (spreads load).
   bool better_free(WorkerIndex a, WorkerIndex b) const {
     const Worker& A = workers_[a];
     const Worker& B = workers_[b];
+    double la = recent_load(A), lb = recent_load(B);
+    if (std::abs(la - lb) > 1e-9) return la < lb;
     std::size_t fa = A.info.capacity - A.running.size(), fb = B.info.capacity - B.running.size();
     if (fa != fb) return fa > fb;
     if (A.last_start != B.last_start) return A.last_start < B.last_start;
@@ -715,7 +826,10 @@ class KilnPolicy final : public Policy {
     J.cost_on_worker = cost;
     J.expected_end = now + cost;
     w.running.push_back(j);
+    count(wi);
     w.last_start = now;
+    w.recent_work = decayed_work(w, now) + cost;
+    w.recent_at = now;
     add_pending(J, wi);
     --queued_;
     rebuild_slots(wi, now);
@@ -836,6 +950,29 @@ class KilnPolicy final : public Policy {
     }
   }
 
+  // Reservations rest on estimates. Where a busy worker with reserved jobs
+  // runs a job past its expected end, its estimates are redone (its
+  // overrunning jobs now end later: expected_end_of()) and every free
+  // worker of the pool is asked again whether it should take one of the
+  // pool's reserved jobs. At most once per kRecheckSeconds per pool.
+  void recheck_overdue(std::uint32_t p, double now) {
+    Pool& P = pools_[p];
+    if (P.reserved_jobs == 0 || P.free.empty() || now < P.next_recheck) return;
+    P.next_recheck = now + kRecheckSeconds;
+    bool overdue = false;
+    for (WorkerIndex vi : P.workers) {
+      Worker& v = workers_[vi];
+      if (v.reserved.empty() || v.free_pos >= 0) continue;
+      bool overrun = false;
+      for (JobIndex r : v.running) overrun = overrun || jobs_[r].expected_end < now;
+      if (!overrun) continue;
+      rebuild_slots(vi, now);
+      overdue = true;
+    }
+    if (!overdue) return;
+    for (WorkerIndex ui : P.free) mark_fresh(ui);
+  }
+
   // Each worker that became free or changed since the last call, and that
   // the queue had nothing for, takes the reserved job (on a busy worker) that
   // it would now finish soonest compared with staying, while the gain is
@@ -862,7 +999,7 @@ class KilnPolicy final : public Policy {
             view_chain(J);
             Estimate here = estimate_on(J, u, 0, now);
             if (here.start_at > now) continue;  // it would wait there too
-            double stay = std::max(0.0, J.expected_start - now) * options_.wait_weight + J.cost_on_worker;
+            double stay = std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
             double gain = stay - here.finish;
             double cost = here.occupancy;
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
@@ -885,6 +1022,7 @@ class KilnPolicy final : public Policy {
     Worker& w = workers_[wi];
     if (w.info.name != worker) return;
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
+    count(wi);
     remove_pending(J, wi);
     free_job(j);
     rebuild_slots(wi, now);
@@ -908,10 +1046,12 @@ class KilnPolicy final : public Policy {
   std::size_t queued_ = 0;
   std::uint64_t next_seq_ = 0;
   double last_now_ = 0;
+  double weight_;  // a waited second against a built second, for the pool at hand (pool_weight())
 
   // Scratch, reused across decisions to avoid allocation.
   std::vector<IdRef> refs_, pending_refs_;
-  std::vector<double> suffix_, scratch_ends_;
+  std::vector<double> suffix_, scratch_ends_, scratch_costs_;
+  std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
   std::vector<WorkerIndex> scratch_workers_;

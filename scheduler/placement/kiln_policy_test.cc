@@ -329,5 +329,77 @@ TEST_F(KilnPolicyTest, ExpectedSecondsAndUnknownWorkers) {
             "clients: linux/ci(1)+160s\n");
 }
 
+// The defaults weigh a waited second at half a built second only while the
+// pool is busy. In a pool with many idle slots nobody waits for a rebuild,
+// so the job goes where it finishes first.
+TEST_F(KilnPolicyTest, IdlePoolWeighsWaitsFully) {
+  auto scenario = [&](int idle_workers) {
+    options = PolicyOptions{.near_tie_fraction = 0};  // wait_weight 0.5
+    SetUp();
+    worker("warm");
+    for (int i = 0; i < idle_workers; ++i) worker("idle" + std::to_string(i));
+    policy->inventory("warm", true, chain({"base", "deps-a", "deps-b"}), {});
+    // warm runs a job of 5 unknown steps (30 s each): free in 150 s.
+    policy->adopt({.id = "long", .pool = "linux", .client = "ci", .steps = chain({"x1", "x2", "x3", "x4", "x5"})},
+                  "warm", now);
+    // j: 30 s on warm after 150 s of waiting; 120 s cold on an idle worker.
+    job("j", chain({"base", "deps-a", "deps-b", "commit"}));
+    return assign();
+  };
+  // 2 jobs for 2 slots: busy. Waiting weighs 0.5: 75 + 30 < 120.
+  EXPECT_EQ(scenario(1), "");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  idle0 0/1 running [] holds 0\n"
+            "  warm 1/1 running [long] reserved [j] free-in 180s holds 3\n"
+            "clients: linux/ci(1)+30s\n");
+  // 2 jobs for 17 slots: waiting weighs 1 - 0.5 x (2/17)/0.5 = 0.88:
+  // 132 + 30 > 120, so it builds cold now and finishes first.
+  EXPECT_EQ(scenario(16), "j->idle0");
+}
+
+// A step no worker holds is costed from what the step at the same distance
+// after the same cached ancestor cost last time: the next commit's build
+// after a repository's dependencies costs about what the last one did.
+TEST_F(KilnPolicyTest, NewCommitCostedFromTheLastOne) {
+  worker("w1");
+  learn("w1", chain({"base", "deps"}), 100);
+  job("c1", chain({"base", "deps", "build-1", "test-1"}));
+  ASSERT_EQ(assign(), "c1->w1");
+  now = 1000;
+  policy->job_finished("w1", "c1",
+                       {{"base", true, 0.5}, {"deps", true, 0.5}, {"build-1", false, 600}, {"test-1", false, 200}},
+                       now);
+  job("c2", chain({"base", "deps", "build-2", "test-2"}));
+  // 600 + 200 as last time, not 2 x the pool's mean cold step.
+  EXPECT_EQ(policy->expected_seconds("c2"), 800.0);
+  // No history after "base": 2 x the pool's mean cold step, (100+100+600+200)/4.
+  job("other", chain({"base", "deps-other", "build-x"}));
+  EXPECT_NEAR(policy->expected_seconds("other").value_or(0), 500.0, 1e-6);
+}
+
+// A reservation rests on an estimate. When the busy worker's job overruns
+// it, the wait is estimated again (an overrunning job is expected to run as
+// long again as it has overrun) and an idle worker takes the job once
+// rebuilding there finishes sooner.
+TEST_F(KilnPolicyTest, OverdueReservationWeighedAgain) {
+  options = PolicyOptions{.near_tie_fraction = 0};  // wait_weight 0.5
+  SetUp();
+  worker("warm");
+  worker("cold");
+  policy->inventory("warm", true, chain({"base", "deps-a", "deps-b"}), {});
+  policy->adopt({.id = "long", .pool = "linux", .client = "ci", .steps = chain({"x1", "x2"})}, "warm", now);
+  job("j", chain({"base", "deps-a", "deps-b", "commit"}));
+  // warm: 60 s x 0.5 + 30 = 60 < 120 cold.
+  EXPECT_EQ(assign(), "");
+  // At 200 s long has overrun by 140 s: 140 x 0.5 + 30 = 100 < 120, stay.
+  now = 200;
+  EXPECT_EQ(assign(), "");
+  // At 300 s: 240 x 0.5 + 30 = 150 > 120: move.
+  now = 300;
+  EXPECT_EQ(assign(), "j->cold");
+}
+
 }  // namespace
 }  // namespace kiln::placement
