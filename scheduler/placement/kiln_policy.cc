@@ -212,6 +212,7 @@ class KilnPolicy final : public Policy {
       recheck_overdue(p, now);
       redecide(p, now, out);
       weight_ = options_.wait_weight;
+      oversubscribed_ = true;
     }
     return out;
   }
@@ -538,6 +539,7 @@ class KilnPolicy final : public Policy {
     // Demand over capacity: what runs, is reserved and is queued (the heap
     // may hold a few removed jobs' entries still) against the slots.
     double demand = static_cast<double>(P.running + P.reserved_jobs + P.heap.size());
+    oversubscribed_ = demand > static_cast<double>(P.slots);
     double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
     double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
     P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
@@ -924,12 +926,14 @@ class KilnPolicy final : public Policy {
         continue;
       }
       // A busy (or shared-build) option wins if it finishes sooner by
-      // min_gain, or about as soon (within near_tie_fraction) while
-      // occupying less of the farm: less rebuilding.
-      double tie = std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish);
+      // min_gain, or, while the pool has more jobs than slots, about as soon
+      // (within near_tie_fraction) while occupying less of the farm: less
+      // rebuilding. With slots to spare, a tie goes to starting now.
+      double tie = oversubscribed_ ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
+                                   : 0.0;
       Choice busy = best_busy(J, free.depth, free.finish + tie, now);
       if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
-          busy.occupancy >= free.occupancy - options_.min_gain_seconds) {
+          (!oversubscribed_ || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
         busy.worker = kNone;
       }
       if (busy.worker != kNone) {
@@ -1047,6 +1051,7 @@ class KilnPolicy final : public Policy {
   std::uint64_t next_seq_ = 0;
   double last_now_ = 0;
   double weight_;  // a waited second against a built second, for the pool at hand (pool_weight())
+  bool oversubscribed_ = true;  // the pool at hand has more jobs than slots (pool_weight())
 
   // Scratch, reused across decisions to avoid allocation.
   std::vector<IdRef> refs_, pending_refs_;

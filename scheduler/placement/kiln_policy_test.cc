@@ -401,5 +401,33 @@ TEST_F(KilnPolicyTest, OverdueReservationWeighedAgain) {
   EXPECT_EQ(assign(), "j->cold");
 }
 
+// Two jobs sharing a base on two idle workers: waiting for the first one's
+// base would tie with building it again (0.5 x 60 + 30 = 60 = 2 x 30), and
+// with a slot for every job a tie goes to starting now. One more job than
+// slots, and the third waits for the shared base instead.
+TEST_F(KilnPolicyTest, SpareSlotsStartJobsThatShareAStepTogether) {
+  options = PolicyOptions{};
+  SetUp();
+  worker("w1");
+  worker("w2");
+  job("j1", chain({"base", "run-1"}));
+  job("j2", chain({"base", "run-2"}));
+  EXPECT_EQ(assign(), "j1->w1 j2->w2");
+  options = PolicyOptions{};
+  SetUp();
+  worker("w1");
+  worker("w2");
+  job("j1", chain({"base", "run-1"}));
+  job("j2", chain({"base", "run-2"}));
+  job("j3", chain({"base", "run-3"}));
+  EXPECT_EQ(assign(), "j1->w1 j3->w2");
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 1/1 running [j1] reserved [j2] free-in 90s holds 0\n"
+            "  w2 1/1 running [j3] free-in 60s holds 0\n"
+            "clients: linux/ci(1)+180s\n");
+}
+
 }  // namespace
 }  // namespace kiln::placement
