@@ -287,6 +287,7 @@ struct SubmitOptions {
   std::vector<std::string> secrets;
   std::vector<std::string> labels;
   std::uint32_t timeout_seconds = 0;
+  double estimate_seconds = 0;
   std::string git_url;
   std::string git_commit;
   bool follow = false;
@@ -401,7 +402,8 @@ void run_submit(const SubmitOptions& o) {
                      .urgent = o.urgent,
                      .secrets = std::move(*secrets),
                      .timeout_seconds = o.timeout_seconds,
-                     .labels = o.labels};
+                     .labels = o.labels,
+                     .estimate_seconds = o.estimate_seconds};
   if (!o.git_url.empty()) {
     job.context = {.kind = proto::ContextRef::Kind::kGit, .git_repo = o.git_url, .git_commit = o.git_commit};
   } else {
@@ -508,6 +510,7 @@ Json job_json(const proto::JobInfo& job) {
               {"log_bytes", job.log_bytes},
               {"labels", job.labels},
               {"timeout_seconds", job.timeout_seconds},
+              {"estimate_seconds", job.estimate_seconds},
               {"secret_ids", job.secret_ids},
               {"cancel_requested", job.cancel_requested},
               {"steps", steps},
@@ -543,6 +546,7 @@ void print_status(const proto::JobInfo& job) {
   if (!job.labels.empty()) std::cout << fmt::format("labels:    {}\n", join(job.labels));
   if (!job.secret_ids.empty()) std::cout << fmt::format("secrets:   {}\n", join(job.secret_ids));
   if (job.timeout_seconds > 0) std::cout << fmt::format("timeout:   {} s\n", job.timeout_seconds);
+  if (job.estimate_seconds > 0) std::cout << fmt::format("estimate:  {:g} s (the client's, for a cold build)\n", job.estimate_seconds);
   if (job.cancel_requested && !is_final(job.state))
     std::cout << "cancel:    requested; waiting for the worker to stop it\n";
   std::cout << fmt::format("worker:    {}\n", job.worker.empty() ? "-" : job.worker);
@@ -1038,6 +1042,11 @@ void add_farm_commands(CLI::App& app) {
   submit_cmd->add_option("--label", submit->labels, "KEY=VALUE the worker must carry (repeatable)");
   submit_cmd->add_option("--timeout", submit->timeout_seconds,
                          "Seconds the job may run (default: the scheduler's, 3600)");
+  submit_cmd
+      ->add_option("--estimate", submit->estimate_seconds,
+                   "Seconds a cold build of this spec takes, if you know; placement costs the steps no worker "
+                   "has built before from it (default: learned from the pool's builds)")
+      ->check(CLI::NonNegativeNumber);
   submit_cmd->add_option("--git", submit->git_url,
                          "Use this git repository as the context instead of uploading");
   submit_cmd->add_option("--commit", submit->git_commit, "Full commit hash to check out (with --git)");

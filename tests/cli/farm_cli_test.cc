@@ -454,7 +454,7 @@ TEST_F(FarmCli, UnreachableSchedulerAndBadFlags) {
   EXPECT_THAT(label.err, HasSubstr("KEY=VALUE"));
 }
 
-TEST_F(FarmCli, SecretsTimeoutAndLabelsAreRecordedButNotTheSecretValue) {
+TEST_F(FarmCli, SecretsTimeoutLabelsAndEstimateAreRecordedButNotTheSecretValue) {
   start_scheduler();
   std::string secret_file = (dir_ / "token.txt").string();
   std::ofstream(secret_file) << "s3cr3t-value";
@@ -467,6 +467,15 @@ TEST_F(FarmCli, SecretsTimeoutAndLabelsAreRecordedButNotTheSecretValue) {
   EXPECT_EQ(job["labels"], Json::array({"arch=x86_64"}));
   EXPECT_EQ(r.out.find("s3cr3t-value"), std::string::npos);
   EXPECT_EQ(kiln({"status", id}).out.find("s3cr3t-value"), std::string::npos);
+  std::string estimated = submit({"--estimate", "900"});
+  auto e = kiln({"status", estimated, "--json"});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_EQ(Json::parse(e.out)["estimate_seconds"], 900);
+  EXPECT_EQ(job["estimate_seconds"], 0);
+  EXPECT_THAT(kiln({"status", estimated}).out, HasSubstr("estimate:  900 s"));
+  auto negative = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--estimate", "-5"});
+  EXPECT_EQ(negative.exit_code, 2);
+  EXPECT_THAT(negative.err, HasSubstr("--estimate"));
   auto missing = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--secret", "token:/no/such/file"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.err, HasSubstr("/no/such/file"));

@@ -319,6 +319,31 @@ TEST_F(DashboardFarm, DashboardShowsTheRealFarmInHeadlessChromium) {
   std::cout << "dashboard screenshot: " << screenshot.string() << "\n";
 }
 
+// A client's estimate of a cold build reaches placement: with no worker
+// holding any of its steps, the job's expected seconds are the estimate
+// (without one, the pool's default step cost times its steps).
+TEST_F(DashboardFarm, ClientEstimateIsWhatPlacementExpects) {
+  auto submitted = client_->call<proto::Submitted>(
+      proto::Submit{.job = {.spec = "((from busybox) (run (shell \"make\")))",
+                            .spec_name = "estimated.spec",
+                            .estimate_seconds = 900}});
+  ASSERT_TRUE(submitted) << submitted.error().to_string();
+  std::string plain = submit("plain.spec", false);
+  auto expected = [&](const std::string& id) {
+    auto reply = http_get(http_port_, "/v1/jobs/" + id);
+    if (!reply || reply->status != 200) return Json();
+    return Json::parse(reply->body, nullptr, false)["job"]["expected_seconds"];
+  };
+  Json with_estimate, without;
+  ASSERT_TRUE(eventually([&] {
+    with_estimate = expected(submitted->job_id);
+    without = expected(plain);
+    return with_estimate.is_number() && without.is_number();
+  })) << "/v1/jobs/ID never showed expected_seconds";
+  EXPECT_DOUBLE_EQ(with_estimate.get<double>(), 900);
+  EXPECT_DOUBLE_EQ(without.get<double>(), 60);  // 2 steps x the 30 s default
+}
+
 TEST_F(DashboardFarm, AdminStatsSummarisesAndPrintsTheJson) {
   ASSERT_NO_FATAL_FAILURE(start_busy_farm());
   auto summary =
