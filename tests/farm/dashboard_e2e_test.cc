@@ -123,7 +123,7 @@ class DashboardFarm : public ::testing::Test {
         std::vector<std::string>{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler", "--listen",
                                  client_endpoint_, "--listen-workers", worker_endpoint_, "--http",
                                  "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms", "200",
-                                 // Six jobs of 60 s (the default estimate) against a 60 s target:
+                                 // Six jobs (30 s a step by default) against a 60 s target:
                                  // more workers are wanted than the two that accept.
                                  "--target-wait", "60"},
         dir_.path() + "/scheduler.log");
