@@ -436,7 +436,9 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
       ++op->requesters;
       lock.unlock();
       KILN_RETURN_IF_ERROR(follow(scope, op));
-      report_step(false);
+      // Not built by this request: reported as cached, so that the seconds
+      // (a wait) are not taken for the cost of building the step.
+      report_step(true);
       return {};
     }
     // Looked up with mu_ held: a step in flight leaves the table only once

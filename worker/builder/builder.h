@@ -82,7 +82,8 @@ struct BuilderOptions {
 struct StepEvent {
   std::string id;
   std::string description;  // the op as the step's log heading prints it: "/app: (run (shell make))"
-  bool cached = false;      // true: the store already held the result
+  bool cached = false;      // true: not built by this request (the store held the result, or it shared
+                            // a build of the same step in progress)
   double seconds = 0;       // from reaching the step to having its result
 };
 

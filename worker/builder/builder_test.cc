@@ -269,9 +269,14 @@ TEST_F(BuilderTest, ConcurrentIdenticalBuildsRunTheStepOnce) {
   Gate gate;
   sandbox_.script(answer("working\n", [&](const std::string&) { gate.wait(); }));
   LogCollector log_a, log_b;
-  auto a = std::async(std::launch::async, [&] { return builder_->build(request(kSpec, &log_a)); });
+  std::vector<StepEvent> steps_a, steps_b;
+  BuildRequest request_a = request(kSpec, &log_a);
+  BuildRequest request_b = request(kSpec, &log_b);
+  request_a.on_step = [&steps_a](const StepEvent& e) { steps_a.push_back(e); };
+  request_b.on_step = [&steps_b](const StepEvent& e) { steps_b.push_back(e); };
+  auto a = std::async(std::launch::async, [&] { return builder_->build(request_a); });
   sandbox_.wait_for_calls(1);
-  auto b = std::async(std::launch::async, [&] { return builder_->build(request(kSpec, &log_b)); });
+  auto b = std::async(std::launch::async, [&] { return builder_->build(request_b); });
   // B has joined the running step once it follows its log.
   log_b.wait_for("/: (run (shell slow))");
   // The step's log file is readable while it builds.
@@ -287,6 +292,13 @@ TEST_F(BuilderTest, ConcurrentIdenticalBuildsRunTheStepOnce) {
   EXPECT_THAT(log_b.text(), HasSubstr("working\n"));
   EXPECT_THAT(log_a.notes(), HasSubstr("saved as " + *id_a));
   EXPECT_THAT(log_b.notes(), HasSubstr("saved as " + *id_a));
+  // A built the run step; B shared A's build, so for B it counts as cached:
+  // its seconds are a wait, not what building the step costs (placement
+  // learns step costs from uncached reports).
+  ASSERT_EQ(steps_a.size(), 2u);
+  ASSERT_EQ(steps_b.size(), 2u);
+  EXPECT_FALSE(steps_a[1].cached);
+  EXPECT_TRUE(steps_b[1].cached);
 }
 
 TEST_F(BuilderTest, CancelByOneOfTwoRequestersDoesNotCancelTheStep) {
