@@ -546,7 +546,8 @@ void print_status(const proto::JobInfo& job) {
   if (!job.labels.empty()) std::cout << fmt::format("labels:    {}\n", join(job.labels));
   if (!job.secret_ids.empty()) std::cout << fmt::format("secrets:   {}\n", join(job.secret_ids));
   if (job.timeout_seconds > 0) std::cout << fmt::format("timeout:   {} s\n", job.timeout_seconds);
-  if (job.estimate_seconds > 0) std::cout << fmt::format("estimate:  {:g} s (the client's, for a cold build)\n", job.estimate_seconds);
+  if (job.estimate_seconds > 0)
+    std::cout << fmt::format("estimate:  {:g} s (the client's, for a cold build)\n", job.estimate_seconds);
   if (job.cancel_requested && !is_final(job.state))
     std::cout << "cancel:    requested; waiting for the worker to stop it\n";
   std::cout << fmt::format("worker:    {}\n", job.worker.empty() ? "-" : job.worker);
@@ -802,14 +803,10 @@ Result<HttpAddress> stats_http_address(const StatsOptions& o) {
 // Why an HTTP request got no answer, in the words of the other farm errors.
 std::string http_failure_text(httplib::Error error) {
   switch (error) {
-    case httplib::Error::Connection:
-      return "cannot connect";
-    case httplib::Error::ConnectionTimeout:
-      return "timed out connecting";
-    case httplib::Error::Read:
-      return "the connection closed before an answer";
-    default:
-      return httplib::to_string(error);
+    case httplib::Error::Connection: return "cannot connect";
+    case httplib::Error::ConnectionTimeout: return "timed out connecting";
+    case httplib::Error::Read: return "the connection closed before an answer";
+    default: return httplib::to_string(error);
   }
 }
 
@@ -1043,9 +1040,10 @@ void add_farm_commands(CLI::App& app) {
   submit_cmd->add_option("--timeout", submit->timeout_seconds,
                          "Seconds the job may run (default: the scheduler's, 3600)");
   submit_cmd
-      ->add_option("--estimate", submit->estimate_seconds,
-                   "Seconds a cold build of this spec takes, if you know; placement costs the steps no worker "
-                   "has built before from it (default: learned from the pool's builds)")
+      ->add_option(
+          "--estimate", submit->estimate_seconds,
+          "Seconds a cold build of this spec takes, if you know; placement costs the steps no worker "
+          "has built before from it (default: learned from the pool's builds)")
       ->check(CLI::NonNegativeNumber);
   submit_cmd->add_option("--git", submit->git_url,
                          "Use this git repository as the context instead of uploading");

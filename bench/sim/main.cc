@@ -53,7 +53,8 @@ struct Goals {
 Goals goals_of(const SimResult& k, const SimResult& o, const SimResult& l, const SimResult& bound) {
   Goals g;
   g.cold_ratio = k.cold_steps ? static_cast<double>(o.cold_steps) / static_cast<double>(k.cold_steps) : 0;
-  g.cold_bound = bound.cold_steps ? static_cast<double>(o.cold_steps) / static_cast<double>(bound.cold_steps) : 0;
+  g.cold_bound =
+      bound.cold_steps ? static_cast<double>(o.cold_steps) / static_cast<double>(bound.cold_steps) : 0;
   g.cold_ok = g.cold_ratio >= 1.5;
   g.wait_ok = k.wait_p95 <= l.wait_p95 * 1.10;
   g.util_ok = k.util_max_over_mean() <= 1.25;
@@ -130,7 +131,8 @@ int main(int argc, char** argv) {
     }
     fmt::print(
         "| seed | cold steps ocluster-hint/kiln (bound) | kiln cold (first / held elsewhere / evicted) | "
-        "wait p95 kiln / least-loaded | submit-to-end p95 kiln / least-loaded | kiln util max/mean | goals |\n");
+        "wait p95 kiln / least-loaded | submit-to-end p95 kiln / least-loaded | kiln util max/mean | goals "
+        "|\n");
     fmt::print("|---|---|---|---|---|---|---|\n");
     unsigned long met = 0;
     for (unsigned long s = first; s <= last; ++s) {
@@ -149,10 +151,10 @@ int main(int argc, char** argv) {
       const SimResult& l = r["least-loaded"];
       Goals g = goals_of(k, r["ocluster-hint"], l, kiln::sim::oracle_bound(day, options));
       met += g.met();
-      fmt::print("| {} | {:.2f} ({:.2f}) | {} ({} / {} / {}) | {} / {} | {} / {} | {:.2f} | {} |\n", s, g.cold_ratio,
-                 g.cold_bound, k.cold_steps, k.cold_first, k.cold_held_elsewhere, k.cold_after_eviction,
-                 seconds(k.wait_p95), seconds(l.wait_p95), seconds(k.turnaround_p95), seconds(l.turnaround_p95),
-                 k.util_max_over_mean(),
+      fmt::print("| {} | {:.2f} ({:.2f}) | {} ({} / {} / {}) | {} / {} | {} / {} | {:.2f} | {} |\n", s,
+                 g.cold_ratio, g.cold_bound, k.cold_steps, k.cold_first, k.cold_held_elsewhere,
+                 k.cold_after_eviction, seconds(k.wait_p95), seconds(l.wait_p95), seconds(k.turnaround_p95),
+                 seconds(l.turnaround_p95), k.util_max_over_mean(),
                  g.met() ? "met"
                          : fmt::format("missed:{}{}{}", g.cold_ok ? "" : " cold", g.wait_ok ? "" : " wait",
                                        g.util_ok ? "" : " util"));
@@ -201,8 +203,9 @@ int main(int argc, char** argv) {
     results[name] = std::move(*r);
   }
   fmt::print("{}\n\n", row(kiln::sim::oracle_bound(trace, options)));
-  fmt::print("cold steps by cause (first build anywhere / another worker held or was building it / "
-             "evicted everywhere since):\n");
+  fmt::print(
+      "cold steps by cause (first build anywhere / another worker held or was building it / "
+      "evicted everywhere since):\n");
   for (const auto& [name, r] : results) {
     fmt::print("  {}: {} / {} / {}\n", name, r.cold_first, r.cold_held_elsewhere, r.cold_after_eviction);
   }
@@ -216,9 +219,10 @@ int main(int argc, char** argv) {
     const SimResult& k = results["kiln"];
     const SimResult& l = results["least-loaded"];
     Goals g = goals_of(k, results["ocluster-hint"], l, kiln::sim::oracle_bound(trace, options));
-    fmt::print("\ngoal: cold steps ocluster-hint/kiln = {:.2f} (>= 1.5): {} (no policy can exceed {:.2f}, the "
-               "oracle bound's)\n",
-               g.cold_ratio, g.cold_ok ? "met" : "MISSED", g.cold_bound);
+    fmt::print(
+        "\ngoal: cold steps ocluster-hint/kiln = {:.2f} (>= 1.5): {} (no policy can exceed {:.2f}, the "
+        "oracle bound's)\n",
+        g.cold_ratio, g.cold_ok ? "met" : "MISSED", g.cold_bound);
     fmt::print("goal: p95 wait kiln {} vs least-loaded {} (<= +10%): {}\n", seconds(k.wait_p95),
                seconds(l.wait_p95), g.wait_ok ? "met" : "MISSED");
     fmt::print("goal: kiln max/mean utilisation {:.2f} (<= 1.25): {}\n", k.util_max_over_mean(),

@@ -38,7 +38,7 @@ struct SimResult {
   std::size_t jobs = 0;      // run to the end
   std::size_t unplaced = 0;  // never assigned (no matching worker)
   std::size_t steps = 0;
-  std::size_t cold_steps = 0;                       // built, not taken from a cache or shared
+  std::size_t cold_steps = 0;  // built, not taken from a cache or shared
   // Why each cold step was built (they sum to cold_steps): never built
   // before; another worker held or was building it (a placement choice);
   // built before but evicted from every cache since.

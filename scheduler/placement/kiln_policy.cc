@@ -62,8 +62,10 @@ constexpr std::size_t kRedecideBudget = 4096;
 constexpr std::size_t kBusyCandidates = 64;
 // Entries of the learned step costs (learn_after()); ~40 bytes each.
 constexpr std::size_t kLearnedLimit = 1 << 20;
-// How often a pool's overdue reservations are weighed again (recheck_overdue()).
+// How often a pool's overdue reservations are weighed again, and how many at
+// most each time (recheck_overdue()).
 constexpr double kRecheckSeconds = 1;
+constexpr std::size_t kRecheckBudget = 256;
 // Half-life of a pool's recent busy fraction, and the fraction from which
 // a waited second weighs wait_weight (pool_weight()).
 constexpr double kBusyHalfLife = 600;
@@ -116,6 +118,7 @@ class KilnPolicy final : public Policy {
     Job& J = jobs_[j];
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
     if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false);
+    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     --queued_;
     free_job(j);  // a queued job's heap entry goes stale with its generation
   }
@@ -209,7 +212,7 @@ class KilnPolicy final : public Policy {
       start_reserved(p, now, out);
       weight_ = pool_weight(p, now);
       place_from_queue(p, now, out);
-      recheck_overdue(p, now);
+      recheck_overdue(p, now, out);
       redecide(p, now, out);
       weight_ = options_.wait_weight;
       oversubscribed_ = true;
@@ -233,7 +236,7 @@ class KilnPolicy final : public Policy {
     view_chain(J);
     double cost = estimate_on(J, workers_[wit->second], 0, now).occupancy;
     ++queued_;  // start() counts it out again
-    start(j, wit->second, cost, now, nullptr);
+    start(j, wit->second, cost, now, now, nullptr);
   }
 
   void job_finished(const std::string& worker, const std::string& job_id,
@@ -333,9 +336,9 @@ class KilnPolicy final : public Policy {
     std::vector<JobIndex> reserved;  // in (key, seq) order
     std::vector<double> slots;       // min-heap: when each slot is expected to free
     double last_start = -kInf;
-    double recent_work = 0;     // slot-seconds started here, decayed (kWorkHalfLife) to recent_at
+    double recent_work = 0;  // slot-seconds started here, decayed (kWorkHalfLife) to recent_at
     double recent_at = 0;
-    std::size_t counted_slots = 0, counted_running = 0;  // its part of its pool's counts
+    std::size_t counted_slots = 0, counted_running = 0;    // its part of its pool's counts
     std::int64_t free_pos = -1;                            // position in its pool's `free`, or -1
     bool fresh = false;                                    // in its pool's `fresh`
     std::vector<std::pair<IdRef, std::uint32_t>> pending;  // pending_ refs here -> jobs counting them
@@ -359,8 +362,9 @@ class KilnPolicy final : public Policy {
     std::size_t reserved_jobs = 0;
     double step_mean = 0;
     double step_samples = 0;
-    double next_recheck = 0;  // recheck_overdue()
+    double next_recheck = 0;             // recheck_overdue()
     std::size_t slots = 0, running = 0;  // over its eligible workers (count())
+    std::size_t queued = 0;              // jobs in the queue (not reserved, running or removed)
     double busy = 1;                     // recent fraction of slots running (pool_weight())
     double busy_at = -1;
   };
@@ -531,20 +535,20 @@ class KilnPolicy final : public Policy {
 
   // The weight of a waited second for decisions in pool p now. A second
   // spent rebuilding is one another job waits for only when the pool is
-  // busy: from wait_weight when its jobs (running, reserved, queued) have
-  // lately filled at least kBusyPool of its slots, rising to 1 (finish
+  // busy: from wait_weight when its jobs (running, reserved, queued) fill,
+  // or lately filled, at least kBusyPool of its slots, rising to 1 (finish
   // first) as the pool idles.
   double pool_weight(std::uint32_t p, double now) {
     Pool& P = pools_[p];
-    // Demand over capacity: what runs, is reserved and is queued (the heap
-    // may hold a few removed jobs' entries still) against the slots.
-    double demand = static_cast<double>(P.running + P.reserved_jobs + P.heap.size());
+    // Demand over capacity: what runs, is reserved and is queued against
+    // the slots. A burst counts at once; only the way back down is smoothed.
+    double demand = static_cast<double>(P.running + P.reserved_jobs + P.queued);
     oversubscribed_ = demand > static_cast<double>(P.slots);
     double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
     double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
     P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
     P.busy_at = now;
-    return 1 - (1 - options_.wait_weight) * std::min(1.0, P.busy / kBusyPool);
+    return 1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool);
   }
 
   double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
@@ -715,8 +719,9 @@ class KilnPolicy final : public Policy {
     return decayed_work(w, last_now_) / std::max<double>(1, w.info.capacity);
   }
 
-  // Whether a is a better free worker than b at equal cost: more free slots,
-  // then the one that started a job longest ago (spreads load).
+  // Whether a is a better free worker than b at equal cost: less recent work
+  // per slot (recent_load()), then more free slots, then the one that
+  // started a job longest ago (spreads load).
   bool better_free(WorkerIndex a, WorkerIndex b) const {
     const Worker& A = workers_[a];
     const Worker& B = workers_[b];
@@ -801,8 +806,11 @@ class KilnPolicy final : public Policy {
         if (wi == kNone || seen_[wi] == epoch_ || budget == 0) return;
         seen_[wi] = epoch_;  // first seen at its deepest level
         --budget;
-        const Worker& w = workers_[wi];
+        Worker& w = workers_[wi];
         if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
+        // A slot expected to be free by now is not (the worker is busy): a
+        // job overran, so its estimates are redone first.
+        if (w.slots.empty() || w.slots.front() < now) rebuild_slots(wi, now);
         Estimate e = estimate_on(J, w, wait_on(w, now), now);
         if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
       };
@@ -819,14 +827,19 @@ class KilnPolicy final : public Policy {
     J.tail.assign(suffix_.begin(), suffix_.end());
   }
 
-  void start(JobIndex j, WorkerIndex wi, double cost, double now, std::vector<Assignment>* out) {
+  // Starts J on w now. `begins`: when it can begin building (a step it
+  // shares with a build in progress there is ready), so its expected end
+  // counts that wait.
+  void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now,
+             std::vector<Assignment>* out) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
     if (J.tail.empty()) remember_tail(J);  // a reserved job has it already
+    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     J.state = JobState::kRunning;
     J.worker = wi;
     J.cost_on_worker = cost;
-    J.expected_end = now + cost;
+    J.expected_end = std::max(now, begins) + cost;
     w.running.push_back(j);
     count(wi);
     w.last_start = now;
@@ -843,6 +856,7 @@ class KilnPolicy final : public Policy {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
     remember_tail(J);
+    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     J.state = JobState::kReserved;
     J.worker = wi;
     J.cost_on_worker = cost;
@@ -877,6 +891,7 @@ class KilnPolicy final : public Policy {
   void enqueue(JobIndex j) {
     Job& J = jobs_[j];
     if (J.state != JobState::kReserved) ++queued_;
+    if (J.state != JobState::kQueued) ++pools_[J.pool].queued;
     J.state = JobState::kQueued;
     auto& heap = pools_[J.pool].heap;
     heap.push_back({J.key, J.seq, j, J.generation});
@@ -904,7 +919,7 @@ class KilnPolicy final : public Policy {
         w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
         --pools_[p].reserved_jobs;
         remove_pending(jobs_[j], wi);  // start() adds it back
-        start(j, wi, jobs_[j].cost_on_worker, now, &out);
+        start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, &out);
       }
     }
   }
@@ -929,8 +944,9 @@ class KilnPolicy final : public Policy {
       // min_gain, or, while the pool has more jobs than slots, about as soon
       // (within near_tie_fraction) while occupying less of the farm: less
       // rebuilding. With slots to spare, a tie goes to starting now.
-      double tie = oversubscribed_ ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
-                                   : 0.0;
+      double tie = oversubscribed_
+                       ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
+                       : 0.0;
       Choice busy = best_busy(J, free.depth, free.finish + tie, now);
       if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
           (!oversubscribed_ || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
@@ -945,7 +961,7 @@ class KilnPolicy final : public Policy {
         // it wait for the shared step inside the slot: the same finish.)
         reserve(e.job, free.worker, free.occupancy, free.ready, now);
       } else {
-        start(e.job, free.worker, free.occupancy, now, &out);
+        start(e.job, free.worker, free.occupancy, free.start_at, now, &out);
       }
     }
     for (const HeapEntry& e : skipped) {
@@ -955,26 +971,43 @@ class KilnPolicy final : public Policy {
   }
 
   // Reservations rest on estimates. Where a busy worker with reserved jobs
-  // runs a job past its expected end, its estimates are redone (its
-  // overrunning jobs now end later: expected_end_of()) and every free
-  // worker of the pool is asked again whether it should take one of the
-  // pool's reserved jobs. At most once per kRecheckSeconds per pool.
-  void recheck_overdue(std::uint32_t p, double now) {
+  // runs a job well past its expected end (by min_gain_seconds and
+  // near_tie_fraction of its cost), its estimates are redone (the job now
+  // ends later: expected_end_of()) and each job reserved there is weighed
+  // again against the best free worker; it moves when that finishes it
+  // sooner by min_gain_seconds. At most once per kRecheckSeconds per pool,
+  // and at most kRecheckBudget jobs weighed.
+  void recheck_overdue(std::uint32_t p, double now, std::vector<Assignment>& out) {
     Pool& P = pools_[p];
     if (P.reserved_jobs == 0 || P.free.empty() || now < P.next_recheck) return;
     P.next_recheck = now + kRecheckSeconds;
-    bool overdue = false;
+    std::size_t budget = kRecheckBudget;
     for (WorkerIndex vi : P.workers) {
       Worker& v = workers_[vi];
       if (v.reserved.empty() || v.free_pos >= 0) continue;
       bool overrun = false;
-      for (JobIndex r : v.running) overrun = overrun || jobs_[r].expected_end < now;
+      for (JobIndex r : v.running) {
+        const Job& R = jobs_[r];
+        double slack = std::max(options_.min_gain_seconds, options_.near_tie_fraction * R.cost_on_worker);
+        overrun = overrun || now > R.expected_end + slack;
+      }
       if (!overrun) continue;
       rebuild_slots(vi, now);
-      overdue = true;
+      scratch_jobs_ = v.reserved;  // moving a job edits the list
+      for (JobIndex j : scratch_jobs_) {
+        if (P.free.empty() || budget == 0) return;
+        --budget;
+        Job& J = jobs_[j];
+        if (J.state != JobState::kReserved || J.worker != vi) continue;
+        view_chain(J);
+        Choice free = best_free(J, now);
+        if (free.worker == kNone || free.start_at > now) continue;
+        double stay = std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
+        if (stay - free.finish <= options_.min_gain_seconds) continue;
+        unreserve(j, /*requeue=*/false);
+        start(j, free.worker, free.occupancy, now, now, &out);
+      }
     }
-    if (!overdue) return;
-    for (WorkerIndex ui : P.free) mark_fresh(ui);
   }
 
   // Each worker that became free or changed since the last call, and that
@@ -1011,7 +1044,7 @@ class KilnPolicy final : public Policy {
         }
         if (best_job == kNone) break;
         unreserve(best_job, /*requeue=*/false);
-        start(best_job, ui, best_cost, now, &out);
+        start(best_job, ui, best_cost, now, now, &out);
       }
     }
   }
@@ -1060,6 +1093,7 @@ class KilnPolicy final : public Policy {
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
   std::vector<WorkerIndex> scratch_workers_;
+  std::vector<JobIndex> scratch_jobs_;
   std::vector<HeapEntry> scratch_skipped_;
   std::vector<Choice> scratch_choices_;
   const Job* viewed_ = nullptr;  // whose chain refs_/suffix_ describe

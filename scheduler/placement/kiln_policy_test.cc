@@ -340,8 +340,9 @@ TEST_F(KilnPolicyTest, IdlePoolWeighsWaitsFully) {
     for (int i = 0; i < idle_workers; ++i) worker("idle" + std::to_string(i));
     policy->inventory("warm", true, chain({"base", "deps-a", "deps-b"}), {});
     // warm runs a job of 5 unknown steps (30 s each): free in 150 s.
-    policy->adopt({.id = "long", .pool = "linux", .client = "ci", .steps = chain({"x1", "x2", "x3", "x4", "x5"})},
-                  "warm", now);
+    policy->adopt(
+        {.id = "long", .pool = "linux", .client = "ci", .steps = chain({"x1", "x2", "x3", "x4", "x5"})},
+        "warm", now);
     // j: 30 s on warm after 150 s of waiting; 120 s cold on an idle worker.
     job("j", chain({"base", "deps-a", "deps-b", "commit"}));
     return assign();
@@ -368,9 +369,9 @@ TEST_F(KilnPolicyTest, NewCommitCostedFromTheLastOne) {
   job("c1", chain({"base", "deps", "build-1", "test-1"}));
   ASSERT_EQ(assign(), "c1->w1");
   now = 1000;
-  policy->job_finished("w1", "c1",
-                       {{"base", true, 0.5}, {"deps", true, 0.5}, {"build-1", false, 600}, {"test-1", false, 200}},
-                       now);
+  policy->job_finished(
+      "w1", "c1", {{"base", true, 0.5}, {"deps", true, 0.5}, {"build-1", false, 600}, {"test-1", false, 200}},
+      now);
   job("c2", chain({"base", "deps", "build-2", "test-2"}));
   // 600 + 200 as last time, not 2 x the pool's mean cold step.
   EXPECT_EQ(policy->expected_seconds("c2"), 800.0);
@@ -427,6 +428,66 @@ TEST_F(KilnPolicyTest, SpareSlotsStartJobsThatShareAStepTogether) {
             "  w1 1/1 running [j1] reserved [j2] free-in 90s holds 0\n"
             "  w2 1/1 running [j3] free-in 60s holds 0\n"
             "clients: linux/ci(1)+180s\n");
+}
+
+// A new chain stays where it lands (its repository's later jobs find it
+// cached), so it goes to the worker with the least work started lately,
+// not merely the one that started a job longest ago.
+TEST_F(KilnPolicyTest, NewChainsGoToTheWorkerWithTheLeastRecentWork) {
+  worker("w1");
+  worker("w2");
+  std::vector<std::string> long_chain;
+  for (int i = 0; i < 20; ++i) long_chain.push_back("long-" + std::to_string(i));
+  policy->adopt({.id = "long", .pool = "linux", .client = "ci", .steps = long_chain}, "w1", now);  // 600 s
+  now = 10;
+  policy->adopt({.id = "short", .pool = "linux", .client = "ci", .steps = chain({"s"})}, "w2", now);  // 30 s
+  now = 40;
+  policy->job_released("w2", "short", now);
+  now = 610;
+  policy->job_released("w1", "long", now);
+  // Both idle; w1 started its job longest ago, but w2 has done far less.
+  job("new-repo", chain({"base", "deps", "commit"}));
+  EXPECT_EQ(assign(), "new-repo->w2");
+}
+
+// The weight of a wait follows demand up at once: a burst after a quiet
+// spell is weighed as a busy pool from its first decision.
+TEST_F(KilnPolicyTest, BurstAfterAQuietSpellCountsAsBusyAtOnce) {
+  options = PolicyOptions{.near_tie_fraction = 0};  // wait_weight 0.5
+  SetUp();
+  worker("warm");
+  for (int i = 0; i < 15; ++i) worker("idle" + std::to_string(i));
+  policy->inventory("warm", true, chain({"base", "deps-a", "deps-b"}), {});
+  for (now = 0; now <= 3000; now += 60) EXPECT_EQ(assign(), "");  // quiet: nothing to do
+  now = 3010;
+  policy->adopt(
+      {.id = "long", .pool = "linux", .client = "ci", .steps = chain({"x1", "x2", "x3", "x4", "x5"})}, "warm",
+      now);  // 150 s
+  job("j", chain({"base", "deps-a", "deps-b", "commit"}));
+  for (int i = 0; i < 20; ++i)
+    job("other-" + std::to_string(i), chain({("other-step-" + std::to_string(i)).c_str()}));
+  // 22 jobs for 16 slots: waiting weighs 0.5, so j waits for warm
+  // (150 x 0.5 + 30 = 105 < 120 cold) and 15 others start on the idle workers.
+  std::string started = assign();
+  EXPECT_EQ(started.find("j->"), std::string::npos) << started;
+  EXPECT_EQ(policy->expected_seconds("j"), 30.0);  // reserved on warm: only its commit step to build
+}
+
+// A job that starts on a slot while the step it shares is still being
+// built there waits for it inside the slot: its expected end counts the
+// wait (otherwise it would look overdue before it could have ended).
+TEST_F(KilnPolicyTest, JobWaitingForASharedStepIsExpectedToEndAfterIt) {
+  worker("w1", 2);
+  job("j1", chain({"base", "run-1"}));
+  EXPECT_EQ(assign(), "j1->w1");
+  job("j2", chain({"base", "run-2"}));
+  EXPECT_EQ(assign(), "j2->w1");
+  // base is ready at 30 s; then j2's own step, 30 s.
+  EXPECT_EQ(dump(),
+            "kiln\n"
+            "pool linux: queue []\n"
+            "  w1 2/2 running [j1 j2] free-in 60s holds 0\n"
+            "clients: linux/ci(1)+90s\n");
 }
 
 }  // namespace

@@ -323,10 +323,10 @@ TEST_F(DashboardFarm, DashboardShowsTheRealFarmInHeadlessChromium) {
 // holding any of its steps, the job's expected seconds are the estimate
 // (without one, the pool's default step cost times its steps).
 TEST_F(DashboardFarm, ClientEstimateIsWhatPlacementExpects) {
-  auto submitted = client_->call<proto::Submitted>(
-      proto::Submit{.job = {.spec = "((from busybox) (run (shell \"make\")))",
-                            .spec_name = "estimated.spec",
-                            .estimate_seconds = 900}});
+  auto submitted =
+      client_->call<proto::Submitted>(proto::Submit{.job = {.spec = "((from busybox) (run (shell \"make\")))",
+                                                            .spec_name = "estimated.spec",
+                                                            .estimate_seconds = 900}});
   ASSERT_TRUE(submitted) << submitted.error().to_string();
   std::string plain = submit("plain.spec", false);
   auto expected = [&](const std::string& id) {
