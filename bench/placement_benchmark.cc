@@ -12,6 +12,7 @@
 // Memory: 1,000 workers each holding 100,000 step ids drawn from a shared
 // universe; reports the index's counted bytes and the process's RSS growth.
 #include <benchmark/benchmark.h>
+#include <chrono>
 
 #include <unistd.h>
 #include <cstdio>
@@ -163,6 +164,20 @@ void InventoryMemory(benchmark::State& state) {
     state.counters["rss_growth_MiB"] = (rss_bytes() - rss_before) / (1 << 20);
     state.counters["distinct_ids"] = static_cast<double>(index->distinct_ids());
     state.counters["memberships_M"] = static_cast<double>(kWorkers) * kPerWorker / 1e6;
+    // What the scheduler does per inventory message at this scale: apply a
+    // one-id change and compare the worker's set digest (the drift check).
+    constexpr int kMessages = 10000;
+    auto start = std::chrono::steady_clock::now();
+    Digest sink{};
+    for (int m = 0; m < kMessages; ++m) {
+      WorkerSlot slot = static_cast<WorkerSlot>(rng() % kWorkers);
+      IdRef ref = index->add_one(slot, universe_id(universe + static_cast<std::uint64_t>(m)));
+      sink[0] ^= index->set_digest(slot)[0];
+      index->remove_one(slot, ref);
+    }
+    std::chrono::duration<double, std::micro> spent = std::chrono::steady_clock::now() - start;
+    state.counters["us_per_inventory_message"] = spent.count() / kMessages;
+    benchmark::DoNotOptimize(sink);
     benchmark::DoNotOptimize(index.get());
   }
 }

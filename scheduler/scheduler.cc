@@ -20,6 +20,8 @@ constexpr std::uint32_t kDefaultLogChunk = 64 * 1024;
 constexpr std::uint32_t kMaxLogChunk = 1 << 20;
 constexpr std::uint32_t kMaxContextChunk = 1 << 20;
 constexpr std::uint32_t kMaxWaitMs = 60'000;
+// A worker whose inventory drifted is asked to register again at most this often.
+constexpr std::int64_t kDriftRepairMs = 10'000;
 
 class SystemClock final : public Clock {
  public:
@@ -126,6 +128,7 @@ struct Scheduler::WorkerState {
   std::int64_t last_heartbeat_wall = 0;
   proto::WorkerStats stats;
   std::set<std::string> running;
+  std::optional<std::int64_t> drift_reregister_ms;  // steady; when drift last asked it to register again
 };
 
 Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<JobDb> db,
@@ -784,6 +787,27 @@ void Scheduler::on_heartbeat(const Incoming& m) {
   }
   for (JobState* job : missing) requeue(*job, fmt::format("worker {} does not run it", w->name));
   if (accepting_inputs && !was_accepting_inputs) dispatch_pending_ = true;
+  check_inventory_digest(*w, beat.inventory_digest, m.routing_id);
+}
+
+// The drift check, with each inventory message and each heartbeat: the
+// worker says what its whole set digests to (everything it sent before on
+// the same socket applied); if the index disagrees (a lost message, a
+// restart in between), the worker registers again and resends its full
+// inventory. Both digests are kept up to date per change (IdSetDigest), so
+// the check costs O(1). At most once per kDriftRepairMs per worker, so a
+// heartbeat sent before the worker saw the request does not ask again.
+void Scheduler::check_inventory_digest(WorkerState& w, const std::string& digest,
+                                       const std::string& routing_id) {
+  if (digest.size() != 32) return;  // not sent: no full inventory yet, or an older worker
+  auto ours = policy_->inventory_digest(w.name);
+  if (!ours || std::memcmp(ours->data(), digest.data(), 32) == 0) return;
+  const std::int64_t now = clock_.steady_ms();
+  if (w.drift_reregister_ms && now - *w.drift_reregister_ms < kDriftRepairMs) return;
+  w.drift_reregister_ms = now;
+  spdlog::warn("worker {}: cache inventory drifted from the scheduler's index; asking for it again", w.name);
+  reply(Port::kWorkers, routing_id,
+        proto::Reregister{.reason = "cache inventory out of step; register again and send it in full"});
 }
 
 void Scheduler::on_job_event(const Incoming& m) {
@@ -853,18 +877,7 @@ void Scheduler::on_inventory(const Incoming& m) {
     return out;
   };
   policy_->inventory(w->name, inv.full, hex_all(inv.added), hex_all(inv.removed));
-  // Drift check: the worker says what its whole set hashes to after this
-  // change; if the index disagrees (a lost message, a restart in between),
-  // the worker registers again and resends its full inventory.
-  if (inv.set_digest.size() == 32) {
-    auto ours = policy_->inventory_digest(w->name);
-    if (ours && std::memcmp(ours->data(), inv.set_digest.data(), 32) != 0) {
-      spdlog::warn("worker {}: cache inventory drifted from the scheduler's index; asking for it again",
-                   w->name);
-      reply(Port::kWorkers, m.routing_id,
-            proto::Reregister{.reason = "cache inventory out of step; register again and send it in full"});
-    }
-  }
+  check_inventory_digest(*w, inv.set_digest, m.routing_id);
 }
 
 // ---- job lifecycle ----

@@ -164,6 +164,7 @@ class Scheduler {
   void on_heartbeat(const Incoming& m);
   void on_job_event(const Incoming& m);
   void on_inventory(const Incoming& m);
+  void check_inventory_digest(WorkerState& w, const std::string& digest, const std::string& routing_id);
 
   // Moves queued jobs onto free workers as the policy decides.
   void dispatch();

@@ -248,6 +248,7 @@ struct Registered {     # "registered"
 struct Heartbeat {      # "heartbeat" (the scheduler answers "reregister" if it does not know the worker)
   stats @0 :WorkerStats;
   running @1 :List(RunningJob);
+  inventoryDigest @2 :Data;  # the worker's set digest (as Inventory.setDigest) once its full inventory went out; else empty
 }
 
 struct Reregister {     # "reregister"

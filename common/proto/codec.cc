@@ -448,8 +448,10 @@ KILN_CODEC(Registered, Registered,
            (m.scheduler_id = text(r.getSchedulerId()), m.heartbeat_ms = r.getHeartbeatMs(),
             m.lease_ms = r.getLeaseMs(), m.state = text(r.getState())))
 KILN_CODEC(Heartbeat, Heartbeat,
-           (put(b.initStats(), m.stats), put_running(b.initRunning(m.running.size()), m.running)),
-           (m.stats = get(r.getStats()), m.running = get_running(r.getRunning())))
+           (put(b.initStats(), m.stats), put_running(b.initRunning(m.running.size()), m.running),
+            b.setInventoryDigest(as_data(m.inventory_digest))),
+           (m.stats = get(r.getStats()), m.running = get_running(r.getRunning()),
+            m.inventory_digest = data(r.getInventoryDigest())))
 KILN_CODEC(Reregister, Reregister, b.setReason(m.reason), m.reason = text(r.getReason()))
 KILN_CODEC(Assign, Assign, (b.setJobId(m.job_id), b.setAttempt(m.attempt), put(b.initJob(), m.job)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt(), m.job = get(r.getJob())))

@@ -315,6 +315,7 @@ struct Heartbeat {
   static constexpr Type kType = Type::kHeartbeat;
   WorkerStats stats;
   std::vector<RunningJob> running;
+  std::string inventory_digest;  // 32 bytes (IdSetDigest of what the scheduler was told), or empty
 };
 
 struct Reregister {

@@ -65,11 +65,13 @@ WorkerSlot InventoryIndex::add_worker(const std::string& name) {
     if (worker_sizes_.size() >= kMaxWorkers) std::abort();
     slot = static_cast<WorkerSlot>(worker_sizes_.size());
     worker_sizes_.push_back(0);
+    worker_digests_.emplace_back();
     slot_live_.push_back(false);
     // Bitsets cover every slot ever handed out.
     if (worker_sizes_.size() > bitset_words_ * 64) grow_bitsets(bitset_words_ * 2);
   }
   worker_sizes_[slot] = 0;
+  worker_digests_[slot].clear();
   slot_live_[slot] = true;
   slots_.emplace(name, slot);
   return slot;
@@ -104,6 +106,7 @@ void InventoryIndex::replace(WorkerSlot worker, std::span<const Digest> ids) {
         if (e.count == 0) release_ref(ref);
       }
     }
+    worker_digests_[worker].clear();
   }
   add(worker, ids);
 }
@@ -114,7 +117,10 @@ void InventoryIndex::add(WorkerSlot worker, std::span<const Digest> ids) {
 
 IdRef InventoryIndex::add_one(WorkerSlot worker, const Digest& id) {
   IdRef ref = intern(id);
-  if (insert_holder(entries_[ref], worker)) ++worker_sizes_[worker];
+  if (insert_holder(entries_[ref], worker)) {
+    ++worker_sizes_[worker];
+    worker_digests_[worker].add(id);
+  }
   return ref;
 }
 
@@ -125,6 +131,7 @@ void InventoryIndex::remove(WorkerSlot worker, std::span<const Digest> ids) {
     Entry& e = entries_[*ref];
     if (erase_holder(e, worker)) {
       --worker_sizes_[worker];
+      worker_digests_[worker].remove(id);
       if (e.count == 0) release_ref(*ref);
     }
   }
@@ -134,6 +141,7 @@ void InventoryIndex::remove_one(WorkerSlot worker, IdRef id) {
   Entry& e = entries_[id];
   if (erase_holder(e, worker)) {
     --worker_sizes_[worker];
+    worker_digests_[worker].remove(digests_[id]);
     if (e.count == 0) release_ref(id);
   }
 }
@@ -162,15 +170,13 @@ std::vector<Digest> InventoryIndex::ids_of(WorkerSlot worker) const {
 }
 
 Digest InventoryIndex::set_digest(WorkerSlot worker) const {
-  Sha256 h;
-  for (const Digest& id : ids_of(worker)) h.update(std::span<const std::uint8_t>(id));
-  return h.digest();
+  return worker < worker_digests_.size() ? worker_digests_[worker].value() : IdSetDigest().value();
 }
 
 std::size_t InventoryIndex::memory_bytes() const {
   return digests_.capacity() * sizeof(Digest) + entries_.capacity() * sizeof(Entry) +
          table_.capacity() * sizeof(std::uint32_t) + free_refs_.capacity() * sizeof(IdRef) + heap_bytes_ +
-         worker_sizes_.capacity() * sizeof(std::uint32_t);
+         worker_sizes_.capacity() * sizeof(std::uint32_t) + worker_digests_.capacity() * sizeof(IdSetDigest);
 }
 
 // ---- holder sets ----

@@ -35,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/id_set_digest.h"
 #include "common/sha256.h"
 
 namespace kiln::placement {
@@ -86,9 +87,9 @@ class InventoryIndex {
 
   // How many ids the worker holds.
   std::size_t size_of(WorkerSlot worker) const;
-  // SHA-256 over the worker's ids, sorted by bytes and concatenated (32 bytes
-  // each): the scheduler compares it with the digest the worker reports to
-  // detect drift, then asks for a full inventory. O(distinct ids).
+  // IdSetDigest (common/id_set_digest.h) of the worker's ids, kept up to date
+  // with every change: the scheduler compares it with the digest the worker
+  // reports to detect drift, then asks for a full inventory. O(1).
   Digest set_digest(WorkerSlot worker) const;
   // The worker's ids, sorted by bytes.
   std::vector<Digest> ids_of(WorkerSlot worker) const;
@@ -138,6 +139,7 @@ class InventoryIndex {
 
   std::unordered_map<std::string, WorkerSlot> slots_;
   std::vector<std::uint32_t> worker_sizes_;  // by slot
+  std::vector<IdSetDigest> worker_digests_;  // by slot
   std::vector<bool> slot_live_;
   std::vector<WorkerSlot> free_slots_;
 };

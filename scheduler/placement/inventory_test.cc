@@ -122,15 +122,14 @@ TEST(InventoryIndex, ManyIdsSurviveRehashAndDeletion) {
   EXPECT_EQ(index.distinct_ids(), 2500u);
 }
 
-TEST(InventoryIndex, SetDigestIsSha256OfSortedIds) {
+TEST(InventoryIndex, SetDigestIsTheIdSetDigestOfTheIds) {
   InventoryIndex index;
   WorkerSlot a = index.add_worker("a");
   std::vector<Digest> ids = {id(5), id(1), id(9)};
   index.add(a, ids);
-  std::sort(ids.begin(), ids.end());
-  Sha256 h;
-  for (const Digest& d : ids) h.update(std::span<const std::uint8_t>(d));
-  EXPECT_EQ(index.set_digest(a), h.digest());
+  IdSetDigest expected;
+  for (const Digest& d : ids) expected.add(d);
+  EXPECT_EQ(index.set_digest(a), expected.value());
   // Order of arrival does not matter; content does.
   InventoryIndex other;
   WorkerSlot b = other.add_worker("b");
@@ -165,6 +164,37 @@ TEST(InventoryIndex, MemoryIsPerDistinctIdNotPerMembership) {
   std::size_t per_id_bound = 2 * (32 + 16 + 6 + 16);
   EXPECT_LE(index.memory_bytes(), index.distinct_ids() * per_id_bound);
   EXPECT_LT(index.memory_bytes(), 5'000'000u);  // < 5 bytes per membership
+}
+
+// set_digest is kept up to date with every change, and is the IdSetDigest of
+// exactly the worker's ids, whatever path they came by.
+TEST(InventoryIndex, SetDigestFollowsEveryChange) {
+  InventoryIndex index;
+  WorkerSlot w = index.add_worker("w1");
+  WorkerSlot other = index.add_worker("w2");
+  auto expect_digest = [&](std::initializer_list<const char*> names) {
+    IdSetDigest d;
+    for (const char* n : names) d.add(step_digest(n));
+    EXPECT_EQ(index.set_digest(w), d.value());
+  };
+  expect_digest({});
+  index.add(w, std::vector<Digest>{step_digest("a"), step_digest("b"), step_digest("a")});
+  index.add(other, std::vector<Digest>{step_digest("b"), step_digest("c")});
+  expect_digest({"a", "b"});
+  index.remove(w, std::vector<Digest>{step_digest("a"), step_digest("never-held")});
+  expect_digest({"b"});
+  IdRef b = index.add_one(w, step_digest("b"));  // already held: no change
+  expect_digest({"b"});
+  index.remove_one(w, b);
+  expect_digest({});
+  index.add(w, std::vector<Digest>{step_digest("x")});
+  index.replace(w, std::vector<Digest>{step_digest("c"), step_digest("d")});
+  expect_digest({"c", "d"});
+  // A slot reused by another worker starts empty.
+  index.remove_worker("w1");
+  WorkerSlot again = index.add_worker("w3");
+  EXPECT_EQ(again, w);
+  EXPECT_EQ(index.set_digest(again), IdSetDigest().value());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "common/id_set_digest.h"
 #include "common/sha256.h"
 #include "tests/farm/raw_peers.h"
 
@@ -475,6 +476,86 @@ TEST_F(SchedulerProtocol, PausedAndDrainingWorkersGetNothingNew) {
   EXPECT_EQ(forget.error().kind(), ErrorKind::kFailedPrecondition);
   EXPECT_FALSE(client->call<proto::Ok>(proto::WorkerAction{.worker = "nobody", .action = "pause"}));
   EXPECT_FALSE(client->call<proto::Ok>(proto::WorkerAction{.worker = "w1", .action = "explode"}));
+}
+
+// Low-disk and unhealthy workers, as their heartbeats report them, get no
+// new jobs until they report enough disk and health again.
+TEST_F(SchedulerProtocol, LowDiskAndUnhealthyWorkersGetNothingNew) {
+  SchedulerProcess s(dir.path() + "/s", {"--low-disk-bytes", std::to_string(10ull << 30)});
+  auto client = s.client();
+  RawWorker w(s.worker_endpoint(), "w1");
+  w.register_worker(2);
+  proto::Heartbeat low;
+  low.stats.healthy = true;
+  low.stats.disk_free_bytes = 1ull << 30;  // 1 GiB free, below 10 GiB
+  low.stats.disk_total_bytes = 200ull << 30;
+  proto::send(w.socket(), low);
+  ASSERT_TRUE(eventually([&] {
+    auto workers = client->call<proto::Workers>(proto::ListWorkers{});
+    return workers && workers->workers.size() == 1 &&
+           workers->workers[0].stats.disk_free_bytes == (1ull << 30);
+  }));
+  const std::string id = submit(*client);
+  EXPECT_FALSE(w.expect<proto::Assign>(500ms));
+  EXPECT_EQ(status(*client, id).state, "queued");
+
+  proto::Heartbeat sick = low;
+  sick.stats.disk_free_bytes = 100ull << 30;
+  sick.stats.healthy = false;  // enough disk now, but its healthcheck fails
+  proto::send(w.socket(), sick);
+  EXPECT_FALSE(w.expect<proto::Assign>(500ms));
+  EXPECT_EQ(status(*client, id).state, "queued");
+
+  w.heartbeat();  // healthy, 100 GiB free
+  auto assign = w.expect<proto::Assign>();
+  ASSERT_TRUE(assign);
+  EXPECT_EQ(assign->job_id, id);
+}
+
+// The drift check: inventory messages and heartbeats carry the digest of
+// what the worker told the scheduler its store holds. While the index
+// agrees nothing happens; when they disagree (here: the worker "lost" an
+// id without saying so), the scheduler asks it to register again, which
+// resends the full inventory.
+TEST_F(SchedulerProtocol, InventoryDriftIsCaughtByHeartbeatsAndRepaired) {
+  SchedulerProcess s(dir.path() + "/s");
+  RawWorker w(s.worker_endpoint(), "w1");
+  w.register_worker(1);
+  auto raw = [](const std::string& name) {
+    Digest d = [&] {
+      Sha256 h;
+      h.update(name);
+      return h.digest();
+    }();
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+  };
+  auto digest_of = [](const std::vector<std::string>& ids) {
+    IdSetDigest d;
+    for (const std::string& id : ids) d.add(id);
+    Digest v = d.value();
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size());
+  };
+  const std::string a = raw("step-a"), b = raw("step-b");
+  proto::send(w.socket(), proto::Inventory{.full = true, .added = {a, b}, .set_digest = digest_of({a, b})});
+  proto::Heartbeat beat;
+  beat.stats.healthy = true;
+  beat.stats.disk_free_bytes = 100ull << 30;
+  beat.stats.disk_total_bytes = 200ull << 30;
+  beat.inventory_digest = digest_of({a, b});
+  proto::send(w.socket(), beat);
+  EXPECT_FALSE(w.expect<proto::Reregister>(500ms));  // in step
+
+  beat.inventory_digest = digest_of({a});  // b went without a removal
+  proto::send(w.socket(), beat);
+  auto again = w.expect<proto::Reregister>();
+  ASSERT_TRUE(again);
+  EXPECT_THAT(again->reason, HasSubstr("cache inventory out of step"));
+
+  // Registering again with the full set puts both back in step.
+  w.register_worker(1);
+  proto::send(w.socket(), proto::Inventory{.full = true, .added = {a}, .set_digest = digest_of({a})});
+  proto::send(w.socket(), beat);
+  EXPECT_FALSE(w.expect<proto::Reregister>(500ms));
 }
 
 TEST_F(SchedulerProtocol, ManyClientsAtOnceEachJobRunsExactlyOnce) {

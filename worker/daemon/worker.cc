@@ -382,6 +382,13 @@ void Worker::send_heartbeat() {
   proto::Heartbeat m;
   m.stats = stats();
   m.running = running_jobs(/*with_recent_done=*/false);
+  // The periodic drift check: what the scheduler was told the store holds.
+  // (Sent on the same socket after every inventory message so far, so the
+  // scheduler has applied them all when it compares.)
+  if (inventory_sent_) {
+    Digest d = held_digest_.value();
+    m.inventory_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
+  }
   proto::send(*socket_, m);
   last_heartbeat_ = Clock::now();
 }
@@ -664,15 +671,15 @@ void Worker::send_full_inventory() {
   std::vector<std::string> sorted(held_ids_.begin(), held_ids_.end());
   std::size_t sent = 0;
   inventory_sent_ = false;
+  held_digest_.clear();
   do {
     proto::Inventory m;
     m.full = sent == 0;
     std::size_t end = std::min(sorted.size(), sent + std::max<std::size_t>(options_.inventory_chunk_ids, 1));
     m.added.assign(sorted.begin() + static_cast<std::ptrdiff_t>(sent),
                    sorted.begin() + static_cast<std::ptrdiff_t>(end));
-    Sha256 digest;
-    for (std::size_t i = 0; i < end; ++i) digest.update(sorted[i]);
-    Digest d = digest.digest();
+    for (const std::string& id : m.added) held_digest_.add(id);
+    Digest d = held_digest_.value();
     m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
     if (!proto::send(*socket_, m)) return;  // the next registration tries again
     sent = end;
@@ -688,17 +695,21 @@ void Worker::send_inventory_delta(const std::vector<std::string>& added_hex,
   for (const std::string& hex : added_hex) {
     if (!is_sha256_hex(hex)) continue;
     std::string id = hex_to_bytes(hex);
-    if (held_ids_.insert(id).second) m.added.push_back(std::move(id));
+    if (held_ids_.insert(id).second) {
+      held_digest_.add(id);
+      m.added.push_back(std::move(id));
+    }
   }
   for (const std::string& hex : removed_hex) {
     if (!is_sha256_hex(hex)) continue;
     std::string id = hex_to_bytes(hex);
-    if (held_ids_.erase(id) > 0) m.removed.push_back(std::move(id));
+    if (held_ids_.erase(id) > 0) {
+      held_digest_.remove(id);
+      m.removed.push_back(std::move(id));
+    }
   }
   if (m.added.empty() && m.removed.empty()) return;
-  Sha256 digest;
-  for (const std::string& id : held_ids_) digest.update(id);
-  Digest d = digest.digest();
+  Digest d = held_digest_.value();
   m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
   // A lost change makes the digests disagree; the next registration repairs it.
   if (!proto::send(*socket_, m)) inventory_sent_ = false;

@@ -53,6 +53,7 @@
 #include <zmq.hpp>
 
 #include "common/error.h"
+#include "common/id_set_digest.h"
 #include "common/proto/messages.h"
 #include "common/proto/transport.h"
 #include "worker/builder/builder.h"
@@ -172,6 +173,7 @@ class Worker {
   // job-done messages sent recently, resent after a re-registration.
   std::deque<std::pair<std::chrono::steady_clock::time_point, Outgoing>> recent_done_;
   std::set<std::string> held_ids_;  // binary step ids the scheduler was told about
+  IdSetDigest held_digest_;         // of held_ids_: sent with inventories and heartbeats
   bool inventory_sent_ = false;
 
   // Job threads -> loop: a job event, or else a change of the store's ids.

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/id_set_digest.h"
 #include "common/ids/step_id.h"
 #include "common/spec/spec.h"
 
@@ -27,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "common/id_set_digest.h"
 #include "common/ids/temp_tree_for_test.h"
 #include "common/proto/transport.h"
 #include "common/sha256.h"
@@ -498,13 +500,16 @@ TEST_F(WorkerBuildTest, ALargeInventoryIsSentInChunksEachWithTheDigestSoFar) {
   std::vector<std::string> all = {first.added[0], first.added[1], second.added[0]};
   EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
   auto digest_of = [](const std::vector<std::string>& ids) {
-    Sha256 h;
-    for (const auto& id : ids) h.update(id);
-    Digest d = h.digest();
+    IdSetDigest set;
+    for (const auto& id : ids) set.add(id);
+    Digest d = set.value();
     return std::string(reinterpret_cast<const char*>(d.data()), d.size());
   };
   EXPECT_EQ(first.set_digest, digest_of({all[0], all[1]}));
   EXPECT_EQ(second.set_digest, digest_of(all));
+  // Heartbeats from now on carry the same digest: the periodic drift check.
+  auto beat = scheduler_.expect_message<proto::Heartbeat>();
+  EXPECT_EQ(beat.inventory_digest, digest_of(all));
   std::set<std::string> hex;
   for (const auto& id : all)
     hex.insert(
