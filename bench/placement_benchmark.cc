@@ -12,9 +12,9 @@
 // Memory: 1,000 workers each holding 100,000 step ids drawn from a shared
 // universe; reports the index's counted bytes and the process's RSS growth.
 #include <benchmark/benchmark.h>
-#include <chrono>
 
 #include <unistd.h>
+#include <chrono>
 #include <cstdio>
 #include <deque>
 #include <random>
