@@ -53,9 +53,12 @@ struct Daemon::Impl {
     v->workers = std::move(snap.workers);
     v->jobs = std::move(snap.jobs);
     v->jobs_total_by_state = std::move(snap.jobs_by_state);
+    v->jobs_submitted_by_client = std::move(snap.jobs_by_client);
     v->low_disk_threshold_bytes = options.core.low_disk_bytes;
     v->expected_seconds = std::move(snap.expected_seconds);
     v->default_target_wait_seconds = options.core.target_wait_seconds;
+    for (const auto& [pool, seconds] : options.pool_target_waits)
+      v->pools.push_back({.name = pool, .target_wait_seconds = seconds});
     {
       std::lock_guard lock(view_mu);
       view = std::move(v);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,8 @@ struct DaemonOptions {
   std::string client_endpoint = "tcp://127.0.0.1:7800";
   std::string worker_endpoint = "tcp://127.0.0.1:7801";
   std::string http_address = "127.0.0.1:7880";  // "off": no HTTP
+  // Target queue waits of named pools (the others: core.target_wait_seconds).
+  std::map<std::string, double> pool_target_waits;
   bool sync = false;
   bool handle_signals = true;  // SIGINT/SIGTERM stop run()
 };

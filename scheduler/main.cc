@@ -53,9 +53,10 @@ int main(int argc, char** argv) {
   app.add_option("--low-disk-bytes", options.core.low_disk_bytes,
                  "Workers with less free disk than this get no new jobs")
       ->default_val(options.core.low_disk_bytes);
-  app.add_option("--target-wait", options.core.target_wait_seconds,
-                 "Seconds of queue wait each pool should meet; the stats recommend how many workers reach it")
-      ->default_val(options.core.target_wait_seconds);
+  std::vector<std::string> target_waits;
+  app.add_option("--target-wait", target_waits,
+                 "SECONDS of queue wait every pool should meet, or POOL=SECONDS for one pool (repeatable); the "
+                 "stats recommend how many workers reach it (default 300)");
   app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
       ->default_val(options.core.default_pool);
   app.add_option(
@@ -75,6 +76,27 @@ int main(int argc, char** argv) {
                  std::string("Log level: ") + kLogLevels + " (also KILN_LOG_LEVEL)");
   app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
   CLI11_PARSE(app, argc, argv);
+  for (const std::string& wait : target_waits) {
+    auto eq = wait.rfind('=');
+    double value = 0;
+    try {
+      std::size_t used = 0;
+      std::string number = eq == std::string::npos ? wait : wait.substr(eq + 1);
+      value = std::stod(number, &used);
+      if (used != number.size()) value = 0;
+    } catch (const std::exception&) {
+    }
+    if (eq == 0 || !(value > 0)) {
+      std::cerr << "kiln-scheduler: --target-wait " << wait
+                << ": expected SECONDS or POOL=SECONDS with positive seconds, e.g. 300 or linux-arm64=120\n";
+      return 2;
+    }
+    if (eq == std::string::npos) {
+      options.core.target_wait_seconds = value;
+    } else {
+      options.pool_target_waits[wait.substr(0, eq)] = value;
+    }
+  }
   for (const std::string& rate : client_rates) {
     auto eq = rate.rfind('=');
     auto slash = rate.find('/');

@@ -168,6 +168,7 @@ Status Scheduler::recover() {
       return;
     }
     state_counts_[info->state]++;
+    client_counts_[info->client]++;
     if (is_ended(info->state)) {
       ended.push_back(seq);
       return;
@@ -377,6 +378,7 @@ void Scheduler::on_submit(const Incoming& m) {
   info.id = job_id_of(job->seq);
   info.state = "queued";
   state_counts_["queued"]++;
+  client_counts_[spec.client]++;
   info.pool = spec.pool;
   info.client = spec.client;
   info.urgent = spec.urgent;
@@ -1158,6 +1160,7 @@ Snapshot Scheduler::snapshot(std::size_t max_queued, std::size_t max_ended) cons
   for (const auto& [name, w] : workers_) s.workers.push_back(worker_info(*w));
   std::vector<const JobState*> queued;
   for (const auto& [state, count] : state_counts_) s.jobs_by_state[state] = count;
+  s.jobs_by_client = client_counts_;
   for (const auto& [id, job] : jobs_) {
     if (job->info.state == "queued") {
       queued.push_back(job.get());

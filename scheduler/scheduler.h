@@ -95,6 +95,7 @@ struct Snapshot {
   // ones (no spec).
   std::vector<proto::JobInfo> jobs;
   std::map<std::string, std::uint64_t> jobs_by_state;  // over every job in the database
+  std::map<std::string, std::uint64_t> jobs_by_client;  // submitted, over every job in the database
   std::map<std::string, double> expected_seconds;      // job id -> placement's estimate
 };
 
@@ -208,6 +209,7 @@ class Scheduler {
   std::multimap<std::string, Waiter> waiters_;                       // job id -> held replies
   std::unordered_map<std::string, std::string> client_names_;        // routing id -> hello's client
   std::map<std::string, std::uint64_t> state_counts_;                // over every job in the database
+  std::map<std::string, std::uint64_t> client_counts_;               // jobs submitted, by client, likewise
   std::unordered_map<std::string, std::shared_ptr<ids::ContextManifest>> manifests_;  // by digest
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.

@@ -190,8 +190,7 @@ void write_all(Writer& w, const FarmView& view, const FarmStats& stats) {
 
   // ---- clients ----
   w.family("kiln_client_submitted_jobs", "gauge",
-           "Jobs the client has submitted (all in the database when the scheduler counts them, else the "
-           "recent ones).");
+           "Jobs the client has submitted (all in the scheduler's database).");
   for (const ClientSummary& c : stats.clients)
     w.sample({{"client", c.name}}, static_cast<double>(c.submitted));
   w.family("kiln_client_jobs", "gauge",

@@ -119,14 +119,14 @@ class DashboardFarm : public ::testing::Test {
     client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
     worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
     http_port_ = free_port();
-    scheduler_ = std::make_unique<Child>(
-        std::vector<std::string>{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler", "--listen",
+    std::vector<std::string> args{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler", "--listen",
                                  client_endpoint_, "--listen-workers", worker_endpoint_, "--http",
                                  "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms", "200",
                                  // Six jobs (30 s a step by default) against a 60 s target:
                                  // more workers are wanted than the two that accept.
-                                 "--target-wait", "60"},
-        dir_.path() + "/scheduler.log");
+                                 "--target-wait", "60"};
+    args.insert(args.end(), extra_scheduler_args_.begin(), extra_scheduler_args_.end());
+    scheduler_ = std::make_unique<Child>(args, dir_.path() + "/scheduler.log");
     ASSERT_TRUE(eventually([&] {
       auto c = proto::Client::connect(client_endpoint_, kClientName, 200ms);
       if (c) client_ = std::move(*c);
@@ -140,11 +140,12 @@ class DashboardFarm : public ::testing::Test {
 
   // A fake-build worker of capacity 1 whose jobs last long enough to stay
   // running for the whole test (they are killed with the test).
-  void start_worker(const std::string& name) {
+  void start_worker(const std::string& name, const std::string& capacity = "1",
+                    const std::string& fake_seconds = "60") {
     workers_.push_back(
         std::make_unique<Child>(std::vector<std::string>{KILN_WORKER_BINARY, "--scheduler", worker_endpoint_,
-                                                         "--name", name, "--capacity", "1", "--fake-build",
-                                                         "60", "--state-dir", dir_.path() + "/" + name},
+                                                         "--name", name, "--capacity", capacity, "--fake-build",
+                                                         fake_seconds, "--state-dir", dir_.path() + "/" + name},
                                 dir_.path() + "/" + name + ".log"));
     ASSERT_TRUE(eventually([&] {
       auto list = client_->call<proto::Workers>(proto::ListWorkers{}, 2s);
@@ -202,6 +203,7 @@ class DashboardFarm : public ::testing::Test {
 
   std::string http_address() const { return "127.0.0.1:" + std::to_string(http_port_); }
 
+  std::vector<std::string> extra_scheduler_args_;  // set before SetUp
   TempDir dir_;
   std::string client_endpoint_;
   std::string worker_endpoint_;
@@ -342,6 +344,61 @@ TEST_F(DashboardFarm, ClientEstimateIsWhatPlacementExpects) {
   })) << "/v1/jobs/ID never showed expected_seconds";
   EXPECT_DOUBLE_EQ(with_estimate.get<double>(), 900);
   EXPECT_DOUBLE_EQ(without.get<double>(), 60);  // 2 steps x the 30 s default
+}
+
+// A client's "submitted" counts every job of it in the database, not only
+// those in the view's window (the active, queued and 200 most recent ended
+// jobs).
+TEST_F(DashboardFarm, ClientSubmittedCountsEveryJobOfIt) {
+  start_worker("quick", "64", "0");
+  constexpr int kJobs = 260;
+  for (int i = 0; i < kJobs; ++i) submit("quick-" + std::to_string(i) + ".spec", false);
+  auto submitted = [&]() -> long {
+    Json s = stats();
+    if (!s.is_object() || s["jobs_by_state"]["succeeded"] != kJobs) return -1;
+    for (const Json& c : s["clients"])
+      if (c["name"] == kClientName) return c["submitted"].get<long>();
+    return -1;
+  };
+  long seen = -1;
+  ASSERT_TRUE(eventually([&] { return (seen = submitted()) >= 0; }, 30s))
+      << "the jobs did not all succeed: " << stats().dump(2);
+  EXPECT_EQ(seen, kJobs);
+  auto reply = http_get(http_port_, "/metrics");
+  ASSERT_TRUE(reply);
+  EXPECT_THAT(reply->body, HasSubstr("kiln_client_submitted_jobs{client=\"" + std::string(kClientName) + "\"} " +
+                                         std::to_string(kJobs) + "\n"));
+}
+
+// A pool of its own target, configured but with no workers or jobs.
+class DashboardFarmWithPoolTarget : public DashboardFarm {
+ protected:
+  void SetUp() override {
+    extra_scheduler_args_ = {"--target-wait", "linux-arm64=120"};
+    DashboardFarm::SetUp();
+  }
+};
+
+// --target-wait SECONDS sets every pool's target; POOL=SECONDS one pool's.
+// A configured pool is listed even before a worker or job names it.
+TEST_F(DashboardFarmWithPoolTarget, TargetWaitIsSetPerPool) {
+  auto reply = http_get(http_port_, "/v1/pools");
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(reply->status, 200) << reply->body;
+  Json pools = Json::parse(reply->body)["pools"];
+  ASSERT_TRUE(pools.is_array());
+  std::map<std::string, double> targets;
+  for (const Json& p : pools) targets[p["name"].get<std::string>()] = p["target_wait_seconds"].get<double>();
+  EXPECT_EQ(targets["linux-arm64"], 120);
+  submit("default-pool.spec", false);  // names the default pool
+  ASSERT_TRUE(eventually([&] {
+    auto r = http_get(http_port_, "/v1/pools");
+    if (!r) return false;
+    Json doc = Json::parse(r->body);
+    for (const Json& p : doc["pools"])
+      if (p["name"] == kPool) return p["target_wait_seconds"].get<double>() == 60;
+    return false;
+  }));
 }
 
 TEST_F(DashboardFarm, AdminStatsSummarisesAndPrintsTheJson) {
