@@ -54,9 +54,10 @@ int main(int argc, char** argv) {
                  "Workers with less free disk than this get no new jobs")
       ->default_val(options.core.low_disk_bytes);
   std::vector<std::string> target_waits;
-  app.add_option("--target-wait", target_waits,
-                 "SECONDS of queue wait every pool should meet, or POOL=SECONDS for one pool (repeatable); the "
-                 "stats recommend how many workers reach it (default 300)");
+  app.add_option(
+      "--target-wait", target_waits,
+      "SECONDS of queue wait every pool should meet, or POOL=SECONDS for one pool (repeatable); the "
+      "stats recommend how many workers reach it (default 300)");
   app.add_option("--pool", options.core.default_pool, "Pool of jobs submitted without one")
       ->default_val(options.core.default_pool);
   app.add_option(

@@ -94,9 +94,9 @@ struct Snapshot {
   // Active jobs, the oldest `max_queued` queued ones and the recent ended
   // ones (no spec).
   std::vector<proto::JobInfo> jobs;
-  std::map<std::string, std::uint64_t> jobs_by_state;  // over every job in the database
+  std::map<std::string, std::uint64_t> jobs_by_state;   // over every job in the database
   std::map<std::string, std::uint64_t> jobs_by_client;  // submitted, over every job in the database
-  std::map<std::string, double> expected_seconds;      // job id -> placement's estimate
+  std::map<std::string, double> expected_seconds;       // job id -> placement's estimate
 };
 
 class Scheduler {

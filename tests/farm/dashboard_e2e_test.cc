@@ -119,12 +119,13 @@ class DashboardFarm : public ::testing::Test {
     client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
     worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
     http_port_ = free_port();
-    std::vector<std::string> args{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler", "--listen",
-                                 client_endpoint_, "--listen-workers", worker_endpoint_, "--http",
-                                 "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms", "200",
-                                 // Six jobs (30 s a step by default) against a 60 s target:
-                                 // more workers are wanted than the two that accept.
-                                 "--target-wait", "60"};
+    std::vector<std::string> args{KILN_SCHEDULER_BINARY, "--state-dir", dir_.path() + "/scheduler",
+                                  "--listen", client_endpoint_, "--listen-workers", worker_endpoint_,
+                                  "--http", "127.0.0.1:" + std::to_string(http_port_), "--heartbeat-ms",
+                                  "200",
+                                  // Six jobs (30 s a step by default) against a 60 s target:
+                                  // more workers are wanted than the two that accept.
+                                  "--target-wait", "60"};
     args.insert(args.end(), extra_scheduler_args_.begin(), extra_scheduler_args_.end());
     scheduler_ = std::make_unique<Child>(args, dir_.path() + "/scheduler.log");
     ASSERT_TRUE(eventually([&] {
@@ -142,11 +143,11 @@ class DashboardFarm : public ::testing::Test {
   // running for the whole test (they are killed with the test).
   void start_worker(const std::string& name, const std::string& capacity = "1",
                     const std::string& fake_seconds = "60") {
-    workers_.push_back(
-        std::make_unique<Child>(std::vector<std::string>{KILN_WORKER_BINARY, "--scheduler", worker_endpoint_,
-                                                         "--name", name, "--capacity", capacity, "--fake-build",
-                                                         fake_seconds, "--state-dir", dir_.path() + "/" + name},
-                                dir_.path() + "/" + name + ".log"));
+    workers_.push_back(std::make_unique<Child>(
+        std::vector<std::string>{KILN_WORKER_BINARY, "--scheduler", worker_endpoint_, "--name", name,
+                                 "--capacity", capacity, "--fake-build", fake_seconds, "--state-dir",
+                                 dir_.path() + "/" + name},
+        dir_.path() + "/" + name + ".log"));
     ASSERT_TRUE(eventually([&] {
       auto list = client_->call<proto::Workers>(proto::ListWorkers{}, 2s);
       if (!list) return false;
@@ -295,6 +296,8 @@ TEST_F(DashboardFarm, DashboardShowsTheRealFarmInHeadlessChromium) {
     EXPECT_THAT(dom.out, HasSubstr(std::string(">") + name)) << name;
   ASSERT_EQ(running_.size(), 2u);
   for (const std::string& id : running_) EXPECT_THAT(dom.out, HasSubstr(">" + id)) << id;
+  // The log pane follows a running job live: the fake build's first line.
+  EXPECT_THAT(dom.out, ::testing::ContainsRegex("fake build of job j[0-9]+ on dash-w[12]: running for 60 s"));
   // The workers-wanted figure is the one the API computes (the backlog
   // shrinks as the running jobs age, so either reading is right).
   std::smatch wanted;
@@ -366,8 +369,8 @@ TEST_F(DashboardFarm, ClientSubmittedCountsEveryJobOfIt) {
   EXPECT_EQ(seen, kJobs);
   auto reply = http_get(http_port_, "/metrics");
   ASSERT_TRUE(reply);
-  EXPECT_THAT(reply->body, HasSubstr("kiln_client_submitted_jobs{client=\"" + std::string(kClientName) + "\"} " +
-                                         std::to_string(kJobs) + "\n"));
+  EXPECT_THAT(reply->body, HasSubstr("kiln_client_submitted_jobs{client=\"" + std::string(kClientName) +
+                                     "\"} " + std::to_string(kJobs) + "\n"));
 }
 
 // A pool of its own target, configured but with no workers or jobs.

@@ -159,6 +159,22 @@ TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_THAT(status.out, HasSubstr("\"worker\": \"w2\""));
   EXPECT_THAT(status.out, HasSubstr("\"cached\": true"));
+
+  // The warm worker's own store statistics (what the dashboard's cache and
+  // store columns show) reach the scheduler with its heartbeats: the first
+  // build's 3 steps were misses and are stored, the second's 3 were hits.
+  proto::WorkerStats w2;
+  EXPECT_TRUE(eventually([&] {
+    auto list = client->call<proto::Workers>(proto::ListWorkers{}, 2s);
+    if (!list) return false;
+    for (const auto& w : list->workers)
+      if (w.name == "w2") w2 = w.stats;
+    return w2.cache_hits >= 3;
+  })) << "w2 reported "
+      << w2.cache_hits << " cache hits";
+  EXPECT_GE(w2.cache_misses, 3u);
+  EXPECT_GE(w2.store_items, 3u);
+  EXPECT_GT(w2.store_bytes, 0u);
 }
 
 TEST_F(Farm, AFailingStepFailsTheJobWithItsError) {

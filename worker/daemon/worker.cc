@@ -464,6 +464,11 @@ void Worker::on_assign(proto::Assign assign) {
     }
     job->due =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    // A line while it "runs", as a real build streams its log.
+    proto::JobEvent log{.type = proto::Type::kJobLog, .job_id = job->job_id, .attempt = job->attempt};
+    log.log =
+        fmt::format("fake build of job {} on {}: running for {:g} s\n", job->job_id, options_.name, seconds);
+    emit({proto::Type::kJobLog, proto::encode(log), job->job_id, job->attempt});
     fake_jobs_.emplace(key, std::move(job));
     return;
   }
@@ -504,7 +509,7 @@ void Worker::finish_fake(FakeJob& job, const std::string& outcome, const std::st
   }
   if (outcome == "succeeded") {
     proto::JobEvent log{.type = proto::Type::kJobLog, .job_id = job.job_id, .attempt = job.attempt};
-    log.log = fmt::format("fake build of job {} on {}\n", job.job_id, options_.name);
+    log.log = fmt::format("fake build of job {} on {}: done\n", job.job_id, options_.name);
     emit({proto::Type::kJobLog, proto::encode(log), job.job_id, job.attempt});
   }
   proto::JobEvent done{.type = proto::Type::kJobDone, .job_id = job.job_id, .attempt = job.attempt};

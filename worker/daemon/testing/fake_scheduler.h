@@ -1,7 +1,8 @@
 // Test helper: the scheduler's side of the worker port, driven message by
 // message by a test: a ROUTER socket bound to an ephemeral 127.0.0.1 port.
 // It answers get-context from the contexts it is given (from any peer), and
-// collects heartbeats and inventories while a test waits for other messages.
+// collects heartbeats, inventories and job-log text while a test waits for
+// other messages.
 //
 //   FakeScheduler scheduler;
 //   WorkerOptions o{.scheduler = scheduler.address(), .name = "w1"};
@@ -58,6 +59,10 @@ class FakeScheduler {
       }
       if (frame->type == proto::Type::kInventory) {
         inventories.push_back(*proto::decode<proto::Inventory>(frame->body));
+        continue;
+      }
+      if (frame->type == proto::Type::kJobLog) {  // streamed text, collected
+        if (auto e = proto::decode<proto::JobEvent>(frame->body)) logs += e->log;
         continue;
       }
       ADD_FAILURE() << "expected " << proto::type_name(type) << ", got " << frame->type_text;
@@ -127,6 +132,7 @@ class FakeScheduler {
   int heartbeats = 0;
   int get_contexts_served = 0;
   std::vector<proto::Inventory> inventories;
+  std::string logs;  // job-log text that arrived while expect() waited for something else
   std::string last_sender;
 
  private:
