@@ -90,14 +90,19 @@ std::string peer(const Incoming& m) {
   return out;
 }
 
-placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s) {
+// `now_s` is the policy's (steady) clock; `wall_now_ms` the wall clock, to
+// place the job's recorded submit time on the policy's clock.
+placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s, std::int64_t wall_now_ms) {
+  double age_s = info.submitted_at_ms > 0 && wall_now_ms > info.submitted_at_ms
+                     ? static_cast<double>(wall_now_ms - info.submitted_at_ms) / 1000.0
+                     : 0.0;
   return {.id = info.id,
           .pool = info.pool,
           .client = info.client,
           .urgent = info.urgent,
           .labels = info.labels,
           .steps = info.planned_steps,
-          .submitted_at = now_s,
+          .submitted_at = now_s - age_s,
           .estimate_seconds = info.estimate_seconds};
 }
 
@@ -217,7 +222,7 @@ Status Scheduler::recover() {
              "submit the job again");
       continue;
     }
-    policy_->add_job(placement_job(job->info, now_s), now_s);
+    policy_->add_job(placement_job(job->info, now_s, clock_.wall_ms()), now_s);
   }
   spdlog::info(
       "recovered {} queued and {} running jobs ({} ended kept in memory, {} unreadable); next job j{}",
@@ -395,7 +400,7 @@ void Scheduler::on_submit(const Incoming& m) {
   db_->put_job(job->seq, info);
   db_->put_next_seq(next_seq_);
   const double now_s = static_cast<double>(clock_.steady_ms()) / 1000.0;
-  policy_->add_job(placement_job(info, now_s), now_s);
+  policy_->add_job(placement_job(info, now_s, clock_.wall_ms()), now_s);
   spdlog::debug("job {} queued: {} from {} on pool {}", info.id, info.spec_name, info.client, info.pool);
   reply(Port::kClients, m.routing_id, proto::Submitted{.request_id = submit.request_id, .job_id = info.id});
   jobs_.emplace(info.id, std::move(job));
@@ -718,7 +723,7 @@ void Scheduler::on_register(const Incoming& m) {
       claimed.insert(r.job_id);
       if (!w.running.contains(r.job_id)) {
         w.running.insert(r.job_id);
-        policy_->adopt(placement_job(job->info, now_s), w.name, now_s);
+        policy_->adopt(placement_job(job->info, now_s, clock_.wall_ms()), w.name, now_s);
       }
       job->reclaim_by_ms = 0;
       if (job->info.state == "assigned") {
@@ -896,7 +901,7 @@ void Scheduler::dispatch() {
                     a.worker);
       policy_->job_released(a.worker, a.job_id, now_s);
       if (job && job->info.state == "queued") {
-        policy_->add_job(placement_job(job->info, now_s), now_s);
+        policy_->add_job(placement_job(job->info, now_s, clock_.wall_ms()), now_s);
       }
       continue;
     }
@@ -1054,7 +1059,7 @@ void Scheduler::requeue(JobState& job, const std::string& why) {
     append_log(job, fmt::format("\n[kiln: attempt {} lost: {}; the job runs again]\n", info.attempt, why));
   }
   persist(job);
-  policy_->add_job(placement_job(info, now_s), now_s);
+  policy_->add_job(placement_job(info, now_s, clock_.wall_ms()), now_s);
   dispatch_pending_ = true;
 }
 

@@ -105,7 +105,10 @@ class KilnPolicy final : public Policy {
       if (refs_[i] != kNoRef || pending_refs_[i] != kNoRef) deepest = i;
     }
     J.best_cost = suffix_[deepest + 1];
-    J.key = fair_.priority_key(job.pool, job.client, J.best_cost, job.urgent, now,
+    // A job submitted before it reached the policy (queued when the scheduler
+    // restarted) keeps its age: its fair start may be as early as its submit.
+    const double since = job.submitted_at > 0 && job.submitted_at < now ? job.submitted_at : now;
+    J.key = fair_.priority_key(job.pool, job.client, J.best_cost, job.urgent, since,
                                options_.urgent_advance_seconds);
     J.seq = next_seq_++;
     enqueue(j);

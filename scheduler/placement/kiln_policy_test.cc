@@ -490,5 +490,25 @@ TEST_F(KilnPolicyTest, JobWaitingForASharedStepIsExpectedToEndAfterIt) {
             "clients: linux/ci(1)+90s\n");
 }
 
+// A job queued before a scheduler restart comes back with its submit time:
+// it keeps the age it had, so it still goes ahead of urgent work once it
+// has waited longer than the urgent advance (600 s).
+TEST_F(KilnPolicyTest, AJobQueuedBeforeARestartKeepsItsAge) {
+  worker("w1");
+  now = 1000;
+  policy->add_job({.id = "old", .pool = "linux", .client = "ci", .steps = chain({"a"}), .submitted_at = 100},
+                  now);
+  job("new-urgent", chain({"b"}), "ci", /*urgent=*/true);
+  EXPECT_EQ(assign(), "old->w1");
+  // Without its age, the urgent job would have gone first.
+  options = PolicyOptions{.wait_weight = 1, .near_tie_fraction = 0};
+  SetUp();
+  worker("w1");
+  policy->add_job({.id = "old", .pool = "linux", .client = "ci", .steps = chain({"a"}), .submitted_at = now},
+                  now);
+  job("new-urgent", chain({"b"}), "ci", /*urgent=*/true);
+  EXPECT_EQ(assign(), "new-urgent->w1");
+}
+
 }  // namespace
 }  // namespace kiln::placement

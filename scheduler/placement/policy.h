@@ -46,6 +46,9 @@ struct PlacementJob {
   // The job's chain of step ids (hex), base image first, main stage order;
   // may be empty when unknown (then placement ignores caches).
   std::vector<std::string> steps;
+  // When it was submitted, on the policy's clock; earlier than add_job's
+  // `now` for a job queued before a scheduler restart (kiln keeps its age).
+  // 0 or later than `now`: submitted now.
   double submitted_at = 0;
   // The client's estimate of the whole job's seconds when built cold; 0: unknown.
   double estimate_seconds = 0;
