@@ -728,6 +728,92 @@ void run_worker_action(const AdminOptions& o, const std::string& action) {
   std::cout << fmt::format("{} drained: it runs nothing\n", o.worker);
 }
 
+// ---- admin trace ----------------------------------------------------------
+
+struct TraceOptions {
+  FarmFlags farm;
+  std::uint32_t limit = 1000;
+  std::string out;  // empty: stdout
+};
+
+// The farm as a placement trace (docs/placement.md, "Trace format"), for
+// kiln-sim to replay: the scheduler's workers, and its jobs (the newest
+// `limit` it keeps in memory, oldest first) with their chains and what
+// each step cost when a worker built it cold. A step no listed job built
+// cold (a base image cached since before) costs 0 s. Jobs without a chain
+// (git contexts: the scheduler cannot compute their step ids) are left out.
+void run_trace(const TraceOptions& o) {
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto workers = (*client)->call<proto::Workers>(proto::ListWorkers{});
+  if (!workers) return fail(workers.error().with_context("listing workers"));
+  auto jobs = (*client)->call<proto::Jobs>(proto::ListJobs{.limit = o.limit});
+  if (!jobs) return fail(jobs.error().with_context("listing jobs"));
+  std::vector<proto::JobInfo> full;
+  for (auto it = jobs->jobs.rbegin(); it != jobs->jobs.rend(); ++it) {
+    auto job = (*client)->call<proto::Job>(proto::GetStatus{.job_id = it->id});
+    if (!job) return fail(job.error().with_context("reading job " + it->id));
+    full.push_back(std::move(job->job));
+  }
+  std::map<std::string, double> cold;
+  for (const proto::JobInfo& job : full)
+    for (const proto::StepInfo& step : job.steps)
+      if (!step.cached && step.seconds > 0) cold[step.id] = step.seconds;
+
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  if (!o.out.empty()) {
+    file.open(o.out);
+    if (!file)
+      return fail(errno_error(fmt::format("cannot write the trace to {}", o.out)).error(), kExitFailed);
+    out = &file;
+  }
+  *out << "# kiln admin trace: " << workers->workers.size() << " workers, jobs oldest first\n";
+  for (const proto::WorkerInfo& w : workers->workers) {
+    *out << Json{{"type", "worker"},       {"name", w.name},     {"pool", w.pool},
+                 {"capacity", w.capacity}, {"labels", w.labels}, {"cache_limit", 0}}
+                .dump()
+         << "\n";
+  }
+  std::int64_t first = 0;
+  for (const proto::JobInfo& job : full)
+    if (job.submitted_at_ms > 0 && (first == 0 || job.submitted_at_ms < first)) first = job.submitted_at_ms;
+  std::size_t written = 0, without_chain = 0, unknown_costs = 0;
+  for (const proto::JobInfo& job : full) {
+    if (job.planned_steps.empty()) {
+      ++without_chain;
+      continue;
+    }
+    Json steps = Json::array();
+    for (const std::string& id : job.planned_steps) {
+      auto cost = cold.find(id);
+      if (cost == cold.end()) ++unknown_costs;
+      steps.push_back({{"id", id}, {"seconds", cost == cold.end() ? 0.0 : cost->second}});
+    }
+    *out << Json{{"type", "job"},
+                 {"id", job.id},
+                 {"t", static_cast<double>(job.submitted_at_ms - first) / 1000.0},
+                 {"pool", job.pool},
+                 {"client", job.client},
+                 {"urgent", job.urgent},
+                 {"labels", job.labels},
+                 {"estimate", job.estimate_seconds},
+                 {"steps", steps}}
+                .dump()
+         << "\n";
+    ++written;
+  }
+  out->flush();
+  if (!*out)
+    return fail(Error(ErrorKind::kIo,
+                      fmt::format("writing the trace to {} failed", o.out.empty() ? "stdout" : o.out)));
+  std::cerr << fmt::format(
+      "kiln: trace of {} job(s) and {} worker(s){}{}{}; replay it with kiln-sim --trace FILE\n", written,
+      workers->workers.size(), o.out.empty() ? "" : " written to " + o.out,
+      without_chain ? fmt::format("; {} job(s) without a chain left out (git contexts)", without_chain) : "",
+      unknown_costs ? fmt::format("; {} step(s) no listed job built cold cost 0 s", unknown_costs) : "");
+}
+
 // ---- admin stats ----------------------------------------------------------
 
 struct StatsOptions {
@@ -1107,6 +1193,17 @@ void add_farm_commands(CLI::App& app) {
                         "Scheduler's client address, whose host (and port + 80) give the HTTP address when "
                         "neither --http nor $KILN_SCHEDULER_HTTP is set");
   stats_cmd->callback([stats] { run_stats(*stats); });
+
+  auto trace = std::make_shared<TraceOptions>();
+  auto* trace_cmd = admin->add_subcommand(
+      "trace",
+      "Write the farm's workers and recent jobs (chains, what each step cost to build) as a placement trace "
+      "that kiln-sim --trace replays (docs/placement.md, \"Trace format\")");
+  trace_cmd->add_option("--limit", trace->limit, "The newest N jobs the scheduler keeps")
+      ->capture_default_str();
+  trace_cmd->add_option("--out", trace->out, "Write to FILE instead of stdout");
+  add_farm_flags(trace_cmd, trace->farm);
+  trace_cmd->callback([trace] { run_trace(*trace); });
 
   struct Action {
     const char* name;

@@ -11,6 +11,8 @@
 #include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/farm/raw_peers.h"
 #include "tests/support/process.h"
 
@@ -175,6 +177,37 @@ TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
   EXPECT_GE(w2.cache_misses, 3u);
   EXPECT_GE(w2.store_items, 3u);
   EXPECT_GT(w2.store_bytes, 0u);
+
+  // `kiln admin trace` writes both jobs as a placement trace: the same chain,
+  // each step costed at what the cold build took.
+  const std::string trace = dir.path() + "/farm.jsonl";
+  auto written = run_process(
+      {KILN_BINARY, "admin", "trace", "--out", trace, "--scheduler", scheduler->client_endpoint()});
+  ASSERT_EQ(written.exit_code, 0) << written.err;
+  EXPECT_THAT(written.err, HasSubstr("trace of 2 job(s) and 2 worker(s)"));
+  std::ifstream lines(trace);
+  std::vector<nlohmann::json> jobs;
+  std::set<std::string> worker_names;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j["type"] == "worker") worker_names.insert(j["name"].get<std::string>());
+    if (j["type"] == "job") jobs.push_back(j);
+  }
+  EXPECT_EQ(worker_names, (std::set<std::string>{"w1", "w2"}));
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0]["id"], first);
+  EXPECT_EQ(jobs[1]["id"], second);
+  EXPECT_EQ(jobs[0]["steps"], jobs[1]["steps"]);
+  ASSERT_EQ(jobs[0]["steps"].size(), 3u);
+  EXPECT_EQ(jobs[0]["steps"][2]["id"], cold.steps[2].id);
+  EXPECT_DOUBLE_EQ(jobs[0]["steps"][2]["seconds"].get<double>(), cold.steps[2].seconds);
+  EXPECT_GE(jobs[1]["t"].get<double>(), jobs[0]["t"].get<double>());
+#ifdef KILN_SIM_BINARY
+  auto replay = run_process({KILN_SIM_BINARY, "--trace", trace, "--policies", "kiln,least-loaded"});
+  EXPECT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_THAT(replay.out, HasSubstr("2 jobs, 2 workers (4 slots)"));
+#endif
 }
 
 TEST_F(Farm, AFailingStepFailsTheJobWithItsError) {
