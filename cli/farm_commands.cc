@@ -780,7 +780,7 @@ void run_trace(const TraceOptions& o) {
     if (job.submitted_at_ms > 0 && (first == 0 || job.submitted_at_ms < first)) first = job.submitted_at_ms;
   std::size_t written = 0, without_chain = 0, unknown_costs = 0;
   for (const proto::JobInfo& job : full) {
-    if (job.planned_steps.empty()) {
+    if (job.planned_steps.empty() || job.submitted_at_ms <= 0) {
       ++without_chain;
       continue;
     }
@@ -810,7 +810,9 @@ void run_trace(const TraceOptions& o) {
   std::cerr << fmt::format(
       "kiln: trace of {} job(s) and {} worker(s){}{}{}; replay it with kiln-sim --trace FILE\n", written,
       workers->workers.size(), o.out.empty() ? "" : " written to " + o.out,
-      without_chain ? fmt::format("; {} job(s) without a chain left out (git contexts)", without_chain) : "",
+      without_chain
+          ? fmt::format("; {} job(s) without a chain or submit time left out (git contexts)", without_chain)
+          : "",
       unknown_costs ? fmt::format("; {} step(s) no listed job built cold cost 0 s", unknown_costs) : "");
 }
 

@@ -2,6 +2,7 @@
 // loop owns all state: it reads messages from the client and worker ROUTER
 // sockets, lets the core handle them, commits the database once per turn
 // (group commit) and only then sends the replies.
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
       if (used != number.size()) value = 0;
     } catch (const std::exception&) {
     }
-    if (eq == 0 || !(value > 0)) {
+    if (eq == 0 || !(value > 0) || !std::isfinite(value)) {
       std::cerr << "kiln-scheduler: --target-wait " << wait
                 << ": expected SECONDS or POOL=SECONDS with positive seconds, e.g. 300 or linux-arm64=120\n";
       return 2;

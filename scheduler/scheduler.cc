@@ -700,6 +700,7 @@ void Scheduler::on_register(const Incoming& m) {
     slot->name = reg.name;
   }
   WorkerState& w = *slot;
+  const bool same_connection = w.connected && w.routing_id == m.routing_id;
   if (!w.routing_id.empty() && w.routing_id != m.routing_id) worker_routes_.erase(w.routing_id);
   const bool was_connected = w.connected;
   w.pool = reg.pool;
@@ -737,10 +738,17 @@ void Scheduler::on_register(const Incoming& m) {
     }
   }
   // Jobs recorded on this worker that it no longer runs were lost with it.
+  // On the same connection, an assign sent just now may still be on its way
+  // (the worker registered again before reading it, e.g. after a drift
+  // check): the heartbeats catch it after a lease if it never arrives.
+  const std::int64_t now_ms = clock_.steady_ms();
   std::vector<JobState*> lost;
   for (auto& [id, job] : jobs_) {
-    if (is_active(job->info.state) && job->info.worker == w.name && !claimed.contains(id))
-      lost.push_back(job.get());
+    if (!is_active(job->info.state) || job->info.worker != w.name || claimed.contains(id)) continue;
+    if (same_connection && job->info.state == "assigned" &&
+        now_ms - job->assigned_steady_ms <= options_.lease_ms)
+      continue;
+    lost.push_back(job.get());
   }
   for (JobState* job : lost) requeue(*job, fmt::format("worker {} restarted without it", w.name));
 

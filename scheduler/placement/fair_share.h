@@ -16,6 +16,7 @@
 // Thread safety: none.
 #pragma once
 
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -52,7 +53,7 @@ class FairShare {
 
  private:
   struct Client {
-    double next_start = 0;
+    double next_start = -std::numeric_limits<double>::infinity();  // no job yet
     double rate = 1;
   };
   std::map<std::pair<std::string, std::string>, Client> clients_;

@@ -107,7 +107,7 @@ class KilnPolicy final : public Policy {
     J.best_cost = suffix_[deepest + 1];
     // A job submitted before it reached the policy (queued when the scheduler
     // restarted) keeps its age: its fair start may be as early as its submit.
-    const double since = job.submitted_at > 0 && job.submitted_at < now ? job.submitted_at : now;
+    const double since = std::isnan(job.submitted_at) ? now : std::min(now, job.submitted_at);
     J.key = fair_.priority_key(job.pool, job.client, J.best_cost, job.urgent, since,
                                options_.urgent_advance_seconds);
     J.seq = next_seq_++;

@@ -495,8 +495,10 @@ TEST_F(KilnPolicyTest, JobWaitingForASharedStepIsExpectedToEndAfterIt) {
 // has waited longer than the urgent advance (600 s).
 TEST_F(KilnPolicyTest, AJobQueuedBeforeARestartKeepsItsAge) {
   worker("w1");
-  now = 1000;
-  policy->add_job({.id = "old", .pool = "linux", .client = "ci", .steps = chain({"a"}), .submitted_at = 100},
+  // The scheduler's clock started 200 s ago (its host rebooted); the job
+  // was submitted 700 s ago, before that clock's zero.
+  now = 200;
+  policy->add_job({.id = "old", .pool = "linux", .client = "ci", .steps = chain({"a"}), .submitted_at = -500},
                   now);
   job("new-urgent", chain({"b"}), "ci", /*urgent=*/true);
   EXPECT_EQ(assign(), "old->w1");

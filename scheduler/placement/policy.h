@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,10 +47,11 @@ struct PlacementJob {
   // The job's chain of step ids (hex), base image first, main stage order;
   // may be empty when unknown (then placement ignores caches).
   std::vector<std::string> steps;
-  // When it was submitted, on the policy's clock; earlier than add_job's
-  // `now` for a job queued before a scheduler restart (kiln keeps its age).
-  // 0 or later than `now`: submitted now.
-  double submitted_at = 0;
+  // When it was submitted, on the policy's clock (may be negative: before
+  // the clock's start); earlier than add_job's `now` for a job queued before
+  // a scheduler restart (kiln keeps its age). NaN (unset) or later than
+  // `now`: submitted now.
+  double submitted_at = std::numeric_limits<double>::quiet_NaN();
   // The client's estimate of the whole job's seconds when built cold; 0: unknown.
   double estimate_seconds = 0;
 };

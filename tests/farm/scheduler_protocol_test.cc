@@ -512,6 +512,38 @@ TEST_F(SchedulerProtocol, LowDiskAndUnhealthyWorkersGetNothingNew) {
   EXPECT_EQ(assign->job_id, id);
 }
 
+// A worker that registers again on the same connection (asked to by a drift
+// check, say) before it has read an assign just sent keeps that job: it is
+// not requeued as lost, and the assign it then reads is the one that runs.
+// (A worker on a new connection has lost it: see the kill -9 test.)
+TEST_F(SchedulerProtocol, AnAssignInFlightSurvivesARegistrationOnTheSameConnection) {
+  SchedulerProcess s(dir.path() + "/s");
+  auto client = s.client();
+  RawWorker w(s.worker_endpoint(), "w1");
+  w.register_worker(1);
+  const std::string id = submit(*client);
+  ASSERT_TRUE(eventually([&] { return status(*client, id).state == "assigned"; }));
+  // Registers again listing nothing, as if the assign were still unread.
+  w.send_register(1);
+  // Everything that arrives: the first assign, now read, then "registered",
+  // and no second assign.
+  bool registered = false;
+  std::vector<std::uint32_t> attempts;
+  while (auto frame = w.next(1000ms)) {
+    if (frame->type == proto::Type::kRegistered) registered = true;
+    if (frame->type == proto::Type::kAssign)
+      attempts.push_back(proto::decode<proto::Assign>(frame->body)->attempt);
+  }
+  EXPECT_TRUE(registered);
+  EXPECT_EQ(attempts, std::vector<std::uint32_t>{1});
+  proto::JobInfo job = status(*client, id);
+  EXPECT_EQ(job.attempt, 1u);
+  EXPECT_EQ(job.state, "assigned");
+  w.event(proto::Type::kJobStarted, id, 1);
+  w.event(proto::Type::kJobDone, id, 1, "", "succeeded", std::string(64, 'b'));
+  EXPECT_EQ(status(*client, id, 5000).state, "succeeded");
+}
+
 // The drift check: inventory messages and heartbeats carry the digest of
 // what the worker told the scheduler its store holds. While the index
 // agrees nothing happens; when they disagree (here: the worker "lost" an

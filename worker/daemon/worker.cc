@@ -686,7 +686,11 @@ void Worker::send_full_inventory() {
     for (const std::string& id : m.added) held_digest_.add(id);
     Digest d = held_digest_.value();
     m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
-    if (!proto::send(*socket_, m)) return;  // the next registration tries again
+    if (!proto::send(*socket_, m)) {
+      // Register again (and so send it all again) rather than stay silent.
+      registered_ = false;
+      return;
+    }
     sent = end;
   } while (sent < sorted.size());
   inventory_sent_ = true;
@@ -716,8 +720,10 @@ void Worker::send_inventory_delta(const std::vector<std::string>& added_hex,
   if (m.added.empty() && m.removed.empty()) return;
   Digest d = held_digest_.value();
   m.set_digest.assign(reinterpret_cast<const char*>(d.data()), d.size());
-  // A lost change makes the digests disagree; the next registration repairs it.
-  if (!proto::send(*socket_, m)) inventory_sent_ = false;
+  // A lost change makes the digests disagree: held_digest_ includes it, so
+  // the next heartbeat's digest differs from the scheduler's, which then asks
+  // for the full set again.
+  (void)proto::send(*socket_, m);
 }
 
 // ---- job threads ----
