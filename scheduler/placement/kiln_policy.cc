@@ -82,20 +82,8 @@ class KilnPolicy final : public Policy {
   void add_job(const PlacementJob& job, double now) override {
     if (job_ids_.contains(job.id)) return;  // already known: assign() must return it once
     last_now_ = now;
-    JobIndex j = new_job();
+    JobIndex j = record_job(job);
     Job& J = jobs_[j];
-    J.id = job.id;
-    J.client = job.client;
-    J.urgent = job.urgent;
-    J.submitted_at = job.submitted_at;
-    J.estimate_seconds = job.estimate_seconds;
-    J.pool = pool_index(job.pool);
-    J.chain.clear();
-    for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
-    J.labels.clear();
-    for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
-    std::sort(J.labels.begin(), J.labels.end());
-    job_ids_.emplace(job.id, j);
 
     // The fair-share cost is the cheapest the job could be: everything after
     // the deepest step some worker holds or builds.
@@ -226,16 +214,8 @@ class KilnPolicy final : public Policy {
   void adopt(const PlacementJob& job, const std::string& worker, double now) override {
     auto wit = worker_ids_.find(worker);
     if (wit == worker_ids_.end() || job_ids_.contains(job.id)) return;
-    JobIndex j = new_job();
+    JobIndex j = record_job(job);
     Job& J = jobs_[j];
-    J.id = job.id;
-    J.client = job.client;
-    J.urgent = job.urgent;
-    J.estimate_seconds = job.estimate_seconds;
-    J.pool = pool_index(job.pool);
-    J.chain.clear();
-    for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
-    job_ids_.emplace(job.id, j);
     view_chain(J);
     double cost = estimate_on(J, workers_[wit->second], 0, now).occupancy;
     ++queued_;  // start() counts it out again
@@ -392,6 +372,25 @@ class KilnPolicy final : public Policy {
     jobs_.emplace_back();
     viewed_ = nullptr;  // records may have moved
     return static_cast<JobIndex>(jobs_.size() - 1);
+  }
+
+  // A new record for `job` (what add_job and adopt share), known by its id.
+  JobIndex record_job(const PlacementJob& job) {
+    JobIndex j = new_job();
+    Job& J = jobs_[j];
+    J.id = job.id;
+    J.client = job.client;
+    J.urgent = job.urgent;
+    J.submitted_at = job.submitted_at;
+    J.estimate_seconds = job.estimate_seconds;
+    J.pool = pool_index(job.pool);
+    J.chain.clear();
+    for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
+    J.labels.clear();
+    for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
+    std::sort(J.labels.begin(), J.labels.end());
+    job_ids_.emplace(job.id, j);
+    return j;
   }
 
   void free_job(JobIndex j) {
@@ -552,6 +551,12 @@ class KilnPolicy final : public Policy {
     P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
     P.busy_at = now;
     return 1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool);
+  }
+
+  // What a reserved job's finish is where it is reserved (as estimate_on()
+  // weighs it): its wait there, weighted, plus its cost there.
+  double staying_finish(const Job& J, double now) const {
+    return std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
   }
 
   double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
@@ -1005,7 +1010,7 @@ class KilnPolicy final : public Policy {
         view_chain(J);
         Choice free = best_free(J, now);
         if (free.worker == kNone || free.start_at > now) continue;
-        double stay = std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
+        double stay = staying_finish(J, now);
         if (stay - free.finish <= options_.min_gain_seconds) continue;
         unreserve(j, /*requeue=*/false);
         start(j, free.worker, free.occupancy, now, now, &out);
@@ -1039,7 +1044,7 @@ class KilnPolicy final : public Policy {
             view_chain(J);
             Estimate here = estimate_on(J, u, 0, now);
             if (here.start_at > now) continue;  // it would wait there too
-            double stay = std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
+            double stay = staying_finish(J, now);
             double gain = stay - here.finish;
             double cost = here.occupancy;
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
