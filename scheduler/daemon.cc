@@ -9,9 +9,8 @@
 #include <zmq.hpp>
 
 #include "common/proto/transport.h"
-#ifdef KILN_HAVE_HTTP
 #include "scheduler/http/http_server.h"
-#endif
+#include "scheduler/rocksdb_job_db.h"
 
 namespace kiln::scheduler {
 namespace {
@@ -34,7 +33,6 @@ struct Daemon::Impl {
   zmq::socket_t clients{context, zmq::socket_type::router};
   zmq::socket_t workers{context, zmq::socket_type::router};
   std::int64_t started_at_ms = 0;
-#ifdef KILN_HAVE_HTTP
   std::unique_ptr<http::HttpServer> http;
   std::mutex view_mu;
   std::shared_ptr<const http::FarmView> view;
@@ -70,7 +68,6 @@ struct Daemon::Impl {
         std::chrono::milliseconds(250), std::chrono::duration_cast<std::chrono::milliseconds>(took * 10));
     next_publish = std::chrono::steady_clock::now() + publish_interval;
   }
-#endif
 };
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -79,7 +76,7 @@ Daemon::~Daemon() = default;
 Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  KILN_ASSIGN_OR_RETURN(auto db, JobDb::open(options.core.state_dir + "/db", {.sync = options.sync}));
+  KILN_ASSIGN_OR_RETURN(auto db, open_rocksdb_job_db(options.core.state_dir + "/db", {.sync = options.sync}));
   KILN_ASSIGN_OR_RETURN(auto policy, placement::make_policy(options.core.placement,
                                                             {.low_disk_bytes = options.core.low_disk_bytes}));
   impl->core = std::make_unique<Scheduler>(options.core, std::move(db), std::move(policy), *impl->clock);
@@ -103,7 +100,6 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     }
   }
   impl->started_at_ms = impl->clock->wall_ms();
-#ifdef KILN_HAVE_HTTP
   if (options.http_address != "off") {
     KILN_ASSIGN_OR_RETURN(auto address, http::parse_http_address(options.http_address));
     Impl* d = impl.get();
@@ -120,7 +116,6 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     KILN_RETURN_IF_ERROR(d->http->start(address.host, address.port));
     spdlog::info("dashboard and metrics on http://{}:{}/", address.host, d->http->bound_port());
   }
-#endif
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 
@@ -156,9 +151,7 @@ Status Daemon::run() {
       }
     }
     d.core->tick();
-#ifdef KILN_HAVE_HTTP
     if (d.http && std::chrono::steady_clock::now() >= d.next_publish) d.publish();
-#endif
     if (auto s = d.core->commit(); !s) {
       // Nothing may be acknowledged that is not stored: stop.
       return std::unexpected(std::move(s.error()).with_context("committing the job database"));
@@ -171,9 +164,7 @@ Status Daemon::run() {
     }
   }
   spdlog::info("kiln-scheduler stopping");
-#ifdef KILN_HAVE_HTTP
   if (d.http) d.http->stop();
-#endif
   return {};
 }
 

@@ -1,5 +1,5 @@
 // The scheduler daemon: ZeroMQ sockets and the event loop around the core
-// (scheduler.h), plus the HTTP side when built with it.
+// (scheduler.h), plus the HTTP side (http/).
 //
 //   KILN_ASSIGN_OR_RETURN(auto daemon, Daemon::create(options));
 //   KILN_RETURN_IF_ERROR(daemon->run());     // until SIGINT/SIGTERM or stop()

@@ -16,31 +16,37 @@
 // before sending. Each job has exactly one recorded result: events from a
 // superseded attempt are ignored (and that attempt is cancelled). Secrets
 // live only in memory and in the assign message to the chosen worker.
+//
+// The parts, each in its own file: JobTable (jobs and their states),
+// WorkerRegistry (workers and leases), HeldReplies (waiting status and log
+// requests), SubmitPlanner (validation and step ids at submit), JobDb (the
+// durable records: RocksDB or memory). The handlers of the client port are
+// in client_handlers.cc, those of the worker port in worker_handlers.cc, the
+// job lifecycle (dispatch, assign, finish, requeue) in job_lifecycle.cc.
 // Thread safety: one thread (the event loop); snapshot() results may be
 // shared with other threads.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include "common/error.h"
-#include "common/ids/manifest.h"
 #include "common/proto/messages.h"
 #include "scheduler/context_store.h"
+#include "scheduler/held_replies.h"
 #include "scheduler/job_db.h"
+#include "scheduler/job_table.h"
 #include "scheduler/placement/policy.h"
+#include "scheduler/submit_planner.h"
+#include "scheduler/wire.h"
+#include "scheduler/worker_registry.h"
 
 namespace kiln::scheduler {
-
-enum class Port : std::uint8_t { kClients, kWorkers };
 
 class Clock {
  public:
@@ -69,20 +75,6 @@ struct SchedulerOptions {
   std::vector<std::tuple<std::string, std::string, double>> client_rates;
   // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
   std::size_t recent_ended = 1000;
-};
-
-struct Incoming {
-  std::string routing_id;
-  std::optional<proto::Type> type;
-  std::string type_text;
-  std::string body;
-};
-
-struct Outgoing {
-  Port port;
-  std::string routing_id;
-  proto::Type type;
-  std::string body;
 };
 
 // What the HTTP side and `kiln admin` read: a consistent copy.
@@ -137,19 +129,7 @@ class Scheduler {
   std::size_t jobs_in_memory() const { return jobs_.size(); }
 
  private:
-  struct JobState;
-  struct WorkerState;
-  struct Waiter {
-    Port port;
-    std::string routing_id;
-    std::uint64_t request_id;
-    std::int64_t deadline_ms;
-    bool for_log;
-    std::uint64_t offset;
-    std::uint32_t max_bytes;
-  };
-
-  // Client port.
+  // Client port (client_handlers.cc).
   void on_hello(const Incoming& m);
   void on_submit(const Incoming& m);
   void on_put_context(const Incoming& m);
@@ -160,35 +140,29 @@ class Scheduler {
   void on_list_workers(const Incoming& m);
   void on_worker_action(const Incoming& m);
   void on_get_context(Port port, const Incoming& m);
-  // Worker port.
+  // Worker port (worker_handlers.cc).
   void on_register(const Incoming& m);
   void on_heartbeat(const Incoming& m);
   void on_job_event(const Incoming& m);
   void on_inventory(const Incoming& m);
-  void check_inventory_digest(WorkerState& w, const std::string& digest, const std::string& routing_id);
+  void check_inventory_digest(WorkerRecord& w, const std::string& digest, const std::string& routing_id);
 
+  // Job lifecycle (job_lifecycle.cc).
   // Moves queued jobs onto free workers as the policy decides.
   void dispatch();
-  void assign(JobState& job, WorkerState& worker);
-  // Ends a job (succeeded, failed, cancelled) and answers its waiters.
-  void finish(JobState& job, const std::string& state, const std::string& error);
+  void assign(Job& job, WorkerRecord& worker);
+  // Ends a job (succeeded, failed, cancelled) and answers its held replies.
+  void finish(Job& job, JobState state, const std::string& error);
   // Puts an assigned/running job back in the queue (worker lost).
-  void requeue(JobState& job, const std::string& why);
-  void lose_worker(WorkerState& worker, const std::string& why);
-  void persist(const JobState& job);
-  // Changes a job's state and the per-state counts.
-  void set_state(JobState& job, const std::string& state);
-  void append_log(JobState& job, std::string_view data);
-  void answer_waiters(JobState& job, bool ended);
-  void update_policy_worker(const WorkerState& worker);
-  Result<std::shared_ptr<ids::ContextManifest>> context_manifest(const std::string& digest);
-  void forget_ended(const std::string& id);
+  void requeue(Job& job, const std::string& why);
+  void lose_worker(WorkerRecord& worker, const std::string& why);
+  void persist(const Job& job);
+  void append_log(Job& job, std::string_view data);
+  void answer_held(Job& job);
+  void update_policy_worker(const WorkerRecord& worker);
+  double policy_now() const;
 
-  proto::WorkerInfo worker_info(const WorkerState& w) const;
-  std::string worker_state_name(const WorkerState& w) const;
   Result<proto::JobInfo> load_job(const std::string& id, bool with_spec);
-  JobState* find_job(const std::string& id);
-  WorkerState* worker_by_route(const std::string& routing_id);
 
   template <class T>
   void reply(Port port, const std::string& routing_id, const T& message);
@@ -199,18 +173,14 @@ class Scheduler {
   std::unique_ptr<placement::Policy> policy_;
   Clock& clock_;
   ContextStore contexts_;
+  SubmitPlanner planner_;
   std::string scheduler_id_;
   std::uint64_t next_seq_ = 1;
 
-  std::unordered_map<std::string, std::unique_ptr<JobState>> jobs_;  // active and recent
-  std::deque<std::string> recent_ended_;                             // oldest first
-  std::map<std::string, std::unique_ptr<WorkerState>> workers_;      // by name
-  std::unordered_map<std::string, std::string> worker_routes_;       // routing id -> name
-  std::multimap<std::string, Waiter> waiters_;                       // job id -> held replies
-  std::unordered_map<std::string, std::string> client_names_;        // routing id -> hello's client
-  std::map<std::string, std::uint64_t> state_counts_;                // over every job in the database
-  std::map<std::string, std::uint64_t> client_counts_;               // jobs submitted, by client, likewise
-  std::unordered_map<std::string, std::shared_ptr<ids::ContextManifest>> manifests_;  // by digest
+  JobTable jobs_;
+  WorkerRegistry workers_;
+  HeldReplies held_;
+  std::unordered_map<std::string, std::string> client_names_;  // routing id -> hello's client
   std::vector<Outgoing> outbox_;
   // Log replies are read after commit() so they see the chunks just staged.
   struct PendingLogReply {
@@ -224,5 +194,10 @@ class Scheduler {
   std::int64_t last_lease_check_ms_ = 0;
   bool dispatch_pending_ = false;  // something changed since the last placement round
 };
+
+template <class T>
+void Scheduler::reply(Port port, const std::string& routing_id, const T& message) {
+  outbox_.push_back({port, routing_id, T::kType, proto::encode(message)});
+}
 
 }  // namespace kiln::scheduler

@@ -13,29 +13,6 @@
 
 namespace kiln::testing {
 
-TempDir::TempDir() {
-  std::string tmpl = "/tmp/kiln-farm-XXXXXX";
-  path_ = ::mkdtemp(tmpl.data());
-}
-TempDir::~TempDir() {
-  // A worker killed with SIGKILL leaves its sandbox's secrets tmpfs mounted
-  // under its state directory: detach every mount below the directory
-  // (deepest first) so that nothing outlives the test.
-  std::vector<std::string> mounts;
-  std::ifstream info("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    if (point.starts_with(path_ + "/")) mounts.push_back(point);
-  }
-  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const std::string& point : mounts) ::umount2(point.c_str(), MNT_DETACH);
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args)
     : state_dir_(std::move(state_dir)), extra_args_(std::move(extra_args)) {
   client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());

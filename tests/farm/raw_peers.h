@@ -22,6 +22,7 @@
 #include "common/proto/messages.h"
 #include "common/proto/transport.h"
 #include "tests/support/child.h"
+#include "tests/support/temp_dir.h"
 
 namespace kiln::testing {
 
@@ -83,17 +84,6 @@ class RawWorker {
   zmq::context_t context_{1};
   zmq::socket_t socket_;
   std::string name_;
-};
-
-// A fresh directory under /tmp, removed by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 }  // namespace kiln::testing

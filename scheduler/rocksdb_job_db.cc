@@ -1,4 +1,4 @@
-#include "scheduler/job_db.h"
+#include "scheduler/rocksdb_job_db.h"
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
@@ -27,18 +27,33 @@ Error db_error(const rocksdb::Status& s, std::string_view what) {
   return Error(ErrorKind::kIo, fmt::format("scheduler database: {}: {}", what, s.ToString()));
 }
 
-}  // namespace
+class RocksJobDb final : public JobDb {
+ public:
+  RocksJobDb(std::unique_ptr<rocksdb::DB> db, rocksdb::WriteOptions write_options)
+      : db_(std::move(db)), write_options_(write_options) {}
 
-struct JobDb::Impl {
-  std::unique_ptr<rocksdb::DB> db;
-  rocksdb::WriteBatch batch;
-  rocksdb::WriteOptions write_options;
+  Status for_each_job(const std::function<void(std::uint64_t, std::string_view)>& fn) override;
+  Result<std::optional<proto::JobInfo>> get_job(std::uint64_t seq) override;
+  Result<std::uint64_t> next_seq() override;
+  Result<std::uint64_t> log_size(std::uint64_t seq) override;
+  Result<std::string> read_log(std::uint64_t seq, std::uint64_t offset, std::size_t max_bytes) override;
+  Result<std::vector<std::pair<std::string, std::string>>> worker_states() override;
+  void put_job(std::uint64_t seq, const proto::JobInfo& job) override;
+  void put_next_seq(std::uint64_t seq) override;
+  void append_log(std::uint64_t seq, std::uint64_t offset, std::string_view data) override;
+  void put_worker_state(const std::string& name, const std::string& state) override;
+  Status commit() override;
+  bool has_pending() const override;
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::WriteBatch batch_;
+  rocksdb::WriteOptions write_options_;
 };
 
-JobDb::JobDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-JobDb::~JobDb() = default;
+}  // namespace
 
-Result<std::unique_ptr<JobDb>> JobDb::open(const std::string& dir, JobDbOptions options) {
+Result<std::unique_ptr<JobDb>> open_rocksdb_job_db(const std::string& dir, JobDbOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error(ErrorKind::kIo, fmt::format("cannot create {}: {}", dir, ec.message()));
@@ -67,14 +82,13 @@ Result<std::unique_ptr<JobDb>> JobDb::open(const std::string& dir, JobDbOptions 
                     "this --state-dir?)",
                     dir, s.ToString()));
   }
-  auto impl = std::make_unique<Impl>();
-  impl->db.reset(raw);
-  impl->write_options.sync = options.sync;
-  return std::unique_ptr<JobDb>(new JobDb(std::move(impl)));
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options.sync;
+  return std::unique_ptr<JobDb>(new RocksJobDb(std::unique_ptr<rocksdb::DB>(raw), write_options));
 }
 
-Status JobDb::for_each_job(const std::function<void(std::uint64_t, std::string_view)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+Status RocksJobDb::for_each_job(const std::function<void(std::uint64_t, std::string_view)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("j/"); it->Valid() && it->key().starts_with("j/"); it->Next()) {
     std::string_view key(it->key().data(), it->key().size());
     std::uint64_t seq = std::strtoull(std::string(key.substr(2)).c_str(), nullptr, 16);
@@ -84,25 +98,25 @@ Status JobDb::for_each_job(const std::function<void(std::uint64_t, std::string_v
   return {};
 }
 
-Result<std::optional<proto::JobInfo>> JobDb::get_job(std::uint64_t seq) {
+Result<std::optional<proto::JobInfo>> RocksJobDb::get_job(std::uint64_t seq) {
   std::string value;
-  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), job_key(seq), &value);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), job_key(seq), &value);
   if (s.IsNotFound()) return std::optional<proto::JobInfo>();
   if (!s.ok()) return std::unexpected(db_error(s, "reading a job"));
   KILN_ASSIGN_OR_RETURN(auto job, proto::decode_job_record(value));
   return std::optional<proto::JobInfo>(std::move(job));
 }
 
-Result<std::uint64_t> JobDb::next_seq() {
+Result<std::uint64_t> RocksJobDb::next_seq() {
   std::string value;
-  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), "m/next-seq", &value);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "m/next-seq", &value);
   if (s.IsNotFound()) return 1;
   if (!s.ok()) return std::unexpected(db_error(s, "reading the job counter"));
   return std::strtoull(value.c_str(), nullptr, 10);
 }
 
-Result<std::uint64_t> JobDb::log_size(std::uint64_t seq) {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+Result<std::uint64_t> RocksJobDb::log_size(std::uint64_t seq) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   const std::string prefix = log_prefix(seq);
   it->SeekForPrev(prefix + "~");
   if (!it->Valid() || !it->key().starts_with(prefix)) return 0;
@@ -110,9 +124,9 @@ Result<std::uint64_t> JobDb::log_size(std::uint64_t seq) {
   return start + it->value().size();
 }
 
-Result<std::string> JobDb::read_log(std::uint64_t seq, std::uint64_t offset, std::size_t max_bytes) {
+Result<std::string> RocksJobDb::read_log(std::uint64_t seq, std::uint64_t offset, std::size_t max_bytes) {
   std::string out;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   const std::string prefix = log_prefix(seq);
   // The chunk holding `offset` starts at or before it.
   it->SeekForPrev(log_key(seq, offset));
@@ -129,43 +143,43 @@ Result<std::string> JobDb::read_log(std::uint64_t seq, std::uint64_t offset, std
   return out;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> JobDb::worker_states() {
+Result<std::vector<std::pair<std::string, std::string>>> RocksJobDb::worker_states() {
   std::vector<std::pair<std::string, std::string>> out;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("w/"); it->Valid() && it->key().starts_with("w/"); it->Next()) {
     out.emplace_back(it->key().ToString().substr(2), it->value().ToString());
   }
   return out;
 }
 
-void JobDb::put_job(std::uint64_t seq, const proto::JobInfo& job) {
-  impl_->batch.Put(job_key(seq), proto::encode_job_record(job));
+void RocksJobDb::put_job(std::uint64_t seq, const proto::JobInfo& job) {
+  batch_.Put(job_key(seq), proto::encode_job_record(job));
 }
 
-void JobDb::put_next_seq(std::uint64_t seq) {
-  impl_->batch.Put("m/next-seq", std::to_string(seq));
+void RocksJobDb::put_next_seq(std::uint64_t seq) {
+  batch_.Put("m/next-seq", std::to_string(seq));
 }
 
-void JobDb::append_log(std::uint64_t seq, std::uint64_t offset, std::string_view data) {
-  impl_->batch.Put(log_key(seq, offset), rocksdb::Slice(data.data(), data.size()));
+void RocksJobDb::append_log(std::uint64_t seq, std::uint64_t offset, std::string_view data) {
+  batch_.Put(log_key(seq, offset), rocksdb::Slice(data.data(), data.size()));
 }
 
-void JobDb::put_worker_state(const std::string& name, const std::string& state) {
+void RocksJobDb::put_worker_state(const std::string& name, const std::string& state) {
   if (state.empty()) {
-    impl_->batch.Delete("w/" + name);
+    batch_.Delete("w/" + name);
   } else {
-    impl_->batch.Put("w/" + name, state);
+    batch_.Put("w/" + name, state);
   }
 }
 
-bool JobDb::has_pending() const {
-  return impl_->batch.Count() > 0;
+bool RocksJobDb::has_pending() const {
+  return batch_.Count() > 0;
 }
 
-Status JobDb::commit() {
-  if (impl_->batch.Count() == 0) return {};
-  rocksdb::Status s = impl_->db->Write(impl_->write_options, &impl_->batch);
-  impl_->batch.Clear();
+Status RocksJobDb::commit() {
+  if (batch_.Count() == 0) return {};
+  rocksdb::Status s = db_->Write(write_options_, &batch_);
+  batch_.Clear();
   if (!s.ok()) return std::unexpected(db_error(s, "writing"));
   return {};
 }

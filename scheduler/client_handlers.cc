@@ -1,0 +1,258 @@
+// The scheduler's client port: hello, submit and contexts, status and logs
+// (answered now or held until something changes), cancel, listings, and the
+// operators' worker actions. (Scheduler's members; see scheduler.h.)
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "scheduler/internal/handler_support.h"
+#include "scheduler/scheduler.h"
+
+namespace kiln::scheduler {
+namespace {
+
+constexpr std::uint32_t kDefaultLogChunk = 64 * 1024;
+constexpr std::uint32_t kMaxLogChunk = 1 << 20;
+constexpr std::uint32_t kMaxContextChunk = 1 << 20;
+constexpr std::uint32_t kMaxWaitMs = 60'000;
+
+}  // namespace
+
+using internal::placement_job;
+
+void Scheduler::on_hello(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(hello, proto::Hello, Port::kClients, m);
+  if (hello.protocol_version != proto::kProtocolVersion) {
+    spdlog::warn("client {:?} speaks protocol version {}, this scheduler {}: refused", hello.client,
+                 hello.protocol_version, proto::kProtocolVersion);
+    reply_error(
+        Port::kClients, m.routing_id, hello.request_id,
+        Error(ErrorKind::kFailedPrecondition,
+              fmt::format("protocol version {} is not supported: this scheduler speaks version {}; use a "
+                          "kiln client of the same release as the scheduler",
+                          hello.protocol_version, proto::kProtocolVersion)));
+    return;
+  }
+  // Remembered so that jobs submitted without a client name get this one.
+  if (client_names_.size() > 100000) client_names_.clear();
+  client_names_[m.routing_id] = hello.client;
+  reply(Port::kClients, m.routing_id,
+        proto::Welcome{.request_id = hello.request_id, .scheduler_id = scheduler_id_});
+}
+
+void Scheduler::on_submit(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(submit, proto::Submit, Port::kClients, m);
+  proto::JobSpec& spec = submit.job;
+  if (spec.pool.empty()) spec.pool = options_.default_pool;
+  if (spec.client.empty()) {
+    auto it = client_names_.find(m.routing_id);
+    spec.client = it != client_names_.end() && !it->second.empty() ? it->second : "anonymous";
+  }
+  auto planned = planner_.plan(spec);
+  if (!planned) return reply_error(Port::kClients, m.routing_id, submit.request_id, planned.error());
+
+  auto job = std::make_unique<Job>();
+  job->seq = next_seq_++;
+  job->state = JobState::kQueued;
+  proto::JobInfo& info = job->info;
+  info.id = job_id_of(job->seq);
+  info.pool = spec.pool;
+  info.client = spec.client;
+  info.urgent = spec.urgent;
+  info.spec_name = spec.spec_name;
+  info.context = spec.context;
+  info.submitted_at_ms = clock_.wall_ms();
+  info.spec = std::move(spec.spec);
+  info.timeout_seconds = spec.timeout_seconds ? spec.timeout_seconds : options_.default_timeout_seconds;
+  info.labels = spec.labels;
+  info.planned_steps = std::move(*planned);
+  info.estimate_seconds = spec.estimate_seconds > 0 ? spec.estimate_seconds : 0;
+  for (const proto::Secret& secret : spec.secrets) info.secret_ids.push_back(secret.id);
+  job->secrets = std::move(spec.secrets);
+  Job& added = jobs_.add(std::move(job));
+  db_->put_job(added.seq, added.info);
+  db_->put_next_seq(next_seq_);
+  const double now_s = policy_now();
+  policy_->add_job(placement_job(added.info, now_s, clock_.wall_ms()), now_s);
+  spdlog::debug("job {} queued: {} from {} on pool {}", added.info.id, added.info.spec_name,
+                added.info.client, added.info.pool);
+  reply(Port::kClients, m.routing_id,
+        proto::Submitted{.request_id = submit.request_id, .job_id = added.info.id});
+  dispatch_pending_ = true;
+}
+
+void Scheduler::on_put_context(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(put, proto::PutContext, Port::kClients, m);
+  if (put.data.size() > kMaxContextChunk) {
+    return reply_error(
+        Port::kClients, m.routing_id, put.request_id,
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("context chunk of {} bytes is over the 1 MiB limit", put.data.size())));
+  }
+  auto result = contexts_.put(put.digest, put.total_size, put.offset, put.data);
+  if (!result) {
+    spdlog::warn("context upload {} failed: {}", put.digest, result.error().message());
+    return reply_error(Port::kClients, m.routing_id, put.request_id, result.error());
+  }
+  if (result->complete && put.offset + put.data.size() == put.total_size) {
+    spdlog::info("context {} stored ({} bytes)", put.digest, put.total_size);
+  }
+  reply(Port::kClients, m.routing_id,
+        proto::ContextAck{.request_id = put.request_id,
+                          .digest = put.digest,
+                          .received = result->received,
+                          .complete = result->complete});
+}
+
+void Scheduler::on_get_context(Port port, const Incoming& m) {
+  KILN_DECODE_OR_REPLY(get, proto::GetContext, port, m);
+  std::size_t max = get.max_bytes == 0 ? kMaxContextChunk : std::min(get.max_bytes, kMaxContextChunk);
+  auto chunk = contexts_.read(get.digest, get.offset, max);
+  if (!chunk) return reply_error(port, m.routing_id, get.request_id, chunk.error());
+  reply(port, m.routing_id,
+        proto::ContextChunk{.request_id = get.request_id,
+                            .digest = get.digest,
+                            .total_size = chunk->total_size,
+                            .offset = get.offset,
+                            .data = std::move(chunk->data)});
+}
+
+void Scheduler::on_status(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(get, proto::GetStatus, Port::kClients, m);
+  Job* job = jobs_.find(get.job_id);
+  if (job && get.wait_ms > 0 && !is_ended(job->state)) {
+    held_.hold(get.job_id, {.kind = HeldReply::Kind::kStatus,
+                            .port = Port::kClients,
+                            .routing_id = m.routing_id,
+                            .request_id = get.request_id,
+                            .deadline_ms = clock_.steady_ms() + std::min(get.wait_ms, kMaxWaitMs)});
+    return;
+  }
+  auto info = load_job(get.job_id, true);
+  if (!info) return reply_error(Port::kClients, m.routing_id, get.request_id, info.error());
+  reply(Port::kClients, m.routing_id, proto::Job{.request_id = get.request_id, .job = std::move(*info)});
+}
+
+void Scheduler::on_read_log(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(read, proto::ReadLog, Port::kClients, m);
+  std::uint32_t max = read.max_bytes == 0 ? kDefaultLogChunk : std::min(read.max_bytes, kMaxLogChunk);
+  Job* job = jobs_.find(read.job_id);
+  if (job && read.wait_ms > 0 && !is_ended(job->state) && read.offset >= job->info.log_bytes) {
+    held_.hold(read.job_id, {.kind = HeldReply::Kind::kLog,
+                             .port = Port::kClients,
+                             .routing_id = m.routing_id,
+                             .request_id = read.request_id,
+                             .deadline_ms = clock_.steady_ms() + std::min(read.wait_ms, kMaxWaitMs),
+                             .offset = read.offset,
+                             .max_bytes = max});
+    return;
+  }
+  auto log = read_log_any_thread(read.job_id, read.offset, max);
+  if (!log) return reply_error(Port::kClients, m.routing_id, read.request_id, log.error());
+  log->request_id = read.request_id;
+  reply(Port::kClients, m.routing_id, *log);
+}
+
+void Scheduler::on_cancel(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(cancel, proto::CancelJob, Port::kClients, m);
+  Job* job = jobs_.find(cancel.job_id);
+  if (!job) {
+    auto info = load_job(cancel.job_id, false);
+    if (!info) return reply_error(Port::kClients, m.routing_id, cancel.request_id, info.error());
+    return reply_error(Port::kClients, m.routing_id, cancel.request_id,
+                       Error(ErrorKind::kFailedPrecondition,
+                             fmt::format("job {} has already ended ({})", cancel.job_id, info->state)));
+  }
+  if (is_ended(job->state)) {
+    return reply_error(Port::kClients, m.routing_id, cancel.request_id,
+                       Error(ErrorKind::kFailedPrecondition,
+                             fmt::format("job {} has already ended ({})", cancel.job_id, job->info.state)));
+  }
+  if (job->state == JobState::kQueued) {
+    policy_->remove_job(job->info.id);
+    finish(*job, JobState::kCancelled, "cancelled while queued");
+  } else {
+    job->info.cancel_requested = true;
+    persist(*job);
+    if (WorkerRecord* w = workers_.by_name(job->info.worker); w && w->connected) {
+      reply(Port::kWorkers, w->routing_id,
+            proto::CancelAssigned{.job_id = job->info.id, .attempt = job->info.attempt});
+    }
+  }
+  reply(Port::kClients, m.routing_id, proto::Ok{.request_id = cancel.request_id});
+}
+
+void Scheduler::on_list_jobs(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(list, proto::ListJobs, Port::kClients, m);
+  std::vector<const Job*> matched;
+  jobs_.for_each([&](const Job& job) {
+    if (!list.states.empty() &&
+        std::find(list.states.begin(), list.states.end(), job.info.state) == list.states.end()) {
+      return;
+    }
+    matched.push_back(&job);
+  });
+  std::sort(matched.begin(), matched.end(), [](auto* a, auto* b) { return a->seq > b->seq; });
+  proto::Jobs out{.request_id = list.request_id, .total = matched.size()};
+  std::size_t limit = list.limit == 0 ? 100 : list.limit;
+  for (std::size_t i = 0; i < matched.size() && i < limit; ++i) {
+    proto::JobInfo info = matched[i]->info;
+    info.spec.clear();
+    info.steps.clear();
+    out.jobs.push_back(std::move(info));
+  }
+  reply(Port::kClients, m.routing_id, out);
+}
+
+void Scheduler::on_list_workers(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(list, proto::ListWorkers, Port::kClients, m);
+  proto::Workers out{.request_id = list.request_id};
+  workers_.for_each([&](const WorkerRecord& w) { out.workers.push_back(WorkerRegistry::info(w)); });
+  reply(Port::kClients, m.routing_id, out);
+}
+
+void Scheduler::on_worker_action(const Incoming& m) {
+  KILN_DECODE_OR_REPLY(action, proto::WorkerAction, Port::kClients, m);
+  WorkerRecord* found = workers_.by_name(action.worker);
+  if (found == nullptr) {
+    return reply_error(Port::kClients, m.routing_id, action.request_id,
+                       Error(ErrorKind::kNotFound,
+                             fmt::format("no worker {:?} (`kiln admin workers` lists them)", action.worker)));
+  }
+  WorkerRecord& w = *found;
+  if (action.action == "pause" || action.action == "unpause" || action.action == "drain") {
+    w.admin = action.action == "pause"   ? WorkerAdmin::kPaused
+              : action.action == "drain" ? WorkerAdmin::kDraining
+                                         : WorkerAdmin::kActive;
+    const std::string admin(admin_name(w.admin));
+    db_->put_worker_state(w.name, w.admin == WorkerAdmin::kActive ? "" : admin);
+    spdlog::info("worker {} is now {}", w.name, admin);
+    if (w.connected) reply(Port::kWorkers, w.routing_id, proto::WorkerState{.state = admin});
+    update_policy_worker(w);
+    if (w.admin == WorkerAdmin::kActive) dispatch_pending_ = true;
+  } else if (action.action == "forget") {
+    if (w.connected) {
+      return reply_error(
+          Port::kClients, m.routing_id, action.request_id,
+          Error(ErrorKind::kFailedPrecondition,
+                fmt::format("worker {} is connected; stop it (or drain it) first, then forget it", w.name)));
+    }
+    for (const std::string& job_id : std::vector<std::string>(w.running.begin(), w.running.end())) {
+      if (Job* job = jobs_.find(job_id)) requeue(*job, "its worker was forgotten");
+    }
+    policy_->remove_worker(w.name);
+    db_->put_worker_state(w.name, "");
+    spdlog::info("worker {} forgotten", w.name);
+    workers_.erase(w.name);
+  } else {
+    return reply_error(
+        Port::kClients, m.routing_id, action.request_id,
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("unknown worker action {:?}; expected pause, unpause, drain or forget",
+                          action.action)));
+  }
+  reply(Port::kClients, m.routing_id, proto::Ok{.request_id = action.request_id});
+}
+
+}  // namespace kiln::scheduler

@@ -1,0 +1,473 @@
+// The scheduler's core driven through its messages, without sockets: a fake
+// clock, the in-memory job database, the real placement policy. Leases,
+// attempts, requeues, reclaim after a restart, timeouts, cancellation, held
+// replies, and exactly one recorded result per job. (tests/farm/ drives the
+// same core as a process over real ZeroMQ sockets.)
+#include "scheduler/scheduler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "scheduler/memory_job_db.h"
+#include "tests/support/temp_dir.h"
+
+namespace kiln::scheduler {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kSpec = "((from busybox) (run (shell \"echo hello\")))";
+
+class FakeClock final : public Clock {
+ public:
+  std::int64_t steady_ms() override { return steady_; }
+  std::int64_t wall_ms() override { return wall_; }
+  void advance(std::int64_t ms) {
+    steady_ += ms;
+    wall_ += ms;
+  }
+  // A host reboot: the steady clock starts again, the wall clock goes on.
+  void reboot() { steady_ = 1'000; }
+
+ private:
+  std::int64_t steady_ = 1'000'000;
+  std::int64_t wall_ = 1'800'000'000'000;
+};
+
+// Decoded replies of one loop turn.
+class Replies {
+ public:
+  explicit Replies(std::vector<Outgoing> out) : out_(std::move(out)) {}
+
+  template <class T>
+  std::vector<T> to(const std::string& routing_id) const {
+    std::vector<T> found;
+    for (const Outgoing& o : out_) {
+      if (o.routing_id != routing_id || o.type != T::kType) continue;
+      auto decoded = proto::decode<T>(o.body);
+      EXPECT_TRUE(decoded) << decoded.error().to_string();
+      if (decoded) found.push_back(std::move(*decoded));
+    }
+    return found;
+  }
+  template <class T>
+  T one(const std::string& routing_id) const {
+    auto found = to<T>(routing_id);
+    EXPECT_EQ(found.size(), 1u) << "replies of type " << proto::type_name(T::kType) << " to " << routing_id;
+    return found.empty() ? T{} : found.front();
+  }
+  std::size_t size() const { return out_.size(); }
+
+ private:
+  std::vector<Outgoing> out_;
+};
+
+class SchedulerCore : public ::testing::Test {
+ protected:
+  SchedulerCore() {
+    options_.state_dir = dir_.path();
+    options_.lease_ms = 10'000;
+    options_.heartbeat_ms = 1'000;
+    start();
+  }
+
+  // A scheduler on the database's committed data (a restart: whatever was
+  // staged and not committed is gone, as after kill -9).
+  void start() {
+    auto policy = placement::make_policy("kiln", {.low_disk_bytes = options_.low_disk_bytes});
+    ASSERT_TRUE(policy) << policy.error().to_string();
+    core_.reset();
+    core_ = std::make_unique<Scheduler>(options_, std::make_unique<MemoryJobDb>(store_), std::move(*policy),
+                                        clock_);
+    auto recovered = core_->recover();
+    ASSERT_TRUE(recovered) << recovered.error().to_string();
+    (void)core_->take_outbox();
+  }
+
+  template <class T>
+  void send(Port port, const std::string& from, const T& message) {
+    core_->handle(port, Incoming{.routing_id = from,
+                                 .type = T::kType,
+                                 .type_text = std::string(proto::type_name(T::kType)),
+                                 .body = proto::encode(message)});
+  }
+  void event(const std::string& worker, proto::Type type, const std::string& job, std::uint32_t attempt,
+             const std::string& outcome = "", const std::string& log = "", const std::string& result = "") {
+    proto::JobEvent e{
+        .type = type, .job_id = job, .attempt = attempt, .log = log, .outcome = outcome, .result = result};
+    core_->handle(Port::kWorkers, Incoming{.routing_id = worker,
+                                           .type = type,
+                                           .type_text = std::string(proto::type_name(type)),
+                                           .body = proto::encode(e)});
+  }
+  // One loop turn as the daemon runs it: tick, commit, take the replies.
+  Replies turn() {
+    core_->tick();
+    auto committed = core_->commit();
+    EXPECT_TRUE(committed) << committed.error().to_string();
+    return Replies(core_->take_outbox());
+  }
+
+  Replies register_worker(const std::string& name, std::uint32_t capacity = 1,
+                          std::vector<proto::RunningJob> running = {}) {
+    send(Port::kWorkers, name,
+         proto::Register{.name = name, .pool = "linux-x86_64", .capacity = capacity, .running = running});
+    return turn();
+  }
+  void heartbeat(const std::string& name, std::vector<proto::RunningJob> running = {}) {
+    send(Port::kWorkers, name, proto::Heartbeat{.running = std::move(running)});
+  }
+  std::string submit(proto::JobSpec spec = {.spec = kSpec, .spec_name = "hello.spec"}) {
+    send(Port::kClients, "client", proto::Submit{.request_id = 1, .job = std::move(spec)});
+    core_->tick();
+    EXPECT_TRUE(core_->commit());
+    auto out = core_->take_outbox();
+    pending_ = std::move(out);
+    auto submitted = Replies(pending_).to<proto::Submitted>("client");
+    EXPECT_EQ(submitted.size(), 1u);
+    return submitted.empty() ? "" : submitted.front().job_id;
+  }
+  // The replies of the last submit's turn (an assign goes out in the same turn).
+  Replies last_submit_turn() const { return Replies(pending_); }
+
+  proto::JobInfo status(const std::string& id) {
+    send(Port::kClients, "client", proto::GetStatus{.request_id = 9, .job_id = id});
+    return turn().one<proto::Job>("client").job;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  std::shared_ptr<MemoryJobStore> store_ = std::make_shared<MemoryJobStore>();
+  SchedulerOptions options_;
+  std::unique_ptr<Scheduler> core_;
+  std::vector<Outgoing> pending_;
+};
+
+TEST_F(SchedulerCore, AJobRunsOnAWorkerAndHasExactlyOneResult) {
+  register_worker("w1");
+  const std::string id = submit();
+  auto assign = last_submit_turn().one<proto::Assign>("w1");
+  EXPECT_EQ(assign.job_id, id);
+  EXPECT_EQ(assign.attempt, 1u);
+  EXPECT_EQ(assign.job.spec, kSpec);
+  EXPECT_EQ(status(id).state, "assigned");
+
+  event("w1", proto::Type::kJobStarted, id, 1);
+  event("w1", proto::Type::kJobLog, id, 1, "", "hello\n");
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", std::string(64, 'a'));
+  turn();
+  // A second report of the same attempt (a resend after a reconnect) changes nothing.
+  event("w1", proto::Type::kJobDone, id, 1, "failed", "", std::string(64, 'b'));
+  turn();
+  auto done = status(id);
+  EXPECT_EQ(done.state, "succeeded");
+  EXPECT_EQ(done.result, std::string(64, 'a'));
+  EXPECT_EQ(done.worker, "w1");
+  EXPECT_EQ(done.log_bytes, 6u);
+  ASSERT_EQ(done.attempts.size(), 1u);
+  EXPECT_EQ(done.attempts[0].outcome, "succeeded");
+  EXPECT_EQ(done.finished_at_ms, clock_.wall_ms());
+  // Stored, not only in memory.
+  auto record = MemoryJobDb(store_).get_job(*seq_of(id));
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->state, "succeeded");
+}
+
+TEST_F(SchedulerCore, ASilentWorkerLosesItsJobToAnotherWithANewAttempt) {
+  register_worker("w1");
+  const std::string id = submit();
+  ASSERT_EQ(last_submit_turn().to<proto::Assign>("w1").size(), 1u);
+  event("w1", proto::Type::kJobStarted, id, 1);
+  event("w1", proto::Type::kJobLog, id, 1, "", "partial output\n");
+  turn();
+  register_worker("w2");
+
+  // w2 keeps its lease; w1 goes silent past it.
+  for (int i = 0; i < 11; ++i) {
+    clock_.advance(1'000);
+    heartbeat("w2");
+    auto out = turn();
+    if (i < 9) {
+      EXPECT_TRUE(out.to<proto::Assign>("w2").empty()) << "requeued before the lease ran out";
+    }
+  }
+  auto job = status(id);
+  EXPECT_EQ(job.state, "assigned");
+  EXPECT_EQ(job.worker, "w2");
+  EXPECT_EQ(job.attempt, 2u);
+  ASSERT_EQ(job.attempts.size(), 2u);
+  EXPECT_EQ(job.attempts[0].outcome, "lost");
+
+  // w1 wakes up and reports attempt 1: not its job any more.
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", std::string(64, 'a'));
+  auto out = turn();
+  EXPECT_EQ(out.to<proto::Reregister>("w1").size(), 1u);
+  // It registers again still listing attempt 1: told to cancel it.
+  out = register_worker("w1", 1, {{.job_id = id, .attempt = 1}});
+  auto cancel = out.one<proto::CancelAssigned>("w1");
+  EXPECT_EQ(cancel.job_id, id);
+  EXPECT_EQ(cancel.attempt, 1u);
+
+  event("w2", proto::Type::kJobDone, id, 2, "succeeded", "", std::string(64, 'c'));
+  turn();
+  job = status(id);
+  EXPECT_EQ(job.state, "succeeded");
+  EXPECT_EQ(job.result, std::string(64, 'c'));
+  // The log says an attempt was lost, after what it had printed.
+  send(Port::kClients, "client", proto::ReadLog{.request_id = 3, .job_id = id});
+  auto log = turn().one<proto::Log>("client");
+  EXPECT_THAT(log.data, HasSubstr("partial output\n"));
+  EXPECT_THAT(log.data, HasSubstr("[kiln: attempt 1 lost: worker w1 sent nothing for"));
+  EXPECT_TRUE(log.complete);
+}
+
+TEST_F(SchedulerCore, ARunningJobIsReclaimedByItsWorkerAfterASchedulerRestart) {
+  register_worker("w1");
+  const std::string id = submit();
+  event("w1", proto::Type::kJobStarted, id, 1);
+  turn();
+  start();  // restart on the committed data
+  EXPECT_EQ(status(id).state, "running");
+
+  auto out = register_worker("w1", 1, {{.job_id = id, .attempt = 1}});
+  EXPECT_TRUE(out.to<proto::CancelAssigned>("w1").empty());
+  // Well past a lease, with heartbeats: still attempt 1 on w1.
+  for (int i = 0; i < 15; ++i) {
+    clock_.advance(1'000);
+    heartbeat("w1", {{.job_id = id, .attempt = 1}});
+    EXPECT_TRUE(turn().to<proto::Assign>("w1").empty());
+  }
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", std::string(64, 'd'));
+  turn();
+  auto job = status(id);
+  EXPECT_EQ(job.state, "succeeded");
+  EXPECT_EQ(job.attempt, 1u);
+  EXPECT_EQ(job.result, std::string(64, 'd'));
+}
+
+TEST_F(SchedulerCore, AJobNoWorkerReclaimsAfterARestartRunsAgainAfterALease) {
+  register_worker("w1");
+  const std::string id = submit();
+  event("w1", proto::Type::kJobStarted, id, 1);
+  turn();
+  clock_.reboot();  // the host restarted too: its steady clock begins again
+  start();
+  register_worker("w2");
+  clock_.advance(5'000);
+  heartbeat("w2");
+  EXPECT_TRUE(turn().to<proto::Assign>("w2").empty()) << "requeued before the lease ran out";
+  clock_.advance(5'500);
+  heartbeat("w2");
+  auto assign = turn().one<proto::Assign>("w2");
+  EXPECT_EQ(assign.job_id, id);
+  EXPECT_EQ(assign.attempt, 2u);
+  auto job = status(id);
+  ASSERT_EQ(job.attempts.size(), 2u);
+  EXPECT_EQ(job.attempts[0].outcome, "lost");
+}
+
+TEST_F(SchedulerCore, WhatWasNotCommittedIsLostWithAKilledScheduler) {
+  send(Port::kClients, "client", proto::Submit{.request_id = 1, .job = {.spec = kSpec}});
+  core_->tick();
+  // Killed before the commit, so the reply was never sent either.
+  start();
+  send(Port::kClients, "client", proto::GetStatus{.request_id = 2, .job_id = "j1"});
+  auto out = turn();
+  auto error = out.one<proto::ErrorReply>("client");
+  EXPECT_EQ(error.request_id, 2u);
+  EXPECT_THAT(error.message, HasSubstr("no job \"j1\""));
+  // The number is not reused wrongly: the next job is j1, stored this time.
+  EXPECT_EQ(submit(), "j1");
+  start();
+  EXPECT_EQ(status("j1").state, "queued");
+}
+
+TEST_F(SchedulerCore, AFailedCommitIsReported) {
+  send(Port::kClients, "client", proto::Submit{.request_id = 1, .job = {.spec = kSpec}});
+  core_->tick();
+  store_->fail_commits = true;
+  auto committed = core_->commit();
+  ASSERT_FALSE(committed);
+  EXPECT_EQ(committed.error().kind(), ErrorKind::kIo);
+}
+
+TEST_F(SchedulerCore, ATimedOutJobFailsAndItsWorkerIsToldToStop) {
+  register_worker("w1");
+  const std::string id = submit({.spec = kSpec, .timeout_seconds = 5});
+  event("w1", proto::Type::kJobStarted, id, 1);
+  turn();
+  for (int i = 0; i < 6; ++i) {
+    clock_.advance(1'000);
+    heartbeat("w1", {{.job_id = id, .attempt = 1}});
+    auto out = turn();
+    if (i == 5) {
+      auto cancel = out.one<proto::CancelAssigned>("w1");
+      EXPECT_EQ(cancel.job_id, id);
+    }
+  }
+  auto job = status(id);
+  EXPECT_EQ(job.state, "failed");
+  EXPECT_THAT(job.error, HasSubstr("timed out after 5 s"));
+  // The worker's late report changes nothing.
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", std::string(64, 'e'));
+  turn();
+  EXPECT_EQ(status(id).state, "failed");
+}
+
+TEST_F(SchedulerCore, CancellingAQueuedJobEndsItAndARunningOneAsksItsWorker) {
+  const std::string queued = submit();
+  send(Port::kClients, "client", proto::CancelJob{.request_id = 4, .job_id = queued});
+  EXPECT_EQ(turn().one<proto::Ok>("client").request_id, 4u);
+  EXPECT_EQ(status(queued).state, "cancelled");
+  register_worker("w1");
+  EXPECT_TRUE(turn().to<proto::Assign>("w1").empty()) << "a cancelled job was placed";
+
+  const std::string running = submit();
+  event("w1", proto::Type::kJobStarted, running, 1);
+  turn();
+  send(Port::kClients, "client", proto::CancelJob{.request_id = 5, .job_id = running});
+  auto out = turn();
+  EXPECT_EQ(out.one<proto::CancelAssigned>("w1").job_id, running);
+  EXPECT_EQ(status(running).state, "running");
+  event("w1", proto::Type::kJobDone, running, 1, "cancelled");
+  turn();
+  EXPECT_EQ(status(running).state, "cancelled");
+
+  send(Port::kClients, "client", proto::CancelJob{.request_id = 6, .job_id = running});
+  auto error = turn().one<proto::ErrorReply>("client");
+  EXPECT_THAT(error.message, HasSubstr("has already ended (cancelled)"));
+}
+
+TEST_F(SchedulerCore, ACancelledJobWhoseWorkerIsLostEndsCancelled) {
+  register_worker("w1");
+  const std::string id = submit();
+  event("w1", proto::Type::kJobStarted, id, 1);
+  send(Port::kClients, "client", proto::CancelJob{.request_id = 5, .job_id = id});
+  turn();
+  clock_.advance(11'000);
+  turn();
+  auto job = status(id);
+  EXPECT_EQ(job.state, "cancelled");
+  EXPECT_THAT(job.error, HasSubstr("worker w1 sent nothing"));
+}
+
+TEST_F(SchedulerCore, AnInterruptedAttemptRunsAgain) {
+  register_worker("w1");
+  const std::string id = submit();
+  event("w1", proto::Type::kJobStarted, id, 1);
+  event("w1", proto::Type::kJobDone, id, 1, "interrupted");
+  auto out = turn();
+  // Back in the queue, and placed again on the only worker: attempt 2.
+  auto assign = out.one<proto::Assign>("w1");
+  EXPECT_EQ(assign.attempt, 2u);
+  auto job = status(id);
+  EXPECT_EQ(job.state, "assigned");
+  EXPECT_EQ(job.attempts[0].outcome, "lost");
+}
+
+TEST_F(SchedulerCore, AnAssignTheWorkerNeverGotIsRequeuedAfterALease) {
+  register_worker("w1");
+  const std::string id = submit();
+  ASSERT_EQ(last_submit_turn().to<proto::Assign>("w1").size(), 1u);
+  // The worker heartbeats without the job (the assign was dropped).
+  for (int i = 0; i < 10; ++i) {
+    clock_.advance(1'000);
+    heartbeat("w1");
+    EXPECT_TRUE(turn().to<proto::Assign>("w1").empty());
+  }
+  clock_.advance(1'000);
+  heartbeat("w1");
+  auto assign = turn().one<proto::Assign>("w1");
+  EXPECT_EQ(assign.job_id, id);
+  EXPECT_EQ(assign.attempt, 2u);
+}
+
+TEST_F(SchedulerCore, AQueuedJobWithSecretsFailsAfterARestart) {
+  const std::string id = submit({.spec = kSpec, .secrets = {{.id = "token", .value = "s3cr3t"}}});
+  start();
+  auto job = status(id);
+  EXPECT_EQ(job.state, "failed");
+  EXPECT_THAT(job.error, HasSubstr("secrets were held in memory only"));
+  // The value was never stored.
+  for (const auto& [seq, record] : store_->jobs) EXPECT_EQ(record.find("s3cr3t"), std::string::npos);
+}
+
+TEST_F(SchedulerCore, SecretsGoOnlyToTheWorkerHoldingTheAttempt) {
+  register_worker("w1");
+  const std::string id = submit({.spec = kSpec, .secrets = {{.id = "token", .value = "s3cr3t"}}});
+  auto assign = last_submit_turn().one<proto::Assign>("w1");
+  ASSERT_EQ(assign.job.secrets.size(), 1u);
+  EXPECT_EQ(assign.job.secrets[0].value, "s3cr3t");
+  EXPECT_EQ(status(id).secret_ids, std::vector<std::string>{"token"});
+}
+
+TEST_F(SchedulerCore, HeldStatusAndLogRepliesAreAnsweredWhenTheJobChangesOrAtTheirDeadline) {
+  register_worker("w1");
+  const std::string id = submit();
+  send(Port::kClients, "waiter", proto::GetStatus{.request_id = 11, .job_id = id, .wait_ms = 30'000});
+  send(Port::kClients, "reader", proto::ReadLog{.request_id = 12, .job_id = id, .wait_ms = 30'000});
+  send(Port::kClients, "late", proto::GetStatus{.request_id = 13, .job_id = id, .wait_ms = 2'000});
+  auto out = turn();
+  EXPECT_EQ(out.size(), 0u) << "nothing to answer yet";
+
+  event("w1", proto::Type::kJobStarted, id, 1);
+  event("w1", proto::Type::kJobLog, id, 1, "", "line 1\n");
+  out = turn();
+  auto log = out.one<proto::Log>("reader");
+  EXPECT_EQ(log.request_id, 12u);
+  EXPECT_EQ(log.data, "line 1\n");
+  EXPECT_FALSE(log.complete);
+  EXPECT_TRUE(out.to<proto::Job>("waiter").empty());
+
+  clock_.advance(2'500);
+  heartbeat("w1", {{.job_id = id, .attempt = 1}});
+  out = turn();
+  EXPECT_EQ(out.one<proto::Job>("late").job.state, "running");
+
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", std::string(64, 'f'));
+  out = turn();
+  auto job = out.one<proto::Job>("waiter");
+  EXPECT_EQ(job.request_id, 11u);
+  EXPECT_EQ(job.job.state, "succeeded");
+}
+
+TEST_F(SchedulerCore, PausedAndDrainingWorkersGetNoNewJobsAndTheStateIsKept) {
+  register_worker("w1");
+  send(Port::kClients, "admin", proto::WorkerAction{.request_id = 1, .worker = "w1", .action = "pause"});
+  auto out = turn();
+  EXPECT_EQ(out.one<proto::WorkerState>("w1").state, "paused");
+  const std::string id = submit();
+  EXPECT_TRUE(last_submit_turn().to<proto::Assign>("w1").empty());
+  start();  // the pause survives a restart
+  auto reg = register_worker("w1");
+  EXPECT_EQ(reg.one<proto::Registered>("w1").state, "paused");
+  EXPECT_TRUE(reg.to<proto::Assign>("w1").empty());
+  send(Port::kClients, "admin", proto::WorkerAction{.request_id = 2, .worker = "w1", .action = "unpause"});
+  out = turn();
+  EXPECT_EQ(out.one<proto::Assign>("w1").job_id, id);
+}
+
+TEST_F(SchedulerCore, ListingsCountEveryStateAcrossARestart) {
+  register_worker("w1", 2);
+  const std::string a = submit();
+  const std::string b = submit();
+  event("w1", proto::Type::kJobDone, a, 1, "succeeded", "", std::string(64, 'a'));
+  event("w1", proto::Type::kJobDone, b, 1, "failed");
+  turn();
+  submit();  // assigned to w1's free slot
+  start();
+  Snapshot snap = core_->snapshot();
+  EXPECT_EQ(snap.jobs_by_state.at("succeeded"), 1u);
+  EXPECT_EQ(snap.jobs_by_state.at("failed"), 1u);
+  EXPECT_EQ(snap.jobs_by_state.at("assigned"), 1u);
+  EXPECT_EQ(snap.jobs_by_state.at("queued"), 0u);
+  EXPECT_EQ(snap.jobs_by_state.at("running"), 0u);
+  EXPECT_EQ(snap.jobs_by_state.size(), 6u);
+  send(Port::kClients, "client", proto::ListJobs{.request_id = 1, .states = {"failed"}});
+  auto jobs = turn().one<proto::Jobs>("client");
+  ASSERT_EQ(jobs.jobs.size(), 1u);
+  EXPECT_EQ(jobs.jobs[0].id, b);
+}
+
+}  // namespace
+}  // namespace kiln::scheduler
