@@ -101,6 +101,15 @@ Result<T> with_context(Result<T> r, std::string line) {
     if (!kiln_status_) return std::unexpected(std::move(kiln_status_).error()); \
   } while (false)
 
+// The same, adding a line of context to the error on the way out. `context`
+// (a std::string expression) is evaluated only when `expr` failed:
+//   KILN_RETURN_IF_ERROR_CONTEXT(store.remove(id), fmt::format("deleting result {}", id));
+#define KILN_RETURN_IF_ERROR_CONTEXT(expr, context)                                                   \
+  do {                                                                                                \
+    auto&& kiln_status_ = (expr);                                                                     \
+    if (!kiln_status_) return std::unexpected(std::move(kiln_status_).error().with_context(context)); \
+  } while (false)
+
 // `KILN_ASSIGN_OR_RETURN(auto x, f())`: declares/assigns the value of a
 // Result, or returns its error from the enclosing function.
 #define KILN_ASSIGN_OR_RETURN(lhs, expr) \
@@ -108,4 +117,13 @@ Result<T> with_context(Result<T> r, std::string line) {
 #define KILN_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)         \
   auto tmp = (expr);                                        \
   if (!tmp) return std::unexpected(std::move(tmp).error()); \
+  lhs = std::move(tmp).value()
+
+// `KILN_ASSIGN_OR_RETURN_CONTEXT(auto x, f(), "reading " + path)`: as
+// KILN_ASSIGN_OR_RETURN, adding `context` (evaluated only on failure).
+#define KILN_ASSIGN_OR_RETURN_CONTEXT(lhs, expr, context) \
+  KILN_ASSIGN_OR_RETURN_CONTEXT_IMPL_(KILN_CONCAT_(kiln_result_, __LINE__), lhs, expr, context)
+#define KILN_ASSIGN_OR_RETURN_CONTEXT_IMPL_(tmp, lhs, expr, context)              \
+  auto tmp = (expr);                                                              \
+  if (!tmp) return std::unexpected(std::move(tmp).error().with_context(context)); \
   lhs = std::move(tmp).value()

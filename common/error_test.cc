@@ -24,6 +24,32 @@ Status check_both(int a, int b) {
   return {};
 }
 
+int g_context_built = 0;
+std::string context_line(std::string text) {
+  ++g_context_built;
+  return text;
+}
+
+Result<int> sum_with_context(int a, int b) {
+  KILN_ASSIGN_OR_RETURN_CONTEXT(int x, parse_positive(a), context_line("reading a"));
+  KILN_RETURN_IF_ERROR_CONTEXT(parse_positive(b), context_line("checking b"));
+  return x + b;
+}
+
+TEST(Error, ContextMacrosAddContextOnlyOnFailure) {
+  g_context_built = 0;
+  EXPECT_EQ(sum_with_context(1, 2).value(), 3);
+  EXPECT_EQ(g_context_built, 0) << "context was built although nothing failed";
+  auto bad_a = sum_with_context(0, 2);
+  ASSERT_FALSE(bad_a);
+  EXPECT_EQ(bad_a.error().to_string(), "reading a: expected a positive number, got 0");
+  auto bad_b = sum_with_context(1, -3);
+  ASSERT_FALSE(bad_b);
+  EXPECT_EQ(bad_b.error().to_string(), "checking b: expected a positive number, got -3");
+  EXPECT_EQ(bad_b.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(g_context_built, 2);
+}
+
 TEST(Error, AssignOrReturnPassesValuesAndErrors) {
   EXPECT_EQ(doubled(21).value(), 42);
   auto bad = doubled(-1);
