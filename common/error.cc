@@ -18,6 +18,7 @@ std::string_view error_kind_name(ErrorKind kind) {
     case ErrorKind::kTimeout: return "timed out";
     case ErrorKind::kFailedPrecondition: return "failed precondition";
     case ErrorKind::kUnsupported: return "unsupported";
+    case ErrorKind::kPermissionDenied: return "permission denied";
     case ErrorKind::kInternal: return "internal error";
   }
   return "unknown error";

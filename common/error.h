@@ -32,7 +32,8 @@ enum class ErrorKind {
   kTimeout,             // a deadline passed
   kFailedPrecondition,  // the system is not in a state that allows this
   kUnsupported,         // a feature this build or machine does not have
-  kInternal,            // a bug in kiln
+  kPermissionDenied,    // the peer's identity may not do this (authentication, roles)
+  kInternal,            // a bug in kiln (keep last: the wire codec counts up to it)
 };
 
 // Short lowercase name of an error kind ("invalid argument", "not found"...).

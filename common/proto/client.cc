@@ -48,6 +48,7 @@ std::uint64_t reply_request_id(Type type, const std::string& body) {
 struct Client::Impl {
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::dealer};
+  std::unique_ptr<HandshakeWatch> watch;
 };
 
 std::string scheduler_address(const std::string& flag) {
@@ -66,9 +67,16 @@ Client::Client(std::unique_ptr<Impl> impl, std::string address, std::string name
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::connect(const std::string& address, const std::string& client_name,
-                                                std::chrono::milliseconds timeout) {
+                                                std::chrono::milliseconds timeout,
+                                                const ClientOptions& options) {
   auto impl = std::make_unique<Impl>();
   configure_dealer(impl->socket);
+  configure_curve_client(impl->socket, options.curve);
+  impl->watch = std::make_unique<HandshakeWatch>(impl->context, impl->socket,
+                                                 HandshakeWatchOptions{.address = address,
+                                                                       .curve = options.curve.enabled(),
+                                                                       .key_file = options.key_file,
+                                                                       .role_hint = "clients/ or admins/"});
   try {
     impl->socket.connect(address);
   } catch (const zmq::error_t& e) {
@@ -93,6 +101,7 @@ Status Client::send_body(std::string_view type, const std::string& body, std::ch
   const auto deadline = Clock::now() + timeout;
   while (true) {
     if (send_raw(impl_->socket, nullptr, type, body)) return {};
+    if (auto failed = impl_->watch->failure()) return std::unexpected(std::move(*failed));
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return unavailable(address_, "cannot connect");
     zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLOUT, 0};
@@ -101,8 +110,17 @@ Status Client::send_body(std::string_view type, const std::string& body, std::ch
 }
 
 Result<Client::RawReply> Client::next_reply(std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return unavailable(address_, "timed out waiting for a reply");
+  // Polled in slices so that a refused handshake (a revoked key) ends the
+  // wait at once.
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (auto failed = impl_->watch->failure()) return std::unexpected(std::move(*failed));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return unavailable(address_, "timed out waiting for a reply");
+    zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::min<std::chrono::milliseconds>(left, std::chrono::milliseconds(100))) > 0)
+      break;
+  }
   auto frame = receive(impl_->socket, /*router=*/false);
   if (!frame) return std::unexpected(frame.error().error);
   if (!frame->type) {

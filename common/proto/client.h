@@ -12,6 +12,9 @@
 // ("is kiln-scheduler running at ADDRESS?"). Replies to earlier timed-out
 // requests are skipped. For pipelining (benchmarks), send_request() and
 // next_reply() split a call in two.
+// With `ClientOptions::curve` set the connection is CurveZMQ: a refused
+// key or a wrong scheduler key is an error at once (HandshakeWatch), not a
+// time-out.
 // Thread safety: one thread per Client.
 #pragma once
 
@@ -20,6 +23,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/proto/curve.h"
 #include "common/proto/messages.h"
 
 namespace kiln::proto {
@@ -28,10 +32,16 @@ namespace kiln::proto {
 // else tcp://127.0.0.1:7800. "HOST:PORT" gets "tcp://" prepended.
 std::string scheduler_address(const std::string& flag);
 
+struct ClientOptions {
+  CurveClientKeys curve;  // empty: a plaintext connection
+  std::string key_file;   // where the keys came from, for error messages
+};
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> connect(const std::string& address, const std::string& client_name,
-                                                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
+                                                 std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                                                 const ClientOptions& options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -68,6 +68,9 @@ std::expected<Frame, BadFrame> receive(zmq::socket_t& socket, bool router) {
                                 fmt::format("malformed message: expected 2 frames (type, body), got {}",
                                             count >= 3 ? std::string("3 or more") : std::to_string(count)))});
   }
+  if (const char* user = zmq_msg_gets(parts[first].handle(), "User-Id"); user != nullptr)
+    frame.user_id = user;
+  frame.source_fd = zmq_msg_get(parts[first].handle(), ZMQ_SRCFD);
   frame.type_text = parts[first].to_string();
   if (frame.type_text.size() > 64) frame.type_text.resize(64);
   frame.type = parse_type(frame.type_text);

@@ -42,6 +42,11 @@ struct Frame {
   std::optional<Type> type;  // nullopt: unknown type name (see type_text)
   std::string type_text;
   std::string body;
+  // On a CurveZMQ server socket: the connection's User-Id, as its ZAP
+  // handler named it ("" on plaintext sockets), and the connection's file
+  // descriptor (-1 if unknown), so that a revoked peer can be cut off.
+  std::string user_id;
+  int source_fd = -1;
 };
 
 // A received message that could not be taken apart: the routing id (so the
