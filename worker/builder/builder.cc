@@ -607,6 +607,31 @@ Result<CacheStats> Builder::cache_stats() {
   return CacheStats{stats.cache_hits, stats.cache_misses};
 }
 
+const std::string& Builder::root() const {
+  return store_.root();
+}
+
+Result<DiskSpace> Builder::disk_space() const {
+  return builder::disk_space(store_.root());
+}
+
+Result<std::vector<std::string>> Builder::list_results() {
+  return store_.list_results();
+}
+
+Result<std::uint64_t> Builder::total_size() {
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> ids, store_.list_results());
+  std::uint64_t bytes = 0;
+  for (const std::string& id : ids) {
+    if (auto info = store_.info(id)) bytes += info->size_bytes;
+  }
+  return bytes;
+}
+
+Status Builder::complete_deletes() {
+  return store_.complete_deletes();
+}
+
 Status Builder::healthcheck(std::chrono::milliseconds timeout) {
   spec::Spec base;
   base.from = options_.healthcheck_image;
