@@ -58,6 +58,7 @@
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
 #include "worker/builder/build_log.h"
+#include "worker/builder/disk_space.h"
 #include "worker/fetcher/fetcher.h"
 #include "worker/sandbox/sandbox.h"
 #include "worker/store/store.h"
@@ -138,9 +139,32 @@ class Builder {
   Result<std::size_t> prune(std::chrono::system_clock::time_point before, std::size_t limit,
                             const DeleteLog& log = {});
 
+  // How many results the store holds (OBuilder's `count`).
   Result<std::uint64_t> count();
+  // Percent of free space on the store's filesystem (OBuilder's `df`).
   Result<double> df();
+  // Cache hits and misses since the store was created (OBuilder's `cache_stats`).
   Result<CacheStats> cache_stats();
+
+  // kiln additions, so that a caller (the worker daemon) needs the Builder
+  // only, never the store behind it. Each is safe while builds run.
+  // The directory the store lives in (OBuilder's `root`).
+  const std::string& root() const;
+  // Free and total bytes of the store's filesystem (df() in bytes). kIo when
+  // it cannot be measured.
+  Result<DiskSpace> disk_space() const;
+  // Every result id the store holds (64 hex characters each), sorted: the
+  // worker's cache inventory for the scheduler.
+  Result<std::vector<std::string>> list_results();
+  // The summed size of every result, each as measured in the background
+  // just after it was built (a result not measured yet counts 0). Reads the
+  // metadata of every result: call it now and then, not per request. A
+  // result whose metadata cannot be read is left out.
+  Result<std::uint64_t> total_size();
+  // Waits for deletes the store still runs in the background (after
+  // prune() or delete_result()), so that disk_space() and df() see the
+  // space they freed.
+  Status complete_deletes();
 
   // Builds `((from HEALTHCHECK_IMAGE) (run (shell "echo healthcheck")))` and
   // deletes the run's result again. The timeout covers the run, not fetching

@@ -553,6 +553,51 @@ TEST_F(BuilderTest, HealthcheckRunsAStepAndCleansUp) {
   EXPECT_EQ(timed_out.error().kind(), ErrorKind::kTimeout);
 }
 
+TEST_F(BuilderTest, AnswersForItsStoreSoCallersNeedNotOpenIt) {
+  EXPECT_EQ(builder_->root(), store_->root());
+  auto space = builder_->disk_space();
+  ASSERT_TRUE(space) << space.error().to_string();
+  EXPECT_GT(space->total_bytes, 0u);
+  EXPECT_LE(space->free_bytes, space->total_bytes);
+  auto none = builder_->list_results();
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+
+  sandbox_.script(answer("made\n", [](const std::string& rootfs) {
+    std::ofstream(rootfs + "/made") << std::string(4096, 'x');
+  }));
+  auto id = builder_->build(request(R"(((from busybox) (run (shell "make"))))"));
+  ASSERT_TRUE(id) << id.error().to_string();
+  auto listed = builder_->list_results();
+  ASSERT_TRUE(listed);
+  std::string base = ids::step_id_of(ids::encode_from_step("busybox"));
+  EXPECT_EQ(*listed, (std::vector<std::string>{std::min(base, *id), std::max(base, *id)}));  // sorted
+  // Sizes are measured in the background after each build.
+  std::uint64_t bytes = 0;
+  for (int i = 0; i < 200 && bytes == 0; ++i) {
+    auto total = builder_->total_size();
+    ASSERT_TRUE(total) << total.error().to_string();
+    bytes = *total;
+    if (bytes == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(bytes, 0u);
+
+  auto pruned = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1), 10);
+  ASSERT_TRUE(pruned);
+  EXPECT_EQ(*pruned, 2u);
+  EXPECT_TRUE(builder_->complete_deletes());
+  EXPECT_TRUE(builder_->list_results().value_or(std::vector<std::string>{"?"}).empty());
+  EXPECT_EQ(builder_->total_size().value_or(1), 0u);
+}
+
+TEST(DiskSpaceTest, APathNotCreatedYetIsMeasuredWhereItWouldBe) {
+  auto here = disk_space("/");
+  ASSERT_TRUE(here) << here.error().to_string();
+  auto missing = disk_space("/no/such/dir/yet");
+  ASSERT_TRUE(missing) << missing.error().to_string();
+  EXPECT_EQ(missing->total_bytes, here->total_bytes);
+}
+
 TEST_F(BuilderTest, CopyErrorsPointAtTheOp) {
   auto missing = builder_->build(request("((from busybox)\n (copy (src nope.txt) (dst /x)))"));
   ASSERT_FALSE(missing);

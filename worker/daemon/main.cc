@@ -1,10 +1,11 @@
 // kiln-worker: the worker daemon. See `kiln-worker --help` and docs/worker.md.
 //
-// Sets up the local builder as `kiln build` does (an overlayfs store, runc,
-// the image fetcher and the busybox alias), then runs a Worker until SIGINT
-// or SIGTERM. Exit status: 0 after a clean stop, 1 when setting up fails,
-// 2 for bad flags or when the scheduler refuses the registration
-// (incompatible protocol), 130 on a second signal.
+// Sets up the local builder as `kiln build` does (builder::LocalBuilder: an
+// overlayfs store, runc, the image fetcher and the busybox alias) and runs a
+// Worker with a BuilderExecutor on it (a FakeBuildExecutor with
+// --fake-build) until SIGINT or SIGTERM. Exit status: 0 after a clean stop,
+// 1 when setting up fails, 2 for bad flags or when the scheduler refuses the
+// registration (incompatible protocol), 130 on a second signal.
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -27,11 +28,10 @@
 
 #include "common/config.h"
 #include "common/log.h"
-#include "worker/builder/builder.h"
+#include "worker/builder/local_builder.h"
+#include "worker/daemon/builder_executor.h"
+#include "worker/daemon/fake_build_executor.h"
 #include "worker/daemon/worker.h"
-#include "worker/fetcher/fetcher.h"
-#include "worker/sandbox/runc_sandbox.h"
-#include "worker/store/store.h"
 
 namespace {
 
@@ -69,53 +69,6 @@ struct Flags {
   double step_timeout_seconds = 0;  // 0: none
   std::optional<double> fake_build;
 };
-
-// The parts a real build needs, destroyed builder first.
-struct LocalBuilder {
-  std::unique_ptr<kiln::store::Store> store;
-  std::unique_ptr<kiln::sandbox::RuncSandbox> sandbox;
-  std::unique_ptr<kiln::fetcher::Fetcher> fetcher;
-  std::unique_ptr<kiln::builder::Builder> builder;
-  ~LocalBuilder() { builder.reset(); }
-};
-
-kiln::Result<std::unique_ptr<LocalBuilder>> make_builder(const Flags& flags, const std::string& state_dir) {
-  using namespace kiln;
-  auto local = std::make_unique<LocalBuilder>();
-  std::string store_spec = flags.store.empty() ? "overlayfs:" + state_dir + "/store" : flags.store;
-  if (flags.store.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(state_dir + "/store", ec);
-    if (ec)
-      return make_error(ErrorKind::kIo, fmt::format("cannot create {}/store: {}", state_dir, ec.message()));
-  }
-  store::StoreOptions store_options;
-  KILN_ASSIGN_OR_RETURN(store_options.rsync_mode, store::parse_rsync_mode(flags.rsync_mode));
-  KILN_ASSIGN_OR_RETURN(local->store, with_context(store::open_store(store_spec, store_options),
-                                                   "opening store " + store_spec));
-  if (local->store->recovery_report().repaired_anything())
-    spdlog::info("store {}: {}", store_spec, local->store->recovery_report().to_string());
-  sandbox::RuncSandboxOptions sandbox_options;
-  sandbox_options.state_dir = state_dir + "/sandbox";
-  KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(flags.oci_runtime));
-  KILN_ASSIGN_OR_RETURN(local->sandbox, sandbox::RuncSandbox::create(sandbox_options));
-  local->fetcher = fetcher::make_fetcher();
-
-  builder::BuilderOptions options;
-  KILN_ASSIGN_OR_RETURN(options.image_aliases, kiln::image_aliases(flags.image_aliases));
-  if (!flags.memory.empty()) {
-    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, kiln::parse_byte_size("--memory", flags.memory));
-  }
-  if (flags.pids > 0) options.limits.pids = flags.pids;
-  if (flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(flags.cpus * 1000);
-  if (flags.step_timeout_seconds > 0)
-    options.step_timeout = std::chrono::milliseconds(static_cast<long>(flags.step_timeout_seconds * 1000));
-  for (const auto& [name, ref] : options.image_aliases)
-    spdlog::info("image alias: (from {}) fetches {}", name, ref);
-  local->builder =
-      std::make_unique<builder::Builder>(*local->store, *local->sandbox, *local->fetcher, options);
-  return local;
-}
 
 // Waits for SIGINT/SIGTERM on a thread of its own (blocked everywhere else),
 // so nothing runs in a signal handler: the first stops the worker, a second
@@ -248,41 +201,54 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
-  options.state_dir = absolute_path(flags.state_dir.empty() ? kiln::kiln_home() + "/worker-" + options.name
-                                                            : flags.state_dir);
   auto prune_below = kiln::parse_byte_size("--prune-below-bytes", flags.prune_below);
   if (!prune_below) {
     std::cerr << "kiln-worker: " << prune_below.error().to_string() << "\n";
     return kExitUsage;
   }
-  options.prune_below_bytes = *prune_below;
-  options.fake_build_seconds = flags.fake_build;
   if (flags.fake_build && *flags.fake_build < 0) {
     std::cerr << "kiln-worker: --fake-build takes a number of seconds >= 0\n";
     return kExitUsage;
   }
+  const std::string state_dir = absolute_path(
+      flags.state_dir.empty() ? kiln::kiln_home() + "/worker-" + options.name : flags.state_dir);
 
-  std::unique_ptr<LocalBuilder> local;
-  if (!options.fake_build_seconds) {
+  std::unique_ptr<kiln::builder::LocalBuilder> local;
+  std::unique_ptr<kiln::worker::JobExecutor> executor;
+  if (flags.fake_build) {
+    executor = std::make_unique<kiln::worker::FakeBuildExecutor>(
+        kiln::worker::FakeBuildOptions{.seconds = *flags.fake_build, .state_dir = state_dir});
+  } else {
     std::error_code ec;
-    std::filesystem::create_directories(options.state_dir, ec);
+    std::filesystem::create_directories(state_dir, ec);
     if (ec) {
-      std::cerr << fmt::format("kiln-worker: cannot create the state directory {}: {}\n", options.state_dir,
+      std::cerr << fmt::format("kiln-worker: cannot create the state directory {}: {}\n", state_dir,
                                ec.message());
       return kExitFailed;
     }
-    auto made = make_builder(flags, options.state_dir);
+    auto made = kiln::builder::LocalBuilder::open({.home = state_dir,
+                                                   .store = flags.store,
+                                                   .rsync_mode = flags.rsync_mode,
+                                                   .oci_runtime = flags.oci_runtime,
+                                                   .image_aliases = flags.image_aliases,
+                                                   .memory = flags.memory,
+                                                   .pids = flags.pids,
+                                                   .cpus = flags.cpus,
+                                                   .step_timeout_seconds = flags.step_timeout_seconds,
+                                                   .log_setup = true});
     if (!made) {
       std::cerr << "kiln-worker: " << made.error().to_string() << "\n";
       return made.error().kind() == kiln::ErrorKind::kInvalidArgument ? kExitUsage : kExitFailed;
     }
     local = std::move(*made);
-    spdlog::info("kiln-worker {}: state in {}, store {}", options.name, options.state_dir,
-                 local->store->root());
+    spdlog::info("kiln-worker {}: state in {}, store {}", options.name, state_dir, local->builder().root());
+    executor = std::make_unique<kiln::worker::BuilderExecutor>(
+        kiln::worker::BuilderExecutorOptions{.state_dir = state_dir, .prune_below_bytes = *prune_below},
+        local->builder());
   }
 
-  kiln::worker::Worker worker(options, local ? local->builder.get() : nullptr,
-                              local ? local->store.get() : nullptr);
+  // Destroyed before `local`: its jobs use the builder.
+  kiln::worker::Worker worker(options, std::move(executor));
   kiln::Status status;
   {
     StopOnSignal on_signal(worker);

@@ -1,9 +1,11 @@
 // The Worker in-process against a fake scheduler: a ROUTER socket on an
 // ephemeral 127.0.0.1 port that the test drives message by message.
-// Fake builds cover the protocol (register, retry, assign, events, cancel,
-// reregister, stop, refusal); real builds use a Builder on an overlayfs store
-// in a temp dir with the FakeSandbox and a fake image fetcher (root needed),
-// with tar contexts served by the fake scheduler's get-context.
+// Fake builds (FakeBuildExecutor) cover the protocol (register, retry,
+// assign, events, cancel, reregister, stop, refusal); real builds
+// (BuilderExecutor) use a Builder on an overlayfs store in a temp dir with
+// the FakeSandbox and a fake image fetcher (root needed), with tar contexts
+// served by the fake scheduler's get-context. scheduler_session_test.cc
+// drives the protocol alone, without sockets or threads.
 #include "worker/daemon/worker.h"
 
 #include <archive.h>
@@ -32,6 +34,8 @@
 #include "common/ids/temp_tree_for_test.h"
 #include "common/proto/transport.h"
 #include "common/sha256.h"
+#include "worker/daemon/builder_executor.h"
+#include "worker/daemon/fake_build_executor.h"
 #include "worker/daemon/testing/fake_scheduler.h"
 #include "worker/sandbox/fake_sandbox.h"
 
@@ -45,8 +49,8 @@ using testing::FakeScheduler;
 // A Worker running on its own thread.
 class WorkerThread {
  public:
-  WorkerThread(WorkerOptions options, builder::Builder* builder = nullptr, store::Store* store = nullptr)
-      : worker_(std::move(options), builder, store) {
+  WorkerThread(WorkerOptions options, std::unique_ptr<JobExecutor> executor)
+      : worker_(std::move(options), std::move(executor)) {
     thread_ = std::thread([this] { result_ = worker_.run(); });
   }
   ~WorkerThread() { stop(); }
@@ -67,15 +71,18 @@ class WorkerThread {
   std::thread thread_;
 };
 
-WorkerOptions fake_options(const FakeScheduler& scheduler, double seconds) {
+WorkerOptions fake_options(const FakeScheduler& scheduler) {
   WorkerOptions o;
   o.scheduler = scheduler.address();
   o.name = "w1";
   o.capacity = 4;
   o.labels = {"arch=test"};
-  o.fake_build_seconds = seconds;
   o.register_retry = 100ms;
   return o;
+}
+
+std::unique_ptr<JobExecutor> fake_builds(double seconds) {
+  return std::make_unique<FakeBuildExecutor>(FakeBuildOptions{.seconds = seconds});
 }
 
 proto::Assign assign(const std::string& job_id, std::uint32_t attempt, const std::string& spec) {
@@ -89,7 +96,7 @@ proto::Assign assign(const std::string& job_id, std::uint32_t attempt, const std
 
 TEST(WorkerFakeBuildTest, RegistersAndReportsAJob) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 0));
+  WorkerThread worker(fake_options(scheduler), fake_builds(0));
   proto::Register reg = scheduler.accept_registration();
   EXPECT_EQ(scheduler.last_sender, "w1");  // the routing id is the name
   EXPECT_EQ(reg.name, "w1");
@@ -130,7 +137,7 @@ TEST(WorkerFakeBuildTest, RegistersAndReportsAJob) {
 
 TEST(WorkerFakeBuildTest, ResendsRegisterUntilAnswered) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 0));
+  WorkerThread worker(fake_options(scheduler), fake_builds(0));
   scheduler.expect_message<proto::Register>();
   // Unanswered: it comes again (register_retry is 100 ms here).
   scheduler.expect_message<proto::Register>(5s);
@@ -142,7 +149,7 @@ TEST(WorkerFakeBuildTest, ResendsRegisterUntilAnswered) {
 
 TEST(WorkerFakeBuildTest, CancelJobEndsTheJobCancelled) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 600));
+  WorkerThread worker(fake_options(scheduler), fake_builds(600));
   scheduler.accept_registration(100);
   scheduler.send(assign("j7", 2, "((from busybox))"));
   auto started = scheduler.expect_event(proto::Type::kJobStarted);
@@ -163,7 +170,7 @@ TEST(WorkerFakeBuildTest, CancelJobEndsTheJobCancelled) {
 
 TEST(WorkerFakeBuildTest, ReregisterListsRunningJobsAndResendsTheLastOutcome) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 600));
+  WorkerThread worker(fake_options(scheduler), fake_builds(600));
   scheduler.accept_registration(100);
   scheduler.send(assign("long", 1, "((from a))"));
   scheduler.expect_event(proto::Type::kJobStarted);
@@ -192,7 +199,7 @@ TEST(WorkerFakeBuildTest, ReregisterListsRunningJobsAndResendsTheLastOutcome) {
 
 TEST(WorkerFakeBuildTest, EventsWhileUnregisteredAreSentOnceRegistered) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 0.3));
+  WorkerThread worker(fake_options(scheduler), fake_builds(0.3));
   scheduler.accept_registration(100);
   scheduler.send(assign("j1", 1, "((from a))"));
   scheduler.expect_event(proto::Type::kJobStarted);
@@ -210,7 +217,7 @@ TEST(WorkerFakeBuildTest, EventsWhileUnregisteredAreSentOnceRegistered) {
 
 TEST(WorkerFakeBuildTest, StopInterruptsRunningJobsAndReportsThem) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 600));
+  WorkerThread worker(fake_options(scheduler), fake_builds(600));
   scheduler.accept_registration(100);
   scheduler.send(assign("j1", 1, "((from a))"));
   scheduler.expect_event(proto::Type::kJobStarted);
@@ -224,7 +231,7 @@ TEST(WorkerFakeBuildTest, StopInterruptsRunningJobsAndReportsThem) {
 
 TEST(WorkerFakeBuildTest, RefusedRegistrationEndsRunWithFailedPrecondition) {
   FakeScheduler scheduler;
-  WorkerThread worker(fake_options(scheduler, 0));
+  WorkerThread worker(fake_options(scheduler), fake_builds(0));
   scheduler.expect_message<proto::Register>();
   scheduler.send(proto::ErrorReply{.kind = "failed precondition", .message = "protocol version 1 is not 2"});
   Status s = worker.join();
@@ -235,9 +242,9 @@ TEST(WorkerFakeBuildTest, RefusedRegistrationEndsRunWithFailedPrecondition) {
 
 TEST(WorkerFakeBuildTest, KeepsUpWithABurstOfAssignsAndLosesNone) {
   FakeScheduler scheduler;
-  WorkerOptions o = fake_options(scheduler, 0);
+  WorkerOptions o = fake_options(scheduler);
   o.capacity = 64;
-  WorkerThread worker(o);
+  WorkerThread worker(o, fake_builds(0));
   scheduler.accept_registration(1000);
   constexpr int kJobs = 5000;
   auto start = std::chrono::steady_clock::now();
@@ -307,11 +314,19 @@ class WorkerBuildTest : public ::testing::Test {
     WorkerOptions o;
     o.scheduler = scheduler_.address();
     o.name = "w1";
-    o.state_dir = tree_.host("state");
     o.register_retry = 100ms;
+    return o;
+  }
+  BuilderExecutorOptions executor_options() {
+    BuilderExecutorOptions o;
+    o.state_dir = tree_.host("state");
     o.prune_below_bytes = 0;
     return o;
   }
+  std::unique_ptr<JobExecutor> real_builds(BuilderExecutorOptions o) {
+    return std::make_unique<BuilderExecutor>(std::move(o), *builder_);
+  }
+  std::unique_ptr<JobExecutor> real_builds() { return real_builds(executor_options()); }
 
   ids::TempTree tree_;
   FakeScheduler scheduler_;
@@ -326,7 +341,7 @@ TEST_F(WorkerBuildTest, BuildsWithATarContextAndReportsStepsAndInventory) {
   std::string digest = "sha256:" + sha256_hex(tar);
   scheduler_.serve_context(digest, tar);
   sandbox_.script({.output = "ran the step\n"});
-  WorkerThread worker(options(), builder_.get(), store_.get());
+  WorkerThread worker(options(), real_builds());
   scheduler_.accept_registration(100);
 
   proto::Assign a = assign(
@@ -379,7 +394,7 @@ TEST_F(WorkerBuildTest, BadContextsAndSpecsFailTheJobWithAClearError) {
   std::string evil = make_tar({{"../escape.txt", "x"}});
   std::string evil_digest = "sha256:" + sha256_hex(evil);
   scheduler_.serve_context(evil_digest, evil);
-  WorkerThread worker(options(), builder_.get(), store_.get());
+  WorkerThread worker(options(), real_builds());
   scheduler_.accept_registration(100);
 
   proto::Assign a = assign("bad-tar", 1, "((from busybox))");
@@ -416,9 +431,9 @@ TEST_F(WorkerBuildTest, BadContextsAndSpecsFailTheJobWithAClearError) {
 }
 
 TEST_F(WorkerBuildTest, PrunesTheStoreWhenDiskIsLowAndReportsRemovals) {
-  WorkerOptions o = options();
-  o.prune_below_bytes = std::numeric_limits<std::uint64_t>::max();  // always "low"
-  WorkerThread worker(o, builder_.get(), store_.get());
+  BuilderExecutorOptions e = executor_options();
+  e.prune_below_bytes = std::numeric_limits<std::uint64_t>::max();  // always "low"
+  WorkerThread worker(options(), real_builds(e));
   scheduler_.accept_registration(100);
   scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"make\")))"));
   auto done = scheduler_.events_until_done(nullptr).back();
@@ -453,7 +468,7 @@ TEST_F(WorkerBuildTest, LogTextOverTheBufferBoundIsDroppedWithANoteButTheOutcome
   WorkerOptions o = options();
   o.max_buffered_bytes = 4096;
   sandbox_.script({.output = std::string(100000, 'x') + "\n"});
-  WorkerThread worker(o, builder_.get(), store_.get());
+  WorkerThread worker(o, real_builds());
   scheduler_.accept_registration(100);
   scheduler_.send(proto::Reregister{.reason = "test"});
   scheduler_.expect_message<proto::Register>();
@@ -477,7 +492,7 @@ TEST_F(WorkerBuildTest, LogTextOverTheBufferBoundIsDroppedWithANoteButTheOutcome
 TEST_F(WorkerBuildTest, ALargeInventoryIsSentInChunksEachWithTheDigestSoFar) {
   WorkerOptions o = options();
   o.inventory_chunk_ids = 2;
-  WorkerThread worker(o, builder_.get(), store_.get());
+  WorkerThread worker(o, real_builds());
   scheduler_.accept_registration(100);
   scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"a\")) (run (shell \"b\")))"));
   auto done = scheduler_.events_until_done(nullptr).back();
@@ -523,7 +538,7 @@ TEST_F(WorkerBuildTest, CancelJobStopsARunningBuild) {
   sandbox::FakeSandbox::Answer blocked;
   blocked.wait_for_cancel = true;
   sandbox_.script(blocked);
-  WorkerThread worker(options(), builder_.get(), store_.get());
+  WorkerThread worker(options(), real_builds());
   scheduler_.accept_registration(100);
   scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"sleep 1000\")))"));
   scheduler_.expect_event(proto::Type::kJobStarted);
@@ -537,7 +552,7 @@ TEST_F(WorkerBuildTest, AJobPastItsTimeoutFailsSayingSo) {
   sandbox::FakeSandbox::Answer blocked;
   blocked.wait_for_cancel = true;
   sandbox_.script(blocked);
-  WorkerThread worker(options(), builder_.get(), store_.get());
+  WorkerThread worker(options(), real_builds());
   scheduler_.accept_registration(100);
   proto::Assign a = assign("slow", 1, "((from busybox) (run (shell \"sleep 1000\")))");
   a.job.timeout_seconds = 1;

@@ -1,0 +1,85 @@
+#include "worker/builder/local_builder.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+
+namespace kiln::builder {
+namespace {
+
+// Stands in for runc where no step runs (deleting, pruning, counting), so
+// those commands work without root's runtime state.
+class NoSandbox final : public sandbox::Sandbox {
+ public:
+  Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
+             sandbox::CancelToken&) override {
+    return make_error(ErrorKind::kInternal, "this command runs no steps");
+  }
+};
+
+Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
+  BuilderOptions options;
+  KILN_ASSIGN_OR_RETURN(options.image_aliases, kiln::image_aliases(flags.image_aliases));
+  if (!flags.memory.empty()) {
+    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, kiln::parse_byte_size("--memory", flags.memory));
+  }
+  if (flags.pids > 0) options.limits.pids = flags.pids;
+  if (flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(flags.cpus * 1000);
+  if (flags.step_timeout_seconds > 0)
+    options.step_timeout = std::chrono::milliseconds(static_cast<long>(flags.step_timeout_seconds * 1000));
+  return options;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptions& options) {
+  if (options.home.empty())
+    return make_error(ErrorKind::kInvalidArgument, "the local builder needs a home directory");
+  // Every flag first, so that a typo changes nothing on disk.
+  store::StoreOptions store_options;
+  KILN_ASSIGN_OR_RETURN(store_options.rsync_mode, store::parse_rsync_mode(options.rsync_mode));
+  sandbox::RuncSandboxOptions sandbox_options;
+  sandbox_options.state_dir = options.home + "/sandbox";
+  if (options.run_steps) {
+    KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(options.oci_runtime));
+  }
+  std::unique_ptr<LocalBuilder> local(new LocalBuilder());
+  KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));
+
+  local->store_spec_ = options.store.empty() ? "overlayfs:" + options.home + "/store" : options.store;
+  if (options.store.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.home + "/store", ec);
+    if (ec)
+      return make_error(ErrorKind::kIo,
+                        fmt::format("cannot create {}/store: {}", options.home, ec.message()));
+  }
+  KILN_ASSIGN_OR_RETURN(local->store_, with_context(store::open_store(local->store_spec_, store_options),
+                                                    "opening store " + local->store_spec_));
+  if (options.log_setup && local->store_->recovery_report().repaired_anything())
+    spdlog::info("store {}: {}", local->store_spec_, local->store_->recovery_report().to_string());
+
+  if (options.run_steps) {
+    KILN_ASSIGN_OR_RETURN(auto runc, sandbox::RuncSandbox::create(sandbox_options));
+    local->runc_sandbox_ = runc.get();
+    local->sandbox_ = std::move(runc);
+  } else {
+    local->sandbox_ = std::make_unique<NoSandbox>();
+  }
+  local->fetcher_ = fetcher::make_fetcher();
+  if (options.log_setup) {
+    for (const auto& [name, ref] : local->builder_options_.image_aliases)
+      spdlog::info("image alias: (from {}) fetches {}", name, ref);
+  }
+  local->builder_ =
+      std::make_unique<Builder>(*local->store_, *local->sandbox_, *local->fetcher_, local->builder_options_);
+  return local;
+}
+
+LocalBuilder::~LocalBuilder() = default;
+
+}  // namespace kiln::builder

@@ -1,0 +1,95 @@
+// The local builder assembled from flags: a store, a sandbox and an image
+// fetcher, and the Builder running on them, owned together and destroyed in
+// the right order (the builder first, the store last). `kiln build` and its
+// admin commands and `kiln-worker` set up their builder from the same flags
+// (docs/builder.md, docs/worker.md); this is the one place that reads them.
+//
+//   LocalBuilderOptions options;
+//   options.home = kiln_home();            // kiln-worker: its state directory
+//   options.store = flags.store;           // "" -> overlayfs:HOME/store
+//   options.image_aliases = flags.image_aliases;
+//   KILN_ASSIGN_OR_RETURN(std::unique_ptr<LocalBuilder> local, LocalBuilder::open(options));
+//   KILN_ASSIGN_OR_RETURN(std::string id, local->builder().build(request));
+//
+// Contract: open() checks every flag value before it touches anything
+// (kInvalidArgument naming the flag: --rsync-mode, --oci-runtime,
+// --image-alias, --memory), then opens the store (kIo when its default
+// directory cannot be made; the store's own errors with "opening store
+// SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
+// without runc, kBusy when another process owns HOME/sandbox). The store
+// and the sandbox's state directory are single-owner: one LocalBuilder per
+// HOME at a time. Thread safety: builder() is as thread-safe as Builder
+// (build() from many threads); open() and destruction from one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "worker/builder/builder.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/sandbox/runc_sandbox.h"
+#include "worker/store/store.h"
+
+namespace kiln::builder {
+
+// The flag values, as the user wrote them (parsed by open()).
+struct LocalBuilderOptions {
+  // Where the default store (HOME/store) and the sandbox's state
+  // (HOME/sandbox) live: `kiln` passes KILN_HOME (kiln::kiln_home()),
+  // kiln-worker its state directory. Required.
+  std::string home;
+  // --store: "overlayfs:DIR", "btrfs:DIR", "xfs:DIR" or "rsync:DIR". Empty:
+  // overlayfs:HOME/store, its directory created if missing.
+  std::string store;
+  std::string rsync_mode = "copy";  // --rsync-mode: copy or hardlink
+  // false: no sandbox is set up (one that refuses to run anything stands in)
+  // for commands that only count, delete or prune results (`kiln prune`,
+  // `kiln df`): they need neither runc nor the sandbox's state directory.
+  bool run_steps = true;
+  std::string oci_runtime = "runc";        // --oci-runtime: runc or crun
+  std::vector<std::string> image_aliases;  // --image-alias NAME=REF; the busybox default is added
+                                           // (kiln::image_aliases)
+  std::string memory;                      // --memory per run step ("512M"); empty: unlimited
+  std::uint32_t pids = 0;                  // --pids per run step; 0: unlimited
+  double cpus = 0;                         // --cpus per run step (1.5); 0: unlimited
+  double step_timeout_seconds = 0;         // --step-timeout; 0: none
+  // Log with spdlog what setting up found: the store's recovery report when
+  // it repaired anything, and each image alias (kiln-worker's log; `kiln`
+  // leaves this off).
+  bool log_setup = false;
+};
+
+class LocalBuilder {
+ public:
+  static Result<std::unique_ptr<LocalBuilder>> open(const LocalBuilderOptions& options);
+  ~LocalBuilder();
+  LocalBuilder(const LocalBuilder&) = delete;
+  LocalBuilder& operator=(const LocalBuilder&) = delete;
+
+  Builder& builder() { return *builder_; }
+  // For what the Builder does not offer (`kiln delete` checks a result exists).
+  store::Store& store() { return *store_; }
+  // The runc/crun sandbox (to report its leftovers), or null with run_steps false.
+  sandbox::RuncSandbox* runc_sandbox() { return runc_sandbox_; }
+  // The store opened ("overlayfs:/abs/home/store" by default).
+  const std::string& store_spec() const { return store_spec_; }
+  // The image aliases, limits and step timeout the builder was given.
+  const BuilderOptions& builder_options() const { return builder_options_; }
+
+ private:
+  LocalBuilder() = default;
+
+  std::string store_spec_;
+  BuilderOptions builder_options_;
+  // Declared in construction order: destroyed builder first, store last.
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<sandbox::Sandbox> sandbox_;
+  sandbox::RuncSandbox* runc_sandbox_ = nullptr;  // sandbox_, when it is runc's
+  std::unique_ptr<fetcher::Fetcher> fetcher_;
+  std::unique_ptr<Builder> builder_;
+};
+
+}  // namespace kiln::builder

@@ -1,0 +1,69 @@
+// LocalBuilder::open: flags checked before anything is touched, the default
+// store under HOME, and a builder without a sandbox for commands that run no
+// steps. (With a sandbox it needs runc: tests/builder/ covers that through
+// `kiln build` and kiln-worker.) Needs root (overlay mounts).
+#include "worker/builder/local_builder.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/ids/temp_tree_for_test.h"
+
+namespace kiln::builder {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(LocalBuilderTest, BadFlagsFailBeforeTheStoreIsCreated) {
+  ids::TempTree tree;
+  LocalBuilderOptions options{.home = tree.host("home"), .rsync_mode = "sideways"};
+  auto bad_mode = LocalBuilder::open(options);
+  ASSERT_FALSE(bad_mode);
+  EXPECT_EQ(bad_mode.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(bad_mode.error().to_string(), HasSubstr("sideways"));
+
+  options = {.home = tree.host("home"), .oci_runtime = "podman"};
+  auto bad_runtime = LocalBuilder::open(options);
+  ASSERT_FALSE(bad_runtime);
+  EXPECT_EQ(bad_runtime.error().kind(), ErrorKind::kInvalidArgument);
+
+  options = {.home = tree.host("home"), .image_aliases = {"busybox"}};
+  auto bad_alias = LocalBuilder::open(options);
+  ASSERT_FALSE(bad_alias);
+  EXPECT_THAT(bad_alias.error().to_string(), HasSubstr("--image-alias"));
+
+  options = {.home = tree.host("home"), .memory = "lots"};
+  auto bad_memory = LocalBuilder::open(options);
+  ASSERT_FALSE(bad_memory);
+  EXPECT_THAT(bad_memory.error().to_string(), HasSubstr("--memory"));
+
+  EXPECT_FALSE(std::filesystem::exists(tree.host("home")));
+}
+
+TEST(LocalBuilderTest, WithoutStepsItOpensTheDefaultStoreAndNoSandbox) {
+  ids::TempTree tree;
+  auto local = LocalBuilder::open({.home = tree.host("home"),
+                                   .run_steps = false,
+                                   .image_aliases = {"alpine=oci:/images/alpine:3"},
+                                   .memory = "512M",
+                                   .pids = 64,
+                                   .cpus = 1.5,
+                                   .step_timeout_seconds = 2.5});
+  ASSERT_TRUE(local) << local.error().to_string();
+  EXPECT_EQ((*local)->store_spec(), "overlayfs:" + tree.host("home") + "/store");
+  EXPECT_EQ((*local)->runc_sandbox(), nullptr);
+  EXPECT_FALSE(std::filesystem::exists(tree.host("home/sandbox")));
+  EXPECT_EQ((*local)->builder().count().value_or(99), 0u);
+  EXPECT_EQ(&(*local)->builder().root(), &(*local)->store().root());
+  const BuilderOptions& o = (*local)->builder_options();
+  EXPECT_EQ(o.image_aliases.at("alpine"), "oci:/images/alpine:3");
+  EXPECT_EQ(o.limits.memory_bytes, 512u << 20);
+  EXPECT_EQ(o.limits.pids, 64u);
+  EXPECT_EQ(o.limits.cpu_millicores, 1500u);
+  EXPECT_EQ(o.step_timeout, std::chrono::milliseconds(2500));
+}
+
+}  // namespace
+}  // namespace kiln::builder

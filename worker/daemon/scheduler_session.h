@@ -1,0 +1,158 @@
+// The worker's side of the scheduler protocol (docs/protocol.md, "Workers"),
+// without a socket: it takes the scheduler's messages and the time, and
+// produces the messages to send through a MessageOut. The Worker's event
+// loop owns the socket and feeds it; tests drive it with plain messages and
+// a fake clock (scheduler_session_test.cc).
+//
+//   SchedulerSession session(options, out, executor, [] { return std::chrono::steady_clock::now(); });
+//   session.start();                                  // the first register
+//   session.receive(frame.type, frame.type_text, frame.body);
+//   executor.poll(now);                               // job events reach the session (a JobEventSink)
+//   session.tick();                                   // retries, heartbeats, buffered events
+//   sleep(session.timeout());
+//
+// What it does:
+// - Registering: `register` (listing running jobs and the recent outcomes,
+//   below) until `registered` arrives: every `register_retry` while sends
+//   succeed; while a send fails (not connected yet) after 20 ms, doubling up
+//   to `register_retry`. `reregister` registers again (once: a register sent
+//   less than 500 ms ago answers it). An `error` of kind failed precondition
+//   while unregistered is the scheduler refusing this worker: fatal().
+// - Registered: heartbeats every `heartbeat_ms` with the executor's stats,
+//   the running jobs and (once the full inventory went out) its digest; the
+//   full inventory right after each registration (InventoryReporter).
+// - Job events: `assign` starts a job on the executor after sending
+//   job-started (not after refuse_new_jobs(), nor twice); `cancel-job`
+//   cancels that attempt only if it runs here (a superseded attempt's cancel
+//   does nothing else). Events are sent at once when registered and nothing
+//   is buffered, else kept in order and sent once registered. Past
+//   `max_buffered_bytes` kept, job-log events are dropped, oldest first;
+//   steps and outcomes never are. A job whose log lost text gets a job-log
+//   note saying how much, where the gap is.
+// - job-done sent in the last min(lease, 5 s) (at most 10,000) are listed as
+//   running in the next register and sent again after registering, since a
+//   scheduler that restarted may have lost them.
+// - `worker-state` changes are logged.
+// Thread safety: none; the event loop's thread only (as the executor).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "common/proto/messages.h"
+#include "worker/daemon/inventory_reporter.h"
+#include "worker/daemon/job_executor.h"
+#include "worker/daemon/message_out.h"
+
+namespace kiln::worker {
+
+struct SessionOptions {
+  std::string scheduler = "tcp://127.0.0.1:7801";  // for messages
+  std::string name;                                // routing id and registration name; required
+  std::string pool = "linux-x86_64";
+  std::uint32_t capacity = 2;
+  std::vector<std::string> labels;  // "key=value"
+
+  std::chrono::milliseconds register_retry{2000};
+  // Bound on events kept while not registered.
+  std::size_t max_buffered_bytes = 16u << 20;
+  // Ids per inventory message (100,000 x 32 bytes stays well under proto::kMaxBodyBytes).
+  std::size_t inventory_chunk_ids = 100000;
+};
+
+class SchedulerSession final : public JobEventSink {
+ public:
+  using Now = std::function<SteadyTime()>;
+
+  // `out` and `executor` must outlive the session.
+  SchedulerSession(SessionOptions options, MessageOut& out, JobExecutor& executor, Now now);
+
+  // Sends the first register.
+  void start();
+  // A message from the scheduler; `type` nullopt: a type this worker does not
+  // know, named `type_text`. Bad bodies are logged and ignored.
+  void receive(std::optional<proto::Type> type, std::string_view type_text, std::string_view body);
+  // Timers: register again when due, heartbeat when due; then sends what is
+  // buffered and forgets old outcomes.
+  void tick();
+  // Sends what is buffered, if registered.
+  void flush();
+  // Until the next register or heartbeat is due (+1 ms), never negative.
+  std::chrono::milliseconds timeout() const;
+  // The worker is stopping: later assigns are not started.
+  void refuse_new_jobs() { refusing_ = true; }
+
+  bool registered() const { return registered_; }
+  // Set when the scheduler refused the registration (run() then ends with it).
+  const std::optional<Error>& fatal() const { return fatal_; }
+  // Events kept until registered (after a run, those never sent).
+  std::size_t buffered_count() const { return buffered_.size(); }
+  std::size_t buffered_bytes() const { return buffered_bytes_; }
+  // What the scheduler last said this worker is: active, paused, draining (empty: not told yet).
+  const std::string& scheduler_state() const { return scheduler_state_; }
+
+  // JobEventSink: the executor's reports.
+  void job_event(proto::JobEvent event) override;
+  void store_changed(const std::vector<std::string>& added_hex,
+                     const std::vector<std::string>& removed_hex) override;
+
+ private:
+  struct Outgoing {
+    proto::Type type;
+    std::string body;
+    std::string job_id;  // job events: whose
+    std::uint32_t attempt = 0;
+  };
+
+  void on_registered(const proto::Registered& registered);
+  void on_reregister(const proto::Reregister& reregister);
+  void on_assign(proto::Assign assign);
+  void on_cancel(const proto::CancelAssigned& cancel);
+  void on_worker_state(const proto::WorkerState& state);
+  void on_error(const proto::ErrorReply& reply);
+  void send_register();
+  void send_heartbeat();
+  void send_full_inventory();
+  void emit(Outgoing out);
+  void buffer(Outgoing out);
+  bool send(const Outgoing& out) { return out_.send(out.type, out.body); }
+  void forget_old_done(SteadyTime now);
+  proto::WorkerStats stats();
+  std::vector<proto::RunningJob> running_jobs(bool with_recent_done) const;
+
+  SessionOptions options_;
+  MessageOut& out_;
+  JobExecutor& executor_;
+  Now now_;
+  InventoryReporter inventory_;
+
+  bool registered_ = false;
+  bool ever_registered_ = false;
+  bool refusing_ = false;
+  std::optional<Error> fatal_;
+  std::uint32_t heartbeat_ms_ = 1000;
+  std::uint32_t lease_ms_ = 10000;
+  SteadyTime last_register_{};
+  SteadyTime next_register_{};
+  std::chrono::milliseconds register_backoff_;
+  SteadyTime last_heartbeat_{};
+  std::string scheduler_state_;
+
+  std::deque<Outgoing> buffered_;
+  std::size_t buffered_bytes_ = 0;
+  std::uint64_t dropped_log_bytes_ = 0;
+  std::map<JobKey, std::uint64_t> dropped_by_job_;  // log bytes, for the gap note
+  // job-done messages sent recently, resent after a re-registration.
+  std::deque<std::pair<SteadyTime, Outgoing>> recent_done_;
+};
+
+}  // namespace kiln::worker
