@@ -75,7 +75,7 @@ constexpr double kWorkHalfLife = 3600;
 
 class KilnPolicy final : public Policy {
  public:
-  explicit KilnPolicy(const PolicyOptions& options) : options_(options), weight_(options.wait_weight) {}
+  explicit KilnPolicy(const PolicyOptions& options) : options_(options) {}
 
   std::string name() const override { return "kiln"; }
 
@@ -87,12 +87,12 @@ class KilnPolicy final : public Policy {
 
     // The fair-share cost is the cheapest the job could be: everything after
     // the deepest step some worker holds or builds.
-    view_chain(J);
+    const ChainView chain = view_chain(J);
     int deepest = -1;
-    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0 && deepest < 0; --i) {
-      if (refs_[i] != kNoRef || pending_refs_[i] != kNoRef) deepest = i;
+    for (int i = chain.length() - 1; i >= 0 && deepest < 0; --i) {
+      if (chain.steps[i].held != kNoRef || chain.steps[i].building != kNoRef) deepest = i;
     }
-    J.best_cost = suffix_[deepest + 1];
+    J.best_cost = chain.cost_after(deepest);
     // A job submitted before it reached the policy (queued when the scheduler
     // restarted) keeps its age: its fair start may be as early as its submit.
     const double since = std::isnan(job.submitted_at) ? now : std::min(now, job.submitted_at);
@@ -108,7 +108,8 @@ class KilnPolicy final : public Policy {
     JobIndex j = it->second;
     Job& J = jobs_[j];
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
-    if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false);
+    // No time is given: the latest one the caller did.
+    if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false, last_now_);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     --queued_;
     free_job(j);  // a queued job's heap entry goes stale with its generation
@@ -132,7 +133,7 @@ class KilnPolicy final : public Policy {
       w.present = false;
       count(wi);  // out of the old pool's counts
       set_free(wi, false);
-      unreserve_all(wi);
+      unreserve_all(wi, now);
       auto& names = pools_[w.pool].workers;
       names.erase(std::remove(names.begin(), names.end(), wi), names.end());
       w.pool = pool;
@@ -143,7 +144,7 @@ class KilnPolicy final : public Policy {
     w.labels.clear();
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
-    if (!eligible(w)) unreserve_all(wi);
+    if (!eligible(w)) unreserve_all(wi, now);
     count(wi);
     rebuild_slots(wi, now);
     refresh_free(wi);
@@ -155,7 +156,7 @@ class KilnPolicy final : public Policy {
     WorkerIndex wi = it->second;
     Worker& w = workers_[wi];
     set_free(wi, false);
-    unreserve_all(wi);
+    unreserve_all(wi, last_now_);  // no time is given: the latest one the caller did
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
       remove_pending(jobs_[j], wi);
@@ -201,12 +202,10 @@ class KilnPolicy final : public Policy {
         continue;
       }
       start_reserved(p, now, out);
-      weight_ = pool_weight(p, now);
-      place_from_queue(p, now, out);
-      recheck_overdue(p, now, out);
-      redecide(p, now, out);
-      weight_ = options_.wait_weight;
-      oversubscribed_ = true;
+      const PoolPressure pressure = pool_pressure(p, now);
+      place_from_queue(p, pressure, now, out);
+      recheck_overdue(p, pressure.wait_weight, now, out);
+      redecide(p, pressure.wait_weight, now, out);
     }
     return out;
   }
@@ -216,10 +215,10 @@ class KilnPolicy final : public Policy {
     if (wit == worker_ids_.end() || job_ids_.contains(job.id)) return;
     JobIndex j = record_job(job);
     Job& J = jobs_[j];
-    view_chain(J);
-    double cost = estimate_on(J, workers_[wit->second], 0, now).occupancy;
+    const ChainView chain = view_chain(J);
+    double cost = estimate_on(chain, workers_[wit->second], 0, options_.wait_weight, now).occupancy;
     ++queued_;  // start() counts it out again
-    start(j, wit->second, cost, now, now, nullptr);
+    start(j, wit->second, cost, now, now, &chain, nullptr);
   }
 
   void job_finished(const std::string& worker, const std::string& job_id,
@@ -352,6 +351,30 @@ class KilnPolicy final : public Policy {
     double busy_at = -1;
   };
 
+  // A job's chain as placement sees it now (view_chain()): per step, base
+  // first, its ref in the inventory index and in pending_ (kNoRef: no worker
+  // holds / builds it) and the cost of the chain from that step on. One more
+  // entry after the last step: no refs, cost 0 (the empty chain's: its whole
+  // cost). So a worker whose deepest held step is d builds steps d+1.. at
+  // cost_after(d).
+  struct ChainView {
+    struct Step {
+      IdRef held;
+      IdRef building;
+      double cost_from;
+    };
+    std::vector<Step> steps;
+    int length() const { return static_cast<int>(steps.size()) - 1; }
+    double cost_after(int depth) const { return steps[depth + 1].cost_from; }
+  };
+
+  // How decisions in one pool weigh waiting during one assign() pass
+  // (pool_pressure()).
+  struct PoolPressure {
+    double wait_weight;   // a waited second against a built second
+    bool oversubscribed;  // more jobs than slots
+  };
+
   struct Choice {
     WorkerIndex worker = kNone;
     int depth = -1;
@@ -370,7 +393,6 @@ class KilnPolicy final : public Policy {
       return j;
     }
     jobs_.emplace_back();
-    viewed_ = nullptr;  // records may have moved
     return static_cast<JobIndex>(jobs_.size() - 1);
   }
 
@@ -403,7 +425,6 @@ class KilnPolicy final : public Policy {
     J.chain.shrink_to_fit();
     J.tail.clear();
     free_jobs_.push_back(j);
-    viewed_ = nullptr;
   }
 
   std::uint32_t pool_index(const std::string& name) {
@@ -535,70 +556,74 @@ class KilnPolicy final : public Policy {
     return R.expected_end >= now ? R.expected_end : now + (now - R.expected_end);
   }
 
-  // The weight of a waited second for decisions in pool p now. A second
-  // spent rebuilding is one another job waits for only when the pool is
-  // busy: from wait_weight when its jobs (running, reserved, queued) fill,
-  // or lately filled, at least kBusyPool of its slots, rising to 1 (finish
-  // first) as the pool idles.
-  double pool_weight(std::uint32_t p, double now) {
+  // The weight of a waited second for decisions in pool p now, and whether
+  // the pool has more jobs than slots. A second spent rebuilding is one
+  // another job waits for only when the pool is busy: from wait_weight when
+  // its jobs (running, reserved, queued) fill, or lately filled, at least
+  // kBusyPool of its slots, rising to 1 (finish first) as the pool idles.
+  // Advances the pool's recent busy fraction to `now`.
+  PoolPressure pool_pressure(std::uint32_t p, double now) {
     Pool& P = pools_[p];
     // Demand over capacity: what runs, is reserved and is queued against
     // the slots. A burst counts at once; only the way back down is smoothed.
     double demand = static_cast<double>(P.running + P.reserved_jobs + P.queued);
-    oversubscribed_ = demand > static_cast<double>(P.slots);
+    const bool oversubscribed = demand > static_cast<double>(P.slots);
     double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
     double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
     P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
     P.busy_at = now;
-    return 1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool);
+    return {1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool),
+            oversubscribed};
   }
 
   // What a reserved job's finish is where it is reserved (as estimate_on()
   // weighs it): its wait there, weighted, plus its cost there.
-  double staying_finish(const Job& J, double now) const {
-    return std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
+  static double staying_finish(const Job& J, double weight, double now) {
+    return std::max(0.0, J.expected_start - now) * weight + J.cost_on_worker;
   }
 
   double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
 
   // ---- chains ----
 
-  // Fills refs_, pending_refs_ and suffix_ for J's chain: suffix_[i] is the
-  // cost of steps i.. (suffix_[n] = 0), so a worker whose deepest held step
-  // is d builds steps d+1.. at cost suffix_[d + 1].
-  void view_chain(const Job& J) {
-    viewed_ = &J;
+  // J's chain as it is now: where its steps are held or being built, and
+  // what each costs.
+  ChainView view_chain(const Job& J) const {
     std::size_t n = J.chain.size();
-    refs_.assign(n, kNoRef);
-    pending_refs_.assign(n, kNoRef);
-    suffix_.assign(n + 1, 0.0);
     const Pool& P = pools_[J.pool];
     double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
                      : P.step_samples > 0            ? P.step_mean
                                                      : options_.default_step_seconds;
+    ChainView view;
+    // Each step's own cost first (the sum from it on is made below); the
+    // entry after the last step costs nothing.
+    view.steps.assign(n + 1, {kNoRef, kNoRef, unknown});
+    view.steps[n].cost_from = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (auto ref = index_.find(J.chain[i])) refs_[i] = *ref;
-      if (auto ref = pending_.find(J.chain[i])) pending_refs_[i] = *ref;
+      if (auto ref = index_.find(J.chain[i])) view.steps[i].held = *ref;
+      if (auto ref = pending_.find(J.chain[i])) view.steps[i].building = *ref;
     }
     // A step no worker holds is costed from what steps at the same distance
     // after its deepest held ancestor took (learn_after()): the next
     // commit's build after a repository's cached dependencies costs about
     // what the last one did. Without such history: the estimate above.
-    scratch_costs_.assign(n, unknown);
     int anchor = -1;
     for (std::size_t i = 0; i < n; ++i) {
-      if (refs_[i] != kNoRef) {
-        if (index_.cost_of(refs_[i]) > 0) scratch_costs_[i] = index_.cost_of(refs_[i]);
+      const IdRef held = view.steps[i].held;
+      if (held != kNoRef) {
+        if (index_.cost_of(held) > 0) view.steps[i].cost_from = index_.cost_of(held);
         anchor = static_cast<int>(i);
       } else if (anchor >= 0 && J.estimate_seconds <= 0) {
         if (auto it = learned_.find(learned_key(J.chain[anchor], static_cast<int>(i) - anchor));
             it != learned_.end()) {
-          scratch_costs_[i] = it->second;
+          view.steps[i].cost_from = it->second;
         }
       }
     }
-    for (std::size_t i = n; i-- > 0;) suffix_[i] = suffix_[i + 1] + scratch_costs_[i];
-    if (n == 0) suffix_[0] = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
+    for (std::size_t i = n; i-- > 0;)
+      view.steps[i].cost_from = view.steps[i + 1].cost_from + view.steps[i].cost_from;
+    if (n == 0) view.steps[0].cost_from = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
+    return view;
   }
 
   static std::uint64_t learned_key(const Digest& anchor, int distance) {
@@ -624,18 +649,21 @@ class KilnPolicy final : public Policy {
     double finish;     // (start_at - now) x wait_weight + occupancy: what placement minimises
   };
 
-  // J (whose chain is viewed) on w, after `wait`. A step w holds costs
-  // nothing; a step w is building for another job is shared: J starts once
-  // it is built (the builder would make J wait for it anyway, holding a slot).
-  Estimate estimate_on(const Job& J, const Worker& w, double wait, double now) const {
-    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0; --i) {
-      bool held = refs_[i] != kNoRef && index_.holds(w.slot, refs_[i]);
-      if (!held && !(pending_refs_[i] != kNoRef && pending_.holds(w.slot, pending_refs_[i]))) continue;
-      double ready = held ? 0 : ready_at(w, pending_refs_[i], now);
+  // The job whose chain is `chain` on w, after `wait`, a waited second
+  // weighing `weight`. A step w holds costs nothing; a step w is building for
+  // another job is shared: the job starts once it is built (the builder would
+  // make it wait for it anyway, holding a slot).
+  Estimate estimate_on(const ChainView& chain, const Worker& w, double wait, double weight,
+                       double now) const {
+    for (int i = chain.length() - 1; i >= 0; --i) {
+      const ChainView::Step& step = chain.steps[i];
+      bool held = step.held != kNoRef && index_.holds(w.slot, step.held);
+      if (!held && !(step.building != kNoRef && pending_.holds(w.slot, step.building))) continue;
+      double ready = held ? 0 : ready_at(w, step.building, now);
       double start_at = std::max(now + wait, ready);
-      return {i, suffix_[i + 1], start_at, ready, (start_at - now) * weight_ + suffix_[i + 1]};
+      return {i, chain.cost_after(i), start_at, ready, (start_at - now) * weight + chain.cost_after(i)};
     }
-    return {-1, suffix_[0], now + wait, 0, wait * weight_ + suffix_[0]};
+    return {-1, chain.cost_after(-1), now + wait, 0, wait * weight + chain.cost_after(-1)};
   }
 
   // Whether a running job on w is building a step of J's chain that w does
@@ -723,17 +751,17 @@ class KilnPolicy final : public Policy {
   }
   // Work started here lately, per slot: where a new chain lands, its later
   // jobs follow (they find it cached), so new chains go to the least loaded.
-  double recent_load(const Worker& w) const {
-    return decayed_work(w, last_now_) / std::max<double>(1, w.info.capacity);
+  static double recent_load(const Worker& w, double now) {
+    return decayed_work(w, now) / std::max<double>(1, w.info.capacity);
   }
 
   // Whether a is a better free worker than b at equal cost: less recent work
   // per slot (recent_load()), then more free slots, then the one that
   // started a job longest ago (spreads load).
-  bool better_free(WorkerIndex a, WorkerIndex b) const {
+  bool better_free(WorkerIndex a, WorkerIndex b, double now) const {
     const Worker& A = workers_[a];
     const Worker& B = workers_[b];
-    double la = recent_load(A), lb = recent_load(B);
+    double la = recent_load(A, now), lb = recent_load(B, now);
     if (std::abs(la - lb) > 1e-9) return la < lb;
     std::size_t fa = A.info.capacity - A.running.size(), fb = B.info.capacity - B.running.size();
     if (fa != fb) return fa > fb;
@@ -743,13 +771,13 @@ class KilnPolicy final : public Policy {
 
   // The free worker (eligible, free slot, labels) that finishes J soonest;
   // among those about as soon (near_tie_fraction), the one that builds least.
-  Choice best_free(const Job& J, double now) {
+  Choice best_free(const Job& J, const ChainView& chain, double weight, double now) {
     const Pool& P = pools_[J.pool];
-    int n = static_cast<int>(J.chain.size());
+    int n = chain.length();
     std::vector<Choice>& found = scratch_choices_;
     found.clear();
     auto consider = [&](WorkerIndex wi) {
-      Estimate e = estimate_on(J, workers_[wi], 0, now);
+      Estimate e = estimate_on(chain, workers_[wi], 0, weight, now);
       found.push_back({wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready});
     };
     if (P.free.size() <= 64) {
@@ -767,8 +795,8 @@ class KilnPolicy final : public Policy {
           if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
           consider(wi);
         };
-        if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
-        if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+        if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
+        if (chain.steps[i].building != kNoRef) pending_.for_each_holder(chain.steps[i].building, visit);
       }
       if (found.empty()) {
         for (WorkerIndex wi : P.free) {
@@ -785,7 +813,8 @@ class KilnPolicy final : public Policy {
       if (c.finish > soonest + tie) continue;
       if (best.worker == kNone || c.occupancy < best.occupancy ||
           (c.occupancy == best.occupancy &&
-           (c.finish < best.finish || (c.finish == best.finish && better_free(c.worker, best.worker))))) {
+           (c.finish < best.finish ||
+            (c.finish == best.finish && better_free(c.worker, best.worker, now))))) {
         best = c;
       }
     }
@@ -793,12 +822,13 @@ class KilnPolicy final : public Policy {
   }
 
   // The busy worker holding a deeper part of J's chain than `free_depth` that
-  // would finish J soonest counting its wait (times wait_weight), if it
-  // beats `to_beat`.
-  Choice best_busy(const Job& J, int free_depth, double to_beat, double now) {
+  // would finish J soonest counting its wait (times `weight`), if it beats
+  // `to_beat`.
+  Choice best_busy(const Job& J, const ChainView& chain, int free_depth, double to_beat, double weight,
+                   double now) {
     Choice best;
     best.finish = to_beat;
-    int n = static_cast<int>(J.chain.size());
+    int n = chain.length();
     ++epoch_;
     if (seen_.size() < workers_.size()) seen_.resize(workers_.size(), 0);
     // Deepest levels first, where the few holders that save the most are;
@@ -807,8 +837,8 @@ class KilnPolicy final : public Policy {
     std::size_t budget = kBusyCandidates;
     for (int i = n - 1; i > free_depth && budget > 0; --i) {
       // Nobody holding (or building) only steps up to i can finish before
-      // suffix_[i + 1].
-      if (suffix_[i + 1] >= best.finish) break;
+      // cost_after(i).
+      if (chain.cost_after(i) >= best.finish) break;
       auto visit = [&](WorkerSlot slot) {
         WorkerIndex wi = by_slot_[slot];
         if (wi == kNone || seen_[wi] == epoch_ || budget == 0) return;
@@ -819,30 +849,39 @@ class KilnPolicy final : public Policy {
         // A slot expected to be free by now is not (the worker is busy): a
         // job overran, so its estimates are redone first.
         if (w.slots.empty() || w.slots.front() < now) rebuild_slots(wi, now);
-        Estimate e = estimate_on(J, w, wait_on(w, now), now);
+        Estimate e = estimate_on(chain, w, wait_on(w, now), weight, now);
         if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
       };
-      if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
-      if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+      if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
+      if (chain.steps[i].building != kNoRef) pending_.for_each_holder(chain.steps[i].building, visit);
     }
     return best;
   }
 
   // What the rest of J's chain costs from each step on (kept to tell others
   // when a step J builds will be ready).
-  void remember_tail(Job& J) {
-    if (viewed_ != &J) view_chain(J);
-    J.tail.assign(suffix_.begin(), suffix_.end());
+  static void remember_tail(Job& J, const ChainView& chain) {
+    J.tail.clear();
+    for (const ChainView::Step& step : chain.steps) J.tail.push_back(static_cast<float>(step.cost_from));
   }
 
   // Starts J on w now. `begins`: when it can begin building (a step it
   // shares with a build in progress there is ready), so its expected end
-  // counts that wait.
-  void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now,
+  // counts that wait. `chain`: J's chain as the caller viewed it, or null
+  // (a job that was reserved: it has its tail from then).
+  void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now, const ChainView* chain,
              std::vector<Assignment>* out) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
-    if (J.tail.empty()) remember_tail(J);  // a reserved job has it already
+    // A job keeps the tail it got when first reserved, even if it went back
+    // to the queue since.
+    if (J.tail.empty()) {
+      if (chain) {
+        remember_tail(J, *chain);
+      } else {
+        remember_tail(J, view_chain(J));
+      }
+    }
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     J.state = JobState::kRunning;
     J.worker = wi;
@@ -860,10 +899,11 @@ class KilnPolicy final : public Policy {
     if (out) out->push_back({J.id, w.info.name});
   }
 
-  void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, double now) {
+  void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, const ChainView& chain,
+               double now) {
     Job& J = jobs_[j];
     Worker& w = workers_[wi];
-    remember_tail(J);
+    remember_tail(J, chain);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     J.state = JobState::kReserved;
     J.worker = wi;
@@ -880,7 +920,7 @@ class KilnPolicy final : public Policy {
 
   // Takes a reserved job off its worker: back to the pool queue, or (requeue
   // false) for the caller to start elsewhere or drop.
-  void unreserve(JobIndex j, bool requeue) {
+  void unreserve(JobIndex j, bool requeue, double now) {
     Job& J = jobs_[j];
     Worker& w = workers_[J.worker];
     w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
@@ -888,12 +928,12 @@ class KilnPolicy final : public Policy {
     WorkerIndex wi = J.worker;
     remove_pending(J, wi);
     J.worker = kNone;
-    rebuild_slots(wi, last_now_);
+    rebuild_slots(wi, now);
     if (requeue) enqueue(j);
   }
 
-  void unreserve_all(WorkerIndex wi) {
-    while (!workers_[wi].reserved.empty()) unreserve(workers_[wi].reserved.back(), /*requeue=*/true);
+  void unreserve_all(WorkerIndex wi, double now) {
+    while (!workers_[wi].reserved.empty()) unreserve(workers_[wi].reserved.back(), /*requeue=*/true, now);
   }
 
   void enqueue(JobIndex j) {
@@ -927,12 +967,13 @@ class KilnPolicy final : public Policy {
         w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
         --pools_[p].reserved_jobs;
         remove_pending(jobs_[j], wi);  // start() adds it back
-        start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, &out);
+        start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, nullptr, &out);
       }
     }
   }
 
-  void place_from_queue(std::uint32_t p, double now, std::vector<Assignment>& out) {
+  void place_from_queue(std::uint32_t p, const PoolPressure& pressure, double now,
+                        std::vector<Assignment>& out) {
     Pool& P = pools_[p];
     std::vector<HeapEntry>& skipped = scratch_skipped_;
     skipped.clear();
@@ -942,8 +983,8 @@ class KilnPolicy final : public Policy {
       P.heap.pop_back();
       if (!live(e)) continue;
       Job& J = jobs_[e.job];
-      view_chain(J);
-      Choice free = best_free(J, now);
+      const ChainView chain = view_chain(J);
+      Choice free = best_free(J, chain, pressure.wait_weight, now);
       if (free.worker == kNone) {
         skipped.push_back(e);  // no free worker may take it; look behind it
         continue;
@@ -952,24 +993,25 @@ class KilnPolicy final : public Policy {
       // min_gain, or, while the pool has more jobs than slots, about as soon
       // (within near_tie_fraction) while occupying less of the farm: less
       // rebuilding. With slots to spare, a tie goes to starting now.
-      double tie = oversubscribed_
+      const bool oversubscribed = pressure.oversubscribed;
+      double tie = oversubscribed
                        ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
                        : 0.0;
-      Choice busy = best_busy(J, free.depth, free.finish + tie, now);
+      Choice busy = best_busy(J, chain, free.depth, free.finish + tie, pressure.wait_weight, now);
       if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
-          (!oversubscribed_ || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
+          (!oversubscribed || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
         busy.worker = kNone;
       }
       if (busy.worker != kNone) {
-        reserve(e.job, busy.worker, busy.occupancy, busy.ready, now);
+        reserve(e.job, busy.worker, busy.occupancy, busy.ready, chain, now);
       } else if (free.start_at > now && !P.heap.empty()) {
         // Best on a free worker once a step it shares there is built, and
         // other jobs are waiting: wait there, leaving them the slot meanwhile.
         // (With nothing else queued it starts at once and the builder makes
         // it wait for the shared step inside the slot: the same finish.)
-        reserve(e.job, free.worker, free.occupancy, free.ready, now);
+        reserve(e.job, free.worker, free.occupancy, free.ready, chain, now);
       } else {
-        start(e.job, free.worker, free.occupancy, free.start_at, now, &out);
+        start(e.job, free.worker, free.occupancy, free.start_at, now, &chain, &out);
       }
     }
     for (const HeapEntry& e : skipped) {
@@ -985,7 +1027,7 @@ class KilnPolicy final : public Policy {
   // again against the best free worker; it moves when that finishes it
   // sooner by min_gain_seconds. At most once per kRecheckSeconds per pool,
   // and at most kRecheckBudget jobs weighed.
-  void recheck_overdue(std::uint32_t p, double now, std::vector<Assignment>& out) {
+  void recheck_overdue(std::uint32_t p, double weight, double now, std::vector<Assignment>& out) {
     Pool& P = pools_[p];
     if (P.reserved_jobs == 0 || P.free.empty() || now < P.next_recheck) return;
     P.next_recheck = now + kRecheckSeconds;
@@ -1007,13 +1049,12 @@ class KilnPolicy final : public Policy {
         --budget;
         Job& J = jobs_[j];
         if (J.state != JobState::kReserved || J.worker != vi) continue;
-        view_chain(J);
-        Choice free = best_free(J, now);
+        Choice free = best_free(J, view_chain(J), weight, now);
         if (free.worker == kNone || free.start_at > now) continue;
-        double stay = staying_finish(J, now);
+        double stay = staying_finish(J, weight, now);
         if (stay - free.finish <= options_.min_gain_seconds) continue;
-        unreserve(j, /*requeue=*/false);
-        start(j, free.worker, free.occupancy, now, now, &out);
+        unreserve(j, /*requeue=*/false, now);
+        start(j, free.worker, free.occupancy, now, now, nullptr, &out);
       }
     }
   }
@@ -1023,7 +1064,7 @@ class KilnPolicy final : public Policy {
   // it would now finish soonest compared with staying, while the gain is
   // above min_gain_seconds. Workers free all along were weighed when those
   // jobs were reserved, so they are not asked again.
-  void redecide(std::uint32_t p, double now, std::vector<Assignment>& out) {
+  void redecide(std::uint32_t p, double weight, double now, std::vector<Assignment>& out) {
     Pool& P = pools_[p];
     std::size_t budget = kRedecideBudget;
     scratch_workers_.swap(P.fresh);
@@ -1041,18 +1082,17 @@ class KilnPolicy final : public Policy {
             --budget;
             const Job& J = jobs_[j];
             if (!has_labels(u, J)) continue;
-            view_chain(J);
-            Estimate here = estimate_on(J, u, 0, now);
+            Estimate here = estimate_on(view_chain(J), u, 0, weight, now);
             if (here.start_at > now) continue;  // it would wait there too
-            double stay = staying_finish(J, now);
+            double stay = staying_finish(J, weight, now);
             double gain = stay - here.finish;
             double cost = here.occupancy;
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
           }
         }
         if (best_job == kNone) break;
-        unreserve(best_job, /*requeue=*/false);
-        start(best_job, ui, best_cost, now, now, &out);
+        unreserve(best_job, /*requeue=*/false, now);
+        start(best_job, ui, best_cost, now, now, nullptr, &out);
       }
     }
   }
@@ -1090,21 +1130,19 @@ class KilnPolicy final : public Policy {
   std::unordered_map<std::string, int> label_ids_;
   std::size_t queued_ = 0;
   std::uint64_t next_seq_ = 0;
+  // The latest time a caller gave; for remove_job() and remove_worker(),
+  // which are given none.
   double last_now_ = 0;
-  double weight_;  // a waited second against a built second, for the pool at hand (pool_weight())
-  bool oversubscribed_ = true;  // the pool at hand has more jobs than slots (pool_weight())
+  std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
 
   // Scratch, reused across decisions to avoid allocation.
-  std::vector<IdRef> refs_, pending_refs_;
-  std::vector<double> suffix_, scratch_ends_, scratch_costs_;
-  std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
+  std::vector<double> scratch_ends_;
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
   std::vector<WorkerIndex> scratch_workers_;
   std::vector<JobIndex> scratch_jobs_;
   std::vector<HeapEntry> scratch_skipped_;
   std::vector<Choice> scratch_choices_;
-  const Job* viewed_ = nullptr;  // whose chain refs_/suffix_ describe
 };
 
 std::string KilnPolicy::dump(double now) const {
