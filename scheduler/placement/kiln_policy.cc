@@ -43,13 +43,15 @@
 
 #include "scheduler/placement/fair_share.h"
 #include "scheduler/placement/inventory.h"
+#include "scheduler/placement/kiln_job_slab.h"
 #include "scheduler/placement/policy.h"
 
 namespace kiln::placement {
 namespace {
 
+using namespace kiln_internal;
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr IdRef kNoRef = std::numeric_limits<IdRef>::max();
 // Jobs with no free matching worker looked past per pool per assign() call,
 // so one job that no free worker can take does not block those behind it,
@@ -80,10 +82,10 @@ class KilnPolicy final : public Policy {
   std::string name() const override { return "kiln"; }
 
   void add_job(const PlacementJob& job, double now) override {
-    if (job_ids_.contains(job.id)) return;  // already known: assign() must return it once
+    if (jobs_.contains(job.id)) return;  // already known: assign() must return it once
     last_now_ = now;
     JobIndex j = record_job(job);
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
 
     // The fair-share cost is the cheapest the job could be: everything after
     // the deepest step some worker holds or builds.
@@ -103,16 +105,15 @@ class KilnPolicy final : public Policy {
   }
 
   void remove_job(const std::string& job_id) override {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return;
-    JobIndex j = it->second;
-    Job& J = jobs_[j];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return;
+    KilnJob& J = jobs_[j];
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
     // No time is given: the latest one the caller did.
     if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false, last_now_);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     --queued_;
-    free_job(j);  // a queued job's heap entry goes stale with its generation
+    jobs_.release(j);  // a queued job's heap entry goes stale with its generation
   }
 
   void update_worker(const PlacementWorker& info, double now) override {
@@ -160,15 +161,14 @@ class KilnPolicy final : public Policy {
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
       remove_pending(jobs_[j], wi);
-      job_ids_.erase(jobs_[j].id);
-      free_job(j);
+      jobs_.release(j);
     }
     w.running.clear();
     w.present = false;
     count(wi);
     auto& names = pools_[w.pool].workers;
     names.erase(std::remove(names.begin(), names.end(), wi), names.end());
-    by_slot_[w.slot] = kNone;
+    by_slot_[w.slot] = kNoWorker;
     index_.remove_worker(name);
     pending_.remove_worker(name);
     // The record stays (indices are stable); a worker of the same name that
@@ -189,7 +189,7 @@ class KilnPolicy final : public Policy {
       index_.remove(slot, remove_ids);
       index_.add(slot, add_ids);
     }
-    if (slot < by_slot_.size() && by_slot_[slot] != kNone && !add_ids.empty()) mark_fresh(by_slot_[slot]);
+    if (slot < by_slot_.size() && by_slot_[slot] != kNoWorker && !add_ids.empty()) mark_fresh(by_slot_[slot]);
   }
 
   std::vector<Assignment> assign(double now) override {
@@ -212,9 +212,9 @@ class KilnPolicy final : public Policy {
 
   void adopt(const PlacementJob& job, const std::string& worker, double now) override {
     auto wit = worker_ids_.find(worker);
-    if (wit == worker_ids_.end() || job_ids_.contains(job.id)) return;
+    if (wit == worker_ids_.end() || jobs_.contains(job.id)) return;
     JobIndex j = record_job(job);
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
     const ChainView chain = view_chain(J);
     double cost = estimate_on(chain, workers_[wit->second], 0, options_.wait_weight, now).occupancy;
     ++queued_;  // start() counts it out again
@@ -272,42 +272,15 @@ class KilnPolicy final : public Policy {
   }
 
   std::optional<double> expected_seconds(const std::string& job_id) const override {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return std::nullopt;
-    const Job& J = jobs_[it->second];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return std::nullopt;
+    const KilnJob& J = jobs_[j];
     return J.state == JobState::kQueued ? J.best_cost : J.cost_on_worker;
   }
 
   std::string dump(double now) const override;
 
  private:
-  using JobIndex = std::uint32_t;
-  using WorkerIndex = std::uint32_t;
-  enum class JobState : std::uint8_t { kFree, kQueued, kReserved, kRunning };
-
-  struct Job {
-    std::string id;
-    std::string client;
-    bool urgent = false;
-    double submitted_at = 0;
-    double estimate_seconds = 0;
-    std::vector<Digest> chain;
-    std::vector<IdRef> pending;  // its chain's refs in pending_ while reserved or running
-    std::vector<float> tail;     // reserved or running: tail[i] = cost of chain steps i..
-    std::vector<int> labels;     // sorted
-    std::uint32_t pool = 0;
-    double key = 0;
-    std::uint64_t seq = 0;
-    std::uint32_t generation = 0;  // bumped when the record is freed: stale heap entries
-    JobState state = JobState::kFree;
-    double best_cost = 0;        // cheapest cost anywhere, when added
-    WorkerIndex worker = kNone;  // reserved for / running on
-    double cost_on_worker = 0;   // expected seconds there
-    double expected_start = 0;   // reserved: when a slot there is expected to free
-    double not_before = 0;       // reserved: when a step it shares there should be built
-    double expected_end = 0;     // running
-  };
-
   struct Worker {
     PlacementWorker info;
     WorkerSlot slot = 0;
@@ -376,7 +349,7 @@ class KilnPolicy final : public Policy {
   };
 
   struct Choice {
-    WorkerIndex worker = kNone;
+    WorkerIndex worker = kNoWorker;
     int depth = -1;
     double finish = kInf;
     double occupancy = 0;
@@ -386,21 +359,10 @@ class KilnPolicy final : public Policy {
 
   // ---- records ----
 
-  JobIndex new_job() {
-    if (!free_jobs_.empty()) {
-      JobIndex j = free_jobs_.back();
-      free_jobs_.pop_back();
-      return j;
-    }
-    jobs_.emplace_back();
-    return static_cast<JobIndex>(jobs_.size() - 1);
-  }
-
   // A new record for `job` (what add_job and adopt share), known by its id.
   JobIndex record_job(const PlacementJob& job) {
-    JobIndex j = new_job();
-    Job& J = jobs_[j];
-    J.id = job.id;
+    JobIndex j = jobs_.create(job.id);
+    KilnJob& J = jobs_[j];
     J.client = job.client;
     J.urgent = job.urgent;
     J.submitted_at = job.submitted_at;
@@ -411,20 +373,7 @@ class KilnPolicy final : public Policy {
     J.labels.clear();
     for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
     std::sort(J.labels.begin(), J.labels.end());
-    job_ids_.emplace(job.id, j);
     return j;
-  }
-
-  void free_job(JobIndex j) {
-    Job& J = jobs_[j];
-    job_ids_.erase(J.id);
-    J.state = JobState::kFree;
-    ++J.generation;
-    J.worker = kNone;
-    J.chain.clear();
-    J.chain.shrink_to_fit();
-    J.tail.clear();
-    free_jobs_.push_back(j);
   }
 
   std::uint32_t pool_index(const std::string& name) {
@@ -441,7 +390,7 @@ class KilnPolicy final : public Policy {
     WorkerSlot slot = index_.add_worker(name);
     // Both indexes allocate slots the same way from the same calls.
     pending_.add_worker(name);
-    if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNone);
+    if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNoWorker);
     return slot;
   }
 
@@ -456,7 +405,7 @@ class KilnPolicy final : public Policy {
     return true;
   }
 
-  static bool has_labels(const Worker& w, const Job& J) {
+  static bool has_labels(const Worker& w, const KilnJob& J) {
     for (int l : J.labels) {
       if (!std::binary_search(w.labels.begin(), w.labels.end(), l)) return false;
     }
@@ -540,7 +489,7 @@ class KilnPolicy final : public Policy {
     w.slots.assign(ends.begin(), ends.end());
     std::make_heap(w.slots.begin(), w.slots.end(), std::greater<>());
     for (JobIndex j : w.reserved) {
-      Job& J = jobs_[j];
+      KilnJob& J = jobs_[j];
       std::pop_heap(w.slots.begin(), w.slots.end(), std::greater<>());
       J.expected_start = std::max(w.slots.back(), J.not_before);
       w.slots.back() = J.expected_start + J.cost_on_worker;
@@ -552,7 +501,7 @@ class KilnPolicy final : public Policy {
   // as long again as it has overrun: the longer it overruns, the less the
   // estimate is worth, and jobs reserved behind it are weighed again
   // (recheck_overdue()).
-  static double expected_end_of(const Job& R, double now) {
+  static double expected_end_of(const KilnJob& R, double now) {
     return R.expected_end >= now ? R.expected_end : now + (now - R.expected_end);
   }
 
@@ -578,7 +527,7 @@ class KilnPolicy final : public Policy {
 
   // What a reserved job's finish is where it is reserved (as estimate_on()
   // weighs it): its wait there, weighted, plus its cost there.
-  static double staying_finish(const Job& J, double weight, double now) {
+  static double staying_finish(const KilnJob& J, double weight, double now) {
     return std::max(0.0, J.expected_start - now) * weight + J.cost_on_worker;
   }
 
@@ -588,7 +537,7 @@ class KilnPolicy final : public Policy {
 
   // J's chain as it is now: where its steps are held or being built, and
   // what each costs.
-  ChainView view_chain(const Job& J) const {
+  ChainView view_chain(const KilnJob& J) const {
     std::size_t n = J.chain.size();
     const Pool& P = pools_[J.pool];
     double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
@@ -668,7 +617,7 @@ class KilnPolicy final : public Policy {
 
   // Whether a running job on w is building a step of J's chain that w does
   // not hold yet (deepest first): J should not start there before it ends.
-  bool blocked(const Job& J, const Worker& w) const {
+  bool blocked(const KilnJob& J, const Worker& w) const {
     // J is reserved on w, so J.pending holds its chain's refs in pending_,
     // in chain order, as every running job's does: comparing those refs
     // (not 32-byte digests) keeps this cheap on workers with many slots.
@@ -691,18 +640,18 @@ class KilnPolicy final : public Policy {
     // The step is done when what its job builds after it remains: the
     // job's end minus the cost of the rest of its chain. A job's `pending`
     // holds its chain's refs in chain order.
-    auto done_at = [&](const Job& R, double end) {
+    auto done_at = [&](const KilnJob& R, double end) {
       auto it = std::find(R.pending.begin(), R.pending.end(), step);
       if (it == R.pending.end()) return kInf;
       std::size_t k = static_cast<std::size_t>(it - R.pending.begin());
       return end - (k + 1 < R.tail.size() ? R.tail[k + 1] : 0.0);
     };
     for (JobIndex j : w.running) {
-      const Job& R = jobs_[j];
+      const KilnJob& R = jobs_[j];
       ready = std::min(ready, std::max(now, done_at(R, expected_end_of(R, now))));
     }
     for (JobIndex j : w.reserved) {
-      const Job& R = jobs_[j];
+      const KilnJob& R = jobs_[j];
       ready = std::min(ready, done_at(R, R.expected_start + R.cost_on_worker));
     }
     return ready == kInf ? now : ready;
@@ -713,7 +662,7 @@ class KilnPolicy final : public Policy {
   // it counts, so removal needs no lookups.
   // The counts live with the worker: it has few jobs, so a short vector
   // scanned in place beats a hash map.
-  void add_pending(Job& J, WorkerIndex wi) {
+  void add_pending(KilnJob& J, WorkerIndex wi) {
     Worker& w = workers_[wi];
     J.pending.clear();
     for (const Digest& d : J.chain) {
@@ -729,7 +678,7 @@ class KilnPolicy final : public Policy {
     }
   }
 
-  void remove_pending(Job& J, WorkerIndex wi) {
+  void remove_pending(KilnJob& J, WorkerIndex wi) {
     Worker& w = workers_[wi];
     for (IdRef ref : J.pending) {
       auto it =
@@ -771,7 +720,7 @@ class KilnPolicy final : public Policy {
 
   // The free worker (eligible, free slot, labels) that finishes J soonest;
   // among those about as soon (near_tie_fraction), the one that builds least.
-  Choice best_free(const Job& J, const ChainView& chain, double weight, double now) {
+  Choice best_free(const KilnJob& J, const ChainView& chain, double weight, double now) {
     const Pool& P = pools_[J.pool];
     int n = chain.length();
     std::vector<Choice>& found = scratch_choices_;
@@ -790,7 +739,7 @@ class KilnPolicy final : public Policy {
       for (int i = n - 1; i >= 0 && found.empty(); --i) {
         auto visit = [&](WorkerSlot slot) {
           WorkerIndex wi = by_slot_[slot];
-          if (wi == kNone) return;
+          if (wi == kNoWorker) return;
           const Worker& w = workers_[wi];
           if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
           consider(wi);
@@ -811,7 +760,7 @@ class KilnPolicy final : public Policy {
     double tie = std::max(options_.min_gain_seconds, options_.near_tie_fraction * soonest);
     for (const Choice& c : found) {
       if (c.finish > soonest + tie) continue;
-      if (best.worker == kNone || c.occupancy < best.occupancy ||
+      if (best.worker == kNoWorker || c.occupancy < best.occupancy ||
           (c.occupancy == best.occupancy &&
            (c.finish < best.finish ||
             (c.finish == best.finish && better_free(c.worker, best.worker, now))))) {
@@ -824,7 +773,7 @@ class KilnPolicy final : public Policy {
   // The busy worker holding a deeper part of J's chain than `free_depth` that
   // would finish J soonest counting its wait (times `weight`), if it beats
   // `to_beat`.
-  Choice best_busy(const Job& J, const ChainView& chain, int free_depth, double to_beat, double weight,
+  Choice best_busy(const KilnJob& J, const ChainView& chain, int free_depth, double to_beat, double weight,
                    double now) {
     Choice best;
     best.finish = to_beat;
@@ -841,7 +790,7 @@ class KilnPolicy final : public Policy {
       if (chain.cost_after(i) >= best.finish) break;
       auto visit = [&](WorkerSlot slot) {
         WorkerIndex wi = by_slot_[slot];
-        if (wi == kNone || seen_[wi] == epoch_ || budget == 0) return;
+        if (wi == kNoWorker || seen_[wi] == epoch_ || budget == 0) return;
         seen_[wi] = epoch_;  // first seen at its deepest level
         --budget;
         Worker& w = workers_[wi];
@@ -860,7 +809,7 @@ class KilnPolicy final : public Policy {
 
   // What the rest of J's chain costs from each step on (kept to tell others
   // when a step J builds will be ready).
-  static void remember_tail(Job& J, const ChainView& chain) {
+  static void remember_tail(KilnJob& J, const ChainView& chain) {
     J.tail.clear();
     for (const ChainView::Step& step : chain.steps) J.tail.push_back(static_cast<float>(step.cost_from));
   }
@@ -871,7 +820,7 @@ class KilnPolicy final : public Policy {
   // (a job that was reserved: it has its tail from then).
   void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now, const ChainView* chain,
              std::vector<Assignment>* out) {
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
     Worker& w = workers_[wi];
     // A job keeps the tail it got when first reserved, even if it went back
     // to the queue since.
@@ -901,7 +850,7 @@ class KilnPolicy final : public Policy {
 
   void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, const ChainView& chain,
                double now) {
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
     Worker& w = workers_[wi];
     remember_tail(J, chain);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
@@ -921,13 +870,13 @@ class KilnPolicy final : public Policy {
   // Takes a reserved job off its worker: back to the pool queue, or (requeue
   // false) for the caller to start elsewhere or drop.
   void unreserve(JobIndex j, bool requeue, double now) {
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
     Worker& w = workers_[J.worker];
     w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
     --pools_[w.pool].reserved_jobs;
     WorkerIndex wi = J.worker;
     remove_pending(J, wi);
-    J.worker = kNone;
+    J.worker = kNoWorker;
     rebuild_slots(wi, now);
     if (requeue) enqueue(j);
   }
@@ -937,7 +886,7 @@ class KilnPolicy final : public Policy {
   }
 
   void enqueue(JobIndex j) {
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
     if (J.state != JobState::kReserved) ++queued_;
     if (J.state != JobState::kQueued) ++pools_[J.pool].queued;
     J.state = JobState::kQueued;
@@ -948,7 +897,7 @@ class KilnPolicy final : public Policy {
 
   // A stale heap entry: its job was removed (record freed or reused).
   bool live(const HeapEntry& e) const {
-    const Job& J = jobs_[e.job];
+    const KilnJob& J = jobs_[e.job];
     return J.generation == e.generation && J.state == JobState::kQueued;
   }
 
@@ -982,10 +931,10 @@ class KilnPolicy final : public Policy {
       HeapEntry e = P.heap.back();
       P.heap.pop_back();
       if (!live(e)) continue;
-      Job& J = jobs_[e.job];
+      KilnJob& J = jobs_[e.job];
       const ChainView chain = view_chain(J);
       Choice free = best_free(J, chain, pressure.wait_weight, now);
-      if (free.worker == kNone) {
+      if (free.worker == kNoWorker) {
         skipped.push_back(e);  // no free worker may take it; look behind it
         continue;
       }
@@ -998,11 +947,11 @@ class KilnPolicy final : public Policy {
                        ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
                        : 0.0;
       Choice busy = best_busy(J, chain, free.depth, free.finish + tie, pressure.wait_weight, now);
-      if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
+      if (busy.worker != kNoWorker && busy.finish >= free.finish - options_.min_gain_seconds &&
           (!oversubscribed || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
-        busy.worker = kNone;
+        busy.worker = kNoWorker;
       }
-      if (busy.worker != kNone) {
+      if (busy.worker != kNoWorker) {
         reserve(e.job, busy.worker, busy.occupancy, busy.ready, chain, now);
       } else if (free.start_at > now && !P.heap.empty()) {
         // Best on a free worker once a step it shares there is built, and
@@ -1037,7 +986,7 @@ class KilnPolicy final : public Policy {
       if (v.reserved.empty() || v.free_pos >= 0) continue;
       bool overrun = false;
       for (JobIndex r : v.running) {
-        const Job& R = jobs_[r];
+        const KilnJob& R = jobs_[r];
         double slack = std::max(options_.min_gain_seconds, options_.near_tie_fraction * R.cost_on_worker);
         overrun = overrun || now > R.expected_end + slack;
       }
@@ -1047,10 +996,10 @@ class KilnPolicy final : public Policy {
       for (JobIndex j : scratch_jobs_) {
         if (P.free.empty() || budget == 0) return;
         --budget;
-        Job& J = jobs_[j];
+        KilnJob& J = jobs_[j];
         if (J.state != JobState::kReserved || J.worker != vi) continue;
         Choice free = best_free(J, view_chain(J), weight, now);
-        if (free.worker == kNone || free.start_at > now) continue;
+        if (free.worker == kNoWorker || free.start_at > now) continue;
         double stay = staying_finish(J, weight, now);
         if (stay - free.finish <= options_.min_gain_seconds) continue;
         unreserve(j, /*requeue=*/false, now);
@@ -1074,13 +1023,13 @@ class KilnPolicy final : public Policy {
       if (workers_[ui].pool != p) continue;
       while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
         const Worker& u = workers_[ui];
-        JobIndex best_job = kNone;
+        JobIndex best_job = kNoJob;
         double best_gain = options_.min_gain_seconds, best_cost = 0;
         for (WorkerIndex vi : P.workers) {
           for (JobIndex j : workers_[vi].reserved) {
             if (budget == 0) break;
             --budget;
-            const Job& J = jobs_[j];
+            const KilnJob& J = jobs_[j];
             if (!has_labels(u, J)) continue;
             Estimate here = estimate_on(view_chain(J), u, 0, weight, now);
             if (here.start_at > now) continue;  // it would wait there too
@@ -1090,7 +1039,7 @@ class KilnPolicy final : public Policy {
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
           }
         }
-        if (best_job == kNone) break;
+        if (best_job == kNoJob) break;
         unreserve(best_job, /*requeue=*/false, now);
         start(best_job, ui, best_cost, now, now, nullptr, &out);
       }
@@ -1098,10 +1047,9 @@ class KilnPolicy final : public Policy {
   }
 
   void end_job(const std::string& worker, const std::string& job_id, double now) {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return;
-    JobIndex j = it->second;
-    Job& J = jobs_[j];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return;
+    KilnJob& J = jobs_[j];
     if (J.state != JobState::kRunning) return;
     WorkerIndex wi = J.worker;
     Worker& w = workers_[wi];
@@ -1109,7 +1057,7 @@ class KilnPolicy final : public Policy {
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
     count(wi);
     remove_pending(J, wi);
-    free_job(j);
+    jobs_.release(j);
     rebuild_slots(wi, now);
     refresh_free(wi);
   }
@@ -1119,9 +1067,7 @@ class KilnPolicy final : public Policy {
   InventoryIndex index_;    // what each worker's store holds
   InventoryIndex pending_;  // what each worker is building or will build (running and reserved jobs)
 
-  std::vector<Job> jobs_;
-  std::vector<JobIndex> free_jobs_;
-  std::unordered_map<std::string, JobIndex> job_ids_;
+  JobSlab jobs_;
   std::vector<Worker> workers_;
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
