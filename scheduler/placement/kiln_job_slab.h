@@ -61,7 +61,7 @@ struct KilnJob {
   double expected_start = 0;       // reserved: when a slot there is expected to free
   double not_before = 0;           // reserved: when a step it shares there should be built
   double expected_end = 0;         // running
-  std::vector<IdRef> pending;      // its chain's refs in the builds in progress, while reserved or running
+  std::vector<IdRef> build_refs;   // its chain's refs in the builds in progress, while reserved or running
   std::vector<float> tail;         // reserved or running: tail[i] = cost of chain steps i..
 };
 

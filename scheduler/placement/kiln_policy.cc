@@ -44,6 +44,7 @@
 #include "scheduler/placement/fair_share.h"
 #include "scheduler/placement/inventory.h"
 #include "scheduler/placement/kiln_job_slab.h"
+#include "scheduler/placement/kiln_worker_slots.h"
 #include "scheduler/placement/policy.h"
 
 namespace kiln::placement {
@@ -121,14 +122,14 @@ class KilnPolicy final : public Policy {
     auto [it, added] = worker_ids_.try_emplace(info.name, static_cast<WorkerIndex>(workers_.size()));
     if (added) {
       workers_.emplace_back();
-      Worker& w = workers_.back();
+      KilnWorker& w = workers_.back();
       w.slot = slot_for(info.name);
       w.pool = pool_index(info.pool);
       pools_[w.pool].workers.push_back(it->second);
       by_slot_[w.slot] = it->second;
     }
     WorkerIndex wi = it->second;
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     std::uint32_t pool = pool_index(info.pool);
     if (!added && pool != w.pool) {
       w.present = false;
@@ -145,9 +146,9 @@ class KilnPolicy final : public Policy {
     w.labels.clear();
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
-    if (!eligible(w)) unreserve_all(wi, now);
+    if (!slots_.eligible(w)) unreserve_all(wi, now);
     count(wi);
-    rebuild_slots(wi, now);
+    slots_.rebuild(workers_[wi], now);
     refresh_free(wi);
   }
 
@@ -155,12 +156,12 @@ class KilnPolicy final : public Policy {
     auto it = worker_ids_.find(name);
     if (it == worker_ids_.end()) return;
     WorkerIndex wi = it->second;
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     set_free(wi, false);
     unreserve_all(wi, last_now_);  // no time is given: the latest one the caller did
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
-      remove_pending(jobs_[j], wi);
+      slots_.remove_builds(jobs_[j], workers_[wi]);
       jobs_.release(j);
     }
     w.running.clear();
@@ -170,7 +171,7 @@ class KilnPolicy final : public Policy {
     names.erase(std::remove(names.begin(), names.end(), wi), names.end());
     by_slot_[w.slot] = kNoWorker;
     index_.remove_worker(name);
-    pending_.remove_worker(name);
+    slots_.remove_worker(name);
     // The record stays (indices are stable); a worker of the same name that
     // registers again gets a new slot and inventory.
     worker_ids_.erase(it);
@@ -281,24 +282,6 @@ class KilnPolicy final : public Policy {
   std::string dump(double now) const override;
 
  private:
-  struct Worker {
-    PlacementWorker info;
-    WorkerSlot slot = 0;
-    std::uint32_t pool = 0;
-    std::vector<int> labels;  // sorted
-    bool present = true;
-    std::vector<JobIndex> running;
-    std::vector<JobIndex> reserved;  // in (key, seq) order
-    std::vector<double> slots;       // min-heap: when each slot is expected to free
-    double last_start = -kInf;
-    double recent_work = 0;  // slot-seconds started here, decayed (kWorkHalfLife) to recent_at
-    double recent_at = 0;
-    std::size_t counted_slots = 0, counted_running = 0;    // its part of its pool's counts
-    std::int64_t free_pos = -1;                            // position in its pool's `free`, or -1
-    bool fresh = false;                                    // in its pool's `fresh`
-    std::vector<std::pair<IdRef, std::uint32_t>> pending;  // pending_ refs here -> jobs counting them
-  };
-
   struct HeapEntry {
     double key;
     std::uint64_t seq;
@@ -325,7 +308,7 @@ class KilnPolicy final : public Policy {
   };
 
   // A job's chain as placement sees it now (view_chain()): per step, base
-  // first, its ref in the inventory index and in pending_ (kNoRef: no worker
+  // first, its ref in the inventory index and in the builds in progress (kNoRef: no worker
   // holds / builds it) and the cost of the chain from that step on. One more
   // entry after the last step: no refs, cost 0 (the empty chain's: its whole
   // cost). So a worker whose deepest held step is d builds steps d+1.. at
@@ -389,33 +372,15 @@ class KilnPolicy final : public Policy {
   WorkerSlot slot_for(const std::string& name) {
     WorkerSlot slot = index_.add_worker(name);
     // Both indexes allocate slots the same way from the same calls.
-    pending_.add_worker(name);
+    slots_.add_worker(name);
     if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNoWorker);
     return slot;
   }
 
   // ---- worker state ----
 
-  bool eligible(const Worker& w) const {
-    if (!w.present || !w.info.accepting || w.info.capacity == 0) return false;
-    if (options_.low_disk_bytes != 0 && w.info.disk_free_bytes != 0 &&
-        w.info.disk_free_bytes < options_.low_disk_bytes) {
-      return false;
-    }
-    return true;
-  }
-
-  static bool has_labels(const Worker& w, const KilnJob& J) {
-    for (int l : J.labels) {
-      if (!std::binary_search(w.labels.begin(), w.labels.end(), l)) return false;
-    }
-    return true;
-  }
-
-  bool has_free_slot(const Worker& w) const { return eligible(w) && w.running.size() < w.info.capacity; }
-
   void set_free(WorkerIndex wi, bool free) {
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     auto& list = pools_[w.pool].free;
     if (free && w.free_pos < 0) {
       w.free_pos = static_cast<std::int64_t>(list.size());
@@ -430,19 +395,19 @@ class KilnPolicy final : public Policy {
   }
 
   void refresh_free(WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    bool free = has_free_slot(w);
+    KilnWorker& w = workers_[wi];
+    bool free = slots_.has_free_slot(w);
     if (free && w.free_pos < 0) mark_fresh(wi);
     set_free(wi, free);
   }
 
   // Keeps the pool's slot and running counts (pool_weight()) in step with w.
   void count(WorkerIndex wi) {
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     Pool& P = pools_[w.pool];
     P.slots -= w.counted_slots;
     P.running -= w.counted_running;
-    bool in = w.present && eligible(w);
+    bool in = w.present && slots_.eligible(w);
     w.counted_slots = in ? w.info.capacity : 0;
     w.counted_running = in ? w.running.size() : 0;
     P.slots += w.counted_slots;
@@ -451,58 +416,10 @@ class KilnPolicy final : public Policy {
 
   // A worker that became free or changed (re-decision looks only at these).
   void mark_fresh(WorkerIndex wi) {
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     if (w.fresh) return;
     w.fresh = true;
     pools_[w.pool].fresh.push_back(wi);
-  }
-
-  // Recomputes when each slot of the worker frees, placing its reserved jobs
-  // in order on the earliest slot, and so each reserved job's expected start.
-  void rebuild_slots(WorkerIndex wi, double now) {
-    Worker& w = workers_[wi];
-    w.slots.clear();
-    if (!eligible(w)) {
-      w.slots.push_back(kInf);
-      return;
-    }
-    std::vector<double>& ends = scratch_ends_;
-    ends.clear();
-    for (JobIndex j : w.running) ends.push_back(expected_end_of(jobs_[j], now));
-    std::size_t capacity = w.info.capacity;
-    // More running than slots (capacity lowered): the first slot frees when
-    // enough of them have ended.
-    if (ends.size() > capacity) {
-      std::sort(ends.begin(), ends.end());
-      ends.erase(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(ends.size() - capacity));
-    }
-    // Each reserved job takes the earliest slot and frees it later, so only
-    // the reserved.size() + 1 earliest slots can ever be the front: keep
-    // those (a worker with hundreds of slots then costs no more than one
-    // with a few).
-    const std::size_t keep = w.reserved.size() + 1;
-    for (std::size_t free = capacity - ends.size(), i = 0; i < free && i < keep; ++i) ends.push_back(now);
-    if (ends.size() > keep) {
-      std::nth_element(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(keep - 1), ends.end());
-      ends.resize(keep);
-    }
-    w.slots.assign(ends.begin(), ends.end());
-    std::make_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-    for (JobIndex j : w.reserved) {
-      KilnJob& J = jobs_[j];
-      std::pop_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-      J.expected_start = std::max(w.slots.back(), J.not_before);
-      w.slots.back() = J.expected_start + J.cost_on_worker;
-      std::push_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-    }
-  }
-
-  // When a running job should end. One past its estimate is expected to run
-  // as long again as it has overrun: the longer it overruns, the less the
-  // estimate is worth, and jobs reserved behind it are weighed again
-  // (recheck_overdue()).
-  static double expected_end_of(const KilnJob& R, double now) {
-    return R.expected_end >= now ? R.expected_end : now + (now - R.expected_end);
   }
 
   // The weight of a waited second for decisions in pool p now, and whether
@@ -531,8 +448,6 @@ class KilnPolicy final : public Policy {
     return std::max(0.0, J.expected_start - now) * weight + J.cost_on_worker;
   }
 
-  double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
-
   // ---- chains ----
 
   // J's chain as it is now: where its steps are held or being built, and
@@ -550,7 +465,7 @@ class KilnPolicy final : public Policy {
     view.steps[n].cost_from = 0;
     for (std::size_t i = 0; i < n; ++i) {
       if (auto ref = index_.find(J.chain[i])) view.steps[i].held = *ref;
-      if (auto ref = pending_.find(J.chain[i])) view.steps[i].building = *ref;
+      if (auto ref = slots_.builds().find(J.chain[i])) view.steps[i].building = *ref;
     }
     // A step no worker holds is costed from what steps at the same distance
     // after its deepest held ancestor took (learn_after()): the next
@@ -602,105 +517,27 @@ class KilnPolicy final : public Policy {
   // weighing `weight`. A step w holds costs nothing; a step w is building for
   // another job is shared: the job starts once it is built (the builder would
   // make it wait for it anyway, holding a slot).
-  Estimate estimate_on(const ChainView& chain, const Worker& w, double wait, double weight,
+  Estimate estimate_on(const ChainView& chain, const KilnWorker& w, double wait, double weight,
                        double now) const {
     for (int i = chain.length() - 1; i >= 0; --i) {
       const ChainView::Step& step = chain.steps[i];
       bool held = step.held != kNoRef && index_.holds(w.slot, step.held);
-      if (!held && !(step.building != kNoRef && pending_.holds(w.slot, step.building))) continue;
-      double ready = held ? 0 : ready_at(w, step.building, now);
+      if (!held && !(step.building != kNoRef && slots_.builds().holds(w.slot, step.building))) continue;
+      double ready = held ? 0 : slots_.ready_at(w, step.building, now);
       double start_at = std::max(now + wait, ready);
       return {i, chain.cost_after(i), start_at, ready, (start_at - now) * weight + chain.cost_after(i)};
     }
     return {-1, chain.cost_after(-1), now + wait, 0, wait * weight + chain.cost_after(-1)};
   }
 
-  // Whether a running job on w is building a step of J's chain that w does
-  // not hold yet (deepest first): J should not start there before it ends.
-  bool blocked(const KilnJob& J, const Worker& w) const {
-    // J is reserved on w, so J.pending holds its chain's refs in pending_,
-    // in chain order, as every running job's does: comparing those refs
-    // (not 32-byte digests) keeps this cheap on workers with many slots.
-    for (std::size_t i = J.chain.size(); i-- > 0;) {
-      if (auto ref = index_.find(J.chain[i]); ref && index_.holds(w.slot, *ref)) return false;
-      if (i >= J.pending.size()) continue;
-      const IdRef step = J.pending[i];
-      for (JobIndex r : w.running) {
-        const auto& refs = jobs_[r].pending;
-        if (std::find(refs.begin(), refs.end(), step) != refs.end()) return true;
-      }
-    }
-    return false;
-  }
-
-  // When the step being built on w is expected to be ready: the end of the
-  // earliest of w's jobs that has it in its chain (a worker has few).
-  double ready_at(const Worker& w, IdRef step, double now) const {
-    double ready = kInf;
-    // The step is done when what its job builds after it remains: the
-    // job's end minus the cost of the rest of its chain. A job's `pending`
-    // holds its chain's refs in chain order.
-    auto done_at = [&](const KilnJob& R, double end) {
-      auto it = std::find(R.pending.begin(), R.pending.end(), step);
-      if (it == R.pending.end()) return kInf;
-      std::size_t k = static_cast<std::size_t>(it - R.pending.begin());
-      return end - (k + 1 < R.tail.size() ? R.tail[k + 1] : 0.0);
-    };
-    for (JobIndex j : w.running) {
-      const KilnJob& R = jobs_[j];
-      ready = std::min(ready, std::max(now, done_at(R, expected_end_of(R, now))));
-    }
-    for (JobIndex j : w.reserved) {
-      const KilnJob& R = jobs_[j];
-      ready = std::min(ready, done_at(R, R.expected_start + R.cost_on_worker));
-    }
-    return ready == kInf ? now : ready;
-  }
-
-  // The job's chain counts as being built on `slot` (a multiset: several
-  // jobs there may share steps). The refs are kept in the job: valid while
-  // it counts, so removal needs no lookups.
-  // The counts live with the worker: it has few jobs, so a short vector
-  // scanned in place beats a hash map.
-  void add_pending(KilnJob& J, WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    J.pending.clear();
-    for (const Digest& d : J.chain) {
-      IdRef ref = pending_.add_one(w.slot, d);
-      auto it =
-          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
-      if (it == w.pending.end()) {
-        w.pending.emplace_back(ref, 1);
-      } else {
-        ++it->second;
-      }
-      J.pending.push_back(ref);
-    }
-  }
-
-  void remove_pending(KilnJob& J, WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    for (IdRef ref : J.pending) {
-      auto it =
-          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
-      if (it == w.pending.end()) continue;
-      if (--it->second == 0) {
-        *it = w.pending.back();
-        w.pending.pop_back();
-        pending_.remove_one(w.slot, ref);
-      }
-    }
-    J.pending.clear();
-  }
-
   // ---- decisions ----
 
-  static double decayed_work(const Worker& w, double now) {
+  static double decayed_work(const KilnWorker& w, double now) {
     return w.recent_work * std::exp2(-std::max(0.0, now - w.recent_at) / kWorkHalfLife);
   }
   // Work started here lately, per slot: where a new chain lands, its later
   // jobs follow (they find it cached), so new chains go to the least loaded.
-  static double recent_load(const Worker& w, double now) {
+  static double recent_load(const KilnWorker& w, double now) {
     return decayed_work(w, now) / std::max<double>(1, w.info.capacity);
   }
 
@@ -708,8 +545,8 @@ class KilnPolicy final : public Policy {
   // per slot (recent_load()), then more free slots, then the one that
   // started a job longest ago (spreads load).
   bool better_free(WorkerIndex a, WorkerIndex b, double now) const {
-    const Worker& A = workers_[a];
-    const Worker& B = workers_[b];
+    const KilnWorker& A = workers_[a];
+    const KilnWorker& B = workers_[b];
     double la = recent_load(A, now), lb = recent_load(B, now);
     if (std::abs(la - lb) > 1e-9) return la < lb;
     std::size_t fa = A.info.capacity - A.running.size(), fb = B.info.capacity - B.running.size();
@@ -740,12 +577,13 @@ class KilnPolicy final : public Policy {
         auto visit = [&](WorkerSlot slot) {
           WorkerIndex wi = by_slot_[slot];
           if (wi == kNoWorker) return;
-          const Worker& w = workers_[wi];
+          const KilnWorker& w = workers_[wi];
           if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
           consider(wi);
         };
         if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
-        if (chain.steps[i].building != kNoRef) pending_.for_each_holder(chain.steps[i].building, visit);
+        if (chain.steps[i].building != kNoRef)
+          slots_.builds().for_each_holder(chain.steps[i].building, visit);
       }
       if (found.empty()) {
         for (WorkerIndex wi : P.free) {
@@ -793,16 +631,16 @@ class KilnPolicy final : public Policy {
         if (wi == kNoWorker || seen_[wi] == epoch_ || budget == 0) return;
         seen_[wi] = epoch_;  // first seen at its deepest level
         --budget;
-        Worker& w = workers_[wi];
-        if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
+        KilnWorker& w = workers_[wi];
+        if (w.free_pos >= 0 || w.pool != J.pool || !slots_.eligible(w) || !has_labels(w, J)) return;
         // A slot expected to be free by now is not (the worker is busy): a
         // job overran, so its estimates are redone first.
-        if (w.slots.empty() || w.slots.front() < now) rebuild_slots(wi, now);
-        Estimate e = estimate_on(chain, w, wait_on(w, now), weight, now);
+        if (w.free_at.empty() || w.free_at.front() < now) slots_.rebuild(workers_[wi], now);
+        Estimate e = estimate_on(chain, w, WorkerSlots::wait(w, now), weight, now);
         if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
       };
       if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
-      if (chain.steps[i].building != kNoRef) pending_.for_each_holder(chain.steps[i].building, visit);
+      if (chain.steps[i].building != kNoRef) slots_.builds().for_each_holder(chain.steps[i].building, visit);
     }
     return best;
   }
@@ -821,7 +659,7 @@ class KilnPolicy final : public Policy {
   void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now, const ChainView* chain,
              std::vector<Assignment>* out) {
     KilnJob& J = jobs_[j];
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     // A job keeps the tail it got when first reserved, even if it went back
     // to the queue since.
     if (J.tail.empty()) {
@@ -841,9 +679,9 @@ class KilnPolicy final : public Policy {
     w.last_start = now;
     w.recent_work = decayed_work(w, now) + cost;
     w.recent_at = now;
-    add_pending(J, wi);
+    slots_.add_builds(J, workers_[wi]);
     --queued_;
-    rebuild_slots(wi, now);
+    slots_.rebuild(workers_[wi], now);
     refresh_free(wi);
     if (out) out->push_back({J.id, w.info.name});
   }
@@ -851,7 +689,7 @@ class KilnPolicy final : public Policy {
   void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, const ChainView& chain,
                double now) {
     KilnJob& J = jobs_[j];
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     remember_tail(J, chain);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     J.state = JobState::kReserved;
@@ -863,21 +701,21 @@ class KilnPolicy final : public Policy {
     });
     w.reserved.insert(pos, j);
     ++pools_[w.pool].reserved_jobs;
-    add_pending(J, wi);
-    rebuild_slots(wi, now);
+    slots_.add_builds(J, workers_[wi]);
+    slots_.rebuild(workers_[wi], now);
   }
 
   // Takes a reserved job off its worker: back to the pool queue, or (requeue
   // false) for the caller to start elsewhere or drop.
   void unreserve(JobIndex j, bool requeue, double now) {
     KilnJob& J = jobs_[j];
-    Worker& w = workers_[J.worker];
+    KilnWorker& w = workers_[J.worker];
     w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
     --pools_[w.pool].reserved_jobs;
     WorkerIndex wi = J.worker;
-    remove_pending(J, wi);
+    slots_.remove_builds(J, workers_[wi]);
     J.worker = kNoWorker;
-    rebuild_slots(wi, now);
+    slots_.rebuild(workers_[wi], now);
     if (requeue) enqueue(j);
   }
 
@@ -904,18 +742,18 @@ class KilnPolicy final : public Policy {
   void start_reserved(std::uint32_t p, double now, std::vector<Assignment>& out) {
     scratch_workers_ = pools_[p].free;  // start() edits the free list
     for (WorkerIndex wi : scratch_workers_) {
-      Worker& w = workers_[wi];
+      KilnWorker& w = workers_[wi];
       // In order, skipping jobs that wait for a step a running job builds
       // while other work could use the slot.
-      for (std::size_t k = 0; k < w.reserved.size() && has_free_slot(w);) {
+      for (std::size_t k = 0; k < w.reserved.size() && slots_.has_free_slot(w);) {
         JobIndex j = w.reserved[k];
-        if (!pools_[p].heap.empty() && blocked(jobs_[j], w)) {
+        if (!pools_[p].heap.empty() && slots_.blocked(jobs_[j], w)) {
           ++k;
           continue;
         }
         w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
         --pools_[p].reserved_jobs;
-        remove_pending(jobs_[j], wi);  // start() adds it back
+        slots_.remove_builds(jobs_[j], workers_[wi]);  // start() adds it back
         start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, nullptr, &out);
       }
     }
@@ -982,7 +820,7 @@ class KilnPolicy final : public Policy {
     P.next_recheck = now + kRecheckSeconds;
     std::size_t budget = kRecheckBudget;
     for (WorkerIndex vi : P.workers) {
-      Worker& v = workers_[vi];
+      KilnWorker& v = workers_[vi];
       if (v.reserved.empty() || v.free_pos >= 0) continue;
       bool overrun = false;
       for (JobIndex r : v.running) {
@@ -991,7 +829,7 @@ class KilnPolicy final : public Policy {
         overrun = overrun || now > R.expected_end + slack;
       }
       if (!overrun) continue;
-      rebuild_slots(vi, now);
+      slots_.rebuild(workers_[vi], now);
       scratch_jobs_ = v.reserved;  // moving a job edits the list
       for (JobIndex j : scratch_jobs_) {
         if (P.free.empty() || budget == 0) return;
@@ -1022,7 +860,7 @@ class KilnPolicy final : public Policy {
     for (WorkerIndex ui : scratch_workers_) {
       if (workers_[ui].pool != p) continue;
       while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
-        const Worker& u = workers_[ui];
+        const KilnWorker& u = workers_[ui];
         JobIndex best_job = kNoJob;
         double best_gain = options_.min_gain_seconds, best_cost = 0;
         for (WorkerIndex vi : P.workers) {
@@ -1052,23 +890,23 @@ class KilnPolicy final : public Policy {
     KilnJob& J = jobs_[j];
     if (J.state != JobState::kRunning) return;
     WorkerIndex wi = J.worker;
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     if (w.info.name != worker) return;
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
     count(wi);
-    remove_pending(J, wi);
+    slots_.remove_builds(J, workers_[wi]);
     jobs_.release(j);
-    rebuild_slots(wi, now);
+    slots_.rebuild(workers_[wi], now);
     refresh_free(wi);
   }
 
   PolicyOptions options_;
   FairShare fair_;
-  InventoryIndex index_;    // what each worker's store holds
-  InventoryIndex pending_;  // what each worker is building or will build (running and reserved jobs)
+  InventoryIndex index_;  // what each worker's store holds
 
   JobSlab jobs_;
-  std::vector<Worker> workers_;
+  std::vector<KilnWorker> workers_;
+  WorkerSlots slots_{options_, jobs_, index_};
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
   std::vector<Pool> pools_;
@@ -1082,7 +920,6 @@ class KilnPolicy final : public Policy {
   std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
 
   // Scratch, reused across decisions to avoid allocation.
-  std::vector<double> scratch_ends_;
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
   std::vector<WorkerIndex> scratch_workers_;
@@ -1107,9 +944,9 @@ std::string KilnPolicy::dump(double now) const {
     std::sort(ws.begin(), ws.end(),
               [&](WorkerIndex a, WorkerIndex b) { return workers_[a].info.name < workers_[b].info.name; });
     for (WorkerIndex wi : ws) {
-      const Worker& w = workers_[wi];
+      const KilnWorker& w = workers_[wi];
       out += fmt::format("  {} {}/{}", w.info.name, w.running.size(), w.info.capacity);
-      if (!eligible(w)) out += " not-accepting";
+      if (!slots_.eligible(w)) out += " not-accepting";
       std::vector<std::string> running;
       for (JobIndex j : w.running) running.push_back(jobs_[j].id);
       std::sort(running.begin(), running.end());
@@ -1119,8 +956,8 @@ std::string KilnPolicy::dump(double now) const {
         for (std::size_t i = 0; i < w.reserved.size(); ++i) out += (i ? " " : "") + jobs_[w.reserved[i]].id;
         out += "]";
       }
-      if (eligible(w) && !w.slots.empty() && w.slots.front() > now) {
-        out += fmt::format(" free-in {:.0f}s", w.slots.front() - now);
+      if (slots_.eligible(w) && !w.free_at.empty() && w.free_at.front() > now) {
+        out += fmt::format(" free-in {:.0f}s", w.free_at.front() - now);
       }
       out += fmt::format(" holds {}\n", index_.size_of(w.slot));
     }
