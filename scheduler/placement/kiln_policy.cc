@@ -43,6 +43,7 @@
 
 #include "scheduler/placement/fair_share.h"
 #include "scheduler/placement/inventory.h"
+#include "scheduler/placement/kiln_cost_model.h"
 #include "scheduler/placement/kiln_job_slab.h"
 #include "scheduler/placement/kiln_worker_slots.h"
 #include "scheduler/placement/policy.h"
@@ -53,7 +54,6 @@ namespace {
 using namespace kiln_internal;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr IdRef kNoRef = std::numeric_limits<IdRef>::max();
 // Jobs with no free matching worker looked past per pool per assign() call,
 // so one job that no free worker can take does not block those behind it,
 // while a pool full of such jobs costs a bounded amount per call.
@@ -63,16 +63,10 @@ constexpr std::size_t kLookahead = 256;
 constexpr std::size_t kRedecideBudget = 4096;
 // Busy holders of a job's chain weighed per decision, deepest steps first.
 constexpr std::size_t kBusyCandidates = 64;
-// Entries of the learned step costs (learn_after()); ~40 bytes each.
-constexpr std::size_t kLearnedLimit = 1 << 20;
 // How often a pool's overdue reservations are weighed again, and how many at
 // most each time (recheck_overdue()).
 constexpr double kRecheckSeconds = 1;
 constexpr std::size_t kRecheckBudget = 256;
-// Half-life of a pool's recent busy fraction, and the fraction from which
-// a waited second weighs wait_weight (pool_weight()).
-constexpr double kBusyHalfLife = 600;
-constexpr double kBusyPool = 0.5;
 // Half-life of a worker's recent work (better_free()).
 constexpr double kWorkHalfLife = 3600;
 
@@ -90,12 +84,8 @@ class KilnPolicy final : public Policy {
 
     // The fair-share cost is the cheapest the job could be: everything after
     // the deepest step some worker holds or builds.
-    const ChainView chain = view_chain(J);
-    int deepest = -1;
-    for (int i = chain.length() - 1; i >= 0 && deepest < 0; --i) {
-      if (chain.steps[i].held != kNoRef || chain.steps[i].building != kNoRef) deepest = i;
-    }
-    J.best_cost = chain.cost_after(deepest);
+    const ChainView chain = costs_.view(J);
+    J.best_cost = chain.cost_after(chain.deepest_known());
     // A job submitted before it reached the policy (queued when the scheduler
     // restarted) keeps its age: its fair start may be as early as its submit.
     const double since = std::isnan(job.submitted_at) ? now : std::min(now, job.submitted_at);
@@ -203,7 +193,8 @@ class KilnPolicy final : public Policy {
         continue;
       }
       start_reserved(p, now, out);
-      const PoolPressure pressure = pool_pressure(p, now);
+      const Pool& P = pools_[p];
+      const PoolPressure pressure = costs_.pressure(p, P.running + P.reserved_jobs + P.queued, P.slots, now);
       place_from_queue(p, pressure, now, out);
       recheck_overdue(p, pressure.wait_weight, now, out);
       redecide(p, pressure.wait_weight, now, out);
@@ -216,8 +207,8 @@ class KilnPolicy final : public Policy {
     if (wit == worker_ids_.end() || jobs_.contains(job.id)) return;
     JobIndex j = record_job(job);
     KilnJob& J = jobs_[j];
-    const ChainView chain = view_chain(J);
-    double cost = estimate_on(chain, workers_[wit->second], 0, options_.wait_weight, now).occupancy;
+    const ChainView chain = costs_.view(J);
+    double cost = costs_.estimate(chain, workers_[wit->second], 0, options_.wait_weight, now).occupancy;
     ++queued_;  // start() counts it out again
     start(j, wit->second, cost, now, now, &chain, nullptr);
   }
@@ -229,29 +220,15 @@ class KilnPolicy final : public Policy {
     if (wit == worker_ids_.end()) return;  // forgotten meanwhile: nothing to learn or free
     WorkerSlot slot = workers_[wit->second].slot;
     std::uint32_t pool = workers_[wit->second].pool;
-    int anchor = -1;  // the deepest step before this one that was there already
-    Digest anchor_digest{};
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      const StepReport& s = steps[i];
+    std::vector<FinishedStep> finished;
+    finished.reserve(steps.size());
+    for (const StepReport& s : steps) {
       // Every step of a finished job is in the worker's store now; its own
       // inventory report will say so too (adding twice is harmless).
       Digest digest = step_digest(s.id);
-      IdRef ref = index_.add_one(slot, digest);
-      if (s.cached) {
-        anchor = static_cast<int>(i);
-        anchor_digest = digest;
-      } else if (anchor >= 0 && s.seconds > 0) {
-        learn_after(anchor_digest, static_cast<int>(i) - anchor, s.seconds);
-      }
-      if (!s.cached && s.seconds > 0) {
-        index_.set_cost(ref, static_cast<float>(s.seconds));
-        Pool& P = pools_[pool];
-        // A running mean that follows drift: the weight of history is
-        // capped at 1,000 samples.
-        P.step_samples = std::min(P.step_samples + 1, 1000.0);
-        P.step_mean += (s.seconds - P.step_mean) / P.step_samples;
-      }
+      finished.push_back({digest, index_.add_one(slot, digest), s.cached, s.seconds});
     }
+    costs_.learn(pool, finished);
     end_job(worker, job_id, now);
   }
 
@@ -298,46 +275,9 @@ class KilnPolicy final : public Policy {
     std::vector<WorkerIndex> free;   // eligible, with a free slot
     std::vector<WorkerIndex> fresh;  // became free or changed since the last assign()
     std::size_t reserved_jobs = 0;
-    double step_mean = 0;
-    double step_samples = 0;
     double next_recheck = 0;             // recheck_overdue()
     std::size_t slots = 0, running = 0;  // over its eligible workers (count())
     std::size_t queued = 0;              // jobs in the queue (not reserved, running or removed)
-    double busy = 1;                     // recent fraction of slots running (pool_weight())
-    double busy_at = -1;
-  };
-
-  // A job's chain as placement sees it now (view_chain()): per step, base
-  // first, its ref in the inventory index and in the builds in progress (kNoRef: no worker
-  // holds / builds it) and the cost of the chain from that step on. One more
-  // entry after the last step: no refs, cost 0 (the empty chain's: its whole
-  // cost). So a worker whose deepest held step is d builds steps d+1.. at
-  // cost_after(d).
-  struct ChainView {
-    struct Step {
-      IdRef held;
-      IdRef building;
-      double cost_from;
-    };
-    std::vector<Step> steps;
-    int length() const { return static_cast<int>(steps.size()) - 1; }
-    double cost_after(int depth) const { return steps[depth + 1].cost_from; }
-  };
-
-  // How decisions in one pool weigh waiting during one assign() pass
-  // (pool_pressure()).
-  struct PoolPressure {
-    double wait_weight;   // a waited second against a built second
-    bool oversubscribed;  // more jobs than slots
-  };
-
-  struct Choice {
-    WorkerIndex worker = kNoWorker;
-    int depth = -1;
-    double finish = kInf;
-    double occupancy = 0;
-    double start_at = 0;
-    double ready = 0;
   };
 
   // ---- records ----
@@ -401,7 +341,7 @@ class KilnPolicy final : public Policy {
     set_free(wi, free);
   }
 
-  // Keeps the pool's slot and running counts (pool_weight()) in step with w.
+  // Keeps the pool's slot and running counts (CostModel::pressure()) in step with w.
   void count(WorkerIndex wi) {
     KilnWorker& w = workers_[wi];
     Pool& P = pools_[w.pool];
@@ -420,114 +360,6 @@ class KilnPolicy final : public Policy {
     if (w.fresh) return;
     w.fresh = true;
     pools_[w.pool].fresh.push_back(wi);
-  }
-
-  // The weight of a waited second for decisions in pool p now, and whether
-  // the pool has more jobs than slots. A second spent rebuilding is one
-  // another job waits for only when the pool is busy: from wait_weight when
-  // its jobs (running, reserved, queued) fill, or lately filled, at least
-  // kBusyPool of its slots, rising to 1 (finish first) as the pool idles.
-  // Advances the pool's recent busy fraction to `now`.
-  PoolPressure pool_pressure(std::uint32_t p, double now) {
-    Pool& P = pools_[p];
-    // Demand over capacity: what runs, is reserved and is queued against
-    // the slots. A burst counts at once; only the way back down is smoothed.
-    double demand = static_cast<double>(P.running + P.reserved_jobs + P.queued);
-    const bool oversubscribed = demand > static_cast<double>(P.slots);
-    double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
-    double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
-    P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
-    P.busy_at = now;
-    return {1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool),
-            oversubscribed};
-  }
-
-  // What a reserved job's finish is where it is reserved (as estimate_on()
-  // weighs it): its wait there, weighted, plus its cost there.
-  static double staying_finish(const KilnJob& J, double weight, double now) {
-    return std::max(0.0, J.expected_start - now) * weight + J.cost_on_worker;
-  }
-
-  // ---- chains ----
-
-  // J's chain as it is now: where its steps are held or being built, and
-  // what each costs.
-  ChainView view_chain(const KilnJob& J) const {
-    std::size_t n = J.chain.size();
-    const Pool& P = pools_[J.pool];
-    double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
-                     : P.step_samples > 0            ? P.step_mean
-                                                     : options_.default_step_seconds;
-    ChainView view;
-    // Each step's own cost first (the sum from it on is made below); the
-    // entry after the last step costs nothing.
-    view.steps.assign(n + 1, {kNoRef, kNoRef, unknown});
-    view.steps[n].cost_from = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (auto ref = index_.find(J.chain[i])) view.steps[i].held = *ref;
-      if (auto ref = slots_.builds().find(J.chain[i])) view.steps[i].building = *ref;
-    }
-    // A step no worker holds is costed from what steps at the same distance
-    // after its deepest held ancestor took (learn_after()): the next
-    // commit's build after a repository's cached dependencies costs about
-    // what the last one did. Without such history: the estimate above.
-    int anchor = -1;
-    for (std::size_t i = 0; i < n; ++i) {
-      const IdRef held = view.steps[i].held;
-      if (held != kNoRef) {
-        if (index_.cost_of(held) > 0) view.steps[i].cost_from = index_.cost_of(held);
-        anchor = static_cast<int>(i);
-      } else if (anchor >= 0 && J.estimate_seconds <= 0) {
-        if (auto it = learned_.find(learned_key(J.chain[anchor], static_cast<int>(i) - anchor));
-            it != learned_.end()) {
-          view.steps[i].cost_from = it->second;
-        }
-      }
-    }
-    for (std::size_t i = n; i-- > 0;)
-      view.steps[i].cost_from = view.steps[i + 1].cost_from + view.steps[i].cost_from;
-    if (n == 0) view.steps[0].cost_from = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
-    return view;
-  }
-
-  static std::uint64_t learned_key(const Digest& anchor, int distance) {
-    std::uint64_t key = 0;
-    for (int i = 0; i < 8; ++i) key = key << 8 | anchor[i];
-    return key ^ (static_cast<std::uint64_t>(distance) * 0x9e3779b97f4a7c15ULL);
-  }
-
-  // Remembers that a step `distance` steps after `anchor` (a step that was
-  // cached) took `seconds` to build: a moving average per (anchor,
-  // distance), forgotten wholesale past kLearnedLimit entries.
-  void learn_after(const Digest& anchor, int distance, double seconds) {
-    if (learned_.size() >= kLearnedLimit) learned_.clear();
-    auto [it, added] = learned_.try_emplace(learned_key(anchor, distance), static_cast<float>(seconds));
-    if (!added) it->second = static_cast<float>(0.7 * it->second + 0.3 * seconds);
-  }
-
-  struct Estimate {
-    int depth;         // deepest step of the chain held or being built there; -1: none
-    double occupancy;  // seconds of a slot there: building the steps after `depth`
-    double start_at;   // when it could start there
-    double ready;      // when the shared step it waits for is built; 0: none
-    double finish;     // (start_at - now) x wait_weight + occupancy: what placement minimises
-  };
-
-  // The job whose chain is `chain` on w, after `wait`, a waited second
-  // weighing `weight`. A step w holds costs nothing; a step w is building for
-  // another job is shared: the job starts once it is built (the builder would
-  // make it wait for it anyway, holding a slot).
-  Estimate estimate_on(const ChainView& chain, const KilnWorker& w, double wait, double weight,
-                       double now) const {
-    for (int i = chain.length() - 1; i >= 0; --i) {
-      const ChainView::Step& step = chain.steps[i];
-      bool held = step.held != kNoRef && index_.holds(w.slot, step.held);
-      if (!held && !(step.building != kNoRef && slots_.builds().holds(w.slot, step.building))) continue;
-      double ready = held ? 0 : slots_.ready_at(w, step.building, now);
-      double start_at = std::max(now + wait, ready);
-      return {i, chain.cost_after(i), start_at, ready, (start_at - now) * weight + chain.cost_after(i)};
-    }
-    return {-1, chain.cost_after(-1), now + wait, 0, wait * weight + chain.cost_after(-1)};
   }
 
   // ---- decisions ----
@@ -563,8 +395,8 @@ class KilnPolicy final : public Policy {
     std::vector<Choice>& found = scratch_choices_;
     found.clear();
     auto consider = [&](WorkerIndex wi) {
-      Estimate e = estimate_on(chain, workers_[wi], 0, weight, now);
-      found.push_back({wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready});
+      Estimate e = costs_.estimate(chain, workers_[wi], 0, weight, now);
+      found.push_back({e, wi});
     };
     if (P.free.size() <= 64) {
       for (WorkerIndex wi : P.free) {
@@ -636,8 +468,8 @@ class KilnPolicy final : public Policy {
         // A slot expected to be free by now is not (the worker is busy): a
         // job overran, so its estimates are redone first.
         if (w.free_at.empty() || w.free_at.front() < now) slots_.rebuild(workers_[wi], now);
-        Estimate e = estimate_on(chain, w, WorkerSlots::wait(w, now), weight, now);
-        if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
+        Estimate e = costs_.estimate(chain, w, WorkerSlots::wait(w, now), weight, now);
+        if (e.finish < best.finish) best = {e, wi};
       };
       if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
       if (chain.steps[i].building != kNoRef) slots_.builds().for_each_holder(chain.steps[i].building, visit);
@@ -666,7 +498,7 @@ class KilnPolicy final : public Policy {
       if (chain) {
         remember_tail(J, *chain);
       } else {
-        remember_tail(J, view_chain(J));
+        remember_tail(J, costs_.view(J));
       }
     }
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
@@ -770,7 +602,7 @@ class KilnPolicy final : public Policy {
       P.heap.pop_back();
       if (!live(e)) continue;
       KilnJob& J = jobs_[e.job];
-      const ChainView chain = view_chain(J);
+      const ChainView chain = costs_.view(J);
       Choice free = best_free(J, chain, pressure.wait_weight, now);
       if (free.worker == kNoWorker) {
         skipped.push_back(e);  // no free worker may take it; look behind it
@@ -836,9 +668,9 @@ class KilnPolicy final : public Policy {
         --budget;
         KilnJob& J = jobs_[j];
         if (J.state != JobState::kReserved || J.worker != vi) continue;
-        Choice free = best_free(J, view_chain(J), weight, now);
+        Choice free = best_free(J, costs_.view(J), weight, now);
         if (free.worker == kNoWorker || free.start_at > now) continue;
-        double stay = staying_finish(J, weight, now);
+        double stay = CostModel::staying_finish(J, weight, now);
         if (stay - free.finish <= options_.min_gain_seconds) continue;
         unreserve(j, /*requeue=*/false, now);
         start(j, free.worker, free.occupancy, now, now, nullptr, &out);
@@ -869,9 +701,9 @@ class KilnPolicy final : public Policy {
             --budget;
             const KilnJob& J = jobs_[j];
             if (!has_labels(u, J)) continue;
-            Estimate here = estimate_on(view_chain(J), u, 0, weight, now);
+            Estimate here = costs_.estimate(costs_.view(J), u, 0, weight, now);
             if (here.start_at > now) continue;  // it would wait there too
-            double stay = staying_finish(J, weight, now);
+            double stay = CostModel::staying_finish(J, weight, now);
             double gain = stay - here.finish;
             double cost = here.occupancy;
             if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
@@ -907,6 +739,7 @@ class KilnPolicy final : public Policy {
   JobSlab jobs_;
   std::vector<KilnWorker> workers_;
   WorkerSlots slots_{options_, jobs_, index_};
+  CostModel costs_{options_, index_, slots_};
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
   std::vector<Pool> pools_;
@@ -917,7 +750,6 @@ class KilnPolicy final : public Policy {
   // The latest time a caller gave; for remove_job() and remove_worker(),
   // which are given none.
   double last_now_ = 0;
-  std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
 
   // Scratch, reused across decisions to avoid allocation.
   std::vector<std::uint32_t> seen_;
