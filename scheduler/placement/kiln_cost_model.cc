@@ -81,6 +81,11 @@ double CostModel::staying_finish(const KilnJob& reserved, double weight, double 
   return std::max(0.0, reserved.expected_start - now) * weight + reserved.cost_on_worker;
 }
 
+void CostModel::remember_tail(KilnJob& job, const ChainView& chain) {
+  job.tail.clear();
+  for (const ChainView::Step& step : chain.steps) job.tail.push_back(static_cast<float>(step.cost_from));
+}
+
 void CostModel::learn(std::uint32_t p, std::span<const FinishedStep> steps) {
   int anchor = -1;  // the deepest step before this one that was there already
   Digest anchor_digest{};

@@ -112,6 +112,11 @@ class CostModel {
   // estimate() weighs one: its wait there, weighted, plus its cost there.
   static double staying_finish(const KilnJob& reserved, double weight, double now);
 
+  // Keeps in the job what its chain costs from each step on (KilnJob::tail),
+  // from which others learn when a step it builds will be ready
+  // (WorkerSlots::ready_at()).
+  static void remember_tail(KilnJob& job, const ChainView& chain);
+
   // Learns from a finished job's steps (in chain order) in `pool`: a step
   // built cold costs what it took from now on, feeds the pool's mean, and
   // what it took after the deepest step found cached before it.

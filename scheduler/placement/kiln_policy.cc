@@ -45,6 +45,7 @@
 #include "scheduler/placement/inventory.h"
 #include "scheduler/placement/kiln_cost_model.h"
 #include "scheduler/placement/kiln_job_slab.h"
+#include "scheduler/placement/kiln_reservations.h"
 #include "scheduler/placement/kiln_worker_slots.h"
 #include "scheduler/placement/policy.h"
 
@@ -58,19 +59,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // so one job that no free worker can take does not block those behind it,
 // while a pool full of such jobs costs a bounded amount per call.
 constexpr std::size_t kLookahead = 256;
-// Reserved jobs examined per assign() call when a free worker looks for one
-// to take over (re-decision).
-constexpr std::size_t kRedecideBudget = 4096;
 // Busy holders of a job's chain weighed per decision, deepest steps first.
 constexpr std::size_t kBusyCandidates = 64;
-// How often a pool's overdue reservations are weighed again, and how many at
-// most each time (recheck_overdue()).
-constexpr double kRecheckSeconds = 1;
-constexpr std::size_t kRecheckBudget = 256;
 // Half-life of a worker's recent work (better_free()).
 constexpr double kWorkHalfLife = 3600;
 
-class KilnPolicy final : public Policy {
+class KilnPolicy final : public Policy, private Reservations::Placer {
  public:
   explicit KilnPolicy(const PolicyOptions& options) : options_(options) {}
 
@@ -101,7 +95,7 @@ class KilnPolicy final : public Policy {
     KilnJob& J = jobs_[j];
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
     // No time is given: the latest one the caller did.
-    if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false, last_now_);
+    if (J.state == JobState::kReserved) reservations_.cancel(j, last_now_);
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
     --queued_;
     jobs_.release(j);  // a queued job's heap entry goes stale with its generation
@@ -125,7 +119,7 @@ class KilnPolicy final : public Policy {
       w.present = false;
       count(wi);  // out of the old pool's counts
       set_free(wi, false);
-      unreserve_all(wi, now);
+      requeue_reserved(wi, now);
       auto& names = pools_[w.pool].workers;
       names.erase(std::remove(names.begin(), names.end(), wi), names.end());
       w.pool = pool;
@@ -136,7 +130,7 @@ class KilnPolicy final : public Policy {
     w.labels.clear();
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
-    if (!slots_.eligible(w)) unreserve_all(wi, now);
+    if (!slots_.eligible(w)) requeue_reserved(wi, now);
     count(wi);
     slots_.rebuild(workers_[wi], now);
     refresh_free(wi);
@@ -148,7 +142,7 @@ class KilnPolicy final : public Policy {
     WorkerIndex wi = it->second;
     KilnWorker& w = workers_[wi];
     set_free(wi, false);
-    unreserve_all(wi, last_now_);  // no time is given: the latest one the caller did
+    requeue_reserved(wi, last_now_);  // no time is given: the latest one the caller did
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
       slots_.remove_builds(jobs_[j], workers_[wi]);
@@ -187,17 +181,17 @@ class KilnPolicy final : public Policy {
     last_now_ = now;
     std::vector<Assignment> out;
     for (std::uint32_t p = 0; p < pools_.size(); ++p) {
-      if (pools_[p].free.empty()) {
-        for (WorkerIndex wi : pools_[p].fresh) workers_[wi].fresh = false;
-        pools_[p].fresh.clear();
+      Pool& P = pools_[p];
+      if (P.free.empty()) {
+        take_fresh(P);
         continue;
       }
-      start_reserved(p, now, out);
-      const Pool& P = pools_[p];
-      const PoolPressure pressure = costs_.pressure(p, P.running + P.reserved_jobs + P.queued, P.slots, now);
+      reservations_.start_reserved(P.free, !P.heap.empty(), now, *this, out);
+      const PoolPressure pressure =
+          costs_.pressure(p, P.running + reservations_.count(p) + P.queued, P.slots, now);
       place_from_queue(p, pressure, now, out);
-      recheck_overdue(p, pressure.wait_weight, now, out);
-      redecide(p, pressure.wait_weight, now, out);
+      reservations_.recheck_overdue(p, P.workers, P.free, pressure.wait_weight, now, *this, out);
+      reservations_.redecide(p, take_fresh(P), P.workers, pressure.wait_weight, now, *this, out);
     }
     return out;
   }
@@ -272,10 +266,8 @@ class KilnPolicy final : public Policy {
     std::string name;
     std::vector<HeapEntry> heap;
     std::vector<WorkerIndex> workers;
-    std::vector<WorkerIndex> free;   // eligible, with a free slot
-    std::vector<WorkerIndex> fresh;  // became free or changed since the last assign()
-    std::size_t reserved_jobs = 0;
-    double next_recheck = 0;             // recheck_overdue()
+    std::vector<WorkerIndex> free;       // eligible, with a free slot
+    std::vector<WorkerIndex> fresh;      // became free or changed since the last assign()
     std::size_t slots = 0, running = 0;  // over its eligible workers (count())
     std::size_t queued = 0;              // jobs in the queue (not reserved, running or removed)
   };
@@ -362,6 +354,15 @@ class KilnPolicy final : public Policy {
     pools_[w.pool].fresh.push_back(wi);
   }
 
+  // The pool's workers that became free or changed since the last assign();
+  // they no longer count as such.
+  std::span<const WorkerIndex> take_fresh(Pool& P) {
+    scratch_fresh_.swap(P.fresh);
+    P.fresh.clear();
+    for (WorkerIndex wi : scratch_fresh_) workers_[wi].fresh = false;
+    return scratch_fresh_;
+  }
+
   // ---- decisions ----
 
   static double decayed_work(const KilnWorker& w, double now) {
@@ -389,7 +390,7 @@ class KilnPolicy final : public Policy {
 
   // The free worker (eligible, free slot, labels) that finishes J soonest;
   // among those about as soon (near_tie_fraction), the one that builds least.
-  Choice best_free(const KilnJob& J, const ChainView& chain, double weight, double now) {
+  Choice best_free(const KilnJob& J, const ChainView& chain, double weight, double now) override {
     const Pool& P = pools_[J.pool];
     int n = chain.length();
     std::vector<Choice>& found = scratch_choices_;
@@ -477,13 +478,6 @@ class KilnPolicy final : public Policy {
     return best;
   }
 
-  // What the rest of J's chain costs from each step on (kept to tell others
-  // when a step J builds will be ready).
-  static void remember_tail(KilnJob& J, const ChainView& chain) {
-    J.tail.clear();
-    for (const ChainView::Step& step : chain.steps) J.tail.push_back(static_cast<float>(step.cost_from));
-  }
-
   // Starts J on w now. `begins`: when it can begin building (a step it
   // shares with a build in progress there is ready), so its expected end
   // counts that wait. `chain`: J's chain as the caller viewed it, or null
@@ -496,9 +490,9 @@ class KilnPolicy final : public Policy {
     // to the queue since.
     if (J.tail.empty()) {
       if (chain) {
-        remember_tail(J, *chain);
+        CostModel::remember_tail(J, *chain);
       } else {
-        remember_tail(J, costs_.view(J));
+        CostModel::remember_tail(J, costs_.view(J));
       }
     }
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
@@ -511,48 +505,32 @@ class KilnPolicy final : public Policy {
     w.last_start = now;
     w.recent_work = decayed_work(w, now) + cost;
     w.recent_at = now;
-    slots_.add_builds(J, workers_[wi]);
+    slots_.add_builds(J, w);
     --queued_;
-    slots_.rebuild(workers_[wi], now);
+    slots_.rebuild(w, now);
     refresh_free(wi);
     if (out) out->push_back({J.id, w.info.name});
   }
 
-  void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, const ChainView& chain,
-               double now) {
-    KilnJob& J = jobs_[j];
-    KilnWorker& w = workers_[wi];
-    remember_tail(J, chain);
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
-    J.state = JobState::kReserved;
-    J.worker = wi;
-    J.cost_on_worker = cost;
-    J.not_before = not_before;
-    auto pos = std::upper_bound(w.reserved.begin(), w.reserved.end(), j, [&](JobIndex a, JobIndex b) {
-      return jobs_[a].key != jobs_[b].key ? jobs_[a].key < jobs_[b].key : jobs_[a].seq < jobs_[b].seq;
-    });
-    w.reserved.insert(pos, j);
-    ++pools_[w.pool].reserved_jobs;
-    slots_.add_builds(J, workers_[wi]);
-    slots_.rebuild(workers_[wi], now);
+  void start_reserved_job(JobIndex j, WorkerIndex wi, double cost, double begins, double now,
+                          std::vector<Assignment>& out) override {
+    start(j, wi, cost, begins, now, nullptr, &out);
   }
 
-  // Takes a reserved job off its worker: back to the pool queue, or (requeue
-  // false) for the caller to start elsewhere or drop.
-  void unreserve(JobIndex j, bool requeue, double now) {
-    KilnJob& J = jobs_[j];
-    KilnWorker& w = workers_[J.worker];
-    w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
-    --pools_[w.pool].reserved_jobs;
-    WorkerIndex wi = J.worker;
-    slots_.remove_builds(J, workers_[wi]);
-    J.worker = kNoWorker;
-    slots_.rebuild(workers_[wi], now);
-    if (requeue) enqueue(j);
+  // J waits for the worker `on` (kiln_reservations.h).
+  void reserve(JobIndex j, const Choice& on, const ChainView& chain, double now) {
+    if (jobs_[j].state == JobState::kQueued) --pools_[jobs_[j].pool].queued;
+    reservations_.reserve(j, on.worker, on.occupancy, on.ready, chain, now);
   }
 
-  void unreserve_all(WorkerIndex wi, double now) {
-    while (!workers_[wi].reserved.empty()) unreserve(workers_[wi].reserved.back(), /*requeue=*/true, now);
+  // The worker's reserved jobs go back to the pool queue, keeping their
+  // place (it is to take nothing new).
+  void requeue_reserved(WorkerIndex wi, double now) {
+    while (!workers_[wi].reserved.empty()) {
+      JobIndex j = workers_[wi].reserved.back();
+      reservations_.cancel(j, now);
+      enqueue(j);
+    }
   }
 
   void enqueue(JobIndex j) {
@@ -569,26 +547,6 @@ class KilnPolicy final : public Policy {
   bool live(const HeapEntry& e) const {
     const KilnJob& J = jobs_[e.job];
     return J.generation == e.generation && J.state == JobState::kQueued;
-  }
-
-  void start_reserved(std::uint32_t p, double now, std::vector<Assignment>& out) {
-    scratch_workers_ = pools_[p].free;  // start() edits the free list
-    for (WorkerIndex wi : scratch_workers_) {
-      KilnWorker& w = workers_[wi];
-      // In order, skipping jobs that wait for a step a running job builds
-      // while other work could use the slot.
-      for (std::size_t k = 0; k < w.reserved.size() && slots_.has_free_slot(w);) {
-        JobIndex j = w.reserved[k];
-        if (!pools_[p].heap.empty() && slots_.blocked(jobs_[j], w)) {
-          ++k;
-          continue;
-        }
-        w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
-        --pools_[p].reserved_jobs;
-        slots_.remove_builds(jobs_[j], workers_[wi]);  // start() adds it back
-        start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, nullptr, &out);
-      }
-    }
   }
 
   void place_from_queue(std::uint32_t p, const PoolPressure& pressure, double now,
@@ -622,13 +580,13 @@ class KilnPolicy final : public Policy {
         busy.worker = kNoWorker;
       }
       if (busy.worker != kNoWorker) {
-        reserve(e.job, busy.worker, busy.occupancy, busy.ready, chain, now);
+        reserve(e.job, busy, chain, now);
       } else if (free.start_at > now && !P.heap.empty()) {
         // Best on a free worker once a step it shares there is built, and
         // other jobs are waiting: wait there, leaving them the slot meanwhile.
         // (With nothing else queued it starts at once and the builder makes
         // it wait for the shared step inside the slot: the same finish.)
-        reserve(e.job, free.worker, free.occupancy, free.ready, chain, now);
+        reserve(e.job, free, chain, now);
       } else {
         start(e.job, free.worker, free.occupancy, free.start_at, now, &chain, &out);
       }
@@ -636,83 +594,6 @@ class KilnPolicy final : public Policy {
     for (const HeapEntry& e : skipped) {
       P.heap.push_back(e);
       std::push_heap(P.heap.begin(), P.heap.end());
-    }
-  }
-
-  // Reservations rest on estimates. Where a busy worker with reserved jobs
-  // runs a job well past its expected end (by min_gain_seconds and
-  // near_tie_fraction of its cost), its estimates are redone (the job now
-  // ends later: expected_end_of()) and each job reserved there is weighed
-  // again against the best free worker; it moves when that finishes it
-  // sooner by min_gain_seconds. At most once per kRecheckSeconds per pool,
-  // and at most kRecheckBudget jobs weighed.
-  void recheck_overdue(std::uint32_t p, double weight, double now, std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    if (P.reserved_jobs == 0 || P.free.empty() || now < P.next_recheck) return;
-    P.next_recheck = now + kRecheckSeconds;
-    std::size_t budget = kRecheckBudget;
-    for (WorkerIndex vi : P.workers) {
-      KilnWorker& v = workers_[vi];
-      if (v.reserved.empty() || v.free_pos >= 0) continue;
-      bool overrun = false;
-      for (JobIndex r : v.running) {
-        const KilnJob& R = jobs_[r];
-        double slack = std::max(options_.min_gain_seconds, options_.near_tie_fraction * R.cost_on_worker);
-        overrun = overrun || now > R.expected_end + slack;
-      }
-      if (!overrun) continue;
-      slots_.rebuild(workers_[vi], now);
-      scratch_jobs_ = v.reserved;  // moving a job edits the list
-      for (JobIndex j : scratch_jobs_) {
-        if (P.free.empty() || budget == 0) return;
-        --budget;
-        KilnJob& J = jobs_[j];
-        if (J.state != JobState::kReserved || J.worker != vi) continue;
-        Choice free = best_free(J, costs_.view(J), weight, now);
-        if (free.worker == kNoWorker || free.start_at > now) continue;
-        double stay = CostModel::staying_finish(J, weight, now);
-        if (stay - free.finish <= options_.min_gain_seconds) continue;
-        unreserve(j, /*requeue=*/false, now);
-        start(j, free.worker, free.occupancy, now, now, nullptr, &out);
-      }
-    }
-  }
-
-  // Each worker that became free or changed since the last call, and that
-  // the queue had nothing for, takes the reserved job (on a busy worker) that
-  // it would now finish soonest compared with staying, while the gain is
-  // above min_gain_seconds. Workers free all along were weighed when those
-  // jobs were reserved, so they are not asked again.
-  void redecide(std::uint32_t p, double weight, double now, std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    std::size_t budget = kRedecideBudget;
-    scratch_workers_.swap(P.fresh);
-    P.fresh.clear();
-    for (WorkerIndex ui : scratch_workers_) workers_[ui].fresh = false;
-    for (WorkerIndex ui : scratch_workers_) {
-      if (workers_[ui].pool != p) continue;
-      while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
-        const KilnWorker& u = workers_[ui];
-        JobIndex best_job = kNoJob;
-        double best_gain = options_.min_gain_seconds, best_cost = 0;
-        for (WorkerIndex vi : P.workers) {
-          for (JobIndex j : workers_[vi].reserved) {
-            if (budget == 0) break;
-            --budget;
-            const KilnJob& J = jobs_[j];
-            if (!has_labels(u, J)) continue;
-            Estimate here = costs_.estimate(costs_.view(J), u, 0, weight, now);
-            if (here.start_at > now) continue;  // it would wait there too
-            double stay = CostModel::staying_finish(J, weight, now);
-            double gain = stay - here.finish;
-            double cost = here.occupancy;
-            if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
-          }
-        }
-        if (best_job == kNoJob) break;
-        unreserve(best_job, /*requeue=*/false, now);
-        start(best_job, ui, best_cost, now, now, nullptr, &out);
-      }
     }
   }
 
@@ -740,6 +621,7 @@ class KilnPolicy final : public Policy {
   std::vector<KilnWorker> workers_;
   WorkerSlots slots_{options_, jobs_, index_};
   CostModel costs_{options_, index_, slots_};
+  Reservations reservations_{options_, jobs_, workers_, slots_, costs_};
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
   std::vector<Pool> pools_;
@@ -754,8 +636,7 @@ class KilnPolicy final : public Policy {
   // Scratch, reused across decisions to avoid allocation.
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
-  std::vector<WorkerIndex> scratch_workers_;
-  std::vector<JobIndex> scratch_jobs_;
+  std::vector<WorkerIndex> scratch_fresh_;
   std::vector<HeapEntry> scratch_skipped_;
   std::vector<Choice> scratch_choices_;
 };
