@@ -4,10 +4,8 @@
 // second at wait_weight (0.5: a rebuilt second is a slot-second others wait
 // for under load). On a worker that is: the wait until one of its slots frees
 // (given what it runs and the jobs already reserved for it), then the cost of
-// the steps of the job's chain after the deepest one the worker holds
-// (snapshots are layered: holding a step means holding its ancestors). A step
-// the worker is building for another job counts as held once it is built: the
-// builder runs identical steps once, so the job starts after it and shares it.
+// the steps of the job's chain after the deepest one the worker holds or is
+// building (kiln_cost_model.h).
 //
 // Queues: each pool has one queue ordered by priority key (FairShare: fair
 // start times per client, urgent first with aging). Each worker has a short
@@ -22,10 +20,16 @@
 // now finish soonest compared with staying; a worker that stops accepting
 // sends its reserved jobs back to the pool queue.
 //
-// Cost: a step's cost is the seconds a job_finished report gave when it was
-// built cold (kept in the inventory index while any worker holds it); an
-// unknown step costs the client's estimate spread over the chain, else the
-// pool's mean cold step, else PolicyOptions::default_step_seconds.
+// This file makes the decisions: which queued job goes to which free worker,
+// or waits for which busy one (assign(), best_free(), best_busy()), and keeps
+// the Policy interface. Its parts, each internal to it:
+//   kiln_job_slab.h      job records and their ids
+//   kiln_worker_slots.h  each worker's running and reserved jobs, when its
+//                        slots free, the steps it is building
+//   kiln_cost_model.h    what a chain costs, a job's estimate on a worker,
+//                        the weight of a waited second
+//   kiln_reservations.h  reserving, starting reserved jobs, re-deciding them
+//   kiln_pools.h         each pool's queue, free workers and counts
 //
 // Complexity per decision: O(chain length) lookups for each free worker
 // considered (all of them when at most 64 are free, else only those holding
@@ -35,8 +39,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -45,6 +50,7 @@
 #include "scheduler/placement/inventory.h"
 #include "scheduler/placement/kiln_cost_model.h"
 #include "scheduler/placement/kiln_job_slab.h"
+#include "scheduler/placement/kiln_pools.h"
 #include "scheduler/placement/kiln_reservations.h"
 #include "scheduler/placement/kiln_worker_slots.h"
 #include "scheduler/placement/policy.h"
@@ -108,22 +114,21 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
       workers_.emplace_back();
       KilnWorker& w = workers_.back();
       w.slot = slot_for(info.name);
-      w.pool = pool_index(info.pool);
-      pools_[w.pool].workers.push_back(it->second);
+      w.pool = pools_.index(info.pool);
+      pools_.add_worker(w.pool, it->second);
       by_slot_[w.slot] = it->second;
     }
     WorkerIndex wi = it->second;
     KilnWorker& w = workers_[wi];
-    std::uint32_t pool = pool_index(info.pool);
+    std::uint32_t pool = pools_.index(info.pool);
     if (!added && pool != w.pool) {
       w.present = false;
-      count(wi);  // out of the old pool's counts
-      set_free(wi, false);
+      pools_.count(wi);  // out of the old pool's counts
+      pools_.set_free(wi, false);
       requeue_reserved(wi, now);
-      auto& names = pools_[w.pool].workers;
-      names.erase(std::remove(names.begin(), names.end(), wi), names.end());
+      pools_.remove_worker(w.pool, wi);
       w.pool = pool;
-      pools_[pool].workers.push_back(wi);
+      pools_.add_worker(pool, wi);
     }
     w.info = info;
     w.present = true;
@@ -131,9 +136,9 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
     if (!slots_.eligible(w)) requeue_reserved(wi, now);
-    count(wi);
-    slots_.rebuild(workers_[wi], now);
-    refresh_free(wi);
+    pools_.count(wi);
+    slots_.rebuild(w, now);
+    pools_.refresh_free(wi);
   }
 
   void remove_worker(const std::string& name) override {
@@ -141,18 +146,17 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     if (it == worker_ids_.end()) return;
     WorkerIndex wi = it->second;
     KilnWorker& w = workers_[wi];
-    set_free(wi, false);
+    pools_.set_free(wi, false);
     requeue_reserved(wi, last_now_);  // no time is given: the latest one the caller did
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
-      slots_.remove_builds(jobs_[j], workers_[wi]);
+      slots_.remove_builds(jobs_[j], w);
       jobs_.release(j);
     }
     w.running.clear();
     w.present = false;
-    count(wi);
-    auto& names = pools_[w.pool].workers;
-    names.erase(std::remove(names.begin(), names.end(), wi), names.end());
+    pools_.count(wi);
+    pools_.remove_worker(w.pool, wi);
     by_slot_[w.slot] = kNoWorker;
     index_.remove_worker(name);
     slots_.remove_worker(name);
@@ -174,16 +178,17 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
       index_.remove(slot, remove_ids);
       index_.add(slot, add_ids);
     }
-    if (slot < by_slot_.size() && by_slot_[slot] != kNoWorker && !add_ids.empty()) mark_fresh(by_slot_[slot]);
+    if (slot < by_slot_.size() && by_slot_[slot] != kNoWorker && !add_ids.empty())
+      pools_.mark_fresh(by_slot_[slot]);
   }
 
   std::vector<Assignment> assign(double now) override {
     last_now_ = now;
     std::vector<Assignment> out;
     for (std::uint32_t p = 0; p < pools_.size(); ++p) {
-      Pool& P = pools_[p];
+      KilnPool& P = pools_[p];
       if (P.free.empty()) {
-        take_fresh(P);
+        pools_.take_fresh(p);
         continue;
       }
       reservations_.start_reserved(P.free, !P.heap.empty(), now, *this, out);
@@ -191,7 +196,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
           costs_.pressure(p, P.running + reservations_.count(p) + P.queued, P.slots, now);
       place_from_queue(p, pressure, now, out);
       reservations_.recheck_overdue(p, P.workers, P.free, pressure.wait_weight, now, *this, out);
-      reservations_.redecide(p, take_fresh(P), P.workers, pressure.wait_weight, now, *this, out);
+      reservations_.redecide(p, pools_.take_fresh(p), P.workers, pressure.wait_weight, now, *this, out);
     }
     return out;
   }
@@ -253,25 +258,6 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   std::string dump(double now) const override;
 
  private:
-  struct HeapEntry {
-    double key;
-    std::uint64_t seq;
-    JobIndex job;
-    std::uint32_t generation;
-    // std::push_heap makes a max-heap: the "largest" entry is the smallest key.
-    bool operator<(const HeapEntry& o) const { return key != o.key ? key > o.key : seq > o.seq; }
-  };
-
-  struct Pool {
-    std::string name;
-    std::vector<HeapEntry> heap;
-    std::vector<WorkerIndex> workers;
-    std::vector<WorkerIndex> free;       // eligible, with a free slot
-    std::vector<WorkerIndex> fresh;      // became free or changed since the last assign()
-    std::size_t slots = 0, running = 0;  // over its eligible workers (count())
-    std::size_t queued = 0;              // jobs in the queue (not reserved, running or removed)
-  };
-
   // ---- records ----
 
   // A new record for `job` (what add_job and adopt share), known by its id.
@@ -282,19 +268,13 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     J.urgent = job.urgent;
     J.submitted_at = job.submitted_at;
     J.estimate_seconds = job.estimate_seconds;
-    J.pool = pool_index(job.pool);
+    J.pool = pools_.index(job.pool);
     J.chain.clear();
     for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
     J.labels.clear();
     for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
     std::sort(J.labels.begin(), J.labels.end());
     return j;
-  }
-
-  std::uint32_t pool_index(const std::string& name) {
-    auto [it, added] = pool_ids_.try_emplace(name, static_cast<std::uint32_t>(pools_.size()));
-    if (added) pools_.push_back(Pool{.name = name});
-    return it->second;
   }
 
   int label_id(const std::string& label) {
@@ -307,60 +287,6 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     slots_.add_worker(name);
     if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNoWorker);
     return slot;
-  }
-
-  // ---- worker state ----
-
-  void set_free(WorkerIndex wi, bool free) {
-    KilnWorker& w = workers_[wi];
-    auto& list = pools_[w.pool].free;
-    if (free && w.free_pos < 0) {
-      w.free_pos = static_cast<std::int64_t>(list.size());
-      list.push_back(wi);
-    } else if (!free && w.free_pos >= 0) {
-      WorkerIndex last = list.back();
-      list[w.free_pos] = last;
-      workers_[last].free_pos = w.free_pos;
-      list.pop_back();
-      w.free_pos = -1;
-    }
-  }
-
-  void refresh_free(WorkerIndex wi) {
-    KilnWorker& w = workers_[wi];
-    bool free = slots_.has_free_slot(w);
-    if (free && w.free_pos < 0) mark_fresh(wi);
-    set_free(wi, free);
-  }
-
-  // Keeps the pool's slot and running counts (CostModel::pressure()) in step with w.
-  void count(WorkerIndex wi) {
-    KilnWorker& w = workers_[wi];
-    Pool& P = pools_[w.pool];
-    P.slots -= w.counted_slots;
-    P.running -= w.counted_running;
-    bool in = w.present && slots_.eligible(w);
-    w.counted_slots = in ? w.info.capacity : 0;
-    w.counted_running = in ? w.running.size() : 0;
-    P.slots += w.counted_slots;
-    P.running += w.counted_running;
-  }
-
-  // A worker that became free or changed (re-decision looks only at these).
-  void mark_fresh(WorkerIndex wi) {
-    KilnWorker& w = workers_[wi];
-    if (w.fresh) return;
-    w.fresh = true;
-    pools_[w.pool].fresh.push_back(wi);
-  }
-
-  // The pool's workers that became free or changed since the last assign();
-  // they no longer count as such.
-  std::span<const WorkerIndex> take_fresh(Pool& P) {
-    scratch_fresh_.swap(P.fresh);
-    P.fresh.clear();
-    for (WorkerIndex wi : scratch_fresh_) workers_[wi].fresh = false;
-    return scratch_fresh_;
   }
 
   // ---- decisions ----
@@ -391,7 +317,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   // The free worker (eligible, free slot, labels) that finishes J soonest;
   // among those about as soon (near_tie_fraction), the one that builds least.
   Choice best_free(const KilnJob& J, const ChainView& chain, double weight, double now) override {
-    const Pool& P = pools_[J.pool];
+    const KilnPool& P = pools_[J.pool];
     int n = chain.length();
     std::vector<Choice>& found = scratch_choices_;
     found.clear();
@@ -468,7 +394,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
         if (w.free_pos >= 0 || w.pool != J.pool || !slots_.eligible(w) || !has_labels(w, J)) return;
         // A slot expected to be free by now is not (the worker is busy): a
         // job overran, so its estimates are redone first.
-        if (w.free_at.empty() || w.free_at.front() < now) slots_.rebuild(workers_[wi], now);
+        if (w.free_at.empty() || w.free_at.front() < now) slots_.rebuild(w, now);
         Estimate e = costs_.estimate(chain, w, WorkerSlots::wait(w, now), weight, now);
         if (e.finish < best.finish) best = {e, wi};
       };
@@ -495,20 +421,20 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
         CostModel::remember_tail(J, costs_.view(J));
       }
     }
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
+    pools_.leave_queue(J);
     J.state = JobState::kRunning;
     J.worker = wi;
     J.cost_on_worker = cost;
     J.expected_end = std::max(now, begins) + cost;
     w.running.push_back(j);
-    count(wi);
+    pools_.count(wi);
     w.last_start = now;
     w.recent_work = decayed_work(w, now) + cost;
     w.recent_at = now;
     slots_.add_builds(J, w);
     --queued_;
     slots_.rebuild(w, now);
-    refresh_free(wi);
+    pools_.refresh_free(wi);
     if (out) out->push_back({J.id, w.info.name});
   }
 
@@ -519,7 +445,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
 
   // J waits for the worker `on` (kiln_reservations.h).
   void reserve(JobIndex j, const Choice& on, const ChainView& chain, double now) {
-    if (jobs_[j].state == JobState::kQueued) --pools_[jobs_[j].pool].queued;
+    pools_.leave_queue(jobs_[j]);
     reservations_.reserve(j, on.worker, on.occupancy, on.ready, chain, now);
   }
 
@@ -534,31 +460,18 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   }
 
   void enqueue(JobIndex j) {
-    KilnJob& J = jobs_[j];
-    if (J.state != JobState::kReserved) ++queued_;
-    if (J.state != JobState::kQueued) ++pools_[J.pool].queued;
-    J.state = JobState::kQueued;
-    auto& heap = pools_[J.pool].heap;
-    heap.push_back({J.key, J.seq, j, J.generation});
-    std::push_heap(heap.begin(), heap.end());
-  }
-
-  // A stale heap entry: its job was removed (record freed or reused).
-  bool live(const HeapEntry& e) const {
-    const KilnJob& J = jobs_[e.job];
-    return J.generation == e.generation && J.state == JobState::kQueued;
+    if (jobs_[j].state != JobState::kReserved) ++queued_;  // a reserved job is counted already
+    pools_.enqueue(j);
   }
 
   void place_from_queue(std::uint32_t p, const PoolPressure& pressure, double now,
                         std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    std::vector<HeapEntry>& skipped = scratch_skipped_;
+    KilnPool& P = pools_[p];
+    std::vector<QueueEntry>& skipped = scratch_skipped_;
     skipped.clear();
     while (!P.free.empty() && !P.heap.empty() && skipped.size() < kLookahead) {
-      std::pop_heap(P.heap.begin(), P.heap.end());
-      HeapEntry e = P.heap.back();
-      P.heap.pop_back();
-      if (!live(e)) continue;
+      QueueEntry e = Pools::pop(P);
+      if (!pools_.live(e)) continue;
       KilnJob& J = jobs_[e.job];
       const ChainView chain = costs_.view(J);
       Choice free = best_free(J, chain, pressure.wait_weight, now);
@@ -591,10 +504,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
         start(e.job, free.worker, free.occupancy, free.start_at, now, &chain, &out);
       }
     }
-    for (const HeapEntry& e : skipped) {
-      P.heap.push_back(e);
-      std::push_heap(P.heap.begin(), P.heap.end());
-    }
+    for (const QueueEntry& e : skipped) Pools::push(P, e);
   }
 
   void end_job(const std::string& worker, const std::string& job_id, double now) {
@@ -606,11 +516,11 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     KilnWorker& w = workers_[wi];
     if (w.info.name != worker) return;
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
-    count(wi);
-    slots_.remove_builds(J, workers_[wi]);
+    pools_.count(wi);
+    slots_.remove_builds(J, w);
     jobs_.release(j);
-    slots_.rebuild(workers_[wi], now);
-    refresh_free(wi);
+    slots_.rebuild(w, now);
+    pools_.refresh_free(wi);
   }
 
   PolicyOptions options_;
@@ -622,10 +532,9 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   WorkerSlots slots_{options_, jobs_, index_};
   CostModel costs_{options_, index_, slots_};
   Reservations reservations_{options_, jobs_, workers_, slots_, costs_};
+  Pools pools_{jobs_, workers_, slots_};
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
-  std::vector<Pool> pools_;
-  std::map<std::string, std::uint32_t> pool_ids_;
   std::unordered_map<std::string, int> label_ids_;
   std::size_t queued_ = 0;
   std::uint64_t next_seq_ = 0;
@@ -636,20 +545,19 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   // Scratch, reused across decisions to avoid allocation.
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
-  std::vector<WorkerIndex> scratch_fresh_;
-  std::vector<HeapEntry> scratch_skipped_;
+  std::vector<QueueEntry> scratch_skipped_;
   std::vector<Choice> scratch_choices_;
 };
 
 std::string KilnPolicy::dump(double now) const {
   std::string out = "kiln\n";
-  for (const auto& [pool_name, p] : pool_ids_) {
-    const Pool& P = pools_[p];
-    std::vector<HeapEntry> queue;
-    for (const HeapEntry& e : P.heap) {
-      if (live(e)) queue.push_back(e);
+  for (const auto& [pool_name, p] : pools_.by_name()) {
+    const KilnPool& P = pools_[p];
+    std::vector<QueueEntry> queue;
+    for (const QueueEntry& e : P.heap) {
+      if (pools_.live(e)) queue.push_back(e);
     }
-    std::sort(queue.begin(), queue.end(), [](const HeapEntry& a, const HeapEntry& b) { return b < a; });
+    std::sort(queue.begin(), queue.end(), [](const QueueEntry& a, const QueueEntry& b) { return b < a; });
     out += fmt::format("pool {}: queue [", pool_name);
     for (std::size_t i = 0; i < queue.size(); ++i) out += (i ? " " : "") + jobs_[queue[i].job].id;
     out += "]\n";
