@@ -66,8 +66,8 @@ struct Estimate {
   double occupancy = 0;  // seconds of a slot there: building the steps after `depth`
   double start_at = 0;   // when it could start there
   double ready = 0;      // when the shared step it waits for is built; 0: none
-  double finish = std::numeric_limits<double>::infinity();  // (start_at - now) x weight + occupancy:
-                                                            // what placement minimises
+  // (start_at - now) x weight + occupancy: what placement minimises.
+  double finish = std::numeric_limits<double>::infinity();
 };
 
 // A worker and the estimate there; no worker: nothing found.

@@ -48,7 +48,7 @@ struct KilnJob {
   std::vector<int> labels;  // sorted label ids
   std::uint32_t pool = 0;
 
-  // Its place in its pool's queue (kiln_policy.cc).
+  // Its place in its pool's queue (kiln_pools.h; key and seq from add_job).
   double key = 0;
   std::uint64_t seq = 0;
   std::uint32_t generation = 0;  // bumped by JobSlab::release(): stale heap entries

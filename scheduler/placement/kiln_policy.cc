@@ -102,7 +102,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
     // No time is given: the latest one the caller did.
     if (J.state == JobState::kReserved) reservations_.cancel(j, last_now_);
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
+    pools_.leave_queue(J);
     --queued_;
     jobs_.release(j);  // a queued job's heap entry goes stale with its generation
   }

@@ -48,10 +48,12 @@ struct KilnWorker {
   std::vector<double> free_at;     // min-heap: when each slot is expected to free (rebuild())
   std::vector<std::pair<IdRef, std::uint32_t>> build_counts;  // refs in builds() -> jobs here counting them
 
-  // Placement bookkeeping (kiln_policy.cc).
+  // Where new chains go (kiln_policy.cc's better_free()).
   double last_start = -std::numeric_limits<double>::infinity();
   double recent_work = 0;  // slot-seconds started here, decayed to recent_at
   double recent_at = 0;
+
+  // Its place in its pool (kiln_pools.h).
   std::size_t counted_slots = 0, counted_running = 0;  // its part of its pool's counts
   std::int64_t free_pos = -1;                          // position in its pool's free list, or -1
   bool fresh = false;                                  // in its pool's list of fresh workers
