@@ -82,11 +82,13 @@ double CostModel::staying_finish(const KilnJob& reserved, double weight, double 
 }
 
 void CostModel::remember_tail(KilnJob& job, const ChainView& chain) {
-  job.tail.clear();
-  for (const ChainView::Step& step : chain.steps) job.tail.push_back(static_cast<float>(step.cost_from));
+  job.tail.resize(chain.steps.size());
+  for (std::size_t i = 0; i < chain.steps.size(); ++i)
+    job.tail[i] = static_cast<float>(chain.steps[i].cost_from);
 }
 
 void CostModel::learn(std::uint32_t p, std::span<const FinishedStep> steps) {
+  PoolCosts& P = pool(p);
   int anchor = -1;  // the deepest step before this one that was there already
   Digest anchor_digest{};
   for (std::size_t i = 0; i < steps.size(); ++i) {
@@ -99,7 +101,6 @@ void CostModel::learn(std::uint32_t p, std::span<const FinishedStep> steps) {
     }
     if (!s.cached && s.seconds > 0) {
       held_.set_cost(s.ref, static_cast<float>(s.seconds));
-      PoolCosts& P = pool(p);
       // A running mean that follows drift: the weight of history is capped
       // at 1,000 samples.
       P.step_samples = std::min(P.step_samples + 1, 1000.0);

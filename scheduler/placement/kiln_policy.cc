@@ -219,8 +219,8 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
     if (wit == worker_ids_.end()) return;  // forgotten meanwhile: nothing to learn or free
     WorkerSlot slot = workers_[wit->second].slot;
     std::uint32_t pool = workers_[wit->second].pool;
-    std::vector<FinishedStep> finished;
-    finished.reserve(steps.size());
+    std::vector<FinishedStep>& finished = scratch_finished_;
+    finished.clear();
     for (const StepReport& s : steps) {
       // Every step of a finished job is in the worker's store now; its own
       // inventory report will say so too (adding twice is harmless).
@@ -546,6 +546,7 @@ class KilnPolicy final : public Policy, private Reservations::Placer {
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
   std::vector<QueueEntry> scratch_skipped_;
+  std::vector<FinishedStep> scratch_finished_;
   std::vector<Choice> scratch_choices_;
 };
 

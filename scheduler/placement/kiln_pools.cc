@@ -18,18 +18,6 @@ void Pools::enqueue(JobIndex j) {
   push(pools_[J.pool], {J.key, J.seq, j, J.generation});
 }
 
-QueueEntry Pools::pop(KilnPool& P) {
-  std::pop_heap(P.heap.begin(), P.heap.end());
-  QueueEntry e = P.heap.back();
-  P.heap.pop_back();
-  return e;
-}
-
-void Pools::push(KilnPool& P, const QueueEntry& e) {
-  P.heap.push_back(e);
-  std::push_heap(P.heap.begin(), P.heap.end());
-}
-
 void Pools::remove_worker(std::uint32_t p, WorkerIndex wi) {
   auto& list = pools_[p].workers;
   list.erase(std::remove(list.begin(), list.end(), wi), list.end());

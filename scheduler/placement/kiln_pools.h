@@ -19,6 +19,7 @@
 // Thread safety: none; one KilnPolicy owns it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <span>
@@ -77,8 +78,16 @@ class Pools {
     if (J.state == JobState::kQueued) --pools_[J.pool].queued;
   }
   // Takes the head entry off a non-empty queue; push() puts one back.
-  static QueueEntry pop(KilnPool& P);
-  static void push(KilnPool& P, const QueueEntry& e);
+  static QueueEntry pop(KilnPool& P) {
+    std::pop_heap(P.heap.begin(), P.heap.end());
+    QueueEntry e = P.heap.back();
+    P.heap.pop_back();
+    return e;
+  }
+  static void push(KilnPool& P, const QueueEntry& e) {
+    P.heap.push_back(e);
+    std::push_heap(P.heap.begin(), P.heap.end());
+  }
 
   // The workers.
   void add_worker(std::uint32_t p, WorkerIndex wi) { pools_[p].workers.push_back(wi); }

@@ -6,14 +6,6 @@
 
 namespace kiln::placement::kiln_internal {
 
-bool WorkerSlots::eligible(const KilnWorker& w) const {
-  if (!w.present || !w.info.accepting || w.info.capacity == 0) return false;
-  if (low_disk_bytes_ != 0 && w.info.disk_free_bytes != 0 && w.info.disk_free_bytes < low_disk_bytes_) {
-    return false;
-  }
-  return true;
-}
-
 void WorkerSlots::rebuild(KilnWorker& w, double now) {
   std::vector<double>& ends = w.free_at;
   ends.clear();

@@ -75,7 +75,10 @@ class WorkerSlots {
 
   // Whether w may get new work: registered, accepting, with slots, and not
   // below PolicyOptions::low_disk_bytes (0 bytes reported: unknown, fine).
-  bool eligible(const KilnWorker& w) const;
+  bool eligible(const KilnWorker& w) const {
+    if (!w.present || !w.info.accepting || w.info.capacity == 0) return false;
+    return low_disk_bytes_ == 0 || w.info.disk_free_bytes == 0 || w.info.disk_free_bytes >= low_disk_bytes_;
+  }
   bool has_free_slot(const KilnWorker& w) const { return eligible(w) && w.running.size() < w.info.capacity; }
 
   // Recomputes when each slot of w frees (running jobs' expected ends, then
