@@ -33,6 +33,11 @@ void add_build_commands(CLI::App& app);
 struct FarmFlags {
   std::string scheduler;  // empty: $KILN_SCHEDULER, else tcp://127.0.0.1:7800
   std::string client;     // empty: $KILN_CLIENT, else USER@HOSTNAME
+  // CurveZMQ: this client's key file and the scheduler's public key file.
+  // Empty: $KILN_KEY / $KILN_SCHEDULER_KEY, else the keys `kiln up` made
+  // (KILN_HOME/farm/keys/admin.key, scheduler.pub) if they exist, else none.
+  std::string key_file;
+  std::string scheduler_key_file;
 
   std::string address() const;
   std::string client_name() const;
@@ -58,5 +63,8 @@ void add_admin_stats_command(CLI::App& admin);
 
 // `kiln up` and `kiln down`: a whole local farm (cli/up_command.cc).
 void add_up_commands(CLI::App& app);
+
+// `kiln keygen NAME [--out DIR]` (cli/keygen_command.cc).
+void add_keygen_command(CLI::App& app);
 
 }  // namespace kiln::cli

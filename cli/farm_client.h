@@ -30,8 +30,11 @@ class App;
 
 namespace kiln::cli {
 
-// Adds --scheduler and --client to `cmd`, filling `flags`.
+// Adds --scheduler, --client, --key and --scheduler-key to `cmd`, filling `flags`.
 void add_farm_flags(CLI::App* cmd, FarmFlags& flags);
+
+// The CurveZMQ options `flags` (or the environment, or `kiln up`'s farm) give.
+Result<proto::ClientOptions> client_options(const FarmFlags& flags);
 
 // A client connected to the scheduler `flags` name, as the client they name.
 Result<std::unique_ptr<proto::Client>> connect(const FarmFlags& flags);

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   kiln::cli::add_job_commands(app);
   kiln::cli::add_admin_commands(app);
   kiln::cli::add_up_commands(app);
+  kiln::cli::add_keygen_command(app);
 
   try {
     app.parse(argc, argv);

@@ -147,6 +147,9 @@ class FarmCli : public ::testing::Test {
     ASSERT_TRUE(fs::exists(worker_binary())) << worker_binary() << " is not built";
   }
   void TearDown() override {
+    // Set by the tests of `kiln up` (its farm runs with CurveZMQ).
+    ::unsetenv("KILN_KEY");
+    ::unsetenv("KILN_SCHEDULER_KEY");
     if (HasFailure()) {
       if (scheduler_) std::cerr << "--- scheduler log\n" << scheduler_->log();
       for (auto& w : workers_) std::cerr << "--- worker log\n" << w->log();
@@ -532,6 +535,11 @@ TEST_F(FarmCli, UpInTheForegroundStopsCleanlyOnSigint) {
             dir_ / "up.log");
   // The banner comes once the scheduler lists the worker as connected.
   ASSERT_TRUE(eventually([&] { return up.log().find("farm up") != std::string::npos; })) << up.log();
+  // The farm runs with CurveZMQ; the banner says which keys reach it.
+  EXPECT_THAT(up.log(), HasSubstr("export KILN_KEY=" + farm + "/keys/admin.key KILN_SCHEDULER_KEY=" + farm +
+                                  "/keys/scheduler.pub"));
+  ::setenv("KILN_KEY", (farm + "/keys/admin.key").c_str(), 1);
+  ::setenv("KILN_SCHEDULER_KEY", (farm + "/keys/scheduler.pub").c_str(), 1);
   Json w = worker("worker-1");
   EXPECT_TRUE(!w.is_null() && w.value("connected", false)) << w.dump();
   EXPECT_FALSE(fs::exists(farm + "/farm.json"));  // only detached farms leave one
@@ -563,6 +571,17 @@ TEST_F(FarmCli, UpDetachedRunsAFarmUntilDown) {
   ASSERT_EQ(up.exit_code, 0) << up.err;
   EXPECT_THAT(up.out, HasSubstr("farm up"));
   EXPECT_THAT(up.out, HasSubstr("kiln down --dir " + farm));
+  EXPECT_THAT(up.out, HasSubstr("export KILN_KEY=" + farm + "/keys/admin.key"));
+  ::setenv("KILN_KEY", (farm + "/keys/admin.key").c_str(), 1);
+  ::setenv("KILN_SCHEDULER_KEY", (farm + "/keys/scheduler.pub").c_str(), 1);
+  // Without the key the farm refuses, and says why.
+  ::unsetenv("KILN_KEY");
+  ::unsetenv("KILN_SCHEDULER_KEY");
+  auto anonymous = kiln({"admin", "workers"});
+  ::setenv("KILN_KEY", (farm + "/keys/admin.key").c_str(), 1);
+  ::setenv("KILN_SCHEDULER_KEY", (farm + "/keys/scheduler.pub").c_str(), 1);
+  EXPECT_EQ(anonymous.exit_code, 1);
+  EXPECT_THAT(anonymous.err, HasSubstr("requires CurveZMQ authentication"));
   EXPECT_TRUE(fs::exists(farm + "/farm.json"));
   EXPECT_TRUE(fs::exists(farm + "/scheduler.log"));
   EXPECT_FALSE(worker("worker-1").is_null());
