@@ -121,8 +121,9 @@ Status Worker::run() {
     executor_->poll(Clock::now());
     session_->tick();
     if (session_->fatal() && !shutting_down) stopping_.store(true);
-    // A refused key or a wrong scheduler key: no retry can help.
-    if (!handshake_fatal_ && !session_->registered()) {
+    // A refused key (also one revoked while connected) or a wrong
+    // scheduler key: no retry can help.
+    if (!handshake_fatal_) {
       if (auto failed = watch_->failure()) {
         spdlog::error("kiln-worker {}: {}", options_.name, failed->message());
         handshake_fatal_ = std::move(*failed);
