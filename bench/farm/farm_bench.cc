@@ -33,7 +33,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/auth/curve_keys.h"
 #include "common/proto/client.h"
+#include "common/proto/curve.h"
 #include "common/proto/transport.h"
 
 namespace {
@@ -105,7 +107,52 @@ struct Config {
   double latency_seconds = 5;
   int queued = 100000;
   std::vector<std::string> scheduler_args;
+  // CurveZMQ on every socket: keys under DIR/keys, the scheduler's auth dir DIR/auth.
+  bool curve = false;
+  int compare_curve = 0;  // rounds of plaintext vs CurveZMQ, side by side
 };
+
+// The bench's own admin client keys when config.curve (set by make_keys).
+proto::ClientOptions g_client_options;
+
+void make_key(const std::string& dir, const std::string& name, const char* role_dir) {
+  auto pair = auth::generate_curve_key_pair();
+  if (!pair || !auth::write_key_files(*pair, dir + "/keys", name)) {
+    std::cerr << "kiln-farm-bench: cannot make key " << name << "\n";
+    std::exit(1);
+  }
+  if (role_dir != nullptr) {
+    std::filesystem::create_directories(dir + "/auth/" + role_dir);
+    std::filesystem::copy_file(dir + "/keys/" + name + ".pub",
+                               dir + "/auth/" + role_dir + "/" + name + ".pub",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+// Keys for the scheduler, the bench's client (an admin), every fake worker and the latency run's worker.
+void make_keys(const Config& config) {
+  std::error_code ec;
+  if (std::filesystem::exists(config.dir + "/keys/scheduler.key", ec)) return;
+  make_key(config.dir, "scheduler", nullptr);
+  make_key(config.dir, "bench", "admins");
+  make_key(config.dir, "bench-worker", "workers");
+  for (int i = 0; i < config.workers; ++i) make_key(config.dir, fmt::format("fake-{}", i), "workers");
+  auto mine = auth::read_secret_key_file(config.dir + "/keys/bench.key");
+  auto theirs = auth::read_public_key_file(config.dir + "/keys/scheduler.pub");
+  g_client_options = {.curve = {.server_public_z85 = *theirs,
+                                .public_z85 = mine->public_z85,
+                                .secret_z85 = mine->secret_z85}};
+}
+
+proto::ClientOptions client_options(const Config& config) {
+  return config.curve ? g_client_options : proto::ClientOptions{};
+}
+
+std::vector<std::string> worker_key_args(const Config& config, const std::string& name) {
+  if (!config.curve) return {};
+  return {"--key", config.dir + "/keys/" + name + ".key", "--scheduler-key",
+          config.dir + "/keys/scheduler.pub"};
+}
 
 class Scheduler {
  public:
@@ -126,13 +173,18 @@ class Scheduler {
              "warn"};
     argv_.insert(argv_.end(), extra.begin(), extra.end());
     argv_.insert(argv_.end(), config.scheduler_args.begin(), config.scheduler_args.end());
+    if (config.curve) {
+      argv_.insert(argv_.end(),
+                   {"--key", config.dir + "/keys/scheduler.key", "--auth-dir", config.dir + "/auth"});
+    }
+    options_ = client_options(config);
     start();
   }
   // Returns how long it took until a client's hello was answered.
   std::chrono::duration<double> start() {
     auto begun = Clock::now();
     process_ = std::make_unique<Process>(argv_, log_);
-    while (!proto::Client::connect(client_, "probe", 100ms)) {
+    while (!proto::Client::connect(client_, "probe", 100ms, options_)) {
       if (Clock::now() - begun > 120s) {
         std::cerr << "kiln-farm-bench: scheduler did not start; see " << log_ << "\n";
         std::exit(1);
@@ -143,10 +195,12 @@ class Scheduler {
   Process& process() { return *process_; }
   const std::string& client_endpoint() const { return client_; }
   const std::string& worker_endpoint() const { return workers_; }
+  const proto::ClientOptions& options() const { return options_; }
 
  private:
   std::string state_, log_, client_, workers_;
   std::vector<std::string> argv_;
+  proto::ClientOptions options_;
   std::unique_ptr<Process> process_;
 };
 
@@ -156,8 +210,8 @@ proto::Submit job(int i) {
                                .client = "bench"}};
 }
 
-std::unique_ptr<proto::Client> connect(const std::string& endpoint) {
-  auto c = proto::Client::connect(endpoint, "bench");
+std::unique_ptr<proto::Client> connect(const std::string& endpoint, const proto::ClientOptions& options) {
+  auto c = proto::Client::connect(endpoint, "bench", std::chrono::seconds(5), options);
   if (!c) {
     std::cerr << "kiln-farm-bench: " << c.error().to_string() << "\n";
     std::exit(1);
@@ -171,14 +225,23 @@ double run_throughput(const Config& config) {
   Scheduler scheduler(config, "throughput");
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < config.workers; ++i) {
-    workers.push_back(std::make_unique<Process>(
-        std::vector<std::string>{config.worker_bin, "--scheduler", scheduler.worker_endpoint(), "--name",
-                                 fmt::format("fake-{}", i), "--capacity", std::to_string(config.capacity),
-                                 "--state-dir", config.dir + fmt::format("/fake-{}", i), "--fake-build", "0",
-                                 "--log-level", "warn"},
-        config.dir + fmt::format("/fake-{}.log", i)));
+    std::vector<std::string> argv{config.worker_bin,
+                                  "--scheduler",
+                                  scheduler.worker_endpoint(),
+                                  "--name",
+                                  fmt::format("fake-{}", i),
+                                  "--capacity",
+                                  std::to_string(config.capacity),
+                                  "--state-dir",
+                                  config.dir + fmt::format("/fake-{}", i),
+                                  "--fake-build",
+                                  "0",
+                                  "--log-level",
+                                  "warn"};
+    for (auto& a : worker_key_args(config, fmt::format("fake-{}", i))) argv.push_back(a);
+    workers.push_back(std::make_unique<Process>(argv, config.dir + fmt::format("/fake-{}.log", i)));
   }
-  auto client = connect(scheduler.client_endpoint());
+  auto client = connect(scheduler.client_endpoint(), scheduler.options());
   // Wait for the workers.
   while (true) {
     auto w = client->call<proto::Workers>(proto::ListWorkers{});
@@ -229,7 +292,8 @@ double run_throughput(const Config& config) {
 }
 
 // The bench is the worker: it timestamps each assign as it arrives.
-void run_latency(const Config& config) {
+// Returns {p50, p99} in ms.
+std::pair<double, double> run_latency(const Config& config) {
   Scheduler scheduler(config, "latency");
   std::atomic<bool> stop{false};
   std::mutex mu;
@@ -240,7 +304,14 @@ void run_latency(const Config& config) {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     proto::configure_dealer(s);
     s.set(zmq::sockopt::immediate, 0);
-    s.set(zmq::sockopt::routing_id, "bench-worker");
+    if (config.curve) {
+      auto mine = auth::read_secret_key_file(config.dir + "/keys/bench-worker.key");
+      proto::configure_curve_client(s, {.server_public_z85 = g_client_options.curve.server_public_z85,
+                                        .public_z85 = mine->public_z85,
+                                        .secret_z85 = mine->secret_z85});
+    } else {
+      s.set(zmq::sockopt::routing_id, "bench-worker");
+    }
     s.connect(scheduler.worker_endpoint());
     proto::Register reg{.name = "bench-worker", .pool = "linux-x86_64", .capacity = 100000};
     reg.stats.healthy = true;
@@ -274,7 +345,7 @@ void run_latency(const Config& config) {
     }
   });
   while (!registered) std::this_thread::sleep_for(10ms);
-  auto client = connect(scheduler.client_endpoint());
+  auto client = connect(scheduler.client_endpoint(), scheduler.options());
   const int count = static_cast<int>(config.rate * config.latency_seconds);
   std::unordered_map<std::uint64_t, Clock::time_point> sent_at;
   std::unordered_map<std::string, Clock::time_point> submitted;
@@ -317,11 +388,12 @@ void run_latency(const Config& config) {
       "dispatch latency at {} jobs/s offered ({} jobs, submit sent -> assign received): p50 {:.3f} ms, "
       "p99 {:.3f} ms, max {:.3f} ms\n",
       config.rate, ms.size(), pct(0.50), pct(0.99), ms.empty() ? 0.0 : ms.back());
+  return {pct(0.50), pct(0.99)};
 }
 
 void run_memory_and_restart(const Config& config, bool memory, bool restart) {
   Scheduler scheduler(config, "queued");
-  auto client = connect(scheduler.client_endpoint());
+  auto client = connect(scheduler.client_endpoint(), scheduler.options());
   std::this_thread::sleep_for(500ms);
   const long before = scheduler.process().rss_kib();
   int sent = 0, acked = 0;
@@ -353,7 +425,7 @@ void run_memory_and_restart(const Config& config, bool memory, bool restart) {
     auto took = scheduler.start();
     fmt::print("restart: kill -9 with {} jobs in the database, then answering clients after {:.2f} s\n",
                config.queued, took.count());
-    auto c = connect(scheduler.client_endpoint());
+    auto c = connect(scheduler.client_endpoint(), scheduler.options());
     auto jobs = c->call<proto::Jobs>(proto::ListJobs{.states = {"queued"}, .limit = 1});
     if (jobs) fmt::print("restart: {} jobs queued after the restart\n", jobs->total);
   }
@@ -380,9 +452,40 @@ int main(int argc, char** argv) {
       ->default_val(config.latency_seconds);
   app.add_option("--queued", config.queued, "Queued jobs for memory and restart")->default_val(config.queued);
   app.add_option("--scheduler-arg", config.scheduler_args, "Extra kiln-scheduler argument (repeatable)");
+  app.add_flag("--curve", config.curve, "CurveZMQ on every socket (keys made under --dir)");
+  app.add_option(
+      "--compare-curve", config.compare_curve,
+      "ROUNDS of throughput and latency, plaintext and CurveZMQ interleaved; prints the medians and "
+      "the ratio");
   CLI11_PARSE(app, argc, argv);
   std::filesystem::remove_all(config.dir);
   std::filesystem::create_directories(config.dir);
+  if (config.curve || config.compare_curve > 0) make_keys(config);
+  if (config.compare_curve > 0) {
+    std::vector<double> rate[2], p99[2];
+    for (int round = 1; round <= config.compare_curve; ++round) {
+      for (int curve = 0; curve < 2; ++curve) {
+        Config c = config;
+        c.curve = curve == 1;
+        fmt::print("round {} {}: ", round, c.curve ? "CurveZMQ " : "plaintext");
+        rate[curve].push_back(run_throughput(c));
+        fmt::print("round {} {}: ", round, c.curve ? "CurveZMQ " : "plaintext");
+        p99[curve].push_back(run_latency(c).second);
+        for (const char* part : {"/throughput", "/latency"}) std::filesystem::remove_all(config.dir + part);
+      }
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    fmt::print(
+        "median of {} rounds: plaintext {:.0f} jobs/s, p99 {:.3f} ms; CurveZMQ {:.0f} jobs/s, p99 {:.3f} ms; "
+        "CurveZMQ/plaintext throughput {:.2f}\n",
+        config.compare_curve, median(rate[0]), median(p99[0]), median(rate[1]), median(p99[1]),
+        median(rate[1]) / median(rate[0]));
+    std::filesystem::remove_all(config.dir);
+    return 0;
+  }
   if (config.only.empty() || config.only == "throughput") run_throughput(config);
   if (config.only.empty() || config.only == "latency") run_latency(config);
   if (config.only.empty() || config.only == "memory" || config.only == "restart") {
