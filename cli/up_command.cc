@@ -94,7 +94,12 @@ Result<std::string> find_binary(const std::string& name, const std::string& buil
                   name, tried[0], tried[1], name == "kiln-scheduler" ? "scheduler" : "worker"));
 }
 
+// The base-image maker: installed beside kiln (PREFIX/libexec/kiln, from
+// `cmake --install`), else KILN_SOURCE_DIR's, else a source tree above kiln.
 Result<std::string> find_make_base_image() {
+  const std::string installed =
+      fs::path(self_dir() + "/" + KILN_LIBEXEC_FROM_BIN + "/make-base-image").lexically_normal().string();
+  if (is_executable(installed)) return installed;
   const char* source = std::getenv("KILN_SOURCE_DIR");
   if (source != nullptr && *source != '\0') {
     std::string script = std::string(source) + "/scripts/make-base-image";
@@ -105,10 +110,11 @@ Result<std::string> find_make_base_image() {
     if (is_executable(script)) return script;
     if (dir == dir.parent_path()) break;
   }
-  return make_error(
-      ErrorKind::kNotFound,
-      "cannot find scripts/make-base-image (set KILN_SOURCE_DIR to kiln's source tree), or pass "
-      "--fake-build to run workers that build nothing");
+  return make_error(ErrorKind::kNotFound,
+                    "cannot find make-base-image (installed as PREFIX/libexec/kiln/make-base-image, or "
+                    "scripts/ of a source "
+                    "tree: set KILN_SOURCE_DIR), or pass "
+                    "--fake-build to run workers that build nothing");
 }
 
 // /proc/PID/stat's start time: with the pid, names one process for good.

@@ -98,11 +98,13 @@ void HandshakeWatch::drain() {
         // the one we pinned. Twice, so a connection cut mid-handshake is not
         // taken for it.
         if (options_.curve && ++failed_handshakes_ >= 2) {
-          failure_ =
-              Error(ErrorKind::kPermissionDenied,
-                    fmt::format("the secure handshake with the scheduler at {} failed: --scheduler-key (or "
-                                "KILN_SCHEDULER_KEY) is not that scheduler's public key",
-                                options_.address));
+          failure_ = Error(
+              ErrorKind::kPermissionDenied,
+              fmt::format(
+                  "the secure handshake with the scheduler at {} failed: --scheduler-key (or "
+                  "KILN_SCHEDULER_KEY) is not that scheduler's public key, or the scheduler does not use "
+                  "CurveZMQ (it was started without --key)",
+                  options_.address));
         }
         break;
       default: break;

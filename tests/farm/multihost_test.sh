@@ -20,6 +20,8 @@ dir=$(mktemp -d /tmp/kiln-multihost-XXXXXX)
 pids=()
 
 cleanup() {
+  local rc=$?
+  set +e
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -30,6 +32,7 @@ cleanup() {
   # A killed worker may leave mounts (its secrets tmpfs) under its state.
   grep -o " $dir[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$dir"
+  exit "$rc"
 }
 trap cleanup EXIT
 
