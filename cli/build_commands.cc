@@ -134,7 +134,7 @@ Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store
 // nothing runs in a signal handler. A second signal exits at once.
 class CancelOnSignal {
  public:
-  explicit CancelOnSignal(sandbox::CancelToken& cancel) {
+  explicit CancelOnSignal(CancelToken& cancel) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -231,7 +231,7 @@ void run_build(const BuildOptions& o) {
     set_exit(kExitFailed);
     return;
   }
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   CancelOnSignal on_signal(cancel);
   auto local = make_local_builder(o.store, o.run);
   if (!local) {
@@ -302,7 +302,7 @@ void with_store_builder(const AdminOptions& o, Fn fn) {
   // anything stands in for runc, so they work without root's runtime state.
   struct NoSandbox final : sandbox::Sandbox {
     Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
-               sandbox::CancelToken&) override {
+               CancelToken&) override {
       return make_error(ErrorKind::kInternal, "this command runs no steps");
     }
   } no_sandbox;

@@ -386,7 +386,7 @@ class GateSandbox final : public sandbox::Sandbox {
  public:
   GateSandbox(sandbox::Sandbox& real, std::string gate_dir) : real_(real), gate_dir_(std::move(gate_dir)) {}
   Status run(const sandbox::RunSpec& spec, const std::string& rootfs, const sandbox::OutputSink& on_output,
-             sandbox::CancelToken& cancel) override {
+             CancelToken& cancel) override {
     runs_.fetch_add(1);
     sandbox::RunSpec with_gate = spec;
     with_gate.mounts.push_back({.source = gate_dir_, .destination = "/gate", .read_only = false});

@@ -118,14 +118,14 @@ struct Builder::Step {
   std::string heading;
   std::vector<std::string> uses;    // other results the step reads (stages it copies from)
   std::optional<Error> cannot_run;  // set when running it is impossible (a missing secret)
-  std::function<Status(const std::string& dir, BuildLog& log, sandbox::CancelToken& cancel)> fill;
+  std::function<Status(const std::string& dir, BuildLog& log, CancelToken& cancel)> fill;
 };
 
 // A step being built, shared by everyone who asked for it.
 struct Builder::InFlight {
   std::shared_ptr<Step> step;
   std::shared_ptr<BuildLog> log = std::make_shared<BuildLog>();
-  sandbox::CancelToken cancel;  // fired when the last requester leaves
+  CancelToken cancel;  // fired when the last requester leaves
   int requesters = 0;           // guarded by Builder::mu_
   bool done = false;            // guarded by Builder::mu_
   Status status;                // valid once done
@@ -243,7 +243,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
   from->fill = [this, reference](const std::string& dir, BuildLog& log,
-                                 sandbox::CancelToken& cancel) -> Status {
+                                 CancelToken& cancel) -> Status {
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
@@ -302,7 +302,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
       // build never opens the base image's result.
       step->fill = [this, spec = std::move(spec), caches, unix_user, from_id = from->id,
                     spec_env = context.env](const std::string& dir, BuildLog& log,
-                                            sandbox::CancelToken& cancel) mutable -> Status {
+                                            CancelToken& cancel) mutable -> Status {
         KILN_ASSIGN_OR_RETURN(Env image, image_env(from_id));
         spec.env = run_env(image, spec_env);
         std::vector<store::CacheLease> leases;
@@ -364,7 +364,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         std::vector<std::string> exclude = copy->exclude;
         // The stage's tree is read when the step runs, so a cached copy costs no walk.
         step->fill = [this, child_id, srcs, exclude, dst, owner](const std::string& dir, BuildLog&,
-                                                                 sandbox::CancelToken& cancel) -> Status {
+                                                                 CancelToken& cancel) -> Status {
           KILN_ASSIGN_OR_RETURN(auto child_dir, store_.result(child_id));
           if (!child_dir)
             return make_error(ErrorKind::kNotFound,
@@ -396,7 +396,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
                                   "the build request names no context directory to read the files from"));
         step->id = ids::step_id_of(ids::encode_copy_step(parent, context, *copy, "", sources));
         step->fill = [trees = std::move(trees), dst, owner](const std::string& dir, BuildLog&,
-                                                            sandbox::CancelToken& cancel) -> Status {
+                                                            CancelToken& cancel) -> Status {
           return copy_into_rootfs(dir + "/rootfs", trees, dst, owner, cancel);
         };
       }
@@ -542,7 +542,7 @@ Status Builder::healthcheck(std::chrono::milliseconds timeout) {
   spec::Run echo;
   echo.shell = "echo healthcheck";
   check.ops.push_back(spec::Op{echo, {}});
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;

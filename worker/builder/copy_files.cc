@@ -42,7 +42,7 @@ std::string_view basename_of(std::string_view p) {
 // mtime; changing an inode's own times does not touch the parent's).
 class CopyWriter {
  public:
-  CopyWriter(const std::string& rootfs, const spec::UnixUser& owner, const sandbox::CancelToken& cancel)
+  CopyWriter(const std::string& rootfs, const spec::UnixUser& owner, const CancelToken& cancel)
       : rootfs_(rootfs), owner_(owner), cancel_(cancel) {}
 
   // The host path of container path `cpath`'s parent, resolved beneath the
@@ -217,7 +217,7 @@ class CopyWriter {
 
   const std::string& rootfs_;
   spec::UnixUser owner_;
-  const sandbox::CancelToken& cancel_;
+  const CancelToken& cancel_;
   std::set<std::string> copied_dirs_;   // directories the copy wrote (get owner, 0755, mtime)
   std::set<std::string> touched_dirs_;  // directories whose entries changed (get the mtime)
 };
@@ -234,7 +234,7 @@ std::string_view relative_to_source(const ids::ManifestEntry& entry, const std::
 
 Status copy_into_rootfs(const std::string& rootfs, const std::vector<CopySourceTree>& sources,
                         const std::string& dst, const spec::UnixUser& owner,
-                        const sandbox::CancelToken& cancel) {
+                        const CancelToken& cancel) {
   if (sources.empty()) return make_error(ErrorKind::kInvalidArgument, "no source paths to copy");
   bool into = dst.ends_with('/');
   if (!into && sources.size() > 1)

@@ -16,7 +16,7 @@ namespace {
 class NoSandbox final : public sandbox::Sandbox {
  public:
   Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
-             sandbox::CancelToken&) override {
+             CancelToken&) override {
     return make_error(ErrorKind::kInternal, "this command runs no steps");
   }
 };
