@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <thread>
 #include <variant>
 
@@ -14,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/fs.h"
 #include "common/ids/step_id.h"
 #include "common/path.h"
 #include "common/spec/sexp.h"
@@ -38,14 +37,6 @@ Error at_op(const Error& error, std::string_view filename, const spec::Position&
   return out;
 }
 
-Status write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return errno_error("cannot create " + path);
-  out << text;
-  if (!out.flush()) return errno_error("cannot write " + path);
-  return {};
-}
-
 std::string image_config_json(const std::string& reference, const fetcher::ImageConfig& config) {
   nlohmann::json env = nlohmann::json::array();
   for (const auto& [key, value] : config.env) env.push_back(key + "=" + value);
@@ -62,11 +53,8 @@ std::string image_config_json(const std::string& reference, const fetcher::Image
 }
 
 Result<Env> read_image_env(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("cannot read the image config " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  KILN_ASSIGN_OR_RETURN_CONTEXT(std::string text, read_file(path), "reading the image config");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return make_error(ErrorKind::kFailedPrecondition,
                       fmt::format("the image config {} is not valid JSON; delete the base image's result "
@@ -126,9 +114,9 @@ struct Builder::InFlight {
   std::shared_ptr<Step> step;
   std::shared_ptr<BuildLog> log = std::make_shared<BuildLog>();
   CancelToken cancel;  // fired when the last requester leaves
-  int requesters = 0;           // guarded by Builder::mu_
-  bool done = false;            // guarded by Builder::mu_
-  Status status;                // valid once done
+  int requesters = 0;  // guarded by Builder::mu_
+  bool done = false;   // guarded by Builder::mu_
+  Status status;       // valid once done
 };
 
 // One build() call: its request, the results it protects from prune, and the
@@ -242,15 +230,14 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
-  from->fill = [this, reference](const std::string& dir, BuildLog& log,
-                                 CancelToken& cancel) -> Status {
+  from->fill = [this, reference](const std::string& dir, BuildLog& log, CancelToken& cancel) -> Status {
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
     auto config = fetcher_.fetch([&log](std::string_view line) { log.note(line); }, rootfs, reference);
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
-    return write_text_file(dir + "/image.json", image_config_json(reference, *config));
+    return write_file(dir + "/image.json", image_config_json(reference, *config));
   };
   if (auto s = ensure(scope, from); !s) {
     if (s.error().kind() == ErrorKind::kCancelled) return std::unexpected(s.error());

@@ -47,6 +47,7 @@
 #include <zmq.hpp>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "worker/daemon/job_executor.h"
 #include "worker/daemon/message_out.h"
 #include "worker/daemon/scheduler_session.h"
@@ -90,7 +91,7 @@ class Worker {
   std::unique_ptr<zmq::socket_t> socket_;
   SocketOut out_{socket_};
   std::unique_ptr<SchedulerSession> session_;  // null without an executor
-  int wake_fd_ = -1;
+  UniqueFd wake_fd_;
   std::atomic<bool> stopping_{false};
 };
 
