@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/subprocess.h"
+#include "common/unique_fd.h"
 #include "tests/support/temp_dir.h"
 #include "worker/sandbox/cgroup.h"
 
@@ -373,12 +374,11 @@ TEST_F(SandboxTest, StdinFromBytesAndFromAnFd) {
   EXPECT_EQ(run_ok(big), "1048576\n");
 
   write_file(dir_ / "input", "from a file\n");
-  int fd = ::open((dir_ / "input").c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
+  UniqueFd fd(::open((dir_ / "input").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_GE(fd.get(), 0);
   RunSpec from_fd = sh("cat");
-  from_fd.stdin_fd = fd;
+  from_fd.stdin_fd = fd.get();
   EXPECT_EQ(run_ok(from_fd), "from a file\n");
-  ::close(fd);
 }
 
 TEST_F(SandboxTest, StdinProviderErrorFailsTheRun) {
@@ -536,22 +536,19 @@ TEST_F(SandboxTest, AStepThatFailsAfterItsCgroupExistsLeavesNoCgroup) {
   int highest = 0;
   for (const auto& e : fs::directory_iterator("/proc/self/fd"))
     highest = std::max(highest, std::stoi(e.path().filename()));
-  std::vector<int> fillers;  // every fd from the lowest free one up to `highest` + 1
-  for (int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); fd >= 0;
-       fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
-    fillers.push_back(fd);
-    if (fd > highest) break;
+  std::vector<UniqueFd> fillers;  // every fd from the lowest free one up to `highest` + 1
+  while (fillers.empty() || fillers.back().get() <= highest) {
+    fillers.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fillers.back());
   }
-  ASSERT_FALSE(fillers.empty());
-  int last = fillers.back();
-  fillers.pop_back();
-  ::close(last);  // the one free fd: `last`, and the limit forbids any above it
+  int last = fillers.back().get();
+  fillers.pop_back();  // the one free fd: `last`, and the limit forbids any above it
   rlimit one_left = old_limit;
   one_left.rlim_cur = static_cast<rlim_t>(last) + 1;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &one_left), 0);
   Status s = sandbox_->run(sh("echo never"), rootfs_.string(), nullptr, cancel);
   ::setrlimit(RLIMIT_NOFILE, &old_limit);
-  for (int fd : fillers) ::close(fd);
+  fillers.clear();
 
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().to_string().find("pipe"), std::string::npos) << s.error().to_string();
