@@ -90,7 +90,7 @@ struct Prepared {
 // In the child: standard streams, working directory, exec.
 [[noreturn]] void exec_in_child(const Prepared& p, int failure_fd) {
   // dup2 clears close-on-exec on the copy: the program keeps exactly these.
-  // (No source is itself 0-2 unless it is its own target: see spawn().)
+  // (No source is itself one of 0-2: see spawn().)
   for (int i = 0; i < 3; ++i)
     if (p.sources[i] >= 0) ::dup2(p.sources[i], i);
   if (p.cwd != nullptr && ::chdir(p.cwd) != 0) fail_in_child(failure_fd, Stage::kChdir);
@@ -120,6 +120,16 @@ struct Prepared {
   ::_exit(0);
 }
 
+// The child fills fds 0-2 first; what it must still find afterwards (a
+// source, the failure pipe) lives above them even when this process runs
+// with some of 0-2 closed.
+Result<UniqueFd> above_stdio(UniqueFd fd) {
+  if (fd.get() > 2) return fd;
+  UniqueFd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (!high) return errno_error("cannot move an fd above the standard streams");
+  return high;
+}
+
 std::unexpected<Error> start_error(const std::string& program, const SpawnOptions& options, int err) {
   if (options.cwd.empty()) return errno_error(fmt::format("cannot start {:?}", program), err);
   return errno_error(fmt::format("cannot start {:?} in {}", program, options.cwd), err);
@@ -146,20 +156,21 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
   }
   char* const* envp = options.env ? env_entries.data() : environ;
 
-  // The fds to put at 0-2. A source that is itself one of 0-2 (but not its
-  // own target) is copied above them first, so that filling one target
-  // cannot clobber another's source.
+  // The fds to put at 0-2. A source that is itself one of 0-2 is copied
+  // above them first, so that filling one target cannot clobber another's
+  // source (and a close-on-exec fd at its own target is not lost).
   UniqueFd dev_null;
   UniqueFd moved[3];
   int sources[3] = {-1, -1, -1};
   const int wanted[3] = {options.stdin_fd, options.stdout_fd, options.stderr_fd};
   for (int i = 0; i < 3; ++i) {
     int fd = wanted[i];
-    if (fd == kInherit || fd == i) continue;
+    if (fd == kInherit) continue;
     if (fd == kDevNull) {
       if (!dev_null) {
-        dev_null.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
-        if (!dev_null) return errno_error("cannot open /dev/null");
+        UniqueFd opened(::open("/dev/null", O_RDWR | O_CLOEXEC));
+        if (!opened) return errno_error("cannot open /dev/null");
+        KILN_ASSIGN_OR_RETURN(dev_null, above_stdio(std::move(opened)));
       }
       fd = dev_null.get();
     } else if (fd >= 0 && fd <= 2) {
@@ -209,6 +220,7 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
 
   // fork + exec: the child has work to do before the program runs.
   KILN_ASSIGN_OR_RETURN(Pipe failure, make_pipe(O_CLOEXEC));
+  KILN_ASSIGN_OR_RETURN(failure.write, above_stdio(std::move(failure.write)));
   Pipe report;
   if (options.subreaper) {
     KILN_ASSIGN_OR_RETURN(report, make_pipe(O_CLOEXEC));

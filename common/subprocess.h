@@ -14,8 +14,8 @@
 //
 // Standard streams: each of stdin/stdout/stderr is /dev/null (kDevNull, the
 // default), this process's own (kInherit), or an fd of the caller's (it
-// stays the caller's; the child gets a copy). Nothing else is passed: every
-// fd kiln opens is close-on-exec.
+// stays the caller's; the child gets a copy; any fd works, 0-2 included). Nothing else is passed: every fd
+// kiln opens is close-on-exec.
 //
 // Options that need code between fork and exec (parent_death_signal,
 // subreaper) make spawn() fork; otherwise it uses posix_spawn (vfork-fast

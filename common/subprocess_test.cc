@@ -196,6 +196,32 @@ TEST(Spawn, StreamsMayComeFromTheParentsOwnStandardFds) {
   EXPECT_EQ(*read_file(dir.path() + "/1"), "err\nerr\n");
 }
 
+TEST(Spawn, WorksWhenThisProcessHasItsStandardFdsClosed) {
+  // Pipes and /dev/null then get fds 0-2, which the child fills with its
+  // own streams: nothing may be lost on the way.
+  pid_t tester = ::fork();
+  ASSERT_GE(tester, 0);
+  if (tester == 0) {
+    ::close(0);
+    ::close(1);
+    ::close(2);
+    int failures = 0;
+    for (int pdeathsig : {0, SIGKILL}) {
+      auto out = run_command({"sh", "-c", "echo ok; cat; echo err >&2"},
+                             {.spawn = {.parent_death_signal = pdeathsig}, .stdin_data = "in\n"});
+      if (!out || out->output != "ok\nin\nerr\n") ++failures;
+      auto quiet = run_command({"sh", "-c", "read x || echo eof"},
+                               {.spawn = {.parent_death_signal = pdeathsig}});  // stdin: /dev/null
+      if (!quiet || quiet->output != "eof\n") ++failures;
+      if (Subprocess::spawn({"/etc/hostname"}, {.parent_death_signal = pdeathsig})) ++failures;
+    }
+    ::_exit(failures);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(tester, &st, 0), tester);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 TEST(Subprocess, WaitForTryWaitAndExitFd) {
   auto child = Subprocess::spawn({"sleep", "0.3"});
   ASSERT_TRUE(child);
