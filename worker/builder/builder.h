@@ -98,7 +98,7 @@ struct BuildRequest {
   std::string context_dir;
   std::map<std::string, std::string> secrets;  // secret id -> value
   LogSink log;                                 // may be empty
-  CancelToken* cancel = nullptr;      // may be null: not cancellable
+  CancelToken* cancel = nullptr;               // may be null: not cancellable
   // Called once per step (every stage's `from` and each run and copy), in
   // order, as each is reached from the cache or finishes building; on the
   // thread that called build(). May be empty. A failed or cancelled step is

@@ -55,7 +55,6 @@ struct CopySourceTree {
 // `dst` is the destination as ids::resolve_destination gives it (absolute,
 // normalised, a trailing '/' meaning "copy into").
 Status copy_into_rootfs(const std::string& rootfs, const std::vector<CopySourceTree>& sources,
-                        const std::string& dst, const spec::UnixUser& owner,
-                        const CancelToken& cancel);
+                        const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel);
 
 }  // namespace kiln::builder

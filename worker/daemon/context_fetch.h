@@ -47,7 +47,6 @@ void remove_partial_contexts(const std::string& cache_dir);
 
 Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string& scheduler_address,
                                       const std::string& digest, const std::string& cache_dir,
-                                      const CancelToken* cancel,
-                                      const ContextFetchOptions& options = {});
+                                      const CancelToken* cancel, const ContextFetchOptions& options = {});
 
 }  // namespace kiln::worker
