@@ -28,20 +28,43 @@ void add_spec_commands(CLI::App& app);
 // `kiln build`, `healthcheck`, `delete`, `prune`, `clean`, `df`, `stats`.
 void add_build_commands(CLI::App& app);
 
-// How a farm command reaches the scheduler (--scheduler, --client).
+// How a farm command reaches the scheduler (--scheduler, --client;
+// cli/farm_client.cc).
 struct FarmFlags {
   std::string scheduler;  // empty: $KILN_SCHEDULER, else tcp://127.0.0.1:7800
   std::string client;     // empty: $KILN_CLIENT, else USER@HOSTNAME
+  // CurveZMQ: this client's key file and the scheduler's public key file.
+  // Empty: $KILN_KEY / $KILN_SCHEDULER_KEY, else the keys `kiln up` made
+  // (KILN_HOME/farm/keys/admin.key, scheduler.pub) if they exist, else none.
+  std::string key_file;
+  std::string scheduler_key_file;
 
   std::string address() const;
   std::string client_name() const;
 };
 
-// `kiln submit`, `logs`, `status`, `cancel`, `jobs` and `kiln admin ...`
-// (cli/farm_commands.cc).
-void add_farm_commands(CLI::App& app);
+// The farm commands, each group in its own file; what they share is
+// cli/farm_client.h (flags, connection, errors), cli/follow.h (following a
+// job's log) and cli/format.h (sizes, durations, times, tables).
+
+// `kiln submit` (cli/submit_command.cc).
+void add_submit_command(CLI::App& app);
+
+// `kiln logs`, `status`, `cancel` and `jobs` (cli/job_commands.cc).
+void add_job_commands(CLI::App& app);
+
+// `kiln admin workers|pause|unpause|drain|forget|trace`
+// (cli/admin_commands.cc), and `kiln admin stats` through
+// add_admin_stats_command.
+void add_admin_commands(CLI::App& app);
+
+// `kiln admin stats`, on the `admin` subcommand (cli/stats_view.cc).
+void add_admin_stats_command(CLI::App& admin);
 
 // `kiln up` and `kiln down`: a whole local farm (cli/up_command.cc).
 void add_up_commands(CLI::App& app);
+
+// `kiln keygen NAME [--out DIR]` (cli/keygen_command.cc).
+void add_keygen_command(CLI::App& app);
 
 }  // namespace kiln::cli

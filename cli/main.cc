@@ -49,8 +49,11 @@ int main(int argc, char** argv) {
 
   kiln::cli::add_spec_commands(app);
   kiln::cli::add_build_commands(app);
-  kiln::cli::add_farm_commands(app);
+  kiln::cli::add_submit_command(app);
+  kiln::cli::add_job_commands(app);
+  kiln::cli::add_admin_commands(app);
   kiln::cli::add_up_commands(app);
+  kiln::cli::add_keygen_command(app);
 
   try {
     app.parse(argc, argv);

@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/auth/curve_keys.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/proto/client.h"
@@ -292,8 +293,47 @@ Result<std::optional<std::vector<Daemon>>> read_state(const std::string& dir) {
 // Waits until the scheduler answers and lists every one of `names` as
 // connected, while all daemons live. kUnavailable on timeout, kFailedPrecondition
 // naming a daemon that died.
+// The farm's CurveZMQ keys, made once and kept with the farm: DIR/keys holds
+// scheduler.key, admin.key (the user's: what `kiln` uses by default) and a
+// key per worker; DIR/auth is the scheduler's --auth-dir (the public keys
+// of the admin and the workers).
+Status make_farm_keys(const std::string& dir, const std::set<std::string>& workers) {
+  const std::string keys = dir + "/keys";
+  auto ensure = [&](const std::string& name, const char* role_dir) -> Status {
+    std::error_code ec;
+    if (!fs::exists(keys + "/" + name + ".key", ec)) {
+      KILN_ASSIGN_OR_RETURN(auth::CurveKeyPair pair, auth::generate_curve_key_pair());
+      KILN_RETURN_IF_ERROR(auth::write_key_files(pair, keys, name));
+    }
+    if (role_dir == nullptr) return {};
+    const std::string role = dir + "/auth/" + role_dir;
+    fs::create_directories(role, ec);
+    if (ec) return make_error(ErrorKind::kIo, fmt::format("cannot create {}: {}", role, ec.message()));
+    fs::copy_file(keys + "/" + name + ".pub", role + "/" + name + ".pub",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec)
+      return make_error(ErrorKind::kIo,
+                        fmt::format("cannot copy {}.pub into {}: {}", name, role, ec.message()));
+    return {};
+  };
+  KILN_RETURN_IF_ERROR(ensure("scheduler", nullptr));
+  KILN_RETURN_IF_ERROR(ensure("admin", "admins"));
+  for (const std::string& w : workers) KILN_RETURN_IF_ERROR(ensure(w, "workers"));
+  return {};
+}
+
+// The admin client of the farm in `dir`.
+Result<proto::ClientOptions> farm_admin(const std::string& dir) {
+  KILN_ASSIGN_OR_RETURN(auth::CurveKeyPair mine, auth::read_secret_key_file(dir + "/keys/admin.key"));
+  KILN_ASSIGN_OR_RETURN(std::string theirs, auth::read_public_key_file(dir + "/keys/scheduler.pub"));
+  return proto::ClientOptions{
+      .curve = {.server_public_z85 = theirs, .public_z85 = mine.public_z85, .secret_z85 = mine.secret_z85},
+      .key_file = dir + "/keys/admin.key"};
+}
+
 Status wait_until_up(std::vector<Daemon>& daemons, const std::string& address,
-                     const std::set<std::string>& names, double wait_seconds) {
+                     const std::set<std::string>& names, double wait_seconds,
+                     const proto::ClientOptions& admin) {
   auto deadline = Clock::now() + milliseconds(static_cast<long>(wait_seconds * 1000));
   std::unique_ptr<proto::Client> client;
   std::string last_problem = "the scheduler has not answered";
@@ -313,7 +353,7 @@ Status wait_until_up(std::vector<Daemon>& daemons, const std::string& address,
           fmt::format("the farm did not come up within {} s ({}); see the logs in {}", wait_seconds,
                       last_problem, fs::path(daemons.front().log).parent_path().string()));
     if (!client) {
-      auto fresh = proto::Client::connect(address, "kiln-up", milliseconds(500));
+      auto fresh = proto::Client::connect(address, "kiln-up", milliseconds(500), admin);
       if (fresh) client = std::move(*fresh);
     }
     if (client) {
@@ -403,7 +443,13 @@ void run_up(const UpOptions& o) {
                               d.name, d.pid, dir)));
     fs::remove(dir + "/" + kStateFile, ec);
   }
-  if (auto other = proto::Client::connect(address, "kiln-up", milliseconds(500)); other)
+  std::set<std::string> names;
+  for (int i = 1; i <= o.workers; ++i) names.insert(fmt::format("worker-{}", i));
+  if (auto s = make_farm_keys(dir, names); !s)
+    return fail(std::move(s.error()).with_context("making the farm's keys"));
+  auto admin = farm_admin(dir);
+  if (!admin) return fail(admin.error());
+  if (auto other = proto::Client::connect(address, "kiln-up", milliseconds(500), *admin); other)
     return fail(
         Error(ErrorKind::kFailedPrecondition,
               fmt::format("a scheduler already answers at {}; stop it (`kiln down`) or choose another --port",
@@ -417,18 +463,21 @@ void run_up(const UpOptions& o) {
   std::vector<Daemon> daemons;
   daemons.reserve(static_cast<std::size_t>(o.workers) + 1);
   daemons.push_back({.name = "scheduler", .binary = *scheduler_bin, .log = dir + "/scheduler.log"});
-  std::vector<std::string> scheduler_args = {"--state-dir",      dir + "/scheduler", "--listen", address,
-                                             "--listen-workers", workers_address,    "--http",   http};
+  std::vector<std::string> scheduler_args = {
+      "--state-dir",   dir + "/scheduler", "--listen", address, "--listen-workers",
+      workers_address, "--http",           http,       "--key", dir + "/keys/scheduler.key",
+      "--auth-dir",    dir + "/auth"};
   if (!o.placement.empty()) scheduler_args.insert(scheduler_args.end(), {"--placement", o.placement});
   if (auto s = spawn(daemons.back(), scheduler_args, o.detach); !s) return fail(s.error());
 
-  std::set<std::string> names;
   for (int i = 1; i <= o.workers; ++i) {
     std::string name = fmt::format("worker-{}", i);
-    names.insert(name);
     daemons.push_back({.name = name, .binary = *worker_bin, .log = fmt::format("{}/{}.log", dir, name)});
-    std::vector<std::string> args = {"--name",         name,          "--state-dir",
-                                     dir + "/" + name, "--scheduler", workers_address};
+    std::vector<std::string> args = {"--name",          name,
+                                     "--state-dir",     dir + "/" + name,
+                                     "--scheduler",     workers_address,
+                                     "--key",           fmt::format("{}/keys/{}.key", dir, name),
+                                     "--scheduler-key", dir + "/keys/scheduler.pub"};
     if (o.capacity > 0) args.insert(args.end(), {"--capacity", std::to_string(o.capacity)});
     if (o.fake_build) args.push_back("--fake-build");
     if (auto s = spawn(daemons.back(), args, o.detach); !s) {
@@ -444,7 +493,7 @@ void run_up(const UpOptions& o) {
     }
   }
 
-  if (auto s = wait_until_up(daemons, address, names, o.wait_seconds); !s) {
+  if (auto s = wait_until_up(daemons, address, names, o.wait_seconds, *admin); !s) {
     report(s.error());
     std::cerr << "kiln: stopping the rest of the farm\n";
     stop_farm(daemons);
@@ -455,6 +504,11 @@ void run_up(const UpOptions& o) {
 
   std::string export_line =
       o.port == 7800 ? "" : fmt::format("  export KILN_SCHEDULER={}   # for the commands below\n", address);
+  // `kiln` finds the keys of the farm under KILN_HOME/farm by itself; elsewhere it is told.
+  if (fs::weakly_canonical(dir, ec) != fs::weakly_canonical(kiln_home() + "/farm", ec)) {
+    export_line +=
+        fmt::format("  export KILN_KEY={0}/keys/admin.key KILN_SCHEDULER_KEY={0}/keys/scheduler.pub\n", dir);
+  }
   std::cout << fmt::format(
       "kiln: farm up: scheduler {} (pid {}), {} {}{} in {}\n"
       "{}"

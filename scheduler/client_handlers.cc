@@ -21,6 +21,24 @@ constexpr std::uint32_t kMaxWaitMs = 60'000;
 
 using internal::placement_job;
 
+std::optional<Error> Scheduler::require_admin(const Incoming& m, std::string_view what) const {
+  if (!m.peer || m.peer->role == auth::Role::kAdmin) return std::nullopt;
+  return Error(
+      ErrorKind::kPermissionDenied,
+      fmt::format("{} needs an admin key; {} is a {} key (keys in the scheduler's admins/ may do it)", what,
+                  m.peer->name, auth::role_name(m.peer->role)));
+}
+
+std::optional<Error> Scheduler::require_owner(const Incoming& m, const std::string& job_id,
+                                              const std::string& client) const {
+  if (!m.peer || m.peer->role == auth::Role::kAdmin || m.peer->name == client) return std::nullopt;
+  return Error(
+      ErrorKind::kPermissionDenied,
+      fmt::format("job {} is not yours: it was submitted by another client, and client {} may see and "
+                  "cancel only its own jobs (an admin key may act on every job)",
+                  job_id, m.peer->name));
+}
+
 void Scheduler::on_hello(const Incoming& m) {
   KILN_DECODE_OR_REPLY(hello, proto::Hello, Port::kClients, m);
   if (hello.protocol_version != proto::kProtocolVersion) {
@@ -35,8 +53,9 @@ void Scheduler::on_hello(const Incoming& m) {
     return;
   }
   // Remembered so that jobs submitted without a client name get this one.
+  // With authentication the key's name is the client's name, whatever it says.
   if (client_names_.size() > 100000) client_names_.clear();
-  client_names_[m.routing_id] = hello.client;
+  client_names_[m.routing_id] = m.peer ? m.peer->name : hello.client;
   reply(Port::kClients, m.routing_id,
         proto::Welcome{.request_id = hello.request_id, .scheduler_id = scheduler_id_});
 }
@@ -45,6 +64,14 @@ void Scheduler::on_submit(const Incoming& m) {
   KILN_DECODE_OR_REPLY(submit, proto::Submit, Port::kClients, m);
   proto::JobSpec& spec = submit.job;
   if (spec.pool.empty()) spec.pool = options_.default_pool;
+  if (m.peer) spec.client = m.peer->name;  // not self-declared when keys say who it is
+  if (!spec.secrets.empty() && !options_.authenticate && !options_.secrets_in_clear) {
+    return reply_error(
+        Port::kClients, m.routing_id, submit.request_id,
+        Error(ErrorKind::kFailedPrecondition,
+              "this scheduler runs without authentication on a network address, so it takes no "
+              "secrets (they would travel in clear); start it with --key and --auth-dir"));
+  }
   if (spec.client.empty()) {
     auto it = client_names_.find(m.routing_id);
     spec.client = it != client_names_.end() && !it->second.empty() ? it->second : "anonymous";
@@ -107,6 +134,29 @@ void Scheduler::on_put_context(const Incoming& m) {
 
 void Scheduler::on_get_context(Port port, const Incoming& m) {
   KILN_DECODE_OR_REPLY(get, proto::GetContext, port, m);
+  if (port == Port::kClients) {
+    if (auto denied = require_admin(m, "downloading a build context")) {
+      return reply_error(port, m.routing_id, get.request_id, *denied);
+    }
+  } else {
+    // A worker fetches only the context of an attempt assigned to it now
+    // (named in the request: the fetch may come on a socket of its own).
+    const Job* job = jobs_.find(get.job_id);
+    const bool assigned = job != nullptr && is_active(job->state) && job->info.attempt == get.attempt &&
+                          job->info.context.kind == proto::ContextRef::Kind::kTar &&
+                          job->info.context.digest == get.digest &&
+                          (!m.peer || m.peer->name == job->info.worker);
+    if (!assigned) {
+      spdlog::warn("{} asked for context {} for job {:?} attempt {}, which is not assigned to it: refused",
+                   m.peer ? m.peer->user_id() : internal::peer(m), get.digest, get.job_id, get.attempt);
+      return reply_error(
+          port, m.routing_id, get.request_id,
+          Error(ErrorKind::kPermissionDenied,
+                fmt::format("context {} belongs to no job assigned to this worker (job {:?} attempt "
+                            "{})",
+                            get.digest, get.job_id, get.attempt)));
+    }
+  }
   std::size_t max = get.max_bytes == 0 ? kMaxContextChunk : std::min(get.max_bytes, kMaxContextChunk);
   auto chunk = contexts_.read(get.digest, get.offset, max);
   if (!chunk) return reply_error(port, m.routing_id, get.request_id, chunk.error());
@@ -121,6 +171,14 @@ void Scheduler::on_get_context(Port port, const Incoming& m) {
 void Scheduler::on_status(const Incoming& m) {
   KILN_DECODE_OR_REPLY(get, proto::GetStatus, Port::kClients, m);
   Job* job = jobs_.find(get.job_id);
+  if (m.peer && m.peer->role != auth::Role::kAdmin) {
+    auto owner = job ? Result<proto::JobInfo>(job->info) : load_job(get.job_id, false);
+    if (owner) {
+      if (auto denied = require_owner(m, get.job_id, owner->client)) {
+        return reply_error(Port::kClients, m.routing_id, get.request_id, *denied);
+      }
+    }
+  }
   if (job && get.wait_ms > 0 && !is_ended(job->state)) {
     held_.hold(get.job_id, {.kind = HeldReply::Kind::kStatus,
                             .port = Port::kClients,
@@ -138,6 +196,14 @@ void Scheduler::on_read_log(const Incoming& m) {
   KILN_DECODE_OR_REPLY(read, proto::ReadLog, Port::kClients, m);
   std::uint32_t max = read.max_bytes == 0 ? kDefaultLogChunk : std::min(read.max_bytes, kMaxLogChunk);
   Job* job = jobs_.find(read.job_id);
+  if (m.peer && m.peer->role != auth::Role::kAdmin) {
+    auto owner = job ? Result<proto::JobInfo>(job->info) : load_job(read.job_id, false);
+    if (owner) {
+      if (auto denied = require_owner(m, read.job_id, owner->client)) {
+        return reply_error(Port::kClients, m.routing_id, read.request_id, *denied);
+      }
+    }
+  }
   if (job && read.wait_ms > 0 && !is_ended(job->state) && read.offset >= job->info.log_bytes) {
     held_.hold(read.job_id, {.kind = HeldReply::Kind::kLog,
                              .port = Port::kClients,
@@ -160,9 +226,15 @@ void Scheduler::on_cancel(const Incoming& m) {
   if (!job) {
     auto info = load_job(cancel.job_id, false);
     if (!info) return reply_error(Port::kClients, m.routing_id, cancel.request_id, info.error());
+    if (auto denied = require_owner(m, cancel.job_id, info->client)) {
+      return reply_error(Port::kClients, m.routing_id, cancel.request_id, *denied);
+    }
     return reply_error(Port::kClients, m.routing_id, cancel.request_id,
                        Error(ErrorKind::kFailedPrecondition,
                              fmt::format("job {} has already ended ({})", cancel.job_id, info->state)));
+  }
+  if (auto denied = require_owner(m, cancel.job_id, job->info.client)) {
+    return reply_error(Port::kClients, m.routing_id, cancel.request_id, *denied);
   }
   if (is_ended(job->state)) {
     return reply_error(Port::kClients, m.routing_id, cancel.request_id,
@@ -186,7 +258,9 @@ void Scheduler::on_cancel(const Incoming& m) {
 void Scheduler::on_list_jobs(const Incoming& m) {
   KILN_DECODE_OR_REPLY(list, proto::ListJobs, Port::kClients, m);
   std::vector<const Job*> matched;
+  const bool own_only = m.peer && m.peer->role != auth::Role::kAdmin;
   jobs_.for_each([&](const Job& job) {
+    if (own_only && job.info.client != m.peer->name) return;
     if (!list.states.empty() &&
         std::find(list.states.begin(), list.states.end(), job.info.state) == list.states.end()) {
       return;
@@ -207,6 +281,9 @@ void Scheduler::on_list_jobs(const Incoming& m) {
 
 void Scheduler::on_list_workers(const Incoming& m) {
   KILN_DECODE_OR_REPLY(list, proto::ListWorkers, Port::kClients, m);
+  if (auto denied = require_admin(m, "listing workers")) {
+    return reply_error(Port::kClients, m.routing_id, list.request_id, *denied);
+  }
   proto::Workers out{.request_id = list.request_id};
   workers_.for_each([&](const WorkerRecord& w) { out.workers.push_back(WorkerRegistry::info(w)); });
   reply(Port::kClients, m.routing_id, out);
@@ -214,6 +291,9 @@ void Scheduler::on_list_workers(const Incoming& m) {
 
 void Scheduler::on_worker_action(const Incoming& m) {
   KILN_DECODE_OR_REPLY(action, proto::WorkerAction, Port::kClients, m);
+  if (auto denied = require_admin(m, fmt::format("{} of a worker", action.action))) {
+    return reply_error(Port::kClients, m.routing_id, action.request_id, *denied);
+  }
   WorkerRecord* found = workers_.by_name(action.worker);
   if (found == nullptr) {
     return reply_error(Port::kClients, m.routing_id, action.request_id,

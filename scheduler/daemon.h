@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,18 @@ struct DaemonOptions {
   std::map<std::string, double> pool_target_waits;
   bool sync = false;
   bool handle_signals = true;  // SIGINT/SIGTERM stop run()
+  // CurveZMQ (docs/security.md): the scheduler's own key file (NAME.key) and
+  // the directory of authorised public keys (clients/, workers/, admins/).
+  // Both or neither.
+  std::string key_file;
+  std::string auth_dir;
+  std::chrono::milliseconds auth_reload{2000};
+  // Listen on a network address without authentication (a warning at every start).
+  bool insecure = false;
+  // HTTP: a file holding the bearer token every request must carry
+  // (Authorization: Bearer TOKEN); `http_public_read` serves GETs without it.
+  std::string http_token_file;
+  bool http_public_read = false;
 };
 
 class Daemon {

@@ -36,4 +36,8 @@ std::vector<std::pair<std::string, HeldReply>> HeldReplies::take_expired(std::in
   return out;
 }
 
+void HeldReplies::drop_route(const std::string& routing_id) {
+  std::erase_if(held_, [&](const auto& entry) { return entry.second.routing_id == routing_id; });
+}
+
 }  // namespace kiln::scheduler

@@ -40,6 +40,8 @@ class HeldReplies {
   std::vector<HeldReply> take_ready(const std::string& job_id, bool ended, std::uint64_t log_bytes);
   // (job id, reply) for every reply whose deadline is at or before now.
   std::vector<std::pair<std::string, HeldReply>> take_expired(std::int64_t now_ms);
+  // Forgets every reply held for `routing_id` (a revoked peer).
+  void drop_route(const std::string& routing_id);
   bool holds(const std::string& job_id) const { return held_.contains(job_id); }
   std::size_t size() const { return held_.size(); }
 

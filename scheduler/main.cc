@@ -71,6 +71,20 @@ int main(int argc, char** argv) {
                  "POOL/CLIENT=RATE, or CLIENT=RATE for the default pool: the client's fair-share weight when "
                  "the pool is "
                  "full (default 1; repeatable)");
+  app.add_option("--key", options.key_file,
+                 "This scheduler's CurveZMQ key (NAME.key from `kiln keygen`); with --auth-dir, every "
+                 "connection is encrypted and authenticated (docs/security.md)");
+  app.add_option("--auth-dir", options.auth_dir,
+                 "Directory of authorised public keys: clients/NAME.pub, workers/NAME.pub, admins/NAME.pub; "
+                 "changes take effect within seconds, without a restart");
+  app.add_flag("--insecure", options.insecure,
+               "Allow listening on a network address without --key/--auth-dir (and HTTP without a token): "
+               "anyone who reaches the ports controls the farm");
+  app.add_option(
+      "--http-token-file", options.http_token_file,
+      "File whose first line is the bearer token HTTP requests must carry (Authorization: Bearer)");
+  app.add_flag("--http-public-read", options.http_public_read,
+               "With --http-token-file: serve the read-only endpoints without the token");
   app.add_flag("--sync", options.sync,
                "fsync the database log on every commit (survives power loss, not only a killed process)");
   LogOptions log_options = log_options_from_env();

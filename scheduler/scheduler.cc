@@ -191,6 +191,13 @@ void Scheduler::handle(Port port, const Incoming& m) {
                                 port == Port::kClients ? "client (7800)" : "worker (7801)")));
 }
 
+void Scheduler::revoke(Port port, const std::string& routing_id, const std::string& why) {
+  held_.drop_route(routing_id);
+  client_names_.erase(routing_id);
+  if (port != Port::kWorkers) return;
+  if (WorkerRecord* w = workers_.by_route(routing_id)) lose_worker(*w, why);
+}
+
 void Scheduler::handle_bad(Port port, const std::string& routing_id, const Error& error) {
   spdlog::warn("bad message on the {} port: {}", port == Port::kClients ? "client" : "worker",
                error.message());

@@ -75,6 +75,13 @@ struct SchedulerOptions {
   std::vector<std::tuple<std::string, std::string, double>> client_rates;
   // Ended jobs kept in memory for `kiln jobs` (older ones are read from the database).
   std::size_t recent_ended = 1000;
+  // Identities are enforced (every message carries Incoming::peer): clients
+  // see and cancel only their own jobs, admin requests need an admin key, a
+  // worker registers only under its key's name. Off: a trusted network.
+  bool authenticate = false;
+  // Whether jobs with secrets are accepted although connections are not
+  // encrypted (the daemon allows it only when it listens on loopback).
+  bool secrets_in_clear = true;
 };
 
 // What the HTTP side and `kiln admin` read: a consistent copy.
@@ -107,6 +114,10 @@ class Scheduler {
   const std::string& scheduler_id() const { return scheduler_id_; }
 
   void handle(Port port, const Incoming& message);
+  // The peer behind `routing_id` lost its right to talk to this scheduler
+  // (its key was revoked): a worker there is lost (its jobs run again
+  // elsewhere), replies held for it are dropped.
+  void revoke(Port port, const std::string& routing_id, const std::string& why);
   // A message that could not be taken apart (answered with an error).
   void handle_bad(Port port, const std::string& routing_id, const Error& error);
   // Placement for what changed, leases, held replies, timeouts. Call after
@@ -163,6 +174,10 @@ class Scheduler {
   double policy_now() const;
 
   Result<proto::JobInfo> load_job(const std::string& id, bool with_spec);
+  // Authorisation (client port): nullopt when `m`'s sender may do it, else the refusal.
+  std::optional<Error> require_admin(const Incoming& m, std::string_view what) const;
+  std::optional<Error> require_owner(const Incoming& m, const std::string& job_id,
+                                     const std::string& client) const;
 
   template <class T>
   void reply(Port port, const std::string& routing_id, const T& message);

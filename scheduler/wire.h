@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/auth/auth_dir.h"
 #include "common/proto/messages.h"
 
 namespace kiln::scheduler {
@@ -19,6 +20,9 @@ struct Incoming {
   std::optional<proto::Type> type;  // unset: a type this scheduler does not know
   std::string type_text;
   std::string body;
+  // Who sent it, as its CurveZMQ key says (docs/security.md); nullopt when
+  // the scheduler runs without authentication (everyone may do everything).
+  std::optional<auth::Identity> peer;
 };
 
 struct Outgoing {

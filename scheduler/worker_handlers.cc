@@ -42,6 +42,32 @@ void Scheduler::on_register(const Incoming& m) {
                           "{:?}, pool {:?}, capacity {})",
                           reg.name, reg.pool, reg.capacity)));
   }
+  if (m.peer && m.peer->name != reg.name) {
+    spdlog::warn("worker key {} tried to register as {:?}: refused", m.peer->name, reg.name);
+    return reply_error(
+        Port::kWorkers, m.routing_id, 0,
+        Error(ErrorKind::kPermissionDenied,
+              fmt::format("this worker key is {}'s: it may register only as {:?}, not {:?} (the "
+                          "file name of a key in the scheduler's workers/ is the worker's name)",
+                          m.peer->name, m.peer->name, reg.name)));
+  }
+  const std::int64_t now_ms = clock_.steady_ms();
+  if (WorkerRecord* holder = workers_.by_name(reg.name);
+      holder && holder->connected && holder->routing_id != m.routing_id &&
+      now_ms - holder->last_seen_ms < 2 * std::int64_t{options_.heartbeat_ms} + 500) {
+    // Another connection that is alive holds the name: a second worker
+    // started with the same name (or key). It does not take over; a worker
+    // that restarted gets in once its old connection has gone quiet.
+    spdlog::warn("a second worker tried to register as {} while the connected one is alive: refused",
+                 reg.name);
+    return reply_error(
+        Port::kWorkers, m.routing_id, 0,
+        Error(ErrorKind::kBusy,
+              fmt::format("worker {} is already connected and alive; a second worker with the same "
+                          "name is refused (a restarted worker is let in once its old connection "
+                          "has been silent for {} ms)",
+                          reg.name, 2 * options_.heartbeat_ms + 500)));
+  }
   WorkerRecord& w = workers_.upsert(reg.name);
   const bool same_connection = w.connected && w.routing_id == m.routing_id;
   const bool was_connected = w.connected;
@@ -80,7 +106,6 @@ void Scheduler::on_register(const Incoming& m) {
   // On the same connection, an assign sent just now may still be on its way
   // (the worker registered again before reading it, e.g. after a drift
   // check): the heartbeats catch it after a lease if it never arrives.
-  const std::int64_t now_ms = clock_.steady_ms();
   std::vector<Job*> lost;
   jobs_.for_each([&](Job& job) {
     if (!is_active(job.state) || job.info.worker != w.name || claimed.contains(job.info.id)) return;

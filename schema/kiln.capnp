@@ -281,11 +281,15 @@ struct WorkerState {    # "worker-state": scheduler -> worker (pause, drain)
   state @0 :Text;
 }
 
-struct GetContext {     # "get-context" -> "context-chunk" | "error" (any peer on the worker port)
+struct GetContext {     # "get-context" -> "context-chunk" | "error"
   requestId @0 :UInt64;
   digest @1 :Text;
   offset @2 :UInt64;
   maxBytes @3 :UInt32;
+  # On the worker port: the job (and attempt) whose context this is; served
+  # only while that attempt is assigned to the asking worker.
+  jobId @4 :Text;
+  attempt @5 :UInt32;
 }
 
 struct ContextChunk {   # "context-chunk"

@@ -15,7 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/sim/simulator.h"
-#include "bench/sim/trace.h"
+#include "bench/sim/synthetic_trace.h"
 
 namespace {
 

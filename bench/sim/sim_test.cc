@@ -1,11 +1,11 @@
-// kiln-sim's trace format and its accounting on farms small enough to
+// kiln-sim's synthetic traces and its accounting on farms small enough to
 // check by hand.
 #include <sstream>
 
 #include <gtest/gtest.h>
 
 #include "bench/sim/simulator.h"
-#include "bench/sim/trace.h"
+#include "bench/sim/synthetic_trace.h"
 
 namespace kiln::sim {
 namespace {
@@ -15,40 +15,8 @@ Result<Trace> parse(const std::string& text) {
   return parse_trace(in, "t.jsonl");
 }
 
-TEST(Trace, ParsesWorkersAndJobsInSubmitOrder) {
-  auto t = parse(
-      "# a comment\n"
-      "{\"type\":\"worker\",\"name\":\"w1\",\"capacity\":2,\"cache_limit\":10}\n"
-      "{\"type\":\"job\",\"id\":\"b\",\"t\":5,\"urgent\":true,\"steps\":[{\"id\":\"s\",\"seconds\":3}]}\n"
-      "\n"
-      "{\"type\":\"job\",\"id\":\"a\",\"t\":1,\"client\":\"x\",\"steps\":[]}\n");
-  ASSERT_TRUE(t.has_value()) << t.error().to_string();
-  ASSERT_EQ(t->workers.size(), 1u);
-  EXPECT_EQ(t->workers[0].capacity, 2u);
-  EXPECT_EQ(t->workers[0].pool, "linux");
-  EXPECT_EQ(t->workers[0].cache_limit, 10u);
-  ASSERT_EQ(t->jobs.size(), 2u);
-  EXPECT_EQ(t->jobs[0].id, "a");
-  EXPECT_EQ(t->jobs[0].client, "x");
-  EXPECT_TRUE(t->jobs[1].urgent);
-  EXPECT_EQ(t->jobs[1].steps[0].seconds, 3);
-}
-
-TEST(Trace, ErrorsNameTheLineAndTheProblem) {
-  auto bad_json = parse("{\"type\":\"worker\",\"name\":\"w\"}\n{oops\n");
-  ASSERT_FALSE(bad_json.has_value());
-  EXPECT_NE(bad_json.error().message().find("t.jsonl:2: not a JSON object"), std::string::npos);
-  auto missing = parse("{\"type\":\"worker\",\"name\":\"w\"}\n{\"type\":\"job\",\"id\":\"j\"}\n");
-  ASSERT_FALSE(missing.has_value());
-  EXPECT_NE(missing.error().message().find("t.jsonl:2: missing or mistyped field"), std::string::npos);
-  auto type = parse("{\"type\":\"robot\"}\n");
-  ASSERT_FALSE(type.has_value());
-  EXPECT_NE(type.error().message().find("unknown \"type\" \"robot\""), std::string::npos);
-  auto no_workers = parse("");
-  ASSERT_FALSE(no_workers.has_value());
-  EXPECT_NE(no_workers.error().message().find("no workers"), std::string::npos);
-}
-
+// The format's own tests (parsing, errors, every field round-tripped) are
+// common/trace/placement_trace_test.cc; this one round-trips a synthetic day.
 TEST(Trace, WriteThenParseIsTheSameTrace) {
   Trace t = synthetic_trace({.repos = 3, .jobs = 30, .workers = 2});
   std::ostringstream out;

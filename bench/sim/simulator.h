@@ -23,7 +23,7 @@
 #include <map>
 #include <string>
 
-#include "bench/sim/trace.h"
+#include "bench/sim/synthetic_trace.h"
 #include "common/error.h"
 #include "scheduler/placement/policy.h"
 

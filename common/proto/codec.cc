@@ -482,9 +482,9 @@ KILN_CODEC(CancelAssigned, CancelAssigned, (b.setJobId(m.job_id), b.setAttempt(m
 KILN_CODEC(WorkerState, WorkerState, b.setState(m.state), m.state = text(r.getState()))
 KILN_CODEC(GetContext, GetContext,
            (b.setRequestId(m.request_id), b.setDigest(m.digest), b.setOffset(m.offset),
-            b.setMaxBytes(m.max_bytes)),
+            b.setMaxBytes(m.max_bytes), b.setJobId(m.job_id), b.setAttempt(m.attempt)),
            (m.request_id = r.getRequestId(), m.digest = text(r.getDigest()), m.offset = r.getOffset(),
-            m.max_bytes = r.getMaxBytes()))
+            m.max_bytes = r.getMaxBytes(), m.job_id = text(r.getJobId()), m.attempt = r.getAttempt()))
 KILN_CODEC(ContextChunk, ContextChunk,
            (b.setRequestId(m.request_id), b.setDigest(m.digest), b.setTotalSize(m.total_size),
             b.setOffset(m.offset), b.setData(as_data(m.data))),

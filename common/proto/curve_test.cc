@@ -126,9 +126,10 @@ TEST_F(CurveClientTest, AWrongSchedulerKeyIsNamed) {
 
 TEST_F(CurveClientTest, AKeyAgainstAPlaintextSchedulerIsNamed) {
   WelcomeServer server(dir_.path(), nullptr);
+  // ZeroMQ reports this as a mechanism mismatch or, depending on timing, as
+  // a failed handshake with no detail: both messages name the cause.
   Error e = refused(server.endpoint(), {.curve = keys_for(alice_, server_key_.public_z85)});
-  EXPECT_EQ(e.kind(), ErrorKind::kFailedPrecondition);
-  EXPECT_THAT(e.message(), HasSubstr("does not use CurveZMQ"));
+  EXPECT_THAT(e.message(), HasSubstr("does not use CurveZMQ (it was started without --key)"));
 }
 
 }  // namespace

@@ -361,6 +361,8 @@ struct GetContext {
   std::string digest;
   std::uint64_t offset = 0;
   std::uint32_t max_bytes = 0;
+  std::string job_id;  // worker port: the assigned attempt the context is for
+  std::uint32_t attempt = 0;
 };
 
 struct ContextChunk {

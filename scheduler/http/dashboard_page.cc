@@ -217,7 +217,7 @@ async function pollLog() {
   if (!job || log.complete) return;
   let more = false;
   try {
-    const res = await fetch(`/v1/jobs/${encodeURIComponent(job)}/log?offset=${log.offset}`);
+    const res = await fetch(`/v1/jobs/${encodeURIComponent(job)}/log?offset=${log.offset}`, authHeaders());
     if (job !== log.job) return;  // the user switched jobs meanwhile
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
@@ -241,8 +241,23 @@ async function pollLog() {
   if (!log.complete && job === log.job) log.timer = setTimeout(pollLog, more ? 0 : LOG_POLL_MS);
 }
 
+// A scheduler with --http-token-file wants the token: open the dashboard at
+// /#token=TOKEN once; it is kept for this tab only.
+(function keepToken() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("kiln-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname);
+  }
+})();
+function authHeaders() {
+  const token = sessionStorage.getItem("kiln-token");
+  return token ? {headers: {"Authorization": `Bearer ${token}`}} : {};
+}
+
 async function getJson(url) {
-  const res = await fetch(url);
+  const res = await fetch(url, authHeaders());
+  if (res.status === 401) throw new Error(`${url}: this scheduler wants its HTTP token: open /#token=TOKEN`);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   return res.json();
 }

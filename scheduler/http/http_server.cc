@@ -37,6 +37,7 @@ int http_status_for(ErrorKind kind) {
     case ErrorKind::kFailedPrecondition: return 409;
     case ErrorKind::kUnavailable: return 503;
     case ErrorKind::kTimeout: return 504;
+    case ErrorKind::kPermissionDenied: return 403;
     default: return 500;
   }
 }
@@ -51,12 +52,21 @@ void send_json(httplib::Response& res, std::string body) {
   res.set_content(std::move(body), kJsonType);
 }
 
+// Compares without stopping at the first difference (no timing oracle).
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size() || b.empty()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
   ViewFn view;
   LogFn log;
   JobFn job;
+  HttpAuth auth;
   httplib::Server server;
   std::thread thread;
   std::atomic<bool> listening_done{false};
@@ -72,7 +82,30 @@ struct HttpServer::Impl {
     return snapshot;
   }
 
+  // Before routing: the token, when one is set.
+  httplib::Server::HandlerResponse check_auth(const httplib::Request& req, httplib::Response& res) const {
+    if (auth.token.empty() || req.path == "/") return httplib::Server::HandlerResponse::Unhandled;
+    const bool read = req.method == "GET" || req.method == "HEAD";
+    if (read && auth.public_read) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string header = req.get_header_value("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (header.starts_with(kBearer) &&
+        same_secret(std::string_view(header).substr(kBearer.size()), auth.token)) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer realm=\"kiln\"");
+    res.set_content(error_json(Error(ErrorKind::kPermissionDenied,
+                                     header.empty() ? "this scheduler's HTTP interface needs its token: send "
+                                                      "\"Authorization: Bearer TOKEN\" (--http-token-file)"
+                                                    : "wrong HTTP token")),
+                    kJsonType);
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
   void routes() {
+    server.set_pre_routing_handler(
+        [this](const httplib::Request& req, httplib::Response& res) { return check_auth(req, res); });
     server.Get("/", [](const httplib::Request&, httplib::Response& res) {
       // The browser enforces what the page promises: it talks only to this
       // server and runs only its own inline script and style.
@@ -196,7 +229,8 @@ Result<HttpAddress> parse_http_address(std::string_view text) {
   return address;
 }
 
-HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job, HttpAuth auth) : impl_(std::make_unique<Impl>()) {
+  impl_->auth = std::move(auth);
   impl_->view = std::move(view);
   impl_->log = std::move(log);
   impl_->job = std::move(job);

@@ -50,13 +50,23 @@ struct HttpAddress {
 // is the caller's to handle).
 Result<HttpAddress> parse_http_address(std::string_view text);
 
+// Who may read: with a token, every request but the dashboard's page itself
+// (static; it fetches the data with the token) must carry
+// "Authorization: Bearer TOKEN", else 401; `public_read` serves GET and
+// HEAD without it (every endpoint today is read-only; any that changes
+// something will need the token whatever `public_read` says).
+struct HttpAuth {
+  std::string token;  // empty: no token (a loopback or --insecure server)
+  bool public_read = false;
+};
+
 class HttpServer {
  public:
   using ViewFn = std::function<std::shared_ptr<const FarmView>()>;
   using LogFn = std::function<Result<proto::Log>(const std::string& job_id, std::uint64_t offset)>;
   using JobFn = std::function<Result<proto::JobInfo>(const std::string& job_id)>;
 
-  HttpServer(ViewFn view, LogFn log, JobFn job = nullptr);
+  HttpServer(ViewFn view, LogFn log, JobFn job = nullptr, HttpAuth auth = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -6,108 +6,36 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/proto/farm_json.h"
+
 namespace kiln::http {
 namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& document) {
-  // Replace invalid UTF-8 rather than throw: names and errors come from peers.
-  return document.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-}
-
 json optional_number(const std::optional<double>& value) {
   return value ? json(*value) : json(nullptr);
 }
 
-const char* context_kind(proto::ContextRef::Kind kind) {
-  switch (kind) {
-    case proto::ContextRef::Kind::kTar: return "tar";
-    case proto::ContextRef::Kind::kGit: return "git";
-    case proto::ContextRef::Kind::kNone: break;
-  }
-  return "none";
-}
-
+// The shared job form (common/proto/farm_json.h) and what only the
+// scheduler knows: its placement estimate.
 json job_to_json(const FarmView& view, const proto::JobInfo& job, bool detail) {
-  json j = {
-      {"id", job.id},
-      {"state", job.state},
-      {"pool", job.pool},
-      {"client", job.client},
-      {"urgent", job.urgent},
-      {"spec_name", job.spec_name},
-      {"worker", job.worker},
-      {"attempt", job.attempt},
-      {"submitted_at_ms", job.submitted_at_ms},
-      {"started_at_ms", job.started_at_ms},
-      {"finished_at_ms", job.finished_at_ms},
-      {"result", job.result},
-      {"error", job.error},
-      {"log_bytes", job.log_bytes},
-  };
-  json context = {{"kind", context_kind(job.context.kind)}};
-  if (job.context.kind == proto::ContextRef::Kind::kTar) {
-    context["digest"] = job.context.digest;
-    context["size"] = job.context.size;
-  } else if (job.context.kind == proto::ContextRef::Kind::kGit) {
-    context["git_repo"] = job.context.git_repo;
-    context["git_commit"] = job.context.git_commit;
-  }
-  j["context"] = context;
+  json j = proto::job_to_json(job, detail ? proto::JobJsonDetail::kFull : proto::JobJsonDetail::kList);
   auto expected = view.expected_seconds.find(job.id);
   j["expected_seconds"] = expected != view.expected_seconds.end() ? json(expected->second) : json(nullptr);
-  if (!detail) return j;
-  json steps = json::array();
-  for (const proto::StepInfo& step : job.steps) {
-    steps.push_back({{"id", step.id},
-                     {"description", step.description},
-                     {"cached", step.cached},
-                     {"seconds", step.seconds}});
-  }
-  j["steps"] = steps;
-  json attempts = json::array();
-  for (const proto::Attempt& attempt : job.attempts) {
-    attempts.push_back({{"number", attempt.number},
-                        {"worker", attempt.worker},
-                        {"assigned_at_ms", attempt.assigned_at_ms},
-                        {"ended_at_ms", attempt.ended_at_ms},
-                        {"outcome", attempt.outcome}});
-  }
-  j["attempts"] = attempts;
-  j["labels"] = job.labels;
-  j["timeout_seconds"] = job.timeout_seconds;
-  j["cancel_requested"] = job.cancel_requested;
-  j["secret_ids"] = job.secret_ids;  // ids only: values never leave the scheduler's memory
-  j["spec"] = job.spec;
   return j;
 }
 
+// The shared worker form and the figures stats.h derives from it.
 json worker_to_json(const WorkerSummary& s) {
-  const proto::WorkerInfo& w = *s.info;
-  return {
-      {"name", w.name},
-      {"pool", w.pool},
-      {"state", w.state},
-      {"connected", w.connected},
-      {"health", s.health},
-      {"accepting", s.accepting},
-      {"low_disk", s.low_disk},
-      {"capacity", w.capacity},
-      {"running_jobs", w.stats.running_jobs},
-      {"running", w.running},
-      {"labels", w.labels},
-      {"disk_free_bytes", w.stats.disk_free_bytes},
-      {"disk_total_bytes", w.stats.disk_total_bytes},
-      {"disk_free_ratio", optional_number(s.disk_free_ratio)},
-      {"store_items", w.stats.store_items},
-      {"store_bytes", w.stats.store_bytes},
-      {"cache_hits", w.stats.cache_hits},
-      {"cache_misses", w.stats.cache_misses},
-      {"cache_hit_rate", optional_number(s.cache_hit_rate)},
-      {"last_heartbeat_ms", w.last_heartbeat_ms},
-      {"heartbeat_age_seconds", w.last_heartbeat_ms > 0 ? json(s.heartbeat_age_seconds) : json(nullptr)},
-  };
+  json j = proto::worker_to_json(*s.info);
+  j["health"] = s.health;
+  j["accepting"] = s.accepting;
+  j["low_disk"] = s.low_disk;
+  j["disk_free_ratio"] = optional_number(s.disk_free_ratio);
+  j["cache_hit_rate"] = optional_number(s.cache_hit_rate);
+  j["heartbeat_age_seconds"] = s.info->last_heartbeat_ms > 0 ? json(s.heartbeat_age_seconds) : json(nullptr);
+  return j;
 }
 
 json pool_to_json(const PoolSummary& p) {
@@ -200,13 +128,13 @@ Result<JobsQuery> parse_jobs_query(std::string_view state, std::string_view limi
 }
 
 std::string pools_json(const FarmStats& stats) {
-  return dump({{"pools", pools_array(stats)}});
+  return proto::dump_json({{"pools", pools_array(stats)}});
 }
 std::string workers_json(const FarmStats& stats) {
-  return dump({{"workers", workers_array(stats)}});
+  return proto::dump_json({{"workers", workers_array(stats)}});
 }
 std::string clients_json(const FarmStats& stats) {
-  return dump({{"clients", clients_array(stats)}});
+  return proto::dump_json({{"clients", clients_array(stats)}});
 }
 
 std::string jobs_json(const FarmView& view, const JobsQuery& query) {
@@ -220,7 +148,7 @@ std::string jobs_json(const FarmView& view, const JobsQuery& query) {
     ++total;
     if (query.limit == 0 || jobs.size() < query.limit) jobs.push_back(job_to_json(view, *job, false));
   }
-  return dump({{"jobs", jobs}, {"total", total}});
+  return proto::dump_json({{"jobs", jobs}, {"total", total}});
 }
 
 const proto::JobInfo* find_job(const FarmView& view, std::string_view job_id) {
@@ -236,7 +164,7 @@ std::optional<std::string> job_json(const FarmView& view, std::string_view job_i
 }
 
 std::string job_json(const FarmView& view, const proto::JobInfo& job) {
-  return dump({{"job", job_to_json(view, job, true)}});
+  return proto::dump_json({{"job", job_to_json(view, job, true)}});
 }
 
 std::string stats_json(const FarmView& view, const FarmStats& stats) {
@@ -260,7 +188,7 @@ std::string stats_json(const FarmView& view, const FarmStats& stats) {
       {"workers_known", known},     {"workers_connected", connected}, {"workers_accepting", accepting},
       {"workers_wanted", wanted},   {"queued_jobs", queued},          {"running_jobs", running},
       {"backlog_seconds", backlog}, {"capacity_slots", slots},        {"low_disk_workers", low_disk}};
-  return dump({
+  return proto::dump_json({
       {"scheduler",
        {{"id", view.scheduler_id},
         {"placement_policy", view.placement_policy},
@@ -277,7 +205,7 @@ std::string stats_json(const FarmView& view, const FarmStats& stats) {
 }
 
 std::string error_json(const Error& error) {
-  return dump(
+  return proto::dump_json(
       {{"error", {{"kind", std::string(error_kind_name(error.kind()))}, {"message", error.to_string()}}}});
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/proto/farm_json.h"
 #include "scheduler/http/testing/sample_farm.h"
 
 namespace kiln::http {
@@ -100,6 +101,32 @@ TEST(JsonApi, JobDetailHasStepsAttemptsAndSpec) {
   EXPECT_TRUE(doc["job"]["secret_ids"].is_array());
   EXPECT_EQ(doc["job"]["cancel_requested"], false);
   EXPECT_FALSE(job_json(*view, "j999").has_value());
+}
+
+// The API's job and worker are the shared forms (what `kiln status --json`
+// and `kiln admin workers --json` print) plus what only the scheduler knows.
+TEST(JsonApi, JobsAndWorkersAreTheSharedFormsPlusTheSchedulersFigures) {
+  auto view = testing::sample_farm();
+  json listed = json::parse(jobs_json(*view, {}))["jobs"][0];
+  const proto::JobInfo* j108 = find_job(*view, "j108");
+  ASSERT_NE(j108, nullptr);
+  json expected = proto::job_to_json(*j108, proto::JobJsonDetail::kList);
+  expected["expected_seconds"] = listed["expected_seconds"];
+  EXPECT_EQ(listed, expected);
+
+  json detail = json::parse(*job_json(*view, "j101"))["job"];
+  expected = proto::job_to_json(*find_job(*view, "j101"), proto::JobJsonDetail::kFull);
+  expected["expected_seconds"] = nullptr;
+  EXPECT_EQ(detail, expected);
+
+  json worker = json::parse(workers_json(compute_stats(*view)))["workers"][1];
+  expected = proto::worker_to_json(view->workers[1]);
+  for (const char* derived :
+       {"health", "accepting", "low_disk", "disk_free_ratio", "cache_hit_rate", "heartbeat_age_seconds"}) {
+    ASSERT_TRUE(worker.contains(derived)) << derived;
+    expected[derived] = worker[derived];
+  }
+  EXPECT_EQ(worker, expected);
 }
 
 TEST(JsonApi, InvalidUtf8FromPeersIsReplacedNotThrown) {

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "common/format.h"
+
 namespace kiln::http {
 namespace {
 
@@ -88,18 +90,6 @@ std::uint32_t workers_wanted(double backlog_seconds, double target_wait_seconds,
   double wanted = std::ceil(std::max(backlog_seconds, 0.0) / (target * capacity));
   if (has_work) wanted = std::max(wanted, 1.0);
   return static_cast<std::uint32_t>(std::min(wanted, 1e6));
-}
-
-std::string human_bytes(std::uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024 && unit < 5) {
-    value /= 1024;
-    ++unit;
-  }
-  if (unit == 0) return fmt::format("{} B", bytes);
-  return fmt::format("{:.1f} {}", value, kUnits[unit]);
 }
 
 FarmStats compute_stats(const FarmView& view) {

@@ -111,7 +111,4 @@ std::uint32_t workers_wanted(double backlog_seconds, double target_wait_seconds,
 // hits / (hits + misses); nullopt when both are 0.
 std::optional<double> hit_rate(std::uint64_t hits, std::uint64_t misses);
 
-// "1.5 GiB", "300 MiB", "512 B": for warnings and the dashboard.
-std::string human_bytes(std::uint64_t bytes);
-
 }  // namespace kiln::http

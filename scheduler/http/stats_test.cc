@@ -75,12 +75,6 @@ TEST(HitRate, RatioAndUnknownBeforeAnyLookup) {
   EXPECT_DOUBLE_EQ(*hit_rate(0, 5), 0.0);
 }
 
-TEST(HumanBytes, PicksTheLargestUnitBelow1024) {
-  EXPECT_EQ(human_bytes(512), "512 B");
-  EXPECT_EQ(human_bytes(1536), "1.5 KiB");
-  EXPECT_EQ(human_bytes(5ull << 30), "5.0 GiB");
-}
-
 TEST(ComputeStats, SampleFarmPoolFigures) {
   auto view = testing::sample_farm();
   FarmStats stats = compute_stats(*view);

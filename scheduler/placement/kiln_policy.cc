@@ -4,10 +4,8 @@
 // second at wait_weight (0.5: a rebuilt second is a slot-second others wait
 // for under load). On a worker that is: the wait until one of its slots frees
 // (given what it runs and the jobs already reserved for it), then the cost of
-// the steps of the job's chain after the deepest one the worker holds
-// (snapshots are layered: holding a step means holding its ancestors). A step
-// the worker is building for another job counts as held once it is built: the
-// builder runs identical steps once, so the job starts after it and shares it.
+// the steps of the job's chain after the deepest one the worker holds or is
+// building (kiln_cost_model.h).
 //
 // Queues: each pool has one queue ordered by priority key (FairShare: fair
 // start times per client, urgent first with aging). Each worker has a short
@@ -22,10 +20,16 @@
 // now finish soonest compared with staying; a worker that stops accepting
 // sends its reserved jobs back to the pool queue.
 //
-// Cost: a step's cost is the seconds a job_finished report gave when it was
-// built cold (kept in the inventory index while any worker holds it); an
-// unknown step costs the client's estimate spread over the chain, else the
-// pool's mean cold step, else PolicyOptions::default_step_seconds.
+// This file makes the decisions: which queued job goes to which free worker,
+// or waits for which busy one (assign(), best_free(), best_busy()), and keeps
+// the Policy interface. Its parts, each internal to it:
+//   kiln_job_slab.h      job records and their ids
+//   kiln_worker_slots.h  each worker's running and reserved jobs, when its
+//                        slots free, the steps it is building
+//   kiln_cost_model.h    what a chain costs, a job's estimate on a worker,
+//                        the weight of a waited second
+//   kiln_reservations.h  reserving, starting reserved jobs, re-deciding them
+//   kiln_pools.h         each pool's queue, free workers and counts
 //
 // Complexity per decision: O(chain length) lookups for each free worker
 // considered (all of them when at most 64 are free, else only those holding
@@ -35,64 +39,53 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "scheduler/placement/fair_share.h"
 #include "scheduler/placement/inventory.h"
+#include "scheduler/placement/kiln_cost_model.h"
+#include "scheduler/placement/kiln_job_slab.h"
+#include "scheduler/placement/kiln_pools.h"
+#include "scheduler/placement/kiln_reservations.h"
+#include "scheduler/placement/kiln_worker_slots.h"
 #include "scheduler/placement/policy.h"
 
 namespace kiln::placement {
 namespace {
 
+using namespace kiln_internal;
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
-constexpr IdRef kNoRef = std::numeric_limits<IdRef>::max();
 // Jobs with no free matching worker looked past per pool per assign() call,
 // so one job that no free worker can take does not block those behind it,
 // while a pool full of such jobs costs a bounded amount per call.
 constexpr std::size_t kLookahead = 256;
-// Reserved jobs examined per assign() call when a free worker looks for one
-// to take over (re-decision).
-constexpr std::size_t kRedecideBudget = 4096;
 // Busy holders of a job's chain weighed per decision, deepest steps first.
 constexpr std::size_t kBusyCandidates = 64;
-// Entries of the learned step costs (learn_after()); ~40 bytes each.
-constexpr std::size_t kLearnedLimit = 1 << 20;
-// How often a pool's overdue reservations are weighed again, and how many at
-// most each time (recheck_overdue()).
-constexpr double kRecheckSeconds = 1;
-constexpr std::size_t kRecheckBudget = 256;
-// Half-life of a pool's recent busy fraction, and the fraction from which
-// a waited second weighs wait_weight (pool_weight()).
-constexpr double kBusyHalfLife = 600;
-constexpr double kBusyPool = 0.5;
 // Half-life of a worker's recent work (better_free()).
 constexpr double kWorkHalfLife = 3600;
 
-class KilnPolicy final : public Policy {
+class KilnPolicy final : public Policy, private Reservations::Placer {
  public:
-  explicit KilnPolicy(const PolicyOptions& options) : options_(options), weight_(options.wait_weight) {}
+  explicit KilnPolicy(const PolicyOptions& options) : options_(options) {}
 
   std::string name() const override { return "kiln"; }
 
   void add_job(const PlacementJob& job, double now) override {
-    if (job_ids_.contains(job.id)) return;  // already known: assign() must return it once
+    if (jobs_.contains(job.id)) return;  // already known: assign() must return it once
     last_now_ = now;
     JobIndex j = record_job(job);
-    Job& J = jobs_[j];
+    KilnJob& J = jobs_[j];
 
     // The fair-share cost is the cheapest the job could be: everything after
     // the deepest step some worker holds or builds.
-    view_chain(J);
-    int deepest = -1;
-    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0 && deepest < 0; --i) {
-      if (refs_[i] != kNoRef || pending_refs_[i] != kNoRef) deepest = i;
-    }
-    J.best_cost = suffix_[deepest + 1];
+    const ChainView chain = costs_.view(J);
+    J.best_cost = chain.cost_after(chain.deepest_known());
     // A job submitted before it reached the policy (queued when the scheduler
     // restarted) keeps its age: its fair start may be as early as its submit.
     const double since = std::isnan(job.submitted_at) ? now : std::min(now, job.submitted_at);
@@ -103,15 +96,15 @@ class KilnPolicy final : public Policy {
   }
 
   void remove_job(const std::string& job_id) override {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return;
-    JobIndex j = it->second;
-    Job& J = jobs_[j];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return;
+    KilnJob& J = jobs_[j];
     if (J.state == JobState::kRunning) return;  // contract: only queued jobs are removed
-    if (J.state == JobState::kReserved) unreserve(j, /*requeue=*/false);
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
+    // No time is given: the latest one the caller did.
+    if (J.state == JobState::kReserved) reservations_.cancel(j, last_now_);
+    pools_.leave_queue(J);
     --queued_;
-    free_job(j);  // a queued job's heap entry goes stale with its generation
+    jobs_.release(j);  // a queued job's heap entry goes stale with its generation
   }
 
   void update_worker(const PlacementWorker& info, double now) override {
@@ -119,57 +112,54 @@ class KilnPolicy final : public Policy {
     auto [it, added] = worker_ids_.try_emplace(info.name, static_cast<WorkerIndex>(workers_.size()));
     if (added) {
       workers_.emplace_back();
-      Worker& w = workers_.back();
+      KilnWorker& w = workers_.back();
       w.slot = slot_for(info.name);
-      w.pool = pool_index(info.pool);
-      pools_[w.pool].workers.push_back(it->second);
+      w.pool = pools_.index(info.pool);
+      pools_.add_worker(w.pool, it->second);
       by_slot_[w.slot] = it->second;
     }
     WorkerIndex wi = it->second;
-    Worker& w = workers_[wi];
-    std::uint32_t pool = pool_index(info.pool);
+    KilnWorker& w = workers_[wi];
+    std::uint32_t pool = pools_.index(info.pool);
     if (!added && pool != w.pool) {
       w.present = false;
-      count(wi);  // out of the old pool's counts
-      set_free(wi, false);
-      unreserve_all(wi);
-      auto& names = pools_[w.pool].workers;
-      names.erase(std::remove(names.begin(), names.end(), wi), names.end());
+      pools_.count(wi);  // out of the old pool's counts
+      pools_.set_free(wi, false);
+      requeue_reserved(wi, now);
+      pools_.remove_worker(w.pool, wi);
       w.pool = pool;
-      pools_[pool].workers.push_back(wi);
+      pools_.add_worker(pool, wi);
     }
     w.info = info;
     w.present = true;
     w.labels.clear();
     for (const std::string& l : info.labels) w.labels.push_back(label_id(l));
     std::sort(w.labels.begin(), w.labels.end());
-    if (!eligible(w)) unreserve_all(wi);
-    count(wi);
-    rebuild_slots(wi, now);
-    refresh_free(wi);
+    if (!slots_.eligible(w)) requeue_reserved(wi, now);
+    pools_.count(wi);
+    slots_.rebuild(w, now);
+    pools_.refresh_free(wi);
   }
 
   void remove_worker(const std::string& name) override {
     auto it = worker_ids_.find(name);
     if (it == worker_ids_.end()) return;
     WorkerIndex wi = it->second;
-    Worker& w = workers_[wi];
-    set_free(wi, false);
-    unreserve_all(wi);
+    KilnWorker& w = workers_[wi];
+    pools_.set_free(wi, false);
+    requeue_reserved(wi, last_now_);  // no time is given: the latest one the caller did
     // The scheduler releases running jobs first; forget any it did not.
     for (JobIndex j : w.running) {
-      remove_pending(jobs_[j], wi);
-      job_ids_.erase(jobs_[j].id);
-      free_job(j);
+      slots_.remove_builds(jobs_[j], w);
+      jobs_.release(j);
     }
     w.running.clear();
     w.present = false;
-    count(wi);
-    auto& names = pools_[w.pool].workers;
-    names.erase(std::remove(names.begin(), names.end(), wi), names.end());
-    by_slot_[w.slot] = kNone;
+    pools_.count(wi);
+    pools_.remove_worker(w.pool, wi);
+    by_slot_[w.slot] = kNoWorker;
     index_.remove_worker(name);
-    pending_.remove_worker(name);
+    slots_.remove_worker(name);
     // The record stays (indices are stable); a worker of the same name that
     // registers again gets a new slot and inventory.
     worker_ids_.erase(it);
@@ -188,38 +178,38 @@ class KilnPolicy final : public Policy {
       index_.remove(slot, remove_ids);
       index_.add(slot, add_ids);
     }
-    if (slot < by_slot_.size() && by_slot_[slot] != kNone && !add_ids.empty()) mark_fresh(by_slot_[slot]);
+    if (slot < by_slot_.size() && by_slot_[slot] != kNoWorker && !add_ids.empty())
+      pools_.mark_fresh(by_slot_[slot]);
   }
 
   std::vector<Assignment> assign(double now) override {
     last_now_ = now;
     std::vector<Assignment> out;
     for (std::uint32_t p = 0; p < pools_.size(); ++p) {
-      if (pools_[p].free.empty()) {
-        for (WorkerIndex wi : pools_[p].fresh) workers_[wi].fresh = false;
-        pools_[p].fresh.clear();
+      KilnPool& P = pools_[p];
+      if (P.free.empty()) {
+        pools_.take_fresh(p);
         continue;
       }
-      start_reserved(p, now, out);
-      weight_ = pool_weight(p, now);
-      place_from_queue(p, now, out);
-      recheck_overdue(p, now, out);
-      redecide(p, now, out);
-      weight_ = options_.wait_weight;
-      oversubscribed_ = true;
+      reservations_.start_reserved(P.free, !P.heap.empty(), now, *this, out);
+      const PoolPressure pressure =
+          costs_.pressure(p, P.running + reservations_.count(p) + P.queued, P.slots, now);
+      place_from_queue(p, pressure, now, out);
+      reservations_.recheck_overdue(p, P.workers, P.free, pressure.wait_weight, now, *this, out);
+      reservations_.redecide(p, pools_.take_fresh(p), P.workers, pressure.wait_weight, now, *this, out);
     }
     return out;
   }
 
   void adopt(const PlacementJob& job, const std::string& worker, double now) override {
     auto wit = worker_ids_.find(worker);
-    if (wit == worker_ids_.end() || job_ids_.contains(job.id)) return;
+    if (wit == worker_ids_.end() || jobs_.contains(job.id)) return;
     JobIndex j = record_job(job);
-    Job& J = jobs_[j];
-    view_chain(J);
-    double cost = estimate_on(J, workers_[wit->second], 0, now).occupancy;
+    KilnJob& J = jobs_[j];
+    const ChainView chain = costs_.view(J);
+    double cost = costs_.estimate(chain, workers_[wit->second], 0, options_.wait_weight, now).occupancy;
     ++queued_;  // start() counts it out again
-    start(j, wit->second, cost, now, now, nullptr);
+    start(j, wit->second, cost, now, now, &chain, nullptr);
   }
 
   void job_finished(const std::string& worker, const std::string& job_id,
@@ -229,29 +219,15 @@ class KilnPolicy final : public Policy {
     if (wit == worker_ids_.end()) return;  // forgotten meanwhile: nothing to learn or free
     WorkerSlot slot = workers_[wit->second].slot;
     std::uint32_t pool = workers_[wit->second].pool;
-    int anchor = -1;  // the deepest step before this one that was there already
-    Digest anchor_digest{};
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      const StepReport& s = steps[i];
+    std::vector<FinishedStep>& finished = scratch_finished_;
+    finished.clear();
+    for (const StepReport& s : steps) {
       // Every step of a finished job is in the worker's store now; its own
       // inventory report will say so too (adding twice is harmless).
       Digest digest = step_digest(s.id);
-      IdRef ref = index_.add_one(slot, digest);
-      if (s.cached) {
-        anchor = static_cast<int>(i);
-        anchor_digest = digest;
-      } else if (anchor >= 0 && s.seconds > 0) {
-        learn_after(anchor_digest, static_cast<int>(i) - anchor, s.seconds);
-      }
-      if (!s.cached && s.seconds > 0) {
-        index_.set_cost(ref, static_cast<float>(s.seconds));
-        Pool& P = pools_[pool];
-        // A running mean that follows drift: the weight of history is
-        // capped at 1,000 samples.
-        P.step_samples = std::min(P.step_samples + 1, 1000.0);
-        P.step_mean += (s.seconds - P.step_mean) / P.step_samples;
-      }
+      finished.push_back({digest, index_.add_one(slot, digest), s.cached, s.seconds});
     }
+    costs_.learn(pool, finished);
     end_job(worker, job_id, now);
   }
 
@@ -273,143 +249,32 @@ class KilnPolicy final : public Policy {
   }
 
   std::optional<double> expected_seconds(const std::string& job_id) const override {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return std::nullopt;
-    const Job& J = jobs_[it->second];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return std::nullopt;
+    const KilnJob& J = jobs_[j];
     return J.state == JobState::kQueued ? J.best_cost : J.cost_on_worker;
   }
 
   std::string dump(double now) const override;
 
  private:
-  using JobIndex = std::uint32_t;
-  using WorkerIndex = std::uint32_t;
-  enum class JobState : std::uint8_t { kFree, kQueued, kReserved, kRunning };
-
-  struct Job {
-    std::string id;
-    std::string client;
-    bool urgent = false;
-    double submitted_at = 0;
-    double estimate_seconds = 0;
-    std::vector<Digest> chain;
-    std::vector<IdRef> pending;  // its chain's refs in pending_ while reserved or running
-    std::vector<float> tail;     // reserved or running: tail[i] = cost of chain steps i..
-    std::vector<int> labels;     // sorted
-    std::uint32_t pool = 0;
-    double key = 0;
-    std::uint64_t seq = 0;
-    std::uint32_t generation = 0;  // bumped when the record is freed: stale heap entries
-    JobState state = JobState::kFree;
-    double best_cost = 0;        // cheapest cost anywhere, when added
-    WorkerIndex worker = kNone;  // reserved for / running on
-    double cost_on_worker = 0;   // expected seconds there
-    double expected_start = 0;   // reserved: when a slot there is expected to free
-    double not_before = 0;       // reserved: when a step it shares there should be built
-    double expected_end = 0;     // running
-  };
-
-  struct Worker {
-    PlacementWorker info;
-    WorkerSlot slot = 0;
-    std::uint32_t pool = 0;
-    std::vector<int> labels;  // sorted
-    bool present = true;
-    std::vector<JobIndex> running;
-    std::vector<JobIndex> reserved;  // in (key, seq) order
-    std::vector<double> slots;       // min-heap: when each slot is expected to free
-    double last_start = -kInf;
-    double recent_work = 0;  // slot-seconds started here, decayed (kWorkHalfLife) to recent_at
-    double recent_at = 0;
-    std::size_t counted_slots = 0, counted_running = 0;    // its part of its pool's counts
-    std::int64_t free_pos = -1;                            // position in its pool's `free`, or -1
-    bool fresh = false;                                    // in its pool's `fresh`
-    std::vector<std::pair<IdRef, std::uint32_t>> pending;  // pending_ refs here -> jobs counting them
-  };
-
-  struct HeapEntry {
-    double key;
-    std::uint64_t seq;
-    JobIndex job;
-    std::uint32_t generation;
-    // std::push_heap makes a max-heap: the "largest" entry is the smallest key.
-    bool operator<(const HeapEntry& o) const { return key != o.key ? key > o.key : seq > o.seq; }
-  };
-
-  struct Pool {
-    std::string name;
-    std::vector<HeapEntry> heap;
-    std::vector<WorkerIndex> workers;
-    std::vector<WorkerIndex> free;   // eligible, with a free slot
-    std::vector<WorkerIndex> fresh;  // became free or changed since the last assign()
-    std::size_t reserved_jobs = 0;
-    double step_mean = 0;
-    double step_samples = 0;
-    double next_recheck = 0;             // recheck_overdue()
-    std::size_t slots = 0, running = 0;  // over its eligible workers (count())
-    std::size_t queued = 0;              // jobs in the queue (not reserved, running or removed)
-    double busy = 1;                     // recent fraction of slots running (pool_weight())
-    double busy_at = -1;
-  };
-
-  struct Choice {
-    WorkerIndex worker = kNone;
-    int depth = -1;
-    double finish = kInf;
-    double occupancy = 0;
-    double start_at = 0;
-    double ready = 0;
-  };
-
   // ---- records ----
-
-  JobIndex new_job() {
-    if (!free_jobs_.empty()) {
-      JobIndex j = free_jobs_.back();
-      free_jobs_.pop_back();
-      return j;
-    }
-    jobs_.emplace_back();
-    viewed_ = nullptr;  // records may have moved
-    return static_cast<JobIndex>(jobs_.size() - 1);
-  }
 
   // A new record for `job` (what add_job and adopt share), known by its id.
   JobIndex record_job(const PlacementJob& job) {
-    JobIndex j = new_job();
-    Job& J = jobs_[j];
-    J.id = job.id;
+    JobIndex j = jobs_.create(job.id);
+    KilnJob& J = jobs_[j];
     J.client = job.client;
     J.urgent = job.urgent;
     J.submitted_at = job.submitted_at;
     J.estimate_seconds = job.estimate_seconds;
-    J.pool = pool_index(job.pool);
+    J.pool = pools_.index(job.pool);
     J.chain.clear();
     for (const std::string& s : job.steps) J.chain.push_back(step_digest(s));
     J.labels.clear();
     for (const std::string& l : job.labels) J.labels.push_back(label_id(l));
     std::sort(J.labels.begin(), J.labels.end());
-    job_ids_.emplace(job.id, j);
     return j;
-  }
-
-  void free_job(JobIndex j) {
-    Job& J = jobs_[j];
-    job_ids_.erase(J.id);
-    J.state = JobState::kFree;
-    ++J.generation;
-    J.worker = kNone;
-    J.chain.clear();
-    J.chain.shrink_to_fit();
-    J.tail.clear();
-    free_jobs_.push_back(j);
-    viewed_ = nullptr;
-  }
-
-  std::uint32_t pool_index(const std::string& name) {
-    auto [it, added] = pool_ids_.try_emplace(name, static_cast<std::uint32_t>(pools_.size()));
-    if (added) pools_.push_back(Pool{.name = name});
-    return it->second;
   }
 
   int label_id(const std::string& label) {
@@ -419,321 +284,29 @@ class KilnPolicy final : public Policy {
   WorkerSlot slot_for(const std::string& name) {
     WorkerSlot slot = index_.add_worker(name);
     // Both indexes allocate slots the same way from the same calls.
-    pending_.add_worker(name);
-    if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNone);
+    slots_.add_worker(name);
+    if (by_slot_.size() <= slot) by_slot_.resize(slot + 1, kNoWorker);
     return slot;
-  }
-
-  // ---- worker state ----
-
-  bool eligible(const Worker& w) const {
-    if (!w.present || !w.info.accepting || w.info.capacity == 0) return false;
-    if (options_.low_disk_bytes != 0 && w.info.disk_free_bytes != 0 &&
-        w.info.disk_free_bytes < options_.low_disk_bytes) {
-      return false;
-    }
-    return true;
-  }
-
-  static bool has_labels(const Worker& w, const Job& J) {
-    for (int l : J.labels) {
-      if (!std::binary_search(w.labels.begin(), w.labels.end(), l)) return false;
-    }
-    return true;
-  }
-
-  bool has_free_slot(const Worker& w) const { return eligible(w) && w.running.size() < w.info.capacity; }
-
-  void set_free(WorkerIndex wi, bool free) {
-    Worker& w = workers_[wi];
-    auto& list = pools_[w.pool].free;
-    if (free && w.free_pos < 0) {
-      w.free_pos = static_cast<std::int64_t>(list.size());
-      list.push_back(wi);
-    } else if (!free && w.free_pos >= 0) {
-      WorkerIndex last = list.back();
-      list[w.free_pos] = last;
-      workers_[last].free_pos = w.free_pos;
-      list.pop_back();
-      w.free_pos = -1;
-    }
-  }
-
-  void refresh_free(WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    bool free = has_free_slot(w);
-    if (free && w.free_pos < 0) mark_fresh(wi);
-    set_free(wi, free);
-  }
-
-  // Keeps the pool's slot and running counts (pool_weight()) in step with w.
-  void count(WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    Pool& P = pools_[w.pool];
-    P.slots -= w.counted_slots;
-    P.running -= w.counted_running;
-    bool in = w.present && eligible(w);
-    w.counted_slots = in ? w.info.capacity : 0;
-    w.counted_running = in ? w.running.size() : 0;
-    P.slots += w.counted_slots;
-    P.running += w.counted_running;
-  }
-
-  // A worker that became free or changed (re-decision looks only at these).
-  void mark_fresh(WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    if (w.fresh) return;
-    w.fresh = true;
-    pools_[w.pool].fresh.push_back(wi);
-  }
-
-  // Recomputes when each slot of the worker frees, placing its reserved jobs
-  // in order on the earliest slot, and so each reserved job's expected start.
-  void rebuild_slots(WorkerIndex wi, double now) {
-    Worker& w = workers_[wi];
-    w.slots.clear();
-    if (!eligible(w)) {
-      w.slots.push_back(kInf);
-      return;
-    }
-    std::vector<double>& ends = scratch_ends_;
-    ends.clear();
-    for (JobIndex j : w.running) ends.push_back(expected_end_of(jobs_[j], now));
-    std::size_t capacity = w.info.capacity;
-    // More running than slots (capacity lowered): the first slot frees when
-    // enough of them have ended.
-    if (ends.size() > capacity) {
-      std::sort(ends.begin(), ends.end());
-      ends.erase(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(ends.size() - capacity));
-    }
-    // Each reserved job takes the earliest slot and frees it later, so only
-    // the reserved.size() + 1 earliest slots can ever be the front: keep
-    // those (a worker with hundreds of slots then costs no more than one
-    // with a few).
-    const std::size_t keep = w.reserved.size() + 1;
-    for (std::size_t free = capacity - ends.size(), i = 0; i < free && i < keep; ++i) ends.push_back(now);
-    if (ends.size() > keep) {
-      std::nth_element(ends.begin(), ends.begin() + static_cast<std::ptrdiff_t>(keep - 1), ends.end());
-      ends.resize(keep);
-    }
-    w.slots.assign(ends.begin(), ends.end());
-    std::make_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-    for (JobIndex j : w.reserved) {
-      Job& J = jobs_[j];
-      std::pop_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-      J.expected_start = std::max(w.slots.back(), J.not_before);
-      w.slots.back() = J.expected_start + J.cost_on_worker;
-      std::push_heap(w.slots.begin(), w.slots.end(), std::greater<>());
-    }
-  }
-
-  // When a running job should end. One past its estimate is expected to run
-  // as long again as it has overrun: the longer it overruns, the less the
-  // estimate is worth, and jobs reserved behind it are weighed again
-  // (recheck_overdue()).
-  static double expected_end_of(const Job& R, double now) {
-    return R.expected_end >= now ? R.expected_end : now + (now - R.expected_end);
-  }
-
-  // The weight of a waited second for decisions in pool p now. A second
-  // spent rebuilding is one another job waits for only when the pool is
-  // busy: from wait_weight when its jobs (running, reserved, queued) fill,
-  // or lately filled, at least kBusyPool of its slots, rising to 1 (finish
-  // first) as the pool idles.
-  double pool_weight(std::uint32_t p, double now) {
-    Pool& P = pools_[p];
-    // Demand over capacity: what runs, is reserved and is queued against
-    // the slots. A burst counts at once; only the way back down is smoothed.
-    double demand = static_cast<double>(P.running + P.reserved_jobs + P.queued);
-    oversubscribed_ = demand > static_cast<double>(P.slots);
-    double busy = P.slots ? std::min(1.0, demand / static_cast<double>(P.slots)) : 1.0;
-    double keep = std::exp2(-std::max(0.0, now - P.busy_at) / kBusyHalfLife);
-    P.busy = P.busy_at < 0 ? busy : P.busy * keep + busy * (1 - keep);
-    P.busy_at = now;
-    return 1 - (1 - options_.wait_weight) * std::min(1.0, std::max(busy, P.busy) / kBusyPool);
-  }
-
-  // What a reserved job's finish is where it is reserved (as estimate_on()
-  // weighs it): its wait there, weighted, plus its cost there.
-  double staying_finish(const Job& J, double now) const {
-    return std::max(0.0, J.expected_start - now) * weight_ + J.cost_on_worker;
-  }
-
-  double wait_on(const Worker& w, double now) const { return std::max(0.0, w.slots.front() - now); }
-
-  // ---- chains ----
-
-  // Fills refs_, pending_refs_ and suffix_ for J's chain: suffix_[i] is the
-  // cost of steps i.. (suffix_[n] = 0), so a worker whose deepest held step
-  // is d builds steps d+1.. at cost suffix_[d + 1].
-  void view_chain(const Job& J) {
-    viewed_ = &J;
-    std::size_t n = J.chain.size();
-    refs_.assign(n, kNoRef);
-    pending_refs_.assign(n, kNoRef);
-    suffix_.assign(n + 1, 0.0);
-    const Pool& P = pools_[J.pool];
-    double unknown = J.estimate_seconds > 0 && n > 0 ? J.estimate_seconds / static_cast<double>(n)
-                     : P.step_samples > 0            ? P.step_mean
-                                                     : options_.default_step_seconds;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (auto ref = index_.find(J.chain[i])) refs_[i] = *ref;
-      if (auto ref = pending_.find(J.chain[i])) pending_refs_[i] = *ref;
-    }
-    // A step no worker holds is costed from what steps at the same distance
-    // after its deepest held ancestor took (learn_after()): the next
-    // commit's build after a repository's cached dependencies costs about
-    // what the last one did. Without such history: the estimate above.
-    scratch_costs_.assign(n, unknown);
-    int anchor = -1;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (refs_[i] != kNoRef) {
-        if (index_.cost_of(refs_[i]) > 0) scratch_costs_[i] = index_.cost_of(refs_[i]);
-        anchor = static_cast<int>(i);
-      } else if (anchor >= 0 && J.estimate_seconds <= 0) {
-        if (auto it = learned_.find(learned_key(J.chain[anchor], static_cast<int>(i) - anchor));
-            it != learned_.end()) {
-          scratch_costs_[i] = it->second;
-        }
-      }
-    }
-    for (std::size_t i = n; i-- > 0;) suffix_[i] = suffix_[i + 1] + scratch_costs_[i];
-    if (n == 0) suffix_[0] = J.estimate_seconds > 0 ? J.estimate_seconds : unknown;
-  }
-
-  static std::uint64_t learned_key(const Digest& anchor, int distance) {
-    std::uint64_t key = 0;
-    for (int i = 0; i < 8; ++i) key = key << 8 | anchor[i];
-    return key ^ (static_cast<std::uint64_t>(distance) * 0x9e3779b97f4a7c15ULL);
-  }
-
-  // Remembers that a step `distance` steps after `anchor` (a step that was
-  // cached) took `seconds` to build: a moving average per (anchor,
-  // distance), forgotten wholesale past kLearnedLimit entries.
-  void learn_after(const Digest& anchor, int distance, double seconds) {
-    if (learned_.size() >= kLearnedLimit) learned_.clear();
-    auto [it, added] = learned_.try_emplace(learned_key(anchor, distance), static_cast<float>(seconds));
-    if (!added) it->second = static_cast<float>(0.7 * it->second + 0.3 * seconds);
-  }
-
-  struct Estimate {
-    int depth;         // deepest step of the chain held or being built there; -1: none
-    double occupancy;  // seconds of a slot there: building the steps after `depth`
-    double start_at;   // when it could start there
-    double ready;      // when the shared step it waits for is built; 0: none
-    double finish;     // (start_at - now) x wait_weight + occupancy: what placement minimises
-  };
-
-  // J (whose chain is viewed) on w, after `wait`. A step w holds costs
-  // nothing; a step w is building for another job is shared: J starts once
-  // it is built (the builder would make J wait for it anyway, holding a slot).
-  Estimate estimate_on(const Job& J, const Worker& w, double wait, double now) const {
-    for (int i = static_cast<int>(J.chain.size()) - 1; i >= 0; --i) {
-      bool held = refs_[i] != kNoRef && index_.holds(w.slot, refs_[i]);
-      if (!held && !(pending_refs_[i] != kNoRef && pending_.holds(w.slot, pending_refs_[i]))) continue;
-      double ready = held ? 0 : ready_at(w, pending_refs_[i], now);
-      double start_at = std::max(now + wait, ready);
-      return {i, suffix_[i + 1], start_at, ready, (start_at - now) * weight_ + suffix_[i + 1]};
-    }
-    return {-1, suffix_[0], now + wait, 0, wait * weight_ + suffix_[0]};
-  }
-
-  // Whether a running job on w is building a step of J's chain that w does
-  // not hold yet (deepest first): J should not start there before it ends.
-  bool blocked(const Job& J, const Worker& w) const {
-    // J is reserved on w, so J.pending holds its chain's refs in pending_,
-    // in chain order, as every running job's does: comparing those refs
-    // (not 32-byte digests) keeps this cheap on workers with many slots.
-    for (std::size_t i = J.chain.size(); i-- > 0;) {
-      if (auto ref = index_.find(J.chain[i]); ref && index_.holds(w.slot, *ref)) return false;
-      if (i >= J.pending.size()) continue;
-      const IdRef step = J.pending[i];
-      for (JobIndex r : w.running) {
-        const auto& refs = jobs_[r].pending;
-        if (std::find(refs.begin(), refs.end(), step) != refs.end()) return true;
-      }
-    }
-    return false;
-  }
-
-  // When the step being built on w is expected to be ready: the end of the
-  // earliest of w's jobs that has it in its chain (a worker has few).
-  double ready_at(const Worker& w, IdRef step, double now) const {
-    double ready = kInf;
-    // The step is done when what its job builds after it remains: the
-    // job's end minus the cost of the rest of its chain. A job's `pending`
-    // holds its chain's refs in chain order.
-    auto done_at = [&](const Job& R, double end) {
-      auto it = std::find(R.pending.begin(), R.pending.end(), step);
-      if (it == R.pending.end()) return kInf;
-      std::size_t k = static_cast<std::size_t>(it - R.pending.begin());
-      return end - (k + 1 < R.tail.size() ? R.tail[k + 1] : 0.0);
-    };
-    for (JobIndex j : w.running) {
-      const Job& R = jobs_[j];
-      ready = std::min(ready, std::max(now, done_at(R, expected_end_of(R, now))));
-    }
-    for (JobIndex j : w.reserved) {
-      const Job& R = jobs_[j];
-      ready = std::min(ready, done_at(R, R.expected_start + R.cost_on_worker));
-    }
-    return ready == kInf ? now : ready;
-  }
-
-  // The job's chain counts as being built on `slot` (a multiset: several
-  // jobs there may share steps). The refs are kept in the job: valid while
-  // it counts, so removal needs no lookups.
-  // The counts live with the worker: it has few jobs, so a short vector
-  // scanned in place beats a hash map.
-  void add_pending(Job& J, WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    J.pending.clear();
-    for (const Digest& d : J.chain) {
-      IdRef ref = pending_.add_one(w.slot, d);
-      auto it =
-          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
-      if (it == w.pending.end()) {
-        w.pending.emplace_back(ref, 1);
-      } else {
-        ++it->second;
-      }
-      J.pending.push_back(ref);
-    }
-  }
-
-  void remove_pending(Job& J, WorkerIndex wi) {
-    Worker& w = workers_[wi];
-    for (IdRef ref : J.pending) {
-      auto it =
-          std::find_if(w.pending.begin(), w.pending.end(), [&](const auto& p) { return p.first == ref; });
-      if (it == w.pending.end()) continue;
-      if (--it->second == 0) {
-        *it = w.pending.back();
-        w.pending.pop_back();
-        pending_.remove_one(w.slot, ref);
-      }
-    }
-    J.pending.clear();
   }
 
   // ---- decisions ----
 
-  static double decayed_work(const Worker& w, double now) {
+  static double decayed_work(const KilnWorker& w, double now) {
     return w.recent_work * std::exp2(-std::max(0.0, now - w.recent_at) / kWorkHalfLife);
   }
   // Work started here lately, per slot: where a new chain lands, its later
   // jobs follow (they find it cached), so new chains go to the least loaded.
-  double recent_load(const Worker& w) const {
-    return decayed_work(w, last_now_) / std::max<double>(1, w.info.capacity);
+  static double recent_load(const KilnWorker& w, double now) {
+    return decayed_work(w, now) / std::max<double>(1, w.info.capacity);
   }
 
   // Whether a is a better free worker than b at equal cost: less recent work
   // per slot (recent_load()), then more free slots, then the one that
   // started a job longest ago (spreads load).
-  bool better_free(WorkerIndex a, WorkerIndex b) const {
-    const Worker& A = workers_[a];
-    const Worker& B = workers_[b];
-    double la = recent_load(A), lb = recent_load(B);
+  bool better_free(WorkerIndex a, WorkerIndex b, double now) const {
+    const KilnWorker& A = workers_[a];
+    const KilnWorker& B = workers_[b];
+    double la = recent_load(A, now), lb = recent_load(B, now);
     if (std::abs(la - lb) > 1e-9) return la < lb;
     std::size_t fa = A.info.capacity - A.running.size(), fb = B.info.capacity - B.running.size();
     if (fa != fb) return fa > fb;
@@ -743,14 +316,14 @@ class KilnPolicy final : public Policy {
 
   // The free worker (eligible, free slot, labels) that finishes J soonest;
   // among those about as soon (near_tie_fraction), the one that builds least.
-  Choice best_free(const Job& J, double now) {
-    const Pool& P = pools_[J.pool];
-    int n = static_cast<int>(J.chain.size());
+  Choice best_free(const KilnJob& J, const ChainView& chain, double weight, double now) override {
+    const KilnPool& P = pools_[J.pool];
+    int n = chain.length();
     std::vector<Choice>& found = scratch_choices_;
     found.clear();
     auto consider = [&](WorkerIndex wi) {
-      Estimate e = estimate_on(J, workers_[wi], 0, now);
-      found.push_back({wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready});
+      Estimate e = costs_.estimate(chain, workers_[wi], 0, weight, now);
+      found.push_back({e, wi});
     };
     if (P.free.size() <= 64) {
       for (WorkerIndex wi : P.free) {
@@ -762,13 +335,14 @@ class KilnPolicy final : public Policy {
       for (int i = n - 1; i >= 0 && found.empty(); --i) {
         auto visit = [&](WorkerSlot slot) {
           WorkerIndex wi = by_slot_[slot];
-          if (wi == kNone) return;
-          const Worker& w = workers_[wi];
+          if (wi == kNoWorker) return;
+          const KilnWorker& w = workers_[wi];
           if (w.free_pos < 0 || w.pool != J.pool || !has_labels(w, J)) return;
           consider(wi);
         };
-        if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
-        if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+        if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
+        if (chain.steps[i].building != kNoRef)
+          slots_.builds().for_each_holder(chain.steps[i].building, visit);
       }
       if (found.empty()) {
         for (WorkerIndex wi : P.free) {
@@ -783,9 +357,10 @@ class KilnPolicy final : public Policy {
     double tie = std::max(options_.min_gain_seconds, options_.near_tie_fraction * soonest);
     for (const Choice& c : found) {
       if (c.finish > soonest + tie) continue;
-      if (best.worker == kNone || c.occupancy < best.occupancy ||
+      if (best.worker == kNoWorker || c.occupancy < best.occupancy ||
           (c.occupancy == best.occupancy &&
-           (c.finish < best.finish || (c.finish == best.finish && better_free(c.worker, best.worker))))) {
+           (c.finish < best.finish ||
+            (c.finish == best.finish && better_free(c.worker, best.worker, now))))) {
         best = c;
       }
     }
@@ -793,12 +368,13 @@ class KilnPolicy final : public Policy {
   }
 
   // The busy worker holding a deeper part of J's chain than `free_depth` that
-  // would finish J soonest counting its wait (times wait_weight), if it
-  // beats `to_beat`.
-  Choice best_busy(const Job& J, int free_depth, double to_beat, double now) {
+  // would finish J soonest counting its wait (times `weight`), if it beats
+  // `to_beat`.
+  Choice best_busy(const KilnJob& J, const ChainView& chain, int free_depth, double to_beat, double weight,
+                   double now) {
     Choice best;
     best.finish = to_beat;
-    int n = static_cast<int>(J.chain.size());
+    int n = chain.length();
     ++epoch_;
     if (seen_.size() < workers_.size()) seen_.resize(workers_.size(), 0);
     // Deepest levels first, where the few holders that save the most are;
@@ -807,144 +383,99 @@ class KilnPolicy final : public Policy {
     std::size_t budget = kBusyCandidates;
     for (int i = n - 1; i > free_depth && budget > 0; --i) {
       // Nobody holding (or building) only steps up to i can finish before
-      // suffix_[i + 1].
-      if (suffix_[i + 1] >= best.finish) break;
+      // cost_after(i).
+      if (chain.cost_after(i) >= best.finish) break;
       auto visit = [&](WorkerSlot slot) {
         WorkerIndex wi = by_slot_[slot];
-        if (wi == kNone || seen_[wi] == epoch_ || budget == 0) return;
+        if (wi == kNoWorker || seen_[wi] == epoch_ || budget == 0) return;
         seen_[wi] = epoch_;  // first seen at its deepest level
         --budget;
-        Worker& w = workers_[wi];
-        if (w.free_pos >= 0 || w.pool != J.pool || !eligible(w) || !has_labels(w, J)) return;
+        KilnWorker& w = workers_[wi];
+        if (w.free_pos >= 0 || w.pool != J.pool || !slots_.eligible(w) || !has_labels(w, J)) return;
         // A slot expected to be free by now is not (the worker is busy): a
         // job overran, so its estimates are redone first.
-        if (w.slots.empty() || w.slots.front() < now) rebuild_slots(wi, now);
-        Estimate e = estimate_on(J, w, wait_on(w, now), now);
-        if (e.finish < best.finish) best = {wi, e.depth, e.finish, e.occupancy, e.start_at, e.ready};
+        if (w.free_at.empty() || w.free_at.front() < now) slots_.rebuild(w, now);
+        Estimate e = costs_.estimate(chain, w, WorkerSlots::wait(w, now), weight, now);
+        if (e.finish < best.finish) best = {e, wi};
       };
-      if (refs_[i] != kNoRef) index_.for_each_holder(refs_[i], visit);
-      if (pending_refs_[i] != kNoRef) pending_.for_each_holder(pending_refs_[i], visit);
+      if (chain.steps[i].held != kNoRef) index_.for_each_holder(chain.steps[i].held, visit);
+      if (chain.steps[i].building != kNoRef) slots_.builds().for_each_holder(chain.steps[i].building, visit);
     }
     return best;
   }
 
-  // What the rest of J's chain costs from each step on (kept to tell others
-  // when a step J builds will be ready).
-  void remember_tail(Job& J) {
-    if (viewed_ != &J) view_chain(J);
-    J.tail.assign(suffix_.begin(), suffix_.end());
-  }
-
   // Starts J on w now. `begins`: when it can begin building (a step it
   // shares with a build in progress there is ready), so its expected end
-  // counts that wait.
-  void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now,
+  // counts that wait. `chain`: J's chain as the caller viewed it, or null
+  // (a job that was reserved: it has its tail from then).
+  void start(JobIndex j, WorkerIndex wi, double cost, double begins, double now, const ChainView* chain,
              std::vector<Assignment>* out) {
-    Job& J = jobs_[j];
-    Worker& w = workers_[wi];
-    if (J.tail.empty()) remember_tail(J);  // a reserved job has it already
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
+    KilnJob& J = jobs_[j];
+    KilnWorker& w = workers_[wi];
+    // A job keeps the tail it got when first reserved, even if it went back
+    // to the queue since.
+    if (J.tail.empty()) {
+      if (chain) {
+        CostModel::remember_tail(J, *chain);
+      } else {
+        CostModel::remember_tail(J, costs_.view(J));
+      }
+    }
+    pools_.leave_queue(J);
     J.state = JobState::kRunning;
     J.worker = wi;
     J.cost_on_worker = cost;
     J.expected_end = std::max(now, begins) + cost;
     w.running.push_back(j);
-    count(wi);
+    pools_.count(wi);
     w.last_start = now;
     w.recent_work = decayed_work(w, now) + cost;
     w.recent_at = now;
-    add_pending(J, wi);
+    slots_.add_builds(J, w);
     --queued_;
-    rebuild_slots(wi, now);
-    refresh_free(wi);
+    slots_.rebuild(w, now);
+    pools_.refresh_free(wi);
     if (out) out->push_back({J.id, w.info.name});
   }
 
-  void reserve(JobIndex j, WorkerIndex wi, double cost, double not_before, double now) {
-    Job& J = jobs_[j];
-    Worker& w = workers_[wi];
-    remember_tail(J);
-    if (J.state == JobState::kQueued) --pools_[J.pool].queued;
-    J.state = JobState::kReserved;
-    J.worker = wi;
-    J.cost_on_worker = cost;
-    J.not_before = not_before;
-    auto pos = std::upper_bound(w.reserved.begin(), w.reserved.end(), j, [&](JobIndex a, JobIndex b) {
-      return jobs_[a].key != jobs_[b].key ? jobs_[a].key < jobs_[b].key : jobs_[a].seq < jobs_[b].seq;
-    });
-    w.reserved.insert(pos, j);
-    ++pools_[w.pool].reserved_jobs;
-    add_pending(J, wi);
-    rebuild_slots(wi, now);
+  void start_reserved_job(JobIndex j, WorkerIndex wi, double cost, double begins, double now,
+                          std::vector<Assignment>& out) override {
+    start(j, wi, cost, begins, now, nullptr, &out);
   }
 
-  // Takes a reserved job off its worker: back to the pool queue, or (requeue
-  // false) for the caller to start elsewhere or drop.
-  void unreserve(JobIndex j, bool requeue) {
-    Job& J = jobs_[j];
-    Worker& w = workers_[J.worker];
-    w.reserved.erase(std::find(w.reserved.begin(), w.reserved.end(), j));
-    --pools_[w.pool].reserved_jobs;
-    WorkerIndex wi = J.worker;
-    remove_pending(J, wi);
-    J.worker = kNone;
-    rebuild_slots(wi, last_now_);
-    if (requeue) enqueue(j);
+  // J waits for the worker `on` (kiln_reservations.h).
+  void reserve(JobIndex j, const Choice& on, const ChainView& chain, double now) {
+    pools_.leave_queue(jobs_[j]);
+    reservations_.reserve(j, on.worker, on.occupancy, on.ready, chain, now);
   }
 
-  void unreserve_all(WorkerIndex wi) {
-    while (!workers_[wi].reserved.empty()) unreserve(workers_[wi].reserved.back(), /*requeue=*/true);
-  }
-
-  void enqueue(JobIndex j) {
-    Job& J = jobs_[j];
-    if (J.state != JobState::kReserved) ++queued_;
-    if (J.state != JobState::kQueued) ++pools_[J.pool].queued;
-    J.state = JobState::kQueued;
-    auto& heap = pools_[J.pool].heap;
-    heap.push_back({J.key, J.seq, j, J.generation});
-    std::push_heap(heap.begin(), heap.end());
-  }
-
-  // A stale heap entry: its job was removed (record freed or reused).
-  bool live(const HeapEntry& e) const {
-    const Job& J = jobs_[e.job];
-    return J.generation == e.generation && J.state == JobState::kQueued;
-  }
-
-  void start_reserved(std::uint32_t p, double now, std::vector<Assignment>& out) {
-    scratch_workers_ = pools_[p].free;  // start() edits the free list
-    for (WorkerIndex wi : scratch_workers_) {
-      Worker& w = workers_[wi];
-      // In order, skipping jobs that wait for a step a running job builds
-      // while other work could use the slot.
-      for (std::size_t k = 0; k < w.reserved.size() && has_free_slot(w);) {
-        JobIndex j = w.reserved[k];
-        if (!pools_[p].heap.empty() && blocked(jobs_[j], w)) {
-          ++k;
-          continue;
-        }
-        w.reserved.erase(w.reserved.begin() + static_cast<std::ptrdiff_t>(k));
-        --pools_[p].reserved_jobs;
-        remove_pending(jobs_[j], wi);  // start() adds it back
-        start(j, wi, jobs_[j].cost_on_worker, jobs_[j].not_before, now, &out);
-      }
+  // The worker's reserved jobs go back to the pool queue, keeping their
+  // place (it is to take nothing new).
+  void requeue_reserved(WorkerIndex wi, double now) {
+    while (!workers_[wi].reserved.empty()) {
+      JobIndex j = workers_[wi].reserved.back();
+      reservations_.cancel(j, now);
+      enqueue(j);
     }
   }
 
-  void place_from_queue(std::uint32_t p, double now, std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    std::vector<HeapEntry>& skipped = scratch_skipped_;
+  void enqueue(JobIndex j) {
+    if (jobs_[j].state != JobState::kReserved) ++queued_;  // a reserved job is counted already
+    pools_.enqueue(j);
+  }
+
+  void place_from_queue(std::uint32_t p, const PoolPressure& pressure, double now,
+                        std::vector<Assignment>& out) {
+    KilnPool& P = pools_[p];
+    std::vector<QueueEntry>& skipped = scratch_skipped_;
     skipped.clear();
     while (!P.free.empty() && !P.heap.empty() && skipped.size() < kLookahead) {
-      std::pop_heap(P.heap.begin(), P.heap.end());
-      HeapEntry e = P.heap.back();
-      P.heap.pop_back();
-      if (!live(e)) continue;
-      Job& J = jobs_[e.job];
-      view_chain(J);
-      Choice free = best_free(J, now);
-      if (free.worker == kNone) {
+      QueueEntry e = Pools::pop(P);
+      if (!pools_.live(e)) continue;
+      KilnJob& J = jobs_[e.job];
+      const ChainView chain = costs_.view(J);
+      Choice free = best_free(J, chain, pressure.wait_weight, now);
+      if (free.worker == kNoWorker) {
         skipped.push_back(e);  // no free worker may take it; look behind it
         continue;
       }
@@ -952,170 +483,82 @@ class KilnPolicy final : public Policy {
       // min_gain, or, while the pool has more jobs than slots, about as soon
       // (within near_tie_fraction) while occupying less of the farm: less
       // rebuilding. With slots to spare, a tie goes to starting now.
-      double tie = oversubscribed_
+      const bool oversubscribed = pressure.oversubscribed;
+      double tie = oversubscribed
                        ? std::max(options_.min_gain_seconds, options_.near_tie_fraction * free.finish)
                        : 0.0;
-      Choice busy = best_busy(J, free.depth, free.finish + tie, now);
-      if (busy.worker != kNone && busy.finish >= free.finish - options_.min_gain_seconds &&
-          (!oversubscribed_ || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
-        busy.worker = kNone;
+      Choice busy = best_busy(J, chain, free.depth, free.finish + tie, pressure.wait_weight, now);
+      if (busy.worker != kNoWorker && busy.finish >= free.finish - options_.min_gain_seconds &&
+          (!oversubscribed || busy.occupancy >= free.occupancy - options_.min_gain_seconds)) {
+        busy.worker = kNoWorker;
       }
-      if (busy.worker != kNone) {
-        reserve(e.job, busy.worker, busy.occupancy, busy.ready, now);
+      if (busy.worker != kNoWorker) {
+        reserve(e.job, busy, chain, now);
       } else if (free.start_at > now && !P.heap.empty()) {
         // Best on a free worker once a step it shares there is built, and
         // other jobs are waiting: wait there, leaving them the slot meanwhile.
         // (With nothing else queued it starts at once and the builder makes
         // it wait for the shared step inside the slot: the same finish.)
-        reserve(e.job, free.worker, free.occupancy, free.ready, now);
+        reserve(e.job, free, chain, now);
       } else {
-        start(e.job, free.worker, free.occupancy, free.start_at, now, &out);
+        start(e.job, free.worker, free.occupancy, free.start_at, now, &chain, &out);
       }
     }
-    for (const HeapEntry& e : skipped) {
-      P.heap.push_back(e);
-      std::push_heap(P.heap.begin(), P.heap.end());
-    }
-  }
-
-  // Reservations rest on estimates. Where a busy worker with reserved jobs
-  // runs a job well past its expected end (by min_gain_seconds and
-  // near_tie_fraction of its cost), its estimates are redone (the job now
-  // ends later: expected_end_of()) and each job reserved there is weighed
-  // again against the best free worker; it moves when that finishes it
-  // sooner by min_gain_seconds. At most once per kRecheckSeconds per pool,
-  // and at most kRecheckBudget jobs weighed.
-  void recheck_overdue(std::uint32_t p, double now, std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    if (P.reserved_jobs == 0 || P.free.empty() || now < P.next_recheck) return;
-    P.next_recheck = now + kRecheckSeconds;
-    std::size_t budget = kRecheckBudget;
-    for (WorkerIndex vi : P.workers) {
-      Worker& v = workers_[vi];
-      if (v.reserved.empty() || v.free_pos >= 0) continue;
-      bool overrun = false;
-      for (JobIndex r : v.running) {
-        const Job& R = jobs_[r];
-        double slack = std::max(options_.min_gain_seconds, options_.near_tie_fraction * R.cost_on_worker);
-        overrun = overrun || now > R.expected_end + slack;
-      }
-      if (!overrun) continue;
-      rebuild_slots(vi, now);
-      scratch_jobs_ = v.reserved;  // moving a job edits the list
-      for (JobIndex j : scratch_jobs_) {
-        if (P.free.empty() || budget == 0) return;
-        --budget;
-        Job& J = jobs_[j];
-        if (J.state != JobState::kReserved || J.worker != vi) continue;
-        view_chain(J);
-        Choice free = best_free(J, now);
-        if (free.worker == kNone || free.start_at > now) continue;
-        double stay = staying_finish(J, now);
-        if (stay - free.finish <= options_.min_gain_seconds) continue;
-        unreserve(j, /*requeue=*/false);
-        start(j, free.worker, free.occupancy, now, now, &out);
-      }
-    }
-  }
-
-  // Each worker that became free or changed since the last call, and that
-  // the queue had nothing for, takes the reserved job (on a busy worker) that
-  // it would now finish soonest compared with staying, while the gain is
-  // above min_gain_seconds. Workers free all along were weighed when those
-  // jobs were reserved, so they are not asked again.
-  void redecide(std::uint32_t p, double now, std::vector<Assignment>& out) {
-    Pool& P = pools_[p];
-    std::size_t budget = kRedecideBudget;
-    scratch_workers_.swap(P.fresh);
-    P.fresh.clear();
-    for (WorkerIndex ui : scratch_workers_) workers_[ui].fresh = false;
-    for (WorkerIndex ui : scratch_workers_) {
-      if (workers_[ui].pool != p) continue;
-      while (P.reserved_jobs > 0 && budget > 0 && workers_[ui].free_pos >= 0) {
-        const Worker& u = workers_[ui];
-        JobIndex best_job = kNone;
-        double best_gain = options_.min_gain_seconds, best_cost = 0;
-        for (WorkerIndex vi : P.workers) {
-          for (JobIndex j : workers_[vi].reserved) {
-            if (budget == 0) break;
-            --budget;
-            const Job& J = jobs_[j];
-            if (!has_labels(u, J)) continue;
-            view_chain(J);
-            Estimate here = estimate_on(J, u, 0, now);
-            if (here.start_at > now) continue;  // it would wait there too
-            double stay = staying_finish(J, now);
-            double gain = stay - here.finish;
-            double cost = here.occupancy;
-            if (gain > best_gain) best_job = j, best_gain = gain, best_cost = cost;
-          }
-        }
-        if (best_job == kNone) break;
-        unreserve(best_job, /*requeue=*/false);
-        start(best_job, ui, best_cost, now, now, &out);
-      }
-    }
+    for (const QueueEntry& e : skipped) Pools::push(P, e);
   }
 
   void end_job(const std::string& worker, const std::string& job_id, double now) {
-    auto it = job_ids_.find(job_id);
-    if (it == job_ids_.end()) return;
-    JobIndex j = it->second;
-    Job& J = jobs_[j];
+    JobIndex j = jobs_.find(job_id);
+    if (j == kNoJob) return;
+    KilnJob& J = jobs_[j];
     if (J.state != JobState::kRunning) return;
     WorkerIndex wi = J.worker;
-    Worker& w = workers_[wi];
+    KilnWorker& w = workers_[wi];
     if (w.info.name != worker) return;
     w.running.erase(std::find(w.running.begin(), w.running.end(), j));
-    count(wi);
-    remove_pending(J, wi);
-    free_job(j);
-    rebuild_slots(wi, now);
-    refresh_free(wi);
+    pools_.count(wi);
+    slots_.remove_builds(J, w);
+    jobs_.release(j);
+    slots_.rebuild(w, now);
+    pools_.refresh_free(wi);
   }
 
   PolicyOptions options_;
   FairShare fair_;
-  InventoryIndex index_;    // what each worker's store holds
-  InventoryIndex pending_;  // what each worker is building or will build (running and reserved jobs)
+  InventoryIndex index_;  // what each worker's store holds
 
-  std::vector<Job> jobs_;
-  std::vector<JobIndex> free_jobs_;
-  std::unordered_map<std::string, JobIndex> job_ids_;
-  std::vector<Worker> workers_;
+  JobSlab jobs_;
+  std::vector<KilnWorker> workers_;
+  WorkerSlots slots_{options_, jobs_, index_};
+  CostModel costs_{options_, index_, slots_};
+  Reservations reservations_{options_, jobs_, workers_, slots_, costs_};
+  Pools pools_{jobs_, workers_, slots_};
   std::unordered_map<std::string, WorkerIndex> worker_ids_;
   std::vector<WorkerIndex> by_slot_;
-  std::vector<Pool> pools_;
-  std::map<std::string, std::uint32_t> pool_ids_;
   std::unordered_map<std::string, int> label_ids_;
   std::size_t queued_ = 0;
   std::uint64_t next_seq_ = 0;
+  // The latest time a caller gave; for remove_job() and remove_worker(),
+  // which are given none.
   double last_now_ = 0;
-  double weight_;  // a waited second against a built second, for the pool at hand (pool_weight())
-  bool oversubscribed_ = true;  // the pool at hand has more jobs than slots (pool_weight())
 
   // Scratch, reused across decisions to avoid allocation.
-  std::vector<IdRef> refs_, pending_refs_;
-  std::vector<double> suffix_, scratch_ends_, scratch_costs_;
-  std::unordered_map<std::uint64_t, float> learned_;  // learn_after()
   std::vector<std::uint32_t> seen_;
   std::uint32_t epoch_ = 0;
-  std::vector<WorkerIndex> scratch_workers_;
-  std::vector<JobIndex> scratch_jobs_;
-  std::vector<HeapEntry> scratch_skipped_;
+  std::vector<QueueEntry> scratch_skipped_;
+  std::vector<FinishedStep> scratch_finished_;
   std::vector<Choice> scratch_choices_;
-  const Job* viewed_ = nullptr;  // whose chain refs_/suffix_ describe
 };
 
 std::string KilnPolicy::dump(double now) const {
   std::string out = "kiln\n";
-  for (const auto& [pool_name, p] : pool_ids_) {
-    const Pool& P = pools_[p];
-    std::vector<HeapEntry> queue;
-    for (const HeapEntry& e : P.heap) {
-      if (live(e)) queue.push_back(e);
+  for (const auto& [pool_name, p] : pools_.by_name()) {
+    const KilnPool& P = pools_[p];
+    std::vector<QueueEntry> queue;
+    for (const QueueEntry& e : P.heap) {
+      if (pools_.live(e)) queue.push_back(e);
     }
-    std::sort(queue.begin(), queue.end(), [](const HeapEntry& a, const HeapEntry& b) { return b < a; });
+    std::sort(queue.begin(), queue.end(), [](const QueueEntry& a, const QueueEntry& b) { return b < a; });
     out += fmt::format("pool {}: queue [", pool_name);
     for (std::size_t i = 0; i < queue.size(); ++i) out += (i ? " " : "") + jobs_[queue[i].job].id;
     out += "]\n";
@@ -1123,9 +566,9 @@ std::string KilnPolicy::dump(double now) const {
     std::sort(ws.begin(), ws.end(),
               [&](WorkerIndex a, WorkerIndex b) { return workers_[a].info.name < workers_[b].info.name; });
     for (WorkerIndex wi : ws) {
-      const Worker& w = workers_[wi];
+      const KilnWorker& w = workers_[wi];
       out += fmt::format("  {} {}/{}", w.info.name, w.running.size(), w.info.capacity);
-      if (!eligible(w)) out += " not-accepting";
+      if (!slots_.eligible(w)) out += " not-accepting";
       std::vector<std::string> running;
       for (JobIndex j : w.running) running.push_back(jobs_[j].id);
       std::sort(running.begin(), running.end());
@@ -1135,8 +578,8 @@ std::string KilnPolicy::dump(double now) const {
         for (std::size_t i = 0; i < w.reserved.size(); ++i) out += (i ? " " : "") + jobs_[w.reserved[i]].id;
         out += "]";
       }
-      if (eligible(w) && !w.slots.empty() && w.slots.front() > now) {
-        out += fmt::format(" free-in {:.0f}s", w.slots.front() - now);
+      if (slots_.eligible(w) && !w.free_at.empty() && w.free_at.front() > now) {
+        out += fmt::format(" free-in {:.0f}s", w.free_at.front() - now);
       }
       out += fmt::format(" holds {}\n", index_.size_of(w.slot));
     }

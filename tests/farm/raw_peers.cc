@@ -29,7 +29,9 @@ void SchedulerProcess::start() {
   // Ready when a client can say hello.
   bool up = eventually(
       [&] {
-        return proto::Client::connect(client_endpoint_, "probe", std::chrono::milliseconds(200)).has_value();
+        // A scheduler with authentication refuses the keyless probe: it is up all the same.
+        auto probe = proto::Client::connect(client_endpoint_, "probe", std::chrono::milliseconds(200));
+        return probe.has_value() || probe.error().kind() == ErrorKind::kPermissionDenied;
       },
       std::chrono::seconds(20));
   ASSERT_TRUE(up) << "kiln-scheduler did not come up:\n" << child_->log();
@@ -46,11 +48,26 @@ std::unique_ptr<proto::Client> SchedulerProcess::client(const std::string& name)
   return c ? std::move(*c) : nullptr;
 }
 
+Result<std::unique_ptr<proto::Client>> SchedulerProcess::client_with(const proto::ClientOptions& options,
+                                                                      const std::string& name) {
+  return proto::Client::connect(client_endpoint_, name, std::chrono::seconds(5), options);
+}
+
 RawWorker::RawWorker(const std::string& endpoint, const std::string& name)
     : socket_(context_, zmq::socket_type::dealer), name_(name) {
   proto::configure_dealer(socket_);
   socket_.set(zmq::sockopt::immediate, 0);  // queue until connected: tests send right away
   socket_.set(zmq::sockopt::routing_id, name);
+  socket_.connect(endpoint);
+}
+
+RawWorker::RawWorker(const std::string& endpoint, const std::string& name, const proto::CurveClientKeys& keys,
+                     const std::string& routing_id)
+    : socket_(context_, zmq::socket_type::dealer), name_(name) {
+  proto::configure_dealer(socket_);
+  socket_.set(zmq::sockopt::immediate, 0);
+  proto::configure_curve_client(socket_, keys);
+  if (!routing_id.empty()) socket_.set(zmq::sockopt::routing_id, routing_id);
   socket_.connect(endpoint);
 }
 

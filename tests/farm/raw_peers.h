@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "common/proto/client.h"
+#include "common/proto/curve.h"
 #include "common/proto/messages.h"
 #include "common/proto/transport.h"
 #include "tests/support/child.h"
@@ -35,6 +36,9 @@ class SchedulerProcess {
   const std::string& client_endpoint() const { return client_endpoint_; }
   const std::string& worker_endpoint() const { return worker_endpoint_; }
   std::unique_ptr<proto::Client> client(const std::string& name = "test");
+  // A client over CurveZMQ (for a scheduler started with --key/--auth-dir).
+  Result<std::unique_ptr<proto::Client>> client_with(const proto::ClientOptions& options,
+                                                     const std::string& name = "test");
 
  private:
   void start();
@@ -49,6 +53,9 @@ class SchedulerProcess {
 class RawWorker {
  public:
   RawWorker(const std::string& endpoint, const std::string& name);
+  // Over CurveZMQ with `keys`; `routing_id` empty: none (as kiln-worker does with a key).
+  RawWorker(const std::string& endpoint, const std::string& name, const proto::CurveClientKeys& keys,
+            const std::string& routing_id = "");
 
   void send_register(std::uint32_t capacity, std::vector<proto::RunningJob> running = {},
                      std::uint32_t version = proto::kProtocolVersion,

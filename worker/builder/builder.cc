@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/format.h"
 #include "common/fs.h"
 #include "common/ids/step_id.h"
 #include "common/path.h"
@@ -561,7 +562,7 @@ Status Builder::healthcheck(std::chrono::milliseconds timeout) {
       return make_error(
           ErrorKind::kTimeout,
           fmt::format("healthcheck: the check step did not finish within {}; is the sandbox working?",
-                      sandbox::human_duration(timeout)));
+                      human_duration(timeout)));
     return std::unexpected(std::move(id.error()).with_context("healthcheck"));
   }
   if (output.find("healthcheck") == std::string::npos)

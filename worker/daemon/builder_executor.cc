@@ -300,7 +300,8 @@ Status BuilderExecutor::prepare_context(Job& job, const std::string& dir) {
       push_log(job,
                fmt::format("kiln-worker {}: fetching build context {}\n", host_.worker_name, context.digest));
       auto tar = fetch_context_tar(zmq_, host_.scheduler, context.digest, options_.state_dir + "/contexts",
-                                   &job.cancel);
+                                   &job.cancel,
+                                   {.job_id = job.job_id, .attempt = job.attempt, .curve = host_.curve});
       if (!tar) return std::unexpected(std::move(tar.error()).with_context("preparing the build context"));
       if (auto s = unpack_context_tar(*tar, dir); !s)
         return std::unexpected(

@@ -58,6 +58,10 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
   // Queued until connected (the default configure_dealer turns this off so
   // that stale requests are dropped; here a request waits for the scheduler).
   socket.set(zmq::sockopt::immediate, 0);
+  proto::configure_curve_client(socket, options.curve);
+  proto::HandshakeWatch watch(
+      context, socket,
+      {.address = scheduler_address, .curve = options.curve.enabled(), .role_hint = "workers/"});
   socket.connect(scheduler_address);
 
   Sha256 hash;
@@ -70,8 +74,12 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
     if (cancel != nullptr && cancel->cancelled())
       return make_error(ErrorKind::kCancelled, "cancelled while fetching the build context");
     ++request_id;
-    proto::GetContext request{
-        .request_id = request_id, .digest = digest, .offset = offset, .max_bytes = options.chunk_bytes};
+    proto::GetContext request{.request_id = request_id,
+                              .digest = digest,
+                              .offset = offset,
+                              .max_bytes = options.chunk_bytes,
+                              .job_id = options.job_id,
+                              .attempt = options.attempt};
     proto::send(socket, request);
     // Wait for this request's answer in short slices, to notice a cancel.
     auto deadline = std::chrono::steady_clock::now() + options.chunk_timeout;
@@ -79,6 +87,7 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
     while (!answer && std::chrono::steady_clock::now() < deadline) {
       if (cancel != nullptr && cancel->cancelled())
         return make_error(ErrorKind::kCancelled, "cancelled while fetching the build context");
+      if (auto failed = watch.failure()) return std::unexpected(std::move(*failed));
       zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, std::chrono::milliseconds(100));
       if (!(item.revents & ZMQ_POLLIN)) continue;

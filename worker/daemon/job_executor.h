@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/proto/curve.h"
 #include "common/proto/messages.h"
 
 namespace kiln::worker {
@@ -51,8 +52,9 @@ class JobEventSink {
 
 // What an executor learns from the worker in open().
 struct ExecutorHost {
-  std::string worker_name;  // for log lines and job logs
-  std::string scheduler;    // the scheduler's worker address (get-context)
+  std::string worker_name;       // for log lines and job logs
+  std::string scheduler;         // the scheduler's worker address (get-context)
+  proto::CurveClientKeys curve;  // the worker's CurveZMQ keys for its own connections (empty: plaintext)
   JobEventSink* events = nullptr;
   std::function<void()> wake;  // thread-safe: the loop calls poll() soon
 };

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "common/auth/curve_keys.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "worker/builder/local_builder.h"
@@ -54,6 +55,8 @@ std::string host_name() {
 struct Flags {
   std::string scheduler;
   std::string name;
+  std::string key_file;
+  std::string scheduler_key_file;
   std::string pool = "linux-x86_64";
   std::uint32_t capacity = 2;
   std::vector<std::string> labels;
@@ -138,7 +141,16 @@ int main(int argc, char** argv) {
   kiln::LogOptions log_options = kiln::log_options_from_env();
   app.add_option("--scheduler", flags.scheduler,
                  "The scheduler's worker port (default $KILN_SCHEDULER_WORKERS, else tcp://127.0.0.1:7801)");
-  app.add_option("--name", flags.name, "This worker's name, unique in the farm (default: the host name)");
+  app.add_option(
+      "--name", flags.name,
+      "This worker's name, unique in the farm (default: the name of --key's file, else the host name)");
+  app.add_option(
+      "--key", flags.key_file,
+      "This worker's CurveZMQ key (NAME.key from `kiln keygen`; its public half in the scheduler's "
+      "workers/ directory); also KILN_WORKER_KEY");
+  app.add_option("--scheduler-key", flags.scheduler_key_file,
+                 "The scheduler's public key (its .pub): the only scheduler this worker will talk to; also "
+                 "KILN_SCHEDULER_KEY");
   app.add_option("--pool", flags.pool, "The pool this worker serves")->capture_default_str();
   app.add_option("--capacity", flags.capacity, "Jobs run at once")
       ->capture_default_str()
@@ -191,7 +203,33 @@ int main(int argc, char** argv) {
     options.scheduler = env != nullptr && *env != '\0' ? env : "tcp://127.0.0.1:7801";
   }
   if (options.scheduler.find("://") == std::string::npos) options.scheduler = "tcp://" + options.scheduler;
-  options.name = flags.name.empty() ? host_name() : flags.name;
+  auto env_or = [](const std::string& flag, const char* name) {
+    if (!flag.empty()) return flag;
+    const char* env = std::getenv(name);
+    return std::string(env != nullptr ? env : "");
+  };
+  const std::string key_file = env_or(flags.key_file, "KILN_WORKER_KEY");
+  const std::string scheduler_key_file = env_or(flags.scheduler_key_file, "KILN_SCHEDULER_KEY");
+  if (key_file.empty() != scheduler_key_file.empty()) {
+    std::cerr << "kiln-worker: --key and --scheduler-key go together (this worker's secret key, and the "
+                 "scheduler's public key)\n";
+    return kExitUsage;
+  }
+  if (!key_file.empty()) {
+    auto mine = kiln::auth::read_secret_key_file(key_file);
+    auto theirs = mine ? kiln::auth::read_public_key_file(scheduler_key_file) : kiln::Result<std::string>("");
+    if (!mine || !theirs) {
+      std::cerr << "kiln-worker: " << (!mine ? mine.error() : theirs.error()).to_string() << "\n";
+      return kExitUsage;
+    }
+    options.curve = {
+        .server_public_z85 = *theirs, .public_z85 = mine->public_z85, .secret_z85 = mine->secret_z85};
+    options.key_file = key_file;
+  }
+  // With a key, the key's file name is the worker's name (the only one the scheduler lets it use).
+  options.name = !flags.name.empty() ? flags.name
+                 : !key_file.empty() ? std::filesystem::path(key_file).stem().string()
+                                     : host_name();
   options.pool = flags.pool;
   options.capacity = flags.capacity;
   options.labels = flags.labels;
@@ -257,6 +295,7 @@ int main(int argc, char** argv) {
   if (!status) {
     std::cerr << "kiln-worker: " << status.error().to_string() << "\n";
     return status.error().kind() == kiln::ErrorKind::kFailedPrecondition ||
+                   status.error().kind() == kiln::ErrorKind::kPermissionDenied ||
                    status.error().kind() == kiln::ErrorKind::kInvalidArgument
                ? kExitUsage
                : kExitFailed;

@@ -165,6 +165,17 @@ void SchedulerSession::on_error(const proto::ErrorReply& reply) {
                                options_.scheduler, e.message()));
     return;
   }
+  if (!registered_ && e.kind() == ErrorKind::kPermissionDenied) {
+    spdlog::error("kiln-worker {}: the scheduler refused the registration: {}", options_.name, e.to_string());
+    fatal_ = Error(ErrorKind::kPermissionDenied,
+                   fmt::format("the scheduler at {} refused to register this worker: {}", options_.scheduler,
+                               e.message()));
+    return;
+  }
+  if (!registered_ && e.kind() == ErrorKind::kBusy) {
+    spdlog::warn("kiln-worker {}: {}; trying again", options_.name, e.message());
+    return;
+  }
   spdlog::warn("kiln-worker {}: the scheduler answered with an error: {}", options_.name, e.to_string());
 }
 

@@ -17,7 +17,8 @@
 //   succeed; while a send fails (not connected yet) after 20 ms, doubling up
 //   to `register_retry`. `reregister` registers again (once: a register sent
 //   less than 500 ms ago answers it). An `error` of kind failed precondition
-//   while unregistered is the scheduler refusing this worker: fatal().
+//   or permission denied while unregistered is the scheduler refusing this
+//   worker: fatal(). Busy (another live worker holds the name) is retried.
 // - Registered: heartbeats every `heartbeat_ms` with the executor's stats,
 //   the running jobs and (once the full inventory went out) its digest; the
 //   full inventory right after each registration (InventoryReporter).
@@ -48,6 +49,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/proto/curve.h"
 #include "common/proto/messages.h"
 #include "worker/daemon/inventory_reporter.h"
 #include "worker/daemon/job_executor.h"
@@ -67,6 +69,11 @@ struct SessionOptions {
   std::size_t max_buffered_bytes = 16u << 20;
   // Ids per inventory message (100,000 x 32 bytes stays well under proto::kMaxBodyBytes).
   std::size_t inventory_chunk_ids = 100000;
+
+  // For the Worker's sockets, not the session: CurveZMQ keys (empty:
+  // plaintext) and the key file they came from (for messages).
+  proto::CurveClientKeys curve;
+  std::string key_file;
 };
 
 class SchedulerSession final : public JobEventSink {

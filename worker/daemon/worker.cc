@@ -56,7 +56,19 @@ void Worker::wake() {
 Status Worker::connect() {
   socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
   proto::configure_dealer(*socket_);
-  socket_->set(zmq::sockopt::routing_id, options_.name);
+  if (options_.curve.enabled()) {
+    // With CurveZMQ the scheduler names the connection and the key names
+    // the worker: no routing id of our own.
+    proto::configure_curve_client(*socket_, options_.curve);
+  } else {
+    socket_->set(zmq::sockopt::routing_id, options_.name);
+  }
+  watch_ =
+      std::make_unique<proto::HandshakeWatch>(context_, *socket_,
+                                              proto::HandshakeWatchOptions{.address = options_.scheduler,
+                                                                           .curve = options_.curve.enabled(),
+                                                                           .key_file = options_.key_file,
+                                                                           .role_hint = "workers/"});
   try {
     socket_->connect(options_.scheduler);
   } catch (const zmq::error_t& e) {
@@ -75,6 +87,7 @@ Status Worker::run() {
   if (!wake_fd_) return errno_error("cannot create an eventfd");
   KILN_RETURN_IF_ERROR(executor_->open({.worker_name = options_.name,
                                         .scheduler = options_.scheduler,
+                                        .curve = options_.curve,
                                         .events = session_.get(),
                                         .wake = [this] { wake(); }}));
   KILN_RETURN_IF_ERROR(connect());
@@ -107,6 +120,15 @@ Status Worker::run() {
     executor_->poll(Clock::now());
     session_->tick();
     if (session_->fatal() && !shutting_down) stopping_.store(true);
+    // A refused key (also one revoked while connected) or a wrong
+    // scheduler key: no retry can help.
+    if (!handshake_fatal_) {
+      if (auto failed = watch_->failure()) {
+        spdlog::error("kiln-worker {}: {}", options_.name, failed->message());
+        handshake_fatal_ = std::move(*failed);
+        stopping_.store(true);
+      }
+    }
   }
 
   session_->flush();
@@ -115,10 +137,12 @@ Status Worker::run() {
                  session_->buffered_count());
   // Give what was sent a moment to leave (the socket's linger is 0 otherwise).
   socket_->set(zmq::sockopt::linger, 2000);
+  watch_.reset();
   socket_.reset();
   executor_->close();
   spdlog::info("kiln-worker {}: stopped", options_.name);
   if (session_->fatal()) return std::unexpected(*session_->fatal());
+  if (handshake_fatal_) return std::unexpected(*handshake_fatal_);
   return {};
 }
 

@@ -47,6 +47,7 @@
 #include <zmq.hpp>
 
 #include "common/error.h"
+#include "common/proto/curve.h"
 #include "common/unique_fd.h"
 #include "worker/daemon/job_executor.h"
 #include "worker/daemon/message_out.h"
@@ -89,6 +90,8 @@ class Worker {
   std::unique_ptr<JobExecutor> executor_;
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<proto::HandshakeWatch> watch_;  // before socket_ is reset, after it is made
+  std::optional<Error> handshake_fatal_;
   SocketOut out_{socket_};
   std::unique_ptr<SchedulerSession> session_;  // null without an executor
   UniqueFd wake_fd_;

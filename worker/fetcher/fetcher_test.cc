@@ -216,16 +216,16 @@ TEST_F(FetcherTest, ReturnsTheImageConfiguration) {
 }
 
 TEST_F(FetcherTest, ProgressNamesEachLayerAndReportsWithinBigOnes) {
-  std::string big(40u << 20, 'z');  // > 2 progress steps of 16 MB
+  std::string big(40u << 20, 'z');  // > 2 progress steps of 16 MiB
   auto r = fetch_layers({make_layer(LayerBuilder().file("small", "s"), Compression::kGzip),
                          make_layer(LayerBuilder().file("big", big), Compression::kNone)});
   ASSERT_TRUE(r) << r.error().to_string();
   ASSERT_GE(progress_lines_.size(), 4u);
   EXPECT_THAT(progress_lines_[0], ::testing::StartsWith("unpacking layer 1/2 sha256:"));
   EXPECT_THAT(progress_lines_[1],
-              ::testing::MatchesRegex("unpacking layer 2/2 sha256:[0-9a-f]{12}… 42\\.0 MB"));
-  EXPECT_EQ(progress_lines_[2], "  layer 2/2: 16.8 MB of 42.0 MB");
-  EXPECT_EQ(progress_lines_[3], "  layer 2/2: 33.6 MB of 42.0 MB");
+              ::testing::MatchesRegex("unpacking layer 2/2 sha256:[0-9a-f]{12}… 40\\.0 MiB"));
+  EXPECT_EQ(progress_lines_[2], "  layer 2/2: 16.0 MiB of 40.0 MiB");
+  EXPECT_EQ(progress_lines_[3], "  layer 2/2: 32.0 MiB of 40.0 MiB");
   struct stat st {};
   ASSERT_EQ(::stat((rootfs_ + "/big").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, static_cast<off_t>(big.size()));

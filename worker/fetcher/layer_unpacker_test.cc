@@ -228,11 +228,5 @@ TEST_F(LayerUnpackerTest, NonAsciiNamesKeepTheirBytes) {
   EXPECT_EQ(tree(rootfs_), "d caf\xc3\xa9 755\nf caf\xc3\xa9/\xe6\x97\xa5 x\n");
 }
 
-TEST(HumanSize, DecimalUnits) {
-  EXPECT_EQ(internal::human_size(999), "999 B");
-  EXPECT_EQ(internal::human_size(12'300'000), "12.3 MB");
-  EXPECT_EQ(internal::human_size(1'500'000'000), "1.5 GB");
-}
-
 }  // namespace
 }  // namespace kiln::fetcher

@@ -172,15 +172,5 @@ TEST(OciConfig, HostsFileMapsTheHostnameToLoopback) {
             "127.0.0.1\tlocalhost builder\n::1\tlocalhost ip6-localhost ip6-loopback\n");
 }
 
-TEST(Messages, HumanSizesAndDurations) {
-  EXPECT_EQ(human_bytes(64ull << 20), "64 MiB");
-  EXPECT_EQ(human_bytes(1536ull << 20), "1.5 GiB");
-  EXPECT_EQ(human_bytes(100), "100 bytes");
-  EXPECT_EQ(human_duration(std::chrono::seconds(5)), "5 s");
-  EXPECT_EQ(human_duration(std::chrono::milliseconds(1500)), "1.5 s");
-  EXPECT_EQ(human_duration(std::chrono::milliseconds(250)), "250 ms");
-  EXPECT_EQ(human_duration(std::chrono::seconds(125)), "2 min 5 s");
-}
-
 }  // namespace
 }  // namespace kiln::sandbox

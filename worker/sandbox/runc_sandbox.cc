@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/format.h"
 #include "common/fs.h"
 #include "common/path.h"
 #include "common/sha256.h"

@@ -461,10 +461,10 @@ TEST_F(SandboxTest, MemoryLimitHitIsNamed) {
   EXPECT_EQ(s.error().kind(), ErrorKind::kFailedPrecondition);
   // The OOM killer picks its victim: `tail` (the shell then exits 137) or the
   // shell itself (killed by SIGKILL). Either way the limit must be named.
-  EXPECT_THAT(
-      s.error().message(),
-      ::testing::AnyOf("killed: memory limit of 32 MiB reached (command exited with status 137)",
-                       "killed: memory limit of 32 MiB reached (command was killed by signal 9 (SIGKILL))"));
+  EXPECT_THAT(s.error().message(),
+              ::testing::AnyOf(
+                  "killed: memory limit of 32.0 MiB reached (command exited with status 137)",
+                  "killed: memory limit of 32.0 MiB reached (command was killed by signal 9 (SIGKILL))"));
 
   // The same command fits without the limit: the limit is what killed it.
   RunSpec unlimited = sh("head -c 50m /dev/zero | tail | wc -c");
@@ -675,7 +675,7 @@ TEST_F(CrunSandboxTest, CancelAndLimitsWorkWithCrun) {
   spec.limits.memory_bytes = 32ull << 20;
   Status m = run(spec);
   ASSERT_FALSE(m);
-  EXPECT_EQ(m.error().message(), "killed: memory limit of 32 MiB reached (command exited with status 137)");
+  EXPECT_EQ(m.error().message(), "killed: memory limit of 32.0 MiB reached (command exited with status 137)");
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 //   kTimeout            RunSpec::timeout passed: "timed out after 5 s".
 //   kFailedPrecondition the command failed: "command exited with status N",
 //                       "command was killed by signal 9 (SIGKILL)",
-//                       "killed: memory limit of 64 MiB reached (...)",
+//                       "killed: memory limit of 64.0 MiB reached (...)",
 //                       "... (pids limit of 10 reached: ...)", or the runtime
 //                       could not start it: "could not start the command X: why".
 //                       (Messages: docs/sandbox.md.)
@@ -124,11 +124,5 @@ class Sandbox {
   virtual Status run(const RunSpec& spec, const std::string& rootfs, const OutputSink& on_output,
                      CancelToken& cancel) = 0;
 };
-
-// "64 MiB", "1.5 GiB", "100 bytes": sizes in messages.
-std::string human_bytes(std::uint64_t bytes);
-
-// "5 s", "1.5 s", "250 ms", "2 min 5 s": durations in messages.
-std::string human_duration(std::chrono::milliseconds d);
 
 }  // namespace kiln::sandbox

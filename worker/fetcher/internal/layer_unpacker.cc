@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/format.h"
 #include "common/fs.h"
 #include "common/path.h"
 #include "common/sha256.h"
@@ -77,8 +78,8 @@ class BlobStream {
     std::uint64_t before = bytes_;
     bytes_ += n;
     if (progress_ && bytes_ / kProgressEveryBytes != before / kProgressEveryBytes)
-      progress_(fmt::format("  layer {}/{}: {} of {}", position_.number, position_.count, human_size(bytes_),
-                            total_ > 0 ? human_size(total_) : std::string("?")));
+      progress_(fmt::format("  layer {}/{}: {} of {}", position_.number, position_.count, human_bytes(bytes_),
+                            total_ > 0 ? human_bytes(total_) : std::string("?")));
     return n;
   }
 
@@ -540,18 +541,6 @@ Status prefer_digest_error(Status unpacked, BlobStream& blob, const LayerDescrip
 
 }  // namespace
 
-std::string human_size(std::uint64_t bytes) {
-  if (bytes < 1000) return fmt::format("{} B", bytes);
-  double value = static_cast<double>(bytes) / 1000.0;
-  const char* units[] = {"kB", "MB", "GB", "TB"};
-  int unit = 0;
-  while (value >= 1000.0 && unit < 3) {
-    value /= 1000.0;
-    ++unit;
-  }
-  return fmt::format("{:.1f} {}", value, units[unit]);
-}
-
 Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const LayerPosition& position,
                     const std::string& rootfs, const Progress& progress) {
   std::string label = fmt::format("image {}: layer {}/{} ({})", position.image, position.number,
@@ -576,7 +565,7 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
     // "sha256:" and 12 hex digits identify a layer well enough for a human.
     if (digest.starts_with("sha256:") && digest.size() > 19) digest = digest.substr(0, 19) + "…";
     progress(fmt::format("unpacking layer {}/{} {} {}", position.number, position.count, digest,
-                         human_size(total)));
+                         human_bytes(total)));
   }
 
   BlobStream blob(reader, position, progress, total);

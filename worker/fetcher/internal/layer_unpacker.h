@@ -45,7 +45,4 @@ inline constexpr std::uint64_t kProgressEveryBytes = 16ull << 20;
 Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const LayerPosition& position,
                     const std::string& rootfs, const Progress& progress);
 
-// "12.3 MB" (decimal units, as registries and docker print sizes).
-std::string human_size(std::uint64_t bytes);
-
 }  // namespace kiln::fetcher::internal

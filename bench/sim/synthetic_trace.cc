@@ -1,101 +1,15 @@
-#include "bench/sim/trace.h"
+#include "bench/sim/synthetic_trace.h"
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <random>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
 
 namespace kiln::sim {
-
-using nlohmann::json;
-
-Result<Trace> read_trace(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return make_error(
-        ErrorKind::kNotFound,
-        fmt::format("cannot open trace {:?}; give a JSON-lines trace (docs/placement.md)", path));
-  }
-  return parse_trace(in, path);
-}
-
-Result<Trace> parse_trace(std::istream& in, const std::string& name) {
-  Trace trace;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-    auto where = [&](const std::string& what) {
-      return make_error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("{}:{}: {}; see docs/placement.md, \"Trace format\"", name, number, what));
-    };
-    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) return where("not a JSON object");
-    std::string type = j.value("type", "");
-    try {
-      if (type == "worker") {
-        TraceWorker w;
-        w.name = j.at("name").get<std::string>();
-        w.pool = j.value("pool", w.pool);
-        w.capacity = j.value("capacity", 1u);
-        w.labels = j.value("labels", std::vector<std::string>{});
-        w.cache_limit = j.value("cache_limit", std::size_t{0});
-        if (w.capacity == 0) return where("a worker's capacity must be at least 1");
-        trace.workers.push_back(std::move(w));
-      } else if (type == "job") {
-        TraceJob job;
-        job.id = j.at("id").get<std::string>();
-        job.submit = j.at("t").get<double>();
-        job.pool = j.value("pool", job.pool);
-        job.client = j.value("client", job.client);
-        job.urgent = j.value("urgent", false);
-        job.labels = j.value("labels", std::vector<std::string>{});
-        job.estimate = j.value("estimate", 0.0);
-        for (const json& s : j.at("steps")) {
-          TraceStep step{.id = s.at("id").get<std::string>(), .seconds = s.at("seconds").get<double>()};
-          if (step.seconds < 0) return where("a step's seconds must not be negative");
-          job.steps.push_back(std::move(step));
-        }
-        trace.jobs.push_back(std::move(job));
-      } else {
-        return where(fmt::format("unknown \"type\" {:?} (want \"worker\" or \"job\")", type));
-      }
-    } catch (const json::exception& e) {
-      return where(fmt::format("missing or mistyped field ({})", e.what()));
-    }
-  }
-  if (trace.workers.empty()) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("{}: no workers; add {{\"type\":\"worker\",...}} lines", name));
-  }
-  std::stable_sort(trace.jobs.begin(), trace.jobs.end(),
-                   [](const TraceJob& a, const TraceJob& b) { return a.submit < b.submit; });
-  return trace;
-}
-
-void write_trace(const Trace& trace, std::ostream& out) {
-  for (const TraceWorker& w : trace.workers) {
-    json j = {{"type", "worker"},       {"name", w.name},     {"pool", w.pool},
-              {"capacity", w.capacity}, {"labels", w.labels}, {"cache_limit", w.cache_limit}};
-    out << j.dump() << "\n";
-  }
-  for (const TraceJob& job : trace.jobs) {
-    json steps = json::array();
-    for (const TraceStep& s : job.steps) steps.push_back({{"id", s.id}, {"seconds", s.seconds}});
-    json j = {{"type", "job"},        {"id", job.id},         {"t", job.submit},
-              {"pool", job.pool},     {"client", job.client}, {"urgent", job.urgent},
-              {"labels", job.labels}, {"steps", steps},       {"estimate", job.estimate}};
-    out << j.dump() << "\n";
-  }
-}
 
 namespace {
 
