@@ -1,11 +1,8 @@
 #include "worker/sandbox/sandbox.h"
 
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <memory>
-#include <thread>
+#include <optional>
+#include <utility>
 
 namespace kiln::sandbox {
 
