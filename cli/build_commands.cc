@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <limits>
@@ -30,6 +29,7 @@
 
 #include "cli/commands.h"
 #include "common/config.h"
+#include "common/fs.h"
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
 #include "worker/builder/builder.h"
@@ -134,7 +134,7 @@ Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store
 // nothing runs in a signal handler. A second signal exits at once.
 class CancelOnSignal {
  public:
-  explicit CancelOnSignal(sandbox::CancelToken& cancel) {
+  explicit CancelOnSignal(CancelToken& cancel) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -166,14 +166,6 @@ class CancelOnSignal {
   std::thread thread_;
 };
 
-Result<std::string> read_secret_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("cannot read secret file " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // "--secret ID:FILE" values into id -> content.
 Result<std::map<std::string, std::string>> read_secrets(const std::vector<std::string>& flags) {
   std::map<std::string, std::string> secrets;
@@ -183,7 +175,8 @@ Result<std::map<std::string, std::string>> read_secrets(const std::vector<std::s
       return make_error(
           ErrorKind::kInvalidArgument,
           fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
-    KILN_ASSIGN_OR_RETURN(secrets[flag.substr(0, colon)], read_secret_file(flag.substr(colon + 1)));
+    KILN_ASSIGN_OR_RETURN_CONTEXT(secrets[flag.substr(0, colon)], read_file(flag.substr(colon + 1)),
+                                  fmt::format("--secret {}", flag));
   }
   return secrets;
 }
@@ -231,7 +224,7 @@ void run_build(const BuildOptions& o) {
     set_exit(kExitFailed);
     return;
   }
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   CancelOnSignal on_signal(cancel);
   auto local = make_local_builder(o.store, o.run);
   if (!local) {
@@ -302,7 +295,7 @@ void with_store_builder(const AdminOptions& o, Fn fn) {
   // anything stands in for runc, so they work without root's runtime state.
   struct NoSandbox final : sandbox::Sandbox {
     Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
-               sandbox::CancelToken&) override {
+               CancelToken&) override {
       return make_error(ErrorKind::kInternal, "this command runs no steps");
     }
   } no_sandbox;

@@ -15,7 +15,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,7 +40,10 @@
 #include "cli/commands.h"
 #include "common/auth/curve_keys.h"
 #include "common/config.h"
+#include "common/fs.h"
 #include "common/proto/client.h"
+#include "common/subprocess.h"
+#include "common/unique_fd.h"
 
 namespace kiln::cli {
 namespace {
@@ -147,22 +149,20 @@ struct Daemon {
   std::string log;
   pid_t pid = -1;
   std::string started;  // start_time(pid)
-  bool child = true;    // ours to wait for (false: found in farm.json)
+  // Set when it is our child, ours to wait for (not for one found in farm.json).
+  std::optional<Subprocess> process;
   bool exited = false;
   int status = 0;
 
   // True while it runs; reaps it when it is our child.
   bool alive() {
     if (exited) return false;
-    if (child) {
+    if (process) {
       int st = 0;
-      pid_t r = ::waitpid(pid, &st, WNOHANG);
-      if (r == pid) {
-        exited = true;
-        status = st;
-        return false;
-      }
-      return r == 0;
+      if (!process->try_wait(&st)) return true;
+      exited = true;
+      status = st;
+      return false;
     }
     if (is_zombie_or_gone(pid) || start_time(pid) != started) {
       exited = true;
@@ -171,12 +171,7 @@ struct Daemon {
     return true;
   }
 
-  std::string how_it_ended() const {
-    if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
-    if (WIFSIGNALED(status))
-      return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-    return "ended";
-  }
+  std::string how_it_ended() const { return describe_wait_status(status); }
 };
 
 // The last `lines` lines of a log, indented, to show why a daemon died.
@@ -190,56 +185,27 @@ std::string log_tail(const std::string& path, std::size_t lines = 8) {
   return out;
 }
 
-// fork + exec with stdin from /dev/null and stdout/stderr to `daemon.log`.
-// A foreground farm's daemons get their own process group (so a terminal's
-// Ctrl-C reaches only `kiln up`, which stops them in order) and die with it;
-// a detached farm's daemons get their own session and outlive it.
+// Starts the daemon with stdin from /dev/null and stdout/stderr to
+// `daemon.log`. A foreground farm's daemons get their own process group (so
+// a terminal's Ctrl-C reaches only `kiln up`, which stops them in order) and
+// die with it (SIGTERM); a detached farm's daemons get their own session and
+// outlive it.
 Status spawn(Daemon& daemon, const std::vector<std::string>& args, bool detach) {
-  int log_fd = ::open(daemon.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return errno_error("cannot open log " + daemon.log);
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) {
-    ::close(log_fd);
-    return errno_error("cannot open /dev/null");
-  }
-  // Everything the child needs is prepared before fork: after it, only
-  // async-signal-safe calls (the parent has ZeroMQ threads).
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(daemon.binary.c_str()));
-  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    ::close(null_fd);
-    return errno_error("cannot fork to start " + daemon.name);
-  }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (detach) {
-      ::setsid();
-    } else {
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(1);  // kiln up is already gone
-    }
-    ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execv(argv[0], argv.data());
-    const char* msg = "kiln up: exec failed\n";
-    (void)!::write(2, msg, std::strlen(msg));
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  ::close(null_fd);
-  daemon.pid = pid;
-  daemon.child = true;
-  // Read before the exec may even happen: the start time is the fork's.
-  daemon.started = start_time(pid);
+  UniqueFd log(::open(daemon.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!log) return errno_error("cannot open log " + daemon.log);
+  std::vector<std::string> argv = {daemon.binary};
+  argv.insert(argv.end(), args.begin(), args.end());
+  KILN_ASSIGN_OR_RETURN(
+      Subprocess process,
+      Subprocess::spawn(argv, {.stdout_fd = log.get(),
+                               .stderr_fd = log.get(),
+                               .search_path = false,
+                               .group = detach ? ProcessGroup::kNewSession : ProcessGroup::kNew,
+                               .parent_death_signal = detach ? 0 : SIGTERM}));
+  daemon.pid = process.pid();
+  daemon.process = std::move(process);
+  // Once started, a pid and its start time name one process for good.
+  daemon.started = start_time(daemon.pid);
   return {};
 }
 
@@ -264,6 +230,9 @@ void stop_group(std::vector<Daemon*> group) {
   auto kill_deadline = Clock::now() + std::chrono::seconds(5);
   for (Daemon* d : group)
     while (d->alive() && Clock::now() < kill_deadline) std::this_thread::sleep_for(milliseconds(20));
+  // One that survives SIGKILL (stuck in the kernel) is not waited for.
+  for (Daemon* d : group)
+    if (d->alive() && d->process) d->process->release();
 }
 
 // Workers first (they report their running jobs cancelled to a scheduler
@@ -302,23 +271,15 @@ Status write_state(const std::string& dir, const std::vector<Daemon>& daemons, c
   for (const Daemon& d : daemons)
     state["daemons"].push_back(
         {{"name", d.name}, {"pid", d.pid}, {"started", d.started}, {"binary", d.binary}, {"log", d.log}});
-  std::string path = dir + "/" + kStateFile;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << state.dump(2) << "\n";
-    if (!out.flush()) return errno_error("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("cannot write " + path);
-  return {};
+  return write_file_atomically(dir + "/" + kStateFile, state.dump(2) + "\n");
 }
 
 // The daemons a detached farm recorded; nullopt when there is no state file.
 Result<std::optional<std::vector<Daemon>>> read_state(const std::string& dir) {
   std::string path = dir + "/" + kStateFile;
-  std::ifstream in(path);
-  if (!in) return std::optional<std::vector<Daemon>>();
-  auto state = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  auto text = read_file(path);
+  if (!text) return std::optional<std::vector<Daemon>>();
+  auto state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.contains("daemons") || !state["daemons"].is_array())
     return make_error(
         ErrorKind::kInvalidArgument,
@@ -329,9 +290,8 @@ Result<std::optional<std::vector<Daemon>>> read_state(const std::string& dir) {
                   .binary = d.value("binary", ""),
                   .log = d.value("log", ""),
                   .pid = d.value("pid", -1),
-                  .started = d.value("started", ""),
-                  .child = false};
-    if (daemon.pid > 0) daemons.push_back(daemon);
+                  .started = d.value("started", "")};
+    if (daemon.pid > 0) daemons.push_back(std::move(daemon));
   }
   return std::optional<std::vector<Daemon>>(std::move(daemons));
 }
@@ -422,19 +382,12 @@ Status make_base_image_if_missing() {
   if (fs::exists(image + "/index.json")) return {};
   KILN_ASSIGN_OR_RETURN(std::string script, find_make_base_image());
   std::cerr << fmt::format("kiln: making the base image {} with {}\n", image, script);
-  pid_t pid = ::fork();
-  if (pid < 0) return errno_error("cannot fork to run " + script);
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::dup2(2, 1);  // its stdout (the image reference) is a note here
-    ::execl(script.c_str(), script.c_str(), image.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  // Its stdout (the image reference) is a note here: it goes to stderr.
+  KILN_ASSIGN_OR_RETURN(Subprocess maker, Subprocess::spawn({script, image}, {.stdin_fd = kInherit,
+                                                                              .stdout_fd = STDERR_FILENO,
+                                                                              .stderr_fd = kInherit,
+                                                                              .search_path = false}));
+  int status = maker.wait();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return make_error(
         ErrorKind::kFailedPrecondition,
@@ -444,7 +397,7 @@ Status make_base_image_if_missing() {
 
 // Blocks SIGINT, SIGTERM and SIGCHLD in this thread (and in the threads it
 // starts later, ZeroMQ's included) so that the main loop takes them with
-// sigtimedwait; children unblock them before exec.
+// sigtimedwait; children start with them unblocked (Subprocess resets signals).
 sigset_t block_farm_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -573,7 +526,10 @@ void run_up(const UpOptions& o) {
       o.fake_build ? " (fake builds)" : "", dir, export_line, http == "off" ? "" : "; http://" + http + "/",
       dir, o.detach ? fmt::format("kiln down --dir {}", dir) : "Ctrl-C");
   std::cout.flush();
-  if (o.detach) return;
+  if (o.detach) {
+    for (Daemon& d : daemons) (void)d.process->release();  // they outlive `kiln up`
+    return;
+  }
 
   for (;;) {
     timespec tick{.tv_sec = 1, .tv_nsec = 0};

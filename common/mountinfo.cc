@@ -1,7 +1,6 @@
 #include "common/mountinfo.h"
 
-#include <fstream>
-#include <sstream>
+#include "common/fs.h"
 
 namespace kiln {
 
@@ -64,11 +63,8 @@ std::vector<MountInfo> parse_mountinfo(std::string_view text) {
 }
 
 Result<std::vector<MountInfo>> read_mountinfo(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return errno_error("cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_mountinfo(text.str());
+  KILN_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return parse_mountinfo(text);
 }
 
 }  // namespace kiln

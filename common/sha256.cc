@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "common/unique_fd.h"
+
 namespace kiln {
 
 namespace {
@@ -63,24 +65,22 @@ std::string sha256_hex(std::string_view data) {
 }
 
 Result<Digest> sha256_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return errno_error("cannot open " + path);
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return errno_error("cannot open " + path);
+  posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   Sha256 h;
   // 256 KiB blocks: large enough that syscall cost vanishes next to hashing.
   thread_local std::vector<std::uint8_t> buf(256 * 1024);
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
-      ::close(fd);
       return errno_error("cannot read " + path, err);
     }
     if (n == 0) break;
     h.update(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
   }
-  ::close(fd);
   return h.digest();
 }
 

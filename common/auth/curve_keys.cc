@@ -8,9 +8,11 @@
 #include <array>
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
+
+#include "common/fs.h"
+#include "common/unique_fd.h"
 
 namespace kiln::auth {
 namespace {
@@ -18,12 +20,8 @@ namespace {
 constexpr std::size_t kMaxKeyFileBytes = 4096;
 
 Result<std::string> read_small_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("cannot read key file " + path);
-  std::string text(kMaxKeyFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > kMaxKeyFileBytes) {
+  auto text = read_file(path, kMaxKeyFileBytes);
+  if (!text && text.error().kind() == ErrorKind::kInvalidArgument) {
     return make_error(ErrorKind::kInvalidArgument,
                       path + " is not a kiln key file (over 4 KiB); `kiln keygen` writes them");
   }
@@ -77,8 +75,8 @@ Result<std::string> key_field(const std::map<std::string, std::string>& fields, 
 
 Status write_file(const std::string& path, const std::string& text, mode_t mode, bool exclusive) {
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC);
-  int fd = ::open(path.c_str(), flags, mode);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), flags, mode));
+  if (!fd) {
     if (errno == EEXIST) {
       return make_error(
           ErrorKind::kAlreadyExists,
@@ -86,23 +84,9 @@ Status write_file(const std::string& path, const std::string& text, mode_t mode,
     }
     return errno_error("cannot create " + path);
   }
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return errno_error("cannot write " + path, err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return errno_error("cannot finish " + path, err);
-  }
-  if (::close(fd) != 0) return errno_error("cannot close " + path);
+  KILN_RETURN_IF_ERROR(write_all(fd.get(), text, path));
+  if (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0) return errno_error("cannot finish " + path);
+  if (int err = fd.close(); err != 0) return errno_error("cannot close " + path, err);
   return {};
 }
 

@@ -6,8 +6,10 @@
 //   tree.symlink("src/link", "main.c");
 //   DirectoryContext::open(tree.root());
 //
-// Parent directories are created as needed. Failures abort the test binary
-// (std::filesystem throws), which is what a broken fixture deserves.
+// The tree lives in a kiln::testing::TempDir (tests/support, library
+// kiln_test_support). Parent directories are created as needed. Failures
+// abort the test binary (std::filesystem throws), which is what a broken
+// fixture deserves.
 // Thread safety: one thread.
 #pragma once
 
@@ -20,21 +22,18 @@
 #include <string>
 #include <string_view>
 
+#include "tests/support/temp_dir.h"
+
 namespace kiln::ids {
 
 class TempTree {
  public:
-  TempTree() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kiln-ids-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    root_ = pattern;
-  }
-  ~TempTree() { std::filesystem::remove_all(root_); }
+  TempTree() = default;
   TempTree(const TempTree&) = delete;
   TempTree& operator=(const TempTree&) = delete;
 
-  const std::string& root() const { return root_; }
-  std::string host(std::string_view rel) const { return root_ + "/" + std::string(rel); }
+  const std::string& root() const { return dir_.path(); }
+  std::string host(std::string_view rel) const { return root() + "/" + std::string(rel); }
 
   void file(std::string_view rel, std::string_view content, mode_t mode = 0644) {
     make_parent(rel);
@@ -58,7 +57,7 @@ class TempTree {
   void make_parent(std::string_view rel) {
     std::filesystem::create_directories(std::filesystem::path(host(rel)).parent_path());
   }
-  std::string root_;
+  kiln::testing::TempDir dir_{"kiln-ids"};
 };
 
 }  // namespace kiln::ids

@@ -16,6 +16,7 @@
 #include "common/spec/sexp.h"
 #include "common/spec/spec.h"
 #include "common/spec/spec_sexp.h"
+#include "common/unique_fd.h"
 
 namespace kiln::spec {
 namespace {
@@ -486,22 +487,20 @@ Result<Spec> parse_spec(std::string_view text, std::string_view filename) {
 Result<Spec> load_spec_file(const std::string& path) {
   // POSIX calls rather than iostreams: errno is then reliable, and reading a
   // directory fails (EISDIR) instead of looking like an empty file.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(fmt::format("cannot open spec file {} (check the path)", path));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error(fmt::format("cannot open spec file {} (check the path)", path));
   std::string text;
   char buffer[65536];
   while (true) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      ::close(fd);
       return errno_error(fmt::format("cannot read spec file {}", path), err);
     }
     if (n == 0) break;
     text.append(buffer, static_cast<std::size_t>(n));
   }
-  ::close(fd);
   return parse_spec(text, path);
 }
 

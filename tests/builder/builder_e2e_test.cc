@@ -25,6 +25,7 @@
 #include "common/spec/spec.h"
 #include "tests/store/store_test_util.h"
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 #include "worker/builder/builder.h"
 #include "worker/fetcher/fetcher.h"
 #include "worker/sandbox/runc_sandbox.h"
@@ -64,25 +65,14 @@ std::vector<std::string> files_containing(const std::string& dir, const std::str
   return out;
 }
 
+// A KILN_HOME of its own, under /var/tmp (as it always was). Stores mount
+// overlays below it: TempDir unmounts them before removing it.
 class KilnHome {
  public:
-  KilnHome() {
-    std::string pattern = "/var/tmp/kiln-builder-e2e-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    home_ = pattern;
-  }
-  ~KilnHome() {
-    // Stores mount overlays: unmount everything below before removing.
-    run_process(
-        {"/bin/sh", "-c",
-         fmt::format("grep -o ' {}/[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l", home_)});
-    std::error_code ec;
-    std::filesystem::remove_all(home_, ec);
-  }
-  const std::string& path() const { return home_; }
+  const std::string& path() const { return dir_.path(); }
 
  private:
-  std::string home_;
+  testing::TempDir dir_{"kiln-builder-e2e", "/var/tmp"};
 };
 
 class BuilderE2eTest : public ::testing::Test {
@@ -386,7 +376,7 @@ class GateSandbox final : public sandbox::Sandbox {
  public:
   GateSandbox(sandbox::Sandbox& real, std::string gate_dir) : real_(real), gate_dir_(std::move(gate_dir)) {}
   Status run(const sandbox::RunSpec& spec, const std::string& rootfs, const sandbox::OutputSink& on_output,
-             sandbox::CancelToken& cancel) override {
+             CancelToken& cancel) override {
     runs_.fetch_add(1);
     sandbox::RunSpec with_gate = spec;
     with_gate.mounts.push_back({.source = gate_dir_, .destination = "/gate", .read_only = false});

@@ -8,23 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "common/fs.h"
+
 namespace kiln::builder {
-
-namespace {
-
-Status write_all(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("writing build log " + path);
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-}  // namespace
 
 std::string_view log_tag_name(LogTag tag) {
   switch (tag) {
@@ -35,9 +21,7 @@ std::string_view log_tag_name(LogTag tag) {
   return "unknown";
 }
 
-BuildLog::~BuildLog() {
-  if (fd_ >= 0) ::close(fd_);
-}
+BuildLog::~BuildLog() = default;
 
 void BuildLog::append_line(LogTag tag, std::string_view line) {
   std::string text(line);
@@ -49,8 +33,8 @@ void BuildLog::append(LogTag tag, std::string_view text) {
   if (text.empty()) return;
   std::lock_guard lock(mu_);
   pieces_.emplace_back(tag, std::string(text));
-  if (fd_ >= 0 && !write_error_) {
-    if (auto s = write_all(fd_, text, path_); !s) write_error_ = s.error();
+  if (fd_ && !write_error_) {
+    if (auto s = write_all(fd_.get(), text, "build log " + path_); !s) write_error_ = s.error();
   }
   for (const auto& [handle, sink] : sinks_) sink(tag, text);
 }
@@ -58,15 +42,14 @@ void BuildLog::append(LogTag tag, std::string_view text) {
 Status BuildLog::attach_file(const std::string& path) {
   // O_TRUNC: on a store that clones the base, the directory starts with the
   // base step's log, which is not this step's.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) return errno_error("creating build log " + path);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd) return errno_error("creating build log " + path);
   std::lock_guard lock(mu_);
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
+  fd_ = std::move(fd);
   path_ = path;
   write_error_.reset();
   for (const auto& [tag, text] : pieces_) {
-    if (auto s = write_all(fd_, text, path_); !s) {
+    if (auto s = write_all(fd_.get(), text, "build log " + path_); !s) {
       write_error_ = s.error();
       break;
     }
@@ -76,11 +59,10 @@ Status BuildLog::attach_file(const std::string& path) {
 
 Status BuildLog::detach_file() {
   std::lock_guard lock(mu_);
-  if (fd_ < 0) return {};
-  int rc = ::close(fd_);
-  fd_ = -1;
+  if (!fd_) return {};
+  int close_error = fd_.close();
   if (write_error_) return std::unexpected(*write_error_);
-  if (rc != 0) return errno_error("closing build log " + path_);
+  if (close_error != 0) return errno_error("closing build log " + path_, close_error);
   // The tags, as one "TAG LENGTH" line per run of pieces with the same tag.
   std::string index;
   for (std::size_t i = 0; i < pieces_.size();) {
@@ -89,12 +71,7 @@ Status BuildLog::detach_file() {
     for (; i < pieces_.size() && pieces_[i].first == tag; ++i) length += pieces_[i].second.size();
     index += fmt::format("{} {}\n", log_tag_name(tag), length);
   }
-  std::string tags_path = log_tags_path(path_);
-  int tags = ::open(tags_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (tags < 0) return errno_error("creating build log tags " + tags_path);
-  Status written = write_all(tags, index, tags_path);
-  if (::close(tags) != 0 && written) written = errno_error("closing build log tags " + tags_path);
-  return written;
+  return write_file(log_tags_path(path_), index);
 }
 
 std::uint64_t BuildLog::subscribe(LogSink sink) {
@@ -146,30 +123,11 @@ std::string log_tags_path(const std::string& log_path) {
 
 namespace {
 
-Result<std::string> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error("opening " + path);
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return errno_error("reading " + path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
 // The tag runs of a saved log, or nullopt when the index is missing or does
 // not add up to the log's size (then the log is replayed untagged).
 std::optional<std::vector<std::pair<LogTag, std::size_t>>> read_tag_index(const std::string& log_path,
                                                                           std::size_t log_size) {
-  auto text = read_whole_file(log_tags_path(log_path));
+  auto text = read_file(log_tags_path(log_path));
   if (!text) return std::nullopt;
   std::vector<std::pair<LogTag, std::size_t>> runs;
   std::size_t total = 0;
@@ -207,7 +165,7 @@ std::optional<std::vector<std::pair<LogTag, std::size_t>>> read_tag_index(const 
 }  // namespace
 
 Status replay_log_file(const std::string& path, const LogSink& sink) {
-  KILN_ASSIGN_OR_RETURN(std::string text, read_whole_file(path));
+  KILN_ASSIGN_OR_RETURN(std::string text, read_file(path));
   if (!sink) return {};
   auto runs = read_tag_index(path, text.size());
   if (!runs) {

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 
 namespace kiln::builder {
 
@@ -91,7 +92,7 @@ class BuildLog {
   std::vector<std::pair<LogTag, std::string>> pieces_;
   std::map<std::uint64_t, LogSink> sinks_;
   std::uint64_t next_handle_ = 1;
-  int fd_ = -1;
+  UniqueFd fd_;
   std::string path_;
   std::optional<Error> write_error_;
 };

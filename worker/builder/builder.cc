@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <thread>
 #include <variant>
 
@@ -15,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/format.h"
+#include "common/fs.h"
 #include "common/ids/step_id.h"
 #include "common/path.h"
 #include "common/spec/sexp.h"
@@ -39,14 +38,6 @@ Error at_op(const Error& error, std::string_view filename, const spec::Position&
   return out;
 }
 
-Status write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return errno_error("cannot create " + path);
-  out << text;
-  if (!out.flush()) return errno_error("cannot write " + path);
-  return {};
-}
-
 std::string image_config_json(const std::string& reference, const fetcher::ImageConfig& config) {
   nlohmann::json env = nlohmann::json::array();
   for (const auto& [key, value] : config.env) env.push_back(key + "=" + value);
@@ -63,11 +54,8 @@ std::string image_config_json(const std::string& reference, const fetcher::Image
 }
 
 Result<Env> read_image_env(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("cannot read the image config " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  KILN_ASSIGN_OR_RETURN_CONTEXT(std::string text, read_file(path), "reading the image config");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return make_error(ErrorKind::kFailedPrecondition,
                       fmt::format("the image config {} is not valid JSON; delete the base image's result "
@@ -119,17 +107,17 @@ struct Builder::Step {
   std::string heading;
   std::vector<std::string> uses;    // other results the step reads (stages it copies from)
   std::optional<Error> cannot_run;  // set when running it is impossible (a missing secret)
-  std::function<Status(const std::string& dir, BuildLog& log, sandbox::CancelToken& cancel)> fill;
+  std::function<Status(const std::string& dir, BuildLog& log, CancelToken& cancel)> fill;
 };
 
 // A step being built, shared by everyone who asked for it.
 struct Builder::InFlight {
   std::shared_ptr<Step> step;
   std::shared_ptr<BuildLog> log = std::make_shared<BuildLog>();
-  sandbox::CancelToken cancel;  // fired when the last requester leaves
-  int requesters = 0;           // guarded by Builder::mu_
-  bool done = false;            // guarded by Builder::mu_
-  Status status;                // valid once done
+  CancelToken cancel;  // fired when the last requester leaves
+  int requesters = 0;  // guarded by Builder::mu_
+  bool done = false;   // guarded by Builder::mu_
+  Status status;       // valid once done
 };
 
 // One build() call: its request, the results it protects from prune, and the
@@ -243,15 +231,14 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
-  from->fill = [this, reference](const std::string& dir, BuildLog& log,
-                                 sandbox::CancelToken& cancel) -> Status {
+  from->fill = [this, reference](const std::string& dir, BuildLog& log, CancelToken& cancel) -> Status {
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
     auto config = fetcher_.fetch([&log](std::string_view line) { log.note(line); }, rootfs, reference);
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
-    return write_text_file(dir + "/image.json", image_config_json(reference, *config));
+    return write_file(dir + "/image.json", image_config_json(reference, *config));
   };
   if (auto s = ensure(scope, from); !s) {
     if (s.error().kind() == ErrorKind::kCancelled) return std::unexpected(s.error());
@@ -303,7 +290,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
       // build never opens the base image's result.
       step->fill = [this, spec = std::move(spec), caches, unix_user, from_id = from->id,
                     spec_env = context.env](const std::string& dir, BuildLog& log,
-                                            sandbox::CancelToken& cancel) mutable -> Status {
+                                            CancelToken& cancel) mutable -> Status {
         KILN_ASSIGN_OR_RETURN(Env image, image_env(from_id));
         spec.env = run_env(image, spec_env);
         std::vector<store::CacheLease> leases;
@@ -365,7 +352,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         std::vector<std::string> exclude = copy->exclude;
         // The stage's tree is read when the step runs, so a cached copy costs no walk.
         step->fill = [this, child_id, srcs, exclude, dst, owner](const std::string& dir, BuildLog&,
-                                                                 sandbox::CancelToken& cancel) -> Status {
+                                                                 CancelToken& cancel) -> Status {
           KILN_ASSIGN_OR_RETURN(auto child_dir, store_.result(child_id));
           if (!child_dir)
             return make_error(ErrorKind::kNotFound,
@@ -397,7 +384,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
                                   "the build request names no context directory to read the files from"));
         step->id = ids::step_id_of(ids::encode_copy_step(parent, context, *copy, "", sources));
         step->fill = [trees = std::move(trees), dst, owner](const std::string& dir, BuildLog&,
-                                                            sandbox::CancelToken& cancel) -> Status {
+                                                            CancelToken& cancel) -> Status {
           return copy_into_rootfs(dir + "/rootfs", trees, dst, owner, cancel);
         };
       }
@@ -543,7 +530,7 @@ Status Builder::healthcheck(std::chrono::milliseconds timeout) {
   spec::Run echo;
   echo.shell = "echo healthcheck";
   check.ops.push_back(spec::Op{echo, {}});
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;

@@ -8,7 +8,7 @@
 //   Builder builder(**store, **sandbox, *fetcher,
 //                   {.image_aliases = {{"busybox", "oci:/var/lib/kiln/images/busybox:latest"}}});
 //   KILN_ASSIGN_OR_RETURN(auto ctx, ids::DirectoryContext::open("."));
-//   sandbox::CancelToken cancel;
+//   CancelToken cancel;
 //   KILN_ASSIGN_OR_RETURN(std::string id,
 //       builder.build({.spec = spec, .context = &ctx, .context_dir = ".",
 //                      .log = [](LogTag, std::string_view text) { std::cout << text; },
@@ -98,7 +98,7 @@ struct BuildRequest {
   std::string context_dir;
   std::map<std::string, std::string> secrets;  // secret id -> value
   LogSink log;                                 // may be empty
-  sandbox::CancelToken* cancel = nullptr;      // may be null: not cancellable
+  CancelToken* cancel = nullptr;               // may be null: not cancellable
   // Called once per step (every stage's `from` and each run and copy), in
   // order, as each is reached from the cache or finishes building; on the
   // thread that called build(). May be empty. A failed or cancelled step is

@@ -146,7 +146,7 @@ class BuilderTest : public ::testing::Test {
   }
 
   BuildRequest request(std::string_view spec_text, LogCollector* log = nullptr,
-                       sandbox::CancelToken* cancel = nullptr) {
+                       CancelToken* cancel = nullptr) {
     BuildRequest r;
     r.spec = parse(spec_text);
     r.spec_name = "test.spec";
@@ -305,7 +305,7 @@ TEST_F(BuilderTest, CancelByOneOfTwoRequestersDoesNotCancelTheStep) {
   constexpr std::string_view kSpec = R"(((from busybox) (run (shell "slow"))))";
   Gate gate;
   sandbox_.script(answer("", [&](const std::string&) { gate.wait(); }));
-  sandbox::CancelToken cancel_a;
+  CancelToken cancel_a;
   LogCollector log_b;
   auto a =
       std::async(std::launch::async, [&] { return builder_->build(request(kSpec, nullptr, &cancel_a)); });
@@ -326,7 +326,7 @@ TEST_F(BuilderTest, CancelByOneOfTwoRequestersDoesNotCancelTheStep) {
 TEST_F(BuilderTest, CancelByEveryRequesterCancelsTheStep) {
   constexpr std::string_view kSpec = R"(((from busybox) (run (shell "forever"))))";
   sandbox_.script(blocked_until_cancelled());
-  sandbox::CancelToken cancel_a, cancel_b;
+  CancelToken cancel_a, cancel_b;
   LogCollector log_b;
   auto a =
       std::async(std::launch::async, [&] { return builder_->build(request(kSpec, nullptr, &cancel_a)); });

@@ -12,6 +12,7 @@
 
 #include "common/path.h"
 #include "common/sha256.h"
+#include "common/unique_fd.h"
 
 namespace kiln::builder {
 
@@ -42,7 +43,7 @@ std::string_view basename_of(std::string_view p) {
 // mtime; changing an inode's own times does not touch the parent's).
 class CopyWriter {
  public:
-  CopyWriter(const std::string& rootfs, const spec::UnixUser& owner, const sandbox::CancelToken& cancel)
+  CopyWriter(const std::string& rootfs, const spec::UnixUser& owner, const CancelToken& cancel)
       : rootfs_(rootfs), owner_(owner), cancel_(cancel) {}
 
   // The host path of container path `cpath`'s parent, resolved beneath the
@@ -166,22 +167,19 @@ class CopyWriter {
 
   Status write_file(const std::string& src_root, const ManifestEntry& entry, const std::string& host) {
     std::string src = path::join(src_root, entry.path);
-    int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0) return errno_error(fmt::format("cannot read {} (source {})", src, entry.path));
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!in) return errno_error(fmt::format("cannot read {} (source {})", src, entry.path));
     mode_t mode = entry.executable ? 0755 : 0644;
-    int out = ::open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (out < 0) {
-      ::close(in);
-      return errno_error("cannot create " + host);
-    }
-    Status status = copy_content(in, out, src, host, entry);
-    if (status && ::fchown(out, owner_.uid, owner_.gid) != 0) status = errno_error("cannot chown " + host);
+    UniqueFd out(::open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (!out) return errno_error("cannot create " + host);
+    Status status = copy_content(in.get(), out.get(), src, host, entry);
+    if (status && ::fchown(out.get(), owner_.uid, owner_.gid) != 0)
+      status = errno_error("cannot chown " + host);
     // After fchown (which may clear mode bits) and regardless of the umask.
-    if (status && ::fchmod(out, mode) != 0) status = errno_error("cannot chmod " + host);
+    if (status && ::fchmod(out.get(), mode) != 0) status = errno_error("cannot chmod " + host);
     struct timespec times[2] = {{kCopiedMtime, 0}, {kCopiedMtime, 0}};
-    if (status && ::futimens(out, times) != 0) status = errno_error("cannot set the time of " + host);
-    ::close(in);
-    if (::close(out) != 0 && status) status = errno_error("cannot write " + host);
+    if (status && ::futimens(out.get(), times) != 0) status = errno_error("cannot set the time of " + host);
+    if (int err = out.close(); err != 0 && status) status = errno_error("cannot write " + host, err);
     return status;
   }
 
@@ -217,7 +215,7 @@ class CopyWriter {
 
   const std::string& rootfs_;
   spec::UnixUser owner_;
-  const sandbox::CancelToken& cancel_;
+  const CancelToken& cancel_;
   std::set<std::string> copied_dirs_;   // directories the copy wrote (get owner, 0755, mtime)
   std::set<std::string> touched_dirs_;  // directories whose entries changed (get the mtime)
 };
@@ -233,8 +231,7 @@ std::string_view relative_to_source(const ids::ManifestEntry& entry, const std::
 }  // namespace
 
 Status copy_into_rootfs(const std::string& rootfs, const std::vector<CopySourceTree>& sources,
-                        const std::string& dst, const spec::UnixUser& owner,
-                        const sandbox::CancelToken& cancel) {
+                        const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel) {
   if (sources.empty()) return make_error(ErrorKind::kInvalidArgument, "no source paths to copy");
   bool into = dst.ends_with('/');
   if (!into && sources.size() > 1)

@@ -35,10 +35,10 @@
 #include <string>
 #include <vector>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
-#include "worker/sandbox/sandbox.h"
 
 namespace kiln::builder {
 
@@ -55,7 +55,6 @@ struct CopySourceTree {
 // `dst` is the destination as ids::resolve_destination gives it (absolute,
 // normalised, a trailing '/' meaning "copy into").
 Status copy_into_rootfs(const std::string& rootfs, const std::vector<CopySourceTree>& sources,
-                        const std::string& dst, const spec::UnixUser& owner,
-                        const sandbox::CancelToken& cancel);
+                        const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel);
 
 }  // namespace kiln::builder

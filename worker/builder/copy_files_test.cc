@@ -47,7 +47,7 @@ class CopyFilesTest : public ::testing::Test {
   std::string rootfs(std::string_view rel) { return tree_.host("rootfs/" + std::string(rel)); }
 
   ids::TempTree tree_;
-  sandbox::CancelToken cancel_;
+  CancelToken cancel_;
 };
 
 TEST_F(CopyFilesTest, CopyIntoPutsEachSourceUnderItsName) {

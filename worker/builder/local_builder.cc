@@ -15,8 +15,7 @@ namespace {
 // those commands work without root's runtime state.
 class NoSandbox final : public sandbox::Sandbox {
  public:
-  Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
-             sandbox::CancelToken&) override {
+  Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&, CancelToken&) override {
     return make_error(ErrorKind::kInternal, "this command runs no steps");
   }
 };

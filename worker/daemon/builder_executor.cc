@@ -34,7 +34,7 @@ struct BuilderExecutor::Job {
   std::string job_id;
   std::uint32_t attempt = 0;
   proto::JobSpec spec;
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   std::atomic<bool> timed_out{false};
   std::atomic<bool> shutting_down{false};
   std::optional<SteadyTime> deadline;

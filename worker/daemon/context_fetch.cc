@@ -27,8 +27,7 @@ Result<std::string> context_digest_hex(const std::string& digest) {
 
 Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string& scheduler_address,
                                       const std::string& digest, const std::string& cache_dir,
-                                      const sandbox::CancelToken* cancel,
-                                      const ContextFetchOptions& options) {
+                                      const CancelToken* cancel, const ContextFetchOptions& options) {
   KILN_ASSIGN_OR_RETURN(std::string hex, context_digest_hex(digest));
   namespace fs = std::filesystem;
   const std::string final_path = cache_dir + "/" + hex + ".tar";

@@ -23,9 +23,9 @@
 #include <chrono>
 #include <string>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
 #include "common/proto/curve.h"
-#include "worker/sandbox/sandbox.h"
 
 namespace kiln::worker {
 
@@ -54,7 +54,6 @@ void remove_partial_contexts(const std::string& cache_dir);
 
 Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string& scheduler_address,
                                       const std::string& digest, const std::string& cache_dir,
-                                      const sandbox::CancelToken* cancel,
-                                      const ContextFetchOptions& options = {});
+                                      const CancelToken* cancel, const ContextFetchOptions& options = {});
 
 }  // namespace kiln::worker

@@ -102,7 +102,7 @@ TEST_F(ContextFetchTest, MissingContextBadDigestAndNoScheduler) {
 }
 
 TEST_F(ContextFetchTest, CancelStopsAFetch) {
-  sandbox::CancelToken cancel;
+  CancelToken cancel;
   cancel.cancel();
   auto r = fetch_context_tar(zmq_, "tcp://127.0.0.1:1", "sha256:" + std::string(64, 'c'), cache(), &cancel);
   ASSERT_FALSE(r);

@@ -14,35 +14,10 @@
 #include <fmt/format.h>
 
 #include "common/path.h"
+#include "common/unique_fd.h"
 
 namespace kiln::worker {
 namespace {
-
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::unexpected<Error> refuse(const std::string& entry, std::string_view why) {
   return make_error(ErrorKind::kInvalidArgument,
@@ -54,11 +29,11 @@ std::unexpected<Error> refuse(const std::string& entry, std::string_view why) {
 // The directory that holds `rel`'s last component, opened by walking from
 // `root` one component at a time without following symlinks (so nothing is
 // ever written through one). Missing directories are created.
-Result<Fd> open_parent(int root, const std::string& rel, std::string* last) {
+Result<UniqueFd> open_parent(int root, const std::string& rel, std::string* last) {
   auto parts = path::components(rel);
   if (parts.empty()) return make_error(ErrorKind::kInternal, "open_parent of the root");
   *last = std::string(parts.back());
-  Fd dir(::dup(root));
+  UniqueFd dir(::dup(root));
   if (dir.get() < 0) return errno_error("dup");
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
     std::string name(parts[i]);
@@ -73,7 +48,7 @@ Result<Fd> open_parent(int root, const std::string& rel, std::string* last) {
         return refuse(rel, fmt::format("goes through {:?}, a symlink or a file", name));
       return errno_error(fmt::format("cannot open directory {:?} while unpacking {:?}", name, rel));
     }
-    dir = Fd(fd);
+    dir = UniqueFd(fd);
   }
   return dir;
 }
@@ -96,7 +71,7 @@ Status clear_name(int dir, const std::string& name, const std::string& entry, bo
 
 Status write_file(archive* in, int dir, const std::string& name, const std::string& entry, mode_t perm) {
   KILN_RETURN_IF_ERROR(clear_name(dir, name, entry, false));
-  Fd out(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd out(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (out.get() < 0) return errno_error("cannot create " + entry);
   for (;;) {
     const void* block = nullptr;
@@ -162,7 +137,7 @@ Status unpack_context_tar(const std::string& tar_path, const std::string& dest_d
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("cannot open the context tar {}: {}", tar_path,
                                   archive_error_string(in) ? archive_error_string(in) : "unknown error"));
-  Fd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root.get() < 0) return errno_error("cannot open " + dest_dir);
 
   bool any_symlink = false;
@@ -189,9 +164,9 @@ Status unpack_context_tar(const std::string& tar_path, const std::string& dest_d
         return refuse(entry,
                       fmt::format("is a hard link to {:?}, which is not a file unpacked before it", link));
       std::string target_last;
-      KILN_ASSIGN_OR_RETURN(Fd target_dir, open_parent(root.get(), *target, &target_last));
+      KILN_ASSIGN_OR_RETURN(UniqueFd target_dir, open_parent(root.get(), *target, &target_last));
       std::string last;
-      KILN_ASSIGN_OR_RETURN(Fd dir, open_parent(root.get(), *rel, &last));
+      KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_parent(root.get(), *rel, &last));
       KILN_RETURN_IF_ERROR(clear_name(dir.get(), last, entry, false));
       if (::linkat(target_dir.get(), target_last.c_str(), dir.get(), last.c_str(), 0) != 0)
         return errno_error(fmt::format("cannot link {:?} to {:?}", entry, link));
@@ -205,17 +180,17 @@ Status unpack_context_tar(const std::string& tar_path, const std::string& dest_d
     std::string last;
     switch (type) {
       case AE_IFDIR: {
-        KILN_ASSIGN_OR_RETURN(Fd dir, open_parent(root.get(), *rel, &last));
+        KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_parent(root.get(), *rel, &last));
         KILN_RETURN_IF_ERROR(clear_name(dir.get(), last, entry, true));
         if (::mkdirat(dir.get(), last.c_str(), 0700) != 0 && errno != EEXIST)
           return errno_error("cannot create directory " + entry);
-        Fd made(::openat(dir.get(), last.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        UniqueFd made(::openat(dir.get(), last.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (made.get() < 0) return errno_error("cannot open directory " + entry);
         if (::fchmod(made.get(), perm) != 0) return errno_error("cannot set the mode of " + entry);
         break;
       }
       case AE_IFREG: {
-        KILN_ASSIGN_OR_RETURN(Fd dir, open_parent(root.get(), *rel, &last));
+        KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_parent(root.get(), *rel, &last));
         KILN_RETURN_IF_ERROR(write_file(in, dir.get(), last, entry, perm));
         break;
       }
@@ -225,7 +200,7 @@ Status unpack_context_tar(const std::string& tar_path, const std::string& dest_d
         if (link.empty()) return refuse(entry, "is a symlink with no target");
         if (link.front() == '/')
           return refuse(entry, fmt::format("is a symlink to the absolute path {:?}", link));
-        KILN_ASSIGN_OR_RETURN(Fd dir, open_parent(root.get(), *rel, &last));
+        KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_parent(root.get(), *rel, &last));
         KILN_RETURN_IF_ERROR(clear_name(dir.get(), last, entry, false));
         if (::symlinkat(link.c_str(), dir.get(), last.c_str()) != 0)
           return errno_error("cannot create symlink " + entry);

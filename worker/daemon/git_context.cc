@@ -37,17 +37,17 @@ using Tree = Owned<git_tree, git_tree_free>;
 
 // Aborts a transfer when the job is cancelled (libgit2 stops on non-zero).
 int on_transfer(const git_indexer_progress*, void* payload) {
-  const auto* cancel = static_cast<const sandbox::CancelToken*>(payload);
+  const auto* cancel = static_cast<const CancelToken*>(payload);
   return cancel != nullptr && cancel->cancelled() ? -1 : 0;
 }
 int on_sideband(const char*, int, void* payload) {
   return on_transfer(nullptr, payload);
 }
 
-void set_cancel_callbacks(git_remote_callbacks& callbacks, const sandbox::CancelToken* cancel) {
+void set_cancel_callbacks(git_remote_callbacks& callbacks, const CancelToken* cancel) {
   callbacks.transfer_progress = on_transfer;
   callbacks.sideband_progress = on_sideband;
-  callbacks.payload = const_cast<sandbox::CancelToken*>(cancel);
+  callbacks.payload = const_cast<CancelToken*>(cancel);
 }
 
 bool is_commit_hex(const std::string& s) {
@@ -93,7 +93,7 @@ std::mutex& GitContexts::lock_for(const std::string& url) {
 }
 
 Status GitContexts::checkout(const std::string& url, const std::string& commit, const std::string& dest_dir,
-                             const sandbox::CancelToken* cancel) {
+                             const CancelToken* cancel) {
   if (!is_commit_hex(commit))
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("git commit {:?} is not a full 40-character hash; resubmit with `git "

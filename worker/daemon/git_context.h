@@ -23,8 +23,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
-#include "worker/sandbox/sandbox.h"
 
 namespace kiln::worker {
 
@@ -43,7 +43,7 @@ class GitContexts {
   // Writes the tree of `commit` (40 hex) of repository `url` into
   // `dest_dir`, which must exist and be empty. `cancel` may be null.
   Status checkout(const std::string& url, const std::string& commit, const std::string& dest_dir,
-                  const sandbox::CancelToken* cancel);
+                  const CancelToken* cancel);
 
   // The bare clone kept for `url`.
   std::string repository_dir(const std::string& url) const;

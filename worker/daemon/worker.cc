@@ -32,14 +32,13 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<JobExecutor> executor)
   if (executor_)
     session_ = std::make_unique<SchedulerSession>(options_, out_, *executor_, [] { return Clock::now(); });
   // Made here, not in run(), so that stop() from another thread never races its creation.
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  wake_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 }
 
 Worker::~Worker() {
   // First: the executor's threads may still wake the loop.
   executor_.reset();
   socket_.reset();
-  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void Worker::stop() {
@@ -48,10 +47,10 @@ void Worker::stop() {
 }
 
 void Worker::wake() {
-  if (wake_fd_ < 0) return;
+  if (!wake_fd_) return;
   std::uint64_t one = 1;
   // A full counter already means "wake up"; nothing to do on failure.
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
 Status Worker::connect() {
@@ -85,7 +84,7 @@ Status Worker::run() {
     return make_error(ErrorKind::kInvalidArgument, "the worker needs a name (--name)");
   if (!executor_)
     return make_error(ErrorKind::kInvalidArgument, "the worker needs a job executor (real or fake builds)");
-  if (wake_fd_ < 0) return errno_error("cannot create an eventfd");
+  if (!wake_fd_) return errno_error("cannot create an eventfd");
   KILN_RETURN_IF_ERROR(executor_->open({.worker_name = options_.name,
                                         .scheduler = options_.scheduler,
                                         .curve = options_.curve,
@@ -110,12 +109,12 @@ Status Worker::run() {
 
     zmq::pollitem_t items[] = {
         {static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0},
-        {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+        {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0},
     };
     zmq::poll(items, 2, poll_timeout());
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t count = 0;
-      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &count, sizeof count);
+      [[maybe_unused]] ssize_t n = ::read(wake_fd_.get(), &count, sizeof count);
     }
     receive_messages();
     executor_->poll(Clock::now());

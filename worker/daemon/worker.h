@@ -48,6 +48,7 @@
 
 #include "common/error.h"
 #include "common/proto/curve.h"
+#include "common/unique_fd.h"
 #include "worker/daemon/job_executor.h"
 #include "worker/daemon/message_out.h"
 #include "worker/daemon/scheduler_session.h"
@@ -93,7 +94,7 @@ class Worker {
   std::optional<Error> handshake_fatal_;
   SocketOut out_{socket_};
   std::unique_ptr<SchedulerSession> session_;  // null without an executor
-  int wake_fd_ = -1;
+  UniqueFd wake_fd_;
   std::atomic<bool> stopping_{false};
 };
 

@@ -1,11 +1,13 @@
 #include "worker/sandbox/cgroup.h"
 
+#include "common/fs.h"
 #include "common/mountinfo.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,27 +18,26 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 namespace kiln::sandbox {
 namespace {
 
 constexpr std::uint64_t kCpuPeriodUs = 100'000;
 
-Status write_file(const std::string& path, const std::string& value) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(fmt::format("open {}", path));
-  ssize_t n = ::write(fd, value.data(), value.size());
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return errno_error(fmt::format("write {:?} to {}", value, path), err);
+// Writes `value` to an existing cgroup control file in one write(2): each
+// write is one command to the kernel, and such a file is never created.
+Status write_control(const std::string& path, const std::string& value) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return errno_error(fmt::format("open {}", path));
+  if (::write(fd.get(), value.data(), value.size()) < 0)
+    return errno_error(fmt::format("write {:?} to {}", value, path));
   return {};
 }
 
-std::string read_small_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// A control file's text; empty when it cannot be read (an absent counter).
+std::string read_control(const std::string& path) {
+  return read_file(path, 1 << 20).value_or(std::string());
 }
 
 // The value of `key` in a "key value" per line file (memory.events, pids.events...).
@@ -55,18 +56,6 @@ std::uint64_t number_in(const std::string& path) {
   std::uint64_t v = 0;
   in >> v;
   return v;
-}
-
-Status make_dirs(const std::string& path) {
-  std::string partial;
-  for (std::size_t pos = 1; pos != std::string::npos;) {
-    std::size_t next = path.find('/', pos);
-    partial = path.substr(0, next);
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
-      return errno_error(fmt::format("create cgroup directory {}", partial));
-    pos = next == std::string::npos ? next : next + 1;
-  }
-  return {};
 }
 
 // Subdirectories of `dir`, deepest first, then `dir` itself.
@@ -140,22 +129,22 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
     std::string part;
     while (std::getline(parts, part, '/')) {
       for (const char* c : {"+memory", "+pids", "+cpu"})
-        (void)write_file(level + "/cgroup.subtree_control", c);
+        (void)write_control(level + "/cgroup.subtree_control", c);
       level += "/" + part;
-      KILN_RETURN_IF_ERROR(make_dirs(level));
+      KILN_RETURN_IF_ERROR(ensure_dirs(level));
     }
   }
 
-  std::vector<std::string> created;
+  // Owned from before its first directory exists: a failure half way
+  // removes what was made (its destructor).
+  StepCgroup cg(relative);
   for (const std::string* d : {&dirs.memory, &dirs.pids, &dirs.cpu}) {
-    if (d->empty() || std::find(created.begin(), created.end(), *d) != created.end()) continue;
-    KILN_RETURN_IF_ERROR(make_dirs(*d));
-    created.push_back(*d);
+    if (d->empty() || std::find(cg.dirs_.begin(), cg.dirs_.end(), *d) != cg.dirs_.end()) continue;
+    KILN_RETURN_IF_ERROR(ensure_dirs(*d));
+    cg.dirs_.push_back(*d);
   }
-  StepCgroup cg(relative, created);
 
   auto fail = [&](Error e) -> std::unexpected<Error> {
-    (void)cg.kill_and_remove(std::chrono::milliseconds(100));
     return std::unexpected(
         std::move(e).with_context(fmt::format("setting the limits of step cgroup {}", relative)));
   };
@@ -165,14 +154,14 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
                         "a memory limit was asked but the memory cgroup controller is missing"));
     std::string value = std::to_string(*limits.memory_bytes);
     if (dirs.v2) {
-      if (auto s = write_file(dirs.memory + "/memory.max", value); !s) return fail(s.error());
-      (void)write_file(dirs.memory + "/memory.swap.max", "0");
+      if (auto s = write_control(dirs.memory + "/memory.max", value); !s) return fail(s.error());
+      (void)write_control(dirs.memory + "/memory.swap.max", "0");
     } else {
-      if (auto s = write_file(dirs.memory + "/memory.limit_in_bytes", value); !s) return fail(s.error());
+      if (auto s = write_control(dirs.memory + "/memory.limit_in_bytes", value); !s) return fail(s.error());
       // With swap accounting the limit must cover swap too, or the step
       // would swap instead of hitting its limit. Absent without swap accounting.
       if (::access((dirs.memory + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
-        (void)write_file(dirs.memory + "/memory.memsw.limit_in_bytes", value);
+        (void)write_control(dirs.memory + "/memory.memsw.limit_in_bytes", value);
       cg.watch_v1_oom(dirs.memory);
     }
   }
@@ -180,7 +169,7 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
     if (dirs.pids.empty())
       return fail(
           Error(ErrorKind::kUnsupported, "a pids limit was asked but the pids cgroup controller is missing"));
-    if (auto s = write_file(dirs.pids + "/pids.max", std::to_string(*limits.pids)); !s)
+    if (auto s = write_control(dirs.pids + "/pids.max", std::to_string(*limits.pids)); !s)
       return fail(s.error());
   }
   if (limits.cpu_millicores) {
@@ -189,12 +178,12 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
           Error(ErrorKind::kUnsupported, "a cpu limit was asked but the cpu cgroup controller is missing"));
     std::uint64_t quota = std::uint64_t{*limits.cpu_millicores} * kCpuPeriodUs / 1000;
     if (dirs.v2) {
-      if (auto s = write_file(dirs.cpu + "/cpu.max", fmt::format("{} {}", quota, kCpuPeriodUs)); !s)
+      if (auto s = write_control(dirs.cpu + "/cpu.max", fmt::format("{} {}", quota, kCpuPeriodUs)); !s)
         return fail(s.error());
     } else {
-      if (auto s = write_file(dirs.cpu + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs)); !s)
+      if (auto s = write_control(dirs.cpu + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs)); !s)
         return fail(s.error());
-      if (auto s = write_file(dirs.cpu + "/cpu.cfs_quota_us", std::to_string(quota)); !s)
+      if (auto s = write_control(dirs.cpu + "/cpu.cfs_quota_us", std::to_string(quota)); !s)
         return fail(s.error());
     }
   }
@@ -202,45 +191,43 @@ Result<StepCgroup> StepCgroup::create(const std::string& group, const std::strin
 }
 
 StepCgroup::StepCgroup(StepCgroup&& other) noexcept
-    : relative_(std::move(other.relative_)),
+    : relative_(std::exchange(other.relative_, std::string())),
       dirs_(std::move(other.dirs_)),
-      oom_event_fd_(other.oom_event_fd_) {
-  other.oom_event_fd_ = -1;
-}
+      removal_tried_(std::exchange(other.removal_tried_, true)),
+      oom_event_fd_(std::move(other.oom_event_fd_)) {}
 
 StepCgroup::~StepCgroup() {
-  if (oom_event_fd_ >= 0) ::close(oom_event_fd_);
+  if (relative_.empty() || removal_tried_) return;
+  if (auto removed = kill_and_remove(kDestructorPatience); !removed)
+    spdlog::error("sandbox: step cgroup {} could not be removed: {}", relative_, removed.error().to_string());
 }
 
 void StepCgroup::watch_v1_oom(const std::string& memory_dir) {
-  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) return;
-  int control = ::open((memory_dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
+  UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!efd) return;
+  UniqueFd control(::open((memory_dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC));
   // The registration holds its own references: both fds may close later.
-  if (control < 0 || !write_file(memory_dir + "/cgroup.event_control", fmt::format("{} {}", efd, control))) {
-    ::close(efd);
-  } else {
-    oom_event_fd_ = efd;
-  }
-  if (control >= 0) ::close(control);
+  if (control &&
+      write_control(memory_dir + "/cgroup.event_control", fmt::format("{} {}", efd.get(), control.get())))
+    oom_event_fd_ = std::move(efd);
 }
 
 LimitHits StepCgroup::limit_hits() const {
   LimitHits hits;
-  if (oom_event_fd_ >= 0) {
+  if (oom_event_fd_) {
     std::uint64_t count = 0;
-    if (::read(oom_event_fd_, &count, sizeof count) == sizeof count && count > 0) hits.memory = true;
+    if (::read(oom_event_fd_.get(), &count, sizeof count) == sizeof count && count > 0) hits.memory = true;
   }
   for (const auto& dir : dirs_) {
     if (::access((dir + "/memory.events").c_str(), F_OK) == 0) {  // v2
-      std::string events = read_small_file(dir + "/memory.events");
+      std::string events = read_control(dir + "/memory.events");
       if (keyed_value(events, "oom") > 0 || keyed_value(events, "oom_kill") > 0) hits.memory = true;
     } else if (::access((dir + "/memory.failcnt").c_str(), F_OK) == 0) {  // v1
       // v1 counts OOM kills only in the victim's own cgroup (the runtime's,
       // already gone); failcnt counts charges refused at *this* cgroup's
       // limit (memsw.failcnt when swap is accounted, which is checked first).
       if (number_in(dir + "/memory.failcnt") > 0 || number_in(dir + "/memory.memsw.failcnt") > 0 ||
-          keyed_value(read_small_file(dir + "/memory.oom_control"), "oom_kill") > 0)
+          keyed_value(read_control(dir + "/memory.oom_control"), "oom_kill") > 0)
         hits.memory = true;
     }
     if (::access((dir + "/pids.max").c_str(), F_OK) == 0) {
@@ -248,7 +235,7 @@ LimitHits StepCgroup::limit_hits() const {
       // the forking one (the runtime's, gone by now), so there the peak
       // number of tasks reaching the limit is the sign.
       std::uint64_t max = number_in(dir + "/pids.max");  // 0 when "max"
-      if (keyed_value(read_small_file(dir + "/pids.events"), "max") > 0 ||
+      if (keyed_value(read_control(dir + "/pids.events"), "max") > 0 ||
           (max > 0 && number_in(dir + "/pids.peak") >= max))
         hits.pids = true;
     }
@@ -273,6 +260,7 @@ std::vector<pid_t> StepCgroup::processes() const {
 }
 
 Status StepCgroup::kill_and_remove(std::chrono::milliseconds patience) {
+  removal_tried_ = true;
   auto deadline = std::chrono::steady_clock::now() + patience;
   std::vector<pid_t> left = processes();
   while (!left.empty()) {
@@ -323,7 +311,7 @@ Result<std::vector<std::string>> StepCgroup::remove_group_leftovers(const std::s
   }
   std::vector<std::string> removed;
   for (const auto& id : ids) {
-    StepCgroup cg(group + "/" + id, {});
+    StepCgroup cg(group + "/" + id);
     KILN_RETURN_IF_ERROR(cg.kill_and_remove(std::chrono::seconds(5)));
     removed.push_back(id);
   }

@@ -10,10 +10,13 @@
 //
 //   KILN_ASSIGN_OR_RETURN(StepCgroup cg, StepCgroup::create("kiln/3fa2", "kiln-9c1d", limits));
 //   config["linux"]["cgroupsPath"] = cg.container_path();
-//   ... run ...
+//   ... run ...                          // any early return removes the cgroup too
 //   LimitHits hits = cg.limit_hits();
 //   KILN_RETURN_IF_ERROR(cg.kill_and_remove(5s));
 //
+// A StepCgroup owns its directories: unless kill_and_remove() was called,
+// the destructor kills what is left in them and removes them (logging what
+// it cannot remove), so no path out of a step leaves a cgroup behind.
 // <group> separates the containers of different state directories, so that
 // a worker's leftover cleanup never touches another worker's steps.
 // Thread safety: a StepCgroup is used by one thread; distinct ones are independent.
@@ -26,6 +29,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "worker/sandbox/sandbox.h"
 
 namespace kiln::sandbox {
@@ -44,7 +48,9 @@ class StepCgroup {
   StepCgroup& operator=(StepCgroup&&) = delete;
   StepCgroup(const StepCgroup&) = delete;
   StepCgroup& operator=(const StepCgroup&) = delete;
+  // kill_and_remove(kDestructorPatience) unless it was called already.
   ~StepCgroup();
+  static constexpr std::chrono::milliseconds kDestructorPatience{5000};
 
   // The cgroupsPath for config.json (absolute, in the runtime's terms).
   std::string container_path() const { return "/" + relative_ + "/ctr"; }
@@ -56,6 +62,7 @@ class StepCgroup {
 
   // SIGKILLs anything left, waits up to `patience` for it to go, then
   // removes the directories. Fails (kBusy) naming the pids that survived.
+  // Once called, the destructor leaves the cgroup alone (call again to retry).
   Status kill_and_remove(std::chrono::milliseconds patience);
 
   // Same for every leftover step under `group` (a crashed worker's);
@@ -63,15 +70,15 @@ class StepCgroup {
   static Result<std::vector<std::string>> remove_group_leftovers(const std::string& group);
 
  private:
-  StepCgroup(std::string relative, std::vector<std::string> dirs)
-      : relative_(std::move(relative)), dirs_(std::move(dirs)) {}
+  explicit StepCgroup(std::string relative) : relative_(std::move(relative)) {}
   void watch_v1_oom(const std::string& memory_dir);
-  std::string relative_;           // "kiln/<group>/<id>"
+  std::string relative_;           // "kiln/<group>/<id>"; empty once moved from
   std::vector<std::string> dirs_;  // host directories kiln created (limits live here)
+  bool removal_tried_ = false;     // kill_and_remove() ran: the destructor does nothing
   // v1 only: an eventfd the kernel signals when the step's memory cgroup
   // runs out of memory (memory.oom_control via cgroup.event_control); v1
   // keeps no failure counter once swap is accounted.
-  int oom_event_fd_ = -1;
+  UniqueFd oom_event_fd_;
 };
 
 // The mount points of the cgroup hierarchies (v1 ones and the v2 one), from

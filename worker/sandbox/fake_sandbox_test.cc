@@ -1,8 +1,7 @@
-// FakeSandbox (what the builder's tests rely on) and CancelToken.
+// FakeSandbox (what the builder's tests rely on) and stdin_from_bytes.
 #include "worker/sandbox/fake_sandbox.h"
 
 #include <gtest/gtest.h>
-#include <poll.h>
 
 #include <atomic>
 #include <thread>
@@ -16,40 +15,6 @@ RunSpec command(std::string cmd) {
   RunSpec spec;
   spec.argv = {"/bin/sh", "-c", std::move(cmd)};
   return spec;
-}
-
-TEST(CancelToken, StartsClearAndStaysCancelled) {
-  CancelToken token;
-  EXPECT_FALSE(token.cancelled());
-  EXPECT_FALSE(token.wait_for(1ms));
-  token.cancel();
-  token.cancel();  // idempotent
-  EXPECT_TRUE(token.cancelled());
-  EXPECT_TRUE(token.wait_for(0ms));
-}
-
-TEST(CancelToken, WaitFdWakesPollOnCancelFromAnotherThread) {
-  CancelToken token;
-  ASSERT_GE(token.wait_fd(), 0);
-  pollfd p{token.wait_fd(), POLLIN, 0};
-  EXPECT_EQ(::poll(&p, 1, 0), 0);  // not readable before cancel
-  std::thread other([&] { token.cancel(); });
-  EXPECT_EQ(::poll(&p, 1, 60'000), 1);
-  other.join();
-  EXPECT_TRUE(p.revents & POLLIN);
-  // Still readable for later waiters.
-  p.revents = 0;
-  EXPECT_EQ(::poll(&p, 1, 0), 1);
-}
-
-TEST(CancelToken, WaitForReturnsWhenCancelledElsewhere) {
-  CancelToken token;
-  std::thread other([&] {
-    std::this_thread::sleep_for(20ms);
-    token.cancel();
-  });
-  EXPECT_TRUE(token.wait_for(std::chrono::hours(1)));
-  other.join();
 }
 
 TEST(StdinFromBytes, YieldsTheBytesOnceThenEnd) {

@@ -26,10 +26,12 @@
 #include <thread>
 
 #include "common/format.h"
+#include "common/fs.h"
 #include "common/path.h"
 #include "common/sha256.h"
+#include "common/subprocess.h"
+#include "common/unique_fd.h"
 #include "worker/sandbox/cgroup.h"
-#include "worker/sandbox/process.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -43,78 +45,17 @@ constexpr auto kHelperTimeout = 20s;
 // How long a killed container may take to disappear before kiln kills the runtime itself.
 constexpr auto kKillPatience = 10s;
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
-
-Status make_dir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
-    return errno_error(fmt::format("create directory {}", path));
-  return {};
+// Runs a runtime helper command (kill, delete, list, --version) to the end,
+// output captured. In its own process group, like the runtime itself, so a
+// terminal's Ctrl-C reaches kiln, which then stops steps in order.
+Result<CommandOutput> run_helper(const std::vector<std::string>& argv) {
+  return run_command(argv, {.spawn = {.group = ProcessGroup::kNew}, .timeout = kHelperTimeout});
 }
 
-Status make_dirs(const std::string& path, mode_t mode) {
-  for (std::size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1))
-    KILN_RETURN_IF_ERROR(make_dir(path.substr(0, pos), 0755));
-  return make_dir(path, mode);
-}
-
-Status write_new_file(const std::string& path, std::string_view content, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return errno_error(fmt::format("create {}", path));
-  Fd guard(fd);
-  while (!content.empty()) {
-    ssize_t n = ::write(fd, content.data(), content.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(fmt::format("write {}", path));
-    content.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-// Removes a directory tree. Never follows symlinks, never crosses mounts
-// (unlink of a mount point fails), so it cannot reach outside `path`.
-void remove_tree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    if (DIR* d = ::opendir(path.c_str())) {
-      std::vector<std::string> names;
-      while (dirent* e = ::readdir(d)) {
-        std::string name = e->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-      }
-      ::closedir(d);
-      for (const auto& n : names) remove_tree(path + "/" + n);
-    }
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
-}
-
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(path.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(d);
-  }
-  return names;
+// Directory entries, or none when it cannot be listed (leftover cleanup
+// goes on with what it can see).
+std::vector<std::string> entries_of(const std::string& dir) {
+  return list_dir(dir).value_or(std::vector<std::string>{});
 }
 
 bool is_mount_point(const std::string& path) {
@@ -212,25 +153,6 @@ bool drain(int fd, const OutputSink& on_output) {
   }
 }
 
-// Writes to a pipe whose reader may be gone without killing kiln with
-// SIGPIPE: the signal is blocked for this thread and any pending one consumed.
-ssize_t write_no_sigpipe(int fd, const char* data, std::size_t size) {
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  ssize_t n = ::write(fd, data, size);
-  int err = errno;
-  if (n < 0 && err == EPIPE) {
-    timespec zero{0, 0};
-    while (::sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  errno = err;
-  return n;
-}
-
 }  // namespace
 
 Result<OciRuntime> parse_oci_runtime(std::string_view name) {
@@ -261,14 +183,13 @@ std::string LeftoverReport::to_string() const {
 RuncSandbox::RuncSandbox(RuncSandboxOptions options) : options_(std::move(options)) {}
 
 RuncSandbox::~RuncSandbox() {
-  if (lock_fd_ < 0) return;  // never owned the state directory
+  if (!lock_fd_) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
   if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
   // The group's (now empty) cgroup directories; rmdir refuses non-empty ones.
   if (auto mounts = cgroup_mounts(); mounts && !cgroup_group_.empty()) {
     for (const auto& m : *mounts) ::rmdir((m.path + "/" + cgroup_group_).c_str());
   }
-  ::close(lock_fd_);
 }
 
 std::vector<std::string> RuncSandbox::runtime_command(const std::vector<std::string>& args) const {
@@ -299,7 +220,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   if (options.state_dir.empty())
     return make_error(ErrorKind::kInvalidArgument, "the sandbox needs a state directory");
   std::string_view runtime_name = oci_runtime_name(options.runtime);
-  KILN_RETURN_IF_ERROR(make_dirs(options.state_dir, 0700));
+  KILN_RETURN_IF_ERROR(ensure_dirs(options.state_dir, 0700));
   char real[PATH_MAX];
   if (::realpath(options.state_dir.c_str(), real) == nullptr)
     return errno_error(fmt::format("resolve sandbox state directory {}", options.state_dir));
@@ -313,20 +234,19 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   s.secrets_dir_ = state + "/secrets";
   s.cgroup_group_ = "kiln/" + sha256_hex(state).substr(0, 12);
   // Two owners would take each other's running steps for leftovers.
-  int lock_fd = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return errno_error(fmt::format("create lock file in {}", state));
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  UniqueFd lock_fd(::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock_fd) return errno_error(fmt::format("create lock file in {}", state));
+  if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
-    ::close(lock_fd);
     if (err == EWOULDBLOCK)
       return make_error(ErrorKind::kBusy, fmt::format("sandbox state directory {} is in use by another kiln "
                                                       "sandbox: give each worker its own state directory",
                                                       state));
     return errno_error(fmt::format("lock {}/lock", state), err);
   }
-  s.lock_fd_ = lock_fd;  // from here on the destructor may clean up the state directory
+  s.lock_fd_ = std::move(lock_fd);  // from here on the destructor may clean up the state directory
   for (const auto* d : {&s.runtime_root_, &s.bundles_dir_, &s.secrets_dir_})
-    KILN_RETURN_IF_ERROR(make_dir(*d, 0700));
+    KILN_RETURN_IF_ERROR(ensure_dir(*d, 0700));
 
   if (s.options_.runtime == OciRuntime::kCrun) {
     auto mounts = cgroup_mounts();
@@ -336,7 +256,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
     }
   }
 
-  auto version = run_command(s.runtime_command({"--version"}), kHelperTimeout);
+  auto version = run_helper(s.runtime_command({"--version"}));
   if (!version || !version->ok()) {
     return make_error(
         ErrorKind::kUnavailable,
@@ -363,9 +283,9 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
 }
 
 Status RuncSandbox::remove_leftovers() {
-  for (const auto& name : list_dir(runtime_root_)) {
+  for (const auto& name : entries_of(runtime_root_)) {
     if (!name.starts_with(kContainerPrefix)) continue;
-    auto out = run_command(runtime_command({"delete", "--force", name}), kHelperTimeout);
+    auto out = run_helper(runtime_command({"delete", "--force", name}));
     if (!out)
       return std::unexpected(std::move(out).error().with_context("removing leftover container " + name));
     if (!out->ok()) {
@@ -373,7 +293,7 @@ Status RuncSandbox::remove_leftovers() {
       // handled through the cgroup below; the entry itself can go.
       spdlog::warn("sandbox: `{}` {}: {}", format_command(runtime_command({"delete", "--force", name})),
                    describe_wait_status(out->wait_status), out->output);
-      remove_tree(runtime_root_ + "/" + name);
+      (void)remove_tree(runtime_root_ + "/" + name);
     }
     leftovers_.containers.push_back(name);
   }
@@ -381,12 +301,12 @@ Status RuncSandbox::remove_leftovers() {
   if (!cgroups)
     return std::unexpected(std::move(cgroups).error().with_context("removing leftover step cgroups"));
   leftovers_.cgroups = *cgroups;
-  for (const auto& name : list_dir(bundles_dir_)) {
-    remove_tree(bundles_dir_ + "/" + name);
+  for (const auto& name : entries_of(bundles_dir_)) {
+    (void)remove_tree(bundles_dir_ + "/" + name);
     ++leftovers_.bundles;
   }
-  for (const auto& name : list_dir(secrets_dir_)) {
-    remove_tree(secrets_dir_ + "/" + name);
+  for (const auto& name : entries_of(secrets_dir_)) {
+    (void)remove_tree(secrets_dir_ + "/" + name);
     ++leftovers_.secret_dirs;
   }
   return {};
@@ -423,49 +343,38 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     std::string bundle, secrets;
     std::vector<Stub>* stubs;
     ~Cleanup() {
-      remove_tree(secrets);
-      remove_tree(bundle);
+      (void)remove_tree(secrets);
+      (void)remove_tree(bundle);
       for (const auto& s : *stubs) remove_stub(s);
     }
   } cleanup{bundle, secrets, &stubs};
 
-  KILN_RETURN_IF_ERROR(make_dir(bundle, 0700));
-  KILN_RETURN_IF_ERROR(make_dir(secrets, 0700));
+  KILN_RETURN_IF_ERROR(ensure_dir(bundle, 0700));
+  KILN_RETURN_IF_ERROR(ensure_dir(secrets, 0700));
   OciPaths paths;
   paths.rootfs = real_rootfs;
   paths.hosts_file = bundle + "/hosts";
-  KILN_RETURN_IF_ERROR(write_new_file(paths.hosts_file, hosts_file_content(spec.hostname), 0644));
+  KILN_RETURN_IF_ERROR(write_file(paths.hosts_file, hosts_file_content(spec.hostname), 0644));
   for (std::size_t i = 0; i < spec.secrets.size(); ++i) {
     std::string file = secrets + "/" + std::to_string(i);
-    KILN_RETURN_IF_ERROR(write_new_file(file, spec.secrets[i].value, 0400));
+    KILN_RETURN_IF_ERROR(write_file(file, spec.secrets[i].value, 0400));
     if (::chown(file.c_str(), spec.uid, spec.gid) != 0)
       return errno_error(fmt::format("give secret file {} to {}:{}", file, spec.uid, spec.gid));
     paths.secret_files.push_back(std::move(file));
   }
 
+  // Removed (its processes killed first) on every way out of run().
   KILN_ASSIGN_OR_RETURN(StepCgroup cgroup, StepCgroup::create(cgroup_group_, id, spec.limits));
   paths.cgroups_path = cgroup.container_path();
-  auto config = make_oci_config(spec, paths, options_.oci);
-  if (!config) {
-    (void)cgroup.kill_and_remove(1s);
-    return std::unexpected(std::move(config).error());
-  }
-  if (auto s = write_new_file(bundle + "/config.json", config->dump(2) + "\n", 0600); !s) {
-    (void)cgroup.kill_and_remove(1s);
-    return s;
-  }
+  KILN_ASSIGN_OR_RETURN(nlohmann::json config, make_oci_config(spec, paths, options_.oci));
+  KILN_RETURN_IF_ERROR(write_file(bundle + "/config.json", config.dump(2) + "\n", 0600));
 
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return errno_error("create the step's output pipe");
-  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
-  ::fcntl(out_r.get(), F_SETFL, O_NONBLOCK);
-  Fd in_r, in_w;
+  KILN_ASSIGN_OR_RETURN_CONTEXT(Pipe output, make_pipe(), "create the step's output pipe");
+  ::fcntl(output.read.get(), F_SETFL, O_NONBLOCK);
+  Pipe input;
   if (spec.stdin_data) {
-    int in_pipe[2];
-    if (::pipe2(in_pipe, O_CLOEXEC) != 0) return errno_error("create the step's stdin pipe");
-    in_r.reset(in_pipe[0]);
-    in_w.reset(in_pipe[1]);
-    ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+    KILN_ASSIGN_OR_RETURN_CONTEXT(input, make_pipe(), "create the step's stdin pipe");
+    ::fcntl(input.write.get(), F_SETFL, O_NONBLOCK);
   }
 
   std::vector<std::string> global = {};
@@ -479,19 +388,34 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   // Detached, the container's process inherits the runtime's stdio itself:
   // stdout and stderr are the same pipe, in the order written, and it closes
   // when the step's last process exits. (A foreground `run` would copy each
-  // stream through its own pipe and could reorder them.) DetachedRun reaps
-  // the container's init to learn its exit status.
-  auto child =
-      DetachedRun::start(runtime_command(run_args), {.stdin_fd = spec.stdin_data ? in_r.get() : spec.stdin_fd,
-                                                     .stdout_fd = out_w.get(),
-                                                     .stderr_fd = out_w.get()});
-  if (!child) {
-    (void)cgroup.kill_and_remove(1s);
-    return std::unexpected(std::move(child).error());
-  }
-  out_w.reset();
-  in_r.reset();
-  ChildProcess& reaper = child->reaper();
+  // stream through its own pipe and could reorder them.) The runtime runs
+  // under a subreaper child of kiln, which reaps the container's init once
+  // the runtime has left it behind, to learn its exit status. The subreaper
+  // dies with kiln's thread (PDEATHSIG) and leads a process group with the
+  // runtime, so that a hung runtime can be killed whole.
+  KILN_ASSIGN_OR_RETURN(Subprocess reaper,
+                        Subprocess::spawn(runtime_command(run_args),
+                                          {.stdin_fd = spec.stdin_data ? input.read.get() : spec.stdin_fd,
+                                           .stdout_fd = output.write.get(),
+                                           .stderr_fd = output.write.get(),
+                                           .group = ProcessGroup::kNew,
+                                           .parent_death_signal = SIGKILL,
+                                           .subreaper = true}));
+  output.write.reset();
+  input.read.reset();
+  // Should run() leave early (an error, an exception), nothing it started
+  // may outlive it: kill the runtime and the container here, before
+  // `reaper` waits for them and `cgroup` is removed.
+  struct KillOnEarlyExit {
+    Subprocess& reaper;
+    StepCgroup& cgroup;
+    bool armed = true;
+    ~KillOnEarlyExit() {
+      if (!armed) return;
+      reaper.signal_group(SIGKILL);
+      for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
+    }
+  } kill_on_early_exit{reaper, cgroup};
 
   enum class Stop { kNone, kCancelled, kTimedOut, kStdinFailed, kSinkFailed };
   // The caller's callbacks must not unwind through here: that would leave
@@ -520,7 +444,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   int reaper_status = 0;
 
   auto feed_stdin = [&] {
-    while (in_w.get() >= 0) {
+    while (input.write) {
       if (pending_offset == pending_stdin.size()) {
         Result<std::string> next = std::string();
         try {
@@ -532,22 +456,22 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
         }
         if (!next) {
           stdin_error = std::move(next).error();
-          in_w.reset();
+          input.write.reset();
           return;
         }
         if (next->empty()) {
-          in_w.reset();  // end of input
+          input.write.reset();  // end of input
           return;
         }
         pending_stdin = std::move(*next);
         pending_offset = 0;
       }
-      ssize_t n = write_no_sigpipe(in_w.get(), pending_stdin.data() + pending_offset,
-                                   pending_stdin.size() - pending_offset);
+      ssize_t n = write_without_sigpipe(input.write.get(), pending_stdin.data() + pending_offset,
+                                        pending_stdin.size() - pending_offset);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;
       if (n < 0) {
-        in_w.reset();  // the step closed its stdin (EPIPE): it did not want the rest
+        input.write.reset();  // the step closed its stdin (EPIPE): it did not want the rest
         return;
       }
       pending_offset += static_cast<std::size_t>(n);
@@ -556,9 +480,9 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
 
   while (!(output_done && exited) && stop == Stop::kNone) {
     std::vector<pollfd> fds;
-    if (!output_done) fds.push_back({out_r.get(), POLLIN, 0});
+    if (!output_done) fds.push_back({output.read.get(), POLLIN, 0});
     if (cancel.wait_fd() >= 0) fds.push_back({cancel.wait_fd(), POLLIN, 0});
-    if (in_w.get() >= 0) fds.push_back({in_w.get(), POLLOUT, 0});
+    if (input.write) fds.push_back({input.write.get(), POLLOUT, 0});
     if (!exited && reaper.exit_fd() >= 0) fds.push_back({reaper.exit_fd(), POLLIN, 0});
     int timeout_ms = 1000;  // only a safety net: every event above wakes poll
     if (cancel.wait_fd() < 0 || reaper.exit_fd() < 0) timeout_ms = 50;
@@ -568,8 +492,8 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
     }
     int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) return errno_error("poll the step's output");
-    if (!output_done && drain(out_r.get(), forward)) output_done = true;
-    if (in_w.get() >= 0) feed_stdin();
+    if (!output_done && drain(output.read.get(), forward)) output_done = true;
+    if (input.write) feed_stdin();
     if (stdin_error) stop = Stop::kStdinFailed;
     if (sink_error) stop = Stop::kSinkFailed;
     if (!exited && reaper.try_wait(&reaper_status)) {
@@ -591,37 +515,38 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (stop != Stop::kNone) {
     // Kill the container: through the runtime, and through the cgroup for
     // processes the runtime does not know yet (a container still starting).
-    (void)run_command(runtime_command({"kill", id, "KILL"}), kHelperTimeout);
+    (void)run_helper(runtime_command({"kill", id, "KILL"}));
     auto kill_deadline = Clock::now() + kKillPatience;
     while (!reaper.try_wait(&reaper_status)) {
       for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
-      if (!output_done && drain(out_r.get(), forward)) output_done = true;
+      if (!output_done && drain(output.read.get(), forward)) output_done = true;
       if (Clock::now() >= kill_deadline) {
         spdlog::warn("sandbox: {} run {} did not end {} s after its container was killed; killing it",
                      runtime_name, id,
                      std::chrono::duration_cast<std::chrono::seconds>(kKillPatience).count());
-        child->kill();
+        reaper.signal_group(SIGKILL);  // the subreaper and the runtime
         reaper.wait();
         break;
       }
       std::this_thread::sleep_for(10ms);
     }
   }
-  if (!output_done) drain(out_r.get(), forward);
-  DetachedRun::Outcome outcome = child->outcome();
+  if (!output_done) drain(output.read.get(), forward);
+  ReaperReport outcome = reaper.reaper_report();
   // The container's init among the orphans the reaper collected.
   std::optional<int> container_status;
   {
     std::ifstream in(pid_file);
     pid_t init_pid = 0;
     if (in >> init_pid) {
-      for (const auto& [pid, status] : outcome.reaped)
+      for (const auto& [pid, status] : outcome.orphans)
         if (pid == init_pid) container_status = status;
     }
   }
 
   // A detached container stays known to the runtime after it ends.
-  (void)run_command(runtime_command({"delete", "--force", id}), kHelperTimeout);
+  (void)run_helper(runtime_command({"delete", "--force", id}));
+  kill_on_early_exit.armed = false;
   LimitHits hits = cgroup.limit_hits();
   Status removed = cgroup.kill_and_remove(5s);
   if (!removed) spdlog::error("sandbox: step {} left processes behind: {}", id, removed.error().to_string());
@@ -643,12 +568,12 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   }
   if (!removed) return std::unexpected(std::move(removed).error());
 
-  if (!WIFEXITED(outcome.runtime_status) || WEXITSTATUS(outcome.runtime_status) != 0 || !container_status) {
+  if (!WIFEXITED(outcome.program_status) || WEXITSTATUS(outcome.program_status) != 0 || !container_status) {
     // The runtime failed to start the command (bad cwd, no such program...):
     // its own log says why; its stderr went to the step's output too.
     std::string runtime_error = runtime_errors(runtime_log);
     if (runtime_error.empty())
-      runtime_error = fmt::format("`{} run` {}", runtime_name, describe_wait_status(outcome.runtime_status));
+      runtime_error = fmt::format("`{} run` {}", runtime_name, describe_wait_status(outcome.program_status));
     return make_error(ErrorKind::kFailedPrecondition, fmt::format("could not start the command {}: {}",
                                                                   format_command(spec.argv), runtime_error));
   }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "worker/sandbox/oci_config.h"
 #include "worker/sandbox/sandbox.h"
 
@@ -89,7 +90,7 @@ class RuncSandbox final : public Sandbox {
   std::string secrets_dir_;   // STATE/secrets (a tmpfs)
   std::string cgroup_group_;
   bool crun_needs_private_cgroup_ns_ = false;
-  int lock_fd_ = -1;  // flock on STATE/lock: one owner per state directory
+  UniqueFd lock_fd_;  // flock on STATE/lock: one owner per state directory
   LeftoverReport leftovers_;
 };
 

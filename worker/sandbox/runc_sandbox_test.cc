@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,14 +16,17 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "common/subprocess.h"
+#include "common/unique_fd.h"
+#include "tests/support/temp_dir.h"
 #include "worker/sandbox/cgroup.h"
-#include "worker/sandbox/process.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -45,7 +49,7 @@ void write_file(const fs::path& p, std::string_view content) {
 void make_busybox_rootfs(const fs::path& root) {
   fs::create_directories(root / "bin");
   fs::copy_file("/bin/busybox", root / "bin/busybox");
-  auto list = run_command({"/bin/busybox", "--list"}, 30s);
+  auto list = run_command({"/bin/busybox", "--list"}, {.timeout = 30s});
   ASSERT_TRUE(list && list->ok());
   std::istringstream applets(list->output);
   std::string name;
@@ -93,9 +97,8 @@ class SandboxTest : public ::testing::Test {
   void SetUp() override { set_up(OciRuntime::kRunc); }
 
   void set_up(OciRuntime runtime) {
-    std::string pattern = (fs::temp_directory_path() / "kiln-sandbox-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    temp_.emplace("kiln-sandbox-test");
+    dir_ = temp_->path();
     rootfs_ = dir_ / "rootfs";
     state_ = dir_ / "state";
     make_busybox_rootfs(rootfs_);
@@ -108,11 +111,11 @@ class SandboxTest : public ::testing::Test {
     // Whatever a failed test left running goes (it would outlive the test).
     if (sandbox_) {
       for (const auto& id : runtime_containers())
-        (void)run_command(sandbox_->runtime_command({"delete", "--force", id}), 30s);
+        (void)run_command(sandbox_->runtime_command({"delete", "--force", id}), {.timeout = 30s});
       (void)StepCgroup::remove_group_leftovers(sandbox_->cgroup_group());
     }
     sandbox_.reset();
-    if (!dir_.empty()) fs::remove_all(dir_);
+    temp_.reset();
   }
 
   static RunSpec sh(const std::string& command) {
@@ -139,7 +142,7 @@ class SandboxTest : public ::testing::Test {
   }
 
   std::vector<std::string> runtime_containers() {
-    auto out = run_command(sandbox_->runtime_command({"list", "-q"}), 30s);
+    auto out = run_command(sandbox_->runtime_command({"list", "-q"}), {.timeout = 30s});
     EXPECT_TRUE(out && out->ok()) << (out ? out->output : out.error().to_string());
     std::vector<std::string> ids;
     std::istringstream in(out ? out->output : "");
@@ -162,6 +165,7 @@ class SandboxTest : public ::testing::Test {
     return left;
   }
 
+  std::optional<kiln::testing::TempDir> temp_;
   fs::path dir_, rootfs_, state_;
   std::unique_ptr<RuncSandbox> sandbox_;
 };
@@ -370,12 +374,11 @@ TEST_F(SandboxTest, StdinFromBytesAndFromAnFd) {
   EXPECT_EQ(run_ok(big), "1048576\n");
 
   write_file(dir_ / "input", "from a file\n");
-  int fd = ::open((dir_ / "input").c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
+  UniqueFd fd(::open((dir_ / "input").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_GE(fd.get(), 0);
   RunSpec from_fd = sh("cat");
-  from_fd.stdin_fd = fd;
+  from_fd.stdin_fd = fd.get();
   EXPECT_EQ(run_ok(from_fd), "from a file\n");
-  ::close(fd);
 }
 
 TEST_F(SandboxTest, StdinProviderErrorFailsTheRun) {
@@ -524,6 +527,36 @@ TEST_F(SandboxTest, StepsRunConcurrently) {
   }
 }
 
+TEST_F(SandboxTest, AStepThatFailsAfterItsCgroupExistsLeavesNoCgroup) {
+  // The step's cgroup is made before its output pipe: with a single fd left
+  // to this process, everything up to the cgroup works and the pipe fails.
+  CancelToken cancel;  // its eventfd is taken before the fds run out
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old_limit), 0);
+  int highest = 0;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd"))
+    highest = std::max(highest, std::stoi(e.path().filename()));
+  std::vector<UniqueFd> fillers;  // every fd from the lowest free one up to `highest` + 1
+  while (fillers.empty() || fillers.back().get() <= highest) {
+    fillers.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fillers.back());
+  }
+  int last = fillers.back().get();
+  fillers.pop_back();  // the one free fd: `last`, and the limit forbids any above it
+  rlimit one_left = old_limit;
+  one_left.rlim_cur = static_cast<rlim_t>(last) + 1;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &one_left), 0);
+  Status s = sandbox_->run(sh("echo never"), rootfs_.string(), nullptr, cancel);
+  ::setrlimit(RLIMIT_NOFILE, &old_limit);
+  fillers.clear();
+
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().to_string().find("pipe"), std::string::npos) << s.error().to_string();
+  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+  EXPECT_TRUE(runtime_containers().empty());
+  EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
+}
+
 TEST_F(SandboxTest, SecondOwnerOfAStateDirectoryIsRefused) {
   auto second = RuncSandbox::create({.state_dir = state_.string()});
   ASSERT_FALSE(second);
@@ -560,8 +593,9 @@ TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
     write_file(bundle / "config.json", config->dump());
     fs::create_directories(state_ / "secrets" / id);
     write_file(state_ / "secrets" / id / "0", "stale secret");
-    auto started = ChildProcess::spawn(
-        (*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}), {});
+    auto started =
+        Subprocess::spawn((*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}),
+                          {.group = ProcessGroup::kNew});
     if (!started || started->wait() != 0) ::_exit(12);
     ::_exit(0);  // no destructors: the tmpfs stays mounted, the container runs
   }

@@ -27,10 +27,10 @@
 //   anything else       the sandbox itself could not run the step (runtime
 //                       missing, bad rootfs, ...); the message says what to fix.
 // Thread safety: Sandbox::run may be called from several threads at once
-// (each call is its own container). CancelToken is fully thread-safe.
+// (each call is its own container). CancelToken (common/cancel_token.h) is
+// fully thread-safe.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
 
 namespace kiln::sandbox {
@@ -110,33 +111,6 @@ struct RunSpec {
 // the step is killed and run() returns kInternal (so does a throwing
 // StdinProvider): exceptions never unwind past a running container.
 using OutputSink = std::function<void(std::string_view)>;
-
-// A one-way cancel flag shared between the thread running a step and the
-// threads that may want it stopped. Once cancelled it stays cancelled.
-// Not copyable or movable (runs hold a reference). Thread-safe.
-class CancelToken {
- public:
-  CancelToken();
-  ~CancelToken();
-  CancelToken(const CancelToken&) = delete;
-  CancelToken& operator=(const CancelToken&) = delete;
-
-  // Requests cancellation; wakes anything waiting on wait_fd(). Idempotent.
-  void cancel();
-  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
-
-  // A file descriptor that becomes readable (POLLIN) once cancel() was
-  // called, for poll() loops; -1 if the OS refused one (then poll the flag).
-  // Owned by the token: do not read or close it.
-  int wait_fd() const { return event_fd_; }
-
-  // Waits up to `timeout` for cancellation; true if cancelled.
-  bool wait_for(std::chrono::milliseconds timeout) const;
-
- private:
-  std::atomic<bool> cancelled_{false};
-  int event_fd_ = -1;
-};
 
 class Sandbox {
  public:

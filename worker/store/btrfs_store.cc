@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "common/unique_fd.h"
 #include "worker/store/fs_util.h"
 #include "worker/store/snapshot_backend.h"
 
@@ -23,23 +24,9 @@ namespace {
 
 constexpr ino_t kSubvolumeRootInode = 256;  // BTRFS_FIRST_FREE_OBJECTID
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-Result<int> open_dir(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_error("opening " + path);
+Result<UniqueFd> open_dir(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return errno_error("opening " + path);
   return fd;
 }
 
@@ -58,8 +45,7 @@ Status set_name(Args& args, const std::string& name, const std::string& path) {
 
 Status create_subvolume(const std::string& path) {
   auto [parent, name] = split(path);
-  KILN_ASSIGN_OR_RETURN(int raw, open_dir(parent));
-  Fd dir(raw);
+  KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_dir(parent));
   btrfs_ioctl_vol_args args{};
   KILN_RETURN_IF_ERROR(set_name(args, name, path));
   if (ioctl(dir.get(), BTRFS_IOC_SUBVOL_CREATE, &args) != 0)
@@ -68,11 +54,9 @@ Status create_subvolume(const std::string& path) {
 }
 
 Status snapshot(const std::string& src, const std::string& dst, bool read_only) {
-  KILN_ASSIGN_OR_RETURN(int raw_src, open_dir(src));
-  Fd source(raw_src);
+  KILN_ASSIGN_OR_RETURN(UniqueFd source, open_dir(src));
   auto [parent, name] = split(dst);
-  KILN_ASSIGN_OR_RETURN(int raw_dir, open_dir(parent));
-  Fd dir(raw_dir);
+  KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_dir(parent));
   btrfs_ioctl_vol_args_v2 args{};
   args.fd = source.get();
   args.flags = read_only ? BTRFS_SUBVOL_RDONLY : 0;
@@ -83,8 +67,7 @@ Status snapshot(const std::string& src, const std::string& dst, bool read_only) 
 }
 
 Status make_read_only(const std::string& path) {
-  KILN_ASSIGN_OR_RETURN(int raw, open_dir(path));
-  Fd subvolume(raw);
+  KILN_ASSIGN_OR_RETURN(UniqueFd subvolume, open_dir(path));
   std::uint64_t flags = 0;
   if (ioctl(subvolume.get(), BTRFS_IOC_SUBVOL_GETFLAGS, &flags) != 0)
     return errno_error("reading the flags of btrfs subvolume " + path);
@@ -101,8 +84,7 @@ bool is_subvolume(const std::string& path) {
 
 Status delete_subvolume(const std::string& path) {
   auto [parent, name] = split(path);
-  KILN_ASSIGN_OR_RETURN(int raw, open_dir(parent));
-  Fd dir(raw);
+  KILN_ASSIGN_OR_RETURN(UniqueFd dir, open_dir(parent));
   btrfs_ioctl_vol_args args{};
   KILN_RETURN_IF_ERROR(set_name(args, name, path));
   if (ioctl(dir.get(), BTRFS_IOC_SNAP_DESTROY, &args) != 0)
@@ -158,8 +140,7 @@ class BtrfsBackend final : public SnapshotBackend {
     // Deleted subvolumes are cleaned by a kernel thread that otherwise waits
     // for the next transaction commit (30 s by default); a sync commits now
     // and wakes it, then `subvolume sync` waits until it has finished.
-    KILN_ASSIGN_OR_RETURN(int raw, open_dir(root_));
-    Fd root(raw);
+    KILN_ASSIGN_OR_RETURN(UniqueFd root, open_dir(root_));
     if (ioctl(root.get(), BTRFS_IOC_SYNC) != 0) return errno_error("syncing btrfs filesystem at " + root_);
     return run_command({"btrfs", "subvolume", "sync", root_});
   }

@@ -1,112 +1,45 @@
 #include "worker/store/fs_util.h"
 
 #include "common/mountinfo.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <ftw.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <utility>
 
-#include <dirent.h>
 #include <fmt/format.h>
-
-extern char** environ;
 
 namespace kiln::store {
 
-namespace {
-
-std::string command_line(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& a : argv) {
-    if (!out.empty()) out += ' ';
-    out += a;
-  }
-  return out;
-}
-
-}  // namespace
-
 Status run_command(const std::vector<std::string>& argv) {
-  if (argv.empty()) return make_error(ErrorKind::kInternal, "run_command: empty command line");
-  int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) return errno_error("pipe for " + argv[0]);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(err_pipe[1]);
-  if (rc != 0) {
-    close(err_pipe[0]);
-    return errno_error(fmt::format("starting `{}` (is it installed?)", command_line(argv)), rc);
-  }
-  // Keep only the tail of stderr: the useful part of a tool's complaint is last.
-  std::string err;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(err_pipe[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    err.append(buf, static_cast<size_t>(n));
-    if (err.size() > 8192) err.erase(0, err.size() - 4096);
-  }
-  close(err_pipe[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return errno_error("waiting for `" + command_line(argv) + "`");
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  // The tools' complaints end up in errors: keep the tail of stderr, where
+  // the useful part is. Signals and process group stay kiln's, as a shell's
+  // child's would.
+  KILN_ASSIGN_OR_RETURN(CommandOutput out, kiln::run_command(argv, {.spawn = {.reset_signals = false},
+                                                                    .capture = Capture::kStderr,
+                                                                    .keep_bytes = 4096}));
+  if (out.ok()) return {};
+  std::string err = std::move(out.output);
   while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
-  std::string how = WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))
-                                      : fmt::format("was killed by signal {}", WTERMSIG(status));
   return make_error(ErrorKind::kIo,
-                    fmt::format("`{}` {}{}{}", command_line(argv), how, err.empty() ? "" : ": ", err));
-}
-
-Status ensure_dir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) == 0) return {};
-  int err = errno;
-  struct stat st;
-  if (err == EEXIST && stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return {};
-  return errno_error("creating directory " + path, err);
+                    fmt::format("`{}` {}{}{}", format_command(argv), describe_wait_status(out.wait_status),
+                                err.empty() ? "" : ": ", err));
 }
 
 namespace {
 
-// nftw calls plain functions; the walk's state lives in thread-locals, so
+// nftw calls plain functions; the walk's state lives in a thread-local, so
 // concurrent walks on different threads do not share anything.
-thread_local int tl_remove_errno = 0;
-thread_local std::string tl_remove_failed;
-
-int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
-  int rc = (type == FTW_DP || type == FTW_D) ? rmdir(path) : unlink(path);
-  if (rc != 0 && errno != ENOENT && tl_remove_errno == 0) {
-    tl_remove_errno = errno;
-    tl_remove_failed = path;
-  }
-  return 0;  // keep going: remove as much as possible
-}
-
 struct UsageWalk {
   std::uint64_t bytes = 0;
   std::set<std::pair<dev_t, ino_t>> linked;
@@ -124,27 +57,6 @@ int add_usage(const char*, const struct stat* st, int type, struct FTW*) {
 
 }  // namespace
 
-Status remove_tree(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return {};
-    return errno_error("removing " + path);
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("removing " + path);
-    return {};
-  }
-  tl_remove_errno = 0;
-  tl_remove_failed.clear();
-  if (nftw(path.c_str(), remove_entry, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
-    return errno_error("walking " + path + " to remove it");
-  if (tl_remove_errno != 0) {
-    return errno_error(fmt::format("removing {} (first failure at {})", path, tl_remove_failed),
-                       tl_remove_errno);
-  }
-  return {};
-}
-
 Result<std::uint64_t> disk_usage(const std::string& path) {
   UsageWalk walk;
   tl_usage = &walk;
@@ -152,25 +64,6 @@ Result<std::uint64_t> disk_usage(const std::string& path) {
   tl_usage = nullptr;
   if (rc != 0) return errno_error("measuring the disk usage of " + path);
   return walk.bytes;
-}
-
-bool path_exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-Result<std::vector<std::string>> list_dir(const std::string& path) {
-  DIR* dir = opendir(path.c_str());
-  if (dir == nullptr) return errno_error("listing " + path);
-  std::vector<std::string> names;
-  while (struct dirent* e = readdir(dir)) {
-    std::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
-    names.emplace_back(name);
-  }
-  closedir(dir);
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 Status rename_path(const std::string& src, const std::string& dst) {

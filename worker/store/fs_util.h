@@ -1,5 +1,7 @@
 // Filesystem and process helpers shared by every snapshot store backend
 // (internal to worker/store: nothing outside the store should include it).
+// The general ones (ensure_dir, remove_tree, list_dir, path_exists) are
+// common/fs.h's, included here; processes are common/subprocess.h's.
 //
 //   KILN_RETURN_IF_ERROR(run_command({"cp", "-a", "--reflink=always", src, dst}));
 //   KILN_ASSIGN_OR_RETURN(std::uint64_t bytes, disk_usage(result_dir));
@@ -16,29 +18,18 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace kiln::store {
 
-// Runs argv[0] (looked up in PATH) with the given arguments, waits for it and
-// fails unless it exits with status 0. The error carries the command line and
-// the last part of its stderr.
+// Runs a tool (argv[0] looked up in PATH; stdin and stdout /dev/null, in
+// kiln's process group with its signal dispositions), waits for it and fails
+// unless it exits with status 0. The error carries the command line and the
+// last part of its stderr.
 Status run_command(const std::vector<std::string>& argv);
-
-// Creates a directory (mode 0755). An existing directory is fine.
-Status ensure_dir(const std::string& path);
-
-// Removes a file or a whole directory tree without following symlinks and
-// without crossing into other mounts. A missing path is fine.
-Status remove_tree(const std::string& path);
 
 // Bytes allocated on disk by the tree (st_blocks * 512, hard links counted once).
 Result<std::uint64_t> disk_usage(const std::string& path);
-
-// True when `path` exists (as anything, symlinks not followed).
-bool path_exists(const std::string& path);
-
-// Names of the entries in a directory (without "." and "..").
-Result<std::vector<std::string>> list_dir(const std::string& path);
 
 // Renames src to dst (dst must not exist).
 Status rename_path(const std::string& src, const std::string& dst);

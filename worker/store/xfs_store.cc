@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "common/unique_fd.h"
 #include "worker/store/fs_util.h"
 #include "worker/store/snapshot_backend.h"
 
@@ -23,15 +24,16 @@ class XfsBackend final : public SnapshotBackend {
     KILN_ASSIGN_OR_RETURN(std::int64_t magic, filesystem_magic(root));
     std::string a = root + "/reflink-probe-a", b = root + "/reflink-probe-b";
     int err = 0;
-    int fa = open(a.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int fb = open(b.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fa < 0 || fb < 0) {
-      err = errno;
-    } else if (write(fa, "kiln", 4) != 4 || fsync(fa) != 0 || ioctl(fb, FICLONE, fa) != 0) {
-      err = errno;
+    {
+      UniqueFd fa(open(a.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      UniqueFd fb(open(b.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (!fa || !fb) {
+        err = errno;
+      } else if (write(fa.get(), "kiln", 4) != 4 || fsync(fa.get()) != 0 ||
+                 ioctl(fb.get(), FICLONE, fa.get()) != 0) {
+        err = errno;
+      }
     }
-    if (fa >= 0) close(fa);
-    if (fb >= 0) close(fb);
     unlink(a.c_str());
     unlink(b.c_str());
     if (err != 0) {

@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "common/path.h"
+#include "common/unique_fd.h"
 
 namespace kiln::fetcher::internal {
 namespace {
@@ -22,12 +24,12 @@ namespace {
 
 class FileReader : public BlobReader {
  public:
-  FileReader(int fd, std::int64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
-  ~FileReader() override { ::close(fd_); }
+  FileReader(UniqueFd fd, std::int64_t size, std::string path)
+      : fd_(std::move(fd)), size_(size), path_(std::move(path)) {}
 
   Result<std::size_t> read(std::span<char> buffer) override {
     while (true) {
-      ssize_t n = ::read(fd_, buffer.data(), buffer.size());
+      ssize_t n = ::read(fd_.get(), buffer.data(), buffer.size());
       if (n >= 0) return static_cast<std::size_t>(n);
       if (errno != EINTR) return errno_error("cannot read " + path_);
     }
@@ -35,7 +37,7 @@ class FileReader : public BlobReader {
   std::int64_t size() const override { return size_; }
 
  private:
-  int fd_;
+  UniqueFd fd_;
   std::int64_t size_;
   std::string path_;
 };
@@ -67,14 +69,12 @@ class DirectoryImageFiles : public ImageFiles {
   Result<std::unique_ptr<BlobReader>> open(const std::string& path) override {
     KILN_ASSIGN_OR_RETURN(std::string rel, path::normalize_relative(path));
     std::string host = path::join(dir_, rel);
-    int fd = ::open(host.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno_error("cannot open " + host);
+    UniqueFd fd(::open(host.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return errno_error("cannot open " + host);
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
       return make_error(ErrorKind::kInvalidArgument, host + " is not a regular file");
-    }
-    return std::make_unique<FileReader>(fd, st.st_size, host);
+    return std::make_unique<FileReader>(std::move(fd), st.st_size, host);
   }
 
   std::string describe(const std::string& path) const override { return path::join(dir_, path); }

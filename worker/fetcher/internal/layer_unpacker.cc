@@ -18,8 +18,10 @@
 #include <vector>
 
 #include "common/format.h"
+#include "common/fs.h"
 #include "common/path.h"
 #include "common/sha256.h"
+#include "common/unique_fd.h"
 
 namespace kiln::fetcher::internal {
 namespace {
@@ -158,30 +160,6 @@ std::optional<std::string> unsupported_compression(std::string_view bytes) {
 
 // ---------------------------------------------------------------------------
 // Writing: one tar entry at a time into the root filesystem.
-
-Status remove_tree(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    // ENOTDIR: a parent is a file, so nothing is there to remove either.
-    if (errno == ENOENT || errno == ENOTDIR) return {};
-    return errno_error("cannot inspect " + path);
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("cannot remove " + path);
-    return {};
-  }
-  DIR* dir = ::opendir(path.c_str());
-  if (dir == nullptr) return errno_error("cannot list " + path);
-  std::vector<std::string> children;
-  while (dirent* d = ::readdir(dir)) {
-    std::string_view name(d->d_name);
-    if (name != "." && name != "..") children.emplace_back(name);
-  }
-  ::closedir(dir);
-  for (const auto& child : children) KILN_RETURN_IF_ERROR(remove_tree(path::join(path, child)));
-  if (::rmdir(path.c_str()) != 0) return errno_error("cannot remove " + path);
-  return {};
-}
 
 bool ignorable_xattr_errno(int err) {
   // "where the filesystem allows": unsupported namespaces, names the kernel
@@ -404,35 +382,31 @@ class LayerWriter {
   }
 
   Status write_file(archive* a, archive_entry* e, const std::string& name, const std::string& target) {
-    int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error("cannot create " + target);
-    auto status = [&]() -> Status {
-      while (true) {
-        const void* block = nullptr;
-        std::size_t size = 0;
-        la_int64_t offset = 0;
-        int r = archive_read_data_block(a, &block, &size, &offset);
-        if (r == ARCHIVE_EOF) break;
-        if (r < ARCHIVE_WARN) return make_error(ErrorKind::kInvalidArgument, archive_failure(a, name));
-        // Blocks come with offsets so sparse files stay sparse.
-        const char* bytes = static_cast<const char*>(block);
-        while (size > 0) {
-          ssize_t n = ::pwrite(fd, bytes, size, offset);
-          if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno_error("cannot write " + target);
-          }
-          bytes += n;
-          size -= static_cast<std::size_t>(n);
-          offset += n;
+    UniqueFd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) return errno_error("cannot create " + target);
+    while (true) {
+      const void* block = nullptr;
+      std::size_t size = 0;
+      la_int64_t offset = 0;
+      int r = archive_read_data_block(a, &block, &size, &offset);
+      if (r == ARCHIVE_EOF) break;
+      if (r < ARCHIVE_WARN) return make_error(ErrorKind::kInvalidArgument, archive_failure(a, name));
+      // Blocks come with offsets so sparse files stay sparse.
+      const char* bytes = static_cast<const char*>(block);
+      while (size > 0) {
+        ssize_t n = ::pwrite(fd.get(), bytes, size, offset);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return errno_error("cannot write " + target);
         }
+        bytes += n;
+        size -= static_cast<std::size_t>(n);
+        offset += n;
       }
-      if (archive_entry_size_is_set(e) && ::ftruncate(fd, archive_entry_size(e)) != 0)
-        return errno_error("cannot size " + target);
-      return apply_metadata(target, fd, e);
-    }();
-    ::close(fd);
-    return status;
+    }
+    if (archive_entry_size_is_set(e) && ::ftruncate(fd.get(), archive_entry_size(e)) != 0)
+      return errno_error("cannot size " + target);
+    return apply_metadata(target, fd.get(), e);
   }
 
   std::string archive_failure(archive* a, const std::string& name) {

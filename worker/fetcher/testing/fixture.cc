@@ -8,15 +8,13 @@
 namespace kiln::fetcher::testing {
 
 void FetcherTest::SetUp() {
-  char pattern[] = "/tmp/kiln-fetcher-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(pattern), nullptr);
-  tmp_ = pattern;
+  temp_.emplace("kiln-fetcher-test");
+  tmp_ = temp_->path();
   rootfs_ = new_dir("rootfs");
 }
 
 void FetcherTest::TearDown() {
-  std::error_code ignored;
-  std::filesystem::remove_all(tmp_, ignored);
+  temp_.reset();
 }
 
 std::string FetcherTest::new_dir(const std::string& name) {

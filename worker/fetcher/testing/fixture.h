@@ -13,9 +13,11 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "worker/fetcher/fetcher.h"
 #include "worker/fetcher/testing/image_writer.h"
 
@@ -41,7 +43,8 @@ class FetcherTest : public ::testing::Test {
   // "l PATH -> TARGET" (mode only for directories, in octal).
   static std::string tree(const std::string& root);
 
-  std::string tmp_;
+  std::optional<kiln::testing::TempDir> temp_;
+  std::string tmp_;  // temp_'s path
   std::string rootfs_;
   std::vector<std::string> progress_lines_;
 };
