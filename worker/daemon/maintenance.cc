@@ -3,12 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include "worker/daemon/context_fetch.h"
-#include "worker/daemon/internal/human_bytes.h"
+#include "common/format.h"
 
 namespace kiln::worker {
 namespace {
 
-using internal::human_bytes;
+using kiln::human_bytes;
 
 // Results removed per prune round, between free-space checks.
 constexpr std::size_t kPruneBatch = 32;

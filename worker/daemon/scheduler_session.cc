@@ -6,12 +6,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "worker/daemon/internal/human_bytes.h"
+#include "common/format.h"
 
 namespace kiln::worker {
 namespace {
 
-using internal::human_bytes;
+using kiln::human_bytes;
 
 constexpr std::size_t kMaxRecentDone = 10000;
 constexpr std::chrono::milliseconds kFirstRegisterBackoff{20};
