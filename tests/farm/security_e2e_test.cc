@@ -118,6 +118,23 @@ TEST_F(Security, ClientsWithoutAListedKeyAreRefusedWithTheReason) {
   EXPECT_THAT(r.err, HasSubstr("kiln: the scheduler at " + scheduler_->client_endpoint() + " refused this key"));
 }
 
+TEST_F(Security, NetworkAddressesNeedKeysAndHttpATokenUnlessInsecure) {
+  const std::string state = dir_.path() + "/other";
+  auto plain = run_process({KILN_SCHEDULER_BINARY, "--state-dir", state, "--listen", "tcp://0.0.0.0:1",
+                            "--listen-workers", "tcp://0.0.0.0:2", "--http", "off"});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_THAT(plain.err, HasSubstr("refusing to listen on tcp://0.0.0.0:1 and tcp://0.0.0.0:2 without "
+                                   "authentication"));
+  auto http = run_process({KILN_SCHEDULER_BINARY, "--state-dir", state, "--key", keys_ + "/scheduler.key",
+                           "--auth-dir", auth_, "--listen", "tcp://127.0.0.1:1", "--listen-workers",
+                           "tcp://127.0.0.1:2", "--http", "0.0.0.0:3"});
+  EXPECT_EQ(http.exit_code, 1);
+  EXPECT_THAT(http.err, HasSubstr("refusing to serve HTTP on 0.0.0.0:3 without a token"));
+  auto half = run_process({KILN_SCHEDULER_BINARY, "--state-dir", state, "--key", keys_ + "/scheduler.key"});
+  EXPECT_EQ(half.exit_code, 1);
+  EXPECT_THAT(half.err, HasSubstr("--key and --auth-dir go together"));
+}
+
 TEST_F(Security, WorkerKeysRegisterOnlyUnderTheirOwnNameAndNotOnTheClientPort) {
   auto ops = as("ops");
   ASSERT_TRUE(ops);

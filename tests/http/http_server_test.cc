@@ -363,6 +363,51 @@ TEST(HttpServer, NoViewYetIsA503) {
   EXPECT_EQ(server.bound_port(), 0);
 }
 
+TEST(HttpServer, ATokenIsNeededForEveryRequestButThePageItself) {
+  auto view = kiln::http::testing::sample_farm();
+  const std::string token = "0123456789abcdef-token";
+  HttpServer server([view] { return view; },
+                    [](const std::string&, std::uint64_t) -> Result<proto::Log> { return proto::Log{}; }, nullptr,
+                    HttpAuth{.token = token});
+  ASSERT_TRUE(server.start("127.0.0.1", 0).has_value());
+  httplib::Client client("127.0.0.1", server.bound_port());
+  for (const char* path : {"/metrics", "/v1/stats", "/v1/jobs", "/v1/workers", "/v1/jobs/j1/log"}) {
+    auto none = client.Get(path);
+    ASSERT_TRUE(none) << path;
+    EXPECT_EQ(none->status, 401) << path;
+    EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer realm=\"kiln\"");
+    EXPECT_THAT(none->body, HasSubstr("needs its token"));
+    auto wrong = client.Get(path, {{"Authorization", "Bearer 0123456789abcdef-tokeX"}});
+    ASSERT_TRUE(wrong);
+    EXPECT_EQ(wrong->status, 401) << path;
+    EXPECT_THAT(wrong->body, HasSubstr("wrong HTTP token"));
+    auto right = client.Get(path, {{"Authorization", "Bearer " + token}});
+    ASSERT_TRUE(right);
+    EXPECT_NE(right->status, 401) << path;
+  }
+  auto page = client.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);  // static; it fetches its data with the token
+  auto post = client.Post("/v1/stats", "x", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 401);
+}
+
+TEST(HttpServer, PublicReadLeavesGetsOpenButNothingElse) {
+  auto view = kiln::http::testing::sample_farm();
+  HttpServer server([view] { return view; },
+                    [](const std::string&, std::uint64_t) -> Result<proto::Log> { return proto::Log{}; }, nullptr,
+                    HttpAuth{.token = "0123456789abcdef-token", .public_read = true});
+  ASSERT_TRUE(server.start("127.0.0.1", 0).has_value());
+  httplib::Client client("127.0.0.1", server.bound_port());
+  auto get = client.Get("/v1/stats");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200);
+  auto post = client.Post("/v1/stats", "x", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 401);
+}
+
 TEST(HttpServer, PortInUseIsAnErrorNamingTheFlag) {
   auto view = [] { return testing::sample_farm(); };
   auto log = [](const std::string&, std::uint64_t) -> Result<proto::Log> { return proto::Log{}; };
