@@ -67,11 +67,21 @@ class Error {
   std::vector<std::string> context_;
 };
 
+// A value or the Error that kept it from being made. [[nodiscard]]: a
+// result nobody looks at is an error nobody sees, so ignoring one is a
+// compiler warning (discard one on purpose with `(void)`, saying why).
+// Everything std::expected offers works; std::expected and std::unexpected
+// convert to it.
 template <typename T>
-using Result = std::expected<T, Error>;
+class [[nodiscard]] Result : public std::expected<T, Error> {
+ public:
+  using std::expected<T, Error>::expected;
+  Result(const std::expected<T, Error>& e) : std::expected<T, Error>(e) {}
+  Result(std::expected<T, Error>&& e) : std::expected<T, Error>(std::move(e)) {}
+};
 
 // Result of an operation with no value.
-using Status = std::expected<void, Error>;
+using Status = Result<void>;
 
 inline std::unexpected<Error> make_error(ErrorKind kind, std::string message) {
   return std::unexpected<Error>(Error(kind, std::move(message)));

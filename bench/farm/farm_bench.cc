@@ -219,6 +219,15 @@ std::unique_ptr<proto::Client> connect(const std::string& endpoint, const proto:
   return std::move(*c);
 }
 
+// Sends a pipelined request, or ends the benchmark saying why.
+template <class Request>
+void send_or_exit(proto::Client& client, const Request& request) {
+  if (auto sent = client.send_request(request); !sent) {
+    std::cerr << "kiln-farm-bench: " << sent.error().to_string() << "\n";
+    std::exit(1);
+  }
+}
+
 // Submits `count` jobs with at most `window` unanswered, and asks for each
 // job's end as soon as it is acknowledged; returns when all have ended.
 double run_throughput(const Config& config) {
@@ -264,7 +273,7 @@ double run_throughput(const Config& config) {
     if (reply->type == proto::Type::kSubmitted) {
       auto s = proto::decode<proto::Submitted>(reply->body);
       ++acked;
-      client->send_request(proto::GetStatus{.job_id = s->job_id, .wait_ms = 60000});
+      send_or_exit(*client, proto::GetStatus{.job_id = s->job_id, .wait_ms = 60000});
     } else if (reply->type == proto::Type::kJob) {
       auto j = proto::decode<proto::Job>(reply->body);
       if (j->job.state == "succeeded") {
@@ -275,7 +284,7 @@ double run_throughput(const Config& config) {
         ++failed;
         --in_flight;
       } else {
-        client->send_request(proto::GetStatus{.job_id = j->job.id, .wait_ms = 60000});
+        send_or_exit(*client, proto::GetStatus{.job_id = j->job.id, .wait_ms = 60000});
       }
     } else if (reply->type == proto::Type::kError) {
       std::cerr << "kiln-farm-bench: " << proto::decode<proto::ErrorReply>(reply->body)->message << "\n";
@@ -402,7 +411,7 @@ void run_memory_and_restart(const Config& config, bool memory, bool restart) {
     while (sent < config.queued && sent - acked < config.window) {
       auto j = job(sent);
       spec_bytes += j.job.spec.size();
-      client->send_request(j);
+      send_or_exit(*client, j);
       ++sent;
     }
     auto reply = client->next_reply(30s);

@@ -618,7 +618,7 @@ TEST_F(SchedulerProtocol, ManyClientsAtOnceEachJobRunsExactlyOnce) {
         if (r) ids[c].push_back(r->job_id);
       }
       for (const std::string& id : ids[c])
-        (*client)->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 20000});
+        EXPECT_TRUE((*client)->call<proto::Job>(proto::GetStatus{.job_id = id, .wait_ms = 20000}));
     });
   }
   for (auto& t : clients) t.join();
