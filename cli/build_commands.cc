@@ -11,7 +11,6 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <limits>
@@ -33,8 +32,7 @@
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
 #include "worker/builder/builder.h"
-#include "worker/fetcher/fetcher.h"
-#include "worker/sandbox/runc_sandbox.h"
+#include "worker/builder/local_builder.h"
 #include "worker/store/store.h"
 
 namespace kiln::cli {
@@ -44,13 +42,10 @@ void report(const Error& e) {
   std::cerr << "kiln: " << e.to_string() << "\n";
 }
 
-// Options every command that opens the store shares.
-struct StoreFlags {
-  std::string store;
-  std::string rsync_mode = "copy";
-};
-
-void add_store_flags(CLI::App* cmd, StoreFlags& flags) {
+// The flags of the commands that open the store bind straight into the
+// LocalBuilder's options (worker/builder/local_builder.h: the one assembly of
+// store, sandbox, fetcher and builder, shared with kiln-worker).
+void add_store_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
   cmd->add_option(
       "--store", flags.store,
       "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR or rsync:DIR (default overlayfs:KILN_HOME/store; "
@@ -58,30 +53,8 @@ void add_store_flags(CLI::App* cmd, StoreFlags& flags) {
   cmd->add_option("--rsync-mode", flags.rsync_mode, "rsync store: copy or hardlink")->capture_default_str();
 }
 
-Result<std::unique_ptr<store::Store>> open_store(const StoreFlags& flags) {
-  std::string spec = flags.store.empty() ? "overlayfs:" + kiln_home() + "/store" : flags.store;
-  store::StoreOptions options;
-  KILN_ASSIGN_OR_RETURN(options.rsync_mode, store::parse_rsync_mode(flags.rsync_mode));
-  if (flags.store.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(kiln_home() + "/store", ec);
-    if (ec)
-      return make_error(ErrorKind::kIo, fmt::format("cannot create {}/store: {}", kiln_home(), ec.message()));
-  }
-  return with_context(store::open_store(spec, options), "opening store " + spec);
-}
-
-// Options of commands that run steps.
-struct RunFlags {
-  std::string oci_runtime = "runc";
-  std::vector<std::string> image_aliases;  // NAME=REF
-  std::string memory;                      // "512M"; empty: unlimited
-  std::uint32_t pids = 0;                  // 0: unlimited
-  double cpus = 0;                         // 0: unlimited
-  double step_timeout_seconds = 0;         // 0: none
-};
-
-void add_run_flags(CLI::App* cmd, RunFlags& flags) {
+// The flags of commands that run steps.
+void add_run_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
   cmd->add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
   cmd->add_option("--image-alias", flags.image_aliases,
                   "NAME=REF: fetch REF for (from NAME), e.g. busybox=oci:/abs/dir:latest (repeatable). "
@@ -94,38 +67,15 @@ void add_run_flags(CLI::App* cmd, RunFlags& flags) {
                   "Seconds each run step may take before it is killed; default none");
 }
 
-// The parts a build needs, in destruction order (the builder first).
-struct LocalBuilder {
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<sandbox::RuncSandbox> sandbox;
-  std::unique_ptr<fetcher::Fetcher> fetcher;
-  std::unique_ptr<builder::Builder> builder;
-  ~LocalBuilder() { builder.reset(); }
-};
-
-Result<std::unique_ptr<LocalBuilder>> make_local_builder(const StoreFlags& store_flags,
-                                                         const RunFlags& run_flags) {
-  auto local = std::make_unique<LocalBuilder>();
-  KILN_ASSIGN_OR_RETURN(local->store, open_store(store_flags));
-  sandbox::RuncSandboxOptions sandbox_options;
-  sandbox_options.state_dir = kiln_home() + "/sandbox";
-  KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(run_flags.oci_runtime));
-  KILN_ASSIGN_OR_RETURN(local->sandbox, sandbox::RuncSandbox::create(sandbox_options));
-  if (local->sandbox->leftovers().removed_anything())
-    std::cerr << "kiln: " << local->sandbox->leftovers().to_string() << "\n";
-  local->fetcher = fetcher::make_fetcher();
-  builder::BuilderOptions options;
-  KILN_ASSIGN_OR_RETURN(options.image_aliases, image_aliases(run_flags.image_aliases));
-  if (!run_flags.memory.empty()) {
-    KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, parse_byte_size("--memory", run_flags.memory));
-  }
-  if (run_flags.pids > 0) options.limits.pids = run_flags.pids;
-  if (run_flags.cpus > 0) options.limits.cpu_millicores = static_cast<std::uint32_t>(run_flags.cpus * 1000);
-  if (run_flags.step_timeout_seconds > 0)
-    options.step_timeout =
-        std::chrono::milliseconds(static_cast<long>(run_flags.step_timeout_seconds * 1000));
-  local->builder =
-      std::make_unique<builder::Builder>(*local->store, *local->sandbox, *local->fetcher, options);
+// The local builder under KILN_HOME, from the flags. Commands that run no
+// step (`run_steps` false) get no sandbox, so they work without runc.
+Result<std::unique_ptr<builder::LocalBuilder>> open_local_builder(builder::LocalBuilderOptions flags,
+                                                                  bool run_steps) {
+  flags.home = kiln_home();
+  flags.run_steps = run_steps;
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<builder::LocalBuilder> local, builder::LocalBuilder::open(flags));
+  if (local->runc_sandbox() != nullptr && local->runc_sandbox()->leftovers().removed_anything())
+    std::cerr << "kiln: " << local->runc_sandbox()->leftovers().to_string() << "\n";
   return local;
 }
 
@@ -185,8 +135,7 @@ struct BuildOptions {
   std::string file;
   std::string context;
   std::vector<std::string> secrets;
-  StoreFlags store;
-  RunFlags run;
+  builder::LocalBuilderOptions local;  // --store and the run flags
 };
 
 void print_log(builder::LogTag, std::string_view text) {
@@ -226,7 +175,7 @@ void run_build(const BuildOptions& o) {
   }
   CancelToken cancel;
   CancelOnSignal on_signal(cancel);
-  auto local = make_local_builder(o.store, o.run);
+  auto local = open_local_builder(o.local, /*run_steps=*/true);
   if (!local) {
     report(local.error());
     set_exit(kExitFailed);
@@ -240,7 +189,7 @@ void run_build(const BuildOptions& o) {
   request.secrets = std::move(*secrets);
   request.log = print_log;
   request.cancel = &cancel;
-  auto id = (*local)->builder->build(request);
+  auto id = (*local)->builder().build(request);
   if (!id) {
     report_build_error(id.error());
     set_exit(id.error().kind() == ErrorKind::kCancelled ? 130 : kExitFailed);
@@ -250,8 +199,7 @@ void run_build(const BuildOptions& o) {
 }
 
 struct AdminOptions {
-  StoreFlags store;
-  RunFlags run;
+  builder::LocalBuilderOptions local;  // --store (and, for healthcheck, the run flags)
   std::string id;
   std::string before;
   std::size_t limit = std::numeric_limits<std::size_t>::max();
@@ -282,40 +230,31 @@ Result<std::chrono::system_clock::time_point> parse_before(const std::string& te
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 
-// Runs `fn` on a store opened without a sandbox (these commands run no steps).
+// Runs `fn` on the store's builder, opened without a sandbox (these
+// commands run no steps).
 template <typename Fn>
 void with_store_builder(const AdminOptions& o, Fn fn) {
-  auto store = open_store(o.store);
-  if (!store) {
-    report(store.error());
+  auto local = open_local_builder(o.local, /*run_steps=*/false);
+  if (!local) {
+    report(local.error());
     set_exit(kExitFailed);
     return;
   }
-  // Deleting and pruning never run a step: a sandbox that refuses to run
-  // anything stands in for runc, so they work without root's runtime state.
-  struct NoSandbox final : sandbox::Sandbox {
-    Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&,
-               CancelToken&) override {
-      return make_error(ErrorKind::kInternal, "this command runs no steps");
-    }
-  } no_sandbox;
-  auto fetcher = fetcher::make_fetcher();
-  builder::Builder builder(**store, no_sandbox, *fetcher);
-  if (auto s = fn(builder, **store); !s) {
+  if (auto s = fn((*local)->builder(), (*local)->store()); !s) {
     report(s.error());
     set_exit(kExitFailed);
   }
 }
 
 void run_healthcheck(const AdminOptions& o) {
-  auto local = make_local_builder(o.store, o.run);
+  auto local = open_local_builder(o.local, /*run_steps=*/true);
   if (!local) {
     report(local.error());
     set_exit(kExitFailed);
     return;
   }
   auto timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_seconds * 1000));
-  if (auto s = (*local)->builder->healthcheck(timeout); !s) {
+  if (auto s = (*local)->builder().healthcheck(timeout); !s) {
     report_build_error(s.error());
     set_exit(kExitFailed);
     return;
@@ -336,15 +275,15 @@ void add_build_commands(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   build_cmd->add_option("--secret", build->secrets,
                         "ID:FILE: the value of secret ID is FILE's content (repeatable)");
-  add_store_flags(build_cmd, build->store);
-  add_run_flags(build_cmd, build->run);
+  add_store_flags(build_cmd, build->local);
+  add_run_flags(build_cmd, build->local);
   build_cmd->callback([build] { run_build(*build); });
 
   auto health = std::make_shared<AdminOptions>();
   auto* health_cmd = app.add_subcommand(
       "healthcheck", "Run a tiny build (echo healthcheck) on the base image to check the store and sandbox");
-  add_store_flags(health_cmd, health->store);
-  add_run_flags(health_cmd, health->run);
+  add_store_flags(health_cmd, health->local);
+  add_run_flags(health_cmd, health->local);
   health_cmd->add_option("--timeout", health->timeout_seconds, "Seconds the check step may take")
       ->capture_default_str();
   health_cmd->callback([health] { run_healthcheck(*health); });
@@ -352,7 +291,7 @@ void add_build_commands(CLI::App& app) {
   auto del = std::make_shared<AdminOptions>();
   auto* delete_cmd = app.add_subcommand("delete", "Delete a result and every result built on it");
   delete_cmd->add_option("id", del->id, "Step id")->required();
-  add_store_flags(delete_cmd, del->store);
+  add_store_flags(delete_cmd, del->local);
   delete_cmd->callback([del] {
     with_store_builder(*del, [&](builder::Builder& b, store::Store& store) -> Status {
       if (!store.info(del->id))
@@ -370,7 +309,7 @@ void add_build_commands(CLI::App& app) {
                         "Only results last used before this: an age (7d, 12h, 30m) or a UTC time "
                         "(2026-11-29T12:00:00Z); default now");
   prune_cmd->add_option("--limit", prune->limit, "Delete at most N results (default: no limit)");
-  add_store_flags(prune_cmd, prune->store);
+  add_store_flags(prune_cmd, prune->local);
   prune_cmd->callback([prune] {
     with_store_builder(*prune, [&](builder::Builder& b, store::Store&) -> Status {
       KILN_ASSIGN_OR_RETURN(auto before, parse_before(prune->before));
@@ -384,7 +323,7 @@ void add_build_commands(CLI::App& app) {
 
   auto clean = std::make_shared<AdminOptions>();
   auto* clean_cmd = app.add_subcommand("clean", "Delete every result in the store (caches are kept)");
-  add_store_flags(clean_cmd, clean->store);
+  add_store_flags(clean_cmd, clean->local);
   clean_cmd->callback([clean] {
     with_store_builder(*clean, [&](builder::Builder& b, store::Store&) -> Status {
       auto later = std::chrono::system_clock::now() + std::chrono::hours(24);
@@ -396,7 +335,7 @@ void add_build_commands(CLI::App& app) {
 
   auto df = std::make_shared<AdminOptions>();
   auto* df_cmd = app.add_subcommand("df", "Print the percentage of free space where the store is");
-  add_store_flags(df_cmd, df->store);
+  add_store_flags(df_cmd, df->local);
   df_cmd->callback([df] {
     with_store_builder(*df, [&](builder::Builder& b, store::Store& store) -> Status {
       KILN_ASSIGN_OR_RETURN(double free, b.df());
@@ -407,7 +346,7 @@ void add_build_commands(CLI::App& app) {
 
   auto stats = std::make_shared<AdminOptions>();
   auto* stats_cmd = app.add_subcommand("stats", "Print the store's result count and cache hits and misses");
-  add_store_flags(stats_cmd, stats->store);
+  add_store_flags(stats_cmd, stats->local);
   stats_cmd->callback([stats] {
     with_store_builder(*stats, [&](builder::Builder& b, store::Store& store) -> Status {
       KILN_ASSIGN_OR_RETURN(std::uint64_t count, b.count());

@@ -17,10 +17,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
-#include "cli/context_tar.h"
 #include "cli/farm_client.h"
 #include "cli/follow.h"
 #include "cli/format.h"
+#include "common/context/context_tar.h"
 #include "common/proto/client.h"
 #include "common/spec/spec.h"
 
@@ -55,7 +55,7 @@ struct SubmitOptions {
 
 // Uploads `tar_path` (described by `tar`) in chunks, resuming where the
 // scheduler says, until it reports the upload complete.
-Status upload_context(proto::Client& client, const std::string& tar_path, const ContextTar& tar) {
+Status upload_context(proto::Client& client, const std::string& tar_path, const context::ContextTar& tar) {
   std::ifstream in(tar_path, std::ios::binary);
   if (!in) return errno_error("cannot read the context tar " + tar_path);
   std::uint64_t offset = 0;
@@ -130,7 +130,7 @@ Status check_submit_flags(const SubmitOptions& o) {
 Result<proto::ContextRef> send_directory_context(proto::Client& client, const std::string& dir) {
   std::string tmp_dir = std::filesystem::temp_directory_path().string();
   std::string tar_path = fmt::format("{}/kiln-context-{}.tar", tmp_dir, ::getpid());
-  KILN_ASSIGN_OR_RETURN(ContextTar tar, write_context_tar(dir, tar_path));
+  KILN_ASSIGN_OR_RETURN(context::ContextTar tar, context::write_context_tar(dir, tar_path));
   for (const std::string& skipped : tar.skipped)
     std::cerr << fmt::format("kiln: left {} out of the context: not a file, directory or symlink\n", skipped);
   Status uploaded = upload_context(client, tar_path, tar);

@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "common/context/context_tar.h"
 #include "common/ids/step_id.h"
 #include "common/sha256.h"
 #include "common/spec/spec.h"
-#include "scheduler/tar_manifest.h"
 
 namespace kiln::scheduler {
 
@@ -62,7 +62,7 @@ Result<std::vector<std::string>> SubmitPlanner::plan(const proto::JobSpec& spec)
 Result<std::shared_ptr<ids::ContextManifest>> SubmitPlanner::context_manifest(const std::string& digest) {
   if (auto it = manifests_.find(digest); it != manifests_.end()) return it->second;
   KILN_ASSIGN_OR_RETURN(std::string hex, ContextStore::hex_of(digest));
-  KILN_ASSIGN_OR_RETURN(auto manifest, tar_manifest(contexts_.path_of(hex)));
+  KILN_ASSIGN_OR_RETURN(auto manifest, context::context_tar_manifest(contexts_.path_of(hex)));
   auto shared = std::make_shared<ids::ContextManifest>(std::move(manifest));
   // CI resubmits the same few contexts: a small cache, dropped whole when full.
   if (manifests_.size() >= 256) manifests_.clear();

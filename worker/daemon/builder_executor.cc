@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/context/context_tar.h"
 #include "common/sha256.h"
 #include "common/spec/spec.h"
 #include "worker/daemon/context_fetch.h"
-#include "worker/daemon/context_unpack.h"
 
 namespace kiln::worker {
 namespace {
@@ -303,7 +303,7 @@ Status BuilderExecutor::prepare_context(Job& job, const std::string& dir) {
                                    &job.cancel,
                                    {.job_id = job.job_id, .attempt = job.attempt, .curve = host_.curve});
       if (!tar) return std::unexpected(std::move(tar.error()).with_context("preparing the build context"));
-      if (auto s = unpack_context_tar(*tar, dir); !s)
+      if (auto s = context::unpack_context_tar(*tar, dir); !s)
         return std::unexpected(
             std::move(s.error()).with_context("unpacking build context " + context.digest));
       return {};

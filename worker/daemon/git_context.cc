@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/context/context_tar.h"
 #include "common/sha256.h"
-#include "worker/daemon/context_unpack.h"
 
 namespace kiln::worker {
 namespace {
@@ -178,7 +178,7 @@ Status GitContexts::checkout(const std::string& url, const std::string& commit, 
   if (git_checkout_tree(repo.p, reinterpret_cast<const git_object*>(tree.p), &options) != 0)
     return make_error(ErrorKind::kIo, fmt::format("cannot check out commit {} of {} into {}: {}", commit,
                                                   shown, dest_dir, git_reason()));
-  return check_symlinks_stay_inside(dest_dir);
+  return context::check_symlinks_stay_inside(dest_dir);
 }
 
 }  // namespace kiln::worker

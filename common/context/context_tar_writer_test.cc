@@ -1,4 +1,4 @@
-#include "cli/context_tar.h"
+#include "common/context/context_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -15,8 +15,9 @@
 #include <vector>
 
 #include "common/sha256.h"
+#include "tests/support/temp_dir.h"
 
-namespace kiln::cli {
+namespace kiln::context {
 namespace {
 
 namespace fs = std::filesystem;
@@ -63,15 +64,12 @@ std::vector<TarEntry> read_tar(const std::string& path) {
 class ContextTarTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("context_tar_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
     fs::create_directories(dir_ / "ctx/scripts");
     write("ctx/greeting.txt", "hello\n");
     write("ctx/scripts/run.sh", "#!/bin/sh\necho hi\n");
     fs::permissions(dir_ / "ctx/scripts/run.sh", fs::perms(0755));
     fs::create_symlink("scripts/run.sh", dir_ / "ctx/run");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   void write(const std::string& rel, const std::string& text) {
     std::ofstream(dir_ / rel, std::ios::binary) << text;
@@ -83,7 +81,8 @@ class ContextTarTest : public ::testing::Test {
     return tar.value_or(ContextTar{});
   }
 
-  fs::path dir_;
+  kiln::testing::TempDir temp_{"kiln-context-tar"};
+  fs::path dir_{temp_.path()};
 };
 
 TEST_F(ContextTarTest, DigestIsTheSha256OfTheTarBytes) {
@@ -169,4 +168,4 @@ TEST_F(ContextTarTest, MissingDirectoryIsAClearErrorAndLeavesNoOutput) {
 }
 
 }  // namespace
-}  // namespace kiln::cli
+}  // namespace kiln::context

@@ -1,9 +1,8 @@
-#include "cli/context_tar.h"
+#include "common/context/context_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
-#include <locale.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,9 +13,10 @@
 
 #include <fmt/format.h>
 
+#include "common/context/internal/utf8_locale.h"
 #include "common/sha256.h"
 
-namespace kiln::cli {
+namespace kiln::context {
 namespace {
 
 namespace fs = std::filesystem;
@@ -70,22 +70,13 @@ la_ssize_t sink_write(archive*, void* client_data, const void* buffer, size_t le
   return static_cast<la_ssize_t>(length);
 }
 
-// Owns the libarchive writer, the entry and the UTF-8 locale in use meanwhile.
+// Owns the libarchive writer and the entry; names are written in UTF-8.
 class TarWriter {
  public:
-  TarWriter() : archive_(archive_write_new()), entry_(archive_entry_new()) {
-    // pax names are UTF-8; libarchive converts from the thread's locale, so
-    // use a UTF-8 one while writing (the process's may be "C").
-    utf8_ = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", nullptr);
-    if (utf8_ != nullptr) previous_ = ::uselocale(utf8_);
-  }
+  TarWriter() : archive_(archive_write_new()), entry_(archive_entry_new()) {}
   ~TarWriter() {
     archive_entry_free(entry_);
     archive_write_free(archive_);
-    if (utf8_ != nullptr) {
-      ::uselocale(previous_);
-      ::freelocale(utf8_);
-    }
   }
   TarWriter(const TarWriter&) = delete;
   TarWriter& operator=(const TarWriter&) = delete;
@@ -95,10 +86,10 @@ class TarWriter {
   std::string error() { return archive_error_string(archive_) ? archive_error_string(archive_) : "unknown"; }
 
  private:
+  internal::Utf8Locale utf8_;
+  internal::Utf8Locale::Scope in_utf8_ = utf8_.use();
   archive* archive_;
   archive_entry* entry_;
-  locale_t utf8_ = nullptr;
-  locale_t previous_ = nullptr;
 };
 
 Status write_file_data(TarWriter& tar, const std::string& host_path, std::uint64_t expected_size,
@@ -221,4 +212,4 @@ Result<ContextTar> write_context_tar(const std::string& dir, const std::string& 
   return result;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::context
