@@ -1,16 +1,13 @@
 #include "scheduler/http/http_server.h"
 
-#include <atomic>
 #include <charconv>
-#include <chrono>
-#include <thread>
+#include <regex>
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include "scheduler/http/dashboard_page.h"
+#include "scheduler/http/http_listener.h"
 #include "scheduler/http/json_api.h"
 #include "scheduler/http/metrics.h"
 #include "scheduler/http/stats.h"
@@ -22,13 +19,6 @@ constexpr const char* kJsonType = "application/json; charset=utf-8";
 constexpr std::string_view kDashboardCsp =
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-// A thread serves one connection at a time, including the idle wait of a
-// keep-alive connection. A dashboard tab opens up to four connections (three
-// refresh requests in parallel and the log); eight threads with a short
-// keep-alive leave room for a few viewers and a Prometheus scrape without
-// one tab's idle connections holding every thread.
-constexpr std::size_t kServerThreads = 8;
-constexpr time_t kKeepAliveSeconds = 1;
 
 int http_status_for(ErrorKind kind) {
   switch (kind) {
@@ -42,14 +32,16 @@ int http_status_for(ErrorKind kind) {
   }
 }
 
-void send_error(httplib::Response& res, const Error& error) {
+void send_error(HttpResponse& res, const Error& error) {
   res.status = http_status_for(error.kind());
-  res.set_content(error_json(error), kJsonType);
+  res.content_type = kJsonType;
+  res.body = error_json(error);
 }
 
-void send_json(httplib::Response& res, std::string body) {
+void send_json(HttpResponse& res, std::string body) {
   res.status = 200;
-  res.set_content(std::move(body), kJsonType);
+  res.content_type = kJsonType;
+  res.body = std::move(body);
 }
 
 // Compares without stopping at the first difference (no timing oracle).
@@ -67,13 +59,11 @@ struct HttpServer::Impl {
   LogFn log;
   JobFn job;
   HttpAuth auth;
-  httplib::Server server;
-  std::thread thread;
-  std::atomic<bool> listening_done{false};
-  int port = 0;
+  HttpLimits limits;
+  HttpListener listener;
 
   // The current view, or a 503 answer when the scheduler has not published one.
-  std::shared_ptr<const FarmView> current(httplib::Response& res) {
+  std::shared_ptr<const FarmView> current(HttpResponse& res) {
     auto snapshot = view();
     if (!snapshot) {
       send_error(res, Error(ErrorKind::kUnavailable,
@@ -82,129 +72,144 @@ struct HttpServer::Impl {
     return snapshot;
   }
 
-  // Before routing: the token, when one is set.
-  httplib::Server::HandlerResponse check_auth(const httplib::Request& req, httplib::Response& res) const {
-    if (auth.token.empty() || req.path == "/") return httplib::Server::HandlerResponse::Unhandled;
+  // The token, when one is set. False: answered (401).
+  bool authorised(const HttpRequest& req, HttpResponse& res) const {
+    if (auth.token.empty() || req.path == "/") return true;
     const bool read = req.method == "GET" || req.method == "HEAD";
-    if (read && auth.public_read) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string header = req.get_header_value("Authorization");
+    if (read && auth.public_read) return true;
+    const std::string header = req.header("Authorization");
     constexpr std::string_view kBearer = "Bearer ";
     if (header.starts_with(kBearer) &&
         same_secret(std::string_view(header).substr(kBearer.size()), auth.token)) {
-      return httplib::Server::HandlerResponse::Unhandled;
+      return true;
     }
+    res.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kiln\"");
+    send_error(res, Error(ErrorKind::kPermissionDenied,
+                          header.empty() ? "this scheduler's HTTP interface needs its token: send "
+                                           "\"Authorization: Bearer TOKEN\" (--http-token-file)"
+                                         : "wrong HTTP token"));
     res.status = 401;
-    res.set_header("WWW-Authenticate", "Bearer realm=\"kiln\"");
-    res.set_content(error_json(Error(ErrorKind::kPermissionDenied,
-                                     header.empty() ? "this scheduler's HTTP interface needs its token: send "
-                                                      "\"Authorization: Bearer TOKEN\" (--http-token-file)"
-                                                    : "wrong HTTP token")),
-                    kJsonType);
-    return httplib::Server::HandlerResponse::Handled;
+    return false;
   }
 
-  void routes() {
-    server.set_pre_routing_handler(
-        [this](const httplib::Request& req, httplib::Response& res) { return check_auth(req, res); });
-    server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+  void handle(const HttpRequest& req, HttpResponse& res) {
+    // Every answer is live state: no cache may keep it.
+    res.headers = {{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}};
+    if (!authorised(req, res)) return;
+    if (req.method != "GET" && req.method != "HEAD") {
+      res.headers.emplace_back("Allow", "GET, HEAD");
+      send_error(res,
+                 Error(ErrorKind::kInvalidArgument,
+                       fmt::format("{} {}: every endpoint here is read-only (GET)", req.method, req.path)));
+      res.status = 405;
+      return;
+    }
+    try {
+      route(req, res);
+    } catch (const std::exception& e) {
+      spdlog::error("http: {} {} failed: {}", req.method, req.path, e.what());
+      send_error(res, Error(ErrorKind::kInternal,
+                            fmt::format("{} failed inside the scheduler: {}", req.path, e.what())));
+    }
+  }
+
+  void route(const HttpRequest& req, HttpResponse& res) {
+    const std::string& path = req.path;
+    if (path == "/") {
       // The browser enforces what the page promises: it talks only to this
       // server and runs only its own inline script and style.
-      res.set_header("Content-Security-Policy", std::string(kDashboardCsp));
-      res.set_content(std::string(dashboard_html()), "text/html; charset=utf-8");
-    });
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      if (auto v = current(res))
-        res.set_content(render_metrics(*v, compute_stats(*v)), std::string(kMetricsContentType));
-    });
-    server.Get("/v1/pools", [this](const httplib::Request&, httplib::Response& res) {
+      res.headers.emplace_back("Content-Security-Policy", std::string(kDashboardCsp));
+      res.content_type = "text/html; charset=utf-8";
+      res.body = std::string(dashboard_html());
+      return;
+    }
+    if (path == "/metrics") {
+      if (auto v = current(res)) {
+        res.content_type = std::string(kMetricsContentType);
+        res.body = render_metrics(*v, compute_stats(*v));
+      }
+      return;
+    }
+    if (path == "/v1/pools") {
       if (auto v = current(res)) send_json(res, pools_json(compute_stats(*v)));
-    });
-    server.Get("/v1/workers", [this](const httplib::Request&, httplib::Response& res) {
+      return;
+    }
+    if (path == "/v1/workers") {
       if (auto v = current(res)) send_json(res, workers_json(compute_stats(*v)));
-    });
-    server.Get("/v1/clients", [this](const httplib::Request&, httplib::Response& res) {
+      return;
+    }
+    if (path == "/v1/clients") {
       if (auto v = current(res)) send_json(res, clients_json(compute_stats(*v)));
-    });
-    server.Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+      return;
+    }
+    if (path == "/v1/stats") {
       if (auto v = current(res)) send_json(res, stats_json(*v, compute_stats(*v)));
-    });
-    server.Get("/v1/jobs", [this](const httplib::Request& req, httplib::Response& res) {
-      auto query = parse_jobs_query(req.get_param_value("state"), req.get_param_value("limit"));
+      return;
+    }
+    if (path == "/v1/jobs") {
+      auto query = parse_jobs_query(req.param("state"), req.param("limit"));
       if (!query) return send_error(res, query.error());
       if (auto v = current(res)) send_json(res, jobs_json(*v, *query));
-    });
-    server.Get(R"(/v1/jobs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-      std::string id = req.matches[1];
-      auto v = current(res);
-      if (!v) return;
-      if (const proto::JobInfo* in_view = find_job(*v, id)) {
-        // Views leave spec texts out (they can be large): the detail page
-        // takes it from the scheduler's record, keeping the view's fresher state.
-        if (!in_view->spec.empty() || !job) return send_json(res, job_json(*v, *in_view));
-        proto::JobInfo detailed = *in_view;
-        if (auto record = job(id)) detailed.spec = record->spec;
-        return send_json(res, job_json(*v, detailed));
+      return;
+    }
+    constexpr std::string_view kJobs = "/v1/jobs/";
+    if (path.starts_with(kJobs)) {
+      std::string_view rest = std::string_view(path).substr(kJobs.size());
+      const auto slash = rest.find('/');
+      const std::string id(rest.substr(0, slash));
+      if (!id.empty() && slash == std::string_view::npos) return job_detail(id, res);
+      if (!id.empty() && rest.substr(slash) == "/log") return job_log(id, req, res);
+    }
+    send_error(
+        res, Error(ErrorKind::kNotFound,
+                   fmt::format("no such endpoint {}: see docs/api.md (/, /metrics, /v1/pools, "
+                               "/v1/workers, /v1/clients, /v1/jobs, /v1/jobs/ID, /v1/jobs/ID/log, /v1/stats)",
+                               path)));
+  }
+
+  void job_detail(const std::string& id, HttpResponse& res) {
+    auto v = current(res);
+    if (!v) return;
+    if (const proto::JobInfo* in_view = find_job(*v, id)) {
+      // Views leave spec texts out (they can be large): the detail page
+      // takes it from the scheduler's record, keeping the view's fresher state.
+      if (!in_view->spec.empty() || !job) return send_json(res, job_json(*v, *in_view));
+      proto::JobInfo detailed = *in_view;
+      if (auto record = job(id)) detailed.spec = record->spec;
+      return send_json(res, job_json(*v, detailed));
+    }
+    if (job) {
+      auto record = job(id);
+      if (!record) return send_error(res, record.error());
+      return send_json(res, job_json(*v, *record));
+    }
+    send_error(res,
+               Error(ErrorKind::kNotFound,
+                     fmt::format("no job '{}' among the scheduler's current and recent jobs: check the id "
+                                 "(GET /v1/jobs lists them)",
+                                 id)));
+  }
+
+  void job_log(const std::string& id, const HttpRequest& req, HttpResponse& res) {
+    std::uint64_t offset = 0;
+    if (req.has_param("offset")) {
+      std::string text = req.param("offset");
+      auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), offset);
+      if (error != std::errc() || end != text.data() + text.size()) {
+        return send_error(res, Error(ErrorKind::kInvalidArgument,
+                                     fmt::format("bad ?offset={}: give the byte offset to read the log from "
+                                                 "(X-Kiln-Log-Next-Offset of the previous answer)",
+                                                 text)));
       }
-      if (job) {
-        auto record = job(id);
-        if (!record) return send_error(res, record.error());
-        return send_json(res, job_json(*v, *record));
-      }
-      send_error(res,
-                 Error(ErrorKind::kNotFound,
-                       fmt::format("no job '{}' among the scheduler's current and recent jobs: check the id "
-                                   "(GET /v1/jobs lists them)",
-                                   id)));
-    });
-    server.Get(R"(/v1/jobs/([^/]+)/log)", [this](const httplib::Request& req, httplib::Response& res) {
-      std::string id = req.matches[1];
-      std::uint64_t offset = 0;
-      if (req.has_param("offset")) {
-        std::string text = req.get_param_value("offset");
-        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), offset);
-        if (error != std::errc() || end != text.data() + text.size()) {
-          return send_error(res,
-                            Error(ErrorKind::kInvalidArgument,
-                                  fmt::format("bad ?offset={}: give the byte offset to read the log from "
-                                              "(X-Kiln-Log-Next-Offset of the previous answer)",
-                                              text)));
-        }
-      }
-      auto chunk = log(id, offset);
-      if (!chunk)
-        return send_error(res, chunk.error().with_context(fmt::format("reading the log of job {}", id)));
-      res.set_header("X-Kiln-Log-Offset", std::to_string(chunk->offset));
-      res.set_header("X-Kiln-Log-Next-Offset", std::to_string(chunk->offset + chunk->data.size()));
-      res.set_header("X-Kiln-Log-Complete", chunk->complete ? "true" : "false");
-      res.set_header("X-Kiln-Job-State", chunk->state);
-      res.set_content(std::move(chunk->data), "text/plain; charset=utf-8");
-    });
-    server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      // Only fill in bodies for errors no handler wrote (unknown paths).
-      if (res.status == 404 && res.body.empty()) {
-        send_error(
-            res,
-            Error(ErrorKind::kNotFound,
-                  fmt::format("no such endpoint {}: see docs/api.md (/, /metrics, /v1/pools, "
-                              "/v1/workers, /v1/clients, /v1/jobs, /v1/jobs/ID, /v1/jobs/ID/log, /v1/stats)",
-                              req.path)));
-      }
-    });
-    server.set_exception_handler(
-        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-          std::string what = "unknown exception";
-          try {
-            std::rethrow_exception(ep);
-          } catch (const std::exception& e) {
-            what = e.what();
-          } catch (...) {
-          }
-          spdlog::error("http: {} {} failed: {}", req.method, req.path, what);
-          send_error(res, Error(ErrorKind::kInternal,
-                                fmt::format("{} failed inside the scheduler: {}", req.path, what)));
-        });
-    // Every answer is live state: no cache may keep it.
-    server.set_default_headers({{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}});
+    }
+    auto chunk = log(id, offset);
+    if (!chunk)
+      return send_error(res, chunk.error().with_context(fmt::format("reading the log of job {}", id)));
+    res.headers.emplace_back("X-Kiln-Log-Offset", std::to_string(chunk->offset));
+    res.headers.emplace_back("X-Kiln-Log-Next-Offset", std::to_string(chunk->offset + chunk->data.size()));
+    res.headers.emplace_back("X-Kiln-Log-Complete", chunk->complete ? "true" : "false");
+    res.headers.emplace_back("X-Kiln-Job-State", chunk->state);
+    res.body = std::move(chunk->data);
   }
 };
 
@@ -229,8 +234,10 @@ Result<HttpAddress> parse_http_address(std::string_view text) {
   return address;
 }
 
-HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job, HttpAuth auth) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job, HttpAuth auth, HttpLimits limits)
+    : impl_(std::make_unique<Impl>()) {
   impl_->auth = std::move(auth);
+  impl_->limits = limits;
   impl_->view = std::move(view);
   impl_->log = std::move(log);
   impl_->job = std::move(job);
@@ -241,51 +248,26 @@ HttpServer::~HttpServer() {
 }
 
 Status HttpServer::start(const std::string& address, int port) {
-  if (impl_->thread.joinable()) {
-    return make_error(ErrorKind::kFailedPrecondition, "the HTTP server is already started");
-  }
-  impl_->server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
-  impl_->server.set_keep_alive_timeout(kKeepAliveSeconds);
-  // httplib's default also sets SO_REUSEPORT, which would let a second
-  // scheduler share the port silently; SO_REUSEADDR alone allows a quick
-  // restart without that.
-  impl_->server.set_socket_options([](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  impl_->routes();
-  int bound = port == 0 ? impl_->server.bind_to_any_port(address)
-                        : (impl_->server.bind_to_port(address, port) ? port : -1);
-  if (bound <= 0) {
-    return make_error(
-        ErrorKind::kUnavailable,
-        fmt::format("cannot listen for HTTP on {}:{} (in use, or not an address of this machine): "
-                    "choose another with --http ADDRESS:PORT, or --http off",
-                    address, port));
-  }
-  impl_->port = bound;
-  impl_->listening_done = false;
-  impl_->thread = std::thread([impl = impl_.get()] {
-    impl->server.listen_after_bind();
-    impl->listening_done = true;
-  });
-  // httplib's stop() only works once its accept loop runs: wait for it, so
-  // that a stop() right after start() cannot be lost.
-  while (!impl_->server.is_running() && !impl_->listening_done) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return {};
+  Impl* impl = impl_.get();
+  return impl_->listener.start(
+      address, port, [impl](const HttpRequest& req, HttpResponse& res) { impl->handle(req, res); },
+      impl_->limits);
 }
 
 void HttpServer::stop() {
-  if (!impl_->thread.joinable()) return;
-  impl_->server.stop();
-  impl_->thread.join();
-  impl_->port = 0;
+  impl_->listener.stop();
 }
 
 int HttpServer::bound_port() const {
-  return impl_->port;
+  return impl_->listener.bound_port();
+}
+
+std::uint64_t HttpServer::connections_evicted() const {
+  return impl_->listener.evicted();
+}
+
+std::uint64_t HttpServer::requests_refused() const {
+  return impl_->listener.refused();
 }
 
 }  // namespace kiln::http

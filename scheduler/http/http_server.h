@@ -12,18 +12,15 @@
 //   ...
 //   http.stop();                                                 // also done by the destructor
 //
-// Contract: the server answers on its own threads (a small pool) until
-// stop(); the callbacks are called from those threads, concurrently, and
-// must be thread-safe and quick. ViewFn returns the latest published view
-// (never null once start() is called; a null view is answered 503). LogFn
-// serves /v1/jobs/ID/log; its errors become HTTP statuses (not found 404,
-// invalid argument 400, unavailable 503, others 500) with a JSON error
-// body. JobFn (optional) looks up a job the view does not hold (an older
-// ended one) for /v1/jobs/ID, and the spec text of one the view holds
-// without it; without JobFn such jobs are 404 and specs empty.
-// start() fails (kUnavailable) when the address cannot be bound, saying so
-// and how to choose another. Thread safety: start/stop/bound_port from one
-// thread (the scheduler's main).
+// Contract: the server answers on a thread of its own (HttpListener: every
+// request, header, body, connection and wait is bounded) until stop(); the
+// callbacks are called from that thread and must be thread-safe and quick. ViewFn returns the latest
+// published view (never null once start() is called; a null view is answered 503). LogFn serves
+// /v1/jobs/ID/log; its errors become HTTP statuses (not found 404, invalid argument 400, unavailable 503,
+// others 500) with a JSON error body. JobFn (optional) looks up a job the view does not hold (an older ended
+// one) for /v1/jobs/ID, and the spec text of one the view holds without it; without JobFn such jobs are 404
+// and specs empty. start() fails (kUnavailable) when the address cannot be bound, saying so and how to choose
+// another. Thread safety: start/stop/bound_port from one thread (the scheduler's main).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +32,7 @@
 #include "common/error.h"
 #include "common/proto/messages.h"
 #include "scheduler/http/farm_view.h"
+#include "scheduler/http/http_listener.h"
 
 namespace kiln::http {
 
@@ -66,7 +64,7 @@ class HttpServer {
   using LogFn = std::function<Result<proto::Log>(const std::string& job_id, std::uint64_t offset)>;
   using JobFn = std::function<Result<proto::JobInfo>(const std::string& job_id)>;
 
-  HttpServer(ViewFn view, LogFn log, JobFn job = nullptr, HttpAuth auth = {});
+  HttpServer(ViewFn view, LogFn log, JobFn job = nullptr, HttpAuth auth = {}, HttpLimits limits = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -78,6 +76,9 @@ class HttpServer {
   void stop();
   // The bound port after a successful start(); 0 before.
   int bound_port() const;
+  // Connections closed to make room for new ones, requests refused by a limit.
+  std::uint64_t connections_evicted() const;
+  std::uint64_t requests_refused() const;
 
  private:
   struct Impl;
