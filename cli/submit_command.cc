@@ -22,6 +22,8 @@
 #include "cli/format.h"
 #include "common/context/context_tar.h"
 #include "common/proto/client.h"
+#include "common/fs.h"
+#include "common/proto/transport.h"
 #include "common/spec/spec.h"
 
 namespace kiln::cli {
@@ -30,12 +32,22 @@ namespace {
 // Context tars go up in chunks of this size (the scheduler's limit).
 constexpr std::size_t kChunkBytes = 1 << 20;
 
-Result<std::string> read_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error(fmt::format("cannot read {} {}", what, path));
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// What one submit message may carry (the scheduler's limit on a message
+// body, proto::kMaxBodyBytes); a spec or a secret file is refused at once
+// when it alone is over its share, before anything is read whole or sent.
+constexpr std::size_t kMaxSpecBytes = 4u << 20;
+constexpr std::size_t kMaxSecretBytes = 1u << 20;
+
+Result<std::string> read_file(const std::string& path, const std::string& what, std::size_t max_bytes) {
+  auto text = kiln::read_file(path, max_bytes);
+  if (!text && text.error().kind() == ErrorKind::kInvalidArgument) {
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("{} {} is over {}, the most a submit takes for it (a submit message carries at "
+                                  "most {}: spec, secrets and labels together)",
+                                  what, path, human_bytes(max_bytes), human_bytes(proto::kMaxBodyBytes)));
+  }
+  if (!text) return std::unexpected(std::move(text.error()).with_context(fmt::format("reading {} {}", what, path)));
+  return text;
 }
 
 struct SubmitOptions {
@@ -93,7 +105,7 @@ Result<std::vector<proto::Secret>> read_secrets(const std::vector<std::string>& 
       return make_error(
           ErrorKind::kInvalidArgument,
           fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
-    KILN_ASSIGN_OR_RETURN(std::string value, read_file(flag.substr(colon + 1), "secret file"));
+    KILN_ASSIGN_OR_RETURN(std::string value, read_file(flag.substr(colon + 1), "secret file", kMaxSecretBytes));
     secrets.push_back({.id = flag.substr(0, colon), .value = std::move(value)});
   }
   return secrets;
@@ -146,7 +158,7 @@ void run_submit(const SubmitOptions& o) {
   if (auto s = check_submit_flags(o); !s) return fail(s.error(), kExitUsage);
   auto secrets = read_secrets(o.secrets);
   if (!secrets) return fail(secrets.error(), kExitUsage);
-  auto text = read_file(o.file, "spec");
+  auto text = read_file(o.file, "spec", kMaxSpecBytes);
   if (!text) return fail(text.error());
   // Checked here too so a typo is reported with its line and column before
   // anything is packed or sent.
@@ -173,7 +185,16 @@ void run_submit(const SubmitOptions& o) {
     if (!context) return fail(context.error());
     job.context = *context;
   }
-  auto submitted = (*client)->call<proto::Submitted>(proto::Submit{.job = std::move(job)});
+  proto::Submit submit{.job = std::move(job)};
+  if (const std::size_t bytes = proto::encode(submit).size(); bytes > proto::kMaxBodyBytes) {
+    return fail(Error(ErrorKind::kInvalidArgument,
+                      fmt::format("the job is {} as a submit message (spec {}, {} secret(s), {} label(s)); a "
+                                  "scheduler takes at most {}: make the spec or the secrets smaller",
+                                  human_bytes(bytes), human_bytes(submit.job.spec.size()), submit.job.secrets.size(),
+                                  submit.job.labels.size(), human_bytes(proto::kMaxBodyBytes))),
+                kExitUsage);
+  }
+  auto submitted = (*client)->call<proto::Submitted>(submit);
   if (!submitted) return fail(submitted.error().with_context("submitting " + o.file));
   const std::string& id = submitted->job_id;
   if (!o.follow) {

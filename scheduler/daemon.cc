@@ -256,7 +256,8 @@ Status Daemon::run() {
         if (!(sockets[i]->get(zmq::sockopt::events) & ZMQ_POLLIN)) break;
         auto frame = proto::receive(*sockets[i], /*router=*/true);
         if (!frame) {
-          d.core->handle_bad(ports[i], frame.error().routing_id, frame.error().error);
+          d.core->handle_bad(ports[i], frame.error().routing_id, frame.error().error,
+                             frame.error().request_id);
           continue;
         }
         std::optional<auth::Identity> peer;

@@ -198,10 +198,11 @@ void Scheduler::revoke(Port port, const std::string& routing_id, const std::stri
   if (WorkerRecord* w = workers_.by_route(routing_id)) lose_worker(*w, why);
 }
 
-void Scheduler::handle_bad(Port port, const std::string& routing_id, const Error& error) {
+void Scheduler::handle_bad(Port port, const std::string& routing_id, const Error& error,
+                           std::uint64_t request_id) {
   spdlog::warn("bad message on the {} port: {}", port == Port::kClients ? "client" : "worker",
                error.message());
-  reply_error(port, routing_id, 0, error);
+  reply_error(port, routing_id, request_id, error);
 }
 
 void Scheduler::reply_error(Port port, const std::string& routing_id, std::uint64_t request_id,

@@ -119,7 +119,7 @@ class Scheduler {
   // elsewhere), replies held for it are dropped.
   void revoke(Port port, const std::string& routing_id, const std::string& why);
   // A message that could not be taken apart (answered with an error).
-  void handle_bad(Port port, const std::string& routing_id, const Error& error);
+  void handle_bad(Port port, const std::string& routing_id, const Error& error, std::uint64_t request_id = 0);
   // Placement for what changed, leases, held replies, timeouts. Call after
   // each batch of handle() calls and at least every ~50 ms.
   void tick();

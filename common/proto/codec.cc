@@ -519,4 +519,25 @@ Error to_error(const ErrorReply& reply) {
   return Error(ErrorKind::kUnavailable, reply.message);
 }
 
+std::uint64_t peek_request_id(Type type, std::string_view bytes) {
+  auto id = [&]<class W>() -> std::uint64_t {
+    auto r =
+        read_message<W>(bytes, "request", [](typename W::Reader reader) { return reader.getRequestId(); });
+    return r ? *r : 0;
+  };
+  switch (type) {
+    case Type::kHello: return id.template operator()<wire::Hello>();
+    case Type::kSubmit: return id.template operator()<wire::Submit>();
+    case Type::kPutContext: return id.template operator()<wire::PutContext>();
+    case Type::kGetStatus: return id.template operator()<wire::GetStatus>();
+    case Type::kListJobs: return id.template operator()<wire::ListJobs>();
+    case Type::kReadLog: return id.template operator()<wire::ReadLog>();
+    case Type::kCancelJob: return id.template operator()<wire::CancelJob>();
+    case Type::kListWorkers: return id.template operator()<wire::ListWorkers>();
+    case Type::kWorkerAction: return id.template operator()<wire::WorkerAction>();
+    case Type::kGetContext: return id.template operator()<wire::GetContext>();
+    default: return 0;
+  }
+}
+
 }  // namespace kiln::proto

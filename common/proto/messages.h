@@ -427,6 +427,12 @@ KILN_PROTO_CODEC(Inventory)
 std::string encode_job_record(const JobInfo& job);
 Result<JobInfo> decode_job_record(std::string_view bytes);
 
+// The request id of a request body that cannot be taken whole (too large,
+// or malformed past its first field), read without decoding the rest; 0
+// when even that cannot be read or `type` carries none. So that an error
+// about a request reaches the request that caused it.
+std::uint64_t peek_request_id(Type type, std::string_view bytes);
+
 // An ErrorReply from an Error (kind name + message with context).
 ErrorReply error_reply(std::uint64_t request_id, const Error& error);
 // Back to an Error (unknown kinds become kUnavailable).

@@ -75,10 +75,17 @@ std::expected<Frame, BadFrame> receive(zmq::socket_t& socket, bool router) {
   if (frame.type_text.size() > 64) frame.type_text.resize(64);
   frame.type = parse_type(frame.type_text);
   if (parts[first + 1].size() > kMaxBodyBytes) {
-    return std::unexpected(BadFrame{
-        frame.routing_id, Error(ErrorKind::kInvalidArgument,
-                                fmt::format("message too large: {} body is {} bytes, the limit is {} bytes",
-                                            frame.type_text, parts[first + 1].size(), kMaxBodyBytes))});
+    const std::uint64_t request_id =
+        frame.type
+            ? peek_request_id(*frame.type, std::string_view(static_cast<const char*>(parts[first + 1].data()),
+                                                            parts[first + 1].size()))
+            : 0;
+    return std::unexpected(
+        BadFrame{frame.routing_id,
+                 Error(ErrorKind::kInvalidArgument,
+                       fmt::format("message too large: {} body is {} bytes, the limit is {} bytes",
+                                   frame.type_text, parts[first + 1].size(), kMaxBodyBytes)),
+                 request_id});
   }
   frame.body = parts[first + 1].to_string();
   return frame;

@@ -54,6 +54,7 @@ struct Frame {
 struct BadFrame {
   std::string routing_id;
   Error error;
+  std::uint64_t request_id = 0;  // of the request, when it could be read (proto::peek_request_id)
 };
 
 // Socket options kiln uses everywhere: no linger on close, bounded queues,

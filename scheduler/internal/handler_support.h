@@ -29,14 +29,15 @@ placement::PlacementJob placement_job(const proto::JobInfo& info, double now_s, 
 }  // namespace kiln::scheduler::internal
 
 // Decodes m's body as T into `var`, or answers with an error and returns.
-// An "error" reply may only name a request id the requester can match; a
-// malformed body has none, so 0.
-#define KILN_DECODE_OR_REPLY(var, T, port, m)                                                              \
-  auto var##_decoded = ::kiln::proto::decode<T>((m).body);                                                 \
-  if (!var##_decoded) {                                                                                    \
-    spdlog::warn("bad {} from {}: {}", (m).type_text, ::kiln::scheduler::internal::peer((m)),              \
-                 var##_decoded.error().message());                                                         \
-    reply_error(port, (m).routing_id, 0, ::kiln::scheduler::internal::bad_body(m, var##_decoded.error())); \
-    return;                                                                                                \
-  }                                                                                                        \
+// The error names the request id when it can still be read from the body
+// (proto::peek_request_id), so that it reaches the waiting request; else 0.
+#define KILN_DECODE_OR_REPLY(var, T, port, m)                                                             \
+  auto var##_decoded = ::kiln::proto::decode<T>((m).body);                                                \
+  if (!var##_decoded) {                                                                                   \
+    spdlog::warn("bad {} from {}: {}", (m).type_text, ::kiln::scheduler::internal::peer((m)),             \
+                 var##_decoded.error().message());                                                        \
+    reply_error(port, (m).routing_id, (m).type ? ::kiln::proto::peek_request_id(*(m).type, (m).body) : 0, \
+                ::kiln::scheduler::internal::bad_body(m, var##_decoded.error()));                         \
+    return;                                                                                               \
+  }                                                                                                       \
   T& var = *var##_decoded;

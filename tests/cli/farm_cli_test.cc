@@ -524,6 +524,21 @@ TEST_F(FarmCli, BadSpecOrContextFailsBeforeAnythingIsSent) {
   auto missing = kiln({"submit", "-f", spec_, (dir_ / "no-such-dir").string()});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.err, HasSubstr("no-such-dir"));
+  // Too large to submit: said at once, with the limit, without reading it whole.
+  std::string huge = (dir_ / "huge.spec").string();
+  {
+    std::ofstream out(huge);
+    out << "((from busybox)\n (comment \"" << std::string(50u << 20, 'x') << "\"))\n";
+  }
+  auto big = kiln({"submit", "-f", huge, (dir_ / "ctx").string()});
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_THAT(big.err, HasSubstr("spec " + huge + " is over 4.0 MiB, the most a submit takes for it"));
+  EXPECT_THAT(big.err, ::testing::Not(HasSubstr("no answer from the scheduler")));
+  std::string secret = (dir_ / "secret.bin").string();
+  std::ofstream(secret) << std::string(2u << 20, 's');
+  auto big_secret = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--secret", "token:" + secret});
+  EXPECT_EQ(big_secret.exit_code, 2);
+  EXPECT_THAT(big_secret.err, HasSubstr("secret file " + secret + " is over 1.0 MiB"));
 }
 
 TEST_F(FarmCli, UpInTheForegroundStopsCleanlyOnSigint) {

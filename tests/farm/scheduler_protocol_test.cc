@@ -289,6 +289,22 @@ TEST_F(SchedulerProtocol, MalformedAndOversizedFramesGetErrorsAndServiceContinue
   EXPECT_THAT(s.child().log(), HasSubstr("unknown message type"));
 }
 
+// A submit too large to take is answered with its own request id, so the
+// client that sent it gets the error at once (it used to wait 30 s and
+// report the scheduler unreachable).
+TEST_F(SchedulerProtocol, AnOversizedSubmitIsAnsweredToItsRequest) {
+  SchedulerProcess s(dir.path() + "/s");
+  auto client = s.client();
+  const auto began = std::chrono::steady_clock::now();
+  auto r = client->call<proto::Submitted>(submit_of(std::string(50u << 20, ' ') + kSpec), 20s);
+  const auto took = std::chrono::steady_clock::now() - began;
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(r.error().message(), HasSubstr("message too large: submit body is"));
+  EXPECT_THAT(r.error().message(), HasSubstr("the limit is 8388608 bytes"));
+  EXPECT_LT(took, 15s) << "the error did not reach the request: the call waited for its time-out";
+}
+
 TEST_F(SchedulerProtocol, AnIncompatibleProtocolVersionIsRefusedClearly) {
   SchedulerProcess s(dir.path() + "/s");
   zmq::context_t ctx(1);
