@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/secret_flags.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/ids/manifest.h"
@@ -116,21 +117,6 @@ class CancelOnSignal {
   std::thread thread_;
 };
 
-// "--secret ID:FILE" values into id -> content.
-Result<std::map<std::string, std::string>> read_secrets(const std::vector<std::string>& flags) {
-  std::map<std::string, std::string> secrets;
-  for (const std::string& flag : flags) {
-    std::size_t colon = flag.find(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == flag.size())
-      return make_error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
-    KILN_ASSIGN_OR_RETURN_CONTEXT(secrets[flag.substr(0, colon)], read_file(flag.substr(colon + 1)),
-                                  fmt::format("--secret {}", flag));
-  }
-  return secrets;
-}
-
 struct BuildOptions {
   std::string file;
   std::string context;
@@ -161,12 +147,13 @@ void run_build(const BuildOptions& o) {
     set_exit(kExitFailed);
     return;
   }
-  auto secrets = read_secrets(o.secrets);
-  if (!secrets) {
-    report(secrets.error());
+  auto secret_list = read_secret_flags(o.secrets);
+  if (!secret_list) {
+    report(secret_list.error());
     set_exit(kExitUsage);
     return;
   }
+  std::map<std::string, std::string> secrets(secret_list->begin(), secret_list->end());
   auto context = ids::DirectoryContext::open(o.context);
   if (!context) {
     report(context.error());
@@ -186,7 +173,7 @@ void run_build(const BuildOptions& o) {
   request.spec_name = o.file;
   request.context = &*context;
   request.context_dir = context->root();
-  request.secrets = std::move(*secrets);
+  request.secrets = std::move(secrets);
   request.log = print_log;
   request.cancel = &cancel;
   auto id = (*local)->builder().build(request);

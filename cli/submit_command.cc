@@ -20,9 +20,10 @@
 #include "cli/farm_client.h"
 #include "cli/follow.h"
 #include "cli/format.h"
+#include "cli/secret_flags.h"
 #include "common/context/context_tar.h"
-#include "common/proto/client.h"
 #include "common/fs.h"
+#include "common/proto/client.h"
 #include "common/proto/transport.h"
 #include "common/spec/spec.h"
 
@@ -36,17 +37,18 @@ constexpr std::size_t kChunkBytes = 1 << 20;
 // body, proto::kMaxBodyBytes); a spec or a secret file is refused at once
 // when it alone is over its share, before anything is read whole or sent.
 constexpr std::size_t kMaxSpecBytes = 4u << 20;
-constexpr std::size_t kMaxSecretBytes = 1u << 20;
 
 Result<std::string> read_file(const std::string& path, const std::string& what, std::size_t max_bytes) {
   auto text = kiln::read_file(path, max_bytes);
   if (!text && text.error().kind() == ErrorKind::kInvalidArgument) {
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("{} {} is over {}, the most a submit takes for it (a submit message carries at "
-                                  "most {}: spec, secrets and labels together)",
-                                  what, path, human_bytes(max_bytes), human_bytes(proto::kMaxBodyBytes)));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("{} {} is over {}, the most a submit takes for it (a submit message carries at "
+                    "most {}: spec, secrets and labels together)",
+                    what, path, human_bytes(max_bytes), human_bytes(proto::kMaxBodyBytes)));
   }
-  if (!text) return std::unexpected(std::move(text.error()).with_context(fmt::format("reading {} {}", what, path)));
+  if (!text)
+    return std::unexpected(std::move(text.error()).with_context(fmt::format("reading {} {}", what, path)));
   return text;
 }
 
@@ -98,16 +100,9 @@ Status upload_context(proto::Client& client, const std::string& tar_path, const 
 }
 
 Result<std::vector<proto::Secret>> read_secrets(const std::vector<std::string>& flags) {
+  KILN_ASSIGN_OR_RETURN(auto pairs, read_secret_flags(flags));
   std::vector<proto::Secret> secrets;
-  for (const std::string& flag : flags) {
-    std::size_t colon = flag.find(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == flag.size())
-      return make_error(
-          ErrorKind::kInvalidArgument,
-          fmt::format("--secret {:?}: expected ID:FILE, e.g. --secret token:./token.txt", flag));
-    KILN_ASSIGN_OR_RETURN(std::string value, read_file(flag.substr(colon + 1), "secret file", kMaxSecretBytes));
-    secrets.push_back({.id = flag.substr(0, colon), .value = std::move(value)});
-  }
+  for (auto& [id, value] : pairs) secrets.push_back({.id = std::move(id), .value = std::move(value)});
   return secrets;
 }
 
@@ -187,12 +182,13 @@ void run_submit(const SubmitOptions& o) {
   }
   proto::Submit submit{.job = std::move(job)};
   if (const std::size_t bytes = proto::encode(submit).size(); bytes > proto::kMaxBodyBytes) {
-    return fail(Error(ErrorKind::kInvalidArgument,
-                      fmt::format("the job is {} as a submit message (spec {}, {} secret(s), {} label(s)); a "
-                                  "scheduler takes at most {}: make the spec or the secrets smaller",
-                                  human_bytes(bytes), human_bytes(submit.job.spec.size()), submit.job.secrets.size(),
-                                  submit.job.labels.size(), human_bytes(proto::kMaxBodyBytes))),
-                kExitUsage);
+    return fail(
+        Error(ErrorKind::kInvalidArgument,
+              fmt::format("the job is {} as a submit message (spec {}, {} secret(s), {} label(s)); a "
+                          "scheduler takes at most {}: make the spec or the secrets smaller",
+                          human_bytes(bytes), human_bytes(submit.job.spec.size()), submit.job.secrets.size(),
+                          submit.job.labels.size(), human_bytes(proto::kMaxBodyBytes))),
+        kExitUsage);
   }
   auto submitted = (*client)->call<proto::Submitted>(submit);
   if (!submitted) return fail(submitted.error().with_context("submitting " + o.file));

@@ -538,7 +538,7 @@ TEST_F(FarmCli, BadSpecOrContextFailsBeforeAnythingIsSent) {
   std::ofstream(secret) << std::string(2u << 20, 's');
   auto big_secret = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--secret", "token:" + secret});
   EXPECT_EQ(big_secret.exit_code, 2);
-  EXPECT_THAT(big_secret.err, HasSubstr("secret file " + secret + " is over 1.0 MiB"));
+  EXPECT_THAT(big_secret.err, HasSubstr("secret file " + secret + " is over 1.0 MiB, the most kiln takes for a secret"));
 }
 
 TEST_F(FarmCli, UpInTheForegroundStopsCleanlyOnSigint) {
