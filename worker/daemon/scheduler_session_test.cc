@@ -385,7 +385,7 @@ TEST_F(SchedulerSessionTest, OverTheBoundOldestLogTextIsDroppedWithAGapNoteButSt
   EXPECT_THAT(j1_log.substr(note), ::testing::StartsWith("[kiln-worker w1: about "));
   EXPECT_THAT(j1_log,
               ::testing::ContainsRegex(
-                  "about [0-9]+ bytes of this job's log were dropped while the scheduler was unreachable"));
+                  "about [0-9.]+ (B|KiB|MiB|GiB) of this job's log were dropped while the scheduler was unreachable"));
   EXPECT_LT(note, j1_log.find(fmt::format("{:0>500}\n", 19)));
   // It goes with the first of j1's events still kept: before the step.
   auto first_note = std::find_if(events.begin(), events.end(), [](const proto::JobEvent& e) {
