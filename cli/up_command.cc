@@ -1,10 +1,13 @@
 // `kiln up`: a whole local farm in one command — one kiln-scheduler and N
 // kiln-worker processes on 127.0.0.1, each with its state under DIR
-// (default KILN_HOME/farm) and its log in DIR/NAME.log. In the foreground it
+// (default KILN_HOME/farm) and its log in DIR/NAME.log, with CurveZMQ keys
+// made under DIR/keys. It supervises them like a process manager: one that
+// dies is said and restarted (after 1 s, doubling to 30 s while it keeps
+// dying) and the rest keep running (farm_supervisor.h). In the foreground it
 // stays until Ctrl-C or SIGTERM, then stops the workers and the scheduler
-// (SIGTERM, SIGKILL after 10 s); if one of them dies it says which, stops the
-// rest and exits 1. With --detach it returns once the farm answers, leaving
-// DIR/farm.json for `kiln down` to stop it.
+// (SIGTERM, SIGKILL after 10 s). With --detach a supervisor process of its
+// own does the same (its log: DIR/supervisor.log); `kiln up` returns once
+// the farm answers, leaving DIR/farm.json for `kiln down` to stop it.
 //
 // Binaries: --scheduler-bin/--worker-bin, else next to `kiln`, else in the
 // build tree (../scheduler, ../worker/daemon relative to `kiln`), else PATH.
@@ -38,6 +41,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/farm_supervisor.h"
 #include "common/auth/curve_keys.h"
 #include "common/config.h"
 #include "common/fs.h"
@@ -51,9 +55,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-constexpr auto kStopGrace = std::chrono::seconds(10);
-constexpr const char* kStateFile = "farm.json";
 
 void report(const Error& e) {
   std::cerr << "kiln: " << e.to_string() << "\n";
@@ -119,132 +120,6 @@ Result<std::string> find_make_base_image() {
                     "--fake-build to run workers that build nothing");
 }
 
-// /proc/PID/stat's start time: with the pid, names one process for good.
-std::string start_time(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat;
-  std::getline(in, stat);
-  std::size_t close = stat.rfind(')');
-  if (close == std::string::npos) return "";
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  // Fields after the command: state is the 3rd of the line, starttime the 22nd.
-  for (int i = 3; i <= 22 && fields >> field; ++i)
-    if (i == 22) return field;
-  return "";
-}
-
-bool is_zombie_or_gone(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat;
-  if (!std::getline(in, stat)) return true;
-  std::size_t close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] == 'Z';
-}
-
-// One daemon of the farm.
-struct Daemon {
-  std::string name;  // "scheduler", "worker-1"
-  std::string binary;
-  std::string log;
-  pid_t pid = -1;
-  std::string started;  // start_time(pid)
-  // Set when it is our child, ours to wait for (not for one found in farm.json).
-  std::optional<Subprocess> process;
-  bool exited = false;
-  int status = 0;
-
-  // True while it runs; reaps it when it is our child.
-  bool alive() {
-    if (exited) return false;
-    if (process) {
-      int st = 0;
-      if (!process->try_wait(&st)) return true;
-      exited = true;
-      status = st;
-      return false;
-    }
-    if (is_zombie_or_gone(pid) || start_time(pid) != started) {
-      exited = true;
-      return false;
-    }
-    return true;
-  }
-
-  std::string how_it_ended() const { return describe_wait_status(status); }
-};
-
-// The last `lines` lines of a log, indented, to show why a daemon died.
-std::string log_tail(const std::string& path, std::size_t lines = 8) {
-  std::ifstream in(path);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(line);
-  std::string out;
-  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "    " + all[i] + "\n";
-  return out;
-}
-
-// Starts the daemon with stdin from /dev/null and stdout/stderr to
-// `daemon.log`. A foreground farm's daemons get their own process group (so
-// a terminal's Ctrl-C reaches only `kiln up`, which stops them in order) and
-// die with it (SIGTERM); a detached farm's daemons get their own session and
-// outlive it.
-Status spawn(Daemon& daemon, const std::vector<std::string>& args, bool detach) {
-  UniqueFd log(::open(daemon.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!log) return errno_error("cannot open log " + daemon.log);
-  std::vector<std::string> argv = {daemon.binary};
-  argv.insert(argv.end(), args.begin(), args.end());
-  KILN_ASSIGN_OR_RETURN(
-      Subprocess process,
-      Subprocess::spawn(argv, {.stdout_fd = log.get(),
-                               .stderr_fd = log.get(),
-                               .search_path = false,
-                               .group = detach ? ProcessGroup::kNewSession : ProcessGroup::kNew,
-                               .parent_death_signal = detach ? 0 : SIGTERM}));
-  daemon.pid = process.pid();
-  daemon.process = std::move(process);
-  // Once started, a pid and its start time name one process for good.
-  daemon.started = start_time(daemon.pid);
-  return {};
-}
-
-// SIGTERM to all, wait up to kStopGrace, then SIGKILL the rest.
-void stop_group(std::vector<Daemon*> group) {
-  for (Daemon* d : group)
-    if (d->alive()) ::kill(d->pid, SIGTERM);
-  auto deadline = Clock::now() + kStopGrace;
-  for (;;) {
-    bool any = false;
-    for (Daemon* d : group) any = d->alive() || any;
-    if (!any) return;
-    if (Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  for (Daemon* d : group)
-    if (d->alive()) {
-      std::cerr << fmt::format("kiln: {} (pid {}) did not stop within {} s; killing it\n", d->name, d->pid,
-                               kStopGrace.count());
-      ::kill(d->pid, SIGKILL);
-    }
-  auto kill_deadline = Clock::now() + std::chrono::seconds(5);
-  for (Daemon* d : group)
-    while (d->alive() && Clock::now() < kill_deadline) std::this_thread::sleep_for(milliseconds(20));
-  // One that survives SIGKILL (stuck in the kernel) is not waited for.
-  for (Daemon* d : group)
-    if (d->alive() && d->process) d->process->release();
-}
-
-// Workers first (they report their running jobs cancelled to a scheduler
-// still there), then the scheduler.
-void stop_farm(std::vector<Daemon>& daemons) {
-  std::vector<Daemon*> workers;
-  std::vector<Daemon*> scheduler;
-  for (Daemon& d : daemons) (d.name == "scheduler" ? scheduler : workers).push_back(&d);
-  stop_group(workers);
-  stop_group(scheduler);
-}
-
 struct UpOptions {
   int workers = 2;
   std::string dir;
@@ -264,36 +139,6 @@ std::string farm_dir(const std::string& flag) {
   std::error_code ec;
   auto absolute = fs::absolute(dir, ec);
   return ec ? dir : absolute.lexically_normal().string();
-}
-
-Status write_state(const std::string& dir, const std::vector<Daemon>& daemons, const std::string& address) {
-  nlohmann::ordered_json state{{"scheduler_address", address}, {"daemons", nlohmann::ordered_json::array()}};
-  for (const Daemon& d : daemons)
-    state["daemons"].push_back(
-        {{"name", d.name}, {"pid", d.pid}, {"started", d.started}, {"binary", d.binary}, {"log", d.log}});
-  return write_file_atomically(dir + "/" + kStateFile, state.dump(2) + "\n");
-}
-
-// The daemons a detached farm recorded; nullopt when there is no state file.
-Result<std::optional<std::vector<Daemon>>> read_state(const std::string& dir) {
-  std::string path = dir + "/" + kStateFile;
-  auto text = read_file(path);
-  if (!text) return std::optional<std::vector<Daemon>>();
-  auto state = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (state.is_discarded() || !state.contains("daemons") || !state["daemons"].is_array())
-    return make_error(
-        ErrorKind::kInvalidArgument,
-        fmt::format("{} is not a kiln farm state file; stop its processes by hand and remove it", path));
-  std::vector<Daemon> daemons;
-  for (const auto& d : state["daemons"]) {
-    Daemon daemon{.name = d.value("name", ""),
-                  .binary = d.value("binary", ""),
-                  .log = d.value("log", ""),
-                  .pid = d.value("pid", -1),
-                  .started = d.value("started", "")};
-    if (daemon.pid > 0) daemons.push_back(std::move(daemon));
-  }
-  return std::optional<std::vector<Daemon>>(std::move(daemons));
 }
 
 // Waits until the scheduler answers and lists every one of `names` as
@@ -335,46 +180,6 @@ Result<proto::ClientOptions> farm_admin(const std::string& dir) {
   return proto::ClientOptions{
       .curve = {.server_public_z85 = theirs, .public_z85 = mine.public_z85, .secret_z85 = mine.secret_z85},
       .key_file = dir + "/keys/admin.key"};
-}
-
-Status wait_until_up(std::vector<Daemon>& daemons, const std::string& address,
-                     const std::set<std::string>& names, double wait_seconds,
-                     const proto::ClientOptions& admin) {
-  auto deadline = Clock::now() + milliseconds(static_cast<long>(wait_seconds * 1000));
-  std::unique_ptr<proto::Client> client;
-  std::string last_problem = "the scheduler has not answered";
-  for (;;) {
-    sigset_t pending;
-    ::sigpending(&pending);
-    if (sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM))
-      return make_error(ErrorKind::kCancelled, "interrupted while the farm was starting");
-    for (Daemon& d : daemons)
-      if (!d.alive())
-        return make_error(ErrorKind::kFailedPrecondition,
-                          fmt::format("{} (pid {}) {} while the farm was starting; its log {} ends with:\n{}",
-                                      d.name, d.pid, d.how_it_ended(), d.log, log_tail(d.log)));
-    if (Clock::now() >= deadline)
-      return make_error(
-          ErrorKind::kUnavailable,
-          fmt::format("the farm did not come up within {} s ({}); see the logs in {}", wait_seconds,
-                      last_problem, fs::path(daemons.front().log).parent_path().string()));
-    if (!client) {
-      auto fresh = proto::Client::connect(address, "kiln-up", milliseconds(500), admin);
-      if (fresh) client = std::move(*fresh);
-    }
-    if (client) {
-      auto workers = client->call<proto::Workers>(proto::ListWorkers{}, milliseconds(1000));
-      if (workers) {
-        std::size_t ready = 0;
-        for (const auto& w : workers->workers) ready += names.contains(w.name) && w.connected ? 1 : 0;
-        if (ready == names.size()) return {};
-        last_problem = fmt::format("{} of {} workers registered", ready, names.size());
-      } else {
-        client.reset();
-      }
-    }
-    std::this_thread::sleep_for(milliseconds(200));
-  }
 }
 
 Status make_base_image_if_missing() {
@@ -441,7 +246,7 @@ void run_up(const UpOptions& o) {
   auto previous = read_state(dir);
   if (!previous) return fail(previous.error());
   if (*previous) {
-    for (Daemon& d : **previous)
+    for (Daemon& d : (*previous)->daemons)
       if (d.alive())
         return fail(
             Error(ErrorKind::kFailedPrecondition,
@@ -466,19 +271,77 @@ void run_up(const UpOptions& o) {
   // The daemons resolve KILN_HOME (the base image) from their environment.
   ::setenv("KILN_HOME", kiln_home().c_str(), 1);
 
+  // Detached: a supervisor process of its own (in its own session) runs the
+  // farm, restarting what dies; this process waits until it says the farm
+  // is up, or why not, and returns.
+  UniqueFd report_to;
+  if (o.detach) {
+    auto channel = make_pipe();
+    if (!channel) return fail(channel.error());
+    const pid_t child = ::fork();
+    if (child < 0) return fail(errno_error("cannot start the farm's supervisor").error());
+    if (child > 0) {
+      channel->write.reset();
+      std::string said;
+      char buffer[4096];
+      for (ssize_t n; (n = ::read(channel->read.get(), buffer, sizeof buffer)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        said.append(buffer, static_cast<std::size_t>(n));
+      }
+      if (said.starts_with("up\n")) {
+        std::cout << said.substr(3);
+        set_exit(kExitOk);
+      } else {
+        std::cerr << (said.empty() ? fmt::format("kiln: the farm's supervisor ended without a word; see {}/"
+                                                 "supervisor.log\n",
+                                                 dir)
+                                   : said);
+        set_exit(kExitFailed);
+      }
+      return;
+    }
+    channel->read.reset();
+    report_to = std::move(channel->write);
+    ::setsid();
+    UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    UniqueFd log(::open((dir + "/supervisor.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (null) ::dup2(null.get(), STDIN_FILENO);
+    if (log) {
+      ::dup2(log.get(), STDOUT_FILENO);
+      ::dup2(log.get(), STDERR_FILENO);
+    }
+    signals = block_farm_signals();
+  }
+  // What the detached supervisor tells `kiln up` (or a foreground farm prints).
+  auto say = [&](const std::string& text, bool ok) {
+    if (report_to) {
+      const std::string message = (ok ? "up\n" : "") + text;
+      (void)write_all(report_to.get(), message, "the report to kiln up");
+      report_to.reset();
+    }
+    (ok ? std::cout : std::cerr) << text;
+    std::cout.flush();
+  };
+  auto give_up = [&](const Error& e, std::vector<Daemon>& started) {
+    say(fmt::format("kiln: {}\n", e.to_string()), false);
+    stop_farm(started);
+    std::error_code ignored;
+    fs::remove(dir + "/" + kStateFile, ignored);
+    set_exit(kExitFailed);
+  };
+
   std::vector<Daemon> daemons;
   daemons.reserve(static_cast<std::size_t>(o.workers) + 1);
-  daemons.push_back({.name = "scheduler", .binary = *scheduler_bin, .log = dir + "/scheduler.log"});
   std::vector<std::string> scheduler_args = {
       "--state-dir",   dir + "/scheduler", "--listen", address, "--listen-workers",
       workers_address, "--http",           http,       "--key", dir + "/keys/scheduler.key",
       "--auth-dir",    dir + "/auth"};
   if (!o.placement.empty()) scheduler_args.insert(scheduler_args.end(), {"--placement", o.placement});
-  if (auto s = spawn(daemons.back(), scheduler_args, o.detach); !s) return fail(s.error());
-
+  daemons.push_back(
+      {.name = "scheduler", .binary = *scheduler_bin, .log = dir + "/scheduler.log", .args = scheduler_args});
   for (int i = 1; i <= o.workers; ++i) {
     std::string name = fmt::format("worker-{}", i);
-    daemons.push_back({.name = name, .binary = *worker_bin, .log = fmt::format("{}/{}.log", dir, name)});
     std::vector<std::string> args = {"--name",          name,
                                      "--state-dir",     dir + "/" + name,
                                      "--scheduler",     workers_address,
@@ -486,26 +349,23 @@ void run_up(const UpOptions& o) {
                                      "--scheduler-key", dir + "/keys/scheduler.pub"};
     if (o.capacity > 0) args.insert(args.end(), {"--capacity", std::to_string(o.capacity)});
     if (o.fake_build) args.push_back("--fake-build");
-    if (auto s = spawn(daemons.back(), args, o.detach); !s) {
-      stop_farm(daemons);
-      return fail(s.error());
-    }
+    daemons.push_back({.name = name,
+                       .binary = *worker_bin,
+                       .log = fmt::format("{}/{}.log", dir, name),
+                       .args = std::move(args)});
   }
-  if (o.detach) {
-    // Written before waiting, so `kiln down` can stop a farm that is slow to come up.
-    if (auto s = write_state(dir, daemons, address); !s) {
-      stop_farm(daemons);
-      return fail(s.error());
-    }
+  for (Daemon& d : daemons) {
+    if (auto s = spawn(d, /*detach=*/false); !s) return give_up(s.error(), daemons);
   }
-
+  const pid_t supervisor = o.detach ? ::getpid() : 0;
+  auto record = [&] {
+    if (!o.detach) return;
+    if (auto s = write_state(dir, daemons, address, supervisor); !s) report(s.error());
+  };
+  // Written before waiting, so `kiln down` can stop a farm that is slow to come up.
+  record();
   if (auto s = wait_until_up(daemons, address, names, o.wait_seconds, *admin); !s) {
-    report(s.error());
-    std::cerr << "kiln: stopping the rest of the farm\n";
-    stop_farm(daemons);
-    if (o.detach) fs::remove(dir + "/" + kStateFile, ec);
-    set_exit(kExitFailed);
-    return;
+    return give_up(std::move(s.error()).with_context("starting the farm"), daemons);
   }
 
   std::string export_line =
@@ -515,42 +375,24 @@ void run_up(const UpOptions& o) {
     export_line +=
         fmt::format("  export KILN_KEY={0}/keys/admin.key KILN_SCHEDULER_KEY={0}/keys/scheduler.pub\n", dir);
   }
-  std::cout << fmt::format(
-      "kiln: farm up: scheduler {} (pid {}), {} {}{} in {}\n"
-      "{}"
-      "  submit:  kiln submit -f examples/hello.spec examples/context --follow\n"
-      "  watch:   kiln jobs; kiln admin workers{}\n"
-      "  logs:    {}/*.log\n"
-      "  stop:    {}\n",
-      address, daemons.front().pid, o.workers, o.workers == 1 ? "worker" : "workers",
-      o.fake_build ? " (fake builds)" : "", dir, export_line, http == "off" ? "" : "; http://" + http + "/",
-      dir, o.detach ? fmt::format("kiln down --dir {}", dir) : "Ctrl-C");
-  std::cout.flush();
-  if (o.detach) {
-    for (Daemon& d : daemons) (void)d.process->release();  // they outlive `kiln up`
-    return;
-  }
+  say(fmt::format("kiln: farm up: scheduler {} (pid {}), {} {}{} in {}\n"
+                  "{}"
+                  "  submit:  kiln submit -f examples/hello.spec examples/context --follow\n"
+                  "  watch:   kiln jobs; kiln admin workers{}\n"
+                  "  logs:    {}/*.log\n"
+                  "  stop:    {}\n",
+                  address, daemons.front().pid, o.workers, o.workers == 1 ? "worker" : "workers",
+                  o.fake_build ? " (fake builds)" : "", dir, export_line,
+                  http == "off" ? "" : "; http://" + http + "/", dir,
+                  o.detach ? fmt::format("kiln down --dir {}", dir) : "Ctrl-C"),
+      true);
 
-  for (;;) {
-    timespec tick{.tv_sec = 1, .tv_nsec = 0};
-    int sig = ::sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGINT || sig == SIGTERM) {
-      std::cerr << fmt::format("\nkiln: {}: stopping the workers, then the scheduler\n", strsignal(sig));
-      stop_farm(daemons);
-      std::cerr << "kiln: farm stopped\n";
-      set_exit(kExitOk);
-      return;
-    }
-    for (Daemon& d : daemons)
-      if (!d.alive()) {
-        std::cerr << fmt::format(
-            "kiln: {} (pid {}) {}; its log {} ends with:\n{}kiln: stopping the rest of the farm\n", d.name,
-            d.pid, d.how_it_ended(), d.log, log_tail(d.log));
-        stop_farm(daemons);
-        set_exit(kExitFailed);
-        return;
-      }
-  }
+  const int sig = supervise(daemons, signals, record);
+  std::cerr << fmt::format("\nkiln: {}: stopping the workers, then the scheduler\n", strsignal(sig));
+  stop_farm(daemons);
+  if (o.detach) fs::remove(dir + "/" + kStateFile, ec);
+  std::cerr << "kiln: farm stopped\n";
+  set_exit(kExitOk);
 }
 
 struct DownOptions {
@@ -572,14 +414,22 @@ void run_down(const DownOptions& o) {
     set_exit(kExitFailed);
     return;
   }
-  std::vector<Daemon>& daemons = **state;
+  FarmState& farm = **state;
   std::size_t running = 0;
-  for (Daemon& d : daemons) running += d.alive() ? 1 : 0;
-  stop_farm(daemons);
+  for (Daemon& d : farm.daemons) running += d.alive() ? 1 : 0;
+  // The supervisor stops its farm itself (workers first); wait for it.
+  if (farm.supervisor > 0 && start_time(farm.supervisor) == farm.supervisor_started) {
+    ::kill(farm.supervisor, SIGTERM);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (start_time(farm.supervisor) == farm.supervisor_started && Clock::now() < deadline)
+      std::this_thread::sleep_for(milliseconds(50));
+  }
+  // Whatever is left (no supervisor, or one that did not finish): stopped here.
+  stop_farm(farm.daemons);
   std::error_code ec;
   fs::remove(dir + "/" + kStateFile, ec);
   std::cout << fmt::format("kiln: farm in {} stopped ({} of {} processes were running)\n", dir, running,
-                           daemons.size());
+                           farm.daemons.size());
 }
 
 }  // namespace

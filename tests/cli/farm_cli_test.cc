@@ -538,7 +538,8 @@ TEST_F(FarmCli, BadSpecOrContextFailsBeforeAnythingIsSent) {
   std::ofstream(secret) << std::string(2u << 20, 's');
   auto big_secret = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--secret", "token:" + secret});
   EXPECT_EQ(big_secret.exit_code, 2);
-  EXPECT_THAT(big_secret.err, HasSubstr("secret file " + secret + " is over 1.0 MiB, the most kiln takes for a secret"));
+  EXPECT_THAT(big_secret.err,
+              HasSubstr("secret file " + secret + " is over 1.0 MiB, the most kiln takes for a secret"));
 }
 
 TEST_F(FarmCli, UpInTheForegroundStopsCleanlyOnSigint) {
@@ -615,6 +616,59 @@ TEST_F(FarmCli, UpDetachedRunsAFarmUntilDown) {
   EXPECT_FALSE(fs::exists(farm + "/farm.json"));
   EXPECT_EQ(kiln({"admin", "workers"}).exit_code, 1);  // nothing answers any more
   EXPECT_EQ(kiln({"down", "--dir", farm}, false).exit_code, 1);
+}
+
+TEST_F(FarmCli, UpRestartsADaemonThatDiesAndTheRestKeepRunning) {
+  int port = free_port_pair();
+  std::string farm = (dir_ / "farm").string();
+  address_ = "tcp://127.0.0.1:" + std::to_string(port);
+  auto up = kiln({"up", "--fake-build", "--workers", "2", "--detach", "--port", std::to_string(port),
+                  "--http", "off", "--dir", farm},
+                 /*with_scheduler=*/false);
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  ::setenv("KILN_KEY", (farm + "/keys/admin.key").c_str(), 1);
+  ::setenv("KILN_SCHEDULER_KEY", (farm + "/keys/scheduler.pub").c_str(), 1);
+  auto state = [&] {
+    std::ifstream in(farm + "/farm.json");
+    return Json::parse(in, nullptr, false);
+  };
+  auto pid_of = [&](const std::string& name) {
+    Json s = state();
+    if (s.is_discarded()) return -1;
+    for (const auto& d : s["daemons"])
+      if (d["name"] == name) return d["pid"].get<int>();
+    return -1;
+  };
+  const int supervisor = state()["supervisor"].get<int>();
+  ASSERT_GT(supervisor, 0);
+  const int scheduler = pid_of("scheduler");
+  const int first = pid_of("worker-1");
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  // A new worker-1 takes its place; the scheduler and worker-2 were left alone.
+  ASSERT_TRUE(eventually([&] { return pid_of("worker-1") > 0 && pid_of("worker-1") != first; }, 30));
+  EXPECT_TRUE(eventually(
+      [&] {
+        Json w = worker("worker-1");
+        return !w.is_null() && w.value("connected", false);
+      },
+      30));
+  EXPECT_EQ(pid_of("scheduler"), scheduler);
+  EXPECT_EQ(::kill(scheduler, 0), 0);
+  std::ifstream log(farm + "/supervisor.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("kiln: worker-1 (pid " + std::to_string(first) + ") was killed by signal 9"));
+  EXPECT_THAT(text, HasSubstr("worker-1 restarted"));
+  auto job = kiln({"submit", "-f", spec_, (dir_ / "ctx").string(), "--follow"});
+  EXPECT_EQ(job.exit_code, 0) << job.err;
+
+  std::vector<int> pids = {supervisor, scheduler, pid_of("worker-1"), pid_of("worker-2")};
+  auto down = kiln({"down", "--dir", farm}, false);
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  for (int pid : pids) {
+    EXPECT_TRUE(eventually([&] { return ::kill(pid, 0) != 0; }, 15))
+        << "pid " << pid << " outlived kiln down";
+  }
 }
 
 }  // namespace
