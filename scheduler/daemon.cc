@@ -18,6 +18,8 @@
 #include "common/proto/curve.h"
 #include "common/proto/transport.h"
 #include "scheduler/http/http_server.h"
+#include "scheduler/http/stats.h"
+#include "scheduler/http/stats_history.h"
 #include "scheduler/rocksdb_job_db.h"
 
 namespace kiln::scheduler {
@@ -102,6 +104,7 @@ struct Daemon::Impl {
   std::shared_ptr<const http::FarmView> view;
   std::chrono::steady_clock::time_point next_publish{};
   std::chrono::milliseconds publish_interval{250};
+  std::unique_ptr<http::StatsHistory> history;
 
   void publish() {
     const auto began = std::chrono::steady_clock::now();
@@ -118,9 +121,11 @@ struct Daemon::Impl {
     v->jobs_submitted_by_client = std::move(snap.jobs_by_client);
     v->low_disk_threshold_bytes = options.core.low_disk_bytes;
     v->expected_seconds = std::move(snap.expected_seconds);
+    v->pool_counters = std::move(snap.pool_counters);
     v->default_target_wait_seconds = options.core.target_wait_seconds;
     for (const auto& [pool, seconds] : options.pool_target_waits)
       v->pools.push_back({.name = pool, .target_wait_seconds = seconds});
+    if (history && history->due(v->now_ms)) history->record(*v, http::compute_stats(*v));
     {
       std::lock_guard lock(view_mu);
       view = std::move(v);
@@ -218,6 +223,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
                                     options.http_address));
     }
     Impl* d = impl.get();
+    const auto interval = std::max<std::uint32_t>(1, options.history_interval_seconds);
+    d->history = std::make_unique<http::StatsHistory>(
+        std::chrono::seconds(interval),
+        static_cast<std::size_t>(std::max(1.0, options.history_hours * 3600.0 / interval)));
     d->publish();
     d->http = std::make_unique<http::HttpServer>(
         [d] {
@@ -228,6 +237,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
           return d->core->read_log_committed(job, offset, 64 << 10);
         },
         [d](const std::string& job) { return d->core->job_committed(job); }, http_auth);
+    d->http->set_history([d] { return d->history->json(); });
     KILN_RETURN_IF_ERROR(d->http->start(address.host, address.port));
     spdlog::info("dashboard and metrics on http://{}:{}/", address.host, d->http->bound_port());
   }

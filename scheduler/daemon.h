@@ -41,6 +41,10 @@ struct DaemonOptions {
   // (Authorization: Bearer TOKEN); `http_public_read` serves GETs without it.
   std::string http_token_file;
   bool http_public_read = false;
+  // The dashboard's history (/v1/stats/history): a point every interval,
+  // kept for `history_hours`.
+  std::uint32_t history_interval_seconds = 60;
+  double history_hours = 6;
 };
 
 class Daemon {

@@ -43,6 +43,11 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
       info.timeout_seconds ? job.assigned_steady_ms + std::int64_t{info.timeout_seconds} * 1000 : 0;
   job.reclaim_by_ms = 0;
   worker.running.insert(info.id);
+  // The end of a queue wait (again for a job that was requeued: it waited again).
+  http::PoolCounters& counters = pool_counters_[info.pool];
+  ++counters.jobs_started;
+  const std::int64_t waited_ms = clock_.wall_ms() - info.submitted_at_ms;
+  counters.add_wait(info.submitted_at_ms > 0 && waited_ms > 0 ? static_cast<double>(waited_ms) / 1000.0 : 0.0);
   persist(job);
   proto::Assign message{.job_id = info.id, .attempt = info.attempt};
   message.job = {.spec = info.spec,
@@ -109,6 +114,7 @@ void Scheduler::finish(Job& job, JobState state, const std::string& error) {
     }
   }
   jobs_.set_state(job, state);
+  ++pool_counters_[info.pool].jobs_finished;
   info.error = state == JobState::kSucceeded ? std::string() : error;
   info.finished_at_ms = clock_.wall_ms();
   job.secrets.clear();

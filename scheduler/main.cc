@@ -85,6 +85,13 @@ int main(int argc, char** argv) {
       "File whose first line is the bearer token HTTP requests must carry (Authorization: Bearer)");
   app.add_flag("--http-public-read", options.http_public_read,
                "With --http-token-file: serve the read-only endpoints without the token");
+  app.add_option("--history-interval", options.history_interval_seconds,
+                 "Seconds between the points of the dashboard's charts (/v1/stats/history)")
+      ->default_val(options.history_interval_seconds)
+      ->check(CLI::Range(1u, 3600u));
+  app.add_option("--history-hours", options.history_hours, "Hours of history the charts keep")
+      ->default_val(options.history_hours)
+      ->check(CLI::Range(0.1, 168.0));
   app.add_flag("--sync", options.sync,
                "fsync the database log on every commit (survives power loss, not only a killed process)");
   LogOptions log_options = log_options_from_env();

@@ -295,6 +295,7 @@ Snapshot Scheduler::snapshot(std::size_t max_queued, std::size_t max_ended) cons
   Snapshot s{.now_ms = clock_.wall_ms(), .scheduler_id = scheduler_id_, .placement = policy_->name()};
   workers_.for_each([&](const WorkerRecord& w) { s.workers.push_back(WorkerRegistry::info(w)); });
   s.jobs_by_state = jobs_.counts_by_state();
+  s.pool_counters = pool_counters_;
   s.jobs_by_client = jobs_.counts_by_client();
   std::vector<const Job*> queued;
   jobs_.for_each([&](const Job& job) {

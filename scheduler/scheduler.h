@@ -39,6 +39,7 @@
 #include "common/proto/messages.h"
 #include "scheduler/context_store.h"
 #include "scheduler/held_replies.h"
+#include "scheduler/http/farm_view.h"
 #include "scheduler/job_db.h"
 #include "scheduler/job_table.h"
 #include "scheduler/placement/policy.h"
@@ -96,6 +97,7 @@ struct Snapshot {
   std::map<std::string, std::uint64_t> jobs_by_state;   // over every job in the database
   std::map<std::string, std::uint64_t> jobs_by_client;  // submitted, over every job in the database
   std::map<std::string, double> expected_seconds;       // job id -> placement's estimate
+  std::map<std::string, http::PoolCounters> pool_counters;  // since this process started
 };
 
 class Scheduler {
@@ -194,6 +196,7 @@ class Scheduler {
 
   JobTable jobs_;
   WorkerRegistry workers_;
+  std::map<std::string, http::PoolCounters> pool_counters_;  // by pool
   HeldReplies held_;
   std::unordered_map<std::string, std::string> client_names_;  // routing id -> hello's client
   std::vector<Outgoing> outbox_;

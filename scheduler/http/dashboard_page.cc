@@ -55,6 +55,10 @@ constexpr std::string_view kPage = R"KILN(<!DOCTYPE html>
   #log { background:#10131a; color:#d7dae0; font:12px/1.35 ui-monospace, monospace; padding:10px; height:300px;
          overflow:auto; white-space:pre-wrap; margin:0; border-radius:4px; }
   .empty { color:var(--dim); font-style:italic; }
+  .charts { display:grid; grid-template-columns: repeat(3, 1fr); gap:12px; }
+  .chart h3 { margin:0 0 4px; font-size:13px; font-weight:600; }
+  .chart svg { width:100%; height:120px; background:var(--bg); border-radius:4px; }
+  .chart .legend { font-size:11px; color:var(--dim); }
 </style>
 </head>
 <body>
@@ -67,6 +71,7 @@ constexpr std::string_view kPage = R"KILN(<!DOCTYPE html>
   <section class="wide"><h2>Jobs</h2><div class="tiles" id="tiles"></div></section>
   <section class="wide"><h2>Pools</h2><div id="pools"></div><ul class="warnings" id="low-disk"></ul></section>
   <section class="wide"><h2>Workers</h2><div id="workers"></div></section>
+  <section class="wide"><h2>Last hours <span class="meta" id="history-meta"></span></h2><div class="charts" id="charts"></div></section>
   <section><h2>Queue</h2><div id="queue"></div></section>
   <section><h2>Running</h2><div id="running"></div></section>
   <section class="wide"><h2>Log <span class="meta" id="log-title"></span></h2><pre id="log"></pre></section>
@@ -262,6 +267,58 @@ async function getJson(url) {
   return res.json();
 }
 
+// ---- the last hours: /v1/stats/history as small line charts ----
+const COLORS = ["#4b7bec", "#2e9d5b", "#d48a00", "#c8372d", "#8854d0", "#0fb9b1"];
+function chart(id, title, series, format) {
+  const W = 300, H = 120, P = 4;
+  const all = series.flatMap(s => s.points.filter(p => p[1] !== null));
+  if (!all.length) {
+    return `<div class="chart" id="${id}"><h3>${esc(title)}</h3><p class="empty">no data yet</p></div>`;
+  }
+  const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]));
+  const top = Math.max(...all.map(p => p[1]), 1e-9);
+  const x = t => P + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * (W - 2 * P);
+  const y = v => H - P - (v / top) * (H - 2 * P);
+  const lines = series.map((s, i) => {
+    const pts = s.points.filter(p => p[1] !== null).map(p => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`);
+    if (!pts.length) return "";
+    const [lx, ly] = pts[pts.length - 1].split(",");
+    // A dot at the newest point, so that a series of one point shows too.
+    return `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.5" ` +
+           `data-series="${esc(s.name)}" points="${pts.join(" ")}"></polyline>` +
+           `<circle cx="${lx}" cy="${ly}" r="2.5" fill="${COLORS[i % COLORS.length]}"></circle>`;
+  }).join("");
+  const legend = series.map((s, i) => {
+    const last = [...s.points].reverse().find(p => p[1] !== null);
+    return `<span style="color:${COLORS[i % COLORS.length]}">■</span> ${esc(s.name)} ${last ? esc(format(last[1])) : "–"}`;
+  }).join(" &nbsp; ");
+  return `<div class="chart" id="${id}"><h3>${esc(title)}</h3>` +
+         `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${lines}</svg>` +
+         `<div class="legend">${legend} · max ${esc(format(top))}</div></div>`;
+}
+
+function renderHistory(h) {
+  const pts = h.points;
+  const pools = [...new Set(pts.flatMap(p => p.pools.map(q => q.name)))].sort();
+  const per = (field) => pools.map(name => ({name, points: pts.map(p => {
+    const q = p.pools.find(q => q.name === name);
+    return [p.time_ms, q ? q[field] : null];
+  })}));
+  const sum = (field) => pts.map(p => [p.time_ms, p.pools.reduce((a, q) => a + (q[field] || 0), 0)]);
+  const fixed = n => (Math.round(n * 10) / 10).toString();
+  document.getElementById("history-meta").textContent =
+      `· ${pts.length} points, one every ${secs(h.interval_seconds)}`;
+  document.getElementById("charts").innerHTML = [
+    chart("chart-queued", "queue depth", per("queued"), fixed),
+    chart("chart-throughput", "jobs per minute",
+          [{name: "started", points: sum("started_per_minute")}, {name: "finished", points: sum("finished_per_minute")}], fixed),
+    chart("chart-wait", "p95 queue wait", per("wait_p95_seconds"), secs),
+    chart("chart-cache", "cache hit rate", per("cache_hit_rate"), pct),
+    chart("chart-workers", "workers connected", [{name: "workers", points: pts.map(p => [p.time_ms, p.workers_connected])}], fixed),
+    chart("chart-disk", "free disk", [{name: "free", points: pts.map(p => [p.time_ms, p.disk_free_bytes])}], bytes),
+  ].join("");
+}
+
 async function refresh() {
   try {
     const [stats, active, recent] = await Promise.all([
@@ -276,6 +333,11 @@ async function refresh() {
     renderWorkers(stats);
     renderClients(stats);
     renderJobs(active, recent, s.now_ms);
+    try {
+      renderHistory(await getJson("/v1/stats/history"));
+    } catch (e) {
+      document.getElementById("history-meta").textContent = e.message;
+    }
     const status = document.getElementById("status");
     status.className = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();

@@ -20,6 +20,7 @@
 // Thread safety: a const FarmView may be read from any number of threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -35,6 +36,25 @@ namespace kiln::http {
 struct PoolConfig {
   std::string name;
   double target_wait_seconds = 300;
+};
+
+// Upper bounds (seconds) of the queue-wait histogram's buckets; the last
+// bucket (+Inf) is implied.
+inline constexpr std::array<double, 12> kQueueWaitBucketsSeconds = {1,   5,   15,   30,   60,   120,
+                                                                    300, 600, 1200, 1800, 3600, 7200};
+
+// A pool's counts since the scheduler started (Prometheus counters; the
+// history's per-minute rates and p95 come from their differences).
+struct PoolCounters {
+  std::uint64_t jobs_started = 0;   // assigned to a worker: the end of a queue wait
+  std::uint64_t jobs_finished = 0;  // ended: succeeded, failed or cancelled
+  // waits[i]: waits of at most kQueueWaitBucketsSeconds[i] (cumulative, as
+  // Prometheus buckets are); wait_count is the +Inf bucket.
+  std::array<std::uint64_t, kQueueWaitBucketsSeconds.size()> waits{};
+  std::uint64_t wait_count = 0;
+  double wait_sum_seconds = 0;
+
+  void add_wait(double seconds);
 };
 
 struct FarmView {
@@ -74,6 +94,15 @@ struct FarmView {
   // (and, in the scheduler, no new jobs). 0 disables the warning.
   std::uint64_t low_disk_threshold_bytes = 0;
   double default_target_wait_seconds = 300;
+  // By pool name; pools with no job yet may be missing.
+  std::map<std::string, PoolCounters> pool_counters;
 };
+
+inline void PoolCounters::add_wait(double seconds) {
+  for (std::size_t i = 0; i < kQueueWaitBucketsSeconds.size(); ++i)
+    if (seconds <= kQueueWaitBucketsSeconds[i]) ++waits[i];
+  ++wait_count;
+  wait_sum_seconds += seconds;
+}
 
 }  // namespace kiln::http

@@ -60,6 +60,7 @@ struct HttpServer::Impl {
   JobFn job;
   HttpAuth auth;
   HttpLimits limits;
+  std::function<std::string()> history;
   HttpListener listener;
 
   // The current view, or a 503 answer when the scheduler has not published one.
@@ -146,6 +147,7 @@ struct HttpServer::Impl {
       if (auto v = current(res)) send_json(res, stats_json(*v, compute_stats(*v)));
       return;
     }
+    if (path == "/v1/stats/history" && history) return send_json(res, history());
     if (path == "/v1/jobs") {
       auto query = parse_jobs_query(req.param("state"), req.param("limit"));
       if (!query) return send_error(res, query.error());
@@ -160,11 +162,11 @@ struct HttpServer::Impl {
       if (!id.empty() && slash == std::string_view::npos) return job_detail(id, res);
       if (!id.empty() && rest.substr(slash) == "/log") return job_log(id, req, res);
     }
-    send_error(
-        res, Error(ErrorKind::kNotFound,
-                   fmt::format("no such endpoint {}: see docs/api.md (/, /metrics, /v1/pools, "
-                               "/v1/workers, /v1/clients, /v1/jobs, /v1/jobs/ID, /v1/jobs/ID/log, /v1/stats)",
-                               path)));
+    send_error(res, Error(ErrorKind::kNotFound,
+                          fmt::format("no such endpoint {}: see docs/api.md (/, /metrics, /v1/pools, "
+                                      "/v1/workers, /v1/clients, /v1/jobs, /v1/jobs/ID, /v1/jobs/ID/log, "
+                                      "/v1/stats, /v1/stats/history)",
+                                      path)));
   }
 
   void job_detail(const std::string& id, HttpResponse& res) {
@@ -245,6 +247,10 @@ HttpServer::HttpServer(ViewFn view, LogFn log, JobFn job, HttpAuth auth, HttpLim
 
 HttpServer::~HttpServer() {
   stop();
+}
+
+void HttpServer::set_history(std::function<std::string()> history) {
+  impl_->history = std::move(history);
 }
 
 Status HttpServer::start(const std::string& address, int port) {

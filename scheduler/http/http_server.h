@@ -69,6 +69,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // /v1/stats/history's body (StatsHistory::json); without it the endpoint is 404.
+  // Call before start().
+  void set_history(std::function<std::string()> history);
+
   // Binds `address:port` (port 0 picks a free one) and starts serving.
   Status start(const std::string& address, int port);
   // Stops accepting, finishes the requests in progress and joins the threads.

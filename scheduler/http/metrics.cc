@@ -49,8 +49,11 @@ class Writer {
     fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   }
 
-  void sample(const Labels& labels, double value) {
+  // A sample of the current family; `suffix` for a histogram's _bucket,
+  // _sum and _count.
+  void sample(const Labels& labels, double value, std::string_view suffix = "") {
     out_ += name_;
+    out_ += suffix;
     if (!labels.empty()) {
       out_ += '{';
       bool first = true;
@@ -184,6 +187,33 @@ void write_all(Writer& w, const FarmView& view, const FarmStats& stats) {
   w.family("kiln_pool_cache_hit_ratio", "gauge",
            "Cache hits / (hits + misses) over the pool's workers; NaN before any lookup.");
   each_pool([](const PoolSummary& p) { return ratio_or_nan(p.cache_hit_rate); });
+  w.family("kiln_pool_jobs_started_total", "counter",
+           "Jobs given to one of the pool's workers (the end of a queue wait) since the scheduler started.");
+  for (const PoolSummary& p : stats.pools) {
+    auto it = view.pool_counters.find(p.name);
+    w.sample({{"pool", p.name}},
+             it == view.pool_counters.end() ? 0.0 : static_cast<double>(it->second.jobs_started));
+  }
+  w.family("kiln_pool_jobs_finished_total", "counter",
+           "The pool's jobs that ended (succeeded, failed, cancelled) since the scheduler started.");
+  for (const PoolSummary& p : stats.pools) {
+    auto it = view.pool_counters.find(p.name);
+    w.sample({{"pool", p.name}},
+             it == view.pool_counters.end() ? 0.0 : static_cast<double>(it->second.jobs_finished));
+  }
+  w.family("kiln_pool_queue_wait_seconds", "histogram",
+           "How long the pool's jobs waited from submit to being given to a worker.");
+  for (const PoolSummary& p : stats.pools) {
+    auto it = view.pool_counters.find(p.name);
+    const PoolCounters counters = it == view.pool_counters.end() ? PoolCounters{} : it->second;
+    for (std::size_t i = 0; i < kQueueWaitBucketsSeconds.size(); ++i) {
+      w.sample({{"pool", p.name}, {"le", format_value(kQueueWaitBucketsSeconds[i])}},
+               static_cast<double>(counters.waits[i]), "_bucket");
+    }
+    w.sample({{"pool", p.name}, {"le", "+Inf"}}, static_cast<double>(counters.wait_count), "_bucket");
+    w.sample({{"pool", p.name}}, counters.wait_sum_seconds, "_sum");
+    w.sample({{"pool", p.name}}, static_cast<double>(counters.wait_count), "_count");
+  }
   w.family("kiln_pool_low_disk_workers", "gauge",
            "The pool's connected workers below the low-disk threshold.");
   each_pool([](const PoolSummary& p) { return static_cast<double>(p.low_disk_warnings.size()); });

@@ -404,6 +404,62 @@ TEST_F(DashboardFarmWithPoolTarget, TargetWaitIsSetPerPool) {
   }));
 }
 
+class DashboardFarmWithHistory : public DashboardFarm {
+ protected:
+  void SetUp() override {
+    extra_scheduler_args_ = {"--history-interval", "1"};
+    DashboardFarm::SetUp();
+  }
+};
+
+// The last hours: /v1/stats/history takes a point every interval, and the
+// dashboard draws it as charts (a line per pool) in headless Chromium.
+TEST_F(DashboardFarmWithHistory, HistoryIsChartedFromTheRealFarm) {
+  ASSERT_NO_FATAL_FAILURE(start_busy_farm());
+  Json history;
+  ASSERT_TRUE(eventually([&] {
+    auto r = http_get(http_port_, "/v1/stats/history");
+    if (!r || r->status != 200) return false;
+    history = Json::parse(r->body, nullptr, false);
+    if (history.is_discarded() || history["points"].size() < 3) return false;
+    const Json& last = history["points"].back();
+    return last["workers_connected"] == 2 && last["pools"].size() == 1 && last["pools"][0]["queued"] == 4;
+  })) << history.dump(2);
+  EXPECT_EQ(history["interval_seconds"], 1);
+  // The two running jobs started within the history: a started rate and a
+  // queue wait appear in some point.
+  bool started = false;
+  for (const Json& p : history["points"]) started = started || p["pools"][0]["started_per_minute"] > 0;
+  EXPECT_TRUE(started) << history.dump(2);
+  EXPECT_GT(history["points"].back()["disk_free_bytes"].get<double>(), 0);
+
+  std::string chromium = find_on_path({"chromium", "chromium-browser"});
+  std::string timeout = find_on_path({"timeout"});
+  ASSERT_FALSE(chromium.empty());
+  auto dump = chromium_command(chromium, timeout, dir_.path() + "/chromium");
+  dump.insert(dump.end(), {"--dump-dom", "http://" + http_address() + "/"});
+  auto dom = run_process(dump);
+  ASSERT_EQ(dom.exit_code, 0) << dom.err;
+  std::ofstream(output_dir() / "dashboard-history-dom.html", std::ios::binary) << dom.out;
+  for (const char* id :
+       {"chart-queued", "chart-throughput", "chart-wait", "chart-cache", "chart-workers", "chart-disk"})
+    EXPECT_THAT(dom.out, HasSubstr(std::string("id=\"") + id + "\"")) << id;
+  // The queue chart has the pool's line with as many points as the history.
+  std::smatch line;
+  ASSERT_TRUE(std::regex_search(
+      dom.out, line, std::regex("id=\"chart-queued\"[^]*?data-series=\"linux-x86_64\" points=\"([^\"]+)\"")))
+      << "no line for the pool in the queue chart";
+  const std::string points = line[1];
+  EXPECT_GE(std::count(points.begin(), points.end(), ','), 3) << points;
+
+  fs::path screenshot = output_dir() / "dashboard-history.png";
+  auto shot = chromium_command(chromium, timeout, dir_.path() + "/chromium");
+  shot.insert(shot.end(), {"--screenshot=" + screenshot.string(), "--window-size=1280,1400",
+                           "http://" + http_address() + "/"});
+  EXPECT_EQ(run_process(shot).exit_code, 0);
+  std::cout << "dashboard screenshot with history: " << screenshot.string() << "\n";
+}
+
 TEST_F(DashboardFarm, AdminStatsSummarisesAndPrintsTheJson) {
   ASSERT_NO_FATAL_FAILURE(start_busy_farm());
   auto summary =
