@@ -426,6 +426,7 @@ TEST_F(DashboardFarmWithHistory, HistoryIsChartedFromTheRealFarm) {
     return last["workers_connected"] == 2 && last["pools"].size() == 1 && last["pools"][0]["queued"] == 4;
   })) << history.dump(2);
   EXPECT_EQ(history["interval_seconds"], 1);
+  std::ofstream(output_dir() / "stats-history.json") << history.dump(2) << "\n";
   // The two running jobs started within the history: a started rate and a
   // queue wait appear in some point.
   bool started = false;
