@@ -97,6 +97,17 @@ void HandshakeWatch::drain() {
         // The scheduler could not open our hello: it has another key than
         // the one we pinned. Twice, so a connection cut mid-handshake is not
         // taken for it.
+        // Without a key: a CurveZMQ scheduler that finds the mechanisms
+        // differ may close before its greeting reaches us, so the mismatch
+        // shows as a handshake cut short, never completed. Twice in a row
+        // (a restart cuts at most one) means it requires a key.
+        if (!options_.curve && ++failed_handshakes_ >= 2) {
+          failure_ = Error(ErrorKind::kPermissionDenied,
+                           fmt::format("the scheduler at {} closed every connection during the handshake: it "
+                                       "most likely requires CurveZMQ authentication: pass --key FILE and "
+                                       "--scheduler-key FILE (or set KILN_KEY and KILN_SCHEDULER_KEY)",
+                                       options_.address));
+        }
         if (options_.curve && ++failed_handshakes_ >= 2) {
           failure_ = Error(
               ErrorKind::kPermissionDenied,
