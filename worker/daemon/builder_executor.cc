@@ -137,6 +137,10 @@ void BuilderExecutor::log_released(const JobKey& key, std::uint64_t offset) {
   if (log_window_) log_window_->release(key, offset);
 }
 
+void BuilderExecutor::log_unwanted(const JobKey& key) {
+  if (log_window_) log_window_->drop_rest(key);
+}
+
 void BuilderExecutor::poll(SteadyTime now) {
   drain_events();
   check_timeouts(now);
@@ -200,7 +204,7 @@ void BuilderExecutor::push_event(proto::JobEvent event) {
 void BuilderExecutor::push_log(const Job& job, std::string_view text) {
   // Back-pressure: wait while this job has a window's worth in flight (not
   // under events_mu_, which the loop needs to drain what is in flight).
-  log_window_->acquire(JobKey(job.job_id, job.attempt), text.size(), job.cancel);
+  if (!log_window_->acquire(JobKey(job.job_id, job.attempt), text.size(), job.cancel)) return;
   bool full = false;
   {
     std::lock_guard lock(events_mu_);
@@ -257,6 +261,8 @@ void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
   std::vector<std::string> ids;
   for (const auto& step : steps) ids.push_back(step.id);
   if (!ids.empty()) push_inventory(std::move(ids), {});
+  // The log's whole length, with what was dropped here once it was unwanted.
+  done.log_end = log_window_->produced(JobKey(job->job_id, job->attempt));
   push_event(std::move(done));
   // A finished job may have filled the disk.
   maintenance_->request();

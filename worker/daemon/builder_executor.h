@@ -78,6 +78,7 @@ class BuilderExecutor final : public JobExecutor {
   void interrupt_all(const std::string& reason) override;
   bool idle() const override;
   void log_released(const JobKey& key, std::uint64_t offset) override;
+  void log_unwanted(const JobKey& key) override;
   void poll(SteadyTime now) override;
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime now) const override;
   void fill_stats(proto::WorkerStats& stats) override;

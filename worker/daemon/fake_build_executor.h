@@ -48,6 +48,7 @@ class FakeBuildExecutor final : public JobExecutor {
   bool idle() const override { return jobs_.empty(); }
   // Two short lines per job: nothing to hold back.
   void log_released(const JobKey&, std::uint64_t) override {}
+  void log_unwanted(const JobKey&) override {}
   void poll(SteadyTime now) override;
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime now) const override;
   void fill_stats(proto::WorkerStats& stats) override;

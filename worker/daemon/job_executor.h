@@ -21,7 +21,7 @@
 // session says with log_released() what of a job's log it no longer holds,
 // and an executor whose jobs print a lot keeps its jobs' text in flight
 // under ExecutorHost::log_window_bytes (a job thread waits for room, see
-// log_window.h). Errors: only open() fails.
+// log_window.h); log_unwanted() says when the rest may be dropped at once. Errors: only open() fails.
 #pragma once
 
 #include <chrono>
@@ -94,6 +94,11 @@ class JobExecutor {
   // on that much more. Offsets count the bytes of the attempt's job-log
   // events in the order they reached the sink. Unknown or ended jobs: ignored.
   virtual void log_released(const JobKey& key, std::uint64_t offset) = 0;
+  // Nothing more of the attempt's log will be sent or stored (it is over the
+  // scheduler's cap): the executor may drop it where it is produced. Its
+  // job-done's log_end then says the log's whole length (0: the length of
+  // the job-log text reported).
+  virtual void log_unwanted(const JobKey& key) = 0;
 
   // Reports what happened since the last call, ends jobs that are due or
   // past their timeout.

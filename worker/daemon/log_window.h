@@ -9,9 +9,11 @@
 //
 //   LogWindow window(1 << 20);
 //   // job thread, before queueing `text` for the loop:
-//   window.acquire(key, text.size(), job.cancel);   // may wait
+//   if (!window.acquire(key, text.size(), job.cancel)) return;   // may wait; false: drop it
 //   // event loop, when the session says it holds nothing below `offset`:
 //   window.release(key, offset);
+//   // ... or that it wants no more of the job's log (over the scheduler's cap):
+//   window.drop_rest(key);
 //   // after cancelling a job, so that its waiting thread looks at its token:
 //   window.wake_all();
 //
@@ -39,22 +41,30 @@ class LogWindow {
   explicit LogWindow(std::size_t window) : window_(window) {}
 
   // Waits until `key` has less than the window outstanding, or `cancel` is
-  // cancelled; then counts `bytes` more as outstanding.
-  void acquire(const JobKey& key, std::size_t bytes, const CancelToken& cancel);
+  // cancelled; then counts `bytes` more as outstanding and returns true. After
+  // drop_rest(key) it counts them as produced and released at once and
+  // returns false: the caller drops the text.
+  bool acquire(const JobKey& key, std::size_t bytes, const CancelToken& cancel);
   // Everything of `key`'s log below `offset` is released (an offset not
   // past the last one changes nothing).
   void release(const JobKey& key, std::uint64_t offset);
+  // Nothing more of `key`'s log is wanted: acquire() drops it (and wakes a
+  // waiting writer).
+  void drop_rest(const JobKey& key);
   // Wakes every waiting thread to look at its cancel token again.
   void wake_all();
   // The job ended: its counts go.
   void forget(const JobKey& key);
   // Bytes acquired and not released.
   std::uint64_t outstanding(const JobKey& key) const;
+  // Every byte of `key`'s log acquired, dropped ones included: the log's length.
+  std::uint64_t produced(const JobKey& key) const;
 
  private:
   struct Counts {
     std::uint64_t acquired = 0;
     std::uint64_t released = 0;
+    bool drop = false;
   };
   const std::size_t window_;
   mutable std::mutex mu_;

@@ -65,6 +65,22 @@ TEST(LogWindow, ACancelledJobNeverWaits) {
   EXPECT_EQ(window.outstanding(job), 0u);
 }
 
+TEST(LogWindow, OnceTheRestIsUnwantedTextIsCountedAndDroppedWithoutWaiting) {
+  LogWindow window(10);
+  const JobKey job("j1", 1);
+  CancelToken cancel;
+  EXPECT_TRUE(window.acquire(job, 10, cancel));
+  std::atomic<bool> kept{true};
+  std::thread writer([&] { kept = window.acquire(job, 5, cancel); });
+  std::this_thread::sleep_for(100ms);
+  window.drop_rest(job);  // wakes the waiting writer: its text is dropped
+  writer.join();
+  EXPECT_FALSE(kept.load());
+  EXPECT_FALSE(window.acquire(job, 1000, cancel));
+  EXPECT_EQ(window.outstanding(job), 10u);  // what was kept is still in flight
+  EXPECT_EQ(window.produced(job), 1015u);   // the log's whole length
+}
+
 TEST(LogWindow, AZeroWindowHoldsNothingBack) {
   LogWindow window(0);
   CancelToken cancel;

@@ -305,8 +305,9 @@ void SchedulerSession::job_event(proto::JobEvent event) {
   if (event.type == proto::Type::kJobLog) return add_log(key, std::move(event.log));
   std::uint64_t mark = 0;
   if (auto it = logs_.find(key); it != logs_.end()) mark = it->second.produced;
-  // The log's length: the scheduler marks what of it never arrived.
-  if (event.type == proto::Type::kJobDone) event.log_end = mark;
+  // The log's length (the executor's, when it dropped unwanted text itself):
+  // the scheduler marks what of it never arrived.
+  if (event.type == proto::Type::kJobDone) event.log_end = std::max(event.log_end, mark);
   std::string body = proto::encode(event);
   emit({event.type, std::move(body), std::move(event.job_id), event.attempt, mark});
 }
@@ -392,6 +393,7 @@ void SchedulerSession::add_log(const JobKey& key, std::string text) {
                              options_.name, human_bytes(cap));
       emit({proto::Type::kJobLog, proto::encode(note), key.first, key.second, offset});
     }
+    if (!log.full) executor_.log_unwanted(key);
     log.full = true;
     free_log(key, log, 0);  // nothing more held: the executor may forget it once what is held before goes
     return;
@@ -463,7 +465,10 @@ void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
     JobLog& log = it->second;
     const std::uint64_t held_from = log.first_held();
     // Full: what is held past the offset would be dropped there too.
-    if (ack.log_full) log.full = true;
+    if (ack.log_full && !log.full) {
+      log.full = true;
+      executor_.log_unwanted(key);
+    }
     free_log(key, log, ack.log_offset, ack.log_full);
     if (log.first_held() > held_from || ack.done) log.last_progress = now;
     if (ack.done) {

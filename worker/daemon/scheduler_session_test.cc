@@ -100,6 +100,7 @@ class ScriptedExecutor final : public JobExecutor {
   void interrupt_all(const std::string&) override {}
   bool idle() const override { return jobs.empty(); }
   void log_released(const JobKey& key, std::uint64_t offset) override { released[key] = offset; }
+  void log_unwanted(const JobKey& key) override { unwanted.insert(key); }
   void poll(SteadyTime) override {}
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime) const override { return std::nullopt; }
   void fill_stats(proto::WorkerStats& stats) override { stats.disk_free_bytes = 12345; }
@@ -113,6 +114,7 @@ class ScriptedExecutor final : public JobExecutor {
   bool inventory = false;
   std::vector<std::string> ids;              // 64 hex each
   std::map<JobKey, std::uint64_t> released;  // the last log_released() of each job
+  std::set<JobKey> unwanted;                 // log_unwanted()
 };
 
 std::string hex_id(int n) {
@@ -652,6 +654,8 @@ TEST_F(AckingSchedulerTest, PastTheCapOrAFullLogTextIsDroppedAtOnceAndReleased) 
   ASSERT_EQ(chunks.size(), 2u);
   EXPECT_THAT(chunks[1], ::testing::StartsWith("60:b"));
   EXPECT_EQ(session_->buffered_bytes(), 120u);
+  // The executor may drop the rest where it is printed.
+  EXPECT_TRUE(executor_.unwanted.contains(JobKey("j1", 1)));
   ack("j1", 120, /*full=*/true);
   EXPECT_EQ(session_->buffered_bytes(), 0u);
   EXPECT_EQ(released("j1"), 180u);
@@ -659,17 +663,22 @@ TEST_F(AckingSchedulerTest, PastTheCapOrAFullLogTextIsDroppedAtOnceAndReleased) 
   EXPECT_EQ(released("j1"), 1180u);  // dropped as it comes: the executor never waits for it
   EXPECT_THAT(take_chunks(), IsEmpty());
   executor_.jobs.clear();
-  session_->job_event(done_event("j1", 1, "succeeded"));
+  // The executor counted what it dropped itself: its length wins.
+  proto::JobEvent ended = done_event("j1", 1, "succeeded");
+  ended.log_end = 5000;
+  session_->job_event(ended);
   auto done = out_.take_events();
   ASSERT_EQ(done.size(), 1u);
-  EXPECT_EQ(done[0].log_end, 1180u);
+  EXPECT_EQ(done[0].log_end, 5000u);
 
   // A scheduler that says the log is full (its cap counts earlier attempts
   // too) makes the worker drop what it holds past that.
   receive(assign("j2", 1));
   session_->job_event(log_event("j2", 1, "kept "));
   session_->job_event(log_event("j2", 1, "in flight"));
+  EXPECT_FALSE(executor_.unwanted.contains(JobKey("j2", 1)));
   receive(proto::JobAcks{.acks = {{.job_id = "j2", .attempt = 1, .log_offset = 5, .log_full = true}}});
+  EXPECT_TRUE(executor_.unwanted.contains(JobKey("j2", 1)));
   EXPECT_EQ(session_->buffered_bytes(), 0u);
   EXPECT_EQ(executor_.released[JobKey("j2", 1)], 14u);
 }
