@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "scheduler/internal/handler_support.h"
 #include "scheduler/scheduler.h"
 
@@ -42,6 +44,7 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
   job.deadline_ms =
       info.timeout_seconds ? job.assigned_steady_ms + std::int64_t{info.timeout_seconds} * 1000 : 0;
   job.reclaim_by_ms = 0;
+  info.attempt_log_bytes = 0;  // the new attempt's log starts at its offset 0
   worker.running.insert(info.id);
   // The end of a queue wait (again for a job that was requeued: it waited again).
   http::PoolCounters& counters = pool_counters_[info.pool];
@@ -65,21 +68,76 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
 
 void Scheduler::persist(const Job& job) {
   db_->put_job(job.seq, job.info);
+  unsaved_log_progress_.erase(job.info.id);
 }
 
 void Scheduler::append_log(Job& job, std::string_view data) {
   std::uint64_t& size = job.info.log_bytes;
-  if (size >= options_.log_cap_bytes || data.empty()) return;
+  // Past the cap the marker is there already; at it exactly, new text only marks it.
+  if (size > options_.log_cap_bytes || data.empty()) return;
   if (size + data.size() > options_.log_cap_bytes) {
-    std::string text(data.substr(0, options_.log_cap_bytes - size));
-    text += fmt::format("\n[kiln: log truncated: over {} bytes]\n", options_.log_cap_bytes);
-    db_->append_log(job.seq, size, text);
-    size += text.size();  // now past the cap: nothing more is accepted
-  } else {
-    db_->append_log(job.seq, size, data);
-    size += data.size();
+    if (size < options_.log_cap_bytes)
+      db_->append_log(job.seq, size, data.substr(0, options_.log_cap_bytes - size));
+    size = options_.log_cap_bytes;
+    mark_log_truncated(job);
+    return;
   }
+  db_->append_log(job.seq, size, data);
+  size += data.size();
   answer_held(job);
+}
+
+void Scheduler::mark_log_truncated(Job& job) {
+  std::uint64_t& size = job.info.log_bytes;
+  if (size > options_.log_cap_bytes) return;
+  const std::string marker = fmt::format("\n[kiln: log truncated: over {} bytes]\n", options_.log_cap_bytes);
+  db_->append_log(job.seq, size, marker);
+  size += marker.size();  // now past the cap: nothing more is accepted
+  answer_held(job);
+}
+
+void Scheduler::place_log_chunk(Job& job, const proto::JobEvent& event) {
+  std::uint64_t& received = job.info.attempt_log_bytes;
+  const std::uint64_t start = event.log_offset;
+  const std::uint64_t end = start + event.log.size();
+  if (end <= received) return;  // a resent chunk this scheduler already has
+  std::string_view text = event.log;
+  if (start > received) {
+    // Chunks between were lost on the way (not held by the worker any more, or
+    // dropped in transit): say so where they belong.
+    append_log(job, fmt::format("\n[kiln: {} bytes of attempt {}'s log are missing here: they never reached "
+                                "the scheduler]\n",
+                                start - received, job.info.attempt));
+  } else {
+    text.remove_prefix(received - start);
+  }
+  append_log(job, text);
+  received = end;
+  unsaved_log_progress_.insert(job.info.id);
+}
+
+void Scheduler::end_attempt_log(Job& job, std::uint64_t log_end) {
+  std::uint64_t& received = job.info.attempt_log_bytes;
+  if (log_end <= received) return;
+  if (log_full(job)) {
+    mark_log_truncated(job);  // the rest was over the cap, not lost
+  } else {
+    append_log(job, fmt::format("\n[kiln: the last {} bytes of attempt {}'s log are missing: they never "
+                                "reached the scheduler]\n",
+                                log_end - received, job.info.attempt));
+  }
+  received = log_end;
+  unsaved_log_progress_.insert(job.info.id);
+}
+
+void Scheduler::ack(const std::string& routing_id, proto::JobAck ack) {
+  auto& acks = pending_acks_[routing_id];
+  auto [it, added] = acks.try_emplace({ack.job_id, ack.attempt}, ack);
+  if (added) return;
+  proto::JobAck& merged = it->second;
+  merged.log_offset = std::max(merged.log_offset, ack.log_offset);
+  merged.log_full = merged.log_full || ack.log_full;
+  merged.done = merged.done || ack.done;
 }
 
 void Scheduler::answer_held(Job& job) {

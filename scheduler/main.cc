@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
       ->default_val(options.core.default_timeout_seconds);
   app.add_option("--log-cap-bytes", options.core.log_cap_bytes,
                  "Largest stored log per job; later output is dropped and the truncation marked")
-      ->default_val(options.core.log_cap_bytes);
+      ->default_val(options.core.log_cap_bytes)
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-context-bytes", options.core.max_context_bytes, "Largest uploaded build context")
       ->default_val(options.core.max_context_bytes);
   app.add_option("--low-disk-bytes", options.core.low_disk_bytes,

@@ -266,7 +266,23 @@ void Scheduler::tick() {
 }
 
 Status Scheduler::commit() {
-  KILN_RETURN_IF_ERROR(db_->commit());
+  // Where each attempt's log has got to, in the same write as its chunks.
+  for (const std::string& id : unsaved_log_progress_) {
+    if (const Job* job = jobs_.find(id)) db_->put_job(job->seq, job->info);
+  }
+  unsaved_log_progress_.clear();
+  if (auto written = db_->commit(); !written) {
+    pending_acks_.clear();  // not durable: the workers keep the text and send it again
+    return written;
+  }
+  // Only now may the workers forget what these acknowledge.
+  for (auto& [routing_id, acks] : pending_acks_) {
+    proto::JobAcks message;
+    message.acks.reserve(acks.size());
+    for (auto& [key, one] : acks) message.acks.push_back(std::move(one));
+    reply(Port::kWorkers, routing_id, message);
+  }
+  pending_acks_.clear();
   // Log replies read committed data.
   for (const PendingLogReply& p : pending_log_replies_) {
     auto log = read_log_any_thread(p.job_id, p.offset, p.max_bytes);

@@ -13,9 +13,13 @@
 //
 // Guarantees: a reply that reports a change (submitted, ok) is in the outbox
 // only after the change is staged in the database, and the daemon commits
-// before sending. Each job has exactly one recorded result: events from a
-// superseded attempt are ignored (and that attempt is cancelled). Secrets
-// live only in memory and in the assign message to the chosen worker.
+// before sending; job-acks (what a worker may forget of a job's log and
+// outcome) are put in the outbox by commit() itself, after the write
+// succeeded. A worker's job-log chunks are placed by their offset in the
+// attempt's log (a resent chunk is not stored twice; a hole is marked), and
+// a job-done is recorded only after its log is complete or marked. Each job has exactly one recorded result:
+// events from a superseded attempt are ignored (and that attempt is cancelled). Secrets live only in memory
+// and in the assign message to the chosen worker.
 //
 // The parts, each in its own file: JobTable (jobs and their states),
 // WorkerRegistry (workers and leases), HeldReplies (waiting status and log
@@ -33,6 +37,8 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -125,7 +131,10 @@ class Scheduler {
   // Placement for what changed, leases, held replies, timeouts. Call after
   // each batch of handle() calls and at least every ~50 ms.
   void tick();
-  // Writes what handle()/tick() staged. Must succeed before take_outbox() is sent.
+  // Writes what handle()/tick() staged. Must succeed before take_outbox() is
+  // sent. On success it adds the job-acks of what it made durable to the
+  // outbox; on failure they are dropped (the worker keeps the text and
+  // sends it again).
   Status commit();
   std::vector<Outgoing> take_outbox();
 
@@ -170,7 +179,20 @@ class Scheduler {
   void requeue(Job& job, const std::string& why);
   void lose_worker(WorkerRecord& worker, const std::string& why);
   void persist(const Job& job);
+  // The log (job_lifecycle.cc). append_log stores text at the log's end, up
+  // to the cap (then the truncation marker, once).
   void append_log(Job& job, std::string_view data);
+  void mark_log_truncated(Job& job);
+  // A numbered chunk of the current attempt's log: what is new of it is
+  // stored where it belongs; a hole before it is marked.
+  void place_log_chunk(Job& job, const proto::JobEvent& event);
+  // The current attempt's log ends at `log_end`: bytes that never arrived
+  // are marked (or the truncation, when the log is at its cap).
+  void end_attempt_log(Job& job, std::uint64_t log_end);
+  // A job-ack for the worker at `routing_id`, merged with others of the same
+  // attempt and sent by commit() once durable.
+  void ack(const std::string& routing_id, proto::JobAck ack);
+  bool log_full(const Job& job) const { return job.info.log_bytes >= options_.log_cap_bytes; }
   void answer_held(Job& job);
   void update_policy_worker(const WorkerRecord& worker);
   double policy_now() const;
@@ -209,6 +231,11 @@ class Scheduler {
     std::uint32_t max_bytes;
   };
   std::vector<PendingLogReply> pending_log_replies_;
+  // Jobs whose attempt_log_bytes moved since their record was last staged:
+  // commit() stages them with the chunks, so a restart places resent chunks right.
+  std::unordered_set<std::string> unsaved_log_progress_;
+  // job-acks by worker route, then by (job id, attempt); sent after commit.
+  std::map<std::string, std::map<std::pair<std::string, std::uint32_t>, proto::JobAck>> pending_acks_;
   std::int64_t last_lease_check_ms_ = 0;
   bool dispatch_pending_ = false;  // something changed since the last placement round
 };

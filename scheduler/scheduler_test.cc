@@ -469,5 +469,215 @@ TEST_F(SchedulerCore, ListingsCountEveryStateAcrossARestart) {
   EXPECT_EQ(jobs.jobs[0].id, b);
 }
 
+// ---- numbered logs and job-acks (workers that register with log_offsets) ----
+
+class SchedulerLogs : public SchedulerCore {
+ protected:
+  // Registers `name` as a worker that numbers its log chunks; returns the turn's replies.
+  Replies register_numbered(const std::string& name, std::vector<proto::RunningJob> running = {}) {
+    send(Port::kWorkers, name,
+         proto::Register{
+             .name = name, .pool = "linux-x86_64", .capacity = 1, .running = running, .log_offsets = true});
+    return turn();
+  }
+  void chunk(const std::string& worker, const std::string& job, std::uint32_t attempt, std::uint64_t offset,
+             const std::string& text) {
+    proto::JobEvent e{.type = proto::Type::kJobLog, .job_id = job, .attempt = attempt, .log = text};
+    e.log_offset = offset;
+    send_event(worker, e);
+  }
+  void done(const std::string& worker, const std::string& job, std::uint32_t attempt, std::uint64_t log_end,
+            const std::string& outcome = "succeeded") {
+    proto::JobEvent e{
+        .type = proto::Type::kJobDone, .job_id = job, .attempt = attempt, .outcome = outcome, .result = "r"};
+    e.log_end = log_end;
+    send_event(worker, e);
+  }
+  void send_event(const std::string& worker, const proto::JobEvent& e) {
+    core_->handle(Port::kWorkers, Incoming{.routing_id = worker,
+                                           .type = e.type,
+                                           .type_text = std::string(proto::type_name(e.type)),
+                                           .body = proto::encode(e)});
+  }
+  std::string stored_log(const std::string& id) {
+    send(Port::kClients, "client", proto::ReadLog{.request_id = 3, .job_id = id, .max_bytes = 1 << 20});
+    return turn().one<proto::Log>("client").data;
+  }
+  // The one ack of `job` in `replies` to `worker`.
+  static proto::JobAck ack_of(const Replies& replies, const std::string& worker, const std::string& job) {
+    std::vector<proto::JobAck> found;
+    for (const auto& message : replies.to<proto::JobAcks>(worker)) {
+      for (const auto& a : message.acks)
+        if (a.job_id == job) found.push_back(a);
+    }
+    EXPECT_EQ(found.size(), 1u) << "acks of " << job << " to " << worker;
+    return found.empty() ? proto::JobAck{} : found.front();
+  }
+};
+
+TEST_F(SchedulerLogs, ChunksArePlacedByOffsetAndAResentChunkIsStoredOnce) {
+  auto registered = register_numbered("w1").one<proto::Registered>("w1");
+  EXPECT_EQ(registered.log_cap_bytes, options_.log_cap_bytes);  // tells the worker it acknowledges
+  const std::string id = submit();
+  event("w1", proto::Type::kJobStarted, id, 1);
+  chunk("w1", id, 1, 0, "hello ");
+  chunk("w1", id, 1, 6, "world\n");
+  auto out = turn();
+  // One ack per attempt and turn, for everything placed in it.
+  auto acked = ack_of(out, "w1", id);
+  EXPECT_EQ(acked.attempt, 1u);
+  EXPECT_EQ(acked.log_offset, 12u);
+  EXPECT_FALSE(acked.log_full);
+  EXPECT_FALSE(acked.done);
+
+  // Resent (the ack was lost), and overlapping: only what is new is stored.
+  chunk("w1", id, 1, 0, "hello ");
+  chunk("w1", id, 1, 6, "world\nmore ");
+  out = turn();
+  EXPECT_EQ(ack_of(out, "w1", id).log_offset, 17u);
+  EXPECT_EQ(stored_log(id), "hello world\nmore ");
+
+  // A restart keeps where the attempt's log has got to: resends after it are placed right.
+  start();
+  register_numbered("w1", {{.job_id = id, .attempt = 1}});
+  chunk("w1", id, 1, 6, "world\nmore ");
+  chunk("w1", id, 1, 17, "text\n");
+  done("w1", id, 1, 22);
+  out = turn();
+  acked = ack_of(out, "w1", id);
+  EXPECT_EQ(acked.log_offset, 22u);
+  EXPECT_TRUE(acked.done);
+  EXPECT_EQ(stored_log(id), "hello world\nmore text\n");
+  auto job = status(id);
+  EXPECT_EQ(job.state, "succeeded");
+  EXPECT_EQ(job.log_bytes, 22u);
+}
+
+TEST_F(SchedulerLogs, AcksLeaveOnlyAfterTheCommitAndNotAtAllWhenItFails) {
+  register_numbered("w1");
+  const std::string id = submit();
+  chunk("w1", id, 1, 0, "staged\n");
+  core_->tick();
+  EXPECT_TRUE(Replies(core_->take_outbox()).to<proto::JobAcks>("w1").empty());
+  ASSERT_TRUE(core_->commit());
+  EXPECT_EQ(ack_of(Replies(core_->take_outbox()), "w1", id).log_offset, 7u);
+
+  // Killed before the commit: nothing of it is stored, nothing acknowledged;
+  // the worker still holds the text and sends it again.
+  chunk("w1", id, 1, 7, "lost with the scheduler\n");
+  core_->tick();
+  EXPECT_TRUE(Replies(core_->take_outbox()).to<proto::JobAcks>("w1").empty());
+  start();
+  register_numbered("w1", {{.job_id = id, .attempt = 1}});
+  EXPECT_EQ(stored_log(id), "staged\n");
+  chunk("w1", id, 1, 7, "lost with the scheduler\n");
+  EXPECT_EQ(ack_of(turn(), "w1", id).log_offset, 31u);
+  EXPECT_EQ(stored_log(id), "staged\nlost with the scheduler\n");
+
+  // A failed commit sends no acks.
+  chunk("w1", id, 1, 31, "x\n");
+  core_->tick();
+  store_->fail_commits = true;
+  ASSERT_FALSE(core_->commit());
+  EXPECT_TRUE(Replies(core_->take_outbox()).to<proto::JobAcks>("w1").empty());
+}
+
+TEST_F(SchedulerLogs, HolesAreMarkedWithTheBytesMissingAndAJobDoneWaitsForItsLog) {
+  register_numbered("w1");
+  const std::string id = submit();
+  chunk("w1", id, 1, 0, "0123456789");
+  chunk("w1", id, 1, 25, "after the hole\n");  // 15 bytes never arrived
+  EXPECT_EQ(ack_of(turn(), "w1", id).log_offset, 40u);
+  // The job-done says the log is 50 bytes: the last 10 never came. The log
+  // is marked before the outcome is recorded (same turn, same commit).
+  done("w1", id, 1, 50);
+  turn();
+  EXPECT_EQ(stored_log(id),
+            "0123456789"
+            "\n[kiln: 15 bytes of attempt 1's log are missing here: they never reached the scheduler]\n"
+            "after the hole\n"
+            "\n[kiln: the last 10 bytes of attempt 1's log are missing: they never reached the scheduler]\n");
+  EXPECT_EQ(status(id).state, "succeeded");
+}
+
+TEST_F(SchedulerLogs, OverTheCapNothingMoreIsStoredButEverythingIsAcknowledged) {
+  options_.log_cap_bytes = 100;
+  start();
+  register_numbered("w1");
+  const std::string id = submit();
+  chunk("w1", id, 1, 0, std::string(60, 'a'));
+  auto acked = ack_of(turn(), "w1", id);
+  EXPECT_EQ(acked.log_offset, 60u);
+  EXPECT_FALSE(acked.log_full);
+  chunk("w1", id, 1, 60, std::string(60, 'b'));  // crosses the cap
+  acked = ack_of(turn(), "w1", id);
+  EXPECT_EQ(acked.log_offset, 120u);
+  EXPECT_TRUE(acked.log_full);  // send no more: it would be dropped
+  chunk("w1", id, 1, 120, std::string(60, 'c'));
+  EXPECT_EQ(ack_of(turn(), "w1", id).log_offset, 180u);
+  // The worker stopped sending; the rest is the cap's doing, not a loss: one marker.
+  done("w1", id, 1, 4ull << 30);
+  EXPECT_TRUE(ack_of(turn(), "w1", id).done);
+  EXPECT_EQ(stored_log(id),
+            std::string(60, 'a') + std::string(40, 'b') + "\n[kiln: log truncated: over 100 bytes]\n");
+  EXPECT_EQ(status(id).state, "succeeded");
+}
+
+TEST_F(SchedulerLogs, ALogExactlyAtTheCapIsMarkedWhenMoreComes) {
+  options_.log_cap_bytes = 10;
+  start();
+  register_numbered("w1");
+  const std::string id = submit();
+  chunk("w1", id, 1, 0, "0123456789");
+  EXPECT_TRUE(ack_of(turn(), "w1", id).log_full);
+  EXPECT_EQ(stored_log(id), "0123456789");
+  done("w1", id, 1, 11);
+  turn();
+  EXPECT_EQ(stored_log(id), "0123456789\n[kiln: log truncated: over 10 bytes]\n");
+}
+
+TEST_F(SchedulerLogs, ReportsOfAnAttemptThatIsNotCurrentAreAcknowledgedAndDropped) {
+  register_numbered("w1");
+  const std::string id = submit();
+  chunk("w1", id, 1, 0, "first attempt\n");
+  turn();
+  // The attempt is lost (w1 silent past its lease) and runs again on w2.
+  register_numbered("w2");
+  for (int i = 0; i < 11; ++i) {
+    clock_.advance(1'000);
+    heartbeat("w2");
+    turn();
+  }
+  ASSERT_EQ(status(id).attempt, 2u);
+  register_numbered("w1");
+  chunk("w1", id, 1, 14, "late text\n");
+  auto out = turn();
+  auto acked = ack_of(out, "w1", id);
+  EXPECT_EQ(acked.log_offset, 24u);
+  EXPECT_TRUE(acked.log_full);
+  EXPECT_EQ(out.one<proto::CancelAssigned>("w1").attempt, 1u);
+  done("w1", id, 1, 24);
+  acked = ack_of(turn(), "w1", id);
+  EXPECT_TRUE(acked.done);
+  EXPECT_THAT(stored_log(id), ::testing::Not(HasSubstr("late text")));
+  EXPECT_EQ(status(id).state, "assigned");
+
+  // The new attempt's log starts at its own offset 0, after the old one's.
+  chunk("w2", id, 2, 0, "second attempt\n");
+  EXPECT_EQ(ack_of(turn(), "w2", id).log_offset, 15u);
+  EXPECT_THAT(stored_log(id), ::testing::EndsWith("the job runs again]\nsecond attempt\n"));
+}
+
+TEST_F(SchedulerLogs, AWorkerWithoutOffsetsGetsNoAcksAndItsTextIsAppended) {
+  auto registered = register_worker("w1").one<proto::Registered>("w1");
+  EXPECT_GT(registered.log_cap_bytes, 0u);  // an older worker ignores it
+  const std::string id = submit();
+  event("w1", proto::Type::kJobLog, id, 1, "", "one\n");
+  event("w1", proto::Type::kJobLog, id, 1, "", "one\n");
+  event("w1", proto::Type::kJobDone, id, 1, "succeeded", "", "r");
+  EXPECT_TRUE(turn().to<proto::JobAcks>("w1").empty());
+  EXPECT_EQ(stored_log(id), "one\none\n");
+}
+
 }  // namespace
 }  // namespace kiln::scheduler

@@ -74,6 +74,7 @@ void Scheduler::on_register(const Incoming& m) {
   w.pool = reg.pool;
   w.labels = reg.labels;
   w.capacity = reg.capacity;
+  w.log_offsets = reg.log_offsets;
   workers_.connect(w, m.routing_id, clock_.steady_ms());
   w.last_heartbeat_wall = clock_.wall_ms();
   w.stats = reg.stats;
@@ -122,7 +123,8 @@ void Scheduler::on_register(const Incoming& m) {
         proto::Registered{.scheduler_id = scheduler_id_,
                           .heartbeat_ms = options_.heartbeat_ms,
                           .lease_ms = options_.lease_ms,
-                          .state = std::string(admin_name(w.admin))});
+                          .state = std::string(admin_name(w.admin)),
+                          .log_cap_bytes = options_.log_cap_bytes});
   for (const proto::CancelAssigned& cancel : stale) reply(Port::kWorkers, m.routing_id, cancel);
   dispatch_pending_ = true;
 }
@@ -200,6 +202,19 @@ void Scheduler::on_job_event(const Incoming& m) {
   if (!job || !is_active(job->state) || job->info.worker != w->name || job->info.attempt != event.attempt) {
     spdlog::debug("ignoring {} for {} attempt {} from {}: superseded", m.type_text, event.job_id,
                   event.attempt, w->name);
+    // Dropped, but acknowledged: the worker may forget the text and the outcome.
+    if (w->log_offsets && event.type == proto::Type::kJobLog) {
+      ack(m.routing_id, {.job_id = event.job_id,
+                         .attempt = event.attempt,
+                         .log_offset = event.log_offset + event.log.size(),
+                         .log_full = true});
+    } else if (w->log_offsets && event.type == proto::Type::kJobDone) {
+      ack(m.routing_id, {.job_id = event.job_id,
+                         .attempt = event.attempt,
+                         .log_offset = event.log_end,
+                         .log_full = true,
+                         .done = true});
+    }
     if (event.type != proto::Type::kJobDone) {
       reply(Port::kWorkers, m.routing_id,
             proto::CancelAssigned{.job_id = event.job_id, .attempt = event.attempt});
@@ -212,9 +227,28 @@ void Scheduler::on_job_event(const Incoming& m) {
       job->info.started_at_ms = clock_.wall_ms();
       persist(*job);
       break;
-    case proto::Type::kJobLog: append_log(*job, event.log); break;
+    case proto::Type::kJobLog:
+      if (!w->log_offsets) {
+        append_log(*job, event.log);  // an older worker: in the order it comes
+        break;
+      }
+      place_log_chunk(*job, event);
+      ack(m.routing_id, {.job_id = event.job_id,
+                         .attempt = event.attempt,
+                         .log_offset = job->info.attempt_log_bytes,
+                         .log_full = log_full(*job)});
+      break;
     case proto::Type::kJobStep: job->info.steps.push_back(std::move(event.step)); break;
     case proto::Type::kJobDone: {
+      if (w->log_offsets) {
+        // The log first: complete, or marked where it is not.
+        end_attempt_log(*job, event.log_end);
+        ack(m.routing_id, {.job_id = event.job_id,
+                           .attempt = event.attempt,
+                           .log_offset = job->info.attempt_log_bytes,
+                           .log_full = true,
+                           .done = true});
+      }
       if (event.outcome == "interrupted") {
         // The worker stopped (shutdown) while running it: not the job's fault.
         requeue(*job, fmt::format("worker {} stopped while running it", w->name));

@@ -44,6 +44,8 @@ struct WorkerRecord {
   proto::WorkerStats stats;
   std::set<std::string> running;                    // job ids
   std::optional<std::int64_t> drift_reregister_ms;  // steady; when drift last asked it to register again
+  // It numbers its job-log chunks and waits for job-acks (register.log_offsets).
+  bool log_offsets = false;
 };
 
 class WorkerRegistry {

@@ -85,6 +85,10 @@ struct JobInfo {
   labels @21 :List(Text);
   plannedSteps @22 :List(Text);  # the main stage's step ids as the scheduler computed them (placement)
   estimateSeconds @23 :Float64;
+  # How far into the current attempt's log (the worker's numbering, JobEvent.logOffset)
+  # the scheduler has accounted: stored, or dropped over the cap. A resent chunk is
+  # placed from here; 0 at each new attempt.
+  attemptLogBytes @24 :UInt64;
 }
 
 struct WorkerStats {
@@ -236,6 +240,10 @@ struct Register {       # "register" -> "registered" | "error"
   labels @4 :List(Text);
   running @5 :List(RunningJob);   # jobs still running from before a reconnect
   stats @6 :WorkerStats;
+  # The worker numbers its job-log chunks (JobEvent.logOffset), says each attempt's
+  # log length in job-done (JobEvent.logEnd) and keeps the text until a job-acks
+  # covers it. False (an older worker): chunks are appended as they come, not acked.
+  logOffsets @7 :Bool;
 }
 
 struct Registered {     # "registered"
@@ -243,6 +251,10 @@ struct Registered {     # "registered"
   heartbeatMs @1 :UInt32;
   leaseMs @2 :UInt32;
   state @3 :Text;       # active paused draining
+  # >0: this scheduler answers job-log and job-done of a worker registered with
+  # logOffsets by job-acks, and stores at most this many bytes of a job's log
+  # (--log-cap-bytes). 0: an older scheduler (no acks).
+  logCapBytes @4 :UInt64;
 }
 
 struct Heartbeat {      # "heartbeat" (the scheduler answers "reregister" if it does not know the worker)
@@ -270,6 +282,21 @@ struct JobEvent {       # "job-started", "job-log", "job-step", "job-done": work
   error @5 :Text;       # job-done
   result @6 :Text;      # job-done: the final snapshot id
   steps @7 :List(StepInfo);  # job-done: every step
+  logOffset @8 :UInt64; # job-log (logOffsets workers): where `log` starts in this attempt's log
+  logEnd @9 :UInt64;    # job-done (logOffsets workers): the attempt's log length, every byte produced
+}
+
+struct JobAck {
+  jobId @0 :Text;
+  attempt @1 :UInt32;
+  logOffset @2 :UInt64; # every byte of the attempt's log below this is stored durably, or dropped
+  logFull @3 :Bool;     # nothing more of this attempt's log will be stored (the cap, or the attempt
+                        # is not current): send no more text, keep none after logOffset
+  done @4 :Bool;        # the attempt's job-done is recorded (or ignored: the attempt is not current)
+}
+
+struct JobAcks {        # "job-acks": scheduler -> worker, sent only after the commit that made them durable
+  acks @0 :List(JobAck);
 }
 
 struct CancelAssigned { # "cancel-job": scheduler -> worker

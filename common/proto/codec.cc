@@ -15,7 +15,7 @@
 namespace kiln::proto {
 namespace {
 
-constexpr std::array<std::pair<Type, std::string_view>, 32> kTypeNames{{
+constexpr std::array<std::pair<Type, std::string_view>, 33> kTypeNames{{
     {Type::kError, "error"},
     {Type::kHello, "hello"},
     {Type::kWelcome, "welcome"},
@@ -48,6 +48,7 @@ constexpr std::array<std::pair<Type, std::string_view>, 32> kTypeNames{{
     {Type::kGetContext, "get-context"},
     {Type::kContextChunk, "context-chunk"},
     {Type::kInventory, "inventory"},
+    {Type::kJobAcks, "job-acks"},
 }};
 
 // Readers refuse messages that would make them walk more than this many
@@ -179,6 +180,7 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   set_texts(b.initLabels(v.labels.size()), v.labels);
   set_texts(b.initPlannedSteps(v.planned_steps.size()), v.planned_steps);
   b.setEstimateSeconds(v.estimate_seconds);
+  b.setAttemptLogBytes(v.attempt_log_bytes);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -209,6 +211,7 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.labels = get_texts(r.getLabels());
   v.planned_steps = get_texts(r.getPlannedSteps());
   v.estimate_seconds = r.getEstimateSeconds();
+  v.attempt_log_bytes = r.getAttemptLogBytes();
   return v;
 }
 
@@ -432,6 +435,7 @@ KILN_CODEC(
       set_texts(b.initLabels(m.labels.size()), m.labels);
       put_running(b.initRunning(m.running.size()), m.running);
       put(b.initStats(), m.stats);
+      b.setLogOffsets(m.log_offsets);
     },
     {
       m.protocol_version = r.getProtocolVersion();
@@ -441,12 +445,13 @@ KILN_CODEC(
       m.labels = get_texts(r.getLabels());
       m.running = get_running(r.getRunning());
       m.stats = get(r.getStats());
+      m.log_offsets = r.getLogOffsets();
     })
 KILN_CODEC(Registered, Registered,
            (b.setSchedulerId(m.scheduler_id), b.setHeartbeatMs(m.heartbeat_ms), b.setLeaseMs(m.lease_ms),
-            b.setState(m.state)),
+            b.setState(m.state), b.setLogCapBytes(m.log_cap_bytes)),
            (m.scheduler_id = text(r.getSchedulerId()), m.heartbeat_ms = r.getHeartbeatMs(),
-            m.lease_ms = r.getLeaseMs(), m.state = text(r.getState())))
+            m.lease_ms = r.getLeaseMs(), m.state = text(r.getState()), m.log_cap_bytes = r.getLogCapBytes()))
 KILN_CODEC(Heartbeat, Heartbeat,
            (put(b.initStats(), m.stats), put_running(b.initRunning(m.running.size()), m.running),
             b.setInventoryDigest(as_data(m.inventory_digest))),
@@ -466,6 +471,8 @@ KILN_CODEC(
       b.setError(m.error);
       b.setResult(m.result);
       put_steps(b.initSteps(m.steps.size()), m.steps);
+      b.setLogOffset(m.log_offset);
+      b.setLogEnd(m.log_end);
     },
     {
       m.job_id = text(r.getJobId());
@@ -476,6 +483,8 @@ KILN_CODEC(
       m.error = text(r.getError());
       m.result = text(r.getResult());
       m.steps = get_steps(r.getSteps());
+      m.log_offset = r.getLogOffset();
+      m.log_end = r.getLogEnd();
     })
 KILN_CODEC(CancelAssigned, CancelAssigned, (b.setJobId(m.job_id), b.setAttempt(m.attempt)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt()))
@@ -495,6 +504,24 @@ KILN_CODEC(Inventory, Inventory,
             put_ids(b.initRemoved(m.removed.size()), m.removed), b.setSetDigest(as_data(m.set_digest))),
            (m.full = r.getFull(), m.added = get_ids(r.getAdded()), m.removed = get_ids(r.getRemoved()),
             m.set_digest = data(r.getSetDigest())))
+KILN_CODEC(
+    JobAcks, JobAcks,
+    {
+      auto list = b.initAcks(m.acks.size());
+      for (unsigned i = 0; i < m.acks.size(); ++i) {
+        const JobAck& a = m.acks[i];
+        list[i].setJobId(a.job_id);
+        list[i].setAttempt(a.attempt);
+        list[i].setLogOffset(a.log_offset);
+        list[i].setLogFull(a.log_full);
+        list[i].setDone(a.done);
+      }
+    },
+    {
+      for (auto a : r.getAcks()) {
+        m.acks.push_back({text(a.getJobId()), a.getAttempt(), a.getLogOffset(), a.getLogFull(), a.getDone()});
+      }
+    })
 #undef KILN_CODEC
 
 std::string encode_job_record(const JobInfo& job) {

@@ -58,13 +58,51 @@ TEST(ProtoCodec, MalformedBodiesAreErrorsNotCrashes) {
 }
 
 TEST(ProtoCodec, TypeNamesRoundTrip) {
-  for (int t = 0; t <= static_cast<int>(Type::kInventory); ++t) {
+  for (int t = 0; t <= static_cast<int>(Type::kJobAcks); ++t) {
     auto type = static_cast<Type>(t);
     auto parsed = parse_type(type_name(type));
     ASSERT_TRUE(parsed) << type_name(type);
     EXPECT_EQ(*parsed, type);
   }
   EXPECT_FALSE(parse_type("no-such-type"));
+}
+
+TEST(ProtoCodec, LogOffsetsAndAcksRoundTrip) {
+  JobEvent log{.type = Type::kJobLog, .job_id = "j1", .attempt = 2, .log = "text"};
+  log.log_offset = 5ull << 32;
+  auto log_back = decode<JobEvent>(encode(log));
+  ASSERT_TRUE(log_back);
+  EXPECT_EQ(log_back->log_offset, 5ull << 32);
+  JobEvent done{.type = Type::kJobDone, .job_id = "j1", .attempt = 2, .outcome = "succeeded"};
+  done.log_end = 123;
+  EXPECT_EQ(decode<JobEvent>(encode(done))->log_end, 123u);
+
+  auto reg = decode<Register>(encode(Register{.name = "w1", .log_offsets = true}));
+  ASSERT_TRUE(reg);
+  EXPECT_TRUE(reg->log_offsets);
+  auto registered = decode<Registered>(encode(Registered{.scheduler_id = "s", .log_cap_bytes = 16u << 20}));
+  ASSERT_TRUE(registered);
+  EXPECT_EQ(registered->log_cap_bytes, 16u << 20);
+  // An older peer's messages (no new fields) read as "no offsets, no acks".
+  EXPECT_FALSE(decode<Register>(encode(Register{.name = "w1"}))->log_offsets);
+  EXPECT_EQ(decode<Registered>(encode(Registered{.scheduler_id = "s"}))->log_cap_bytes, 0u);
+
+  JobAcks acks{.acks = {{.job_id = "j1", .attempt = 2, .log_offset = 77, .log_full = true, .done = false},
+                        {.job_id = "j2", .attempt = 1, .log_offset = 0, .log_full = false, .done = true}}};
+  auto acks_back = decode<JobAcks>(encode(acks));
+  ASSERT_TRUE(acks_back);
+  ASSERT_EQ(acks_back->acks.size(), 2u);
+  EXPECT_EQ(acks_back->acks[0].job_id, "j1");
+  EXPECT_EQ(acks_back->acks[0].attempt, 2u);
+  EXPECT_EQ(acks_back->acks[0].log_offset, 77u);
+  EXPECT_TRUE(acks_back->acks[0].log_full);
+  EXPECT_FALSE(acks_back->acks[0].done);
+  EXPECT_TRUE(acks_back->acks[1].done);
+  EXPECT_EQ(type_name(Type::kJobAcks), "job-acks");
+
+  JobInfo record{.id = "j1", .state = "running"};
+  record.attempt_log_bytes = 4096;
+  EXPECT_EQ(decode_job_record(encode_job_record(record))->attempt_log_bytes, 4096u);
 }
 
 TEST(ProtoCodec, ErrorReplyCarriesKind) {

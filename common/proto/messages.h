@@ -59,6 +59,7 @@ enum class Type : std::uint8_t {
   kGetContext,
   kContextChunk,
   kInventory,
+  kJobAcks,
 };
 
 // The type frame's text ("submit", "job-done", ...).
@@ -135,6 +136,10 @@ struct JobInfo {
   std::vector<std::string> labels;
   std::vector<std::string> planned_steps;  // main stage step ids, for placement
   double estimate_seconds = 0;
+  // The current attempt's log bytes the scheduler has accounted for (stored,
+  // or dropped over the cap), in the worker's numbering: where a resent chunk
+  // is placed from. 0 at each new attempt.
+  std::uint64_t attempt_log_bytes = 0;
 };
 
 struct WorkerStats {
@@ -301,6 +306,9 @@ struct Register {
   std::vector<std::string> labels;
   std::vector<RunningJob> running;
   WorkerStats stats;
+  // Job-log chunks carry log_offset, job-done carries log_end, and the text is
+  // kept until a job-acks covers it (false: an older worker).
+  bool log_offsets = false;
 };
 
 struct Registered {
@@ -309,6 +317,10 @@ struct Registered {
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t lease_ms = 0;
   std::string state;
+  // >0: job-log and job-done are answered by job-acks (to a worker that
+  // registered with log_offsets), and a job's log is stored up to this many
+  // bytes. 0: an older scheduler that does not acknowledge.
+  std::uint64_t log_cap_bytes = 0;
 };
 
 struct Heartbeat {
@@ -342,6 +354,23 @@ struct JobEvent {
   std::string error;
   std::string result;
   std::vector<StepInfo> steps;
+  std::uint64_t log_offset = 0;  // job-log: where `log` starts in the attempt's log (log_offsets workers)
+  std::uint64_t log_end = 0;     // job-done: the attempt's log length (log_offsets workers)
+};
+
+// What the scheduler has made durable of one attempt's reports.
+struct JobAck {
+  std::string job_id;
+  std::uint32_t attempt = 0;
+  std::uint64_t log_offset = 0;  // the log below this is stored (or dropped): free it
+  bool log_full = false;         // no more of this attempt's log is stored: send and keep none
+  bool done = false;             // its job-done is recorded (or ignored as not current)
+};
+
+// Sent to a worker only after the commit that made the acknowledged reports durable.
+struct JobAcks {
+  static constexpr Type kType = Type::kJobAcks;
+  std::vector<JobAck> acks;
 };
 
 struct CancelAssigned {
@@ -420,6 +449,7 @@ KILN_PROTO_CODEC(WorkerState)
 KILN_PROTO_CODEC(GetContext)
 KILN_PROTO_CODEC(ContextChunk)
 KILN_PROTO_CODEC(Inventory)
+KILN_PROTO_CODEC(JobAcks)
 #undef KILN_PROTO_CODEC
 
 // Job records persisted by the scheduler reuse the wire's JobInfo encoding

@@ -1,9 +1,11 @@
 #include "worker/builder/build_log.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -11,6 +13,33 @@
 #include "common/fs.h"
 
 namespace kiln::builder {
+namespace {
+
+// Pieces kept in memory for requesters who join late; past this (with a
+// file attached) they are read back from the file.
+constexpr std::size_t kMemoryPiecesBytes = 256u << 10;
+// What tail() looks at.
+constexpr std::size_t kTailBytes = 64u << 10;
+// Reads of a log file when replaying it.
+constexpr std::size_t kReplayChunk = 64u << 10;
+
+// Sends `length` bytes of `fd` from `offset` to `sink` as `tag`, in chunks.
+// False when the file ends early or cannot be read.
+bool replay_range(int fd, std::uint64_t offset, std::uint64_t length, LogTag tag, const LogSink& sink) {
+  std::string buf;
+  while (length > 0) {
+    buf.resize(std::min<std::uint64_t>(length, kReplayChunk));
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sink(tag, std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    offset += static_cast<std::uint64_t>(n);
+    length -= static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
 
 std::string_view log_tag_name(LogTag tag) {
   switch (tag) {
@@ -32,11 +61,54 @@ void BuildLog::append_line(LogTag tag, std::string_view line) {
 void BuildLog::append(LogTag tag, std::string_view text) {
   if (text.empty()) return;
   std::lock_guard lock(mu_);
-  pieces_.emplace_back(tag, std::string(text));
+  if (!runs_.empty() && runs_.back().first == tag) {
+    runs_.back().second += text.size();
+  } else {
+    runs_.emplace_back(tag, text.size());
+  }
+  total_bytes_ += text.size();
+  tail_.append(text.substr(text.size() > kTailBytes ? text.size() - kTailBytes : 0));
+  if (tail_.size() > 2 * kTailBytes) tail_.erase(0, tail_.size() - kTailBytes);
+  if (!spilled_) {
+    if (fd_ && pieces_bytes_ + text.size() > kMemoryPiecesBytes) {
+      // The file holds everything so far (attach_file wrote the pieces):
+      // replays read it from now on.
+      pieces_.clear();
+      pieces_.shrink_to_fit();
+      pieces_bytes_ = 0;
+      spilled_ = true;
+    } else {
+      pieces_.emplace_back(tag, std::string(text));
+      pieces_bytes_ += text.size();
+    }
+  }
   if (fd_ && !write_error_) {
     if (auto s = write_all(fd_.get(), text, "build log " + path_); !s) write_error_ = s.error();
   }
   for (const auto& [handle, sink] : sinks_) sink(tag, text);
+}
+
+void BuildLog::replay_locked(const LogSink& sink) const {
+  if (!spilled_) {
+    for (const auto& [tag, text] : pieces_) sink(tag, text);
+    return;
+  }
+  UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  std::uint64_t offset = 0;
+  for (const auto& [tag, length] : runs_) {
+    if (!fd || write_error_ || !replay_range(fd.get(), offset, length, tag, sink)) {
+      // The file is gone (moved into the store already) or incomplete.
+      sink(LogTag::kNote, fmt::format("[kiln: {} bytes of this step's log could not be read back from {}]\n",
+                                      total_bytes_ - offset, path_));
+      return;
+    }
+    offset += length;
+  }
+}
+
+std::size_t BuildLog::memory_bytes() const {
+  std::lock_guard lock(mu_);
+  return pieces_bytes_ + tail_.size();
 }
 
 Status BuildLog::attach_file(const std::string& path) {
@@ -65,12 +137,7 @@ Status BuildLog::detach_file() {
   if (close_error != 0) return errno_error("closing build log " + path_, close_error);
   // The tags, as one "TAG LENGTH" line per run of pieces with the same tag.
   std::string index;
-  for (std::size_t i = 0; i < pieces_.size();) {
-    LogTag tag = pieces_[i].first;
-    std::size_t length = 0;
-    for (; i < pieces_.size() && pieces_[i].first == tag; ++i) length += pieces_[i].second.size();
-    index += fmt::format("{} {}\n", log_tag_name(tag), length);
-  }
+  for (const auto& [tag, length] : runs_) index += fmt::format("{} {}\n", log_tag_name(tag), length);
   return write_file(log_tags_path(path_), index);
 }
 
@@ -78,7 +145,7 @@ std::uint64_t BuildLog::subscribe(LogSink sink) {
   std::lock_guard lock(mu_);
   std::uint64_t handle = next_handle_++;
   if (!sink) return handle;
-  for (const auto& [tag, text] : pieces_) sink(tag, text);
+  replay_locked(sink);
   sinks_.emplace(handle, std::move(sink));
   return handle;
 }
@@ -91,12 +158,16 @@ void BuildLog::unsubscribe(std::uint64_t handle) {
 std::string BuildLog::text() const {
   std::lock_guard lock(mu_);
   std::string out;
-  for (const auto& piece : pieces_) out += piece.second;
+  replay_locked([&](LogTag, std::string_view text) { out.append(text); });
   return out;
 }
 
 std::string BuildLog::tail(std::size_t max_lines) const {
-  std::string all = text();
+  std::string all;
+  {
+    std::lock_guard lock(mu_);
+    all = tail_;
+  }
   if (all.ends_with('\n')) all.pop_back();
   // Walk back over `max_lines` newlines; what follows the last one found is the tail.
   std::size_t start = all.size();
@@ -125,12 +196,12 @@ namespace {
 
 // The tag runs of a saved log, or nullopt when the index is missing or does
 // not add up to the log's size (then the log is replayed untagged).
-std::optional<std::vector<std::pair<LogTag, std::size_t>>> read_tag_index(const std::string& log_path,
-                                                                          std::size_t log_size) {
-  auto text = read_file(log_tags_path(log_path));
+std::optional<std::vector<std::pair<LogTag, std::uint64_t>>> read_tag_index(const std::string& log_path,
+                                                                            std::uint64_t log_size) {
+  auto text = read_file(log_tags_path(log_path), 1 << 20);
   if (!text) return std::nullopt;
-  std::vector<std::pair<LogTag, std::size_t>> runs;
-  std::size_t total = 0;
+  std::vector<std::pair<LogTag, std::uint64_t>> runs;
+  std::uint64_t total = 0;
   std::size_t pos = 0;
   while (pos < text->size()) {
     std::size_t nl = text->find('\n', pos);
@@ -154,7 +225,7 @@ std::optional<std::vector<std::pair<LogTag, std::size_t>>> read_tag_index(const 
     } else {
       return std::nullopt;
     }
-    std::size_t length = std::stoull(std::string(digits));
+    std::uint64_t length = std::stoull(std::string(digits));
     total += length;
     runs.emplace_back(tag, length);
   }
@@ -165,16 +236,19 @@ std::optional<std::vector<std::pair<LogTag, std::size_t>>> read_tag_index(const 
 }  // namespace
 
 Status replay_log_file(const std::string& path, const LogSink& sink) {
-  KILN_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  // Read a piece at a time: a step may have printed gigabytes.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error("reading build log " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_error("reading build log " + path);
   if (!sink) return {};
-  auto runs = read_tag_index(path, text.size());
-  if (!runs) {
-    if (!text.empty()) sink(LogTag::kOutput, text);
-    return {};
-  }
-  std::size_t offset = 0;
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  auto runs = read_tag_index(path, size);
+  if (!runs) runs = std::vector<std::pair<LogTag, std::uint64_t>>{{LogTag::kOutput, size}};
+  std::uint64_t offset = 0;
   for (const auto& [tag, length] : *runs) {
-    if (length > 0) sink(tag, std::string_view(text).substr(offset, length));
+    if (length > 0 && !replay_range(fd.get(), offset, length, tag, sink))
+      return make_error(ErrorKind::kIo, fmt::format("cannot read build log {} to its end", path));
     offset += length;
   }
   return {};

@@ -2,11 +2,14 @@
 //
 // A step's log is a sequence of tagged pieces of text, as in OBuilder's seed
 // (heading: the op being run; note: kiln's own lines; output: the command's
-// stdout and stderr). It is kept in memory while the step runs, so that a
-// requester who joins late gets everything so far and then every new piece as
-// it is written, and it is written to a file (the store's `log_file(id)`,
-// i.e. `<build dir>/log`) once the store has made the step's directory: the
-// file is readable while the step builds and, once saved, with the result.
+// stdout and stderr). A requester who joins late gets everything so far and
+// then every new piece as it is written. It is written to a file (the
+// store's `log_file(id)`, i.e. `<build dir>/log`) once the store has made the
+// step's directory: the file is readable while the step builds and, once
+// saved, with the result. Memory is bounded whatever the step prints: the
+// pieces are kept in memory up to 256 KiB; past that (with a file attached)
+// a late requester's replay is read back from the file, and only the tag
+// runs and the last 64 KiB (for tail()) stay in memory.
 //
 //   auto log = std::make_shared<BuildLog>();
 //   log->heading("/: (run (shell \"make\"))");
@@ -79,17 +82,29 @@ class BuildLog {
   std::uint64_t subscribe(LogSink sink);
   void unsubscribe(std::uint64_t handle);
 
-  // The last `max_lines` lines of everything logged, for error messages.
+  // The last `max_lines` lines of everything logged (at most its last 64
+  // KiB), for error messages.
   std::string tail(std::size_t max_lines) const;
-  // Everything logged so far, as plain text (what the file holds).
+  // Everything logged so far, as plain text (what the file holds): for tests
+  // and small logs (past the memory bound it is read back from the file).
   std::string text() const;
+  // Bytes of log text held in memory (pieces and tail).
+  std::size_t memory_bytes() const;
 
  private:
   void append_line(LogTag tag, std::string_view line);
   void append(LogTag tag, std::string_view text);
+  // Everything so far, in order and tagged: from memory, or from the file
+  // once the pieces were dropped. With mu_ held.
+  void replay_locked(const LogSink& sink) const;
 
   mutable std::mutex mu_;
-  std::vector<std::pair<LogTag, std::string>> pieces_;
+  std::vector<std::pair<LogTag, std::string>> pieces_;  // everything, unless spilled_
+  std::size_t pieces_bytes_ = 0;
+  bool spilled_ = false;                                // pieces_ dropped: the file holds them
+  std::vector<std::pair<LogTag, std::uint64_t>> runs_;  // tag runs of everything logged
+  std::uint64_t total_bytes_ = 0;
+  std::string tail_;  // the end of everything logged
   std::map<std::uint64_t, LogSink> sinks_;
   std::uint64_t next_handle_ = 1;
   UniqueFd fd_;

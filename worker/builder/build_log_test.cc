@@ -68,5 +68,47 @@ TEST(BuildLogTest, TailKeepsTheLastLines) {
   EXPECT_EQ(log.tail(1), "e");
 }
 
+TEST(BuildLogTest, MemoryStaysBoundedWhateverTheStepPrintsAndLateSubscribersReadTheFile) {
+  ids::TempTree tree;
+  BuildLog log;
+  log.heading("/: (run (shell \"yes\"))");
+  ASSERT_TRUE(log.attach_file(tree.host("log")));
+  std::string expected = "/: (run (shell \"yes\"))\n";
+  const std::string chunk = std::string((64 << 10) - 1, 'y') + "\n";
+  for (int i = 0; i < 128; ++i) {  // 8 MiB
+    log.output(chunk);
+    expected += chunk;
+    EXPECT_LT(log.memory_bytes(), 512u << 10) << "after " << i + 1 << " chunks";
+  }
+  log.note("---> done");
+  expected += "---> done\n";
+  // A requester joining now gets all of it, tagged, in bounded pieces, then what follows.
+  std::string replayed;
+  std::size_t largest = 0;
+  std::vector<LogTag> tags;
+  auto handle = log.subscribe([&](LogTag tag, std::string_view text) {
+    replayed.append(text);
+    largest = std::max(largest, text.size());
+    if (tags.empty() || tags.back() != tag) tags.push_back(tag);
+  });
+  log.output("live\n");
+  log.unsubscribe(handle);
+  EXPECT_EQ(replayed.size(), expected.size() + 5);
+  EXPECT_TRUE(replayed == expected + "live\n");
+  EXPECT_LE(largest, 64u << 10);
+  EXPECT_EQ(tags, (std::vector<LogTag>{LogTag::kHeading, LogTag::kOutput, LogTag::kNote, LogTag::kOutput}));
+  EXPECT_EQ(log.tail(2), "---> done\nlive");
+  ASSERT_TRUE(log.detach_file());
+  // A cached step's replay reads the file a piece at a time too.
+  std::string again;
+  largest = 0;
+  ASSERT_TRUE(replay_log_file(tree.host("log"), [&](LogTag, std::string_view text) {
+    again.append(text);
+    largest = std::max(largest, text.size());
+  }));
+  EXPECT_TRUE(again == expected + "live\n");
+  EXPECT_LE(largest, 64u << 10);
+}
+
 }  // namespace
 }  // namespace kiln::builder

@@ -68,6 +68,7 @@ Status BuilderExecutor::open(const ExecutorHost& host) {
   }
   // Partial context downloads a crash left behind: nobody will finish them.
   remove_partial_contexts(options_.state_dir + "/contexts");
+  log_window_ = std::make_unique<LogWindow>(host_.log_window_bytes);
   git_ = std::make_unique<GitContexts>(options_.state_dir + "/git");
   maintenance_ = std::make_unique<Maintenance>(
       MaintenanceOptions{.worker_name = host_.worker_name,
@@ -113,6 +114,7 @@ bool BuilderExecutor::cancel(const JobKey& key) {
   auto it = jobs_.find(key);
   if (it == jobs_.end()) return false;
   it->second->cancel.cancel();  // its thread reports it cancelled
+  log_window_->wake_all();      // if it waits to hand on log text
   return true;
 }
 
@@ -122,12 +124,21 @@ void BuilderExecutor::interrupt_all(const std::string& reason) {
     job->shutting_down = true;
     job->cancel.cancel();
   }
+  if (log_window_) log_window_->wake_all();
 }
 
 bool BuilderExecutor::idle() const {
   if (!jobs_.empty()) return false;
   std::lock_guard lock(events_mu_);
   return events_.empty();
+}
+
+void BuilderExecutor::log_released(const JobKey& key, std::uint64_t offset) {
+  if (log_window_) log_window_->release(key, offset);
+}
+
+void BuilderExecutor::log_unwanted(const JobKey& key) {
+  if (log_window_) log_window_->drop_rest(key);
 }
 
 void BuilderExecutor::poll(SteadyTime now) {
@@ -159,6 +170,7 @@ void BuilderExecutor::drain_events() {
         // The job's thread pushes its job-done last: it is ending now.
         if (it->second->thread.joinable()) it->second->thread.join();
         jobs_.erase(it);
+        log_window_->forget(JobKey(e.job_id, e.attempt));
       }
       spdlog::info("kiln-worker {}: job {} (attempt {}) {}{}", host_.worker_name, e.job_id, e.attempt,
                    e.outcome, e.error.empty() ? "" : ": " + e.error.substr(0, e.error.find('\n')));
@@ -174,6 +186,7 @@ void BuilderExecutor::check_timeouts(SteadyTime now) {
                    job->job_id, job->spec.timeout_seconds);
       job->timed_out = true;
       job->cancel.cancel();
+      log_window_->wake_all();
     }
   }
 }
@@ -189,6 +202,9 @@ void BuilderExecutor::push_event(proto::JobEvent event) {
 }
 
 void BuilderExecutor::push_log(const Job& job, std::string_view text) {
+  // Back-pressure: wait while this job has a window's worth in flight (not
+  // under events_mu_, which the loop needs to drain what is in flight).
+  if (!log_window_->acquire(JobKey(job.job_id, job.attempt), text.size(), job.cancel)) return;
   bool full = false;
   {
     std::lock_guard lock(events_mu_);
@@ -245,6 +261,8 @@ void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
   std::vector<std::string> ids;
   for (const auto& step : steps) ids.push_back(step.id);
   if (!ids.empty()) push_inventory(std::move(ids), {});
+  // The log's whole length, with what was dropped here once it was unwanted.
+  done.log_end = log_window_->produced(JobKey(job->job_id, job->attempt));
   push_event(std::move(done));
   // A finished job may have filled the disk.
   maintenance_->request();

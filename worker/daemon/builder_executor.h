@@ -5,7 +5,10 @@
 // there (a tar fetched from the scheduler into STATE/contexts and unpacked,
 // or a git checkout from a clone under STATE/git), parses the spec, builds
 // it with the job's secrets, and turns the build into job-log, job-step and
-// job-done events and into additions to the store's inventory. A job past
+// job-done events and into additions to the store's inventory. A job's log
+// text is held back (LogWindow): once log_window_bytes of it are in flight
+// the thread writing it (the step's output reader) waits for
+// log_released(), so the step's output pipe fills and the step waits. A job past
 // its timeout_seconds is cancelled and fails saying so; cancel() kills its
 // running container; interrupt_all() ends every job "interrupted". It also
 // owns the store's Maintenance (prune when disk is low, context tars' age,
@@ -41,6 +44,7 @@
 #include "worker/builder/builder.h"
 #include "worker/daemon/git_context.h"
 #include "worker/daemon/job_executor.h"
+#include "worker/daemon/log_window.h"
 #include "worker/daemon/maintenance.h"
 
 namespace kiln::worker {
@@ -73,6 +77,8 @@ class BuilderExecutor final : public JobExecutor {
   bool cancel(const JobKey& key) override;
   void interrupt_all(const std::string& reason) override;
   bool idle() const override;
+  void log_released(const JobKey& key, std::uint64_t offset) override;
+  void log_unwanted(const JobKey& key) override;
   void poll(SteadyTime now) override;
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime now) const override;
   void fill_stats(proto::WorkerStats& stats) override;
@@ -107,7 +113,8 @@ class BuilderExecutor final : public JobExecutor {
   std::unique_ptr<GitContexts> git_;
   std::unique_ptr<Maintenance> maintenance_;
   std::map<JobKey, std::shared_ptr<Job>> jobs_;
-  std::string interrupt_reason_;  // written before any job's shutting_down is set
+  std::string interrupt_reason_;           // written before any job's shutting_down is set
+  std::unique_ptr<LogWindow> log_window_;  // made by open()
 
   mutable std::mutex events_mu_;
   std::deque<Pending> events_;

@@ -46,6 +46,9 @@ class FakeBuildExecutor final : public JobExecutor {
   bool cancel(const JobKey& key) override;
   void interrupt_all(const std::string& reason) override;
   bool idle() const override { return jobs_.empty(); }
+  // Two short lines per job: nothing to hold back.
+  void log_released(const JobKey&, std::uint64_t) override {}
+  void log_unwanted(const JobKey&) override {}
   void poll(SteadyTime now) override;
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime now) const override;
   void fill_stats(proto::WorkerStats& stats) override;

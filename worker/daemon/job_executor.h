@@ -17,7 +17,11 @@
 // interrupt_all() or poll(), never from a thread of its own (an executor
 // with threads queues their events and calls `wake` so that the loop polls
 // it soon). job-started is the session's, sent before start(). Each started
-// job ends with exactly one job-done. Errors: only open() fails.
+// job ends with exactly one job-done. Log text is bounded per job: the
+// session says with log_released() what of a job's log it no longer holds,
+// and an executor whose jobs print a lot keeps its jobs' text in flight
+// under ExecutorHost::log_window_bytes (a job thread waits for room, see
+// log_window.h); log_unwanted() says when the rest may be dropped at once. Errors: only open() fails.
 #pragma once
 
 #include <chrono>
@@ -57,6 +61,9 @@ struct ExecutorHost {
   proto::CurveClientKeys curve;  // the worker's CurveZMQ keys for its own connections (empty: plaintext)
   JobEventSink* events = nullptr;
   std::function<void()> wake;  // thread-safe: the loop calls poll() soon
+  // Log bytes of one job that may be held (queued, in the session, on the
+  // socket) before the job waits for log_released(); 0: no bound.
+  std::size_t log_window_bytes = 1u << 20;
 };
 
 class JobExecutor {
@@ -82,6 +89,16 @@ class JobExecutor {
   virtual void interrupt_all(const std::string& reason) = 0;
   // Nothing runs and nothing is left to report.
   virtual bool idle() const = 0;
+  // The session holds none of the attempt's log text below byte `offset` any
+  // more (the scheduler acknowledged it, or it was dropped): the job may hand
+  // on that much more. Offsets count the bytes of the attempt's job-log
+  // events in the order they reached the sink. Unknown or ended jobs: ignored.
+  virtual void log_released(const JobKey& key, std::uint64_t offset) = 0;
+  // Nothing more of the attempt's log will be sent or stored (it is over the
+  // scheduler's cap): the executor may drop it where it is produced. Its
+  // job-done's log_end then says the log's whole length (0: the length of
+  // the job-log text reported).
+  virtual void log_unwanted(const JobKey& key) = 0;
 
   // Reports what happened since the last call, ends jobs that are due or
   // past their timeout.

@@ -19,6 +19,11 @@ constexpr std::chrono::milliseconds kFirstRegisterBackoff{20};
 constexpr std::chrono::milliseconds kReregisterGrace{500};
 // Outcomes older than this are not sent again after a re-registration.
 constexpr std::chrono::milliseconds kRecentDoneWindow{5000};
+// Sent and not acknowledged for this long: sent again (an ack, or what it
+// acknowledges, was lost on the way).
+constexpr std::chrono::milliseconds kUnackedResend{5000};
+// An older scheduler does not say its cap: its default.
+constexpr std::uint64_t kOlderSchedulerLogCap = 16u << 20;
 
 }  // namespace
 
@@ -44,6 +49,7 @@ void SchedulerSession::tick() {
   const SteadyTime now = now_();
   if (!registered_ && now >= next_register_) send_register();
   if (registered_ && now - last_heartbeat_ >= std::chrono::milliseconds(heartbeat_ms_)) send_heartbeat();
+  if (registered_ && scheduler_acks()) resend_stalled(now);
   flush();
   forget_old_done(now);
 }
@@ -88,6 +94,11 @@ void SchedulerSession::receive(std::optional<proto::Type> type, std::string_view
       if (!m) return decode_failed(m.error());
       return on_error(*m);
     }
+    case proto::Type::kJobAcks: {
+      auto m = proto::decode<proto::JobAcks>(body);
+      if (!m) return decode_failed(m.error());
+      return on_job_acks(*m);
+    }
     default: spdlog::warn("kiln-worker: ignoring an unexpected {} from the scheduler", type_text); return;
   }
 }
@@ -102,6 +113,7 @@ void SchedulerSession::send_register() {
   m.labels = options_.labels;
   m.running = running_jobs(/*with_recent_done=*/true);
   m.stats = stats();
+  m.log_offsets = true;
   last_register_ = now_();
   if (out_.send_message(m)) {
     register_backoff_ = kFirstRegisterBackoff;
@@ -127,16 +139,24 @@ void SchedulerSession::on_registered(const proto::Registered& registered) {
   if (!registered.state.empty() && registered.state != scheduler_state_ && again)
     spdlog::info("kiln-worker {}: the scheduler has this worker {}", options_.name, registered.state);
   scheduler_state_ = registered.state;
-  // A scheduler that restarted may have lost the last outcomes sent to it.
-  std::deque<Outgoing> resend;
-  for (auto& [when, out] : recent_done_) resend.push_back(out);
-  recent_done_.clear();
-  for (auto& out : resend) {
-    if (send(out)) {
-      recent_done_.emplace_back(now_(), std::move(out));
-    } else {
-      buffer(std::move(out));
+  log_cap_bytes_ = registered.log_cap_bytes;
+  // A scheduler that restarted may have lost what it had not made durable:
+  // everything not acknowledged goes again, each job's log before its outcome.
+  std::vector<Outgoing> resend;
+  for (auto& [key, log] : logs_) {
+    log.sent = log.first_held();
+    log.last_progress = now_();
+    if (!log.chunks.empty()) unsent_logs_.insert(key);
+    if (log.done && log.done_sent) {
+      log.done_sent = false;
+      resend.push_back(*log.done);
     }
+  }
+  for (auto& [when, out] : recent_done_) resend.push_back(std::move(out));
+  recent_done_.clear();
+  for (auto it = resend.rbegin(); it != resend.rend(); ++it) {
+    buffered_bytes_ += it->body.size();
+    buffered_.push_front(std::move(*it));
   }
   flush();
   inventory_.reset();
@@ -233,10 +253,19 @@ std::vector<proto::RunningJob> SchedulerSession::running_jobs(bool with_recent_d
   }
   if (with_recent_done) {
     for (const auto& [when, out] : recent_done_) keys.emplace(out.job_id, out.attempt);
+    for (const auto& [key, log] : logs_) {
+      if (log.done) keys.insert(key);
+    }
   }
   std::vector<proto::RunningJob> out;
   for (const auto& [id, attempt] : keys) out.push_back({id, attempt});
   return out;
+}
+
+std::size_t SchedulerSession::buffered_count() const {
+  std::size_t count = buffered_.size();
+  for (const auto& [key, log] : logs_) count += log.chunks.size() + (log.done && log.done_sent ? 1 : 0);
+  return count;
 }
 
 // ---- jobs ----
@@ -272,16 +301,26 @@ void SchedulerSession::on_cancel(const proto::CancelAssigned& cancel) {
 }
 
 void SchedulerSession::job_event(proto::JobEvent event) {
+  JobKey key(event.job_id, event.attempt);
+  if (event.type == proto::Type::kJobLog) return add_log(key, std::move(event.log));
+  std::uint64_t mark = 0;
+  if (auto it = logs_.find(key); it != logs_.end()) mark = it->second.produced;
+  // The log's length (the executor's, when it dropped unwanted text itself):
+  // the scheduler marks what of it never arrived.
+  if (event.type == proto::Type::kJobDone) event.log_end = std::max(event.log_end, mark);
   std::string body = proto::encode(event);
-  emit({event.type, std::move(body), std::move(event.job_id), event.attempt});
+  emit({event.type, std::move(body), std::move(event.job_id), event.attempt, mark});
 }
 
 // ---- sending, buffering ----
 
 void SchedulerSession::emit(Outgoing out) {
-  if (registered_ && buffered_.empty() && send(out)) {
-    if (out.type == proto::Type::kJobDone) recent_done_.emplace_back(now_(), std::move(out));
-    return;
+  if (registered_ && buffered_.empty()) {
+    auto log = logs_.find(JobKey(out.job_id, out.attempt));
+    if ((log == logs_.end() || send_log_until(log->first, log->second, out.log_mark)) && send(out)) {
+      sent_event(std::move(out));
+      return;
+    }
   }
   buffer(std::move(out));
 }
@@ -289,45 +328,193 @@ void SchedulerSession::emit(Outgoing out) {
 void SchedulerSession::buffer(Outgoing out) {
   buffered_bytes_ += out.body.size();
   buffered_.push_back(std::move(out));
-  // Over the bound, log text goes first (oldest first); outcomes and steps stay.
-  for (auto it = buffered_.begin(); buffered_bytes_ > options_.max_buffered_bytes && it != buffered_.end();) {
-    if (it->type != proto::Type::kJobLog) {
-      ++it;
-      continue;
-    }
-    if (dropped_log_bytes_ == 0)
-      spdlog::warn("kiln-worker {}: not connected and over {} of buffered reports: dropping job log text",
-                   options_.name, human_bytes(options_.max_buffered_bytes));
-    dropped_log_bytes_ += it->body.size();
-    dropped_by_job_[JobKey(it->job_id, it->attempt)] += it->body.size();
-    buffered_bytes_ -= it->body.size();
-    it = buffered_.erase(it);
+  enforce_bound();
+}
+
+void SchedulerSession::sent_event(Outgoing out) {
+  if (out.type != proto::Type::kJobDone) return;
+  JobKey key(out.job_id, out.attempt);
+  if (scheduler_acks()) {
+    // Kept (and sent again) until the scheduler says it recorded it.
+    JobLog& log = logs_[key];
+    if (!(log.sent > log.first_held() || log.done_sent)) log.last_progress = now_();
+    log.done_sent = true;
+    if (!log.done) log.done = std::move(out);
+    return;
   }
+  recent_done_.emplace_back(now_(), std::move(out));
+  // Every chunk of it went out before it and nothing more comes.
+  logs_.erase(key);
+  unsent_logs_.erase(key);
 }
 
 void SchedulerSession::flush() {
   while (registered_ && !buffered_.empty()) {
     Outgoing& out = buffered_.front();
-    // Where a job's log has a gap, say so in the log itself.
-    if (auto gap = dropped_by_job_.find(JobKey(out.job_id, out.attempt)); gap != dropped_by_job_.end()) {
-      proto::JobEvent marker{.type = proto::Type::kJobLog, .job_id = out.job_id, .attempt = out.attempt};
-      marker.log = fmt::format(
-          "\n[kiln-worker {}: about {} of this job's log were dropped while the scheduler was "
-          "unreachable]\n",
-          options_.name, human_bytes(gap->second));
-      if (!out_.send(proto::Type::kJobLog, proto::encode(marker))) return;
-      dropped_by_job_.erase(gap);
+    // A job's log before the job's later events (its job-done last of all).
+    if (auto log = logs_.find(JobKey(out.job_id, out.attempt)); log != logs_.end()) {
+      if (!send_log_until(log->first, log->second, out.log_mark)) return;
     }
     if (!send(out)) return;
     buffered_bytes_ -= out.body.size();
-    if (out.type == proto::Type::kJobDone) recent_done_.emplace_back(now_(), std::move(out));
+    Outgoing sent = std::move(out);
     buffered_.pop_front();
+    sent_event(std::move(sent));
   }
-  if (buffered_.empty()) dropped_by_job_.clear();  // jobs whose every later event was dropped too
+  if (!registered_) return;
+  for (auto it = unsent_logs_.begin(); it != unsent_logs_.end();) {
+    if (auto log = logs_.find(*it); log != logs_.end()) {
+      if (!send_log_until(log->first, log->second, log->second.produced)) return;
+    }
+    it = unsent_logs_.erase(it);
+  }
   if (buffered_.empty() && dropped_log_bytes_ > 0) {
-    spdlog::warn("kiln-worker {}: {} of job log text were dropped while disconnected", options_.name,
-                 human_bytes(dropped_log_bytes_));
+    spdlog::warn("kiln-worker {}: {} of job log text were dropped, over {} held for the scheduler",
+                 options_.name, human_bytes(dropped_log_bytes_), human_bytes(options_.max_buffered_bytes));
     dropped_log_bytes_ = 0;
+  }
+}
+
+// ---- job logs ----
+
+void SchedulerSession::add_log(const JobKey& key, std::string text) {
+  if (text.empty()) return;
+  JobLog& log = logs_[key];
+  const std::uint64_t offset = log.produced;
+  log.produced += text.size();
+  const std::uint64_t cap = scheduler_acks() ? log_cap_bytes_ : kOlderSchedulerLogCap;
+  // Past the cap nothing more is stored: not worth holding or sending. The
+  // chunk that crosses it still goes, so the scheduler marks the truncation
+  // at once; job-done's log_end says how long the log really was.
+  if (log.full || offset > cap) {
+    if (!log.full && !scheduler_acks()) {
+      proto::JobEvent note{.type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second};
+      note.log = fmt::format("\n[kiln-worker {}: this job's log is over {}: the rest is not sent]\n",
+                             options_.name, human_bytes(cap));
+      emit({proto::Type::kJobLog, proto::encode(note), key.first, key.second, offset});
+    }
+    if (!log.full) executor_.log_unwanted(key);
+    log.full = true;
+    free_log(key, log, 0);  // nothing more held: the executor may forget it once what is held before goes
+    return;
+  }
+  log.held_bytes += text.size();
+  log_bytes_ += text.size();
+  log.chunks.push_back({offset, std::move(text)});
+  if (!(registered_ && buffered_.empty() && send_log_until(key, log, log.produced))) unsent_logs_.insert(key);
+  enforce_bound();
+}
+
+bool SchedulerSession::send_log_until(const JobKey& key, JobLog& log, std::uint64_t mark) {
+  for (const Chunk& chunk : log.chunks) {
+    if (chunk.offset + chunk.text.size() <= log.sent) continue;  // went out already
+    if (chunk.offset >= mark) break;
+    if (log.dropped_unnoted > 0 && !scheduler_acks()) {
+      // An older scheduler does not see holes: say so in the text.
+      proto::JobEvent note{.type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second};
+      note.log = fmt::format(
+          "\n[kiln-worker {}: about {} of this job's log were dropped while the scheduler was "
+          "unreachable]\n",
+          options_.name, human_bytes(log.dropped_unnoted));
+      if (!out_.send(proto::Type::kJobLog, proto::encode(note))) return false;
+      log.dropped_unnoted = 0;
+    }
+    proto::JobEvent event{
+        .type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second, .log = chunk.text};
+    event.log_offset = chunk.offset;
+    if (!out_.send(proto::Type::kJobLog, proto::encode(event))) return false;
+    if (!(log.sent > log.first_held() || log.done_sent)) log.last_progress = now_();
+    log.sent = chunk.offset + chunk.text.size();
+  }
+  // An older scheduler acknowledges nothing: sent is as far as it goes.
+  if (!scheduler_acks()) free_log(key, log, log.sent);
+  return true;
+}
+
+void SchedulerSession::free_log(const JobKey& key, JobLog& log, std::uint64_t offset, bool all) {
+  while (!log.chunks.empty()) {
+    Chunk& chunk = log.chunks.front();
+    const std::uint64_t end = chunk.offset + chunk.text.size();
+    if (!all && end > offset) {
+      if (chunk.offset < offset) {
+        const std::size_t cut = offset - chunk.offset;
+        chunk.text = chunk.text.substr(cut);
+        chunk.offset = offset;
+        log.held_bytes -= cut;
+        log_bytes_ -= cut;
+      }
+      break;
+    }
+    log.held_bytes -= chunk.text.size();
+    log_bytes_ -= chunk.text.size();
+    log.chunks.pop_front();
+  }
+  log.sent = std::max(log.sent, log.first_held());
+  if (log.first_held() > log.released) {
+    log.released = log.first_held();
+    executor_.log_released(key, log.released);
+  }
+}
+
+void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
+  const SteadyTime now = now_();
+  for (const proto::JobAck& ack : acks.acks) {
+    JobKey key(ack.job_id, ack.attempt);
+    auto it = logs_.find(key);
+    if (it == logs_.end()) continue;
+    JobLog& log = it->second;
+    const std::uint64_t held_from = log.first_held();
+    // Full: what is held past the offset would be dropped there too.
+    if (ack.log_full && !log.full) {
+      log.full = true;
+      executor_.log_unwanted(key);
+    }
+    free_log(key, log, ack.log_offset, ack.log_full);
+    if (log.first_held() > held_from || ack.done) log.last_progress = now;
+    if (ack.done) {
+      // Recorded, and its log complete or marked: nothing of the job is needed any more.
+      logs_.erase(it);
+      unsent_logs_.erase(key);
+    }
+  }
+}
+
+void SchedulerSession::resend_stalled(SteadyTime now) {
+  if (now - last_resend_check_ < std::chrono::seconds(1)) return;
+  last_resend_check_ = now;
+  std::vector<Outgoing> resend;
+  for (auto& [key, log] : logs_) {
+    const bool outstanding = log.sent > log.first_held() || log.done_sent;
+    if (!outstanding || now - log.last_progress < kUnackedResend) continue;
+    spdlog::debug("kiln-worker {}: job {} (attempt {}): no acknowledgement for {} s; sending it again",
+                  options_.name, key.first, key.second, kUnackedResend.count() / 1000);
+    log.sent = log.first_held();
+    log.last_progress = now;
+    if (!log.chunks.empty()) unsent_logs_.insert(key);
+    if (log.done_sent) {
+      log.done_sent = false;
+      resend.push_back(*log.done);
+    }
+  }
+  for (auto& out : resend) buffer(std::move(out));
+}
+
+void SchedulerSession::enforce_bound() {
+  // Over the bound, log text goes first (oldest first, from the job holding
+  // most); outcomes and steps stay. The executor's back-pressure keeps this
+  // from happening but with a misbehaving executor.
+  while (buffered_bytes_ + log_bytes_ > options_.max_buffered_bytes && log_bytes_ > 0) {
+    auto most = std::max_element(logs_.begin(), logs_.end(), [](const auto& a, const auto& b) {
+      return a.second.held_bytes < b.second.held_bytes;
+    });
+    JobLog& log = most->second;
+    const std::size_t size = log.chunks.front().text.size();
+    if (dropped_log_bytes_ == 0)
+      spdlog::warn("kiln-worker {}: over {} held for the scheduler: dropping job log text", options_.name,
+                   human_bytes(options_.max_buffered_bytes));
+    dropped_log_bytes_ += size;
+    log.dropped_unnoted += size;
+    free_log(most->first, log, log.chunks.front().offset + size);
   }
 }
 

@@ -26,13 +26,27 @@
 //   job-started (not after refuse_new_jobs(), nor twice); `cancel-job`
 //   cancels that attempt only if it runs here (a superseded attempt's cancel
 //   does nothing else). Events are sent at once when registered and nothing
-//   is buffered, else kept in order and sent once registered. Past
-//   `max_buffered_bytes` kept, job-log events are dropped, oldest first;
-//   steps and outcomes never are. A job whose log lost text gets a job-log
-//   note saying how much, where the gap is.
-// - job-done sent in the last min(lease, 5 s) (at most 10,000) are listed as
-//   running in the next register and sent again after registering, since a
-//   scheduler that restarted may have lost them.
+//   is waiting before them, else kept in order and sent once registered.
+// - Job logs (docs/worker.md, "Job logs and memory"): the session numbers
+//   each attempt's log text (job-log log_offset) and keeps it until a
+//   scheduler that acknowledges (registered.log_cap_bytes > 0) says in
+//   job-acks that it holds it; then it tells the executor (log_released), whose
+//   job thread waits while a job holds log_window_bytes. After each
+//   registration (and when acks stall for 5 s) everything unacknowledged is
+//   sent again: chunks, then the job-done (with log_end, the log's length),
+//   which is kept until acknowledged too. Text past the scheduler's cap, or
+//   after it said the log is full, is dropped at once (the scheduler marks
+//   the truncation). An older scheduler (no acks): text is freed once sent,
+//   and not sent past 16 MiB per attempt (with a note).
+// - Bound: past `max_buffered_bytes` held in all (events not sent, log text
+//   not acknowledged), log text is dropped, oldest first from the job holding
+//   most; steps and outcomes never are. The scheduler marks the hole (an older
+//   one: a job-log note saying how much, where the gap is). With the
+//   executor's back-pressure this is a safety net, not the normal path.
+// - job-done sent to an older scheduler in the last min(lease, 5 s) (at most
+//   10,000) are listed as running in the next register and sent again after
+//   registering, since a scheduler that restarted may have lost them; so are
+//   job-done not yet acknowledged by one that acknowledges.
 // - `worker-state` changes are logged.
 // Thread safety: none; the event loop's thread only (as the executor).
 #pragma once
@@ -43,6 +57,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,8 +80,12 @@ struct SessionOptions {
   std::vector<std::string> labels;  // "key=value"
 
   std::chrono::milliseconds register_retry{2000};
-  // Bound on events kept while not registered.
+  // Bound on everything held for the scheduler: events not sent yet, log
+  // text not acknowledged yet (past it, log text is dropped).
   std::size_t max_buffered_bytes = 16u << 20;
+  // Log bytes of one job the worker may hold (the executor's queue, this
+  // session, the socket) before the job's thread waits (ExecutorHost).
+  std::size_t log_window_bytes = 1u << 20;
   // Ids per inventory message (100,000 x 32 bytes stays well under proto::kMaxBodyBytes).
   std::size_t inventory_chunk_ids = 100000;
 
@@ -101,9 +120,14 @@ class SchedulerSession final : public JobEventSink {
   bool registered() const { return registered_; }
   // Set when the scheduler refused the registration (run() then ends with it).
   const std::optional<Error>& fatal() const { return fatal_; }
-  // Events kept until registered (after a run, those never sent).
-  std::size_t buffered_count() const { return buffered_.size(); }
-  std::size_t buffered_bytes() const { return buffered_bytes_; }
+  // Events and log chunks held: not sent yet, or (log text, outcomes) not
+  // acknowledged yet by a scheduler that acknowledges. After a run: those the
+  // scheduler may not have.
+  std::size_t buffered_count() const;
+  // Their bytes (log text, encoded events).
+  std::size_t buffered_bytes() const { return buffered_bytes_ + log_bytes_; }
+  // Whether the scheduler acknowledges what it stores (it said so in `registered`).
+  bool scheduler_acks() const { return log_cap_bytes_ > 0; }
   // What the scheduler last said this worker is: active, paused, draining (empty: not told yet).
   const std::string& scheduler_state() const { return scheduler_state_; }
 
@@ -118,6 +142,25 @@ class SchedulerSession final : public JobEventSink {
     std::string body;
     std::string job_id;  // job events: whose
     std::uint32_t attempt = 0;
+    std::uint64_t log_mark = 0;  // job events: the job's log length when it happened (sent before it)
+  };
+  struct Chunk {
+    std::uint64_t offset;
+    std::string text;
+  };
+  // One attempt's log on its way to the scheduler.
+  struct JobLog {
+    std::deque<Chunk> chunks;    // held: not acknowledged (or, older scheduler, not sent)
+    std::uint64_t produced = 0;  // the log's length: every byte the executor reported
+    std::uint64_t sent = 0;      // below this, held chunks went out since the last (re)registration
+    std::uint64_t released = 0;  // what the executor was told it may forget
+    std::uint64_t held_bytes = 0;
+    std::uint64_t dropped_unnoted = 0;  // older scheduler: bytes dropped since the last note
+    bool full = false;                  // nothing more is stored: later text is dropped at once
+    std::optional<Outgoing> done;       // acknowledging scheduler: the job-done, until acknowledged
+    bool done_sent = false;
+    SteadyTime last_progress{};  // last ack (or first send with nothing outstanding)
+    std::uint64_t first_held() const { return chunks.empty() ? produced : chunks.front().offset; }
   };
 
   void on_registered(const proto::Registered& registered);
@@ -126,15 +169,29 @@ class SchedulerSession final : public JobEventSink {
   void on_cancel(const proto::CancelAssigned& cancel);
   void on_worker_state(const proto::WorkerState& state);
   void on_error(const proto::ErrorReply& reply);
+  void on_job_acks(const proto::JobAcks& acks);
   void send_register();
   void send_heartbeat();
   void send_full_inventory();
   void emit(Outgoing out);
   void buffer(Outgoing out);
   bool send(const Outgoing& out) { return out_.send(out.type, out.body); }
+  void sent_event(Outgoing out);
   void forget_old_done(SteadyTime now);
   proto::WorkerStats stats();
   std::vector<proto::RunningJob> running_jobs(bool with_recent_done) const;
+
+  // Logs.
+  void add_log(const JobKey& key, std::string text);
+  // Sends `key`'s held chunks that have not gone out, up to offset `mark`; false when a send failed.
+  bool send_log_until(const JobKey& key, JobLog& log, std::uint64_t mark);
+  // Drops held text below `offset` (acknowledged) or all of it (`all`), and
+  // tells the executor what it may forget.
+  void free_log(const JobKey& key, JobLog& log, std::uint64_t offset, bool all = false);
+  // Everything held but not acknowledged for 5 s goes out again.
+  void resend_stalled(SteadyTime now);
+  // Drops log text while over max_buffered_bytes.
+  void enforce_bound();
 
   SessionOptions options_;
   MessageOut& out_;
@@ -153,12 +210,17 @@ class SchedulerSession final : public JobEventSink {
   std::chrono::milliseconds register_backoff_;
   SteadyTime last_heartbeat_{};
   std::string scheduler_state_;
+  // From `registered`: the scheduler's log cap (0: it does not acknowledge).
+  std::uint64_t log_cap_bytes_ = 0;
+  SteadyTime last_resend_check_{};
 
   std::deque<Outgoing> buffered_;
   std::size_t buffered_bytes_ = 0;
+  std::map<JobKey, JobLog> logs_;
+  std::set<JobKey> unsent_logs_;  // jobs with held chunks not sent yet
+  std::size_t log_bytes_ = 0;     // held log text, all jobs
   std::uint64_t dropped_log_bytes_ = 0;
-  std::map<JobKey, std::uint64_t> dropped_by_job_;  // log bytes, for the gap note
-  // job-done messages sent recently, resent after a re-registration.
+  // job-done messages sent recently to an older scheduler, resent after a re-registration.
   std::deque<std::pair<SteadyTime, Outgoing>> recent_done_;
 };
 

@@ -99,6 +99,8 @@ class ScriptedExecutor final : public JobExecutor {
   }
   void interrupt_all(const std::string&) override {}
   bool idle() const override { return jobs.empty(); }
+  void log_released(const JobKey& key, std::uint64_t offset) override { released[key] = offset; }
+  void log_unwanted(const JobKey& key) override { unwanted.insert(key); }
   void poll(SteadyTime) override {}
   std::optional<std::chrono::milliseconds> poll_timeout(SteadyTime) const override { return std::nullopt; }
   void fill_stats(proto::WorkerStats& stats) override { stats.disk_free_bytes = 12345; }
@@ -110,7 +112,9 @@ class ScriptedExecutor final : public JobExecutor {
   std::vector<std::string> started;
   std::vector<std::string> cancelled;
   bool inventory = false;
-  std::vector<std::string> ids;  // 64 hex each
+  std::vector<std::string> ids;              // 64 hex each
+  std::map<JobKey, std::uint64_t> released;  // the last log_released() of each job
+  std::set<JobKey> unwanted;                 // log_unwanted()
 };
 
 std::string hex_id(int n) {
@@ -521,6 +525,183 @@ TEST_F(SchedulerSessionTest, AFullInventoryThatCannotBeSentRegistersAgain) {
   EXPECT_THAT(out_.take<proto::Register>(), IsEmpty());
   advance(1ms);
   EXPECT_EQ(out_.take<proto::Register>().size(), 1u);
+}
+
+// ---- a scheduler that acknowledges (registered.log_cap_bytes > 0) ----
+
+class AckingSchedulerTest : public SchedulerSessionTest {
+ protected:
+  void registered(std::uint64_t log_cap = 1u << 20) {
+    receive(proto::Registered{
+        .scheduler_id = "s1", .heartbeat_ms = 60000, .lease_ms = 60000, .log_cap_bytes = log_cap});
+  }
+  void start_registered(std::uint64_t log_cap = 1u << 20) {
+    session_->start();
+    auto regs = out_.take<proto::Register>();
+    ASSERT_EQ(regs.size(), 1u);
+    EXPECT_TRUE(regs[0].log_offsets);  // it numbers its chunks
+    registered(log_cap);
+    EXPECT_TRUE(session_->scheduler_acks());
+  }
+  void ack(const std::string& job, std::uint64_t offset, bool full = false, bool done = false) {
+    receive(proto::JobAcks{
+        .acks = {{.job_id = job, .attempt = 1, .log_offset = offset, .log_full = full, .done = done}}});
+  }
+  // "offset:text" of each job-log sent, and forgets everything sent.
+  std::vector<std::string> take_chunks() {
+    std::vector<std::string> out;
+    for (const auto& e : out_.take_events()) {
+      if (e.type == proto::Type::kJobLog) out.push_back(fmt::format("{}:{}", e.log_offset, e.log));
+    }
+    return out;
+  }
+  std::uint64_t released(const std::string& job) {
+    auto it = executor_.released.find({job, 1});
+    return it == executor_.released.end() ? 0 : it->second;
+  }
+};
+
+TEST_F(AckingSchedulerTest, LogTextIsKeptUntilAcknowledgedAndSentAgainAfterARegistration) {
+  make();
+  start_registered();
+  receive(assign("j1", 1));
+  session_->job_event(log_event("j1", 1, "aaa"));
+  session_->job_event(log_event("j1", 1, "bbbb"));
+  EXPECT_THAT(take_chunks(), ElementsAre("0:aaa", "3:bbbb"));
+  // Sent is not enough: held until the scheduler says it stored it.
+  EXPECT_EQ(session_->buffered_count(), 2u);
+  EXPECT_EQ(released("j1"), 0u);
+  ack("j1", 3);
+  EXPECT_EQ(session_->buffered_count(), 1u);
+  EXPECT_EQ(released("j1"), 3u);  // the executor may hand on 3 more bytes
+
+  // The scheduler restarts (killed before committing "bbbb"): after the new
+  // registration what it did not acknowledge goes again, nothing else.
+  now_ += 1s;
+  receive(proto::Reregister{.reason = "unknown worker"});
+  EXPECT_THAT(keys(out_.take<proto::Register>()[0].running), ElementsAre("j1/1"));
+  registered();
+  EXPECT_THAT(take_chunks(), ElementsAre("3:bbbb"));
+  session_->job_event(log_event("j1", 1, "cc"));
+  executor_.jobs.clear();
+  session_->job_event(done_event("j1", 1, "succeeded"));
+  auto sent = out_.take_events();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].log_offset, 7u);
+  EXPECT_EQ(sent[1].type, proto::Type::kJobDone);
+  EXPECT_EQ(sent[1].log_end, 9u);  // the log's length, for the scheduler to check
+
+  // The outcome too is kept until acknowledged: listed and sent again, after the log.
+  ack("j1", 7);
+  now_ += 1min;  // far past the 5 s an older scheduler's outcomes are kept
+  receive(proto::Reregister{.reason = "unknown worker"});
+  EXPECT_THAT(keys(out_.take<proto::Register>()[0].running), ElementsAre("j1/1"));
+  registered();
+  sent = out_.take_events();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(fmt::format("{}:{}", sent[0].log_offset, sent[0].log), "7:cc");
+  EXPECT_EQ(sent[1].outcome, "succeeded");
+  ack("j1", 9, /*full=*/true, /*done=*/true);
+  EXPECT_EQ(session_->buffered_count(), 0u);
+  EXPECT_EQ(released("j1"), 9u);
+  receive(proto::Reregister{.reason = "unknown worker"});
+  EXPECT_THAT(out_.take<proto::Register>()[0].running, IsEmpty());
+}
+
+TEST_F(AckingSchedulerTest, WhileUnregisteredTheLogWaitsAndGoesBeforeTheJobDone) {
+  make();
+  session_->start();
+  out_.take<proto::Register>();
+  receive(assign("j1", 1));
+  session_->job_event(log_event("j1", 1, "one\n"));
+  session_->job_event(log_event("j1", 1, "two\n"));
+  session_->job_event(done_event("j1", 1, "failed"));
+  EXPECT_THAT(out_.sent, IsEmpty());
+  registered();
+  auto sent = out_.take_events();
+  ASSERT_EQ(sent.size(), 4u);
+  EXPECT_EQ(sent[0].type, proto::Type::kJobStarted);
+  EXPECT_EQ(sent[1].log_offset, 0u);
+  EXPECT_EQ(sent[2].log_offset, 4u);
+  EXPECT_EQ(sent[3].type, proto::Type::kJobDone);
+  EXPECT_EQ(sent[3].log_end, 8u);
+}
+
+TEST_F(AckingSchedulerTest, WhatStaysUnacknowledgedForFiveSecondsIsSentAgain) {
+  make();
+  start_registered();
+  receive(assign("j1", 1));
+  session_->job_event(log_event("j1", 1, "lost ack\n"));
+  EXPECT_THAT(take_chunks(), ElementsAre("0:lost ack\n"));
+  advance(4s);
+  EXPECT_THAT(take_chunks(), IsEmpty());
+  advance(1s);
+  EXPECT_THAT(take_chunks(), ElementsAre("0:lost ack\n"));
+  ack("j1", 9);
+  advance(10s);
+  EXPECT_THAT(take_chunks(), IsEmpty());
+}
+
+TEST_F(AckingSchedulerTest, PastTheCapOrAFullLogTextIsDroppedAtOnceAndReleased) {
+  make();
+  start_registered(/*log_cap=*/100);
+  receive(assign("j1", 1));
+  out_.sent.clear();
+  session_->job_event(log_event("j1", 1, std::string(60, 'a')));
+  session_->job_event(log_event("j1", 1, std::string(60, 'b')));  // crosses the cap: sent, so it is marked
+  session_->job_event(log_event("j1", 1, std::string(60, 'c')));  // past it: not even kept
+  auto chunks = take_chunks();
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_THAT(chunks[1], ::testing::StartsWith("60:b"));
+  EXPECT_EQ(session_->buffered_bytes(), 120u);
+  // The executor may drop the rest where it is printed.
+  EXPECT_TRUE(executor_.unwanted.contains(JobKey("j1", 1)));
+  ack("j1", 120, /*full=*/true);
+  EXPECT_EQ(session_->buffered_bytes(), 0u);
+  EXPECT_EQ(released("j1"), 180u);
+  session_->job_event(log_event("j1", 1, std::string(1000, 'd')));
+  EXPECT_EQ(released("j1"), 1180u);  // dropped as it comes: the executor never waits for it
+  EXPECT_THAT(take_chunks(), IsEmpty());
+  executor_.jobs.clear();
+  // The executor counted what it dropped itself: its length wins.
+  proto::JobEvent ended = done_event("j1", 1, "succeeded");
+  ended.log_end = 5000;
+  session_->job_event(ended);
+  auto done = out_.take_events();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].log_end, 5000u);
+
+  // A scheduler that says the log is full (its cap counts earlier attempts
+  // too) makes the worker drop what it holds past that.
+  receive(assign("j2", 1));
+  session_->job_event(log_event("j2", 1, "kept "));
+  session_->job_event(log_event("j2", 1, "in flight"));
+  EXPECT_FALSE(executor_.unwanted.contains(JobKey("j2", 1)));
+  receive(proto::JobAcks{.acks = {{.job_id = "j2", .attempt = 1, .log_offset = 5, .log_full = true}}});
+  EXPECT_TRUE(executor_.unwanted.contains(JobKey("j2", 1)));
+  EXPECT_EQ(session_->buffered_bytes(), 0u);
+  EXPECT_EQ(executor_.released[JobKey("j2", 1)], 14u);
+}
+
+TEST_F(AckingSchedulerTest, OverTheByteBoundTheOldestTextIsDroppedAndTheHoleIsTheSchedulers) {
+  SessionOptions o = options();
+  o.max_buffered_bytes = 4096;
+  make(o);
+  start_registered();
+  receive(assign("j1", 1));
+  out_.sent.clear();
+  out_.connected = false;  // the socket's queue is full: nothing leaves
+  for (int i = 0; i < 20; ++i) session_->job_event(log_event("j1", 1, fmt::format("{:0>499}\n", i)));
+  EXPECT_LE(session_->buffered_bytes(), 4096u);
+  EXPECT_GT(released("j1"), 0u);  // what was dropped is no longer the executor's to wait for
+  out_.connected = true;
+  advance(1ms);
+  auto chunks = take_chunks();
+  ASSERT_FALSE(chunks.empty());
+  // Numbered as produced: the first offset says where the hole ends; no note in the text.
+  EXPECT_THAT(chunks.front(), ::testing::StartsWith(fmt::format("{}:", 500 * (20 - chunks.size()))));
+  EXPECT_THAT(chunks.back(), ::testing::StartsWith("9500:"));
+  for (const auto& c : chunks) EXPECT_THAT(c, ::testing::Not(HasSubstr("dropped")));
 }
 
 // The session with the --fake-build executor and the fake clock: timers of

@@ -89,7 +89,8 @@ Status Worker::run() {
                                         .scheduler = options_.scheduler,
                                         .curve = options_.curve,
                                         .events = session_.get(),
-                                        .wake = [this] { wake(); }}));
+                                        .wake = [this] { wake(); },
+                                        .log_window_bytes = options_.log_window_bytes}));
   KILN_RETURN_IF_ERROR(connect());
   const std::string_view mode = executor_->mode();
   spdlog::info("kiln-worker {}: connecting to {} (pool {}, capacity {}{}{})", options_.name,
