@@ -25,7 +25,7 @@ int exit_code();
 // `kiln spec check|fmt|ids` and `kiln dockerfile`.
 void add_spec_commands(CLI::App& app);
 
-// `kiln build`, `healthcheck`, `delete`, `prune`, `clean`, `df`, `stats`.
+// kiln-local's (cli/local_main.cc): `kiln build`, `healthcheck`, `delete`, `prune`, `clean`, `df`, `stats`.
 void add_build_commands(CLI::App& app);
 
 // How a farm command reaches the scheduler (--scheduler, --client;
@@ -61,7 +61,7 @@ void add_admin_commands(CLI::App& app);
 // `kiln admin stats`, on the `admin` subcommand (cli/stats_view.cc).
 void add_admin_stats_command(CLI::App& admin);
 
-// `kiln up` and `kiln down`: a whole local farm (cli/up_command.cc).
+// kiln-local's: `kiln up` and `kiln down`, a whole local farm (cli/up_command.cc).
 void add_up_commands(CLI::App& app);
 
 // `kiln keygen NAME [--out DIR]` (cli/keygen_command.cc).

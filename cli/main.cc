@@ -1,66 +1,20 @@
-// kiln: the user's command. See `kiln --help`.
-#include <spdlog/spdlog.h>
+// kiln: the user's command. See `kiln --help`. The commands that build on
+// this machine or start a local farm are kiln-local's (cli/local_main.cc),
+// started from here (cli/local_commands.h) before anything else is done.
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
-#include <iostream>
-
+#include "cli/app.h"
 #include "cli/commands.h"
-#include "common/log.h"
-
-namespace kiln::cli {
-namespace {
-int g_exit_code = kExitOk;
-}  // namespace
-
-void set_exit(int code) {
-  g_exit_code = code;
-}
-int exit_code() {
-  return g_exit_code;
-}
-
-}  // namespace kiln::cli
+#include "cli/local_commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{
-      "kiln: a distributed, cache-aware build farm.\n\n"
-      "Build specs use OBuilder's S-expression language (see docs/spec-language.md).\n"
-      "Examples:\n"
-      "  kiln spec check examples/*.spec\n"
-      "  kiln spec ids -f examples/hello.spec examples/context\n"
-      "  kiln dockerfile -f examples/multistage.spec --buildkit\n"
-      "  kiln up --detach && kiln submit -f examples/hello.spec examples/context --follow",
-      "kiln"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "kiln 0.1.0");
-
-  kiln::LogOptions log_options = kiln::log_options_from_env();
-  app.add_option("--log-level", log_options.level,
-                 std::string("Log level (") + kiln::kLogLevels + "); default from KILN_LOG_LEVEL, else info")
-      ->capture_default_str();
-  app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
-  app.parse_complete_callback([&log_options] {
-    if (auto s = kiln::init_logging(log_options); !s) {
-      std::cerr << "kiln: " << s.error().to_string() << "\n";
-      std::exit(kiln::cli::kExitUsage);
-    }
+  kiln::cli::run_local_command_if_named(argc, argv);
+  return kiln::cli::run_app(argc, argv, [argv](CLI::App& app) {
+    kiln::cli::add_spec_commands(app);
+    kiln::cli::add_submit_command(app);
+    kiln::cli::add_job_commands(app);
+    kiln::cli::add_admin_commands(app);
+    kiln::cli::add_keygen_command(app);
+    kiln::cli::add_local_command_entries(app, argv);
   });
-
-  kiln::cli::add_spec_commands(app);
-  kiln::cli::add_build_commands(app);
-  kiln::cli::add_submit_command(app);
-  kiln::cli::add_job_commands(app);
-  kiln::cli::add_admin_commands(app);
-  kiln::cli::add_up_commands(app);
-  kiln::cli::add_keygen_command(app);
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kiln::cli::kExitOk : kiln::cli::kExitUsage;
-  }
-  std::fflush(stdout);
-  return kiln::cli::exit_code();
 }

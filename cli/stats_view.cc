@@ -3,8 +3,7 @@
 // its client port: per pool the queue, backlog, expected wait and workers
 // wanted; per worker disk, cache and running jobs; per client the share.
 // The HTTP address is --http, else $KILN_SCHEDULER_HTTP, else the
-// scheduler's host with its client port + 80. The only file of the command
-// that includes cpp-httplib.
+// scheduler's host with its client port + 80; read with cli/http_get.h.
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -14,13 +13,14 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/farm_client.h"
 #include "cli/format.h"
+#include "cli/http_get.h"
+#include "common/fs.h"
 
 namespace kiln::cli {
 namespace {
@@ -28,6 +28,7 @@ namespace {
 struct StatsOptions {
   FarmFlags farm;
   std::string http;  // empty: $KILN_SCHEDULER_HTTP, else from the scheduler's address
+  std::string token_file;  // empty: $KILN_HTTP_TOKEN_FILE, else no token
   bool json = false;
 };
 
@@ -95,24 +96,11 @@ Result<HttpAddress> stats_http_address(const StatsOptions& o) {
   return address;
 }
 
-// Why an HTTP request got no answer, in the words of the other farm errors.
-std::string http_failure_text(httplib::Error error) {
-  switch (error) {
-    case httplib::Error::Connection: return "cannot connect";
-    case httplib::Error::ConnectionTimeout: return "timed out connecting";
-    case httplib::Error::Read: return "the connection closed before an answer";
-    default: return httplib::to_string(error);
-  }
-}
-
 // GET /v1/stats: the body as served, or an error that says how to reach the
 // scheduler's HTTP interface.
-Result<std::string> fetch_stats(const HttpAddress& address) {
+Result<std::string> fetch_stats(const HttpAddress& address, const std::string& token) {
   const std::string url = address.url("/v1/stats");
-  httplib::Client client(address.host, address.port);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(15, 0);
-  httplib::Result res = client.Get("/v1/stats");
+  auto res = http_get(address.host, address.port, "/v1/stats", {.bearer_token = token});
   if (!res)
     return make_error(
         ErrorKind::kUnavailable,
@@ -120,7 +108,7 @@ Result<std::string> fetch_stats(const HttpAddress& address) {
             "no answer from the scheduler's HTTP interface at {} ({}); is kiln-scheduler running there "
             "with --http on? (set --http HOST:PORT or KILN_SCHEDULER_HTTP to reach another; the default "
             "is the scheduler's host with its client port + 80)",
-            url, http_failure_text(res.error())));
+            url, res.error().message()));
   if (res->status != 200) {
     // The API answers errors as {"error": {"kind", "message"}}.
     auto body = nlohmann::json::parse(res->body, nullptr, false);
@@ -271,7 +259,19 @@ void print_stats(const nlohmann::json& stats, const HttpAddress& address) {
 void run_stats(const StatsOptions& o) {
   auto address = stats_http_address(o);
   if (!address) return fail(address.error(), kExitUsage);
-  auto body = fetch_stats(*address);
+  std::string token_file = o.token_file;
+  if (const char* env = std::getenv("KILN_HTTP_TOKEN_FILE"); token_file.empty() && env != nullptr)
+    token_file = env;
+  std::string token;
+  if (!token_file.empty()) {
+    auto text = read_file(token_file, 64 * 1024);
+    if (!text) return fail(Error(ErrorKind::kInvalidArgument,
+                                 fmt::format("cannot read the HTTP token file {}: {}", token_file,
+                                             text.error().message())),
+                           kExitUsage);
+    token = text->substr(0, text->find_first_of("\r\n"));
+  }
+  auto body = fetch_stats(*address, token);
   if (!body) return fail(body.error());
   if (o.json) {
     std::cout << *body;
@@ -298,6 +298,9 @@ void add_admin_stats_command(CLI::App& admin) {
   stats_cmd->add_option("--http", stats->http,
                         "The scheduler's HTTP address HOST:PORT (default $KILN_SCHEDULER_HTTP, else the "
                         "scheduler's host with its client port + 80: 7800 -> 7880)");
+  stats_cmd->add_option("--http-token-file", stats->token_file,
+                        "File whose first line is the scheduler's HTTP bearer token, for a scheduler started "
+                        "with --http-token-file (default $KILN_HTTP_TOKEN_FILE)");
   stats_cmd->add_option("--scheduler", stats->farm.scheduler,
                         "Scheduler's client address, whose host (and port + 80) give the HTTP address when "
                         "neither --http nor $KILN_SCHEDULER_HTTP is set");

@@ -80,9 +80,11 @@ Result<std::string> find_binary(const std::string& name, const std::string& buil
       return make_error(ErrorKind::kNotFound, fmt::format("{} {:?} is not an executable file", name, flag));
     return fs::absolute(flag).lexically_normal().string();
   }
+  // kiln-local is in PREFIX/libexec/kiln when installed, in build/cli/ in a build tree.
   std::string dir = self_dir();
   std::vector<std::string> tried = {
-      dir + "/" + name, fs::path(dir + "/../" + build_subdir + "/" + name).lexically_normal().string()};
+      fs::path(dir + "/" + KILN_BIN_FROM_LIBEXEC + "/" + name).lexically_normal().string(),
+      fs::path(dir + "/../" + build_subdir + "/" + name).lexically_normal().string()};
   for (const std::string& candidate : tried)
     if (is_executable(candidate)) return fs::path(candidate).lexically_normal().string();
   if (const char* path = std::getenv("PATH"))
@@ -97,11 +99,10 @@ Result<std::string> find_binary(const std::string& name, const std::string& buil
                   name, tried[0], tried[1], name == "kiln-scheduler" ? "scheduler" : "worker"));
 }
 
-// The base-image maker: installed beside kiln (PREFIX/libexec/kiln, from
-// `cmake --install`), else KILN_SOURCE_DIR's, else a source tree above kiln.
+// The base-image maker: installed beside kiln-local (PREFIX/libexec/kiln,
+// from `cmake --install`), else KILN_SOURCE_DIR's, else a source tree above.
 Result<std::string> find_make_base_image() {
-  const std::string installed =
-      fs::path(self_dir() + "/" + KILN_LIBEXEC_FROM_BIN + "/make-base-image").lexically_normal().string();
+  const std::string installed = self_dir() + "/make-base-image";
   if (is_executable(installed)) return installed;
   const char* source = std::getenv("KILN_SOURCE_DIR");
   if (source != nullptr && *source != '\0') {

@@ -24,7 +24,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; tail -20 "$work"/farm/*.log >&2 2>/dev/null || true; exit 1; }
 
 cmake --install "$build" --prefix "$prefix" >/dev/null || fail "cmake --install failed"
-for f in bin/kiln bin/kiln-scheduler bin/kiln-worker libexec/kiln/make-base-image \
+for f in bin/kiln bin/kiln-scheduler bin/kiln-worker libexec/kiln/kiln-local libexec/kiln/make-base-image \
          share/kiln/examples/hello.spec share/doc/kiln/README.md share/doc/kiln/security.md; do
   [[ -e $prefix/$f ]] || fail "$f is not installed"
 done
