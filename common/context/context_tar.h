@@ -13,8 +13,9 @@
 //   KILN_ASSIGN_OR_RETURN(auto steps, ids::compute_step_ids(spec, &m, "app.spec"));
 //   KILN_RETURN_IF_ERROR(unpack_context_tar("/tmp/ctx.tar", job_dir));  // same ids from job_dir
 //
-// The tar written: POSIX pax (ustar headers unless a name needs an extension,
-// names UTF-8), every directory, regular file and symlink below `dir` (not
+// The tar written (by kiln's own writer; reading goes through libarchive): POSIX
+// pax (ustar headers, with a pax extended header before an entry whose name
+// or link target does not fit one or is not ASCII; names UTF-8), every directory, regular file and symlink below `dir` (not
 // `dir` itself), with paths relative to it, sorted by their bytes (so a
 // directory precedes its content). Each entry keeps its permission bits (the
 // executable bit matters to step ids) and a symlink its target, never

@@ -9,11 +9,14 @@
 #include <utime.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/context/internal/utf8_locale.h"
 #include "common/sha256.h"
 #include "tests/support/temp_dir.h"
 
@@ -42,6 +45,8 @@ std::string read_all(const std::string& path) {
 
 std::vector<TarEntry> read_tar(const std::string& path) {
   std::vector<TarEntry> entries;
+  internal::Utf8Locale utf8;  // names are UTF-8, as the product's reader takes them
+  auto in_utf8 = utf8.use();
   archive* a = archive_read_new();
   archive_read_support_format_tar(a);
   EXPECT_EQ(archive_read_open_filename(a, path.c_str(), 10240), ARCHIVE_OK) << archive_error_string(a);
@@ -150,6 +155,52 @@ TEST_F(ContextTarTest, EntriesAreSortedRelativeWithModesLinksAndNoOwnersOrTimes)
     EXPECT_EQ(e.mtime, 0) << e.path;
     EXPECT_EQ(e.uid, 0) << e.path;
   }
+}
+
+// Names that do not fit a ustar header (over 100 bytes with no split into a
+// 155-byte prefix, non-ASCII) and long link targets go through pax extended
+// headers; libarchive and GNU tar read them back as they were.
+TEST_F(ContextTarTest, LongAndNonAsciiNamesAndLongLinkTargetsReadBackExactly) {
+  const std::string deep = "d" + std::string(120, 'e') + "/" + std::string(99, 'f');  // splits: prefix + name
+  const std::string unsplittable = std::string(180, 'g');                            // needs pax
+  const std::string accented = "caf\xc3\xa9 \xe2\x98\x95.txt";
+  const std::string long_target = std::string(150, 'h');
+  fs::create_directories(dir_ / "ctx" / deep);
+  write("ctx/" + deep + "/x", "deep\n");
+  write("ctx/" + unsplittable, "long\n");
+  write("ctx/" + accented, "utf8\n");
+  fs::create_symlink(long_target, dir_ / "ctx/far");
+  tar_of("ctx");
+  std::map<std::string, TarEntry> by_path;
+  for (const TarEntry& e : read_tar((dir_ / "out.tar").string())) by_path[e.path] = e;
+  EXPECT_EQ(by_path[deep + "/x"].content, "deep\n");
+  EXPECT_EQ(by_path[unsplittable].content, "long\n");
+  EXPECT_EQ(by_path[accented].content, "utf8\n");
+  EXPECT_EQ(by_path["far"].symlink, long_target);
+  EXPECT_EQ(by_path[deep + "/"].type, static_cast<unsigned>(AE_IFDIR));
+  EXPECT_EQ(by_path.size(), 10u);  // SetUp's 4, two directories, x, g..., café, far; no PaxHeader entries
+  // GNU tar agrees, and finds the archive well formed.
+  std::string listing = (dir_ / "list.txt").string();
+  ASSERT_EQ(std::system(("tar -tf " + (dir_ / "out.tar").string() + " > " + listing).c_str()), 0);
+  std::string names = read_all(listing);
+  EXPECT_THAT(names, ::testing::HasSubstr(unsplittable + "\n"));
+  EXPECT_THAT(names, ::testing::HasSubstr(deep + "/x\n"));
+  EXPECT_THAT(names, ::testing::HasSubstr(accented + "\n"));
+}
+
+TEST_F(ContextTarTest, TheTarIsWholeRecordsEndingInTwoZeroRecords) {
+  ContextTar tar = tar_of("ctx");
+  std::string bytes = read_all((dir_ / "out.tar").string());
+  ASSERT_EQ(bytes.size() % 512, 0u);
+  ASSERT_GE(bytes.size(), 1024u);
+  EXPECT_EQ(bytes.substr(bytes.size() - 1024), std::string(1024, '\0'));
+  // Each header's checksum is what a reader computes.
+  std::string_view first(bytes.data(), 512);
+  unsigned sum = 0;
+  for (std::size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(first[i]);
+  EXPECT_EQ(std::stoul(std::string(first.substr(148, 6)), nullptr, 8), sum);
+  EXPECT_EQ(first.substr(257, 6), std::string_view("ustar\0", 6));
+  EXPECT_EQ(tar.entries, 4u);
 }
 
 TEST_F(ContextTarTest, SpecialFilesAreSkippedAndNamed) {
