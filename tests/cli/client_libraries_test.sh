@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The kiln client must stay lean (docs/performance.md): its start is paid by
+# every farm command. It may load only the C library and libm; RocksDB, the
+# builder's libraries, libarchive, libstdc++ and Kerberos stay out.
+# Usage: client_libraries_test.sh KILN_BINARY KILN_LOCAL_BINARY
+set -euo pipefail
+kiln=$1
+kiln_local=$2
+needed=$(readelf -d "$kiln" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+echo "kiln needs: $needed"
+for lib in $needed; do
+  case $lib in
+    libc.so.6 | libm.so.6 | ld-linux-x86-64.so.2) ;;
+    *) echo "FAIL: kiln loads $lib; link it statically into kiln or keep it in kiln-local" >&2; exit 1 ;;
+  esac
+done
+# And the local half really is the one with the builder (so the check above
+# cannot pass by kiln-local being empty).
+readelf -d "$kiln_local" | grep -q 'librocksdb' || { echo "FAIL: kiln-local does not link RocksDB?" >&2; exit 1; }
+# kiln runs kiln-local for a local command: `kiln df --help` is kiln-local's help.
+"$kiln" df --help | grep -q -- "--store" || { echo "FAIL: kiln df --help did not reach kiln-local" >&2; exit 1; }
+echo ok
