@@ -248,6 +248,15 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   for (const auto* d : {&s.runtime_root_, &s.bundles_dir_, &s.secrets_dir_})
     KILN_RETURN_IF_ERROR(ensure_dir(*d, 0700));
 
+  // Before any runtime command: an earlier owner's watchdog, still killing
+  // that owner's steps, would kill ours too; and from here on whatever we
+  // start dies with us.
+  StepWatchdogTargets targets{
+      .cgroup_dirs = {}, .runtime_root = s.runtime_root_, .lock_path = state + "/watchdog.lock"};
+  KILN_ASSIGN_OR_RETURN(auto hierarchies, cgroup_mounts());
+  for (const auto& h : hierarchies) targets.cgroup_dirs.push_back(h.path + "/" + s.cgroup_group_);
+  KILN_ASSIGN_OR_RETURN(s.watchdog_, StepWatchdog::start(targets));
+
   if (s.options_.runtime == OciRuntime::kCrun) {
     auto mounts = cgroup_mounts();
     if (mounts) {

@@ -16,6 +16,11 @@
 // bundle, secret and step cgroup a previous (crashed) owner of the same
 // state directory left, and reports what it removed.
 //
+// Steps die with the process that owns the sandbox: create() starts a
+// watchdog process (step_watchdog.h) that SIGKILLs every step's processes,
+// and a runtime still starting one, as soon as this process is gone, kill -9
+// included; what they leave on disk is removed by the next create().
+//
 // Needs root (runc creates namespaces and cgroups; the secrets tmpfs is
 // mounted). Thread safety: run() may be called from several threads at
 // once; each call is its own container.
@@ -30,6 +35,7 @@
 #include "common/unique_fd.h"
 #include "worker/sandbox/oci_config.h"
 #include "worker/sandbox/sandbox.h"
+#include "worker/sandbox/step_watchdog.h"
 
 namespace kiln::sandbox {
 
@@ -79,6 +85,8 @@ class RuncSandbox final : public Sandbox {
   std::vector<std::string> runtime_command(const std::vector<std::string>& args) const;
   // Relative cgroup path under which this sandbox's steps live ("kiln/<hash>").
   const std::string& cgroup_group() const { return cgroup_group_; }
+  // The watchdog process that kills the steps if this process dies (tests, diagnostics).
+  pid_t watchdog_pid() const { return watchdog_.pid(); }
 
  private:
   explicit RuncSandbox(RuncSandboxOptions options);
@@ -92,6 +100,7 @@ class RuncSandbox final : public Sandbox {
   bool crun_needs_private_cgroup_ns_ = false;
   UniqueFd lock_fd_;  // flock on STATE/lock: one owner per state directory
   LeftoverReport leftovers_;
+  StepWatchdog watchdog_;  // started last in create(): from then on steps die with this process
 };
 
 }  // namespace kiln::sandbox

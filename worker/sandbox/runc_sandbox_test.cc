@@ -165,6 +165,48 @@ class SandboxTest : public ::testing::Test {
     return left;
   }
 
+  // A worker killed with kill -9 in the middle of a long step, played by a
+  // child process that owns the sandbox and runs the step: within 3 s of its
+  // death no process of the step may be left, and the next owner of the
+  // state directory removes what the step left on disk.
+  void kill_the_owner_mid_step_then_start_again(OciRuntime runtime) {
+    const std::string marker = "sleep " + unique_number();
+    sandbox_.reset();
+    pid_t owner = ::fork();
+    ASSERT_GE(owner, 0);
+    if (owner == 0) {
+      auto sandbox = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime});
+      if (!sandbox) ::_exit(10);
+      CancelToken cancel;
+      (void)(*sandbox)->run(sh(marker), rootfs_.string(), nullptr, cancel);
+      ::_exit(11);  // not reached: the test kills this process first
+    }
+    bool started = eventually([&] { return host_processes_with(marker).size() == 1; });
+    ::kill(owner, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(owner, &status, 0), owner);
+    ASSERT_TRUE(started) << "the step never started; the owner exited with " << describe_wait_status(status);
+    ASSERT_TRUE(WIFSIGNALED(status)) << describe_wait_status(status);
+
+    auto killed = std::chrono::steady_clock::now();
+    while (!host_processes_with(marker).empty() && std::chrono::steady_clock::now() < killed + 3s)
+      std::this_thread::sleep_for(5ms);
+    RecordProperty("ms_until_the_step_was_gone",
+                   static_cast<int>((std::chrono::steady_clock::now() - killed) / 1ms));
+    EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{})
+        << "the step outlived its owner by 3 s";
+
+    auto again = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime});
+    ASSERT_TRUE(again) << again.error().to_string();
+    sandbox_ = std::move(*again);
+    EXPECT_EQ(sandbox_->leftovers().containers.size(), 1u) << sandbox_->leftovers().to_string();
+    EXPECT_EQ(sandbox_->leftovers().bundles, 1) << sandbox_->leftovers().to_string();
+    EXPECT_TRUE(runtime_containers().empty());
+    EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
+    EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
+    EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
+  }
+
   std::optional<kiln::testing::TempDir> temp_;
   fs::path dir_, rootfs_, state_;
   std::unique_ptr<RuncSandbox> sandbox_;
@@ -597,6 +639,9 @@ TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
         Subprocess::spawn((*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}),
                           {.group = ProcessGroup::kNew});
     if (!started || started->wait() != 0) ::_exit(12);
+    // Its watchdog dies first (as when both are killed at once), so the
+    // container is left running for the next owner to find.
+    ::kill((*crashed)->watchdog_pid(), SIGKILL);
     ::_exit(0);  // no destructors: the tmpfs stays mounted, the container runs
   }
   int status = 0;
@@ -619,6 +664,10 @@ TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
   EXPECT_FALSE(fs::exists(bundle));
   // And the sandbox works afterwards.
   EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
+}
+
+TEST_F(SandboxTest, StepsDieWithTheProcessThatOwnsTheSandbox) {
+  kill_the_owner_mid_step_then_start_again(OciRuntime::kRunc);
 }
 
 TEST_F(SandboxTest, DestroyingTheSandboxRemovesItsCgroupGroup) {
@@ -654,6 +703,10 @@ TEST_F(CrunSandboxTest, BasicRunWorksWithCrun) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(), "command exited with status 7");
   EXPECT_TRUE(runtime_containers().empty());
+}
+
+TEST_F(CrunSandboxTest, StepsDieWithTheProcessThatOwnsTheSandboxWithCrunToo) {
+  kill_the_owner_mid_step_then_start_again(OciRuntime::kCrun);
 }
 
 TEST_F(CrunSandboxTest, CancelAndLimitsWorkWithCrun) {
