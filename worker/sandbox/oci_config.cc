@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <utility>
 
 #include "common/path.h"
@@ -23,6 +25,16 @@ constexpr Capability kCapabilities[] = {
     {"CAP_KILL", 5},        {"CAP_SETGID", 6},       {"CAP_SETUID", 7},       {"CAP_SETPCAP", 8},
     {"CAP_SYS_CHROOT", 18}, {"CAP_MKNOD", 27},       {"CAP_AUDIT_WRITE", 29}, {"CAP_SETFCAP", 31},
 };
+
+// Denied calls fail with EPERM, the answer a process without the privilege
+// gets, which programs already handle; clone3 with ENOSYS, the answer of an
+// older kernel, on which the C library falls back to clone.
+constexpr int kEperm = EPERM;
+constexpr int kEnosys = ENOSYS;
+
+// CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME.
+constexpr std::uint64_t kNamespaceFlags[] = {0x00020000, 0x02000000, 0x04000000, 0x08000000,
+                                             0x10000000, 0x20000000, 0x40000000, 0x00000080};
 
 json mount(std::string destination, std::string type, std::string source, std::vector<std::string> options) {
   return json{{"destination", std::move(destination)},
@@ -63,6 +75,87 @@ std::uint64_t default_capability_mask() {
   std::uint64_t mask = 0;
   for (const auto& c : kCapabilities) mask |= std::uint64_t{1} << c.bit;
   return mask;
+}
+
+const std::vector<DeniedSyscalls>& seccomp_denied_syscalls() {
+  static const std::vector<DeniedSyscalls> classes = {
+      {"kernel keyring",
+       "keys are not namespaced: a step could read or plant keys of the host's users and services",
+       {"add_key", "keyctl", "request_key"}},
+      {"mounting",
+       "a step gets its mounts from kiln; new ones (possible in a user namespace of its own) expose "
+       "filesystem code written for trusted input",
+       {"mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+        "open_tree", "mount_setattr"}},
+      {"tracing other processes",
+       "reading and writing other processes' memory; strace and gdb do not work in a step",
+       {"ptrace", "process_vm_readv", "process_vm_writev", "kcmp"}},
+      {"kernel modules",
+       "code loaded into the host's kernel",
+       {"init_module", "finit_module", "delete_module", "create_module", "query_module", "get_kernel_syms"}},
+      {"setting the clock",
+       "the clock is the host's, shared by every process and certificate check",
+       {"settimeofday", "stime", "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64"}},
+      {"reboot and kexec",
+       "restarting or replacing the host's kernel",
+       {"reboot", "kexec_load", "kexec_file_load"}},
+      {"swap", "the host's swap devices", {"swapon", "swapoff"}},
+      {"BPF", "programs run inside the kernel; a frequent way to kernel exploits", {"bpf"}},
+      {"performance counters",
+       "observes the kernel and other processes; a frequent source of kernel bugs",
+       {"perf_event_open"}},
+      {"userfaultfd",
+       "lets a process stall the kernel on a page fault, widening races in kernel exploits",
+       {"userfaultfd"}},
+      {"namespaces",
+       "a new user namespace gives every capability inside it and with them kernel code meant for root; "
+       "a step runs in the namespaces kiln made for it",
+       {"setns"},
+       /*namespace_flags=*/true},
+      {"file handles",
+       "open_by_handle_at opens any file of a filesystem by its handle, past the mounts the step sees",
+       {"open_by_handle_at", "name_to_handle_at"}},
+      {"kernel log", "kernel messages show host addresses and other tenants' activity", {"syslog"}},
+      {"raw I/O ports", "direct access to the host's hardware", {"iopl", "ioperm"}},
+      {"io_uring",
+       "a large, young interface behind many kernel privilege escalations; programs fall back",
+       {"io_uring_setup", "io_uring_enter", "io_uring_register"}},
+      {"host administration",
+       "process accounting, disk quotas and terminal hangup are the host's",
+       {"acct", "quotactl", "quotactl_fd", "vhangup", "nfsservctl", "lookup_dcookie", "uselib", "_sysctl"}},
+  };
+  return classes;
+}
+
+json default_seccomp_profile() {
+  auto deny = [](std::vector<std::string_view> names, int err, json args = json::array()) {
+    json rule = {{"names", json::array()}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", err}};
+    for (auto n : names) rule["names"].push_back(std::string(n));
+    if (!args.empty()) rule["args"] = std::move(args);
+    return rule;
+  };
+  json rules = json::array();
+  for (const DeniedSyscalls& c : seccomp_denied_syscalls()) {
+    rules.push_back(deny(c.syscalls, kEperm));
+    if (!c.namespace_flags) continue;
+    // Conditions of one rule all have to hold; one rule per flag makes "any of them".
+    for (std::uint64_t flag : kNamespaceFlags) {
+      json flag_set =
+          json::array({{{"index", 0}, {"value", flag}, {"valueTwo", flag}, {"op", "SCMP_CMP_MASKED_EQ"}}});
+      rules.push_back(deny({"clone", "unshare"}, kEperm, std::move(flag_set)));
+    }
+    rules.push_back(deny({"clone3"}, kEnosys));
+  }
+#if defined(__x86_64__)
+  json architectures = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"};
+#elif defined(__aarch64__)
+  json architectures = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
+#else
+  json architectures = json::array();  // the native one only
+#endif
+  return json{{"defaultAction", "SCMP_ACT_ALLOW"},
+              {"architectures", std::move(architectures)},
+              {"syscalls", std::move(rules)}};
 }
 
 const std::vector<std::string>& masked_paths() {
@@ -155,7 +248,7 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (!host_network) namespaces.push_back({{"type", "network"}});
 
-  return json{
+  json config = {
       {"ociVersion", "1.0.2"},
       {"process", std::move(process)},
       {"root", {{"path", paths.rootfs}, {"readonly", false}}},
@@ -167,6 +260,8 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
         {"maskedPaths", masked_paths()},
         {"readonlyPaths", readonly_paths()}}},
   };
+  if (options.seccomp) config["linux"]["seccomp"] = default_seccomp_profile();
+  return config;
 }
 
 }  // namespace kiln::sandbox

@@ -35,7 +35,29 @@ struct OciOptions {
   // non-root steps. Off by default, as in OBuilder, whose specs often run
   // `sudo` after `(user ...)`.
   bool no_new_privileges = false;
+  // The default seccomp profile (default_seccomp_profile()). Off only for
+  // comparisons (tests, measurements).
+  bool seccomp = true;
 };
+
+// A class of system calls the default seccomp profile refuses with EPERM,
+// and why (the list and the reasons are docs/sandbox.md's, "Seccomp").
+struct DeniedSyscalls {
+  std::string_view what;                   // "kernel keyring"
+  std::string_view why;                    // one sentence
+  std::vector<std::string_view> syscalls;  // refused whatever their arguments
+  // Also refused: clone and unshare with any CLONE_NEW* flag (other flags,
+  // fork and unshare(CLONE_FS) stay allowed), and clone3, whose flags the
+  // filter cannot read, with ENOSYS so that the C library falls back to clone.
+  bool namespace_flags = false;
+};
+const std::vector<DeniedSyscalls>& seccomp_denied_syscalls();
+
+// The OCI `linux.seccomp` object: everything allowed except
+// seccomp_denied_syscalls(), for the native architecture and its 32-bit
+// companions (x86_64: x86 and x32), so that the old system call entry points
+// do not bypass it.
+nlohmann::json default_seccomp_profile();
 
 // The capabilities a step's root keeps: Docker's default set minus the
 // network ones (about a dozen).

@@ -27,6 +27,7 @@
 #include "common/unique_fd.h"
 #include "tests/support/temp_dir.h"
 #include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/testing/sandbox_test_util.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -34,53 +35,14 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+using testing::host_processes_with;
+using testing::make_busybox_rootfs;
+using testing::unique_number;
 std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return testing::read_text_file(p);
 }
-
 void write_file(const fs::path& p, std::string_view content) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
-}
-
-// Builds ROOT/bin/busybox plus a symlink per applet, as the base image does.
-void make_busybox_rootfs(const fs::path& root) {
-  fs::create_directories(root / "bin");
-  fs::copy_file("/bin/busybox", root / "bin/busybox");
-  auto list = run_command({"/bin/busybox", "--list"}, {.timeout = 30s});
-  ASSERT_TRUE(list && list->ok());
-  std::istringstream applets(list->output);
-  std::string name;
-  while (applets >> name)
-    if (name != "busybox") fs::create_symlink("busybox", root / "bin" / name);
-  fs::create_directories(root / "tmp");
-  fs::permissions(root / "tmp", fs::perms::all | fs::perms::sticky_bit);
-}
-
-// Command lines of every process on the host whose argv contains `needle`.
-std::vector<std::string> host_processes_with(const std::string& needle) {
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path() / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (cmdline.find(needle) != std::string::npos) found.push_back(name + ": " + cmdline);
-  }
-  return found;
-}
-
-// A number no other test (in this or a concurrent test process) uses, for
-// recognisable process names.
-std::string unique_number() {
-  static std::atomic<unsigned> counter{0};
-  static const unsigned base = [] {
-    std::random_device rd;
-    return rd() % 500000;
-  }();
-  return std::to_string(100000 + base + counter++);
+  testing::write_text_file(p, content);
 }
 
 // Waits up to 10 s for `condition`; true if it came true.
