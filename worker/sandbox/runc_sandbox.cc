@@ -10,11 +10,13 @@
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -151,6 +153,45 @@ bool drain(int fd, const OutputSink& on_output) {
     if (n < 0 && errno == EAGAIN) return false;
     return true;  // EOF (or an error, which ends the stream too)
   }
+}
+
+// The end of a step's output, kept to explain its failure.
+constexpr std::size_t kOutputTailBytes = 16 * 1024;
+// A filesystem with less free space than this counts as full: a write that
+// failed with ENOSPC leaves at most a few blocks.
+constexpr std::uint64_t kFullBelowBytes = 1 << 20;
+
+void keep_tail(std::string& tail, std::string_view chunk) {
+  if (chunk.size() >= kOutputTailBytes) {
+    tail.assign(chunk.substr(chunk.size() - kOutputTailBytes));
+    return;
+  }
+  tail.append(chunk);
+  if (tail.size() > 2 * kOutputTailBytes) tail.erase(0, tail.size() - kOutputTailBytes);
+}
+
+bool mentions_no_space(std::string_view text) {
+  static constexpr std::string_view kMessage = "no space left on device";  // strerror(ENOSPC)
+  auto it = std::search(text.begin(), text.end(), kMessage.begin(), kMessage.end(),
+                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+  return it != text.end();
+}
+
+// Why a failed step may have failed for want of disk space: a filesystem it
+// could write to (container path, host path) is full now, or its output
+// says so (a full tmpfs, or space freed again since). Nothing otherwise.
+std::optional<std::string> out_of_space_note(const std::vector<std::pair<std::string, std::string>>& writable,
+                                             std::string_view output_tail) {
+  for (const auto& [inside, host] : writable) {
+    struct statvfs fs;
+    if (::statvfs(host.c_str(), &fs) != 0) continue;
+    std::uint64_t free_bytes = std::uint64_t{fs.f_bavail} * fs.f_frsize;
+    if (free_bytes < kFullBelowBytes)
+      return fmt::format("no space left on device: the filesystem of {} has {} free", inside,
+                         human_bytes(free_bytes));
+  }
+  if (mentions_no_space(output_tail)) return "no space left on device, says the step's output";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -430,7 +471,9 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   // The caller's callbacks must not unwind through here: that would leave
   // the container running. A throwing sink or provider stops the step.
   std::optional<std::string> sink_error;
+  std::string output_tail;  // the last kOutputTailBytes, read for "No space left on device"
   OutputSink forward = [&](std::string_view chunk) {
+    keep_tail(output_tail, chunk);
     if (sink_error || !on_output) return;
     try {
       on_output(chunk);
@@ -618,6 +661,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (hits.pids && spec.limits.pids)
     what += fmt::format(" (pids limit of {} reached: the step could not start more processes)",
                         *spec.limits.pids);
+  std::vector<std::pair<std::string, std::string>> writable = {{"/", real_rootfs}};
+  for (const auto& m : spec.mounts)
+    if (!m.read_only) writable.emplace_back(m.destination, m.source);
+  if (auto note = out_of_space_note(writable, output_tail)) what += " (" + *note + ")";
   return make_error(ErrorKind::kFailedPrecondition, std::move(what));
 }
 

@@ -486,6 +486,41 @@ TEST_F(SandboxTest, PidsLimitHitIsNamed) {
       << s.error().message() << "\noutput: " << out;
 }
 
+TEST_F(SandboxTest, AStepThatRunsOutOfDiskSaysSoInItsFailure) {
+  // The root filesystem on a 32 MiB ext4 loop filesystem of its own.
+  fs::path image = dir_ / "small.img", small = dir_ / "small";
+  fs::create_directories(small);
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"truncate", "-s", "32M", image.string()},
+        {"mkfs.ext4", "-q", image.string()},
+        {"mount", "-o", "loop", image.string(), small.string()}}) {
+    auto r = run_command(cmd, {.timeout = 60s});
+    ASSERT_TRUE(r && r->ok()) << format_command(cmd) << ": " << (r ? r->output : r.error().to_string());
+  }
+  make_busybox_rootfs(small / "rootfs");
+  rootfs_ = small / "rootfs";
+
+  std::string out;
+  Status full = run(sh("echo filling; head -c 64m /dev/zero > /big"), &out);
+  ASSERT_FALSE(full) << out;
+  EXPECT_EQ(full.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_THAT(
+      full.error().message(),
+      ::testing::MatchesRegex("command exited with status 1 \\(no space left on device: the filesystem of "
+                              "/ has [0-9.]+ [KMG]?i?B free\\)"));
+
+  // Space freed again before the step ended: its output tells.
+  Status freed = run(sh("dd if=/dev/zero of=/big2 bs=1M count=64; rc=$?; rm -f /big /big2; exit $rc"), &out);
+  ASSERT_FALSE(freed) << out;
+  EXPECT_EQ(freed.error().message(),
+            "command exited with status 1 (no space left on device, says the step's output)");
+
+  // Any other failure is only a failure.
+  Status other = run(sh("exit 1"));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().message(), "command exited with status 1");
+}
+
 TEST_F(SandboxTest, CpuLimitIsSetOnTheStepsCgroup) {
   // The quota lives on kiln's per-step cgroup; read it while the step runs.
   std::string quota;
