@@ -180,6 +180,32 @@ std::string hosts_file_content(std::string_view hostname) {
   return out;
 }
 
+Result<IdRange> parse_id_range(std::string_view text) {
+  if (text.empty()) return kDefaultUserNamespace;
+  auto bad = [&](std::string_view why) {
+    return invalid(fmt::format("--userns {:?}: {}; give HOST_FIRST:COUNT, e.g. {}:{}", text, why,
+                               kDefaultUserNamespace.host_first, kDefaultUserNamespace.count));
+  };
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos) return bad("no ':'");
+  std::uint64_t first = 0, count = 0;
+  auto number = [](std::string_view digits, std::uint64_t& out) {
+    if (digits.empty() || digits.size() > 10) return false;
+    out = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      out = out * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return true;
+  };
+  if (!number(text.substr(0, colon), first) || !number(text.substr(colon + 1), count))
+    return bad("not two numbers");
+  if (first == 0) return bad("host id 0 is root: a user namespace must map the step's root elsewhere");
+  if (count == 0) return bad("an empty range");
+  if (first + count > 0xFFFFFFFFull) return bad("the range ends past the last host id (4294967294)");
+  return IdRange{static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(count)};
+}
+
 Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const OciOptions& options) {
   if (spec.argv.empty()) return invalid("the step's command (argv) is empty");
   KILN_ASSIGN_OR_RETURN(std::string cwd, container_path(spec.cwd, "working directory"));
@@ -201,6 +227,11 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
   if (spec.limits.cpu_millicores && *spec.limits.cpu_millicores == 0)
     return invalid("cpu limit of 0 millicores: give a positive value or no limit");
   if (spec.hostname.empty()) return invalid("the container's hostname is empty");
+  const auto& userns = options.user_namespace;
+  if (userns && (spec.uid >= userns->count || spec.gid >= userns->count))
+    return invalid(
+        fmt::format("user {}:{} is outside the user namespace's {} ids: give --userns a larger COUNT",
+                    spec.uid, spec.gid, userns->count));
 
   const auto& caps = default_capabilities();
   json process = {
@@ -223,9 +254,14 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
             {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}),
       mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}),
       mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}),
-      mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
+      // A user namespace may mount sysfs only for a network namespace it
+      // owns; with the host's network it gets the host's /sys, read-only.
+      userns && host_network ? mount("/sys", "bind", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro"})
+                             : mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
       mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}),
-      mount("/etc/hosts", "bind", paths.hosts_file, {"rbind", "rprivate", "ro"}),
+      // nosuid, nodev, noexec as the file's own mount has them: in a user
+      // namespace, the runtime's read-only remount may not clear them.
+      mount("/etc/hosts", "bind", paths.hosts_file, {"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"}),
   });
   if (host_network)
     mounts.push_back(mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", {"rbind", "rprivate", "ro"}));
@@ -235,18 +271,24 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
     mounts.push_back(mount(target, "bind", paths.secret_files[i],
                            {"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"}));
   }
-  for (const auto& m : spec.mounts) {
+  if (!paths.mount_sources.empty() && paths.mount_sources.size() != spec.mounts.size())
+    return make_error(ErrorKind::kInternal, fmt::format("{} mount sources prepared for {} mounts",
+                                                        paths.mount_sources.size(), spec.mounts.size()));
+  for (std::size_t i = 0; i < spec.mounts.size(); ++i) {
+    const BindMount& m = spec.mounts[i];
     if (m.source.empty() || m.source[0] != '/')
       return invalid(fmt::format("mount source {:?} must be an absolute host path", m.source));
     KILN_ASSIGN_OR_RETURN(std::string destination, container_path(m.destination, "mount target"));
     std::vector<std::string> opts = {"rbind", "rprivate", "nosuid", "nodev"};
     if (m.read_only) opts.push_back("ro");
-    mounts.push_back(mount(destination, "bind", m.source, std::move(opts)));
+    mounts.push_back(mount(destination, "bind",
+                           paths.mount_sources.empty() ? m.source : paths.mount_sources[i], std::move(opts)));
   }
 
   json namespaces =
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (!host_network) namespaces.push_back({{"type", "network"}});
+  if (userns) namespaces.push_back({{"type", "user"}});
 
   json config = {
       {"ociVersion", "1.0.2"},
@@ -261,6 +303,12 @@ Result<json> make_oci_config(const RunSpec& spec, const OciPaths& paths, const O
         {"readonlyPaths", readonly_paths()}}},
   };
   if (options.seccomp) config["linux"]["seccomp"] = default_seccomp_profile();
+  if (userns) {
+    json mapping =
+        json::array({{{"containerID", 0}, {"hostID", userns->host_first}, {"size", userns->count}}});
+    config["linux"]["uidMappings"] = mapping;
+    config["linux"]["gidMappings"] = mapping;
+  }
   return config;
 }
 

@@ -48,7 +48,10 @@ std::string_view oci_runtime_name(OciRuntime runtime);
 struct RuncSandboxOptions {
   std::string state_dir;  // created if missing
   OciRuntime runtime = OciRuntime::kRunc;
-  OciOptions oci = {};  // configuration choices (no_new_privileges)
+  // Configuration choices: no_new_privileges, seccomp, and user_namespace
+  // (steps as an unprivileged host uid range; the store's filesystem must
+  // support idmapped mounts: btrfs, xfs, ext4, not overlayfs).
+  OciOptions oci = {};
 };
 
 // What create() removed from a crashed owner of the state directory.
@@ -57,6 +60,7 @@ struct LeftoverReport {
   std::vector<std::string> cgroups;     // step cgroups emptied and removed
   int bundles = 0;                      // bundle directories removed
   int secret_dirs = 0;                  // per-step secret directories wiped
+  int mounts = 0;                       // idmapped mounts of user-namespaced steps detached
   bool removed_anything() const;
   // "removed leftovers of an earlier run: containers kiln-1f.., kiln-2a..; 1 bundle directories" or "no
   // leftovers"
@@ -97,6 +101,11 @@ class RuncSandbox final : public Sandbox {
   std::string bundles_dir_;   // STATE/bundles
   std::string secrets_dir_;   // STATE/secrets (a tmpfs)
   std::string cgroup_group_;
+  // --userns: a tmpfs (/run/kiln/<hash>) holding each step's view, and the
+  // user namespace its idmapped mounts use.
+  std::string views_dir_;
+  bool views_mounted_ = false;
+  UniqueFd userns_fd_;
   bool crun_needs_private_cgroup_ns_ = false;
   UniqueFd lock_fd_;  // flock on STATE/lock: one owner per state directory
   LeftoverReport leftovers_;
