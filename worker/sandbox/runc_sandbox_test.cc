@@ -1,23 +1,17 @@
-// RuncSandbox against the real runtimes (runc, and crun for the basics), as
-// root, with a busybox root filesystem built by the fixture.
+// RuncSandbox against runc, as root: what a step gets (output, status, user,
+// network, capabilities, mounts, secrets, stdin) and its limits. The
+// fixture: testing/runc_sandbox_fixture.h; a step's end when its owner dies
+// and the leftovers: runc_sandbox_leftovers_test.cc; crun and --userns: their
+// own files.
 #include "worker/sandbox/runc_sandbox.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -25,9 +19,8 @@
 
 #include "common/subprocess.h"
 #include "common/unique_fd.h"
-#include "tests/support/temp_dir.h"
 #include "worker/sandbox/cgroup.h"
-#include "worker/sandbox/testing/sandbox_test_util.h"
+#include "worker/sandbox/testing/runc_sandbox_fixture.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -35,150 +28,13 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+using testing::eventually;
 using testing::host_processes_with;
 using testing::make_busybox_rootfs;
+using testing::read_file;
+using testing::SandboxTest;
 using testing::unique_number;
-std::string read_file(const fs::path& p) {
-  return testing::read_text_file(p);
-}
-void write_file(const fs::path& p, std::string_view content) {
-  testing::write_text_file(p, content);
-}
-
-// Waits up to 10 s for `condition`; true if it came true.
-bool eventually(const std::function<bool()>& condition) {
-  for (int i = 0; i < 1000; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
-class SandboxTest : public ::testing::Test {
- protected:
-  void SetUp() override { set_up(OciRuntime::kRunc); }
-
-  void set_up(OciRuntime runtime, OciOptions oci = {}) {
-    runtime_ = runtime;
-    oci_ = oci;
-    temp_.emplace("kiln-sandbox-test");
-    dir_ = temp_->path();
-    rootfs_ = dir_ / "rootfs";
-    state_ = dir_ / "state";
-    make_busybox_rootfs(rootfs_);
-    auto sandbox = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime, .oci = oci});
-    ASSERT_TRUE(sandbox) << sandbox.error().to_string();
-    sandbox_ = std::move(*sandbox);
-  }
-
-  void TearDown() override {
-    // Whatever a failed test left running goes (it would outlive the test).
-    if (sandbox_) {
-      for (const auto& id : runtime_containers())
-        (void)run_command(sandbox_->runtime_command({"delete", "--force", id}), {.timeout = 30s});
-      (void)StepCgroup::remove_group_leftovers(sandbox_->cgroup_group());
-    }
-    sandbox_.reset();
-    temp_.reset();
-  }
-
-  static RunSpec sh(const std::string& command) {
-    RunSpec spec;
-    spec.argv = {"/bin/sh", "-c", command};
-    spec.env = {"PATH=/bin"};
-    return spec;
-  }
-
-  Status run(const RunSpec& spec, std::string* output = nullptr) {
-    CancelToken cancel;
-    std::string out;
-    Status s = sandbox_->run(
-        spec, rootfs_.string(), [&](std::string_view c) { out += c; }, cancel);
-    if (output) *output = out;
-    return s;
-  }
-
-  std::string run_ok(const RunSpec& spec) {
-    std::string out;
-    Status s = run(spec, &out);
-    EXPECT_TRUE(s) << s.error().to_string() << "\noutput: " << out;
-    return out;
-  }
-
-  std::vector<std::string> runtime_containers() {
-    auto out = run_command(sandbox_->runtime_command({"list", "-q"}), {.timeout = 30s});
-    EXPECT_TRUE(out && out->ok()) << (out ? out->output : out.error().to_string());
-    std::vector<std::string> ids;
-    std::istringstream in(out ? out->output : "");
-    std::string id;
-    while (in >> id) ids.push_back(id);
-    return ids;
-  }
-
-  // Directories of this sandbox's step cgroups still present on the host.
-  std::vector<std::string> step_cgroups() {
-    std::vector<std::string> left;
-    auto mounts = cgroup_mounts();
-    EXPECT_TRUE(mounts);
-    for (const auto& m : *mounts) {
-      fs::path group = fs::path(m.path) / sandbox_->cgroup_group();
-      if (!fs::exists(group)) continue;
-      for (const auto& e : fs::directory_iterator(group))
-        if (e.is_directory()) left.push_back(e.path().string());
-    }
-    return left;
-  }
-
-  // A worker killed with kill -9 in the middle of a long step, played by a
-  // child process that owns the sandbox and runs the step: within 3 s of its
-  // death no process of the step may be left, and the next owner of the
-  // state directory removes what the step left on disk.
-  void kill_the_owner_mid_step_then_start_again() {
-    const OciRuntime runtime = runtime_;
-    const OciOptions oci = oci_;
-    const std::string marker = "sleep " + unique_number();
-    sandbox_.reset();
-    pid_t owner = ::fork();
-    ASSERT_GE(owner, 0);
-    if (owner == 0) {
-      auto sandbox = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime, .oci = oci});
-      if (!sandbox) ::_exit(10);
-      CancelToken cancel;
-      (void)(*sandbox)->run(sh(marker), rootfs_.string(), nullptr, cancel);
-      ::_exit(11);  // not reached: the test kills this process first
-    }
-    bool started = eventually([&] { return host_processes_with(marker).size() == 1; });
-    ::kill(owner, SIGKILL);
-    int status = 0;
-    ASSERT_EQ(::waitpid(owner, &status, 0), owner);
-    ASSERT_TRUE(started) << "the step never started; the owner exited with " << describe_wait_status(status);
-    ASSERT_TRUE(WIFSIGNALED(status)) << describe_wait_status(status);
-
-    auto killed = std::chrono::steady_clock::now();
-    while (!host_processes_with(marker).empty() && std::chrono::steady_clock::now() < killed + 3s)
-      std::this_thread::sleep_for(5ms);
-    RecordProperty("ms_until_the_step_was_gone",
-                   static_cast<int>((std::chrono::steady_clock::now() - killed) / 1ms));
-    EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{})
-        << "the step outlived its owner by 3 s";
-
-    auto again = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime, .oci = oci});
-    ASSERT_TRUE(again) << again.error().to_string();
-    sandbox_ = std::move(*again);
-    EXPECT_EQ(sandbox_->leftovers().containers.size(), 1u) << sandbox_->leftovers().to_string();
-    EXPECT_EQ(sandbox_->leftovers().bundles, 1) << sandbox_->leftovers().to_string();
-    EXPECT_TRUE(runtime_containers().empty());
-    EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
-    EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
-    EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
-  }
-
-  std::optional<kiln::testing::TempDir> temp_;
-  fs::path dir_, rootfs_, state_;
-  OciRuntime runtime_ = OciRuntime::kRunc;
-  OciOptions oci_;
-  std::unique_ptr<RuncSandbox> sandbox_;
-};
+using testing::write_file;
 
 TEST_F(SandboxTest, OutputIsStreamedWhileTheCommandRuns) {
   // The command waits for a file that the output sink creates when it sees
@@ -600,256 +456,6 @@ TEST_F(SandboxTest, AStepThatFailsAfterItsCgroupExistsLeavesNoCgroup) {
   EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
   EXPECT_TRUE(runtime_containers().empty());
   EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
-}
-
-TEST_F(SandboxTest, SecondOwnerOfAStateDirectoryIsRefused) {
-  auto second = RuncSandbox::create({.state_dir = state_.string()});
-  ASSERT_FALSE(second);
-  EXPECT_EQ(second.error().kind(), ErrorKind::kBusy);
-  // The refused one must not have touched the owner's secrets tmpfs.
-  RunSpec spec = sh("cat /s");
-  spec.secrets = {{"/s", "still here"}};
-  EXPECT_EQ(run_ok(spec), "still here");
-}
-
-TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
-  // A worker that dies mid-step, played by a child process: it owns the
-  // state directory, has a `kiln-` container running `sleep` (detached, with
-  // its cgroup), a bundle and a secret, and exits without cleaning up.
-  const std::string marker = "sleep " + unique_number();
-  const std::string id = "kiln-leftover" + unique_number();
-  fs::path bundle = state_ / "bundles" / id;
-  std::string group = sandbox_->cgroup_group();
-  std::vector<std::string> start_command;
-  sandbox_.reset();
-  pid_t worker = ::fork();
-  ASSERT_GE(worker, 0);
-  if (worker == 0) {
-    auto crashed = RuncSandbox::create({.state_dir = state_.string()});
-    if (!crashed) ::_exit(10);
-    fs::create_directories(bundle);
-    write_file(bundle / "hosts", hosts_file_content("builder"));
-    OciPaths paths{.rootfs = fs::canonical(rootfs_).string(),
-                   .hosts_file = (bundle / "hosts").string(),
-                   .secret_files = {},
-                   .cgroups_path = "/" + group + "/" + id + "/ctr"};
-    auto config = make_oci_config(sh(marker), paths, {});
-    if (!config) ::_exit(11);
-    write_file(bundle / "config.json", config->dump());
-    fs::create_directories(state_ / "secrets" / id);
-    write_file(state_ / "secrets" / id / "0", "stale secret");
-    auto started =
-        Subprocess::spawn((*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}),
-                          {.group = ProcessGroup::kNew});
-    if (!started || started->wait() != 0) ::_exit(12);
-    // Its watchdog dies first (as when both are killed at once), so the
-    // container is left running for the next owner to find.
-    ::kill((*crashed)->watchdog_pid(), SIGKILL);
-    ::_exit(0);  // no destructors: the tmpfs stays mounted, the container runs
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(worker, &status, 0), worker);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  // `run --detach` returns once the container started, maybe before its exec.
-  ASSERT_TRUE(eventually([&] { return host_processes_with(marker).size() == 1; }));
-
-  auto again = RuncSandbox::create({.state_dir = state_.string()});
-  ASSERT_TRUE(again) << again.error().to_string();
-  sandbox_ = std::move(*again);
-  const LeftoverReport& report = sandbox_->leftovers();
-  EXPECT_EQ(report.containers, std::vector<std::string>{id});
-  EXPECT_EQ(report.bundles, 1);
-  EXPECT_EQ(report.secret_dirs, 1);
-  EXPECT_NE(report.to_string().find(id), std::string::npos) << report.to_string();
-  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
-  EXPECT_TRUE(runtime_containers().empty());
-  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
-  EXPECT_FALSE(fs::exists(bundle));
-  // And the sandbox works afterwards.
-  EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
-}
-
-TEST_F(SandboxTest, StepsDieWithTheProcessThatOwnsTheSandbox) {
-  kill_the_owner_mid_step_then_start_again();
-}
-
-TEST_F(SandboxTest, DestroyingTheSandboxRemovesItsCgroupGroup) {
-  run_ok(sh("true"));
-  auto mounts = cgroup_mounts();
-  ASSERT_TRUE(mounts);
-  std::string group = sandbox_->cgroup_group();
-  sandbox_.reset();
-  for (const auto& m : *mounts) EXPECT_FALSE(fs::exists(fs::path(m.path) / group)) << m.path;
-}
-
-TEST_F(SandboxTest, UnknownRuntimeNameIsRejected) {
-  auto r = parse_oci_runtime("kata");
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("use \"runc\""), std::string::npos);
-  EXPECT_EQ(*parse_oci_runtime("crun"), OciRuntime::kCrun);
-}
-
-class CrunSandboxTest : public SandboxTest {
- protected:
-  void SetUp() override { set_up(OciRuntime::kCrun); }
-};
-
-TEST_F(CrunSandboxTest, BasicRunWorksWithCrun) {
-  fs::create_directories(rootfs_ / "work");
-  RunSpec spec =
-      sh("echo hello from $(hostname); pwd; id -u; ls /sys/class/net; grep CapEff /proc/self/status");
-  spec.cwd = "/work";
-  spec.uid = 0;
-  std::string out = run_ok(spec);
-  EXPECT_EQ(out.substr(0, out.find("CapEff")), "hello from builder\n/work\n0\nlo\n");
-  Status s = run(sh("exit 7"));
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().message(), "command exited with status 7");
-  EXPECT_TRUE(runtime_containers().empty());
-}
-
-TEST_F(CrunSandboxTest, StepsDieWithTheProcessThatOwnsTheSandboxWithCrunToo) {
-  kill_the_owner_mid_step_then_start_again();
-}
-
-TEST_F(CrunSandboxTest, CancelAndLimitsWorkWithCrun) {
-  const std::string marker = "sleep " + unique_number();
-  CancelToken cancel;
-  std::thread canceller([&] {
-    std::this_thread::sleep_for(500ms);
-    cancel.cancel();
-  });
-  Status s = sandbox_->run(sh(marker), rootfs_.string(), nullptr, cancel);
-  canceller.join();
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);
-  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
-  EXPECT_TRUE(runtime_containers().empty());
-  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
-
-  RunSpec spec = sh("head -c 200m /dev/zero | tail");
-  spec.limits.memory_bytes = 32ull << 20;
-  Status m = run(spec);
-  ASSERT_FALSE(m);
-  EXPECT_EQ(m.error().message(), "killed: memory limit of 32.0 MiB reached (command exited with status 137)");
-}
-
-// --userns: steps in a user namespace, their root an unprivileged host uid.
-class UsernsSandboxTest : public SandboxTest {
- protected:
-  void SetUp() override { set_up(OciRuntime::kRunc, {.user_namespace = kDefaultUserNamespace}); }
-};
-
-// The host's view of a process: "Uid:\treal\teffective\t...".
-std::string host_uid_line(const std::string& process_line) {
-  std::string pid = process_line.substr(0, process_line.find(':'));
-  std::istringstream status(read_file("/proc/" + pid + "/status"));
-  std::string line;
-  while (std::getline(status, line))
-    if (line.starts_with("Uid:")) return line;
-  return "";
-}
-
-TEST_F(UsernsSandboxTest, TheStepsRootIsAnUnprivilegedHostUid) {
-  const std::string marker = "sleep " + unique_number();
-  CancelToken cancel;
-  std::string out, uid_on_host;
-  Status s = sandbox_->run(
-      sh("cat /proc/self/uid_map; id -u; echo ready; exec " + marker), rootfs_.string(),
-      [&](std::string_view chunk) {
-        out += chunk;
-        if (out.find("ready\n") == std::string::npos || !uid_on_host.empty()) return;
-        std::vector<std::string> found;
-        eventually([&] { return !(found = host_processes_with(marker)).empty(); });
-        uid_on_host = found.empty() ? "not found" : host_uid_line(found[0]);
-        cancel.cancel();
-      },
-      cancel);
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled) << s.error().to_string();
-  std::istringstream lines(out);
-  std::string inside, outside, count, id;
-  lines >> inside >> outside >> count >> id;
-  EXPECT_EQ(inside + " " + outside + " " + count, "0 1000000000 65536") << out;
-  EXPECT_EQ(id, "0");                                                              // root inside...
-  EXPECT_EQ(uid_on_host, "Uid:\t1000000000\t1000000000\t1000000000\t1000000000");  // ...nobody outside
-}
-
-TEST_F(UsernsSandboxTest, FilesKeepTheirOwnOwnersOnDiskThroughIdmappedMounts) {
-  fs::path cache = dir_ / "cache";
-  fs::create_directories(cache);
-  write_file(rootfs_ / "owned-by-1000", "");
-  RunSpec spec =
-      sh("stat -c '%u %n' /bin/busybox /cache; touch /made; mkdir /cache/d && echo hi > /cache/d/f; "
-         "chown 1000:1000 /owned-by-1000; cat /run/secret; id -u");
-  spec.mounts = {{cache.string(), "/cache"}};
-  spec.secrets = {{"/run/secret", "sesame\n"}};
-  spec.uid = 0;
-  EXPECT_EQ(run_ok(spec), "0 /bin/busybox\n0 /cache\nsesame\n0\n");
-  auto owner = [](const fs::path& p) {
-    struct stat st {};
-    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-    return std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);
-  };
-  EXPECT_EQ(owner(rootfs_ / "made"), "0:0");
-  EXPECT_EQ(owner(cache / "d/f"), "0:0");
-  EXPECT_EQ(owner(rootfs_ / "owned-by-1000"), "1000:1000");
-
-  // A non-root step user, and its secret, map the same way.
-  RunSpec user = sh("id -u; cat /run/secret; touch /tmp/mine");
-  user.uid = 1000;
-  user.gid = 1000;
-  user.secrets = {{"/run/secret", "for 1000\n"}};
-  EXPECT_EQ(run_ok(user), "1000\nfor 1000\n");
-  EXPECT_EQ(owner(rootfs_ / "tmp/mine"), "1000:1000");
-  // Nothing of the steps' views is left mounted.
-  auto mounts = read_file("/proc/self/mountinfo");
-  EXPECT_EQ(mounts.find(rootfs_.string() + " "), std::string::npos);
-  EXPECT_TRUE(fs::is_empty(fs::path("/run/kiln") / sandbox_->cgroup_group().substr(5)));
-}
-
-TEST_F(UsernsSandboxTest, NetworkLimitsAndTheSeccompProfileStillApply) {
-  EXPECT_EQ(run_ok(sh("ls /sys/class/net")), "lo\n");
-  RunSpec host = sh("ls /sys/class/net | grep -c .");
-  host.network = {"host"};
-  EXPECT_NE(run_ok(host), "1\n");
-  RunSpec hog = sh("head -c 200m /dev/zero | tail");
-  hog.limits.memory_bytes = 32ull << 20;
-  Status s = run(hog);
-  ASSERT_FALSE(s);
-  EXPECT_THAT(s.error().message(), ::testing::StartsWith("killed: memory limit of 32.0 MiB reached"));
-  Status nested = run(sh("unshare -U true"));
-  EXPECT_FALSE(nested);
-}
-
-TEST_F(UsernsSandboxTest, StepsDieWithTheProcessThatOwnsTheSandboxInAUserNamespaceToo) {
-  kill_the_owner_mid_step_then_start_again();
-  EXPECT_EQ(sandbox_->leftovers().mounts, 1);  // the killed step's idmapped root filesystem
-}
-
-TEST_F(UsernsSandboxTest, AnOverlayfsRootIsRefusedSayingWhichStoresWork) {
-  for (const char* d : {"lower", "upper", "work", "merged"}) fs::create_directories(dir_ / d);
-  std::string options = "lowerdir=" + rootfs_.string() + ",upperdir=" + (dir_ / "upper").string() +
-                        ",workdir=" + (dir_ / "work").string();
-  auto mounted = run_command({"mount", "-t", "overlay", "overlay", "-o", options, (dir_ / "merged").string()},
-                             {.timeout = 30s});
-  ASSERT_TRUE(mounted && mounted->ok()) << (mounted ? mounted->output : mounted.error().to_string());
-  rootfs_ = dir_ / "merged";
-  Status s = run(sh("true"));
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().kind(), ErrorKind::kUnsupported);
-  EXPECT_THAT(s.error().message(), ::testing::HasSubstr("cannot idmap overlayfs"));
-  EXPECT_THAT(s.error().message(), ::testing::HasSubstr("use a btrfs:, xfs: or rsync: store"));
-  (void)run_command({"umount", (dir_ / "merged").string()}, {.timeout = 30s});
-}
-
-TEST_F(UsernsSandboxTest, CrunRunsUserNamespacedStepsToo) {
-  sandbox_.reset();
-  set_up(OciRuntime::kCrun, {.user_namespace = kDefaultUserNamespace});
-  EXPECT_EQ(run_ok(sh("cat /proc/self/uid_map | tr -s ' '; touch /by-crun")), " 0 1000000000 65536\n");
-  struct stat st {};
-  ASSERT_EQ(::stat((rootfs_ / "by-crun").c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, 0u);
 }
 
 }  // namespace
