@@ -4,6 +4,7 @@
 // the worker dies. Needs root.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,6 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 using kiln::sandbox::testing::host_processes_with;
 using kiln::sandbox::testing::read_text_file;
@@ -139,11 +141,11 @@ TEST_F(WorkerProcessE2eTest, AKilledWorkersStepDiesWithinSecondsAndItsRestartCle
 
   worker->kill_now();  // SIGKILL
   auto killed = std::chrono::steady_clock::now();
-  while (!host_processes_with(marker).empty() && std::chrono::steady_clock::now() < killed + 3s)
+  while (!host_processes_with(marker).empty() && std::chrono::steady_clock::now() < killed + 2s)
     std::this_thread::sleep_for(5ms);
   RecordProperty("ms_until_the_step_was_gone",
                  static_cast<int>((std::chrono::steady_clock::now() - killed) / 1ms));
-  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{}) << "the step outlived its worker by 3 s";
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{}) << "the step outlived its worker by 2 s";
 
   // The next start removes what the killed step left (a scheduler of its
   // own: the first one still holds the dead worker's messages).
@@ -156,6 +158,47 @@ TEST_F(WorkerProcessE2eTest, AKilledWorkersStepDiesWithinSecondsAndItsRestartCle
   ASSERT_TRUE(list && list->ok());
   EXPECT_EQ(list->output, "");
   EXPECT_TRUE(fs::is_empty(state_ + "/sandbox/bundles"));
+  EXPECT_EQ(again->stop(), 0) << again->log();
+}
+
+// The pid of the watchdog (comm "kiln-watchdog") that `worker` forked, or 0.
+pid_t watchdog_of(pid_t worker) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (trimmed(read_text_file(e.path() / "comm")) != "kiln-watchdog") continue;
+    std::istringstream status(read_text_file(e.path() / "status"));
+    std::string line;
+    while (std::getline(status, line))
+      if (line.starts_with("PPid:") && std::stoi(line.substr(5)) == worker) return std::stoi(name);
+  }
+  return 0;
+}
+
+TEST_F(WorkerProcessE2eTest, AStepLeftRunningByAWorkerKilledWithItsWatchdogIsKilledByTheNextStart) {
+  // Both killed at once (the watchdog first, as a kill of every process on
+  // the host might): nothing kills the step then but the next start.
+  testing::FakeScheduler scheduler;
+  auto worker = start_worker(scheduler);
+  scheduler.accept_registration();
+  const std::string marker = "sleep " + unique_number();
+  scheduler.send(assign("orphan", "((from busybox) (run (shell \"" + marker + "\")))"));
+  ASSERT_FALSE(wait_for_process(marker, *worker).empty());
+  const pid_t watchdog = watchdog_of(worker->pid());
+  ASSERT_GT(watchdog, 0) << "no kiln-watchdog child of the worker";
+  ASSERT_EQ(::kill(watchdog, SIGKILL), 0);
+  worker->kill_now();
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(host_processes_with(marker).size(), 1u) << "the step died without its watchdog";
+
+  testing::FakeScheduler again_scheduler;
+  auto again = start_worker(again_scheduler);
+  again_scheduler.accept_registration();
+  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
+  EXPECT_THAT(again->log(), HasSubstr("removed leftovers of an earlier run: containers kiln-"));
+  auto list = run_command({"runc", "--root", state_ + "/sandbox/runtime", "list", "-q"}, {.timeout = 30s});
+  ASSERT_TRUE(list && list->ok());
+  EXPECT_EQ(list->output, "");
   EXPECT_EQ(again->stop(), 0) << again->log();
 }
 
@@ -208,6 +251,49 @@ TEST_F(WorkerProcessE2eTest, AStepThatFillsTheStoresDiskFailsSayingSo) {
   EXPECT_EQ(done.outcome, "failed");
   EXPECT_THAT(done.error, HasSubstr("no space left on device"));
   EXPECT_EQ(worker->stop(), 0) << worker->log();
+}
+
+// How often `text` occurs in `log`.
+int occurrences(const std::string& log, const std::string& text) {
+  int n = 0;
+  for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + text.size())) ++n;
+  return n;
+}
+
+TEST_F(WorkerProcessE2eTest, AWorkerShortOfDiskKeepsFreshResultsAndLogsWhatItPrunedAndWhy) {
+  // Issue 13: right after a job succeeded, a worker short of disk pruned the
+  // result it had just reported. With the default --prune-min-age the passes
+  // at start and after the job remove nothing and say why.
+  const std::vector<std::string> always_low = {"--prune-below-bytes", "1000T"};
+  testing::FakeScheduler scheduler;
+  auto worker = start_worker(scheduler, always_low);
+  scheduler.accept_registration();
+  scheduler.send(assign("fresh", "((from busybox) (run (shell \"echo fresh\")))"));
+  auto done = scheduler.events_until_done(nullptr, 120s).back();
+  ASSERT_EQ(done.outcome, "succeeded") << done.error << "\n" << worker->log();
+  const std::string kept_fresh =
+      "nothing more may be pruned (kept: results used in the last 10m 00s (--prune-min-age))";
+  EXPECT_TRUE(kiln::testing::eventually([&] { return occurrences(worker->log(), kept_fresh) >= 2; }, 60s))
+      << "no prune pass after the job:\n"
+      << worker->log();
+  EXPECT_THAT(worker->log(), Not(HasSubstr("pruned 2 result(s)")));
+  EXPECT_EQ(worker->stop(), 0) << worker->log();
+
+  // Both results (the base and the step) were still there: a restart with
+  // no minimum age prunes them at once and says what and why.
+  testing::FakeScheduler again_scheduler;
+  auto again = start_worker(again_scheduler, {"--prune-below-bytes", "1000T", "--prune-min-age", "0"});
+  again_scheduler.accept_registration();
+  EXPECT_TRUE(kiln::testing::eventually(
+      [&] { return again->log().find("pruned 2 result(s)") != std::string::npos; }, 60s))
+      << again->log();
+  EXPECT_THAT(again->log(),
+              ::testing::ContainsRegex(
+                  "pruned 2 result\\(s\\), [0-9.]+ (B|[KMG]iB), last used [0-9T:Z-]+ to [0-9T:Z-]+, "
+                  "because the store's filesystem had [0-9.]+ [KMGT]iB free, below "
+                  "--prune-below-bytes 1000.0 TiB; kept: results used in the last 0 s "
+                  "\\(--prune-min-age\\); now "));
+  EXPECT_EQ(again->stop(), 0) << again->log();
 }
 
 TEST_F(WorkerProcessE2eTest, WithUsernsStepsRunAsAnUnprivilegedHostUid) {
