@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -66,6 +67,11 @@ void add_run_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
   cmd->add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
   cmd->add_option("--step-timeout", flags.step_timeout_seconds,
                   "Seconds each run step may take before it is killed; default none");
+  cmd->add_option("--userns", flags.userns,
+                  "Run steps in a user namespace: container ids 0.. are host ids HOST_FIRST.. (default "
+                  "1000000000:65536); needs a btrfs:, xfs: or rsync: store")
+      ->expected(0, 1)
+      ->default_str("");
 }
 
 // The local builder under KILN_HOME, from the flags. Commands that run no

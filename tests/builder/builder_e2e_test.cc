@@ -365,6 +365,23 @@ TEST_F(BuilderE2eTest, BuildsWithCrunToo) {
   EXPECT_EQ(count_of(again.out, " from cache"), 2u);
 }
 
+// --userns: the step's root is host uid 1000000000; the default overlayfs
+// store cannot be idmapped, so it is refused before anything runs.
+TEST_F(BuilderE2eTest, UsernsRunsStepsAsAnUnprivilegedHostUidAndNeedsAnIdmappableStore) {
+  std::string spec =
+      spec_file("userns.spec", R"(((from busybox) (run (shell "cat /proc/self/uid_map; id -u"))))");
+  ProcessResult refused = kiln({"build", "-f", spec, "--userns", "--oci-runtime", "runc", context_});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.err,
+              HasSubstr("--userns needs a store the kernel can idmap: --store btrfs:DIR, xfs:DIR"));
+  EXPECT_FALSE(std::filesystem::exists(home_.path() + "/store"));
+
+  ProcessResult r =
+      kiln({"build", "-f", spec, "--userns", "--store", "rsync:" + home_.path() + "/rsync", context_});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("0 +1000000000 +65536\n0\n"));
+}
+
 // The builder library in one process with the real runc sandbox and a real
 // overlayfs store: what two `kiln build` processes cannot do on one store
 // (RocksDB's lock), i.e. concurrent builds and a prune during a build.

@@ -114,6 +114,19 @@ struct CacheStats {
 // Called with each id just before it is deleted (for display).
 using DeleteLog = std::function<void(const std::string& id)>;
 
+// What one prune() call removed and kept, for its caller's log.
+struct PruneReport {
+  std::size_t removed = 0;
+  // The removed results' sizes, as measured in the background after each
+  // was built (a result not measured yet counts 0).
+  std::uint64_t bytes = 0;
+  // When the least and the most recently used of the removed results were
+  // last used; unset when none was removed.
+  std::optional<std::chrono::system_clock::time_point> oldest_last_used, newest_last_used;
+  // Leaves old enough to go that a running build uses, left in place.
+  std::size_t kept_in_use = 0;
+};
+
 class Builder {
  public:
   Builder(store::Store& store, sandbox::Sandbox& sandbox, fetcher::Fetcher& fetcher,
@@ -135,9 +148,12 @@ class Builder {
 
   // Removes up to `limit` results that have no children and were last used
   // before `before`, oldest first, repeating as parents become leaves; never
-  // one a running build uses. Returns how many were removed.
+  // one a running build uses, and never one used at or after `before` (so
+  // a caller keeps results younger than a minimum age by passing now - age).
+  // Returns how many were removed; `report`, when given, receives what was
+  // removed and kept (filled in on errors too, up to the failure).
   Result<std::size_t> prune(std::chrono::system_clock::time_point before, std::size_t limit,
-                            const DeleteLog& log = {});
+                            const DeleteLog& log = {}, PruneReport* report = nullptr);
 
   // How many results the store holds (OBuilder's `count`).
   Result<std::uint64_t> count();

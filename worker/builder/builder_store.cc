@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <set>
 
 namespace kiln::builder {
 
@@ -44,7 +45,11 @@ Status Builder::delete_result(const std::string& id, const DeleteLog& log) {
 }
 
 Result<std::size_t> Builder::prune(std::chrono::system_clock::time_point before, std::size_t limit,
-                                   const DeleteLog& log) {
+                                   const DeleteLog& log, PruneReport* report) {
+  PruneReport local_report;
+  PruneReport& r = report != nullptr ? *report : local_report;
+  r = {};
+  std::set<std::string> kept;
   std::size_t removed = 0;
   while (removed < limit) {
     std::size_t pinned_count;
@@ -64,11 +69,20 @@ Result<std::size_t> Builder::prune(std::chrono::system_clock::time_point before,
       // Checked and deleted under the pin lock, so no build can start using
       // it in between.
       std::lock_guard lock(pins_mu_);
-      if (pinned_.contains(leaf)) continue;
+      if (pinned_.contains(leaf)) {
+        if (kept.insert(leaf).second) ++r.kept_in_use;
+        continue;
+      }
+      auto info = store_.info(leaf);
       if (log) log(leaf);
       KILN_RETURN_IF_ERROR(store_.delete_result(leaf));
       ++removed;
       ++this_round;
+      r.removed = removed;
+      if (!info) continue;
+      r.bytes += info->size_bytes;
+      if (!r.oldest_last_used || info->last_used < *r.oldest_last_used) r.oldest_last_used = info->last_used;
+      if (!r.newest_last_used || info->last_used > *r.newest_last_used) r.newest_last_used = info->last_used;
     }
     // Deleting leaves may have made their parents leaves: go round again.
     if (this_round == 0) break;

@@ -508,16 +508,23 @@ TEST_F(BuilderTest, PruneNeverRemovesTheBaseOfARunningBuild) {
   std::string running_base = ids::step_id_of(ids::encode_from_step("other"));
   std::string done_base = ids::step_id_of(ids::encode_from_step("busybox"));
   std::vector<std::string> deleted;
+  auto done_used = store_->info(*done)->last_used, base_used = store_->info(done_base)->last_used;
   // No limit (as `kiln clean`): every unpinned leaf, round after round.
-  auto removed = builder_->prune(std::chrono::system_clock::now() + std::chrono::hours(1),
-                                 std::numeric_limits<std::size_t>::max(),
-                                 [&](const std::string& id) { deleted.push_back(id); });
+  PruneReport report;
+  auto removed = builder_->prune(
+      std::chrono::system_clock::now() + std::chrono::hours(1), std::numeric_limits<std::size_t>::max(),
+      [&](const std::string& id) { deleted.push_back(id); }, &report);
   ASSERT_TRUE(removed) << removed.error().to_string();
   // The finished chain goes (its leaf, then its base once that became a leaf);
   // the running build's base is a leaf too but stays.
   EXPECT_EQ(*removed, 2u);
   EXPECT_EQ(deleted, (std::vector<std::string>{*done, done_base}));
   EXPECT_TRUE(stored(running_base));
+  // The report says as much, with when the removed ones were last used.
+  EXPECT_EQ(report.removed, 2u);
+  EXPECT_EQ(report.kept_in_use, 1u);
+  EXPECT_EQ(report.oldest_last_used, std::min(done_used, base_used));
+  EXPECT_EQ(report.newest_last_used, std::max(done_used, base_used));
   gate.open();
   auto id = running.get();
   ASSERT_TRUE(id) << id.error().to_string();

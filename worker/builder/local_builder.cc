@@ -1,5 +1,7 @@
 #include "worker/builder/local_builder.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 
@@ -23,7 +25,7 @@ class NoSandbox final : public sandbox::Sandbox {
 Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
   BuilderOptions options;
   KILN_ASSIGN_OR_RETURN(options.image_aliases, kiln::image_aliases(flags.image_aliases));
-  if (!flags.memory.empty()) {
+  if (!flags.memory.empty() && flags.memory != "none") {
     KILN_ASSIGN_OR_RETURN(options.limits.memory_bytes, kiln::parse_byte_size("--memory", flags.memory));
   }
   if (flags.pids > 0) options.limits.pids = flags.pids;
@@ -33,7 +35,17 @@ Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
   return options;
 }
 
+constexpr std::uint32_t kDefaultWorkerPids = 4096;
+
 }  // namespace
+
+sandbox::Limits default_worker_step_limits() {
+  sandbox::Limits limits;
+  long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) limits.memory_bytes = static_cast<std::uint64_t>(pages) * page_size / 2;
+  limits.pids = kDefaultWorkerPids;
+  return limits;
+}
 
 Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptions& options) {
   if (options.home.empty())
@@ -45,6 +57,15 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   sandbox_options.state_dir = options.home + "/sandbox";
   if (options.run_steps) {
     KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(options.oci_runtime));
+    if (options.userns) {
+      KILN_ASSIGN_OR_RETURN(sandbox_options.oci.user_namespace, sandbox::parse_id_range(*options.userns));
+      // Fail now rather than at the first step (RuncSandbox says the same then).
+      if (options.store.empty() || options.store.starts_with("overlayfs:"))
+        return make_error(
+            ErrorKind::kInvalidArgument,
+            "--userns needs a store the kernel can idmap: --store btrfs:DIR, xfs:DIR or rsync:DIR "
+            "(overlayfs mounts, the default store's, cannot be idmapped)");
+    }
   }
   std::unique_ptr<LocalBuilder> local(new LocalBuilder());
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));

@@ -13,7 +13,8 @@
 //
 // Contract: open() checks every flag value before it touches anything
 // (kInvalidArgument naming the flag: --rsync-mode, --oci-runtime,
-// --image-alias, --memory), then opens the store (kIo when its default
+// --image-alias, --memory, --userns, also --userns with an overlayfs
+// store), then opens the store (kIo when its default
 // directory cannot be made; the store's own errors with "opening store
 // SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
 // without runc, kBusy when another process owns HOME/sandbox). The store
@@ -24,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,15 +54,23 @@ struct LocalBuilderOptions {
   std::string oci_runtime = "runc";        // --oci-runtime: runc or crun
   std::vector<std::string> image_aliases;  // --image-alias NAME=REF; the busybox default is added
                                            // (kiln::image_aliases)
-  std::string memory;                      // --memory per run step ("512M"); empty: unlimited
+  std::string memory;                      // --memory per run step ("512M"); empty or "none": unlimited
   std::uint32_t pids = 0;                  // --pids per run step; 0: unlimited
   double cpus = 0;                         // --cpus per run step (1.5); 0: unlimited
   double step_timeout_seconds = 0;         // --step-timeout; 0: none
+  // --userns: nullopt: steps run as host root; "": in a user namespace with
+  // the default range (sandbox::kDefaultUserNamespace); "HOST_FIRST:COUNT".
+  // Needs a store the kernel can idmap (not overlayfs: open() refuses it).
+  std::optional<std::string> userns;
   // Log with spdlog what setting up found: the store's recovery report when
   // it repaired anything, and each image alias (kiln-worker's log; `kiln`
   // leaves this off).
   bool log_setup = false;
 };
+
+// kiln-worker's per-step limits when its flags set none (docs/worker.md,
+// "Step limits"): half of the host's RAM and 4096 processes.
+sandbox::Limits default_worker_step_limits();
 
 class LocalBuilder {
  public:

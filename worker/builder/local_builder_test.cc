@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -39,7 +40,33 @@ TEST(LocalBuilderTest, BadFlagsFailBeforeTheStoreIsCreated) {
   ASSERT_FALSE(bad_memory);
   EXPECT_THAT(bad_memory.error().to_string(), HasSubstr("--memory"));
 
+  options = {.home = tree.host("home"), .userns = "0:65536"};
+  auto bad_userns = LocalBuilder::open(options);
+  ASSERT_FALSE(bad_userns);
+  EXPECT_THAT(bad_userns.error().to_string(), HasSubstr("--userns"));
+
+  // The default store is overlayfs, which the kernel cannot idmap.
+  options = {.home = tree.host("home"), .userns = ""};
+  auto userns_on_overlayfs = LocalBuilder::open(options);
+  ASSERT_FALSE(userns_on_overlayfs);
+  EXPECT_EQ(userns_on_overlayfs.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(userns_on_overlayfs.error().to_string(), HasSubstr("--store btrfs:DIR, xfs:DIR or rsync:DIR"));
+
   EXPECT_FALSE(std::filesystem::exists(tree.host("home")));
+}
+
+TEST(LocalBuilderTest, TheWorkersDefaultLimitsAreHalfTheRamAnd4096ProcessesAndNoneMeansNone) {
+  sandbox::Limits limits = default_worker_step_limits();
+  ASSERT_TRUE(limits.memory_bytes);
+  EXPECT_EQ(*limits.memory_bytes,
+            static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE) / 2);
+  EXPECT_EQ(limits.pids, 4096u);
+  EXPECT_FALSE(limits.cpu_millicores);
+
+  ids::TempTree tree;
+  auto local = LocalBuilder::open({.home = tree.host("home"), .run_steps = false, .memory = "none"});
+  ASSERT_TRUE(local) << local.error().to_string();
+  EXPECT_FALSE((*local)->builder_options().limits.memory_bytes);
 }
 
 TEST(LocalBuilderTest, WithoutStepsItOpensTheDefaultStoreAndNoSandbox) {

@@ -74,6 +74,7 @@ Status BuilderExecutor::open(const ExecutorHost& host) {
       MaintenanceOptions{.worker_name = host_.worker_name,
                          .contexts_dir = options_.state_dir + "/contexts",
                          .prune_below_bytes = options_.prune_below_bytes,
+                         .prune_min_age = options_.prune_min_age,
                          .interval = options_.maintenance_interval,
                          .context_max_age = options_.context_max_age},
       builder_, [this](std::vector<std::string> removed) { push_inventory({}, std::move(removed)); });

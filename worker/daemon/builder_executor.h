@@ -52,8 +52,10 @@ namespace kiln::worker {
 struct BuilderExecutorOptions {
   // Where contexts, git clones and job directories live; required.
   std::string state_dir;
-  // Prune the store while its filesystem has less free space than this.
+  // Prune the store while its filesystem has less free space than this,
+  // never a result used in the last prune_min_age (MaintenanceOptions).
   std::uint64_t prune_below_bytes = 2ull << 30;
+  std::chrono::seconds prune_min_age{600};
   std::chrono::milliseconds maintenance_interval{30000};
   // Hand job logs to the session at least this often (and at 32 KiB).
   std::chrono::milliseconds log_flush_interval{50};

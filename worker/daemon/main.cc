@@ -20,6 +20,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,7 @@
 
 #include "common/auth/curve_keys.h"
 #include "common/config.h"
+#include "common/format.h"
 #include "common/log.h"
 #include "worker/builder/local_builder.h"
 #include "worker/daemon/builder_executor.h"
@@ -66,10 +68,12 @@ struct Flags {
   std::string oci_runtime = "runc";
   std::vector<std::string> image_aliases;
   std::string prune_below = "2G";
-  std::string memory;               // per run step; empty: unlimited
-  std::uint32_t pids = 0;           // 0: unlimited
-  double cpus = 0;                  // 0: unlimited
-  double step_timeout_seconds = 0;  // 0: none
+  double prune_min_age_seconds = 600;
+  std::string memory;                 // per run step; empty: the default (half the RAM); "none": unlimited
+  std::optional<std::uint32_t> pids;  // unset: the default (4096); 0: unlimited
+  double cpus = 0;                    // 0: unlimited
+  double step_timeout_seconds = 0;    // 0: none
+  std::optional<std::string> userns;  // --userns[=HOST_FIRST:COUNT]
   std::optional<double> fake_build;
 };
 
@@ -167,8 +171,14 @@ int main(int argc, char** argv) {
   app.add_option("--image-alias", flags.image_aliases,
                  "NAME=REF: fetch REF for (from NAME) (repeatable). Default: busybox=oci:KILN_HOME/images/"
                  "busybox:latest when that image exists");
-  app.add_option("--memory", flags.memory, "Memory limit of each run step (512M, 2G); default none");
-  app.add_option("--pids", flags.pids, "Process limit of each run step; default none");
+  app.add_option("--memory", flags.memory,
+                 "Memory limit of each run step (512M, 2G, or none); default: half of this host's RAM");
+  app.add_option("--pids", flags.pids, "Process limit of each run step (0: none); default 4096");
+  app.add_option("--userns", flags.userns,
+                 "Run steps in a user namespace: container ids 0.. are host ids HOST_FIRST.. (default "
+                 "1000000000:65536); needs a btrfs:, xfs: or rsync: store")
+      ->expected(0, 1)
+      ->default_str("");
   app.add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
   app.add_option("--step-timeout", flags.step_timeout_seconds,
                  "Seconds each run step may take before it is killed; default none");
@@ -176,6 +186,11 @@ int main(int argc, char** argv) {
                  "Prune least recently used results while the store's disk has less free space than this "
                  "(2G, 512M, bytes)")
       ->capture_default_str();
+  app.add_option("--prune-min-age", flags.prune_min_age_seconds,
+                 "Seconds since its last use before a result may be pruned: the results a job has just "
+                 "reported stay for the jobs that follow")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--fake-build", flags.fake_build,
                  "Run no builds: each job waits SECONDS (default 0), logs one line, reports one step and "
                  "succeeds with the SHA-256 of its spec (benchmarks and tests)")
@@ -264,15 +279,21 @@ int main(int argc, char** argv) {
                                ec.message());
       return kExitFailed;
     }
+    // Every step gets limits unless the flags say otherwise (docs/worker.md, "Step limits").
+    const kiln::sandbox::Limits defaults = kiln::builder::default_worker_step_limits();
+    std::string memory = flags.memory;
+    if (memory.empty() && defaults.memory_bytes) memory = std::to_string(*defaults.memory_bytes);
+    const std::uint32_t pids = flags.pids.value_or(defaults.pids.value_or(0));
     auto made = kiln::builder::LocalBuilder::open({.home = state_dir,
                                                    .store = flags.store,
                                                    .rsync_mode = flags.rsync_mode,
                                                    .oci_runtime = flags.oci_runtime,
                                                    .image_aliases = flags.image_aliases,
-                                                   .memory = flags.memory,
-                                                   .pids = flags.pids,
+                                                   .memory = memory,
+                                                   .pids = pids,
                                                    .cpus = flags.cpus,
                                                    .step_timeout_seconds = flags.step_timeout_seconds,
+                                                   .userns = flags.userns,
                                                    .log_setup = true});
     if (!made) {
       std::cerr << "kiln-worker: " << made.error().to_string() << "\n";
@@ -280,8 +301,18 @@ int main(int argc, char** argv) {
     }
     local = std::move(*made);
     spdlog::info("kiln-worker {}: state in {}, store {}", options.name, state_dir, local->builder().root());
+    const kiln::sandbox::Limits& limits = local->builder_options().limits;
+    spdlog::info("kiln-worker {}: each step: memory {}{}, processes {}{}, cpus {}; seccomp profile on; {}",
+                 options.name, limits.memory_bytes ? kiln::human_bytes(*limits.memory_bytes) : "unlimited",
+                 flags.memory.empty() ? " (default: half of this host's RAM)" : "",
+                 limits.pids ? std::to_string(*limits.pids) : "unlimited", flags.pids ? "" : " (default)",
+                 limits.cpu_millicores ? fmt::format("{:.2f}", *limits.cpu_millicores / 1000.0) : "unlimited",
+                 flags.userns ? "in a user namespace (--userns)" : "as host root (no --userns)");
     executor = std::make_unique<kiln::worker::BuilderExecutor>(
-        kiln::worker::BuilderExecutorOptions{.state_dir = state_dir, .prune_below_bytes = *prune_below},
+        kiln::worker::BuilderExecutorOptions{
+            .state_dir = state_dir,
+            .prune_below_bytes = *prune_below,
+            .prune_min_age = std::chrono::seconds(static_cast<long>(flags.prune_min_age_seconds))},
         local->builder());
   }
 

@@ -1,14 +1,19 @@
 #include "worker/daemon/maintenance.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "worker/daemon/context_fetch.h"
+#include <algorithm>
+
 #include "common/format.h"
+#include "worker/daemon/context_fetch.h"
 
 namespace kiln::worker {
 namespace {
 
 using kiln::human_bytes;
+using kiln::human_duration;
+using kiln::utc_timestamp;
 
 // Results removed per prune round, between free-space checks.
 constexpr std::size_t kPruneBatch = 32;
@@ -79,37 +84,70 @@ void Maintenance::loop() {
   }
 }
 
-void Maintenance::prune_if_low() {
+builder::PruneReport Maintenance::prune_if_low() {
+  builder::PruneReport total;
   auto space = builder_.disk_space();
-  if (!space || space->free_bytes >= options_.prune_below_bytes) return;
-  spdlog::info("kiln-worker {}: {} free in the store, below {}: pruning least recently used results",
-               options_.worker_name, human_bytes(space->free_bytes), human_bytes(options_.prune_below_bytes));
-  std::size_t total = 0;
+  if (!space || space->free_bytes >= options_.prune_below_bytes) return total;
+  const std::uint64_t free_before = space->free_bytes;
+  // Results used since `before` stay: the one a job has just reported must
+  // still be there when the scheduler sends the next job for it.
+  const auto before = options_.now() - options_.prune_min_age;
+  const std::string min_age = human_duration(options_.prune_min_age);
+  bool nothing_left = false;
   for (;;) {
     std::vector<std::string> removed;
-    auto n = builder_.prune(std::chrono::system_clock::now(), kPruneBatch,
-                            [&removed](const std::string& id) { removed.push_back(id); });
+    builder::PruneReport batch;
+    auto n = builder_.prune(
+        before, kPruneBatch, [&removed](const std::string& id) { removed.push_back(id); }, &batch);
+    total.removed += batch.removed;
+    total.bytes += batch.bytes;
+    total.kept_in_use = std::max(total.kept_in_use, batch.kept_in_use);
+    for (auto t : {batch.oldest_last_used, batch.newest_last_used}) {
+      if (!t) continue;
+      if (!total.oldest_last_used || *t < *total.oldest_last_used) total.oldest_last_used = t;
+      if (!total.newest_last_used || *t > *total.newest_last_used) total.newest_last_used = t;
+    }
+    if (!removed.empty()) on_removed_(std::move(removed));
     if (!n) {
       spdlog::warn("kiln-worker {}: pruning failed: {}", options_.worker_name, n.error().to_string());
       break;
     }
     if (auto s = builder_.complete_deletes(); !s)
       spdlog::warn("kiln-worker {}: completing deletes: {}", options_.worker_name, s.error().to_string());
-    total += *n;
-    if (!removed.empty()) on_removed_(std::move(removed));
     space = builder_.disk_space();
     if (!space || space->free_bytes >= options_.prune_below_bytes) break;
     if (*n == 0) {
-      spdlog::warn("kiln-worker {}: nothing left to prune, {} free (below {}): free some disk space",
-                   options_.worker_name, human_bytes(space->free_bytes),
-                   human_bytes(options_.prune_below_bytes));
+      nothing_left = true;
       break;
     }
     std::lock_guard lock(mu_);
     if (stopping_) break;
   }
-  spdlog::info("kiln-worker {}: pruned {} result(s); {} free", options_.worker_name, total,
-               space ? human_bytes(space->free_bytes) : "unknown");
+  const std::string why = fmt::format("the store's filesystem had {} free, below --prune-below-bytes {}",
+                                      human_bytes(free_before), human_bytes(options_.prune_below_bytes));
+  const std::string kept =
+      fmt::format("kept: results used in the last {} (--prune-min-age){}", min_age,
+                  total.kept_in_use > 0 ? fmt::format(" and {} in use by running jobs", total.kept_in_use)
+                                        : std::string());
+  const std::string now_free = space ? human_bytes(space->free_bytes) : std::string("unknown");
+  if (total.removed > 0) {
+    auto ms = [](std::chrono::system_clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    };
+    spdlog::info("kiln-worker {}: pruned {} result(s), {}, last used {} to {}, because {}; {}; now {} free",
+                 options_.worker_name, total.removed, human_bytes(total.bytes),
+                 utc_timestamp(ms(*total.oldest_last_used)), utc_timestamp(ms(*total.newest_last_used)), why,
+                 kept, now_free);
+  }
+  if (nothing_left) {
+    spdlog::warn(
+        "kiln-worker {}: only {} free in the store (below {}) and nothing more may be pruned ({}): "
+        "free some disk space, or lower --prune-min-age",
+        options_.worker_name, now_free, human_bytes(options_.prune_below_bytes), kept);
+  } else if (total.removed == 0) {
+    spdlog::info("kiln-worker {}: pruned nothing although {}; {}", options_.worker_name, why, kept);
+  }
+  return total;
 }
 
 }  // namespace kiln::worker

@@ -2,8 +2,11 @@
 // thread of its own (docs/worker.md, "Prune policy"): at start, after each
 // job (request()) and every `interval`, it prunes least recently used
 // results in batches of 32 while the store's filesystem has less free space
-// than `prune_below_bytes`, removes cached context tars unused for
-// `context_max_age`, and measures the store's total size. It also answers
+// than `prune_below_bytes`, never one used in the last `prune_min_age` (the
+// result a job has just reported, its steps) nor one a running job uses,
+// and logs what it removed and why (count, bytes, the oldest and newest
+// last use) or why it could remove nothing; it also removes cached context
+// tars unused for `context_max_age`, and measures the store's total size. It also answers
 // the store's figures for heartbeats (disk space, results, bytes, cache hits
 // and misses) and whether the store is healthy (it can count its results).
 //
@@ -41,6 +44,13 @@ struct MaintenanceOptions {
   std::string contexts_dir;  // cached context tars (STATE/contexts)
   // Prune the store while its filesystem has less free space than this.
   std::uint64_t prune_below_bytes = 2ull << 30;
+  // Results used more recently than this are never pruned (--prune-min-age;
+  // why 10 minutes: docs/worker.md, "Prune policy").
+  std::chrono::seconds prune_min_age{600};
+  // The clock prune_min_age is measured on (tests move it).
+  std::function<std::chrono::system_clock::time_point()> now = [] {
+    return std::chrono::system_clock::now();
+  };
   std::chrono::milliseconds interval{30000};
   // Cached context tars unused this long are removed.
   std::chrono::hours context_max_age{24 * 7};
@@ -67,9 +77,13 @@ class Maintenance {
   // when the store cannot count its results.
   void fill_stats(proto::WorkerStats& stats);
 
+  // One prune check, as the thread makes it, on the caller's thread (for
+  // tests; not while the thread runs). Returns what was removed and kept
+  // (all zero when there was space enough).
+  builder::PruneReport prune_if_low();
+
  private:
   void loop();
-  void prune_if_low();
 
   MaintenanceOptions options_;
   builder::Builder& builder_;

@@ -36,6 +36,7 @@
 #include "common/sha256.h"
 #include "worker/daemon/builder_executor.h"
 #include "worker/daemon/fake_build_executor.h"
+#include "worker/daemon/maintenance.h"
 #include "worker/daemon/testing/fake_scheduler.h"
 #include "worker/sandbox/fake_sandbox.h"
 
@@ -434,6 +435,7 @@ TEST_F(WorkerBuildTest, BadContextsAndSpecsFailTheJobWithAClearError) {
 TEST_F(WorkerBuildTest, PrunesTheStoreWhenDiskIsLowAndReportsRemovals) {
   BuilderExecutorOptions e = executor_options();
   e.prune_below_bytes = std::numeric_limits<std::uint64_t>::max();  // always "low"
+  e.prune_min_age = std::chrono::seconds(0);  // results may go as soon as no job uses them
   WorkerThread worker(options(), real_builds(e));
   scheduler_.accept_registration(100);
   scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"make\")))"));
@@ -463,6 +465,71 @@ TEST_F(WorkerBuildTest, PrunesTheStoreWhenDiskIsLowAndReportsRemovals) {
   auto left = store_->list_results();
   ASSERT_TRUE(left);
   EXPECT_TRUE(left->empty());
+}
+
+TEST_F(WorkerBuildTest, AJobsResultOutlivesThePruneThatFollowsIt) {
+  // Issue 13: right after a job succeeded, a worker short of disk pruned
+  // everything, the result it had just reported included. With the default
+  // --prune-min-age (10 minutes) the prune after the job keeps it.
+  BuilderExecutorOptions e = executor_options();
+  e.prune_below_bytes = std::numeric_limits<std::uint64_t>::max();  // always "low"
+  WorkerThread worker(options(), real_builds(e));
+  scheduler_.accept_registration(100);
+  scheduler_.send(assign("j1", 1, "((from busybox) (run (shell \"make\")))"));
+  auto done = scheduler_.events_until_done(nullptr).back();
+  ASSERT_EQ(done.outcome, "succeeded") << done.error;
+  // Prunes run at once after a job; give them ten heartbeats (a prune of
+  // these results took one or two in PrunesTheStoreWhenDiskIsLowAndReportsRemovals).
+  for (int beats = 0; beats < 10; ++beats) scheduler_.expect(proto::Type::kHeartbeat);
+  for (const auto& inv : scheduler_.inventories) EXPECT_TRUE(inv.removed.empty());
+  auto held = store_->list_results();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->size(), 2u);
+  EXPECT_TRUE(std::find(held->begin(), held->end(), done.result) != held->end());
+}
+
+TEST_F(WorkerBuildTest, PruneUnderPressureKeepsTheFreshResultAndRemovesAnOlderOne) {
+  WorkerThread worker(options(), real_builds());  // never prunes by itself (prune_below_bytes 0)
+  scheduler_.accept_registration(100);
+  scheduler_.send(assign("old", 1, "((from busybox) (run (shell \"old\")))"));
+  auto old_job = scheduler_.events_until_done(nullptr).back();
+  ASSERT_EQ(old_job.outcome, "succeeded") << old_job.error;
+  std::this_thread::sleep_for(5ms);  // last-used times are in µs: keep `between` strictly between
+  const auto between = std::chrono::system_clock::now();
+  std::this_thread::sleep_for(5ms);
+  scheduler_.send(assign("fresh", 1, "((from busybox) (run (shell \"fresh\")))"));
+  auto fresh_job = scheduler_.events_until_done(nullptr).back();
+  ASSERT_EQ(fresh_job.outcome, "succeeded") << fresh_job.error;
+  ASSERT_EQ(old_job.steps.size(), 2u);
+  const std::string base = old_job.steps[0].id;  // (from busybox), used by both jobs
+
+  // A prune under pressure ten minutes after `between`: the old job's step
+  // is older than the minimum age, the fresh one's and the shared base not.
+  std::vector<std::string> removed;
+  MaintenanceOptions m{.worker_name = "w1",
+                       .contexts_dir = tree_.host("state/contexts"),
+                       .prune_below_bytes = std::numeric_limits<std::uint64_t>::max(),
+                       .prune_min_age = std::chrono::minutes(10)};
+  m.now = [&] { return between + std::chrono::minutes(10); };
+  Maintenance maintenance(m, *builder_, [&](std::vector<std::string> ids) {
+    removed.insert(removed.end(), ids.begin(), ids.end());
+  });
+  builder::PruneReport report = maintenance.prune_if_low();
+  EXPECT_EQ(removed, std::vector<std::string>{old_job.result});
+  EXPECT_EQ(report.removed, 1u);
+  ASSERT_TRUE(report.oldest_last_used && report.newest_last_used);
+  EXPECT_LT(*report.newest_last_used, between);
+  EXPECT_FALSE(store_->info(old_job.result));
+  EXPECT_TRUE(store_->info(fresh_job.result));
+  EXPECT_TRUE(store_->info(base));
+
+  // At the real time everything left is younger than ten minutes: kept.
+  m.now = [] { return std::chrono::system_clock::now(); };
+  Maintenance now(m, *builder_, [&](std::vector<std::string> ids) {
+    removed.insert(removed.end(), ids.begin(), ids.end());
+  });
+  EXPECT_EQ(now.prune_if_low().removed, 0u);
+  EXPECT_TRUE(store_->info(fresh_job.result));
 }
 
 TEST_F(WorkerBuildTest, LogTextOverTheBufferBoundIsDroppedWithANoteButTheOutcomeIsNot) {

@@ -10,11 +10,13 @@
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -32,6 +34,7 @@
 #include "common/subprocess.h"
 #include "common/unique_fd.h"
 #include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/idmap.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -39,6 +42,8 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::string_view kContainerPrefix = "kiln-";
+// Where user-namespaced steps' views live (a tmpfs per sandbox below it).
+constexpr const char* kViewsRoot = "/run/kiln";
 constexpr long kTmpfsMagic = 0x01021994;
 // How long helper commands (kill, delete, list) may take before kiln gives up on them.
 constexpr auto kHelperTimeout = 20s;
@@ -153,6 +158,45 @@ bool drain(int fd, const OutputSink& on_output) {
   }
 }
 
+// The end of a step's output, kept to explain its failure.
+constexpr std::size_t kOutputTailBytes = 16 * 1024;
+// A filesystem with less free space than this counts as full: a write that
+// failed with ENOSPC leaves at most a few blocks.
+constexpr std::uint64_t kFullBelowBytes = 1 << 20;
+
+void keep_tail(std::string& tail, std::string_view chunk) {
+  if (chunk.size() >= kOutputTailBytes) {
+    tail.assign(chunk.substr(chunk.size() - kOutputTailBytes));
+    return;
+  }
+  tail.append(chunk);
+  if (tail.size() > 2 * kOutputTailBytes) tail.erase(0, tail.size() - kOutputTailBytes);
+}
+
+bool mentions_no_space(std::string_view text) {
+  static constexpr std::string_view kMessage = "no space left on device";  // strerror(ENOSPC)
+  auto it = std::search(text.begin(), text.end(), kMessage.begin(), kMessage.end(),
+                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+  return it != text.end();
+}
+
+// Why a failed step may have failed for want of disk space: a filesystem it
+// could write to (container path, host path) is full now, or its output
+// says so (a full tmpfs, or space freed again since). Nothing otherwise.
+std::optional<std::string> out_of_space_note(const std::vector<std::pair<std::string, std::string>>& writable,
+                                             std::string_view output_tail) {
+  for (const auto& [inside, host] : writable) {
+    struct statvfs fs;
+    if (::statvfs(host.c_str(), &fs) != 0) continue;
+    std::uint64_t free_bytes = std::uint64_t{fs.f_bavail} * fs.f_frsize;
+    if (free_bytes < kFullBelowBytes)
+      return fmt::format("no space left on device: the filesystem of {} has {} free", inside,
+                         human_bytes(free_bytes));
+  }
+  if (mentions_no_space(output_tail)) return "no space left on device, says the step's output";
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<OciRuntime> parse_oci_runtime(std::string_view name) {
@@ -167,7 +211,7 @@ std::string_view oci_runtime_name(OciRuntime runtime) {
 }
 
 bool LeftoverReport::removed_anything() const {
-  return !containers.empty() || !cgroups.empty() || bundles > 0 || secret_dirs > 0;
+  return !containers.empty() || !cgroups.empty() || bundles > 0 || secret_dirs > 0 || mounts > 0;
 }
 
 std::string LeftoverReport::to_string() const {
@@ -177,6 +221,7 @@ std::string LeftoverReport::to_string() const {
   if (!cgroups.empty()) parts.push_back(fmt::format("step cgroups {}", fmt::join(cgroups, ", ")));
   if (bundles > 0) parts.push_back(fmt::format("{} bundle directories", bundles));
   if (secret_dirs > 0) parts.push_back(fmt::format("{} secret directories", secret_dirs));
+  if (mounts > 0) parts.push_back(fmt::format("{} idmapped mounts", mounts));
   return fmt::format("removed leftovers of an earlier run: {}", fmt::join(parts, "; "));
 }
 
@@ -186,6 +231,10 @@ RuncSandbox::~RuncSandbox() {
   if (!lock_fd_) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
   if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
+  if (views_mounted_) {
+    ::umount2(views_dir_.c_str(), MNT_DETACH);
+    ::rmdir(views_dir_.c_str());
+  }
   // The group's (now empty) cgroup directories; rmdir refuses non-empty ones.
   if (auto mounts = cgroup_mounts(); mounts && !cgroup_group_.empty()) {
     for (const auto& m : *mounts) ::rmdir((m.path + "/" + cgroup_group_).c_str());
@@ -233,6 +282,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   s.bundles_dir_ = state + "/bundles";
   s.secrets_dir_ = state + "/secrets";
   s.cgroup_group_ = "kiln/" + sha256_hex(state).substr(0, 12);
+  s.views_dir_ = std::string(kViewsRoot) + "/" + sha256_hex(state).substr(0, 12);
   // Two owners would take each other's running steps for leftovers.
   UniqueFd lock_fd(::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock_fd) return errno_error(fmt::format("create lock file in {}", state));
@@ -247,6 +297,15 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   s.lock_fd_ = std::move(lock_fd);  // from here on the destructor may clean up the state directory
   for (const auto* d : {&s.runtime_root_, &s.bundles_dir_, &s.secrets_dir_})
     KILN_RETURN_IF_ERROR(ensure_dir(*d, 0700));
+
+  // Before any runtime command: an earlier owner's watchdog, still killing
+  // that owner's steps, would kill ours too; and from here on whatever we
+  // start dies with us.
+  StepWatchdogTargets targets{
+      .cgroup_dirs = {}, .runtime_root = s.runtime_root_, .lock_path = state + "/watchdog.lock"};
+  KILN_ASSIGN_OR_RETURN(auto hierarchies, cgroup_mounts());
+  for (const auto& h : hierarchies) targets.cgroup_dirs.push_back(h.path + "/" + s.cgroup_group_);
+  KILN_ASSIGN_OR_RETURN(s.watchdog_, StepWatchdog::start(targets));
 
   if (s.options_.runtime == OciRuntime::kCrun) {
     auto mounts = cgroup_mounts();
@@ -279,6 +338,19 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
 
   KILN_RETURN_IF_ERROR(s.remove_leftovers());
   if (s.leftovers_.removed_anything()) spdlog::warn("sandbox {}: {}", state, s.leftovers_.to_string());
+  if (const auto& userns = s.options_.oci.user_namespace) {
+    // A tmpfs searchable by anyone, readable by root only, in a directory
+    // every uid can reach: a user-namespaced step's root can then get at
+    // its own files there, and secrets stay off the disk.
+    KILN_RETURN_IF_ERROR(ensure_dirs(kViewsRoot, 0711));
+    KILN_RETURN_IF_ERROR(ensure_dir(s.views_dir_, 0711));
+    if (::mount("tmpfs", s.views_dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "mode=0711,size=64m") != 0)
+      return errno_error(fmt::format("mount a tmpfs for user-namespaced steps at {}", s.views_dir_));
+    s.views_mounted_ = true;
+    KILN_ASSIGN_OR_RETURN_CONTEXT(s.userns_fd_, open_user_namespace(*userns),
+                                  "making the user namespace of --userns");
+  }
   return sandbox;
 }
 
@@ -309,6 +381,19 @@ Status RuncSandbox::remove_leftovers() {
     (void)remove_tree(secrets_dir_ + "/" + name);
     ++leftovers_.secret_dirs;
   }
+  // User-namespaced steps' views with their idmapped mounts, then the
+  // views tmpfs itself (mounted afresh by create() when needed).
+  for (const auto& name : entries_of(views_dir_)) {
+    auto detached = detach_mounts_below(views_dir_ + "/" + name);
+    if (!detached)
+      return std::unexpected(std::move(detached).error().with_context("removing leftover step views"));
+    leftovers_.mounts += *detached;
+    if (auto removed = remove_tree(views_dir_ + "/" + name); !removed)
+      return std::unexpected(std::move(removed).error().with_context("removing leftover step views"));
+  }
+  if (auto detached = detach_mounts_below(views_dir_); !detached)
+    return std::unexpected(std::move(detached).error().with_context("removing leftover step views"));
+  ::rmdir(views_dir_.c_str());
   return {};
 }
 
@@ -350,16 +435,40 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   } cleanup{bundle, secrets, &stubs};
 
   KILN_RETURN_IF_ERROR(ensure_dir(bundle, 0700));
-  KILN_RETURN_IF_ERROR(ensure_dir(secrets, 0700));
   OciPaths paths;
   paths.rootfs = real_rootfs;
   paths.hosts_file = bundle + "/hosts";
+  std::string secret_dir = secrets;
+  std::uint32_t host_uid = spec.uid, host_gid = spec.gid;
+  // In a user namespace the step's root is an unprivileged host uid: what
+  // runc mounts for it must be reachable by that uid (a directory of its
+  // own under the views tmpfs), its root filesystem and caches idmapped.
+  // Declared after `cleanup`: detached before the bundle goes, after the
+  // container (below) is gone.
+  std::optional<StepView> view;
+  if (const auto& userns = options_.oci.user_namespace) {
+    auto made = StepView::create(views_dir_ + "/" + id);
+    if (!made) return std::unexpected(std::move(made).error());
+    view.emplace(std::move(*made));
+    KILN_ASSIGN_OR_RETURN(paths.rootfs, view->add_idmapped(real_rootfs, "rootfs", userns_fd_.get()));
+    for (std::size_t i = 0; i < spec.mounts.size(); ++i) {
+      KILN_ASSIGN_OR_RETURN(
+          std::string source,
+          view->add_idmapped(spec.mounts[i].source, "mount" + std::to_string(i), userns_fd_.get()));
+      paths.mount_sources.push_back(std::move(source));
+    }
+    paths.hosts_file = view->dir() + "/hosts";
+    secret_dir = view->dir() + "/secrets";
+    host_uid += userns->host_first;
+    host_gid += userns->host_first;
+  }
+  KILN_RETURN_IF_ERROR(ensure_dir(secret_dir, view ? 0711 : 0700));
   KILN_RETURN_IF_ERROR(write_file(paths.hosts_file, hosts_file_content(spec.hostname), 0644));
   for (std::size_t i = 0; i < spec.secrets.size(); ++i) {
-    std::string file = secrets + "/" + std::to_string(i);
+    std::string file = secret_dir + "/" + std::to_string(i);
     KILN_RETURN_IF_ERROR(write_file(file, spec.secrets[i].value, 0400));
-    if (::chown(file.c_str(), spec.uid, spec.gid) != 0)
-      return errno_error(fmt::format("give secret file {} to {}:{}", file, spec.uid, spec.gid));
+    if (::chown(file.c_str(), host_uid, host_gid) != 0)
+      return errno_error(fmt::format("give secret file {} to {}:{}", file, host_uid, host_gid));
     paths.secret_files.push_back(std::move(file));
   }
 
@@ -421,7 +530,9 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   // The caller's callbacks must not unwind through here: that would leave
   // the container running. A throwing sink or provider stops the step.
   std::optional<std::string> sink_error;
+  std::string output_tail;  // the last kOutputTailBytes, read for "No space left on device"
   OutputSink forward = [&](std::string_view chunk) {
+    keep_tail(output_tail, chunk);
     if (sink_error || !on_output) return;
     try {
       on_output(chunk);
@@ -609,6 +720,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (hits.pids && spec.limits.pids)
     what += fmt::format(" (pids limit of {} reached: the step could not start more processes)",
                         *spec.limits.pids);
+  std::vector<std::pair<std::string, std::string>> writable = {{"/", real_rootfs}};
+  for (const auto& m : spec.mounts)
+    if (!m.read_only) writable.emplace_back(m.destination, m.source);
+  if (auto note = out_of_space_note(writable, output_tail)) what += " (" + *note + ")";
   return make_error(ErrorKind::kFailedPrecondition, std::move(what));
 }
 

@@ -16,6 +16,11 @@
 // bundle, secret and step cgroup a previous (crashed) owner of the same
 // state directory left, and reports what it removed.
 //
+// Steps die with the process that owns the sandbox: create() starts a
+// watchdog process (step_watchdog.h) that SIGKILLs every step's processes,
+// and a runtime still starting one, as soon as this process is gone, kill -9
+// included; what they leave on disk is removed by the next create().
+//
 // Needs root (runc creates namespaces and cgroups; the secrets tmpfs is
 // mounted). Thread safety: run() may be called from several threads at
 // once; each call is its own container.
@@ -30,6 +35,7 @@
 #include "common/unique_fd.h"
 #include "worker/sandbox/oci_config.h"
 #include "worker/sandbox/sandbox.h"
+#include "worker/sandbox/step_watchdog.h"
 
 namespace kiln::sandbox {
 
@@ -42,7 +48,10 @@ std::string_view oci_runtime_name(OciRuntime runtime);
 struct RuncSandboxOptions {
   std::string state_dir;  // created if missing
   OciRuntime runtime = OciRuntime::kRunc;
-  OciOptions oci = {};  // configuration choices (no_new_privileges)
+  // Configuration choices: no_new_privileges, seccomp, and user_namespace
+  // (steps as an unprivileged host uid range; the store's filesystem must
+  // support idmapped mounts: btrfs, xfs, ext4, not overlayfs).
+  OciOptions oci = {};
 };
 
 // What create() removed from a crashed owner of the state directory.
@@ -51,6 +60,7 @@ struct LeftoverReport {
   std::vector<std::string> cgroups;     // step cgroups emptied and removed
   int bundles = 0;                      // bundle directories removed
   int secret_dirs = 0;                  // per-step secret directories wiped
+  int mounts = 0;                       // idmapped mounts of user-namespaced steps detached
   bool removed_anything() const;
   // "removed leftovers of an earlier run: containers kiln-1f.., kiln-2a..; 1 bundle directories" or "no
   // leftovers"
@@ -79,6 +89,8 @@ class RuncSandbox final : public Sandbox {
   std::vector<std::string> runtime_command(const std::vector<std::string>& args) const;
   // Relative cgroup path under which this sandbox's steps live ("kiln/<hash>").
   const std::string& cgroup_group() const { return cgroup_group_; }
+  // The watchdog process that kills the steps if this process dies (tests, diagnostics).
+  pid_t watchdog_pid() const { return watchdog_.pid(); }
 
  private:
   explicit RuncSandbox(RuncSandboxOptions options);
@@ -89,9 +101,15 @@ class RuncSandbox final : public Sandbox {
   std::string bundles_dir_;   // STATE/bundles
   std::string secrets_dir_;   // STATE/secrets (a tmpfs)
   std::string cgroup_group_;
+  // --userns: a tmpfs (/run/kiln/<hash>) holding each step's view, and the
+  // user namespace its idmapped mounts use.
+  std::string views_dir_;
+  bool views_mounted_ = false;
+  UniqueFd userns_fd_;
   bool crun_needs_private_cgroup_ns_ = false;
   UniqueFd lock_fd_;  // flock on STATE/lock: one owner per state directory
   LeftoverReport leftovers_;
+  StepWatchdog watchdog_;  // started last in create(): from then on steps die with this process
 };
 
 }  // namespace kiln::sandbox

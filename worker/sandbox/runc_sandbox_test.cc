@@ -1,23 +1,17 @@
-// RuncSandbox against the real runtimes (runc, and crun for the basics), as
-// root, with a busybox root filesystem built by the fixture.
+// RuncSandbox against runc, as root: what a step gets (output, status, user,
+// network, capabilities, mounts, secrets, stdin) and its limits. The
+// fixture: testing/runc_sandbox_fixture.h; a step's end when its owner dies
+// and the leftovers: runc_sandbox_leftovers_test.cc; crun and --userns: their
+// own files.
 #include "worker/sandbox/runc_sandbox.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -25,8 +19,8 @@
 
 #include "common/subprocess.h"
 #include "common/unique_fd.h"
-#include "tests/support/temp_dir.h"
 #include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/testing/runc_sandbox_fixture.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -34,141 +28,13 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_file(const fs::path& p, std::string_view content) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
-}
-
-// Builds ROOT/bin/busybox plus a symlink per applet, as the base image does.
-void make_busybox_rootfs(const fs::path& root) {
-  fs::create_directories(root / "bin");
-  fs::copy_file("/bin/busybox", root / "bin/busybox");
-  auto list = run_command({"/bin/busybox", "--list"}, {.timeout = 30s});
-  ASSERT_TRUE(list && list->ok());
-  std::istringstream applets(list->output);
-  std::string name;
-  while (applets >> name)
-    if (name != "busybox") fs::create_symlink("busybox", root / "bin" / name);
-  fs::create_directories(root / "tmp");
-  fs::permissions(root / "tmp", fs::perms::all | fs::perms::sticky_bit);
-}
-
-// Command lines of every process on the host whose argv contains `needle`.
-std::vector<std::string> host_processes_with(const std::string& needle) {
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path() / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (cmdline.find(needle) != std::string::npos) found.push_back(name + ": " + cmdline);
-  }
-  return found;
-}
-
-// A number no other test (in this or a concurrent test process) uses, for
-// recognisable process names.
-std::string unique_number() {
-  static std::atomic<unsigned> counter{0};
-  static const unsigned base = [] {
-    std::random_device rd;
-    return rd() % 500000;
-  }();
-  return std::to_string(100000 + base + counter++);
-}
-
-// Waits up to 10 s for `condition`; true if it came true.
-bool eventually(const std::function<bool()>& condition) {
-  for (int i = 0; i < 1000; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
-class SandboxTest : public ::testing::Test {
- protected:
-  void SetUp() override { set_up(OciRuntime::kRunc); }
-
-  void set_up(OciRuntime runtime) {
-    temp_.emplace("kiln-sandbox-test");
-    dir_ = temp_->path();
-    rootfs_ = dir_ / "rootfs";
-    state_ = dir_ / "state";
-    make_busybox_rootfs(rootfs_);
-    auto sandbox = RuncSandbox::create({.state_dir = state_.string(), .runtime = runtime});
-    ASSERT_TRUE(sandbox) << sandbox.error().to_string();
-    sandbox_ = std::move(*sandbox);
-  }
-
-  void TearDown() override {
-    // Whatever a failed test left running goes (it would outlive the test).
-    if (sandbox_) {
-      for (const auto& id : runtime_containers())
-        (void)run_command(sandbox_->runtime_command({"delete", "--force", id}), {.timeout = 30s});
-      (void)StepCgroup::remove_group_leftovers(sandbox_->cgroup_group());
-    }
-    sandbox_.reset();
-    temp_.reset();
-  }
-
-  static RunSpec sh(const std::string& command) {
-    RunSpec spec;
-    spec.argv = {"/bin/sh", "-c", command};
-    spec.env = {"PATH=/bin"};
-    return spec;
-  }
-
-  Status run(const RunSpec& spec, std::string* output = nullptr) {
-    CancelToken cancel;
-    std::string out;
-    Status s = sandbox_->run(
-        spec, rootfs_.string(), [&](std::string_view c) { out += c; }, cancel);
-    if (output) *output = out;
-    return s;
-  }
-
-  std::string run_ok(const RunSpec& spec) {
-    std::string out;
-    Status s = run(spec, &out);
-    EXPECT_TRUE(s) << s.error().to_string() << "\noutput: " << out;
-    return out;
-  }
-
-  std::vector<std::string> runtime_containers() {
-    auto out = run_command(sandbox_->runtime_command({"list", "-q"}), {.timeout = 30s});
-    EXPECT_TRUE(out && out->ok()) << (out ? out->output : out.error().to_string());
-    std::vector<std::string> ids;
-    std::istringstream in(out ? out->output : "");
-    std::string id;
-    while (in >> id) ids.push_back(id);
-    return ids;
-  }
-
-  // Directories of this sandbox's step cgroups still present on the host.
-  std::vector<std::string> step_cgroups() {
-    std::vector<std::string> left;
-    auto mounts = cgroup_mounts();
-    EXPECT_TRUE(mounts);
-    for (const auto& m : *mounts) {
-      fs::path group = fs::path(m.path) / sandbox_->cgroup_group();
-      if (!fs::exists(group)) continue;
-      for (const auto& e : fs::directory_iterator(group))
-        if (e.is_directory()) left.push_back(e.path().string());
-    }
-    return left;
-  }
-
-  std::optional<kiln::testing::TempDir> temp_;
-  fs::path dir_, rootfs_, state_;
-  std::unique_ptr<RuncSandbox> sandbox_;
-};
+using testing::eventually;
+using testing::host_processes_with;
+using testing::make_busybox_rootfs;
+using testing::read_file;
+using testing::SandboxTest;
+using testing::unique_number;
+using testing::write_file;
 
 TEST_F(SandboxTest, OutputIsStreamedWhileTheCommandRuns) {
   // The command waits for a file that the output sink creates when it sees
@@ -482,6 +348,41 @@ TEST_F(SandboxTest, PidsLimitHitIsNamed) {
       << s.error().message() << "\noutput: " << out;
 }
 
+TEST_F(SandboxTest, AStepThatRunsOutOfDiskSaysSoInItsFailure) {
+  // The root filesystem on a 32 MiB ext4 loop filesystem of its own.
+  fs::path image = dir_ / "small.img", small = dir_ / "small";
+  fs::create_directories(small);
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"truncate", "-s", "32M", image.string()},
+        {"mkfs.ext4", "-q", image.string()},
+        {"mount", "-o", "loop", image.string(), small.string()}}) {
+    auto r = run_command(cmd, {.timeout = 60s});
+    ASSERT_TRUE(r && r->ok()) << format_command(cmd) << ": " << (r ? r->output : r.error().to_string());
+  }
+  make_busybox_rootfs(small / "rootfs");
+  rootfs_ = small / "rootfs";
+
+  std::string out;
+  Status full = run(sh("echo filling; head -c 64m /dev/zero > /big"), &out);
+  ASSERT_FALSE(full) << out;
+  EXPECT_EQ(full.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_THAT(
+      full.error().message(),
+      ::testing::MatchesRegex("command exited with status 1 \\(no space left on device: the filesystem of "
+                              "/ has [0-9.]+ [KMG]?i?B free\\)"));
+
+  // Space freed again before the step ended: its output tells.
+  Status freed = run(sh("dd if=/dev/zero of=/big2 bs=1M count=64; rc=$?; rm -f /big /big2; exit $rc"), &out);
+  ASSERT_FALSE(freed) << out;
+  EXPECT_EQ(freed.error().message(),
+            "command exited with status 1 (no space left on device, says the step's output)");
+
+  // Any other failure is only a failure.
+  Status other = run(sh("exit 1"));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().message(), "command exited with status 1");
+}
+
 TEST_F(SandboxTest, CpuLimitIsSetOnTheStepsCgroup) {
   // The quota lives on kiln's per-step cgroup; read it while the step runs.
   std::string quota;
@@ -555,127 +456,6 @@ TEST_F(SandboxTest, AStepThatFailsAfterItsCgroupExistsLeavesNoCgroup) {
   EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
   EXPECT_TRUE(runtime_containers().empty());
   EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
-}
-
-TEST_F(SandboxTest, SecondOwnerOfAStateDirectoryIsRefused) {
-  auto second = RuncSandbox::create({.state_dir = state_.string()});
-  ASSERT_FALSE(second);
-  EXPECT_EQ(second.error().kind(), ErrorKind::kBusy);
-  // The refused one must not have touched the owner's secrets tmpfs.
-  RunSpec spec = sh("cat /s");
-  spec.secrets = {{"/s", "still here"}};
-  EXPECT_EQ(run_ok(spec), "still here");
-}
-
-TEST_F(SandboxTest, LeftoversOfACrashedWorkerAreRemovedAtStart) {
-  // A worker that dies mid-step, played by a child process: it owns the
-  // state directory, has a `kiln-` container running `sleep` (detached, with
-  // its cgroup), a bundle and a secret, and exits without cleaning up.
-  const std::string marker = "sleep " + unique_number();
-  const std::string id = "kiln-leftover" + unique_number();
-  fs::path bundle = state_ / "bundles" / id;
-  std::string group = sandbox_->cgroup_group();
-  std::vector<std::string> start_command;
-  sandbox_.reset();
-  pid_t worker = ::fork();
-  ASSERT_GE(worker, 0);
-  if (worker == 0) {
-    auto crashed = RuncSandbox::create({.state_dir = state_.string()});
-    if (!crashed) ::_exit(10);
-    fs::create_directories(bundle);
-    write_file(bundle / "hosts", hosts_file_content("builder"));
-    OciPaths paths{.rootfs = fs::canonical(rootfs_).string(),
-                   .hosts_file = (bundle / "hosts").string(),
-                   .secret_files = {},
-                   .cgroups_path = "/" + group + "/" + id + "/ctr"};
-    auto config = make_oci_config(sh(marker), paths, {});
-    if (!config) ::_exit(11);
-    write_file(bundle / "config.json", config->dump());
-    fs::create_directories(state_ / "secrets" / id);
-    write_file(state_ / "secrets" / id / "0", "stale secret");
-    auto started =
-        Subprocess::spawn((*crashed)->runtime_command({"run", "--detach", "--bundle", bundle.string(), id}),
-                          {.group = ProcessGroup::kNew});
-    if (!started || started->wait() != 0) ::_exit(12);
-    ::_exit(0);  // no destructors: the tmpfs stays mounted, the container runs
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(worker, &status, 0), worker);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  // `run --detach` returns once the container started, maybe before its exec.
-  ASSERT_TRUE(eventually([&] { return host_processes_with(marker).size() == 1; }));
-
-  auto again = RuncSandbox::create({.state_dir = state_.string()});
-  ASSERT_TRUE(again) << again.error().to_string();
-  sandbox_ = std::move(*again);
-  const LeftoverReport& report = sandbox_->leftovers();
-  EXPECT_EQ(report.containers, std::vector<std::string>{id});
-  EXPECT_EQ(report.bundles, 1);
-  EXPECT_EQ(report.secret_dirs, 1);
-  EXPECT_NE(report.to_string().find(id), std::string::npos) << report.to_string();
-  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
-  EXPECT_TRUE(runtime_containers().empty());
-  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
-  EXPECT_FALSE(fs::exists(bundle));
-  // And the sandbox works afterwards.
-  EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
-}
-
-TEST_F(SandboxTest, DestroyingTheSandboxRemovesItsCgroupGroup) {
-  run_ok(sh("true"));
-  auto mounts = cgroup_mounts();
-  ASSERT_TRUE(mounts);
-  std::string group = sandbox_->cgroup_group();
-  sandbox_.reset();
-  for (const auto& m : *mounts) EXPECT_FALSE(fs::exists(fs::path(m.path) / group)) << m.path;
-}
-
-TEST_F(SandboxTest, UnknownRuntimeNameIsRejected) {
-  auto r = parse_oci_runtime("kata");
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("use \"runc\""), std::string::npos);
-  EXPECT_EQ(*parse_oci_runtime("crun"), OciRuntime::kCrun);
-}
-
-class CrunSandboxTest : public SandboxTest {
- protected:
-  void SetUp() override { set_up(OciRuntime::kCrun); }
-};
-
-TEST_F(CrunSandboxTest, BasicRunWorksWithCrun) {
-  fs::create_directories(rootfs_ / "work");
-  RunSpec spec =
-      sh("echo hello from $(hostname); pwd; id -u; ls /sys/class/net; grep CapEff /proc/self/status");
-  spec.cwd = "/work";
-  spec.uid = 0;
-  std::string out = run_ok(spec);
-  EXPECT_EQ(out.substr(0, out.find("CapEff")), "hello from builder\n/work\n0\nlo\n");
-  Status s = run(sh("exit 7"));
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().message(), "command exited with status 7");
-  EXPECT_TRUE(runtime_containers().empty());
-}
-
-TEST_F(CrunSandboxTest, CancelAndLimitsWorkWithCrun) {
-  const std::string marker = "sleep " + unique_number();
-  CancelToken cancel;
-  std::thread canceller([&] {
-    std::this_thread::sleep_for(500ms);
-    cancel.cancel();
-  });
-  Status s = sandbox_->run(sh(marker), rootfs_.string(), nullptr, cancel);
-  canceller.join();
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);
-  EXPECT_EQ(host_processes_with(marker), std::vector<std::string>{});
-  EXPECT_TRUE(runtime_containers().empty());
-  EXPECT_EQ(step_cgroups(), std::vector<std::string>{});
-
-  RunSpec spec = sh("head -c 200m /dev/zero | tail");
-  spec.limits.memory_bytes = 32ull << 20;
-  Status m = run(spec);
-  ASSERT_FALSE(m);
-  EXPECT_EQ(m.error().message(), "killed: memory limit of 32.0 MiB reached (command exited with status 137)");
 }
 
 }  // namespace

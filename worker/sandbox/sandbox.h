@@ -21,8 +21,10 @@
 //   kFailedPrecondition the command failed: "command exited with status N",
 //                       "command was killed by signal 9 (SIGKILL)",
 //                       "killed: memory limit of 64.0 MiB reached (...)",
-//                       "... (pids limit of 10 reached: ...)", or the runtime
-//                       could not start it: "could not start the command X: why".
+//                       "... (pids limit of 10 reached: ...)",
+//                       "... (no space left on device: the filesystem of / has
+//                       0 B free)", or the runtime could not start it:
+//                       "could not start the command X: why".
 //                       (Messages: docs/sandbox.md.)
 //   anything else       the sandbox itself could not run the step (runtime
 //                       missing, bad rootfs, ...); the message says what to fix.
