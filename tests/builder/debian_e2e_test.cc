@@ -8,7 +8,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -190,6 +192,56 @@ TEST_F(DebianE2eTest, MultiStageCopiesAStaticBinaryIntoBusybox) {
   // The compile stage is shared with the first build: served from cache.
   EXPECT_THAT(stage.out, HasSubstr("/src: (run (shell \"make hello-static\"))"));
   EXPECT_EQ(count_of(stage.out, " from cache"), 5u) << stage.out;  // three there, busybox, the copy
+}
+
+// The fixture's cache check, on copies of the cached image: an intact copy is
+// used as it is; a copy with one byte of its layer changed, or with a blob
+// missing, is rebuilt. (Here from a mirror nobody listens on, so that the
+// rebuild fails at once and says why, and the copy is left as it was.)
+TEST_F(DebianE2eTest, TheImageScriptRebuildsAnImageWhoseBlobsDoNotMatch) {
+  const std::string image_dir = debian_.substr(4, debian_.rfind(':') - 4);  // oci:DIR:12
+  auto script = [&](const std::string& dir) {
+    return run_process({"/usr/bin/env", "DEBIAN_MIRROR=http://127.0.0.1:1/debian",
+                        testing::source_dir() + "/scripts/make-debian-image", dir});
+  };
+  auto copy_of_image = [&](const std::string& name) {
+    std::string dir = home_.path() + "/" + name;
+    std::filesystem::copy(image_dir, dir, std::filesystem::copy_options::recursive);
+    return dir;
+  };
+  auto blobs = [](const std::string& dir) {
+    std::vector<std::filesystem::path> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/blobs/sha256")) out.push_back(e.path());
+    std::ranges::sort(out, {}, [](const auto& p) { return std::filesystem::file_size(p); });
+    return out;  // the layer last
+  };
+
+  std::string intact = copy_of_image("intact");
+  ProcessResult kept = script(intact);
+  EXPECT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_EQ(kept.out, "oci:" + intact + ":12\n");
+  EXPECT_THAT(kept.err, HasSubstr("nothing to do"));
+
+  std::string flipped = copy_of_image("flipped");
+  std::filesystem::path layer = blobs(flipped).back();
+  {
+    std::fstream f(layer, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(4096);
+    char byte = 0;
+    f.read(&byte, 1);
+    f.seekp(4096);
+    byte = static_cast<char>(byte ^ 1);
+    f.write(&byte, 1);
+  }
+  std::string missing = copy_of_image("missing");
+  std::filesystem::remove(blobs(missing).front());
+  for (const std::string& damaged : {flipped, missing}) {
+    ProcessResult r = script(damaged);
+    EXPECT_EQ(r.exit_code, 1) << damaged << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(damaged + " is damaged or from another recipe: rebuilding it"));
+    EXPECT_THAT(r.err, HasSubstr("debootstrap from http://127.0.0.1:1/debian failed"));
+    EXPECT_EQ(r.out, "");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, DebianE2eStoreTest, ::testing::Values("overlayfs", "btrfs"),
