@@ -57,7 +57,8 @@ struct UnixUser {
   int gid = 0;
   bool operator==(const UnixUser&) const = default;
 };
-// (user (name NAME)) — the Windows form; parsed and printed, not runnable here.
+// (user (name NAME)) — OBuilder's Windows form; kiln's builder looks NAME up in
+// the image's /etc/passwd, as docker's `USER NAME` (worker/builder/step_environment.h).
 struct WindowsUser {
   std::string name;
   bool operator==(const WindowsUser&) const = default;

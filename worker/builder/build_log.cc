@@ -111,6 +111,13 @@ std::size_t BuildLog::memory_bytes() const {
   return pieces_bytes_ + tail_.size();
 }
 
+void BuildLog::progress(std::string_view line) {
+  std::string text(line);
+  if (!text.ends_with('\n')) text += '\n';
+  std::lock_guard lock(mu_);
+  for (const auto& [handle, sink] : sinks_) sink(LogTag::kNote, text);
+}
+
 Status BuildLog::attach_file(const std::string& path) {
   // O_TRUNC: on a store that clones the base, the directory starts with the
   // base step's log, which is not this step's.

@@ -21,7 +21,10 @@
 //   KILN_RETURN_IF_ERROR(replay_log_file(store.log_file(id), sink));   // a cached step
 //
 // The file holds plain text (what `kiln build` prints): a heading or a note
-// is one line, output is written as produced. detach_file() writes the tags
+// is one line, output is written as produced. progress() lines (a fetch's
+// byte counts) go to the subscribers of the moment only: they are not kept,
+// not written to the file and not replayed, so a cached step's replay is the
+// step's log and nothing of how long it took to make. detach_file() writes the tags
 // beside it (`log.tags`: one "heading|note|output LENGTH" line per run of
 // bytes with one tag), so a replay delivers each piece with its tag; a log
 // without a usable index replays as kOutput.
@@ -49,7 +52,7 @@ namespace kiln::builder {
 
 enum class LogTag {
   kHeading,  // introduces a build step: "/src: (run (shell \"make\"))"
-  kNote,     // kiln's own lines: "---> saved as ID", fetch progress
+  kNote,     // kiln's own lines: "---> saved as ID", "unpacking layer 1/1 ...", fetch progress
   kOutput,   // raw output of the step's command
 };
 
@@ -70,6 +73,9 @@ class BuildLog {
   void heading(std::string_view line) { append_line(LogTag::kHeading, line); }
   void note(std::string_view line) { append_line(LogTag::kNote, line); }
   void output(std::string_view chunk) { append(LogTag::kOutput, chunk); }
+  // A kNote line for the current subscribers only: not kept for later
+  // subscribers, the file, text() or tail().
+  void progress(std::string_view line);
 
   // Writes everything logged so far to `path` (created or truncated) and
   // every later piece too, until detach_file(). A write error after

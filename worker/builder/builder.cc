@@ -18,12 +18,13 @@
 #include "common/path.h"
 #include "common/spec/sexp.h"
 #include "worker/builder/copy_files.h"
+#include "worker/builder/step_environment.h"
 
 namespace kiln::builder {
 
 namespace {
 
-using Env = std::vector<std::pair<std::string, std::string>>;
+using Env = EnvList;
 
 std::string location(std::string_view filename, const spec::Position& pos) {
   std::string file = filename.empty() ? "spec" : std::string(filename);
@@ -77,21 +78,11 @@ Result<Env> read_image_env(const std::string& path) {
   return env;
 }
 
-// The image's env overlaid with the spec's (env ...) bindings.
-std::vector<std::string> run_env(const Env& image_env, const std::map<std::string, std::string>& spec_env) {
-  Env merged = image_env;
-  for (const auto& [name, value] : spec_env) {
-    auto it = std::ranges::find_if(merged, [&](const auto& kv) { return kv.first == name; });
-    if (it != merged.end()) {
-      it->second = value;
-    } else {
-      merged.emplace_back(name, value);
-    }
-  }
-  std::vector<std::string> out;
-  out.reserve(merged.size());
-  for (const auto& [name, value] : merged) out.push_back(name + "=" + value);
-  return out;
+// Who owns a copy's files: the stage's user, a name resolved in the rootfs
+// being copied into (as docker's COPY --chown=NAME).
+Result<spec::UnixUser> copy_owner(const std::string& rootfs, const spec::User& user) {
+  KILN_ASSIGN_OR_RETURN(StepUser resolved, resolve_step_user(rootfs, user));
+  return spec::UnixUser{static_cast<int>(resolved.uid), static_cast<int>(resolved.gid)};
 }
 
 Error cancelled_error() {
@@ -235,7 +226,17 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
-    auto config = fetcher_.fetch([&log](std::string_view line) { log.note(line); }, rootfs, reference);
+    // A layer's line is part of the step's log; byte counts are shown live only,
+    // never replayed with a cached step.
+    auto config = fetcher_.fetch(
+        [&log](fetcher::ProgressKind kind, std::string_view line) {
+          if (kind == fetcher::ProgressKind::kLayer) {
+            log.note(line);
+          } else {
+            log.progress(line);
+          }
+        },
+        rootfs, reference);
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
     return write_file(dir + "/image.json", image_config_json(reference, *config));
@@ -259,10 +260,6 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
     step->heading = fmt::format("{}: {}", context.workdir, spec::print_op(op));
     if (run != nullptr) {
       step->id = ids::step_id_of(ids::encode_run_step(parent, context, *run));
-      const auto* user = std::get_if<spec::UnixUser>(&context.user);
-      if (user == nullptr)
-        step->cannot_run = Error(ErrorKind::kUnsupported,
-                                 "(user (name ...)) is for Windows builds; use (user (uid N) (gid N)) here");
       std::vector<sandbox::SecretMount> secrets;
       for (const spec::Secret& secret : run->secrets) {
         auto value = request.secrets.find(secret.id);
@@ -278,21 +275,22 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
       spec.argv = context.shell;
       spec.argv.push_back(run->shell);
       spec.cwd = context.workdir;
-      spec::UnixUser unix_user = user ? *user : spec::kRootUser;
-      spec.uid = static_cast<std::uint32_t>(unix_user.uid);
-      spec.gid = static_cast<std::uint32_t>(unix_user.gid);
       spec.network = run->network;
       spec.secrets = std::move(secrets);
       spec.limits = options_.limits;
       spec.timeout = options_.step_timeout;
       std::vector<spec::Cache> caches = run->caches;
-      // The image's env is read only when the step runs, so a fully cached
-      // build never opens the base image's result.
-      step->fill = [this, spec = std::move(spec), caches, unix_user, from_id = from->id,
+      // The image's env and the user's passwd entry are read only when the
+      // step runs, so a fully cached build never opens the base image's result.
+      step->fill = [this, spec = std::move(spec), caches, user = context.user, from_id = from->id,
                     spec_env = context.env](const std::string& dir, BuildLog& log,
                                             CancelToken& cancel) mutable -> Status {
         KILN_ASSIGN_OR_RETURN(Env image, image_env(from_id));
-        spec.env = run_env(image, spec_env);
+        KILN_ASSIGN_OR_RETURN(StepUser resolved, resolve_step_user(dir + "/rootfs", user));
+        spec.uid = resolved.uid;
+        spec.gid = resolved.gid;
+        spec.env = step_environment(image, spec_env, resolved, spec.hostname);
+        const spec::UnixUser unix_user{static_cast<int>(resolved.uid), static_cast<int>(resolved.gid)};
         std::vector<store::CacheLease> leases;
         for (const spec::Cache& cache : caches) {
           auto lease = store_.cache(unix_user, cache.id);
@@ -313,14 +311,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         return ran;
       };
     } else {
-      const auto* user = std::get_if<spec::UnixUser>(&context.user);
-      if (user == nullptr)
-        return make_error(ErrorKind::kUnsupported,
-                          fmt::format("{}: copy: (user (name ...)) is for Windows builds; use (user (uid N) "
-                                      "(gid N)) here",
-                                      location(request.spec_name, op.pos)));
       std::string dst = ids::resolve_destination(context.workdir, copy->dst);
-      spec::UnixUser owner = *user;
+      spec::User owner = context.user;
       auto copy_error = [&](const Error& e) {
         return std::unexpected(at_op(e, request.spec_name, op.pos, "copy"));
       };
@@ -367,7 +359,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
                   std::move(manifest.error()).with_context("reading the build stage's files"));
             trees.push_back({child_rootfs, std::move(*manifest)});
           }
-          return copy_into_rootfs(dir + "/rootfs", trees, dst, owner, cancel);
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(dir + "/rootfs", owner));
+          return copy_into_rootfs(dir + "/rootfs", trees, dst, unix_owner, cancel);
         };
       } else {
         auto ctx = scope.context();
@@ -385,7 +378,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         step->id = ids::step_id_of(ids::encode_copy_step(parent, context, *copy, "", sources));
         step->fill = [trees = std::move(trees), dst, owner](const std::string& dir, BuildLog&,
                                                             CancelToken& cancel) -> Status {
-          return copy_into_rootfs(dir + "/rootfs", trees, dst, owner, cancel);
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(dir + "/rootfs", owner));
+          return copy_into_rootfs(dir + "/rootfs", trees, dst, unix_owner, cancel);
         };
       }
     }

@@ -24,10 +24,13 @@
 //   from   the base image is fetched into `<dir>/rootfs` (image names in
 //          `image_aliases` are replaced by their reference for fetching only;
 //          the id uses the spec's text) and its config is saved as
-//          `<dir>/image.json`; later runs get the image's env overlaid with
-//          the spec's (env ...).
-//   run    sandbox.run(shell + [cmd]) with the stage's workdir, user, env,
-//          network; caches from store.cache(user, name), released after the
+//          `<dir>/image.json`. The fetch's byte counts are shown live, not
+//          saved with the step's log (a cached step replays its log only).
+//   run    sandbox.run(shell + [cmd]) with the stage's workdir, user (a
+//          (name N) looked up in the rootfs's /etc/passwd), the environment
+//          of step_environment.h (docker's PATH, HOSTNAME and HOME defaults,
+//          the image's env, the spec's (env ...)), network; caches from
+//          store.cache(user, name), released after the
 //          run whatever happens; secrets from the request (never in ids,
 //          snapshots or logs).
 //   copy   copy_files.h, from the context directory or a build stage's rootfs.

@@ -22,6 +22,7 @@
 
 #include "common/ids/step_id.h"
 #include "common/ids/temp_tree_for_test.h"
+#include "worker/builder/step_environment.h"
 #include "worker/sandbox/fake_sandbox.h"
 
 namespace kiln::builder {
@@ -39,19 +40,28 @@ std::string read_text(const std::string& path) {
   return s.str();
 }
 
-// Writes /bin/sh and /etc/os-release; the image's env is PATH and FROM_IMAGE.
+// Writes /bin/sh, /etc/os-release and /etc/passwd (root, app, nobody); the
+// image's env is PATH and FROM_IMAGE, except for the image "bare", whose
+// config sets no Env at all (like a debootstrap tree packed with umoci).
+// Reports one layer line and one byte count, as a fetch of a big layer does.
 class FakeFetcher final : public fetcher::Fetcher {
  public:
   Result<fetcher::ImageConfig> fetch(const fetcher::Progress& progress, const std::string& rootfs,
                                      std::string_view image) override {
     ++fetches;
-    progress(fmt::format("unpacking {}", image));
+    progress(fetcher::ProgressKind::kLayer, fmt::format("unpacking {}", image));
+    progress(fetcher::ProgressKind::kBytesRead, "  layer 1/1: 16.0 MiB of 20.0 MiB");
     std::filesystem::create_directories(rootfs + "/bin");
     std::filesystem::create_directories(rootfs + "/etc");
     std::ofstream(rootfs + "/bin/sh") << "#!fake shell\n";
     std::ofstream(rootfs + "/etc/os-release") << "image=" << image << "\n";
+    std::ofstream(rootfs + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\n"
+                                             "# a comment, and a line that is no entry\n"
+                                             "broken\n"
+                                             "app:x:1000:1001:App:/home/app:/bin/sh\n"
+                                             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
     fetcher::ImageConfig config;
-    config.env = {{"PATH", "/usr/bin:/bin"}, {"FROM_IMAGE", std::string(image)}};
+    if (image != "bare") config.env = {{"PATH", "/usr/bin:/bin"}, {"FROM_IMAGE", std::string(image)}};
     return config;
   }
   std::atomic<int> fetches{0};
@@ -201,8 +211,10 @@ TEST_F(BuilderTest, BuildsThenServesEveryStepFromCache) {
   EXPECT_EQ(run.argv, (std::vector<std::string>{"/bin/sh", "-c", "make"}));
   EXPECT_EQ(run.cwd, "/app");
   EXPECT_EQ(run.hostname, "builder");
-  // The image's env overlaid with the spec's: PATH replaced in place, new names appended.
-  EXPECT_EQ(run.env, (std::vector<std::string>{"PATH=/opt/bin", "FROM_IMAGE=busybox", "GREETING=hi"}));
+  // The defaults, then the image's env, then the spec's: PATH replaced in
+  // place, new names appended; HOME from /etc/passwd for uid 0.
+  EXPECT_EQ(run.env, (std::vector<std::string>{"PATH=/opt/bin", "HOSTNAME=builder", "FROM_IMAGE=busybox",
+                                               "GREETING=hi", "HOME=/root"}));
   EXPECT_THAT(first.text(), HasSubstr("/app: (run (shell make))\ncompiling\n"));
   EXPECT_THAT(first.notes(), HasSubstr("---> saved as " + *id));
   EXPECT_THAT(first.notes(), Not(HasSubstr("from cache")));
@@ -235,8 +247,13 @@ TEST_F(BuilderTest, BuildsThenServesEveryStepFromCache) {
     ++hits;
   EXPECT_EQ(hits, 3u) << notes;  // from, run, copy
   EXPECT_THAT(notes, Not(HasSubstr("saved as")));
-  // A cached step replays its saved log.
+  // A cached step replays its saved log: the layer line, but not the fetch's
+  // byte counts, which only the cold build showed (live).
   EXPECT_THAT(second.text(), HasSubstr("compiling\n"));
+  EXPECT_THAT(second.text(), HasSubstr("(from busybox)\nfetching busybox\nunpacking busybox\n"));
+  EXPECT_THAT(first.text(), HasSubstr("unpacking busybox\n  layer 1/1: 16.0 MiB of 20.0 MiB\n"));
+  EXPECT_THAT(second.text(), Not(HasSubstr("16.0 MiB")));
+  EXPECT_THAT(read_text(store_->log_file(expected_id("((from busybox))"))), Not(HasSubstr("16.0 MiB")));
   auto stats = builder_->cache_stats();
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->hits, 3u);
@@ -603,6 +620,78 @@ TEST(DiskSpaceTest, APathNotCreatedYetIsMeasuredWhereItWouldBe) {
   auto missing = disk_space("/no/such/dir/yet");
   ASSERT_TRUE(missing) << missing.error().to_string();
   EXPECT_EQ(missing->total_bytes, here->total_bytes);
+}
+
+TEST_F(BuilderTest, ImageWithoutEnvGetsDockersDefaults) {
+  auto id = builder_->build(request(R"(((from bare) (run (shell "make"))))"));
+  ASSERT_TRUE(id) << id.error().to_string();
+  ASSERT_EQ(sandbox_.call_count(), 1u);
+  sandbox::RunSpec run = sandbox_.calls()[0].spec;
+  EXPECT_EQ(run.env, (std::vector<std::string>{"PATH=" + std::string(kDefaultPath),
+                                               "HOSTNAME=" + run.hostname, "HOME=/root"}));
+  EXPECT_EQ(run.uid, 0u);
+}
+
+TEST_F(BuilderTest, NamedUserComesFromTheImagesPasswdAndSetsHome) {
+  constexpr std::string_view kSpec = R"(((from bare)
+ (user (name app))
+ (run (shell "id"))
+ (user (name nobody))
+ (env HOSTNAME custom)
+ (run (shell "id"))
+ (user (uid 4242) (gid 7))
+ (run (shell "id"))
+ (user (uid 1000) (gid 5))
+ (env HOME /work)
+ (run (shell "id"))
+ (user (name app))
+ (copy (src greeting.txt) (dst /home/app/))))";
+  auto id = builder_->build(request(kSpec));
+  ASSERT_TRUE(id) << id.error().to_string();
+  EXPECT_EQ(*id, expected_id(kSpec));  // ids name the user as written, not as resolved
+  auto calls = sandbox_.calls();
+  ASSERT_EQ(calls.size(), 4u);
+  auto env_of = [](const sandbox::RunSpec& run, const std::string& name) {
+    for (const std::string& e : run.env)
+      if (e.starts_with(name + "=")) return e.substr(name.size() + 1);
+    return std::string("(unset)");
+  };
+  // (name app): uid and primary gid from its entry, HOME its home.
+  EXPECT_EQ(calls[0].spec.uid, 1000u);
+  EXPECT_EQ(calls[0].spec.gid, 1001u);
+  EXPECT_EQ(env_of(calls[0].spec, "HOME"), "/home/app");
+  EXPECT_EQ(env_of(calls[0].spec, "PATH"), kDefaultPath);
+  // (name nobody); the spec's HOSTNAME replaces the default.
+  EXPECT_EQ(calls[1].spec.uid, 65534u);
+  EXPECT_EQ(calls[1].spec.gid, 65534u);
+  EXPECT_EQ(env_of(calls[1].spec, "HOME"), "/nonexistent");
+  EXPECT_EQ(env_of(calls[1].spec, "HOSTNAME"), "custom");
+  // A uid with no entry: HOME is /, as docker does.
+  EXPECT_EQ(calls[2].spec.uid, 4242u);
+  EXPECT_EQ(calls[2].spec.gid, 7u);
+  EXPECT_EQ(env_of(calls[2].spec, "HOME"), "/");
+  // uid 1000 is app's: its HOME, unless the spec sets one.
+  EXPECT_EQ(calls[3].spec.gid, 5u);
+  EXPECT_EQ(env_of(calls[3].spec, "HOME"), "/work");
+  // A copy under (user (name app)) is owned by app's uid and gid.
+  struct stat st {};
+  ASSERT_EQ(::stat((rootfs_of(*id) + "/home/app/greeting.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1001u);
+}
+
+TEST_F(BuilderTest, UnknownUserNameFailsTheStepAtItsOp) {
+  auto run = builder_->build(request("((from bare)\n (user (name ghost))\n (run (shell id)))"));
+  ASSERT_FALSE(run);
+  EXPECT_EQ(run.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(run.error().to_string(),
+              AllOf(HasSubstr("test.spec:3:2: run"), HasSubstr("has no user \"ghost\""),
+                    HasSubstr("(user (uid N) (gid N))")));
+  EXPECT_EQ(sandbox_.call_count(), 0u);
+  auto copy =
+      builder_->build(request("((from bare)\n (user (name ghost))\n (copy (src greeting.txt) (dst /g)))"));
+  ASSERT_FALSE(copy);
+  EXPECT_THAT(copy.error().to_string(), AllOf(HasSubstr("test.spec:3:2: copy"), HasSubstr("ghost")));
 }
 
 TEST_F(BuilderTest, CopyErrorsPointAtTheOp) {

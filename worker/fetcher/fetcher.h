@@ -3,7 +3,7 @@
 // signature; DESIGN.md, "The local builder"; docs/images.md).
 //
 //   auto fetcher = kiln::fetcher::make_fetcher();
-//   auto config = fetcher->fetch([](std::string_view line) { log.note(line); },
+//   auto config = fetcher->fetch([](ProgressKind, std::string_view line) { log.note(line); },
 //                                tmp_dir + "/rootfs", "oci:/var/lib/kiln/base:latest");
 //   if (!config) return std::unexpected(config.error());
 //   for (auto& [key, value] : config->env) ...
@@ -76,10 +76,16 @@ struct ImageConfig {
   std::string manifest_digest;  // "sha256:..." of the image manifest (or docker config) used
 };
 
-// Receives one human-readable line at a time ("unpacking layer 2/3 sha256:abcd… 12.3 MB").
-// Called from the fetching thread, per layer and every ~16 MB within a layer.
-// May be empty (no notes).
-using Progress = std::function<void(std::string_view line)>;
+// What a progress line reports. kLayer: a layer about to be unpacked, one line
+// per layer ("unpacking layer 2/3 sha256:abcd… 11.7 MiB"), which says what the
+// image is made of. kBytesRead: how far the fetch is within a layer, every
+// 16 MiB ("  layer 2/3: 16.0 MiB of 114.7 MiB"), of interest only while it
+// happens (the builder shows it live and does not save it with the step's log).
+enum class ProgressKind { kLayer, kBytesRead };
+
+// Receives one human-readable line at a time, without a newline. Called from
+// the fetching thread. May be empty (no notes).
+using Progress = std::function<void(ProgressKind kind, std::string_view line)>;
 
 class Fetcher {
  public:

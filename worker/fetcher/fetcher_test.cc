@@ -226,6 +226,9 @@ TEST_F(FetcherTest, ProgressNamesEachLayerAndReportsWithinBigOnes) {
               ::testing::MatchesRegex("unpacking layer 2/2 sha256:[0-9a-f]{12}… 40\\.0 MiB"));
   EXPECT_EQ(progress_lines_[2], "  layer 2/2: 16.0 MiB of 40.0 MiB");
   EXPECT_EQ(progress_lines_[3], "  layer 2/2: 32.0 MiB of 40.0 MiB");
+  // One kLayer line per layer, the rest counts bytes (the builder saves only the former).
+  EXPECT_EQ(progress_kinds_, (std::vector<ProgressKind>{ProgressKind::kLayer, ProgressKind::kLayer,
+                                                        ProgressKind::kBytesRead, ProgressKind::kBytesRead}));
   struct stat st {};
   ASSERT_EQ(::stat((rootfs_ + "/big").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, static_cast<off_t>(big.size()));

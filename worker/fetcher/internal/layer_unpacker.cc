@@ -78,7 +78,8 @@ class BlobStream {
     std::uint64_t before = bytes_;
     bytes_ += n;
     if (progress_ && bytes_ / kProgressEveryBytes != before / kProgressEveryBytes)
-      progress_(fmt::format("  layer {}/{}: {} of {}", position_.number, position_.count, human_bytes(bytes_),
+      progress_(ProgressKind::kBytesRead,
+                fmt::format("  layer {}/{}: {} of {}", position_.number, position_.count, human_bytes(bytes_),
                             total_ > 0 ? human_bytes(total_) : std::string("?")));
     return n;
   }
@@ -564,8 +565,8 @@ Status unpack_layer(ImageFiles& files, const LayerDescriptor& layer, const Layer
                                                   : layer.path;
     // "sha256:" and 12 hex digits identify a layer well enough for a human.
     if (digest.starts_with("sha256:") && digest.size() > 19) digest = digest.substr(0, 19) + "…";
-    progress(fmt::format("unpacking layer {}/{} {} {}", position.number, position.count, digest,
-                         human_bytes(total)));
+    progress(ProgressKind::kLayer, fmt::format("unpacking layer {}/{} {} {}", position.number, position.count,
+                                               digest, human_bytes(total)));
   }
 
   BlobStream blob(reader, position, progress, total);

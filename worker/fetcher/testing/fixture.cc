@@ -31,8 +31,12 @@ Result<ImageConfig> FetcherTest::fetch_layers(const std::vector<Layer>& layers, 
 
 Result<ImageConfig> FetcherTest::fetch(const std::string& reference) {
   auto fetcher = make_fetcher();
-  return fetcher->fetch([this](std::string_view line) { progress_lines_.emplace_back(line); }, rootfs_,
-                        reference);
+  return fetcher->fetch(
+      [this](ProgressKind kind, std::string_view line) {
+        progress_kinds_.push_back(kind);
+        progress_lines_.emplace_back(line);
+      },
+      rootfs_, reference);
 }
 
 std::string FetcherTest::tree(const std::string& root) {

@@ -47,6 +47,7 @@ class FetcherTest : public ::testing::Test {
   std::string tmp_;  // temp_'s path
   std::string rootfs_;
   std::vector<std::string> progress_lines_;
+  std::vector<ProgressKind> progress_kinds_;  // of each line in progress_lines_
 };
 
 }  // namespace kiln::fetcher::testing
