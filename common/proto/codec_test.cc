@@ -1,4 +1,9 @@
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "common/proto/messages.h"
 
@@ -55,6 +60,33 @@ TEST(ProtoCodec, MalformedBodiesAreErrorsNotCrashes) {
   // Garbage of the right length.
   std::string garbage(64, '\xab');
   EXPECT_FALSE(decode<Register>(garbage));
+}
+
+// Found by tests/fuzz/proto_codec_fuzz: a list of zero-sized structs costs
+// its reader one word per element however many it claims, so a body of a
+// few words could decode into millions of elements (the 64 MiB traversal
+// limit was the only bound; ~1 GB from a 1 KB body). Readers now walk at
+// most twice the words a message holds.
+TEST(ProtoCodec, ATinyBodyCannotClaimMillionsOfElements) {
+  capnp::MallocMessageBuilder message;
+  // A heartbeat (schema/kiln.capnp: stats, running, inventoryDigest are its
+  // three pointers) whose `running` list claims 4 million empty entries.
+  auto heartbeat = message.getRoot<capnp::AnyPointer>().initAsAnyStruct(0, 3);
+  heartbeat.getPointerSection()[1].initAsListOfAnyStruct(0, 0, 4'000'000);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  std::string body(reinterpret_cast<const char*>(words.asBytes().begin()), words.asBytes().size());
+  ASSERT_LT(body.size(), 100u);
+  auto decoded = decode<Heartbeat>(body);
+  ASSERT_FALSE(decoded) << "decoded " << decoded->running.size() << " running jobs from " << body.size()
+                        << " bytes";
+  EXPECT_EQ(decoded.error().kind(), ErrorKind::kInvalidArgument);
+
+  // A real heartbeat with many running jobs still decodes.
+  Heartbeat many;
+  for (int i = 0; i < 10'000; ++i) many.running.push_back({"j" + std::to_string(i), 1});
+  auto back = decode<Heartbeat>(encode(many));
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->running.size(), 10'000u);
 }
 
 TEST(ProtoCodec, TypeNamesRoundTrip) {
