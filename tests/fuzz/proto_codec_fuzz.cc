@@ -2,9 +2,9 @@
 // proto::decode<T> for every message type, decode_job_record (the
 // scheduler's stored job records), peek_request_id and parse_type.
 //
-// The first input byte picks what the rest is fed to: 0-31 a message type
-// (proto::Type, job-event types read as JobEvent), 32 a job record, 33 a type
-// frame's text. For any input it checks, and aborts when one fails:
+// The first input byte picks what the rest is fed to: 0 to kMessageTypeCount-1
+// a message type (proto::Type, job-event types read as JobEvent; job-acks is
+// the last), then a job record, then a type frame's text. For any input it checks, and aborts when one fails:
 //   - decode never crashes, and refuses with kInvalidArgument;
 //   - whatever decodes re-encodes to bytes that decode again, and encoding
 //     that gives the same bytes (the encoding writes every field, so equal
@@ -136,7 +136,8 @@ proto::JobInfo seed_job() {
           .timeout_seconds = 3600,
           .labels = {"arch=x86_64"},
           .planned_steps = {"91bc", "4f2a"},
-          .estimate_seconds = 30};
+          .estimate_seconds = 30,
+          .attempt_log_bytes = 4096};
 }
 
 proto::WorkerInfo seed_worker() {
@@ -201,23 +202,30 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
                           .capacity = 4,
                           .labels = {"arch=x86_64"},
                           .running = {{"j7", 2}},
-                          .stats = seed_worker().stats});
-  message(proto::Registered{
-      .scheduler_id = "0123456789abcdef", .heartbeat_ms = 1000, .lease_ms = 10000, .state = "active"});
+                          .stats = seed_worker().stats,
+                          .log_offsets = true});
+  message(proto::Registered{.scheduler_id = "0123456789abcdef",
+                            .heartbeat_ms = 1000,
+                            .lease_ms = 10000,
+                            .state = "active",
+                            .log_cap_bytes = 16ull << 20});
   message(proto::Heartbeat{.stats = seed_worker().stats, .running = {{"j7", 2}}, .inventory_digest = id32});
   message(proto::Reregister{.reason = "scheduler restarted"});
   message(proto::Assign{.job_id = "j7", .attempt = 2, .job = seed_spec()});
   proto::JobEvent event{.job_id = "j7", .attempt = 2};
   add("job-started", static_cast<std::uint8_t>(Type::kJobStarted), proto::encode(event));
   event.log = "+ make\ncc -o app app.c\n";
+  event.log_offset = 1 << 20;
   add("job-log", static_cast<std::uint8_t>(Type::kJobLog), proto::encode(event));
   event.log.clear();
+  event.log_offset = 0;
   event.step = {"4f2a", "(run (shell \"make\"))", false, 3.5};
   add("job-step", static_cast<std::uint8_t>(Type::kJobStep), proto::encode(event));
   event.step = {};
   event.outcome = "succeeded";
   event.result = "4f2a";
   event.steps = seed_job().steps;
+  event.log_end = (1 << 20) + 23;
   add("job-done", static_cast<std::uint8_t>(Type::kJobDone), proto::encode(event));
   message(proto::CancelAssigned{.job_id = "j7", .attempt = 2});
   message(proto::WorkerState{.state = "paused"});
@@ -233,6 +241,9 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
                               .offset = 0,
                               .data = "0123456789"});
   message(proto::Inventory{.full = true, .added = {id32, std::string(32, '\x01')}, .set_digest = id32});
+  message(proto::JobAcks{.acks = {{.job_id = "j7", .attempt = 2, .log_offset = 4096},
+                                  {.job_id = "j8", .attempt = 1, .log_offset = 16ull << 20, .log_full = true},
+                                  {.job_id = "j9", .attempt = 3, .log_offset = 77, .done = true}}});
   add("job-record", kJobRecordMode, proto::encode_job_record(seed_job()));
   add("job-record-queued", kJobRecordMode,
       proto::encode_job_record({.id = "j1", .state = "queued", .client = "ci", .spec = "((from busybox))"}));

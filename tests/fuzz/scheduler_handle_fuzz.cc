@@ -103,6 +103,8 @@ const std::string kActions[] = {"pause", "unpause", "drain", "forget", "explode"
 const std::uint32_t kWaits[] = {0, 100, 30'000, 600'000};
 const std::uint32_t kTimeouts[] = {0, 1, 60, 4'000'000'000u};
 const std::uint64_t kOffsets[] = {0, 5, 64, 1ull << 40};
+// Job-log offsets and job-done log ends of workers that number their logs.
+const std::uint64_t kLogOffsets[] = {0, 6, 60, 100, 4'096, 1ull << 40};
 const std::uint32_t kMaxBytes[] = {0, 3, 1 << 20, 0xffffffffu};
 const std::uint64_t kDisks[] = {0, 1 << 20, 1ull << 40};
 const std::int64_t kSteps[] = {0, 10, 49, 50, 1'000, 2'600, 10'001, 60'000, 3'600'001};
@@ -323,6 +325,7 @@ class Harness {
                             .labels = labels_of(in_.u8())};
         reg.running = running_of(in_);
         reg.stats = stats_of(in_);
+        reg.log_offsets = in_.flag();
         return send(reg);
       }
       case 10: {
@@ -345,7 +348,9 @@ class Harness {
           event.error = in_.flag() ? "exit status 2" : "";
           event.result = in_.pick(kStepIds);
           if (in_.flag()) event.steps = {{in_.pick(kStepIds), "(from busybox)", true, 0}};
+          event.log_end = in_.pick(kLogOffsets);
         }
+        if (type == proto::Type::kJobLog) event.log_offset = in_.pick(kLogOffsets);
         Port port = wrong_port ? Port::kClients : Port::kWorkers;
         return deliver(port, route, type, proto::encode(event));
       }
@@ -719,6 +724,41 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
                 .restart(false)
                 .turn()
                 .str());
+  // A worker that numbers its log (log_offsets): chunks acknowledged by
+  // job-acks after the commit, a resent chunk, a hole, the cap (config 16: 64
+  // bytes), job-done's log end, and a restart that loses what was not committed.
+  proto::Register numbering = worker("w1");
+  numbering.log_offsets = true;
+  auto chunk = [](std::uint64_t offset, std::string text) {
+    proto::JobEvent e{.job_id = "j1", .attempt = 1, .log = std::move(text)};
+    e.log_offset = offset;
+    return e;
+  };
+  proto::JobEvent done{.job_id = "j1", .attempt = 1, .outcome = "succeeded", .result = std::string(64, 'a')};
+  done.log_end = 200;
+  proto::Register again = numbering;
+  again.running = {{"j1", 1}};
+  for (std::uint8_t config : {std::uint8_t{0}, std::uint8_t{16}}) {
+    seeds.add(config ? "12-log-offsets-capped" : "11-log-offsets",
+              Script(config)
+                  .send(kW1, numbering, true)
+                  .send(kC1, submit(1))
+                  .turn()
+                  .event(kW1, Type::kJobStarted, on("j1", 1))
+                  .event(kW1, Type::kJobLog, chunk(0, std::string(40, 'a')))
+                  .turn()
+                  .event(kW1, Type::kJobLog, chunk(40, std::string(20, 'b')))
+                  .event(kW1, Type::kJobLog, chunk(40, std::string(20, 'b')))
+                  .event(kW1, Type::kJobLog, chunk(100, std::string(50, 'c')))
+                  .restart(false)
+                  .send(kW1, again, true)
+                  .event(kW1, Type::kJobLog, chunk(40, std::string(20, 'b')))
+                  .event(kW1, Type::kJobDone, done)
+                  .turn()
+                  .send(kC1, proto::ReadLog{.request_id = 2, .job_id = "j1"})
+                  .turn()
+                  .str());
+  }
 }
 
 }  // namespace
