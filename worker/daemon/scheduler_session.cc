@@ -479,7 +479,10 @@ void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
     free_log(key, log, ack.log_offset, ack.log_full);
     if (log.first_held() > held_from || ack.done) log.last_progress = now;
     if (ack.done) {
-      // Recorded, and its log complete or marked: nothing of the job is needed any more.
+      // Recorded, and its log complete or marked: nothing of the job is
+      // needed any more, text still held past the offset included (it must
+      // leave the count of held bytes with it: enforce_bound trusts that count).
+      free_log(key, log, 0, /*all=*/true);
       logs_.erase(it);
       unsent_logs_.erase(key);
     }

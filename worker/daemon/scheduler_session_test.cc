@@ -717,6 +717,32 @@ TEST_F(AckingSchedulerTest, PastTheCapOrAFullLogTextIsDroppedAtOnceAndReleased) 
   EXPECT_EQ(executor_.released[JobKey("j2", 1)], 14u);
 }
 
+// Found by tests/fuzz/worker_session_fuzz: a job-acks with done for a job
+// whose text past the acknowledged offset was still held forgot the job's
+// log but not its bytes: the held count stayed up, and the next time the
+// bound was passed enforce_bound took the front chunk of a job holding none
+// (undefined behaviour; with no job left, an end iterator).
+TEST_F(AckingSchedulerTest, AJobDoneAcknowledgedWithTextStillHeldReleasesAllOfIt) {
+  SessionOptions o = options();
+  o.max_buffered_bytes = 4096;
+  make(o);
+  start_registered();
+  receive(assign("j1", 1));
+  session_->job_event(log_event("j1", 1, std::string(100, 'a')));
+  session_->job_event(log_event("j1", 1, std::string(100, 'b')));
+  executor_.jobs.clear();
+  session_->job_event(done_event("j1", 1, "succeeded"));
+  EXPECT_EQ(session_->buffered_bytes(), 200u);
+  ack("j1", 100, /*full=*/false, /*done=*/true);
+  EXPECT_EQ(session_->buffered_bytes(), 0u);
+  EXPECT_EQ(released("j1"), 200u);
+  // Over the bound again, with another job's text to drop: it is that job's.
+  receive(assign("j2", 1));
+  for (int i = 0; i < 20; ++i) session_->job_event(log_event("j2", 1, fmt::format("{:0>499}\n", i)));
+  EXPECT_LE(session_->buffered_bytes(), 4096u);
+  EXPECT_GT(released("j2"), 0u);
+}
+
 TEST_F(AckingSchedulerTest, OverTheByteBoundTheOldestTextIsDroppedAndTheHoleIsTheSchedulers) {
   SessionOptions o = options();
   o.max_buffered_bytes = 4096;
