@@ -89,6 +89,26 @@ TEST(ProtoCodec, ATinyBodyCannotClaimMillionsOfElements) {
   EXPECT_EQ(back->running.size(), 10'000u);
 }
 
+// Found by tests/fuzz/worker_session_fuzz: an assign for job "\0x" decoded,
+// but kiln's encoder stops a Text at its first NUL, so the worker's
+// job-done named job "": text with a NUL inside is malformed.
+TEST(ProtoCodec, TextWithANulInsideIsRefused) {
+  std::string body = encode(Assign{.job_id = "QZ", .attempt = 1});
+  const std::size_t at = body.find("QZ");
+  ASSERT_NE(at, std::string::npos);
+  body[at] = '\0';
+  auto decoded = decode<Assign>(body);
+  ASSERT_FALSE(decoded) << "decoded job id of " << decoded->job_id.size() << " bytes, which encodes as "
+                        << decode<Assign>(encode(*decoded))->job_id.size();
+  EXPECT_EQ(decoded.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(decoded.error().message().find("NUL"), std::string::npos) << decoded.error().message();
+  // Data (log text, context bytes) may hold any byte.
+  JobEvent log{.type = Type::kJobLog, .job_id = "j1", .attempt = 1, .log = std::string("a\0b", 3)};
+  auto back = decode<JobEvent>(encode(log));
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->log, log.log);
+}
+
 TEST(ProtoCodec, TypeNamesRoundTrip) {
   for (int t = 0; t <= static_cast<int>(Type::kJobAcks); ++t) {
     auto type = static_cast<Type>(t);
