@@ -37,7 +37,7 @@ Result<Trace> parse_trace(std::istream& in, const std::string& name) {
     };
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return where("not a JSON object");
-    std::string type = j.value("type", "");
+    std::string type;
     // A whole-number field no larger than `max` (nullopt otherwise).
     // nlohmann's get<unsigned>() casts whatever number it holds: -1 became
     // capacity 4294967295, and a number past 2^64 (read as a double) was
@@ -50,6 +50,8 @@ Result<Trace> parse_trace(std::istream& in, const std::string& name) {
       return it->get<std::uint64_t>();
     };
     try {
+      // Inside the try: value() throws when "type" is there but not a string.
+      type = j.value("type", "");
       if (type == "worker") {
         TraceWorker w;
         w.name = j.at("name").get<std::string>();

@@ -92,6 +92,18 @@ TEST(PlacementTrace, WorkerNumbersMustBeWholeNumbersInRange) {
   EXPECT_EQ(largest->workers[0].cache_limit, 18446744073709551615u);
 }
 
+// Found by tests/fuzz/placement_trace_fuzz: a "type" that is not a string
+// threw nlohmann::json's type_error out of parse_trace (kiln-sim terminated).
+TEST(PlacementTrace, ATypeThatIsNotAStringIsAnError) {
+  for (const char* line : {"{\"type\":{\"a\":[1,2]}}\n", "{\"type\":7}\n", "{\"type\":null}\n"}) {
+    auto t = parse(line);
+    ASSERT_FALSE(t.has_value()) << line;
+    EXPECT_EQ(t.error().kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(t.error().message().find("t.jsonl:1: missing or mistyped field"), std::string::npos)
+        << t.error().message();
+  }
+}
+
 TEST(PlacementTrace, AMissingFileIsNotFound) {
   auto t = read_trace("/nonexistent/trace.jsonl");
   ASSERT_FALSE(t.has_value());
