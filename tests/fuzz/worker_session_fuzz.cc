@@ -392,7 +392,10 @@ class Harness {
     LogTruth& log = logs_[key];
     const std::uint64_t offsets[] = {0, log.high / 2, log.high, log.written.size(), log.high + 1, 1ull << 40};
     const std::uint64_t offset = offsets[choice % std::size(offsets)];
-    if (!session_->scheduler_acks() || offset > log.high || (done && !out_.done.contains(key)))
+    // An honest scheduler acknowledges what it received: text up to what was
+    // sent, a job-done that was sent, nothing for an attempt it heard nothing of.
+    const bool heard = log.high > 0 || out_.done.contains(key);
+    if (!session_->scheduler_acks() || !heard || offset > log.high || (done && !out_.done.contains(key)))
       log.misled = true;
     if (!log.misled) {
       log.acked = std::max(log.acked, offset);
