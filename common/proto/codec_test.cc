@@ -1,4 +1,9 @@
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "common/proto/messages.h"
 
@@ -55,6 +60,53 @@ TEST(ProtoCodec, MalformedBodiesAreErrorsNotCrashes) {
   // Garbage of the right length.
   std::string garbage(64, '\xab');
   EXPECT_FALSE(decode<Register>(garbage));
+}
+
+// Found by tests/fuzz/proto_codec_fuzz: a list of zero-sized structs costs
+// its reader one word per element however many it claims, so a body of a
+// few words could decode into millions of elements (the 64 MiB traversal
+// limit was the only bound; ~1 GB from a 1 KB body). Readers now walk at
+// most twice the words a message holds.
+TEST(ProtoCodec, ATinyBodyCannotClaimMillionsOfElements) {
+  capnp::MallocMessageBuilder message;
+  // A heartbeat (schema/kiln.capnp: stats, running, inventoryDigest are its
+  // three pointers) whose `running` list claims 4 million empty entries.
+  auto heartbeat = message.getRoot<capnp::AnyPointer>().initAsAnyStruct(0, 3);
+  heartbeat.getPointerSection()[1].initAsListOfAnyStruct(0, 0, 4'000'000);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  std::string body(reinterpret_cast<const char*>(words.asBytes().begin()), words.asBytes().size());
+  ASSERT_LT(body.size(), 100u);
+  auto decoded = decode<Heartbeat>(body);
+  ASSERT_FALSE(decoded) << "decoded " << decoded->running.size() << " running jobs from " << body.size()
+                        << " bytes";
+  EXPECT_EQ(decoded.error().kind(), ErrorKind::kInvalidArgument);
+
+  // A real heartbeat with many running jobs still decodes.
+  Heartbeat many;
+  for (int i = 0; i < 10'000; ++i) many.running.push_back({"j" + std::to_string(i), 1});
+  auto back = decode<Heartbeat>(encode(many));
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->running.size(), 10'000u);
+}
+
+// Found by tests/fuzz/worker_session_fuzz: an assign for job "\0x" decoded,
+// but kiln's encoder stops a Text at its first NUL, so the worker's
+// job-done named job "": text with a NUL inside is malformed.
+TEST(ProtoCodec, TextWithANulInsideIsRefused) {
+  std::string body = encode(Assign{.job_id = "QZ", .attempt = 1});
+  const std::size_t at = body.find("QZ");
+  ASSERT_NE(at, std::string::npos);
+  body[at] = '\0';
+  auto decoded = decode<Assign>(body);
+  ASSERT_FALSE(decoded) << "decoded job id of " << decoded->job_id.size() << " bytes, which encodes as "
+                        << decode<Assign>(encode(*decoded))->job_id.size();
+  EXPECT_EQ(decoded.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(decoded.error().message().find("NUL"), std::string::npos) << decoded.error().message();
+  // Data (log text, context bytes) may hold any byte.
+  JobEvent log{.type = Type::kJobLog, .job_id = "j1", .attempt = 1, .log = std::string("a\0b", 3)};
+  auto back = decode<JobEvent>(encode(log));
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->log, log.log);
 }
 
 TEST(ProtoCodec, TypeNamesRoundTrip) {

@@ -149,7 +149,7 @@ TEST(SpecProperty, FuzzCorpusHoldsTheFuzzerProperties) {
   const char* source = std::getenv("KILN_SOURCE_DIR");
   ASSERT_NE(source, nullptr) << "KILN_SOURCE_DIR is set by ctest; run the test through ctest";
   int files = 0, valid = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(source) + "/tests/fuzz/corpus")) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(source) + "/tests/fuzz/corpus/spec_reader")) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();

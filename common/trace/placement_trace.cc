@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <fstream>
 #include <istream>
+#include <limits>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -35,15 +37,36 @@ Result<Trace> parse_trace(std::istream& in, const std::string& name) {
     };
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return where("not a JSON object");
-    std::string type = j.value("type", "");
+    std::string type;
+    // A whole-number field no larger than `max` (nullopt otherwise).
+    // nlohmann's get<unsigned>() casts whatever number it holds: -1 became
+    // capacity 4294967295, and a number past 2^64 (read as a double) was
+    // undefined behaviour (found by tests/fuzz/placement_trace_fuzz).
+    auto whole = [&j](const char* key, std::uint64_t fallback,
+                      std::uint64_t max) -> std::optional<std::uint64_t> {
+      auto it = j.find(key);
+      if (it == j.end()) return fallback;
+      if (!it->is_number_unsigned() || it->get<std::uint64_t>() > max) return std::nullopt;
+      return it->get<std::uint64_t>();
+    };
     try {
+      // Inside the try: value() throws when "type" is there but not a string.
+      type = j.value("type", "");
       if (type == "worker") {
         TraceWorker w;
         w.name = j.at("name").get<std::string>();
         w.pool = j.value("pool", w.pool);
-        w.capacity = j.value("capacity", 1u);
+        auto capacity = whole("capacity", 1, std::numeric_limits<decltype(w.capacity)>::max());
+        if (!capacity)
+          return where(fmt::format("a worker's capacity must be a whole number from 1 to {}",
+                                   std::numeric_limits<decltype(w.capacity)>::max()));
+        w.capacity = static_cast<decltype(w.capacity)>(*capacity);
         w.labels = j.value("labels", std::vector<std::string>{});
-        w.cache_limit = j.value("cache_limit", std::size_t{0});
+        auto cache_limit = whole("cache_limit", 0, std::numeric_limits<decltype(w.cache_limit)>::max());
+        if (!cache_limit)
+          return where(fmt::format("a worker's cache_limit must be a whole number from 0 to {}",
+                                   std::numeric_limits<decltype(w.cache_limit)>::max()));
+        w.cache_limit = static_cast<decltype(w.cache_limit)>(*cache_limit);
         if (w.capacity == 0) return where("a worker's capacity must be at least 1");
         trace.workers.push_back(std::move(w));
       } else if (type == "job") {

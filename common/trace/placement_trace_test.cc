@@ -58,6 +58,52 @@ TEST(PlacementTrace, ErrorsNameTheLineAndTheProblem) {
             std::string::npos);
 }
 
+// Found by tests/fuzz/placement_trace_fuzz: a cache_limit past 2^64 (read
+// as a double) was cast to size_t, undefined behaviour; a negative capacity
+// became 4294967295.
+TEST(PlacementTrace, WorkerNumbersMustBeWholeNumbersInRange) {
+  for (const char* line : {
+           "{\"type\":\"worker\",\"name\":\"w\",\"cache_limit\":18446744073709551616120}\n",
+           "{\"type\":\"worker\",\"name\":\"w\",\"cache_limit\":-1}\n",
+           "{\"type\":\"worker\",\"name\":\"w\",\"cache_limit\":2.5}\n",
+       }) {
+    auto t = parse(line);
+    ASSERT_FALSE(t.has_value()) << line;
+    EXPECT_EQ(t.error().kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(t.error().message().find("t.jsonl:1: a worker's cache_limit must be a whole number"),
+              std::string::npos)
+        << t.error().message();
+  }
+  for (const char* line : {
+           "{\"type\":\"worker\",\"name\":\"w\",\"capacity\":-1}\n",
+           "{\"type\":\"worker\",\"name\":\"w\",\"capacity\":4294967297}\n",
+           "{\"type\":\"worker\",\"name\":\"w\",\"capacity\":1e30}\n",
+       }) {
+    auto t = parse(line);
+    ASSERT_FALSE(t.has_value()) << line;
+    EXPECT_NE(t.error().message().find("t.jsonl:1: a worker's capacity must be a whole number from 1 to"),
+              std::string::npos)
+        << t.error().message();
+  }
+  auto largest = parse("{\"type\":\"worker\",\"name\":\"w\",\"capacity\":4294967295,"
+                       "\"cache_limit\":18446744073709551615}\n");
+  ASSERT_TRUE(largest.has_value()) << largest.error().to_string();
+  EXPECT_EQ(largest->workers[0].capacity, 4294967295u);
+  EXPECT_EQ(largest->workers[0].cache_limit, 18446744073709551615u);
+}
+
+// Found by tests/fuzz/placement_trace_fuzz: a "type" that is not a string
+// threw nlohmann::json's type_error out of parse_trace (kiln-sim terminated).
+TEST(PlacementTrace, ATypeThatIsNotAStringIsAnError) {
+  for (const char* line : {"{\"type\":{\"a\":[1,2]}}\n", "{\"type\":7}\n", "{\"type\":null}\n"}) {
+    auto t = parse(line);
+    ASSERT_FALSE(t.has_value()) << line;
+    EXPECT_EQ(t.error().kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(t.error().message().find("t.jsonl:1: missing or mistyped field"), std::string::npos)
+        << t.error().message();
+  }
+}
+
 TEST(PlacementTrace, AMissingFileIsNotFound) {
   auto t = read_trace("/nonexistent/trace.jsonl");
   ASSERT_FALSE(t.has_value());

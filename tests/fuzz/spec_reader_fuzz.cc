@@ -8,7 +8,7 @@
 //   - parse_spec(x) == s  implies  parse_spec(print_spec(s)) == s and
 //     print_spec of that is the same text (the canonical form is a fixpoint);
 //   - errors are kInvalidArgument and name the file they are about.
-// Run it with scripts/fuzz-spec.
+// Seed corpus: tests/fuzz/corpus/spec_reader. Run it with scripts/fuzz spec_reader.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

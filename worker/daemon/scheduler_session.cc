@@ -406,19 +406,25 @@ void SchedulerSession::add_log(const JobKey& key, std::string text) {
 }
 
 bool SchedulerSession::send_log_until(const JobKey& key, JobLog& log, std::uint64_t mark) {
+  // An older scheduler does not see holes: say so in the text, before
+  // whatever follows the gap (the text after it or, when the job printed
+  // nothing more, the event at `mark`: the dropped text was the oldest held,
+  // so the gap ends where sending resumes).
+  auto note_gap = [&] {
+    if (log.dropped_unnoted == 0 || scheduler_acks()) return true;
+    proto::JobEvent note{.type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second};
+    note.log = fmt::format(
+        "\n[kiln-worker {}: about {} of this job's log were dropped while the scheduler was "
+        "unreachable]\n",
+        options_.name, human_bytes(log.dropped_unnoted));
+    if (!out_.send(proto::Type::kJobLog, proto::encode(note))) return false;
+    log.dropped_unnoted = 0;
+    return true;
+  };
   for (const Chunk& chunk : log.chunks) {
     if (chunk.offset + chunk.text.size() <= log.sent) continue;  // went out already
     if (chunk.offset >= mark) break;
-    if (log.dropped_unnoted > 0 && !scheduler_acks()) {
-      // An older scheduler does not see holes: say so in the text.
-      proto::JobEvent note{.type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second};
-      note.log = fmt::format(
-          "\n[kiln-worker {}: about {} of this job's log were dropped while the scheduler was "
-          "unreachable]\n",
-          options_.name, human_bytes(log.dropped_unnoted));
-      if (!out_.send(proto::Type::kJobLog, proto::encode(note))) return false;
-      log.dropped_unnoted = 0;
-    }
+    if (!note_gap()) return false;
     proto::JobEvent event{
         .type = proto::Type::kJobLog, .job_id = key.first, .attempt = key.second, .log = chunk.text};
     event.log_offset = chunk.offset;
@@ -426,6 +432,7 @@ bool SchedulerSession::send_log_until(const JobKey& key, JobLog& log, std::uint6
     if (!(log.sent > log.first_held() || log.done_sent)) log.last_progress = now_();
     log.sent = chunk.offset + chunk.text.size();
   }
+  if (mark >= log.sent && !note_gap()) return false;
   // An older scheduler acknowledges nothing: sent is as far as it goes.
   if (!scheduler_acks()) free_log(key, log, log.sent);
   return true;
@@ -472,7 +479,10 @@ void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
     free_log(key, log, ack.log_offset, ack.log_full);
     if (log.first_held() > held_from || ack.done) log.last_progress = now;
     if (ack.done) {
-      // Recorded, and its log complete or marked: nothing of the job is needed any more.
+      // Recorded, and its log complete or marked: nothing of the job is
+      // needed any more, text still held past the offset included (it must
+      // leave the count of held bytes with it: enforce_bound trusts that count).
+      free_log(key, log, 0, /*all=*/true);
       logs_.erase(it);
       unsent_logs_.erase(key);
     }

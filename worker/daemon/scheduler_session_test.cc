@@ -401,6 +401,40 @@ TEST_F(SchedulerSessionTest, OverTheBoundOldestLogTextIsDroppedWithAGapNoteButSt
   EXPECT_EQ(events.back().job_id, "j2");  // order kept across jobs
 }
 
+// Found by tests/fuzz/worker_session_fuzz: a job whose every held chunk of
+// log text was dropped over the bound, and that printed nothing more before
+// it ended, had no chunk left to carry its gap note: an older scheduler (one
+// that sees no holes by offset) got the job's outcome and a log that just
+// stopped, as if nothing had been lost.
+TEST_F(SchedulerSessionTest, AGapInTheLogOfAJobThatPrintsNothingAfterItIsStillNoted) {
+  SessionOptions o = options();
+  o.max_buffered_bytes = 1024;
+  make(o);
+  session_->start();
+  out_.take<proto::Register>();
+  for (int i = 0; i < 4; ++i) session_->job_event(log_event("quiet", 1, fmt::format("{:0>500}\n", i)));
+  // Another job's outcome, large enough that every log chunk held goes.
+  proto::JobEvent done = done_event("other", 1, "failed");
+  done.error = std::string(1000, 'e');
+  session_->job_event(done);
+  EXPECT_EQ(session_->buffered_count(), 1u);
+  receive(proto::Registered{.scheduler_id = "s1", .heartbeat_ms = 1000, .lease_ms = 10000});
+  ASSERT_FALSE(session_->scheduler_acks());
+  session_->job_event(done_event("quiet", 1, "succeeded"));
+  std::string quiet_log;
+  bool done_seen = false;
+  for (const auto& e : out_.take_events()) {
+    if (e.job_id != "quiet") continue;
+    if (e.type == proto::Type::kJobDone) done_seen = true;
+    if (e.type == proto::Type::kJobLog) {
+      EXPECT_FALSE(done_seen) << "log text after the job-done";
+      quiet_log += e.log;
+    }
+  }
+  EXPECT_TRUE(done_seen);
+  EXPECT_THAT(quiet_log, HasSubstr("of this job's log were dropped while the scheduler was unreachable"));
+}
+
 TEST_F(SchedulerSessionTest, CancelJobCancelsOnlyTheAttemptRunningHere) {
   make();
   register_now();
@@ -681,6 +715,32 @@ TEST_F(AckingSchedulerTest, PastTheCapOrAFullLogTextIsDroppedAtOnceAndReleased) 
   EXPECT_TRUE(executor_.unwanted.contains(JobKey("j2", 1)));
   EXPECT_EQ(session_->buffered_bytes(), 0u);
   EXPECT_EQ(executor_.released[JobKey("j2", 1)], 14u);
+}
+
+// Found by tests/fuzz/worker_session_fuzz: a job-acks with done for a job
+// whose text past the acknowledged offset was still held forgot the job's
+// log but not its bytes: the held count stayed up, and the next time the
+// bound was passed enforce_bound took the front chunk of a job holding none
+// (undefined behaviour; with no job left, an end iterator).
+TEST_F(AckingSchedulerTest, AJobDoneAcknowledgedWithTextStillHeldReleasesAllOfIt) {
+  SessionOptions o = options();
+  o.max_buffered_bytes = 4096;
+  make(o);
+  start_registered();
+  receive(assign("j1", 1));
+  session_->job_event(log_event("j1", 1, std::string(100, 'a')));
+  session_->job_event(log_event("j1", 1, std::string(100, 'b')));
+  executor_.jobs.clear();
+  session_->job_event(done_event("j1", 1, "succeeded"));
+  EXPECT_EQ(session_->buffered_bytes(), 200u);
+  ack("j1", 100, /*full=*/false, /*done=*/true);
+  EXPECT_EQ(session_->buffered_bytes(), 0u);
+  EXPECT_EQ(released("j1"), 200u);
+  // Over the bound again, with another job's text to drop: it is that job's.
+  receive(assign("j2", 1));
+  for (int i = 0; i < 20; ++i) session_->job_event(log_event("j2", 1, fmt::format("{:0>499}\n", i)));
+  EXPECT_LE(session_->buffered_bytes(), 4096u);
+  EXPECT_GT(released("j2"), 0u);
 }
 
 TEST_F(AckingSchedulerTest, OverTheByteBoundTheOldestTextIsDroppedAndTheHoleIsTheSchedulers) {
