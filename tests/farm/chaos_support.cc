@@ -1,0 +1,75 @@
+#include "tests/farm/chaos_support.h"
+
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include "tests/support/process.h"
+
+namespace kiln::testing {
+
+NetnsHost::NetnsHost(int tag)
+    : ns_(fmt::format("kiln-chaos-{}", tag)),
+      host_if_(fmt::format("kxh{}", tag)),
+      ns_if_(fmt::format("kxn{}", tag)) {
+  const std::string subnet = fmt::format("10.232.{}", tag % 250);
+  host_address_ = subnet + ".1";
+  // Each step stops at the first failure; the destructor removes what was made.
+  (void)(ip({"netns", "add", ns_}) && ip({"link", "add", host_if_, "type", "veth", "peer", "name", ns_if_}) &&
+         ip({"link", "set", ns_if_, "netns", ns_}) && ip({"addr", "add", host_address_ + "/24", "dev", host_if_}) &&
+         ip({"-n", ns_, "addr", "add", subnet + ".2/24", "dev", ns_if_}) && ip({"link", "set", host_if_, "up"}) &&
+         ip({"-n", ns_, "link", "set", ns_if_, "up"}) && ip({"-n", ns_, "link", "set", "lo", "up"}));
+}
+
+NetnsHost::~NetnsHost() {
+  run_process({"/usr/sbin/ip", "netns", "del", ns_});
+  run_process({"/usr/sbin/ip", "link", "del", host_if_});  // gone with the namespace, unless never moved
+}
+
+std::vector<std::string> NetnsHost::enter_prefix() const {
+  return {"/usr/bin/nsenter", "--net=/var/run/netns/" + ns_};
+}
+
+bool NetnsHost::set_link(bool up) { return ip({"link", "set", host_if_, up ? "up" : "down"}); }
+
+bool NetnsHost::ip(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/sbin/ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv);
+  if (r.exit_code == 0) return true;
+  error_ = fmt::format("ip {}: {}", fmt::join(args, " "), r.err);
+  return false;
+}
+
+ChaosWorker::ChaosWorker(std::string name, std::vector<std::string> argv, std::string log_dir)
+    : name_(std::move(name)), argv_(std::move(argv)), log_dir_(std::move(log_dir)) {}
+
+void ChaosWorker::start() {
+  child_ = std::make_unique<Child>(argv_, fmt::format("{}/{}.log.{}", log_dir_, name_, starts_++));
+  state_ = State::kRunning;
+}
+
+void ChaosWorker::kill9() {
+  if (child_) child_->kill_now();
+  state_ = State::kDead;
+}
+
+void ChaosWorker::pause() {
+  if (state_ != State::kRunning) return;
+  child_->signal(SIGSTOP);
+  state_ = State::kStopped;
+}
+
+void ChaosWorker::resume() {
+  if (state_ != State::kStopped) return;
+  child_->signal(SIGCONT);
+  state_ = State::kRunning;
+}
+
+int ChaosWorker::stop() {
+  resume();
+  state_ = State::kDead;
+  return child_ ? child_->stop() : 0;
+}
+
+}  // namespace kiln::testing
