@@ -2,16 +2,40 @@
 
 #include <signal.h>
 
+#include <filesystem>
+#include <sstream>
+
 #include <fmt/format.h>
 
 #include "tests/support/process.h"
 
 namespace kiln::testing {
 
+namespace {
+
+// A run killed outright (a ctest timeout sends SIGKILL) runs no destructor:
+// remove the namespaces and links of chaos runs whose process is gone.
+void remove_stale_namespaces() {
+  auto list = run_process({"/usr/sbin/ip", "netns", "list"});
+  std::istringstream in(list.out);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("kiln-chaos-")) continue;
+    const std::string tag = line.substr(11, line.find(' ') == std::string::npos ? std::string::npos
+                                                                                 : line.find(' ') - 11);
+    if (tag.empty() || tag.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (std::filesystem::exists("/proc/" + tag)) continue;
+    run_process({"/usr/sbin/ip", "netns", "del", "kiln-chaos-" + tag});
+    run_process({"/usr/sbin/ip", "link", "del", "kxh" + tag});
+  }
+}
+
+}  // namespace
+
 NetnsHost::NetnsHost(int tag)
     : ns_(fmt::format("kiln-chaos-{}", tag)),
       host_if_(fmt::format("kxh{}", tag)),
       ns_if_(fmt::format("kxn{}", tag)) {
+  remove_stale_namespaces();
   const std::string subnet = fmt::format("10.232.{}", tag % 250);
   host_address_ = subnet + ".1";
   // Each step stops at the first failure; the destructor removes what was made.
