@@ -2,10 +2,11 @@
 // The real kiln-scheduler and three real kiln-workers (runc steps on
 // overlayfs; w3 "on another host", in a network namespace joined by a veth
 // pair) run 320 small jobs while a seeded schedule of faults plays for
-// KILN_CHAOS_SECONDS (default 75): kill -9 of a worker (restarted on the same
-// state), SIGSTOP of a worker for 1-5 s (past the 3 s lease or not), kill -9
-// of the scheduler (restarted on the same state), and the namespace's link
-// cut for 1-6 s. Faults overlap. Then everything is put back and the test
+// KILN_CHAOS_SECONDS (default 75), one every 0.5-2 s: kill -9 of a worker
+// (restarted on the same state), SIGSTOP of a worker for 0.5-2 s or past the
+// 3 s lease (4-7 s), kill -9 of the scheduler (restarted on the same state),
+// and the namespace's link cut for 0.5-2 s or 4-7 s. Faults overlap. Then
+// everything is put back and the test
 // asserts what must hold whatever the timing:
 //   - every submitted job ended, succeeded, exactly once: one attempt ended
 //     "succeeded" (its last), every other attempt "lost", none left open;
@@ -49,6 +50,16 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kJobs = 320;
 constexpr int kWorkers = 3;
+
+// The faults. "Past the lease" lasts 4-7 s, longer than the scheduler's 3 s
+// lease (unless the scheduler restarts meanwhile), so the worker's jobs run
+// again elsewhere while it still runs them; the others last 0.5-2 s.
+constexpr const char* kKillWorker = "kill -9 worker";
+constexpr const char* kStopWorker = "SIGSTOP worker";
+constexpr const char* kStopWorkerLong = "SIGSTOP worker past the lease";
+constexpr const char* kKillScheduler = "kill -9 scheduler";
+constexpr const char* kCutLink = "cut w3's link";
+constexpr const char* kCutLinkLong = "cut w3's link past the lease";
 
 int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
@@ -222,22 +233,23 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   std::vector<std::string> round;
   auto act = [&](Clock::time_point now) {
     if (round.empty()) {
-      round = {"kill -9 worker", "SIGSTOP worker", "kill -9 scheduler", "cut link"};
+      round = {kKillWorker, kStopWorker, kStopWorkerLong, kKillScheduler, kCutLink, kCutLinkLong};
       std::shuffle(round.begin(), round.end(), rng);
     }
     const std::string kind = round.back();
     round.pop_back();
-    if (kind == "kill -9 worker" || kind == "SIGSTOP worker") {
+    if (kind == kKillWorker || kind == kStopWorker || kind == kStopWorkerLong) {
       ChaosWorker* w = pick_worker();
       if (w == nullptr) return;
-      if (kind == "kill -9 worker") {
+      if (kind == kKillWorker) {
         w->kill9();
         undos.push_back({now + millis(300, 2500), [w] { w->start(); }});
       } else {
         w->pause();
-        undos.push_back({now + millis(1000, 5000), [w] { w->resume(); }});
+        const auto pause = kind == kStopWorker ? millis(500, 2000) : millis(4000, 7000);
+        undos.push_back({now + pause, [w] { w->resume(); }});
       }
-    } else if (kind == "kill -9 scheduler") {
+    } else if (kind == kKillScheduler) {
       if (!scheduler_up) return;
       scheduler_->child().kill_now();
       scheduler_up = false;
@@ -250,7 +262,8 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
       if (link_cut) return;
       ASSERT_TRUE(netns_->set_link(false)) << netns_->error();
       link_cut = true;
-      undos.push_back({now + millis(1000, 6000), [&] {
+      const auto cut = kind == kCutLink ? millis(500, 2000) : millis(4000, 7000);
+      undos.push_back({now + cut, [&] {
                          ASSERT_TRUE(netns_->set_link(true)) << netns_->error();
                          link_cut = false;
                        }});
@@ -402,7 +415,7 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   RecordProperty("attempts", std::to_string(attempts));
   RecordProperty("retried", std::to_string(retried));
   // Each kind of fault happened (a schedule with none would test nothing).
-  for (const char* kind : {"kill -9 worker", "SIGSTOP worker", "kill -9 scheduler", "cut link"})
+  for (const char* kind : {kKillWorker, kStopWorker, kStopWorkerLong, kKillScheduler, kCutLink, kCutLinkLong})
     EXPECT_GE(actions[kind], 2) << kind;
 }
 
