@@ -14,8 +14,11 @@
 //     the store of the worker that ran the last attempt;
 //   - every log holds its job's "job N start" and "job N end" in its last
 //     attempt's part, or a "[kiln: ...]" marker saying what is missing;
+//   - after one more kill -9 and restart the scheduler says the same of
+//     every job (state, result, attempts, log length);
 //   - each worker's store, after the worker stopped cleanly, opens with
-//     nothing to repair, and every result it lists is readable.
+//     nothing to repair, and every result it lists is readable, with its
+//     metadata and its parent.
 // The timing (which faults hit which jobs) varies from run to run; the
 // schedule of faults is the seed's (KILN_CHAOS_SEED, printed). Needs root
 // (runc, overlayfs, ip netns, nsenter). Cleans up whatever happens: the
@@ -373,6 +376,19 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   ASSERT_TRUE(active) << active.error().to_string();
   EXPECT_EQ(active->total, 0u);
 
+  // --- durable: one more kill -9 of the scheduler changes nothing it said
+  scheduler_->child().kill_now();
+  scheduler_->restart();
+  client_ = scheduler_->client();
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    auto r = client_->call<proto::Job>(proto::GetStatus{.job_id = jobs[i].id}, 10s);
+    ASSERT_TRUE(r) << jobs[i].id << ": " << r.error().to_string();
+    EXPECT_EQ(r->job.state, jobs[i].state) << jobs[i].id << " after a restart";
+    EXPECT_EQ(r->job.result, jobs[i].result) << jobs[i].id << " after a restart";
+    EXPECT_EQ(r->job.attempts.size(), jobs[i].attempts.size()) << jobs[i].id << " after a restart";
+    EXPECT_EQ(r->job.log_bytes, jobs[i].log_bytes) << jobs[i].id << " after a restart";
+  }
+
   // --- stores: stop each worker as an operator would, then check its store
   std::size_t store_results = 0;
   for (auto& w : workers_) {
@@ -389,7 +405,12 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
       auto path = (*store)->result(id);
       EXPECT_TRUE(path && *path && std::filesystem::is_directory(**path + "/rootfs"))
           << w->name() << ": result " << id << " is listed but not readable";
-      EXPECT_TRUE((*store)->info(id)) << w->name() << ": result " << id << " has no metadata";
+      auto info = (*store)->info(id);
+      EXPECT_TRUE(info) << w->name() << ": result " << id << " has no metadata";
+      if (info && info->parent) {
+        EXPECT_TRUE(std::binary_search(listed->begin(), listed->end(), *info->parent))
+            << w->name() << ": result " << id << "'s parent " << *info->parent << " is not in the store";
+      }
     }
     for (const std::string& result : results_by_worker[w->name()]) {
       EXPECT_TRUE(std::binary_search(listed->begin(), listed->end(), result))
