@@ -12,7 +12,8 @@
 //     "succeeded" (its last), every other attempt "lost", none left open;
 //   - jobs with the same spec have the same result, and that result is in
 //     the store of the worker that ran the last attempt;
-//   - every log holds its job's "job N start" and "job N end" in its last
+//   - every log holds its job's lines ("job N start", the chatty jobs'
+//     numbered lines, "job N end") once each and in order in its last
 //     attempt's part, or a "[kiln: ...]" marker saying what is missing;
 //   - after one more kill -9 and restart the scheduler says the same of
 //     every job (state, result, attempts, log length);
@@ -70,14 +71,19 @@ int env_int(const char* name, int fallback) {
 }
 
 // The job with tag `tag`: a step shared by a fifth of the jobs (cached after
-// its first build on each worker) and one of its own that prints two lines
-// around a short sleep. Every tenth job repeats the previous job's spec
-// whole, so it is served from cache (and its log replayed) wherever that
-// job has already run.
+// its first build on each worker) and one of its own that prints "job N
+// start", sleeps up to 0.4 s and prints "job N end". One job in eight is
+// chatty instead: 300 numbered lines between the two, in bursts 0.1 s
+// apart, so that logs are streaming when the faults strike. Every tenth job
+// repeats the previous job's spec whole, so it is served from cache (and its
+// log replayed) wherever that job has already run.
 struct JobPlan {
   int tag = 0;
+  int lines = 0;  // numbered lines between start and end
   std::string spec;
 };
+
+constexpr int kChattyLines = 300;
 
 std::vector<JobPlan> plan_jobs(std::mt19937& rng) {
   std::vector<JobPlan> plans;
@@ -85,36 +91,50 @@ std::vector<JobPlan> plan_jobs(std::mt19937& rng) {
   std::map<int, std::string> specs;
   for (int i = 0; i < kJobs; ++i) {
     const int tag = i % 10 == 9 ? i - 1 : i;
+    const int lines = tag % 8 == 3 ? kChattyLines : 0;
     if (!specs.contains(tag)) {
+      const std::string body =
+          lines == 0 ? fmt::format("sleep 0.{}", tenths(rng))
+                     : fmt::format("i=0; while [ $i -lt {} ]; do echo \\\"job $x line $i\\\"; i=$((i+1)); "
+                                   "if [ $((i % 30)) = 0 ]; then sleep 0.1; fi; done",
+                                   lines);
       specs[tag] = fmt::format(
           "((from busybox)\n (run (shell \"echo group {}\"))\n"
-          " (run (shell \"x={}; echo \\\"job $x start\\\"; sleep 0.{}; echo \\\"job $x end\\\"\")))\n",
-          tag % 5, tag, tenths(rng));
+          " (run (shell \"x={}; echo \\\"job $x start\\\"; {}; echo \\\"job $x end\\\"\")))\n",
+          tag % 5, tag, body);
     }
-    plans.push_back({tag, specs[tag]});
+    plans.push_back({tag, lines, specs[tag]});
   }
   return plans;
 }
 
-// What the log of a succeeded job must show: its two lines, once each, in
-// its last attempt's part, or a marker saying what is missing there.
+// What the log of a succeeded job must show: its lines, once each and in
+// order, in its last attempt's part, or a marker saying what is missing
+// there.
 enum class LogVerdict { kComplete, kMarked, kIncomplete };
 
-LogVerdict judge_log(const std::string& log, int tag) {
+LogVerdict judge_log(const std::string& log, const JobPlan& plan) {
   std::string_view last = log;
   if (auto at = last.rfind("[kiln: attempt "); at != std::string_view::npos) {
     if (last.find(" lost: ", at) != std::string_view::npos) last.remove_prefix(at);
   }
+  std::vector<std::string> expected = {fmt::format("job {} start\n", plan.tag)};
+  for (int i = 0; i < plan.lines; ++i) expected.push_back(fmt::format("job {} line {}\n", plan.tag, i));
+  expected.push_back(fmt::format("job {} end\n", plan.tag));
   // Once each: a superseded attempt's late output, or a chunk resent after
   // a restart, must not be placed again.
-  const std::string start_line = fmt::format("job {} start\n", tag);
-  const std::string end_line = fmt::format("job {} end\n", tag);
-  const auto start = last.find(start_line);
-  const auto end = last.find(end_line);
-  if (start != std::string_view::npos && end != std::string_view::npos && start < end &&
-      last.find(start_line, start + 1) == std::string_view::npos &&
-      last.find(end_line, end + 1) == std::string_view::npos)
-    return LogVerdict::kComplete;
+  bool complete = true;
+  std::size_t from = 0;
+  for (const std::string& line : expected) {
+    const auto at = last.find(line, from);
+    if (at == std::string_view::npos || last.find(line, at + 1) != std::string_view::npos ||
+        last.substr(0, at).find(line) != std::string_view::npos) {
+      complete = false;
+      break;
+    }
+    from = at + line.size();
+  }
+  if (complete) return LogVerdict::kComplete;
   if (last.find("are missing") != std::string_view::npos ||
       last.find("could not be read back") != std::string_view::npos)
     return LogVerdict::kMarked;
@@ -362,11 +382,13 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
     results_by_worker[job.worker].push_back(job.result);
 
     const std::string log = stored_log(job.id);
-    switch (judge_log(log, tag)) {
+    switch (judge_log(log, plans[i])) {
       case LogVerdict::kComplete: ++complete; break;
       case LogVerdict::kMarked: ++marked; break;
       case LogVerdict::kIncomplete:
-        ADD_FAILURE() << "the log lacks \"job " << tag << " start/end\" and says nothing is missing:\n" << log;
+        ADD_FAILURE() << "the log lacks some of job " << tag << "'s lines, or has one twice, and says nothing "
+                      << "is missing:\n"
+                      << log;
         break;
     }
   }
