@@ -20,8 +20,8 @@ void remove_stale_namespaces() {
   std::istringstream in(list.out);
   for (std::string line; std::getline(in, line);) {
     if (!line.starts_with("kiln-chaos-")) continue;
-    const std::string tag = line.substr(11, line.find(' ') == std::string::npos ? std::string::npos
-                                                                                 : line.find(' ') - 11);
+    const std::string tag =
+        line.substr(11, line.find(' ') == std::string::npos ? std::string::npos : line.find(' ') - 11);
     if (tag.empty() || tag.find_first_not_of("0123456789") != std::string::npos) continue;
     if (std::filesystem::exists("/proc/" + tag)) continue;
     run_process({"/usr/sbin/ip", "netns", "del", "kiln-chaos-" + tag});
@@ -40,9 +40,11 @@ NetnsHost::NetnsHost(int tag)
   host_address_ = subnet + ".1";
   // Each step stops at the first failure; the destructor removes what was made.
   (void)(ip({"netns", "add", ns_}) && ip({"link", "add", host_if_, "type", "veth", "peer", "name", ns_if_}) &&
-         ip({"link", "set", ns_if_, "netns", ns_}) && ip({"addr", "add", host_address_ + "/24", "dev", host_if_}) &&
-         ip({"-n", ns_, "addr", "add", subnet + ".2/24", "dev", ns_if_}) && ip({"link", "set", host_if_, "up"}) &&
-         ip({"-n", ns_, "link", "set", ns_if_, "up"}) && ip({"-n", ns_, "link", "set", "lo", "up"}));
+         ip({"link", "set", ns_if_, "netns", ns_}) &&
+         ip({"addr", "add", host_address_ + "/24", "dev", host_if_}) &&
+         ip({"-n", ns_, "addr", "add", subnet + ".2/24", "dev", ns_if_}) &&
+         ip({"link", "set", host_if_, "up"}) && ip({"-n", ns_, "link", "set", ns_if_, "up"}) &&
+         ip({"-n", ns_, "link", "set", "lo", "up"}));
 }
 
 NetnsHost::~NetnsHost() {
@@ -54,7 +56,9 @@ std::vector<std::string> NetnsHost::enter_prefix() const {
   return {"/usr/bin/nsenter", "--net=/var/run/netns/" + ns_};
 }
 
-bool NetnsHost::set_link(bool up) { return ip({"link", "set", host_if_, up ? "up" : "down"}); }
+bool NetnsHost::set_link(bool up) {
+  return ip({"link", "set", host_if_, up ? "up" : "down"});
+}
 
 bool NetnsHost::ip(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"/usr/sbin/ip"};

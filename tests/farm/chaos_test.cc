@@ -95,9 +95,10 @@ std::vector<JobPlan> plan_jobs(std::mt19937& rng) {
     if (!specs.contains(tag)) {
       const std::string body =
           lines == 0 ? fmt::format("sleep 0.{}", tenths(rng))
-                     : fmt::format("i=0; while [ $i -lt {} ]; do echo \\\"job $x line $i\\\"; i=$((i+1)); "
-                                   "if [ $((i % 30)) = 0 ]; then sleep 0.1; fi; done",
-                                   lines);
+                     : fmt::format(
+                           "i=0; while [ $i -lt {} ]; do echo \\\"job $x line $i\\\"; i=$((i+1)); "
+                           "if [ $((i % 30)) = 0 ]; then sleep 0.1; fi; done",
+                           lines);
       specs[tag] = fmt::format(
           "((from busybox)\n (run (shell \"echo group {}\"))\n"
           " (run (shell \"x={}; echo \\\"job $x start\\\"; {}; echo \\\"job $x end\\\"\")))\n",
@@ -158,8 +159,7 @@ class FarmChaos : public ::testing::Test {
       const std::string endpoint =
           i == kWorkers - 1 ? fmt::format("tcp://{}:{}", netns_->host_address(), scheduler_->worker_port())
                             : scheduler_->worker_endpoint();
-      std::vector<std::string> argv =
-          i == kWorkers - 1 ? netns_->enter_prefix() : std::vector<std::string>{};
+      std::vector<std::string> argv = i == kWorkers - 1 ? netns_->enter_prefix() : std::vector<std::string>{};
       argv.insert(argv.end(), {KILN_WORKER_BINARY, "--scheduler", endpoint, "--name", name, "--capacity", "2",
                                "--state-dir", dir_.path() + "/" + name, "--store",
                                "overlayfs:" + dir_.path() + "/" + name + "/store", "--image-alias",
@@ -244,7 +244,9 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   std::vector<Undo> undos;
   bool scheduler_up = true;
   bool link_cut = false;
-  auto millis = [&](int lo, int hi) { return std::chrono::milliseconds(std::uniform_int_distribution(lo, hi)(rng)); };
+  auto millis = [&](int lo, int hi) {
+    return std::chrono::milliseconds(std::uniform_int_distribution(lo, hi)(rng));
+  };
   auto pick_worker = [&]() -> ChaosWorker* {
     std::vector<ChaosWorker*> up;
     for (auto& w : workers_)
@@ -320,8 +322,10 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
       const std::size_t batch = ids.empty() ? plans.size() * 3 / 10 : 16;
       for (std::size_t i = 0; i < batch && ids.size() < plans.size(); ++i) {
         const JobPlan& plan = plans[ids.size()];
-        auto r = client_->call<proto::Submitted>(proto::Submit{
-            .job = {.spec = plan.spec, .spec_name = fmt::format("chaos-{}.spec", ids.size()), .timeout_seconds = 600}});
+        auto r = client_->call<proto::Submitted>(
+            proto::Submit{.job = {.spec = plan.spec,
+                                  .spec_name = fmt::format("chaos-{}.spec", ids.size()),
+                                  .timeout_seconds = 600}});
         ASSERT_TRUE(r) << "submitting job " << ids.size() << ": " << r.error().to_string();
         ids.push_back(r->job_id);
       }
@@ -344,9 +348,9 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
         jobs[i] = r->job;
         break;
       }
-      ASSERT_LT(Clock::now(), settle_deadline) << "job " << i << " (" << ids[i] << ") is still " << state
-                                               << " after the faults stopped\n"
-                                               << farm_logs();
+      ASSERT_LT(Clock::now(), settle_deadline)
+          << "job " << i << " (" << ids[i] << ") is still " << state << " after the faults stopped\n"
+          << farm_logs();
     }
   }
   const auto settled = Clock::now();
@@ -386,7 +390,8 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
       case LogVerdict::kComplete: ++complete; break;
       case LogVerdict::kMarked: ++marked; break;
       case LogVerdict::kIncomplete:
-        ADD_FAILURE() << "the log lacks some of job " << tag << "'s lines, or has one twice, and says nothing "
+        ADD_FAILURE() << "the log lacks some of job " << tag
+                      << "'s lines, or has one twice, and says nothing "
                       << "is missing:\n"
                       << log;
         break;
@@ -419,7 +424,8 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
     auto store = store::open_store("overlayfs:" + dir_.path() + "/" + w->name() + "/store");
     ASSERT_TRUE(store) << w->name() << ": " << store.error().to_string();
     EXPECT_FALSE((*store)->recovery_report().repaired_anything())
-        << w->name() << "'s store needed repair after a clean stop: " << (*store)->recovery_report().to_string();
+        << w->name()
+        << "'s store needed repair after a clean stop: " << (*store)->recovery_report().to_string();
     auto listed = (*store)->list_results();
     ASSERT_TRUE(listed) << listed.error().to_string();
     store_results += listed->size();
@@ -441,8 +447,8 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   }
 
   auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
-  std::cout << fmt::format(
-      "chaos summary: seed {}; faults over {:.0f} s:", seed, seconds(chaos_ended - started));
+  std::cout << fmt::format("chaos summary: seed {}; faults over {:.0f} s:", seed,
+                           seconds(chaos_ended - started));
   for (const auto& [kind, n] : actions) std::cout << fmt::format(" {} x{};", kind, n);
   std::cout << fmt::format(
       "\n  {} jobs, {} attempts, {} jobs retried; settled {:.1f} s after the faults; logs: {} complete, {} "

@@ -25,16 +25,15 @@ SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::strin
 }
 
 void SchedulerProcess::start() {
-  std::vector<std::string> argv = {
-      KILN_SCHEDULER_BINARY,
-      "--state-dir",
-      state_dir_,
-      "--listen",
-      client_endpoint_,
-      "--listen-workers",
-      "tcp://" + worker_listen_host_ + ":" + std::to_string(worker_port_),
-      "--http",
-      "off"};
+  std::vector<std::string> argv = {KILN_SCHEDULER_BINARY,
+                                   "--state-dir",
+                                   state_dir_,
+                                   "--listen",
+                                   client_endpoint_,
+                                   "--listen-workers",
+                                   "tcp://" + worker_listen_host_ + ":" + std::to_string(worker_port_),
+                                   "--http",
+                                   "off"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   child_ = std::make_unique<Child>(argv, state_dir_ + ".log" + std::to_string(starts_++));
   // Ready when a client can say hello.
