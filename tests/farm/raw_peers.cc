@@ -18,8 +18,12 @@ SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::strin
     : state_dir_(std::move(state_dir)),
       extra_args_(std::move(extra_args)),
       worker_listen_host_(std::move(worker_listen_host)) {
-  client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
-  worker_port_ = free_port();
+  // Restarts bind the same ports again: ports no outgoing connection takes.
+  const int client_port = free_listen_port();
+  do {
+    worker_port_ = free_listen_port();
+  } while (worker_port_ == client_port);
+  client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(client_port);
   worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(worker_port_);
   start();
 }
