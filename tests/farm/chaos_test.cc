@@ -152,7 +152,9 @@ class FarmChaos : public ::testing::Test {
     scheduler_ = std::make_unique<SchedulerProcess>(
         dir_.path() + "/scheduler",
         std::vector<std::string>{"--lease-ms", "3000", "--heartbeat-ms", "200", "--insecure"}, "0.0.0.0");
+    if (HasFatalFailure()) return;  // the scheduler did not come up (its log is in the failure)
     client_ = scheduler_->client();
+    ASSERT_TRUE(client_);
     for (int i = 0; i < kWorkers; ++i) {
       const std::string name = fmt::format("w{}", i + 1);
       // The last worker is on the other side of the veth link.
@@ -280,7 +282,9 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
       scheduler_up = false;
       undos.push_back({now + millis(300, 2500), [&] {
                          scheduler_->restart();
+                         if (HasFatalFailure()) return;
                          client_ = scheduler_->client();
+                         ASSERT_TRUE(client_);
                          scheduler_up = true;
                        }});
     } else {
@@ -406,7 +410,9 @@ TEST_F(FarmChaos, EveryJobEndsExactlyOnceWithItsLogThroughKillsStopsRestartsAndA
   // --- durable: one more kill -9 of the scheduler changes nothing it said
   scheduler_->child().kill_now();
   scheduler_->restart();
+  if (HasFatalFailure()) return;
   client_ = scheduler_->client();
+  ASSERT_TRUE(client_);
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     auto r = client_->call<proto::Job>(proto::GetStatus{.job_id = jobs[i].id}, 10s);
     ASSERT_TRUE(r) << jobs[i].id << ": " << r.error().to_string();
