@@ -1,8 +1,12 @@
 #include "tests/farm/chaos_support.h"
 
 #include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -30,6 +34,30 @@ void remove_stale_namespaces() {
 }
 
 }  // namespace
+
+void remove_stale_chaos_dirs(const std::string& parent, const std::string& own_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string dir = entry.path().string();
+    if (!entry.path().filename().string().starts_with("kiln-chaos-") || dir == own_dir) continue;
+    int owner = 0;
+    std::ifstream(dir + "/owner.pid") >> owner;
+    if (owner <= 0 || fs::exists("/proc/" + std::to_string(owner))) continue;
+    std::vector<std::string> mounts;
+    std::ifstream mountinfo("/proc/self/mountinfo");
+    for (std::string line; std::getline(mountinfo, line);) {
+      std::istringstream fields(line);
+      std::string id, parent_id, devices, root, point;
+      fields >> id >> parent_id >> devices >> root >> point;
+      if (point.starts_with(dir + "/")) mounts.push_back(point);
+    }
+    std::sort(mounts.rbegin(), mounts.rend());  // the deepest first
+    for (const std::string& m : mounts) ::umount2(m.c_str(), MNT_DETACH);
+    fs::remove_all(dir, ec);
+  }
+  std::ofstream(own_dir + "/owner.pid") << ::getpid();
+}
 
 NetnsHost::NetnsHost(int tag)
     : ns_(fmt::format("kiln-chaos-{}", tag)),

@@ -47,6 +47,12 @@ class NetnsHost {
   std::string error_;
 };
 
+// Removes what chaos runs killed outright (no destructor ran) left under
+// `parent`: directories named kiln-chaos-* whose owner.pid names a process
+// that is gone, after detaching every mount beneath them. Then writes this
+// process's pid into `own_dir`/owner.pid. Runs still alive are left alone.
+void remove_stale_chaos_dirs(const std::string& parent, const std::string& own_dir);
+
 // A kiln-worker that the chaos test kills, stops and restarts. Each start
 // logs to DIR/NAME.log.N.
 class ChaosWorker {

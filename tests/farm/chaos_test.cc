@@ -145,6 +145,7 @@ LogVerdict judge_log(const std::string& log, const JobPlan& plan) {
 class FarmChaos : public ::testing::Test {
  protected:
   void SetUp() override {
+    remove_stale_chaos_dirs(std::filesystem::path(dir_.path()).parent_path().string(), dir_.path());
     auto r = run_process({source_dir() + "/scripts/make-base-image", dir_.path() + "/busybox"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     netns_ = std::make_unique<NetnsHost>(static_cast<int>(getpid()));

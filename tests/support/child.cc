@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 namespace kiln::testing {
 
 Child::Child(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) {
     std::perror("fork");
@@ -28,8 +30,12 @@ Child::Child(std::vector<std::string> argv, std::string log_path) : log_path_(st
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    // Die with the test binary rather than linger.
+    // Its own process group (a signal to the test's group does not reach
+    // it), but it dies with the test binary rather than lingers, even when
+    // the test crashes or is killed by a timeout and runs no destructor.
     ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);  // the test died before prctl
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);

@@ -8,7 +8,8 @@
 //
 // The child's stdout and stderr go to `log_path`. The destructor kills a
 // child still running (SIGKILL) and reaps it, so a failing test leaves no
-// daemon behind.
+// daemon behind; a test that crashes or is killed takes its children along
+// (PR_SET_PDEATHSIG, SIGKILL: construct a Child on a thread that outlives it).
 #pragma once
 
 #include <sys/types.h>
