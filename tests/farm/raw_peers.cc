@@ -13,17 +13,31 @@
 
 namespace kiln::testing {
 
-SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args)
-    : state_dir_(std::move(state_dir)), extra_args_(std::move(extra_args)) {
-  client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
-  worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(free_port());
+SchedulerProcess::SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args,
+                                   std::string worker_listen_host)
+    : state_dir_(std::move(state_dir)),
+      extra_args_(std::move(extra_args)),
+      worker_listen_host_(std::move(worker_listen_host)) {
+  // Restarts bind the same ports again: ports no outgoing connection takes.
+  const int client_port = free_listen_port();
+  do {
+    worker_port_ = free_listen_port();
+  } while (worker_port_ == client_port);
+  client_endpoint_ = "tcp://127.0.0.1:" + std::to_string(client_port);
+  worker_endpoint_ = "tcp://127.0.0.1:" + std::to_string(worker_port_);
   start();
 }
 
 void SchedulerProcess::start() {
-  std::vector<std::string> argv = {
-      KILN_SCHEDULER_BINARY, "--state-dir",    state_dir_, "--listen", client_endpoint_,
-      "--listen-workers",    worker_endpoint_, "--http",   "off"};
+  std::vector<std::string> argv = {KILN_SCHEDULER_BINARY,
+                                   "--state-dir",
+                                   state_dir_,
+                                   "--listen",
+                                   client_endpoint_,
+                                   "--listen-workers",
+                                   "tcp://" + worker_listen_host_ + ":" + std::to_string(worker_port_),
+                                   "--http",
+                                   "off"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   child_ = std::make_unique<Child>(argv, state_dir_ + ".log" + std::to_string(starts_++));
   // Ready when a client can say hello.

@@ -29,12 +29,18 @@ namespace kiln::testing {
 
 class SchedulerProcess {
  public:
-  SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args = {});
+  // Workers connect to worker_endpoint() on 127.0.0.1; with
+  // `worker_listen_host` "0.0.0.0" the worker port also takes workers in
+  // network namespaces (at this host's veth addresses; the scheduler then
+  // needs --insecure or keys).
+  SchedulerProcess(std::string state_dir, std::vector<std::string> extra_args = {},
+                   std::string worker_listen_host = "127.0.0.1");
   // Starts again on the same ports and state (after kill_now()/stop()).
   void restart();
   Child& child() { return *child_; }
   const std::string& client_endpoint() const { return client_endpoint_; }
   const std::string& worker_endpoint() const { return worker_endpoint_; }
+  int worker_port() const { return worker_port_; }
   std::unique_ptr<proto::Client> client(const std::string& name = "test");
   // A client over CurveZMQ (for a scheduler started with --key/--auth-dir).
   Result<std::unique_ptr<proto::Client>> client_with(const proto::ClientOptions& options,
@@ -46,6 +52,8 @@ class SchedulerProcess {
   std::vector<std::string> extra_args_;
   std::string client_endpoint_;
   std::string worker_endpoint_;
+  std::string worker_listen_host_;
+  int worker_port_ = 0;
   std::unique_ptr<Child> child_;
   int starts_ = 0;
 };

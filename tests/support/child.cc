@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,12 +11,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
 namespace kiln::testing {
 
 Child::Child(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) {
     std::perror("fork");
@@ -27,8 +30,12 @@ Child::Child(std::vector<std::string> argv, std::string log_path) : log_path_(st
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    // Die with the test binary rather than linger.
+    // Its own process group (a signal to the test's group does not reach
+    // it), but it dies with the test binary rather than lingers, even when
+    // the test crashes or is killed by a timeout and runs no destructor.
     ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);  // the test died before prctl
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -99,6 +106,27 @@ int free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+int free_listen_port() {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  constexpr int kLowest = 10000;
+  if (ephemeral_low - kLowest < 1000) return free_port();
+  static std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(kLowest, ephemeral_low - 1);
+  for (int i = 0; i < 1000; ++i) {
+    const int port = pick(rng);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (ok) return port;
+  }
+  return free_port();
 }
 
 bool port_is_free(int port) {

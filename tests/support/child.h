@@ -8,7 +8,8 @@
 //
 // The child's stdout and stderr go to `log_path`. The destructor kills a
 // child still running (SIGKILL) and reaps it, so a failing test leaves no
-// daemon behind.
+// daemon behind; a test that crashes or is killed takes its children along
+// (PR_SET_PDEATHSIG, SIGKILL: construct a Child on a thread that outlives it).
 #pragma once
 
 #include <sys/types.h>
@@ -46,6 +47,12 @@ class Child {
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
+// A TCP port that every address of this host could listen on a moment ago,
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range): no
+// outgoing connection takes it as its local port, nor a ZeroMQ socket
+// reconnecting to it connects to itself, while a daemon listening on it is
+// down for a restart. Falls back to free_port() when the range starts too low.
+int free_listen_port();
 // Whether `port` on 127.0.0.1 can be bound right now.
 bool port_is_free(int port);
 // A free port P such that P + offset is free as well (`kiln up --port P`
