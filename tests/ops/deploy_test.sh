@@ -8,7 +8,8 @@
 # connection; the become method tests/ops/ansible_plugins/become/kiln_test_host
 # enters the host's namespaces for every task. Daemons run under the roles'
 # process manager (systemd is not PID 1 here): the package's kiln-service
-# starts the units' command lines. Builds are real (runc, overlayfs).
+# starts the units' command lines. Workers run --fake-build (3 s a job): the
+# builds are tested elsewhere, the deployment is the point here.
 #
 #  1. site.yml installs kiln_0.1.0 (the .deb scripts/package makes) with apt
 #     on each host, makes keys (secrets stay on their host), fills the auth
@@ -164,6 +165,8 @@ EOF
 cat >"$dir/inventory/group_vars/pool_test.yml" <<EOF
 kiln_worker_pool: linux-x86_64
 kiln_worker_capacity: 2
+# Builds are not the point here: each job takes 3 s of pretend work.
+kiln_worker_fake_build: 3
 kiln_worker_labels:
   zone: test
 EOF
@@ -242,7 +245,10 @@ on sched test ! -e /etc/kiln/keys/w1.key || fail "w1's secret key is on the sche
 on w1 test ! -e /etc/kiln/keys/scheduler.key || fail "the scheduler's secret key is on w1"
 on w1 test ! -e /etc/kiln/keys/w2.key || fail "w2's secret key is on w1"
 on sched test -f /etc/kiln/auth/workers/w2.pub || fail "w2's public key is not in the scheduler's auth directory"
+# Every job's context: an empty directory (a submit without one sends the
+# current directory).
 mkdir -p "$dir/ctx"
+cd "$dir/ctx"
 printf '((from busybox)\n (run (shell "echo deployed-$(hostname)")))\n' >"$dir/hello.spec"
 "$kiln" submit -f "$dir/hello.spec" "$dir/ctx" --follow >"$dir/hello.out" 2>&1 ||
   fail "a job from this machine failed: $(cat "$dir/hello.out")"
@@ -297,7 +303,7 @@ done
 for w in w1 w2 w3; do
   [[ $(on "$w" cat "/run/kiln/kiln-worker@$w.service.pid") != "${worker_pid[$w]}" ]] || fail "$w was not restarted"
 done
-drains=$(grep -c 'TASK \[kiln_worker : Drain the worker' "$dir/rolling.log" || true)
+drains=$(grep -c 'TASK \[kiln_worker : Drain the worker and wait for its jobs' "$dir/rolling.log" || true)
 [[ $drains -eq 3 ]] || fail "rolling-update.yml drained $drains workers, not 3"
 retries=$(for j in "${rolling_jobs[@]}"; do job_field "$j" attempt; done | awk '$1 > 1' | wc -l)
 step "rolling-update.yml to 0.1.0+rolling1 with 30 jobs ($running running when it began, $during not ended when it finished): all 30 succeeded ($retries needed a second attempt); every host runs the new package"
