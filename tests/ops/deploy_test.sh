@@ -8,7 +8,7 @@
 # connection; the become method tests/ops/ansible_plugins/become/kiln_test_host
 # enters the host's namespaces for every task. Daemons run under the roles'
 # process manager (systemd is not PID 1 here): the package's kiln-service
-# starts the units' command lines. Workers run --fake-build (3 s a job): the
+# starts the units' command lines. Workers run --fake-build (8 s a job): the
 # builds are tested elsewhere, the deployment is the point here.
 #
 #  1. site.yml installs kiln_0.1.0 (the .deb scripts/package makes) with apt
@@ -45,6 +45,7 @@ started=$(date +%s)
 cleanup() {
   local rc=$?
   set +e
+  [[ -n ${watcher:-} ]] && kill "$watcher" 2>/dev/null
   for h in "${!host_pid[@]}"; do kill -KILL "${host_pid[$h]}" 2>/dev/null; done
   sleep 0.5
   # KILN_TEST_KEEP=DIR keeps the logs of a failed run (the playbooks', the daemons').
@@ -88,7 +89,10 @@ ip link set "kc$tag" up
 
 # host_up NAME: boots (or boots again) a host. Its disks are
 # DIR/hosts/NAME: the upper layers of /etc /usr /var /run and /var/lib/kiln
-# (a plain directory: the worker's overlayfs store cannot live on an overlay).
+# (a plain directory: the worker's overlayfs store cannot live on an overlay),
+# and its own copy of the dpkg database, taken at its first boot: an overlay
+# whose lower layer changes (this machine installing a package meanwhile)
+# answers dpkg's rename of its status file with ESTALE.
 host_up() {
   local h=$1 d=$dir/hosts/$1 upid ipid= t
   for t in usr etc var run; do mkdir -p "$d/$t/up" "$d/$t/work"; done
@@ -106,7 +110,9 @@ host_up() {
   on "$h" sh -c "hostname $h &&
     for t in usr etc var run; do
       mount -t overlay overlay -o lowerdir=/\$t,upperdir=$d/\$t/up,workdir=$d/\$t/work /\$t
-    done && mkdir -p /var/lib/kiln && mount --bind $d/kiln /var/lib/kiln" || fail "host $h: mounts"
+    done && mkdir -p /var/lib/kiln && mount --bind $d/kiln /var/lib/kiln &&
+    if [ ! -d $d/dpkg ]; then cp -a /var/lib/dpkg $d/dpkg.new && mv $d/dpkg.new $d/dpkg; fi &&
+    mount --bind $d/dpkg /var/lib/dpkg" || fail "host $h: mounts"
   ip link add "ka$tag$h" type veth peer name eth0 netns "$ipid"
   ip link set "ka$tag$h" netns "$switch"
   ip -n "$switch" link set "ka$tag$h" master br0 up
@@ -165,8 +171,9 @@ EOF
 cat >"$dir/inventory/group_vars/pool_test.yml" <<EOF
 kiln_worker_pool: linux-x86_64
 kiln_worker_capacity: 2
-# Builds are not the point here: each job takes 3 s of pretend work.
-kiln_worker_fake_build: 3
+# Builds are not the point here: each job takes 8 s of pretend work (long
+# enough for the rolling update to drain workers that are running jobs).
+kiln_worker_fake_build: 8
 kiln_worker_labels:
   zone: test
 EOF
@@ -213,7 +220,7 @@ kiln, limit, ids = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 deadline = time.time() + limit
 while True:
     listing = subprocess.run([kiln, "jobs", "--json", "--limit", "10000"], capture_output=True, text=True)
-    states = {j["id"]: j["state"] for j in json.loads(listing.stdout)} if listing.returncode == 0 else {}
+    states = {j["id"]: j["state"] for j in json.loads(listing.stdout)['jobs']} if listing.returncode == 0 else {}
     pending = [i for i in ids if states.get(i) not in ("succeeded", "failed", "cancelled")]
     if not pending or time.time() > deadline:
         for i in ids:
@@ -291,9 +298,23 @@ declare -A worker_pid=()
 for w in w1 w2 w3; do worker_pid[$w]=$(on "$w" cat "/run/kiln/kiln-worker@$w.service.pid"); done
 mapfile -t rolling_jobs < <(submit_jobs 30 rolling 5)
 [[ ${#rolling_jobs[@]} -eq 30 ]] || fail "submitted ${#rolling_jobs[@]} of 30 jobs"
-running=$("$kiln" jobs --state running --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+running=$("$kiln" jobs --state running --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
+# Watch the workers meanwhile: a drained worker still running jobs shows
+# that the update went on while jobs ran (and waited for them).
+(while :; do
+  KILN_KEY=$dir/client/ops.key "$kiln" admin workers --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+ws = json.load(sys.stdin)
+print(" ".join(w["name"] for w in ws if w["state"] == "draining" and w["running_jobs"] > 0))' 2>/dev/null
+  sleep 0.5
+done) >"$dir/rolling-watch.out" &
+watcher=$!
 play rolling rolling-update.yml -e kiln_version=0.1.0+rolling1
-during=$("$kiln" jobs --state running --state assigned --state queued --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+kill "$watcher"
+wait "$watcher" 2>/dev/null || true
+drained_busy=$(tr ' ' '\n' <"$dir/rolling-watch.out" | grep -v '^$' | sort -u | paste -sd' ')
+[[ -n $drained_busy ]] || fail "no worker was seen drained while running jobs: the update did not overlap the jobs"
+during=$("$kiln" jobs --state running --state assigned --state queued --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
 wait_jobs 300 "${rolling_jobs[@]}" >"$dir/rolling-jobs.out"
 bad=$(grep -vc ' succeeded$' "$dir/rolling-jobs.out" || true)
 [[ $bad -eq 0 ]] || fail "$bad of 30 jobs did not succeed across the rolling update: $(grep -v ' succeeded$' "$dir/rolling-jobs.out")"
@@ -306,14 +327,14 @@ done
 drains=$(grep -c 'TASK \[kiln_worker : Drain the worker and wait for its jobs' "$dir/rolling.log" || true)
 [[ $drains -eq 3 ]] || fail "rolling-update.yml drained $drains workers, not 3"
 retries=$(for j in "${rolling_jobs[@]}"; do job_field "$j" attempt; done | awk '$1 > 1' | wc -l)
-step "rolling-update.yml to 0.1.0+rolling1 with 30 jobs ($running running when it began, $during not ended when it finished): all 30 succeeded ($retries needed a second attempt); every host runs the new package"
+step "rolling-update.yml to 0.1.0+rolling1 with 30 jobs ($running running when it began, $during not ended when it finished): all 30 succeeded ($retries needed a second attempt); drained while running jobs: $drained_busy; every host runs the new package"
 
 # --- 5. the scheduler's host dies and comes back
 # (the inventory now names the release the farm runs, as an operator's would)
 sed -i 's/^kiln_version: .*/kiln_version: "0.1.0+rolling1"/' "$dir/inventory/group_vars/all.yml"
 mapfile -t crash_jobs < <(submit_jobs 12 crash 3)
 for _ in $(seq 60); do
-  [[ $("$kiln" jobs --state running --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') -gt 0 ]] && break
+  [[ $("$kiln" jobs --state running --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))') -gt 0 ]] && break
   sleep 0.5
 done
 kill -KILL "${host_pid[sched]}"
