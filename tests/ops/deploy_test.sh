@@ -181,7 +181,7 @@ EOF
 # Ansible as the test runs it: this inventory, the become method that enters
 # a host (host_vars/NAME.yml holds its PID 1), also for root becoming root.
 ansible_env=(ANSIBLE_CONFIG="$source/ansible/ansible.cfg" ANSIBLE_BECOME_PLUGINS="$source/tests/ops/ansible_plugins/become"
-  ANSIBLE_BECOME_ALLOW_SAME_USER=1 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
+  ANSIBLE_BECOME_ALLOW_SAME_USER=1 ANSIBLE_PIPELINING=1 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
   ANSIBLE_LOCAL_TEMP="$dir/ansible/local" ANSIBLE_REMOTE_TEMP="$dir/ansible/remote")
 # Before any playbook: every host must answer from inside itself (its own
 # host name), or the playbooks would change this machine instead.
