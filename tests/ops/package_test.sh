@@ -42,7 +42,7 @@ for d in libzmq5 librocksdb7.8 libcapnp-0.9.2 libspdlog1.10 libarchive13 libgit2
   [[ $depends == *"$d"* ]] || fail "Depends does not name $d: $depends"
 done
 dpkg-deb -c "$deb" | awk '{print $1, $NF}' >"$dir/contents"
-for f in ./usr/bin/kiln ./usr/bin/kiln-scheduler ./usr/bin/kiln-worker ./usr/libexec/kiln/make-base-image \
+for f in ./usr/bin/kiln ./usr/bin/kiln-scheduler ./usr/bin/kiln-worker ./usr/libexec/kiln/kiln-local ./usr/libexec/kiln/make-base-image \
   ./usr/libexec/kiln/kiln-service; do
   grep -q "^-rwxr-xr-x $f\$" "$dir/contents" || fail "$f is not in the package as an executable"
 done
