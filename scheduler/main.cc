@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
       "places each job on a worker, stores job logs and serves clients (kiln submit/status/logs/...) on "
       "--listen and workers (kiln-worker) on --listen-workers. Stop it with SIGINT or SIGTERM; queued and "
       "running jobs survive a restart (or a kill -9)."};
+  app.set_version_flag("--version", "kiln-scheduler 0.1.0");
   scheduler::DaemonOptions options;
   options.core.state_dir = kiln_home() + "/scheduler";
   app.add_option("--state-dir", options.core.state_dir,
