@@ -48,7 +48,7 @@ class RegistryBuildTest : public ::testing::Test {
   ProcessResult build(const std::string& spec_text, std::vector<std::string> flags) {
     write_file(home_.path() + "/build.spec", spec_text);
     std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY, "build",
-                                     "-f", home_.path() + "/build.spec"};
+                                     "-f",           home_.path() + "/build.spec"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     argv.push_back(home_.path() + "/context");
     return run_process(argv);
@@ -60,14 +60,16 @@ class RegistryBuildTest : public ::testing::Test {
 
 TEST_F(RegistryBuildTest, BuildsOnAnImagePulledFromARegistry) {
   std::string image = registry_->host() + "/team/busybox:1";
-  std::string spec = "((from \"" + image + "\")\n (run (shell \"echo built on $(cat /etc/group | head -n 1)\")))\n";
+  std::string spec =
+      "((from \"" + image + "\")\n (run (shell \"echo built on $(cat /etc/group | head -n 1)\")))\n";
   ProcessResult first = build(spec, {"--insecure-registry", registry_->host()});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
   EXPECT_THAT(first.out, AllOf(HasSubstr("fetching " + image), HasSubstr("pulled layer 1/1 sha256:"),
                                HasSubstr("built on root:x:0:")));
   // The resolved digest is kept with the base image's result.
-  ProcessResult grep = run_process({"/bin/grep", "-rl", "\"resolved\": \"" + registry_->host() + "/team/busybox@sha256:",
-                                    home_.path() + "/store"});
+  ProcessResult grep = run_process(
+      {"/bin/grep", "-rl",
+       "\"resolved\": \"" + registry_->host() + "/team/busybox@sha256:", home_.path() + "/store"});
   EXPECT_EQ(grep.exit_code, 0) << grep.out << grep.err;
 
   // The (from) step's id is the spec's text: a second build uses the result

@@ -39,7 +39,8 @@ LocalRegistry::LocalRegistry(std::string dir, LocalRegistryOptions options)
          << "storage:\n  filesystem:\n    rootdirectory: " << storage() << "\n  delete:\n    enabled: true\n"
          << "http:\n  addr: 127.0.0.1:" << port_ << "\n";
   if (!options_.tls_certificate.empty())
-    config << "  tls:\n    certificate: " << options_.tls_certificate << "\n    key: " << options_.tls_key << "\n";
+    config << "  tls:\n    certificate: " << options_.tls_certificate << "\n    key: " << options_.tls_key
+           << "\n";
   if (!options_.htpasswd.empty())
     config << "auth:\n  htpasswd:\n    realm: kiln-test\n    path: " << options_.htpasswd << "\n";
   config.close();
@@ -60,8 +61,9 @@ std::string LocalRegistry::blob_file(const std::string& digest) const {
 }
 
 void LocalRegistry::start() {
-  child_ = std::make_unique<Child>(std::vector<std::string>{"/usr/bin/docker-registry", "serve", dir_ + "/config.yml"},
-                                   dir_ + "/registry.log");
+  child_ = std::make_unique<Child>(
+      std::vector<std::string>{"/usr/bin/docker-registry", "serve", dir_ + "/config.yml"},
+      dir_ + "/registry.log");
   bool up = eventually([this] { return accepts_connections(port_) || !child_->running(); });
   EXPECT_TRUE(up && child_->running()) << "docker-registry did not start:\n" << child_->log();
 }
@@ -73,7 +75,8 @@ void LocalRegistry::stop() {
   }
 }
 
-std::string LocalRegistry::push(const std::string& source, const std::string& name, const std::string& extra) {
+std::string LocalRegistry::push(const std::string& source, const std::string& name,
+                                const std::string& extra) {
   std::string command = "/usr/bin/skopeo copy --quiet --dest-tls-verify=false " + extra + " " + source +
                         " docker://" + host() + "/" + name + " 2>&1";
   ProcessResult r = run_process({"/bin/sh", "-c", command});

@@ -70,9 +70,9 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   fetcher::RegistryOptions registry;
   KILN_ASSIGN_OR_RETURN(registry.pull, fetcher::parse_pull_policy(options.pull));
   if (!options.registry_ca.empty() && !std::filesystem::is_regular_file(options.registry_ca))
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("--registry-ca {}: no such file (a PEM file of CA certificates)",
-                                  options.registry_ca));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("--registry-ca {}: no such file (a PEM file of CA certificates)", options.registry_ca));
   registry.ca_file = options.registry_ca;
   registry.insecure_registries = options.insecure_registries;
   registry.cache_dir = options.home + "/image-cache";

@@ -5,9 +5,9 @@
 #include <cstdlib>
 
 #include "common/path.h"
-#include "worker/fetcher/internal/image_unpack.h"
 #include "worker/fetcher/internal/image_files.h"
 #include "worker/fetcher/internal/image_manifest.h"
+#include "worker/fetcher/internal/image_unpack.h"
 #include "worker/fetcher/registry_reference.h"
 
 namespace kiln::fetcher {
@@ -94,8 +94,7 @@ class SchemeFetcher : public Fetcher {
     }
     return make_error(ErrorKind::kInternal, "unhandled image source");
   }
-  explicit SchemeFetcher(RegistryOptions registry)
-      : registry_(make_registry_fetcher(std::move(registry))) {}
+  explicit SchemeFetcher(RegistryOptions registry) : registry_(make_registry_fetcher(std::move(registry))) {}
 
  private:
   std::unique_ptr<Fetcher> oci_layout_ = make_oci_layout_fetcher();

@@ -65,13 +65,15 @@ class Pull {
   Result<ImageConfig> run(const std::string& rootfs) {
     KILN_ASSIGN_OR_RETURN(internal::TagRecord top, resolve());
     KILN_ASSIGN_OR_RETURN(std::string top_text, cached_manifest(top.digest));
-    KILN_ASSIGN_OR_RETURN(internal::ManifestKind kind,
-                          internal::manifest_kind(top_text, top.media_type, "image " + image_ + ": manifest " + top.digest));
+    KILN_ASSIGN_OR_RETURN(
+        internal::ManifestKind kind,
+        internal::manifest_kind(top_text, top.media_type, "image " + image_ + ": manifest " + top.digest));
     std::string manifest_digest = top.digest;
     std::string media_type = kind.media_type;
     std::string manifest_text = top_text;
     if (kind.is_index) {
-      KILN_ASSIGN_OR_RETURN(internal::ManifestChoice choice, internal::choose_platform_manifest(top_text, image_));
+      KILN_ASSIGN_OR_RETURN(internal::ManifestChoice choice,
+                            internal::choose_platform_manifest(top_text, image_));
       progress_(fmt::format("{} is an index: using its {} image {}", image_, choice.platform,
                             short_digest(choice.digest)));
       KILN_RETURN_IF_ERROR(ensure_manifest(choice.digest));
@@ -141,7 +143,8 @@ class Pull {
                                     image_, ref_.registry));
     KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
     progress_(fmt::format("resolving {} at {}", image_, registry->base_url()));
-    KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest, registry->get_manifest(ref_.repository, ref_.tag));
+    KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest,
+                          registry->get_manifest(ref_.repository, ref_.tag));
     if (!cache_.contains(manifest.digest))
       KILN_RETURN_IF_ERROR(cache_.put(manifest.digest, manifest.content, "registry " + ref_.registry));
     internal::TagRecord resolved{manifest.digest, manifest.media_type};
@@ -175,8 +178,10 @@ class Pull {
     const auto& config = json["config"];
     BlobToPull out;
     out.label = "config";
-    if (config.contains("digest") && config["digest"].is_string()) out.digest = config["digest"].get<std::string>();
-    if (config.contains("size") && config["size"].is_number_integer()) out.size = config["size"].get<std::int64_t>();
+    if (config.contains("digest") && config["digest"].is_string())
+      out.digest = config["digest"].get<std::string>();
+    if (config.contains("size") && config["size"].is_number_integer())
+      out.size = config["size"].get<std::int64_t>();
     if (!out.digest.starts_with("sha256:") || !is_sha256_hex(out.digest.substr(7)))
       return make_error(ErrorKind::kUnsupported,
                         fmt::format("{}: config digest {:?} is not sha256:HEX", where, out.digest));
@@ -190,7 +195,8 @@ class Pull {
     for (const auto& blob : blobs) {
       if (!seen.insert(blob.digest).second) continue;
       if (cache_.contains(blob.digest)) {
-        if (blob.label != "config") progress_(fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
+        if (blob.label != "config")
+          progress_(fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
         continue;
       }
       missing.push_back(&blob);
@@ -241,7 +247,8 @@ class Pull {
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double rate = seconds > 0 ? static_cast<double>(writer->written()) / seconds : 0;
     progress_(fmt::format("pulled {} {} {} in {:.1f} s ({}/s)", blob.label, short_digest(blob.digest),
-                          human_bytes(writer->written()), seconds, human_bytes(static_cast<std::uint64_t>(rate))));
+                          human_bytes(writer->written()), seconds,
+                          human_bytes(static_cast<std::uint64_t>(rate))));
     return {};
   }
 

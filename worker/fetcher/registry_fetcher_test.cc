@@ -18,26 +18,28 @@
 namespace kiln::fetcher {
 namespace {
 
+using internal::Compression;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::Layer;
 using testing::LayerBuilder;
-using internal::Compression;
 
 class RegistryFetcherTest : public testing::FetcherTest {
  protected:
   void SetUp() override {
     FetcherTest::SetUp();
     registry_.emplace(new_dir("registry"));
-    shared_ = make_layer(LayerBuilder().dir("etc").file("etc/shared.txt", "in both images\n"), Compression::kGzip);
+    shared_ =
+        make_layer(LayerBuilder().dir("etc").file("etc/shared.txt", "in both images\n"), Compression::kGzip);
     testing::OciLayoutWriter layout(new_dir("layout"));
-    image_a_ = layout.add_image(
-        {shared_, make_layer(LayerBuilder().file("a.txt", "image a\n"), Compression::kZstd)},
-        testing::config_with_env({"PATH=/bin", "IMAGE=a"}));
-    image_b_ = layout.add_image({shared_, make_layer(LayerBuilder().file("b.txt", "image b\n"), Compression::kGzip)},
-                                testing::config_with_env({"IMAGE=b"}));
+    image_a_ =
+        layout.add_image({shared_, make_layer(LayerBuilder().file("a.txt", "image a\n"), Compression::kZstd)},
+                         testing::config_with_env({"PATH=/bin", "IMAGE=a"}));
+    image_b_ =
+        layout.add_image({shared_, make_layer(LayerBuilder().file("b.txt", "image b\n"), Compression::kGzip)},
+                         testing::config_with_env({"IMAGE=b"}));
     layout.write_index({{image_a_, "a"}, {image_b_, "b"}});
     layout_ = layout.dir();
     ASSERT_EQ(registry_->push("oci:" + layout_ + ":a", "team/a:1"), "");
@@ -50,7 +52,8 @@ class RegistryFetcherTest : public testing::FetcherTest {
     std::filesystem::create_directories(rootfs_);
     progress_lines_.clear();
     auto fetcher = make_fetcher(options_);
-    return fetcher->fetch([this](std::string_view line) { progress_lines_.emplace_back(line); }, rootfs_, reference);
+    return fetcher->fetch([this](std::string_view line) { progress_lines_.emplace_back(line); }, rootfs_,
+                          reference);
   }
 
   std::string progress() const {
@@ -61,7 +64,8 @@ class RegistryFetcherTest : public testing::FetcherTest {
 
   std::vector<std::string> cache_temporaries() const {
     std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir + "/tmp")) out.push_back(e.path());
+    for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir + "/tmp"))
+      out.push_back(e.path());
     return out;
   }
 
@@ -86,7 +90,8 @@ TEST_F(RegistryFetcherTest, PullsAnImageWithGzipAndZstdLayers) {
   EXPECT_THAT(progress(), HasSubstr("pulled layer 1/2 sha256:"));
   EXPECT_THAT(progress(), HasSubstr("pulled layer 2/2 sha256:"));
   EXPECT_THAT(progress(), HasSubstr("/s)"));  // the rate
-  EXPECT_TRUE(std::filesystem::exists(options_.cache_dir + "/blobs/sha256/" + testing::sha256_digest(shared_.blob).substr(7)));
+  EXPECT_TRUE(std::filesystem::exists(options_.cache_dir + "/blobs/sha256/" +
+                                      testing::sha256_digest(shared_.blob).substr(7)));
   EXPECT_THAT(cache_temporaries(), IsEmpty());
 }
 
@@ -189,7 +194,8 @@ TEST_F(RegistryFetcherTest, PlainHttpOnlyForInsecureRegistries) {
   auto r = pull(registry_->host() + "/team/a:1");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind(), ErrorKind::kUnavailable);
-  EXPECT_THAT(r.error().message(), AllOf(HasSubstr("TLS"), HasSubstr("--insecure-registry " + registry_->host())));
+  EXPECT_THAT(r.error().message(),
+              AllOf(HasSubstr("TLS"), HasSubstr("--insecure-registry " + registry_->host())));
 }
 
 TEST_F(RegistryFetcherTest, AnIndexResolvesToThisMachinesPlatform) {

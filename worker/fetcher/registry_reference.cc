@@ -141,11 +141,11 @@ Result<RegistryReference> parse_registry_reference(std::string_view text) {
     if (!is_path_component(component)) {
       bool upper = false;
       for (char c : component) upper = upper || (c >= 'A' && c <= 'Z');
-      return std::unexpected(bad(
-          text, upper ? "repository names are lowercase"
-                      : fmt::format("\"{}\" is not a valid repository component (lowercase letters and "
-                                    "digits, separated by '.', '_', '__' or '-')",
-                                    component)));
+      return std::unexpected(
+          bad(text, upper ? "repository names are lowercase"
+                          : fmt::format("\"{}\" is not a valid repository component (lowercase letters and "
+                                        "digits, separated by '.', '_', '__' or '-')",
+                                        component)));
     }
     if (end == std::string_view::npos) break;
     start = end + 1;

@@ -25,18 +25,20 @@ TEST(RegistryReference, FollowsDockersConventions) {
   for (const Expected& e : {
            Expected{"busybox", "docker.io", "registry-1.docker.io", "library/busybox", "latest", ""},
            Expected{"alpine:3.19", "docker.io", "registry-1.docker.io", "library/alpine", "3.19", ""},
-           Expected{"ocaml/opam:debian-12", "docker.io", "registry-1.docker.io", "ocaml/opam", "debian-12", ""},
+           Expected{"ocaml/opam:debian-12", "docker.io", "registry-1.docker.io", "ocaml/opam", "debian-12",
+                    ""},
            Expected{"docker.io/ocaml/opam", "docker.io", "registry-1.docker.io", "ocaml/opam", "latest", ""},
-           Expected{"index.docker.io/library/debian:12", "docker.io", "registry-1.docker.io", "library/debian",
-                    "12", ""},
+           Expected{"index.docker.io/library/debian:12", "docker.io", "registry-1.docker.io",
+                    "library/debian", "12", ""},
            Expected{"docker.io/alpine", "docker.io", "registry-1.docker.io", "library/alpine", "latest", ""},
            Expected{"registry.corp.example:5000/team/base:2024", "registry.corp.example:5000",
                     "registry.corp.example:5000", "team/base", "2024", ""},
-           Expected{"127.0.0.1:5000/team/busybox:1", "127.0.0.1:5000", "127.0.0.1:5000", "team/busybox", "1", ""},
+           Expected{"127.0.0.1:5000/team/busybox:1", "127.0.0.1:5000", "127.0.0.1:5000", "team/busybox", "1",
+                    ""},
            Expected{"localhost/x", "localhost", "localhost", "x", "latest", ""},
            Expected{"localhost:5000/a/b/c", "localhost:5000", "localhost:5000", "a/b/c", "latest", ""},
-           Expected{"quay.io/some_org/my-image.v2__x:tag_1.0-rc", "quay.io", "quay.io", "some_org/my-image.v2__x",
-                    "tag_1.0-rc", ""},
+           Expected{"quay.io/some_org/my-image.v2__x:tag_1.0-rc", "quay.io", "quay.io",
+                    "some_org/my-image.v2__x", "tag_1.0-rc", ""},
            Expected{with_digest.c_str(), "docker.io", "registry-1.docker.io", "library/alpine", "", kDigest},
            Expected{tag_and_digest.c_str(), "ghcr.io", "ghcr.io", "org/tool", "v1", kDigest},
        }) {
@@ -64,7 +66,8 @@ TEST(RegistryReference, CanonicalForm) {
   EXPECT_EQ(to_string(*parse_registry_reference("busybox")), "docker.io/library/busybox:latest");
   EXPECT_EQ(to_string(*parse_registry_reference(std::string("busybox@") + kDigest)),
             std::string("docker.io/library/busybox@") + kDigest);
-  EXPECT_EQ(to_string(*parse_registry_reference("127.0.0.1:5000/team/busybox:1")), "127.0.0.1:5000/team/busybox:1");
+  EXPECT_EQ(to_string(*parse_registry_reference("127.0.0.1:5000/team/busybox:1")),
+            "127.0.0.1:5000/team/busybox:1");
   // The canonical form parses to itself.
   for (const char* text : {"busybox", "ocaml/opam:debian-12", "127.0.0.1:5000/a/b:c"}) {
     std::string canonical = to_string(*parse_registry_reference(text));

@@ -20,9 +20,9 @@
 namespace kiln::fetcher {
 namespace {
 
+using internal::Compression;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-using internal::Compression;
 using testing::LayerBuilder;
 
 // Incompressible bytes, so that the layer's blob is large enough to cut.
@@ -41,9 +41,10 @@ class ScriptedRegistryTest : public testing::FetcherTest {
   void SetUp() override {
     FetcherTest::SetUp();
     testing::OciLayoutWriter layout(new_dir("layout"));
-    manifest_ = layout.add_image({make_layer(LayerBuilder().file("a.txt", "image a\n"), Compression::kGzip),
-                                  make_layer(LayerBuilder().file("b.txt", noise(300000)), Compression::kGzip)},
-                                 testing::config_with_env({"IMAGE=a"}));
+    manifest_ =
+        layout.add_image({make_layer(LayerBuilder().file("a.txt", "image a\n"), Compression::kGzip),
+                          make_layer(LayerBuilder().file("b.txt", noise(300000)), Compression::kGzip)},
+                         testing::config_with_env({"IMAGE=a"}));
     layout_ = layout.dir();
     port_ = server_.bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
@@ -58,48 +59,51 @@ class ScriptedRegistryTest : public testing::FetcherTest {
       }
       res.set_content(R"({"token": "tok-)" + req.get_param_value("scope") + R"("})", "application/json");
     });
-    server_.Get(R"(/v2/team/a/(manifests|blobs)/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard lock(mutex_);
-      if (req.get_header_value("Authorization") != "Bearer tok-repository:team/a:pull") {
-        res.status = 401;
-        res.set_header("WWW-Authenticate", "Bearer realm=\"http://" + host_ +
-                                               "/token\",service=\"scripted\",scope=\"repository:team/a:pull\"");
-        return;
-      }
-      std::string kind = req.matches[1];
-      std::string name = req.matches[2];
-      if (kind == "manifests") {
-        std::string digest = manifest_["digest"].get<std::string>();
-        if (name != "1" && name != digest) {
-          res.status = 404;
-          return;
-        }
-        res.set_header("Docker-Content-Digest", digest);
-        res.set_content(testing::read_file(layout_ + "/blobs/sha256/" + digest.substr(7)),
-                        "application/vnd.oci.image.manifest.v1+json");
-        return;
-      }
-      if (unavailable_left_ > 0) {
-        --unavailable_left_;
-        res.status = 503;
-        return;
-      }
-      std::string path = layout_ + "/blobs/sha256/" + name.substr(7);
-      if (!std::filesystem::exists(path)) {
-        res.status = 404;
-        return;
-      }
-      auto data = std::make_shared<std::string>(testing::read_file(path));
-      bool cut = cut_left_ > 0 && data->size() > 100000;
-      if (cut) --cut_left_;
-      res.set_content_provider(data->size(), "application/octet-stream",
-                               [data, cut](std::size_t offset, std::size_t, httplib::DataSink& sink) {
-                                 if (cut && offset >= data->size() / 2) return false;  // drop the connection
-                                 std::size_t n = std::min<std::size_t>(16384, data->size() - offset);
-                                 sink.write(data->data() + offset, n);
-                                 return true;
-                               });
-    });
+    server_.Get(
+        R"(/v2/team/a/(manifests|blobs)/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+          std::lock_guard lock(mutex_);
+          if (req.get_header_value("Authorization") != "Bearer tok-repository:team/a:pull") {
+            res.status = 401;
+            res.set_header("WWW-Authenticate",
+                           "Bearer realm=\"http://" + host_ +
+                               "/token\",service=\"scripted\",scope=\"repository:team/a:pull\"");
+            return;
+          }
+          std::string kind = req.matches[1];
+          std::string name = req.matches[2];
+          if (kind == "manifests") {
+            std::string digest = manifest_["digest"].get<std::string>();
+            if (name != "1" && name != digest) {
+              res.status = 404;
+              return;
+            }
+            res.set_header("Docker-Content-Digest", digest);
+            res.set_content(testing::read_file(layout_ + "/blobs/sha256/" + digest.substr(7)),
+                            "application/vnd.oci.image.manifest.v1+json");
+            return;
+          }
+          if (unavailable_left_ > 0) {
+            --unavailable_left_;
+            res.status = 503;
+            return;
+          }
+          std::string path = layout_ + "/blobs/sha256/" + name.substr(7);
+          if (!std::filesystem::exists(path)) {
+            res.status = 404;
+            return;
+          }
+          auto data = std::make_shared<std::string>(testing::read_file(path));
+          bool cut = cut_left_ > 0 && data->size() > 100000;
+          if (cut) --cut_left_;
+          res.set_content_provider(data->size(), "application/octet-stream",
+                                   [data, cut](std::size_t offset, std::size_t, httplib::DataSink& sink) {
+                                     if (cut && offset >= data->size() / 2)
+                                       return false;  // drop the connection
+                                     std::size_t n = std::min<std::size_t>(16384, data->size() - offset);
+                                     sink.write(data->data() + offset, n);
+                                     return true;
+                                   });
+        });
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     options_.cache_dir = tmp_ + "/cache";
     options_.insecure_registries = {host_};
@@ -114,8 +118,8 @@ class ScriptedRegistryTest : public testing::FetcherTest {
   Result<ImageConfig> pull(const std::string& reference) {
     std::filesystem::remove_all(rootfs_);
     std::filesystem::create_directories(rootfs_);
-    return make_fetcher(options_)->fetch([this](std::string_view l) { progress_lines_.emplace_back(l); }, rootfs_,
-                                         reference);
+    return make_fetcher(options_)->fetch([this](std::string_view l) { progress_lines_.emplace_back(l); },
+                                         rootfs_, reference);
   }
 
   httplib::Server server_;
@@ -136,12 +140,11 @@ TEST_F(ScriptedRegistryTest, BearerTokenFromTheRealmWithTheUsersCredentials) {
   auto anonymous = pull(host_ + "/team/a:1");
   ASSERT_FALSE(anonymous);
   EXPECT_EQ(anonymous.error().kind(), ErrorKind::kPermissionDenied);
-  EXPECT_THAT(anonymous.error().message(),
-              AllOf(HasSubstr("registry " + host_), HasSubstr("repository:team/a:pull"), HasSubstr("/token")));
+  EXPECT_THAT(anonymous.error().message(), AllOf(HasSubstr("registry " + host_),
+                                                 HasSubstr("repository:team/a:pull"), HasSubstr("/token")));
 
-  testing::write_file(options_.docker_config,
-                      R"({"auths": {")" + host_ + R"(": {"auth": ")" + internal::base64_encode("kiln:s3cret") +
-                          R"("}}})");
+  testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
+                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
   token_requests_ = 0;
   auto r = pull(host_ + "/team/a:1");
   ASSERT_TRUE(r) << r.error().to_string();
@@ -152,9 +155,8 @@ TEST_F(ScriptedRegistryTest, BearerTokenFromTheRealmWithTheUsersCredentials) {
 }
 
 TEST_F(ScriptedRegistryTest, UnavailableAnswersAndACutTransferAreRetried) {
-  testing::write_file(options_.docker_config,
-                      R"({"auths": {")" + host_ + R"(": {"auth": ")" + internal::base64_encode("kiln:s3cret") +
-                          R"("}}})");
+  testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
+                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
   unavailable_left_ = 2;
   cut_left_ = 1;
   auto r = pull(host_ + "/team/a:1");
@@ -166,9 +168,8 @@ TEST_F(ScriptedRegistryTest, UnavailableAnswersAndACutTransferAreRetried) {
 }
 
 TEST_F(ScriptedRegistryTest, ARegistryThatStaysUnavailableIsReported) {
-  testing::write_file(options_.docker_config,
-                      R"({"auths": {")" + host_ + R"(": {"auth": ")" + internal::base64_encode("kiln:s3cret") +
-                          R"("}}})");
+  testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
+                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
   unavailable_left_ = 100;
   auto r = pull(host_ + "/team/a:1");
   ASSERT_FALSE(r);

@@ -44,9 +44,9 @@ BlobWriter::~BlobWriter() {
 
 Status BlobWriter::write(std::string_view data) {
   if (expected_size_ >= 0 && written_ + data.size() > static_cast<std::uint64_t>(expected_size_))
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("blob {} is larger than the {} bytes its descriptor says", digest_,
-                                  expected_size_));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("blob {} is larger than the {} bytes its descriptor says", digest_, expected_size_));
   hash_.update(data);
   written_ += data.size();
   return write_all(fd_.get(), data, temp_path_);
@@ -63,10 +63,11 @@ Status BlobWriter::reset() {
 Status BlobWriter::commit(std::string_view source) {
   std::string actual = "sha256:" + hash_.hex_digest();
   if (actual != digest_)
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("{}: blob {} arrived with digest {} ({} bytes); it was refused and not "
-                                  "cached — the registry's copy is damaged or something altered it on the way",
-                                  source, digest_, actual, written_));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("{}: blob {} arrived with digest {} ({} bytes); it was refused and not "
+                    "cached — the registry's copy is damaged or something altered it on the way",
+                    source, digest_, actual, written_));
   if (expected_size_ >= 0 && written_ != static_cast<std::uint64_t>(expected_size_))
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("{}: blob {} has {} bytes but its descriptor says {}; it was not cached",
@@ -88,7 +89,8 @@ Result<BlobCache> BlobCache::open(const std::string& dir) {
     for (const auto& name : *names) {
       std::string path = dir + "/tmp/" + name;
       struct stat st {};
-      if (::stat(path.c_str(), &st) == 0 && now - st.st_mtime > kStaleTemporarySeconds) ::unlink(path.c_str());
+      if (::stat(path.c_str(), &st) == 0 && now - st.st_mtime > kStaleTemporarySeconds)
+        ::unlink(path.c_str());
     }
   }
   return BlobCache(dir);
@@ -103,11 +105,13 @@ bool BlobCache::contains(std::string_view digest) const {
   return path_exists(path_of(digest));
 }
 
-Result<std::unique_ptr<BlobWriter>> BlobCache::begin(std::string_view digest, std::int64_t expected_size) const {
+Result<std::unique_ptr<BlobWriter>> BlobCache::begin(std::string_view digest,
+                                                     std::int64_t expected_size) const {
   std::string temp = dir_ + "/tmp/" + temp_name();
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd) return errno_error("cannot create " + temp);
-  return std::make_unique<BlobWriter>(temp, path_of(digest), std::string(digest), expected_size, std::move(fd));
+  return std::make_unique<BlobWriter>(temp, path_of(digest), std::string(digest), expected_size,
+                                      std::move(fd));
 }
 
 Status BlobCache::put(std::string_view digest, std::string_view content, std::string_view source) const {
@@ -131,7 +135,8 @@ Result<std::optional<TagRecord>> BlobCache::read_tag(const std::string& referenc
 }
 
 Status BlobCache::write_tag(const std::string& reference, const TagRecord& record) const {
-  nlohmann::json json = {{"reference", reference}, {"digest", record.digest}, {"media_type", record.media_type}};
+  nlohmann::json json = {
+      {"reference", reference}, {"digest", record.digest}, {"media_type", record.media_type}};
   return write_file_atomically(dir_ + "/tags/" + sha256_hex(reference), json.dump() + "\n");
 }
 

@@ -477,7 +477,8 @@ std::string_view manifest_accept_header() {
          "application/vnd.docker.distribution.manifest.v2+json";
 }
 
-Result<ManifestKind> manifest_kind(std::string_view text, std::string_view said, std::string_view where_view) {
+Result<ManifestKind> manifest_kind(std::string_view text, std::string_view said,
+                                   std::string_view where_view) {
   std::string where(where_view);
   KILN_ASSIGN_OR_RETURN(json manifest, parse_json(text, where));
   if (!manifest.is_object()) return make_error(ErrorKind::kInvalidArgument, where + " is not a JSON object");
@@ -485,15 +486,16 @@ Result<ManifestKind> manifest_kind(std::string_view text, std::string_view said,
   // A registry's Content-Type may carry parameters or be generic JSON: the
   // document's own mediaType, then its shape, decide.
   kind.media_type = std::string(said.substr(0, said.find(';')));
-  if (kind.media_type != kOciIndex && kind.media_type != kDockerManifestList && kind.media_type != kOciManifest &&
-      kind.media_type != kDockerManifest)
+  if (kind.media_type != kOciIndex && kind.media_type != kDockerManifestList &&
+      kind.media_type != kOciManifest && kind.media_type != kDockerManifest)
     kind.media_type = string_field(manifest, "mediaType");
   if (kind.media_type.empty()) kind.media_type = manifest.contains("manifests") ? kOciIndex : kOciManifest;
   if (kind.media_type == "application/vnd.docker.distribution.manifest.v1+json" ||
       kind.media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws")
     return make_error(ErrorKind::kUnsupported,
-                      where + " is a docker schema 1 manifest; kiln reads OCI and docker schema 2 images "
-                              "(push the image again with a current docker or skopeo)");
+                      where +
+                          " is a docker schema 1 manifest; kiln reads OCI and docker schema 2 images "
+                          "(push the image again with a current docker or skopeo)");
   kind.is_index = kind.media_type == kOciIndex || kind.media_type == kDockerManifestList;
   if (!kind.is_index && kind.media_type != kOciManifest && kind.media_type != kDockerManifest)
     return make_error(ErrorKind::kUnsupported,
@@ -518,17 +520,19 @@ Result<ManifestChoice> choose_platform_manifest(std::string_view index_text, std
     if (chosen == nullptr)
       return make_error(
           ErrorKind::kNotFound,
-          fmt::format("image {} has no linux/{} image (it has: {}); use an image built for this machine", image,
-                      host_architecture(), entries.empty() ? "none" : describe_platforms(entries)));
+          fmt::format("image {} has no linux/{} image (it has: {}); use an image built for this machine",
+                      image, host_architecture(), entries.empty() ? "none" : describe_platforms(entries)));
     KILN_RETURN_IF_ERROR(blob_path(chosen->digest, where));
     ManifestChoice out;
     out.digest = chosen->digest;
     out.media_type = chosen->media_type;
     out.size = chosen->size;
-    out.platform = chosen->os + "/" + chosen->architecture + (chosen->variant.empty() ? "" : "/" + chosen->variant);
+    out.platform =
+        chosen->os + "/" + chosen->architecture + (chosen->variant.empty() ? "" : "/" + chosen->variant);
     return out;
   } catch (const nlohmann::json::exception& e) {
-    return make_error(ErrorKind::kInvalidArgument, fmt::format("{}: unexpected JSON structure: {}", where, e.what()));
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("{}: unexpected JSON structure: {}", where, e.what()));
   }
 }
 

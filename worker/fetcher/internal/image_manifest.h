@@ -75,7 +75,8 @@ struct ManifestKind {
   std::string media_type;  // as said, or deduced from the content
   bool is_index = false;
 };
-Result<ManifestKind> manifest_kind(std::string_view json, std::string_view media_type, std::string_view where);
+Result<ManifestKind> manifest_kind(std::string_view json, std::string_view media_type,
+                                   std::string_view where);
 
 // The entry of an image index for linux/this machine's architecture (and
 // variant when both say one); kNotFound listing the platforms there are.

@@ -39,7 +39,8 @@ Result<AuthChallenge> parse_www_authenticate(std::string_view header) {
   AuthChallenge challenge;
   challenge.scheme = lower(header.substr(start, i - start));
   if (challenge.scheme.empty())
-    return make_error(ErrorKind::kInvalidArgument, fmt::format("WWW-Authenticate {:?} names no scheme", header));
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("WWW-Authenticate {:?} names no scheme", header));
   while (i < header.size()) {
     skip_space();
     while (i < header.size() && header[i] == ',') {
@@ -93,11 +94,12 @@ Result<std::optional<Credentials>> docker_config_credentials(const std::string& 
   if (auths == config.end() || !auths->is_object()) return std::optional<Credentials>();
   for (const auto& [key, entry] : auths->items()) {
     std::string host = host_of_config_key(key);
-    bool matches = host == registry || (registry == "docker.io" && (host == "index.docker.io" ||
-                                                                     host == "registry-1.docker.io"));
+    bool matches = host == registry ||
+                   (registry == "docker.io" && (host == "index.docker.io" || host == "registry-1.docker.io"));
     if (!matches || !entry.is_object()) continue;
     Credentials creds;
-    if (auto auth = entry.find("auth"); auth != entry.end() && auth->is_string() && !auth->get<std::string>().empty()) {
+    if (auto auth = entry.find("auth");
+        auth != entry.end() && auth->is_string() && !auth->get<std::string>().empty()) {
       auto decoded = base64_decode(auth->get<std::string>());
       auto colon = decoded ? decoded->find(':') : std::string::npos;
       if (!decoded || colon == std::string::npos)
@@ -122,8 +124,8 @@ std::string base64_encode(std::string_view data) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < data.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(data[i]) << 16) | (static_cast<unsigned char>(data[i + 1]) << 8) |
-                 static_cast<unsigned char>(data[i + 2]);
+    unsigned v = (static_cast<unsigned char>(data[i]) << 16) |
+                 (static_cast<unsigned char>(data[i + 1]) << 8) | static_cast<unsigned char>(data[i + 2]);
     out += kBase64[(v >> 18) & 63];
     out += kBase64[(v >> 12) & 63];
     out += kBase64[(v >> 6) & 63];

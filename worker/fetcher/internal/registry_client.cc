@@ -180,7 +180,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
 }  // namespace
 
 Result<std::unique_ptr<RegistryClient>> RegistryClient::create(RegistryClientOptions options,
-                                                                std::string registry, std::string api_host) {
+                                                               std::string registry, std::string api_host) {
   init_curl_once();
   std::unique_ptr<RegistryClient> client(new RegistryClient());
   bool insecure = std::find(options.insecure_registries.begin(), options.insecure_registries.end(),
@@ -189,7 +189,8 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(RegistryClientOpt
                             api_host) != options.insecure_registries.end();
   client->base_url_ = (insecure ? "http://" : "https://") + api_host;
   if (!options.ca_file.empty()) {
-    KILN_ASSIGN_OR_RETURN(client->ca_pem_, with_context(read_file(options.ca_file, 4 << 20), "--registry-ca"));
+    KILN_ASSIGN_OR_RETURN(client->ca_pem_,
+                          with_context(read_file(options.ca_file, 4 << 20), "--registry-ca"));
     if (count_certificates(client->ca_pem_) == 0)
       return make_error(ErrorKind::kInvalidArgument,
                         fmt::format("--registry-ca {}: no PEM certificate in it (expected -----BEGIN "
@@ -260,16 +261,16 @@ Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& r
                                     "reference, and that this machine can resolve it",
                                     registry_, message));
     if (is_tls_failure(code))
-      return make_error(ErrorKind::kUnavailable,
-                        fmt::format("registry {}: TLS with {} failed ({}); pass --registry-ca FILE to trust its "
-                                    "CA, or --insecure-registry {} if it serves plain HTTP",
-                                    registry_, base_url_, message, registry_));
+      return make_error(
+          ErrorKind::kUnavailable,
+          fmt::format("registry {}: TLS with {} failed ({}); pass --registry-ca FILE to trust its "
+                      "CA, or --insecure-registry {} if it serves plain HTTP",
+                      registry_, base_url_, message, registry_));
     if (code != CURLE_OK) {
       last_failure = message;
       if (is_retryable(code)) continue;
-      return make_error(ErrorKind::kUnavailable,
-                        fmt::format("registry {}: {} ({}) failed: {}", registry_, request.what, request.url,
-                                    message));
+      return make_error(ErrorKind::kUnavailable, fmt::format("registry {}: {} ({}) failed: {}", registry_,
+                                                             request.what, request.url, message));
     }
     Response response;
     response.status = status;
@@ -292,8 +293,7 @@ Status RegistryClient::log_in(const std::string& repository, const std::string& 
                         with_context(parse_www_authenticate(challenge_header), "registry " + registry_));
   std::string scope = scope_of(repository);
   std::string basic;
-  if (credentials_)
-    basic = "Basic " + base64_encode(credentials_->username + ":" + credentials_->password);
+  if (credentials_) basic = "Basic " + base64_encode(credentials_->username + ":" + credentials_->password);
   std::string authorization;
   if (challenge.scheme == "basic") {
     if (basic.empty())
@@ -324,15 +324,16 @@ Status RegistryClient::log_in(const std::string& repository, const std::string& 
     token.authorization = basic;
     KILN_ASSIGN_OR_RETURN(Response answer, perform_with_retries(token));
     if (answer.status == 401 || answer.status == 403)
-      return make_error(ErrorKind::kPermissionDenied,
-                        fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}", registry_,
-                                    realm, scope, answer.status, describe_error_body(answer.body),
-                                    credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
-                                                 : "log in with `docker login " + registry_ + "`"));
+      return make_error(
+          ErrorKind::kPermissionDenied,
+          fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}", registry_, realm,
+                      scope, answer.status, describe_error_body(answer.body),
+                      credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
+                                   : "log in with `docker login " + registry_ + "`"));
     if (answer.status != 200)
       return make_error(ErrorKind::kUnavailable,
-                        fmt::format("registry {}: the token service {} answered HTTP {} ({})", registry_, realm,
-                                    answer.status, describe_error_body(answer.body)));
+                        fmt::format("registry {}: the token service {} answered HTTP {} ({})", registry_,
+                                    realm, answer.status, describe_error_body(answer.body)));
     auto json = nlohmann::json::parse(answer.body, nullptr, false);
     std::string value;
     if (json.is_object()) {
@@ -358,7 +359,8 @@ Result<RegistryClient::Response> RegistryClient::perform_authorized(Request& req
                                                                     const std::string& repository) {
   {
     std::lock_guard lock(mutex_);
-    if (auto it = authorization_.find(repository); it != authorization_.end()) request.authorization = it->second;
+    if (auto it = authorization_.find(repository); it != authorization_.end())
+      request.authorization = it->second;
   }
   KILN_ASSIGN_OR_RETURN(Response response, perform_with_retries(request));
   if (response.status == 401 && !response.header("www-authenticate").empty()) {
@@ -371,11 +373,12 @@ Result<RegistryClient::Response> RegistryClient::perform_authorized(Request& req
     KILN_ASSIGN_OR_RETURN(response, perform_with_retries(request));
   }
   if (response.status == 401 || response.status == 403)
-    return make_error(ErrorKind::kPermissionDenied,
-                      fmt::format("registry {} refused {} for {} (HTTP {}: {}); {}", registry_, request.what,
-                                  scope_of(repository), response.status, describe_error_body(response.body),
-                                  credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
-                                               : "log in with `docker login " + registry_ + "` if it is private"));
+    return make_error(
+        ErrorKind::kPermissionDenied,
+        fmt::format("registry {} refused {} for {} (HTTP {}: {}); {}", registry_, request.what,
+                    scope_of(repository), response.status, describe_error_body(response.body),
+                    credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
+                                 : "log in with `docker login " + registry_ + "` if it is private"));
   return response;
 }
 
@@ -391,8 +394,8 @@ Result<RegistryClient::Manifest> RegistryClient::get_manifest(const std::string&
     return make_error(ErrorKind::kNotFound,
                       fmt::format("registry {} has no manifest {:?} in repository {} ({}); check the tag or "
                                   "digest (`skopeo list-tags docker://{}/{}` lists the tags)",
-                                  registry_, reference, repository, describe_error_body(response.body), registry_,
-                                  repository));
+                                  registry_, reference, repository, describe_error_body(response.body),
+                                  registry_, repository));
   if (response.status != 200)
     return make_error(ErrorKind::kUnavailable,
                       fmt::format("registry {}: GET {} answered HTTP {} ({})", registry_, request.url,
@@ -401,11 +404,13 @@ Result<RegistryClient::Manifest> RegistryClient::get_manifest(const std::string&
   manifest.digest = "sha256:" + sha256_hex(response.body);
   std::string content_type = response.header("content-type");
   manifest.media_type = trim(content_type.substr(0, content_type.find(';')));
-  std::string expected = reference.starts_with("sha256:") ? reference : response.header("docker-content-digest");
+  std::string expected =
+      reference.starts_with("sha256:") ? reference : response.header("docker-content-digest");
   if (expected.starts_with("sha256:") && expected != manifest.digest)
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("registry {}: manifest {} of {} arrived with digest {} instead of {}; refused",
-                                  registry_, reference, repository, manifest.digest, expected));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("registry {}: manifest {} of {} arrived with digest {} instead of {}; refused", registry_,
+                    reference, repository, manifest.digest, expected));
   manifest.content = std::move(response.body);
   return manifest;
 }

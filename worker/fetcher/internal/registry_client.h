@@ -86,7 +86,7 @@ class RegistryClient {
   std::string base_url_;
   std::string ca_pem_;
   std::optional<Credentials> credentials_;
-  std::mutex mutex_;                                   // guards authorization_
+  std::mutex mutex_;                                  // guards authorization_
   std::map<std::string, std::string> authorization_;  // repository -> Authorization header value
 };
 
