@@ -92,7 +92,8 @@ struct ImageConfig {
 enum class ProgressKind { kLayer, kBytesRead };
 
 // Receives one human-readable line at a time, without a newline. Called from
-// the fetching thread. May be empty (no notes).
+// the fetching thread (registry pulls: also from their download threads, one
+// call at a time). May be empty (no notes).
 using Progress = std::function<void(ProgressKind kind, std::string_view line)>;
 
 class Fetcher {

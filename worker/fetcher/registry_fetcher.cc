@@ -36,10 +36,10 @@ std::string short_digest(const std::string& digest) {
 class SharedProgress {
  public:
   explicit SharedProgress(const Progress& progress) : progress_(progress) {}
-  void operator()(std::string_view line) {
+  void operator()(ProgressKind kind, std::string_view line) {
     if (!progress_) return;
     std::lock_guard lock(mutex_);
-    progress_(line);
+    progress_(kind, line);
   }
 
  private:
@@ -74,8 +74,8 @@ class Pull {
     if (kind.is_index) {
       KILN_ASSIGN_OR_RETURN(internal::ManifestChoice choice,
                             internal::choose_platform_manifest(top_text, image_));
-      progress_(fmt::format("{} is an index: using its {} image {}", image_, choice.platform,
-                            short_digest(choice.digest)));
+      progress_(ProgressKind::kLayer, fmt::format("{} is an index: using its {} image {}", image_,
+                                                  choice.platform, short_digest(choice.digest)));
       KILN_RETURN_IF_ERROR(ensure_manifest(choice.digest));
       KILN_ASSIGN_OR_RETURN(manifest_text, cached_manifest(choice.digest));
       KILN_ASSIGN_OR_RETURN(internal::ManifestKind child,
@@ -100,7 +100,7 @@ class Pull {
       layers.push_back({plan.layers[i].digest, plan.layers[i].size,
                         fmt::format("layer {}/{}", i + 1, plan.layers.size())});
     KILN_RETURN_IF_ERROR(pull_blobs(layers));
-    Progress note = [this](std::string_view line) { progress_(line); };
+    Progress note = [this](ProgressKind line_kind, std::string_view line) { progress_(line_kind, line); };
     KILN_ASSIGN_OR_RETURN(ImageConfig config_out, internal::unpack_image(*files, plan, image_, rootfs, note));
     config_out.resolved = ref_.registry + "/" + ref_.repository + "@" + top.digest;
     return config_out;
@@ -132,7 +132,8 @@ class Pull {
     std::string tag_key = ref_.registry + "/" + ref_.repository + ":" + ref_.tag;
     KILN_ASSIGN_OR_RETURN(auto record, cache_.read_tag(tag_key));
     if (options_.pull != PullPolicy::kAlways && record && cache_.contains(record->digest)) {
-      progress_(fmt::format("{} resolved earlier to {} (--pull always asks the registry again)", image_,
+      progress_(ProgressKind::kLayer,
+                fmt::format("{} resolved earlier to {} (--pull always asks the registry again)", image_,
                             record->digest));
       return *record;
     }
@@ -142,14 +143,14 @@ class Pull {
                                     "forbids asking registry {}; pull it once with --pull missing",
                                     image_, ref_.registry));
     KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
-    progress_(fmt::format("resolving {} at {}", image_, registry->base_url()));
+    progress_(ProgressKind::kLayer, fmt::format("resolving {} at {}", image_, registry->base_url()));
     KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest,
                           registry->get_manifest(ref_.repository, ref_.tag));
     if (!cache_.contains(manifest.digest))
       KILN_RETURN_IF_ERROR(cache_.put(manifest.digest, manifest.content, "registry " + ref_.registry));
     internal::TagRecord resolved{manifest.digest, manifest.media_type};
     KILN_RETURN_IF_ERROR(cache_.write_tag(tag_key, resolved));
-    progress_(fmt::format("{} is {}", image_, manifest.digest));
+    progress_(ProgressKind::kLayer, fmt::format("{} is {}", image_, manifest.digest));
     return resolved;
   }
 
@@ -196,7 +197,8 @@ class Pull {
       if (!seen.insert(blob.digest).second) continue;
       if (cache_.contains(blob.digest)) {
         if (blob.label != "config")
-          progress_(fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
+          progress_(ProgressKind::kLayer,
+                    fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
         continue;
       }
       missing.push_back(&blob);
@@ -231,14 +233,16 @@ class Pull {
 
   Status pull_blob(RegistryClient& registry, const BlobToPull& blob) {
     std::string size_text = blob.size >= 0 ? human_bytes(static_cast<std::uint64_t>(blob.size)) : "?";
-    progress_(fmt::format("pulling {} {} {}", blob.label, short_digest(blob.digest), size_text));
+    progress_(ProgressKind::kBytesRead,
+              fmt::format("pulling {} {} {}", blob.label, short_digest(blob.digest), size_text));
     auto start = std::chrono::steady_clock::now();
     KILN_ASSIGN_OR_RETURN(auto writer, cache_.begin(blob.digest, blob.size));
     std::uint64_t next_note = internal::kProgressEveryBytes;
     std::function<void(std::uint64_t)> on_bytes = [&](std::uint64_t bytes) {
       if (bytes < next_note) return;
       while (next_note <= bytes) next_note += internal::kProgressEveryBytes;
-      progress_(fmt::format("  {}: {} of {}", blob.label, human_bytes(bytes), size_text));
+      progress_(ProgressKind::kBytesRead,
+                fmt::format("  {}: {} of {}", blob.label, human_bytes(bytes), size_text));
     };
     KILN_RETURN_IF_ERROR(with_context(registry.get_blob(ref_.repository, blob.digest, *writer, on_bytes),
                                       fmt::format("image {}: pulling {}", image_, blob.label)));
@@ -246,9 +250,9 @@ class Pull {
                                       fmt::format("image {}: pulling {}", image_, blob.label)));
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double rate = seconds > 0 ? static_cast<double>(writer->written()) / seconds : 0;
-    progress_(fmt::format("pulled {} {} {} in {:.1f} s ({}/s)", blob.label, short_digest(blob.digest),
-                          human_bytes(writer->written()), seconds,
-                          human_bytes(static_cast<std::uint64_t>(rate))));
+    progress_(ProgressKind::kLayer, fmt::format("pulled {} {} {} in {:.1f} s ({}/s)", blob.label,
+                                                short_digest(blob.digest), human_bytes(writer->written()),
+                                                seconds, human_bytes(static_cast<std::uint64_t>(rate))));
     return {};
   }
 

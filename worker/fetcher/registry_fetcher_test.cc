@@ -52,8 +52,8 @@ class RegistryFetcherTest : public testing::FetcherTest {
     std::filesystem::create_directories(rootfs_);
     progress_lines_.clear();
     auto fetcher = make_fetcher(options_);
-    return fetcher->fetch([this](std::string_view line) { progress_lines_.emplace_back(line); }, rootfs_,
-                          reference);
+    return fetcher->fetch([this](ProgressKind, std::string_view line) { progress_lines_.emplace_back(line); },
+                          rootfs_, reference);
   }
 
   std::string progress() const {

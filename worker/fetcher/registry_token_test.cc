@@ -118,8 +118,8 @@ class ScriptedRegistryTest : public testing::FetcherTest {
   Result<ImageConfig> pull(const std::string& reference) {
     std::filesystem::remove_all(rootfs_);
     std::filesystem::create_directories(rootfs_);
-    return make_fetcher(options_)->fetch([this](std::string_view l) { progress_lines_.emplace_back(l); },
-                                         rootfs_, reference);
+    return make_fetcher(options_)->fetch(
+        [this](ProgressKind, std::string_view l) { progress_lines_.emplace_back(l); }, rootfs_, reference);
   }
 
   httplib::Server server_;
