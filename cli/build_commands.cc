@@ -72,6 +72,14 @@ void add_run_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
                   "1000000000:65536); needs a btrfs:, xfs: or rsync: store")
       ->expected(0, 1)
       ->default_str("");
+  cmd->add_option("--insecure-registry", flags.insecure_registries,
+                  "HOST:PORT of a registry spoken to over plain HTTP, without TLS (repeatable)");
+  cmd->add_option("--registry-ca", flags.registry_ca,
+                  "PEM file of CA certificates trusted for registries, besides the system's");
+  cmd->add_option("--pull", flags.pull,
+                  "When to ask a registry what a tag names: missing (once; later builds use the image cache "
+                  "under KILN_HOME/image-cache), always, or never (image cache only)")
+      ->capture_default_str();
 }
 
 // The local builder under KILN_HOME, from the flags. Commands that run no
@@ -138,7 +146,10 @@ void print_log(builder::LogTag, std::string_view text) {
 // Adds what to do when a base image cannot be fetched.
 void report_build_error(const Error& e) {
   report(e);
-  if (e.kind() == ErrorKind::kUnsupported && e.to_string().find("from") != std::string::npos) {
+  // (from busybox) without the default image is a docker.io pull, which these machines may not reach.
+  bool no_default_image = e.to_string().find("docker.io/library/busybox") != std::string::npos;
+  if ((e.kind() == ErrorKind::kUnsupported && e.to_string().find("from") != std::string::npos) ||
+      no_default_image) {
     std::cerr << fmt::format(
         "kiln: hint: make the default base image with `scripts/make-base-image {}` (then (from busybox) uses "
         "it), or pass --image-alias NAME=oci:/abs/dir:latest\n",

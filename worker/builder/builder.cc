@@ -51,6 +51,7 @@ std::string image_config_json(const std::string& reference, const fetcher::Image
       {"cmd", config.cmd},
       {"manifest_digest", config.manifest_digest},
   };
+  if (!config.resolved.empty()) j["resolved"] = config.resolved;
   return j.dump(2) + "\n";
 }
 

@@ -67,6 +67,15 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
             "(overlayfs mounts, the default store's, cannot be idmapped)");
     }
   }
+  fetcher::RegistryOptions registry;
+  KILN_ASSIGN_OR_RETURN(registry.pull, fetcher::parse_pull_policy(options.pull));
+  if (!options.registry_ca.empty() && !std::filesystem::is_regular_file(options.registry_ca))
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("--registry-ca {}: no such file (a PEM file of CA certificates)", options.registry_ca));
+  registry.ca_file = options.registry_ca;
+  registry.insecure_registries = options.insecure_registries;
+  registry.cache_dir = options.home + "/image-cache";
   std::unique_ptr<LocalBuilder> local(new LocalBuilder());
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));
 
@@ -90,7 +99,7 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   } else {
     local->sandbox_ = std::make_unique<NoSandbox>();
   }
-  local->fetcher_ = fetcher::make_fetcher();
+  local->fetcher_ = fetcher::make_fetcher(std::move(registry));
   if (options.log_setup) {
     for (const auto& [name, ref] : local->builder_options_.image_aliases)
       spdlog::info("image alias: (from {}) fetches {}", name, ref);

@@ -13,7 +13,7 @@
 //
 // Contract: open() checks every flag value before it touches anything
 // (kInvalidArgument naming the flag: --rsync-mode, --oci-runtime,
-// --image-alias, --memory, --userns, also --userns with an overlayfs
+// --image-alias, --memory, --userns, --pull, --registry-ca, also --userns with an overlayfs
 // store), then opens the store (kIo when its default
 // directory cannot be made; the store's own errors with "opening store
 // SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
@@ -62,6 +62,12 @@ struct LocalBuilderOptions {
   // the default range (sandbox::kDefaultUserNamespace); "HOST_FIRST:COUNT".
   // Needs a store the kernel can idmap (not overlayfs: open() refuses it).
   std::optional<std::string> userns;
+  // Registry pulls (docs/images.md): --insecure-registry HOST:PORT (repeatable),
+  // --registry-ca FILE, --pull always|missing|never. Blobs are cached in
+  // HOME/image-cache.
+  std::vector<std::string> insecure_registries;
+  std::string registry_ca;
+  std::string pull = "missing";
   // Log with spdlog what setting up found: the store's recovery report when
   // it repaired anything, and each image alias (kiln-worker's log; `kiln`
   // leaves this off).

@@ -74,6 +74,9 @@ struct Flags {
   double cpus = 0;                    // 0: unlimited
   double step_timeout_seconds = 0;    // 0: none
   std::optional<std::string> userns;  // --userns[=HOST_FIRST:COUNT]
+  std::vector<std::string> insecure_registries;
+  std::string registry_ca;
+  std::string pull = "missing";
   std::optional<double> fake_build;
 };
 
@@ -182,6 +185,14 @@ int main(int argc, char** argv) {
   app.add_option("--cpus", flags.cpus, "CPU limit of each run step in cores (1.5); default none");
   app.add_option("--step-timeout", flags.step_timeout_seconds,
                  "Seconds each run step may take before it is killed; default none");
+  app.add_option("--insecure-registry", flags.insecure_registries,
+                 "HOST:PORT of a registry spoken to over plain HTTP, without TLS (repeatable)");
+  app.add_option("--registry-ca", flags.registry_ca,
+                 "PEM file of CA certificates trusted for registries, besides the system's");
+  app.add_option("--pull", flags.pull,
+                 "When to ask a registry what a tag names: missing (once per worker; later pulls use the "
+                 "image cache), always, or never (image cache only)")
+      ->capture_default_str();
   app.add_option("--prune-below-bytes", flags.prune_below,
                  "Prune least recently used results while the store's disk has less free space than this "
                  "(2G, 512M, bytes)")
@@ -294,6 +305,9 @@ int main(int argc, char** argv) {
                                                    .cpus = flags.cpus,
                                                    .step_timeout_seconds = flags.step_timeout_seconds,
                                                    .userns = flags.userns,
+                                                   .insecure_registries = flags.insecure_registries,
+                                                   .registry_ca = flags.registry_ca,
+                                                   .pull = flags.pull,
                                                    .log_setup = true});
     if (!made) {
       std::cerr << "kiln-worker: " << made.error().to_string() << "\n";

@@ -1,25 +1,23 @@
 #include "worker/fetcher/fetcher.h"
 
-#include <dirent.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
 
-#include <climits>
 #include <cstdlib>
 
 #include "common/path.h"
 #include "worker/fetcher/internal/image_files.h"
 #include "worker/fetcher/internal/image_manifest.h"
-#include "worker/fetcher/internal/layer_unpacker.h"
+#include "worker/fetcher/internal/image_unpack.h"
+#include "worker/fetcher/registry_reference.h"
 
 namespace kiln::fetcher {
 namespace {
 
 constexpr std::string_view kSupportedForms =
-    "kiln fetches oci:DIR[:TAG] (an OCI image layout directory, absolute DIR, TAG defaults to latest), "
+    "kiln fetches registry references ([HOST[:PORT]/]PATH[:TAG][@sha256:HEX], as docker pull takes), "
+    "oci:DIR[:TAG] (an OCI image layout directory, absolute DIR, TAG defaults to latest), "
     "docker-archive:FILE (a `docker save` tarball) and oci-archive:FILE[:TAG] (an OCI layout in a tar); "
-    "registries and the docker engine are not supported yet. For a local base image run "
-    "scripts/make-base-image DIR and use (from \"oci:DIR:latest\")";
+    "the docker engine and other transports are not supported yet";
 
 // OCI tag grammar: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
 bool is_tag(std::string_view s) {
@@ -47,47 +45,6 @@ Result<std::string> absolute_path(std::string_view text, std::string_view path, 
   return std::move(*normal);
 }
 
-// Checks that `rootfs` is an empty directory and returns its real path
-// (symlinks in it resolved, so unpacking can follow only the image's own).
-Result<std::string> prepare_rootfs(const std::string& rootfs) {
-  char real[PATH_MAX];
-  if (::realpath(rootfs.c_str(), real) == nullptr)
-    return errno_error("cannot use " + rootfs + " as the rootfs");
-  struct stat st {};
-  if (::stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
-    return make_error(ErrorKind::kFailedPrecondition, "the rootfs " + rootfs + " is not a directory");
-  DIR* dir = ::opendir(real);
-  if (dir == nullptr) return errno_error("cannot list " + rootfs);
-  bool empty = true;
-  while (dirent* d = ::readdir(dir)) {
-    std::string_view name(d->d_name);
-    if (name != "." && name != "..") {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(dir);
-  if (!empty)
-    return make_error(
-        ErrorKind::kFailedPrecondition,
-        "the rootfs " + rootfs + " is not empty; an image is unpacked into an empty directory only");
-  return std::string(real);
-}
-
-Result<ImageConfig> unpack_plan(internal::ImageFiles& files, const internal::ImagePlan& plan,
-                                const ImageReference& reference, const std::string& rootfs,
-                                const Progress& progress) {
-  KILN_ASSIGN_OR_RETURN(std::string real_rootfs, prepare_rootfs(rootfs));
-  internal::LayerPosition position;
-  position.count = plan.layers.size();
-  position.image = to_string(reference);
-  for (std::size_t i = 0; i < plan.layers.size(); ++i) {
-    position.number = i + 1;
-    KILN_RETURN_IF_ERROR(internal::unpack_layer(files, plan.layers[i], position, real_rootfs, progress));
-  }
-  return plan.config;
-}
-
 class OciLayoutFetcher : public Fetcher {
  public:
   Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
@@ -98,7 +55,7 @@ class OciLayoutFetcher : public Fetcher {
                         fmt::format("image {}: this fetcher reads oci:DIR[:TAG] references only", image));
     auto files = internal::open_image_directory(reference.path);
     KILN_ASSIGN_OR_RETURN(internal::ImagePlan plan, internal::plan_oci_layout(*files, reference));
-    return unpack_plan(*files, plan, reference, rootfs, progress);
+    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress);
   }
 };
 
@@ -119,7 +76,7 @@ class ImageArchiveFetcher : public Fetcher {
     } else {
       KILN_ASSIGN_OR_RETURN(plan, internal::plan_oci_layout(*files, reference));
     }
-    return unpack_plan(*files, plan, reference, rootfs, progress);
+    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress);
   }
 };
 
@@ -133,13 +90,16 @@ class SchemeFetcher : public Fetcher {
       case ImageSource::kOciLayout: return oci_layout_->fetch(progress, rootfs, image);
       case ImageSource::kDockerArchive:
       case ImageSource::kOciArchive: return archive_->fetch(progress, rootfs, image);
+      case ImageSource::kRegistry: return registry_->fetch(progress, rootfs, image);
     }
     return make_error(ErrorKind::kInternal, "unhandled image source");
   }
+  explicit SchemeFetcher(RegistryOptions registry) : registry_(make_registry_fetcher(std::move(registry))) {}
 
  private:
   std::unique_ptr<Fetcher> oci_layout_ = make_oci_layout_fetcher();
   std::unique_ptr<Fetcher> archive_ = make_image_archive_fetcher();
+  std::unique_ptr<Fetcher> registry_;
 };
 
 }  // namespace
@@ -185,8 +145,27 @@ Result<ImageReference> parse_image_reference(std::string_view text) {
     KILN_ASSIGN_OR_RETURN(ref.path, absolute_path(text, text.substr(15), "file"));
     return ref;
   }
-  return make_error(ErrorKind::kUnsupported,
-                    fmt::format("image reference \"{}\" is not supported: {}", text, kSupportedForms));
+  for (std::string_view transport : {"docker-daemon:", "containers-storage:", "dir:", "docker-engine:"})
+    if (text.starts_with(transport))
+      return make_error(ErrorKind::kUnsupported,
+                        fmt::format("image reference \"{}\" is not supported: {}", text, kSupportedForms));
+  // Everything else is a registry reference; docker:// is skopeo's spelling of one.
+  std::string_view name = text.starts_with("docker://") ? text.substr(9) : text;
+  KILN_ASSIGN_OR_RETURN(RegistryReference registry, parse_registry_reference(name));
+  ref.source = ImageSource::kRegistry;
+  ref.path = registry.registry + "/" + registry.repository;
+  ref.tag = registry.tag;
+  ref.tag_given = registry.tag_given;
+  ref.digest = registry.digest;
+  return ref;
+}
+
+Result<PullPolicy> parse_pull_policy(std::string_view text) {
+  if (text == "missing") return PullPolicy::kMissing;
+  if (text == "always") return PullPolicy::kAlways;
+  if (text == "never") return PullPolicy::kNever;
+  return make_error(ErrorKind::kInvalidArgument,
+                    fmt::format("--pull {:?}: expected always, missing or never", text));
 }
 
 std::string to_string(const ImageReference& ref) {
@@ -194,6 +173,8 @@ std::string to_string(const ImageReference& ref) {
     case ImageSource::kOciLayout: return "oci:" + ref.path + ":" + ref.tag;
     case ImageSource::kOciArchive: return "oci-archive:" + ref.path + ":" + ref.tag;
     case ImageSource::kDockerArchive: return "docker-archive:" + ref.path;
+    case ImageSource::kRegistry:
+      return ref.path + (ref.tag.empty() ? "" : ":" + ref.tag) + (ref.digest.empty() ? "" : "@" + ref.digest);
   }
   return ref.text;
 }
@@ -204,8 +185,8 @@ std::unique_ptr<Fetcher> make_oci_layout_fetcher() {
 std::unique_ptr<Fetcher> make_image_archive_fetcher() {
   return std::make_unique<ImageArchiveFetcher>();
 }
-std::unique_ptr<Fetcher> make_fetcher() {
-  return std::make_unique<SchemeFetcher>();
+std::unique_ptr<Fetcher> make_fetcher(RegistryOptions registry) {
+  return std::make_unique<SchemeFetcher>(std::move(registry));
 }
 
 }  // namespace kiln::fetcher

@@ -14,10 +14,13 @@
 //                            org.opencontainers.image.ref.name annotation)
 //   docker-archive:FILE      a `docker save` tarball (or an OCI layout in a tar)
 //   oci-archive:FILE[:TAG]   an OCI image layout packed in a tarball
-// Registries (HTTP API v2) and the docker engine are later sources: each is one
-// more ImageSource value and one more Fetcher implementation, chosen by
-// make_fetcher() from the scheme. Anything else is a kUnsupported error that
-// lists the accepted forms.
+//   anything else            a registry reference in Docker's conventions
+//                            (`alpine:3.19`, `HOST:PORT/team/base@sha256:…`,
+//                            registry_reference.h), pulled over the OCI
+//                            distribution API into a blob cache (FetcherOptions)
+// The docker engine is a later source: one more ImageSource value and one more
+// Fetcher implementation, chosen by make_fetcher() from the scheme. Other
+// transports (`docker-daemon:`, `containers-storage:`, `dir:`) are kUnsupported.
 //
 // Contract: `rootfs` must be an existing, empty directory; on success it holds
 // the image's filesystem (owners, modes, times, xattrs kept where the
@@ -46,20 +49,22 @@ enum class ImageSource {
   kOciLayout,      // oci:DIR[:TAG]
   kDockerArchive,  // docker-archive:FILE
   kOciArchive,     // oci-archive:FILE[:TAG]
+  kRegistry,       // [HOST[:PORT]/]PATH[:TAG][@DIGEST] (registry_reference.h)
 };
 
 struct ImageReference {
   ImageSource source = ImageSource::kOciLayout;
-  std::string path;        // absolute, normalised DIR or FILE
+  std::string path;        // absolute, normalised DIR or FILE; REGISTRY/REPOSITORY for kRegistry
   std::string tag;         // "latest" when not given; empty for docker-archive
+  std::string digest;      // kRegistry: "sha256:HEX" when written
   bool tag_given = false;  // whether the reference spelled a tag out
   std::string text;        // the reference as written, for messages
 };
 
-// Parses a reference. Errors: kUnsupported for schemes kiln cannot fetch yet
-// (plain registry names like "busybox" or "docker.io/library/alpine:3.19"),
-// naming what is supported; kInvalidArgument for a malformed oci:/archive
-// reference (relative path, "..", bad tag).
+// Parses a reference. Errors: kUnsupported for transports kiln cannot fetch
+// (docker-daemon:, containers-storage:, dir:), naming what is supported;
+// kInvalidArgument for a malformed reference (relative path, "..", bad tag,
+// uppercase repository).
 Result<ImageReference> parse_image_reference(std::string_view text);
 
 // The reference in canonical form ("oci:/images/base:latest").
@@ -74,6 +79,9 @@ struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::vector<std::string> cmd;
   std::string manifest_digest;  // "sha256:..." of the image manifest (or docker config) used
+  // Registry images: REGISTRY/REPOSITORY@sha256:… of what the tag resolved to
+  // (an index for multi-platform images); empty for local sources.
+  std::string resolved;
 };
 
 // What a progress line reports. kLayer: a layer about to be unpacked, one line
@@ -84,7 +92,8 @@ struct ImageConfig {
 enum class ProgressKind { kLayer, kBytesRead };
 
 // Receives one human-readable line at a time, without a newline. Called from
-// the fetching thread. May be empty (no notes).
+// the fetching thread (registry pulls: also from their download threads, one
+// call at a time). May be empty (no notes).
 using Progress = std::function<void(ProgressKind kind, std::string_view line)>;
 
 class Fetcher {
@@ -98,13 +107,40 @@ class Fetcher {
                                     std::string_view image) = 0;
 };
 
+// When the registry is asked which manifest a tag names (docs/images.md,
+// "Tags"). A reference by digest never needs asking once its blobs are cached.
+enum class PullPolicy {
+  kMissing,  // use the tag's last resolution in the cache; ask only when there is none
+  kAlways,   // ask the registry every time an image is fetched
+  kNever,    // never contact a registry: everything must be in the cache
+};
+
+// Parses "always", "missing" or "never" (kInvalidArgument naming --pull otherwise).
+Result<PullPolicy> parse_pull_policy(std::string_view text);
+
+// How registry references are pulled.
+struct RegistryOptions {
+  // The blob cache: CACHE/blobs/sha256/HEX plus the tags' resolutions. Empty:
+  // registry references are refused (kFailedPrecondition).
+  std::string cache_dir;
+  std::vector<std::string> insecure_registries;  // HOST:PORT spoken to over plain HTTP
+  std::string ca_file;                           // PEM CAs trusted besides the system's
+  PullPolicy pull = PullPolicy::kMissing;
+  // The docker config with credentials (`auths`); empty: $DOCKER_CONFIG/config.json,
+  // else $HOME/.docker/config.json.
+  std::string docker_config;
+  int parallel_downloads = 3;
+};
+
 // Fetches oci:DIR[:TAG] only.
 std::unique_ptr<Fetcher> make_oci_layout_fetcher();
 // Fetches docker-archive:FILE and oci-archive:FILE[:TAG] only.
 std::unique_ptr<Fetcher> make_image_archive_fetcher();
+// Fetches registry references only (registry_fetcher.cc).
+std::unique_ptr<Fetcher> make_registry_fetcher(RegistryOptions options);
 
 // The fetcher the builder uses: parses the reference and hands it to the
-// fetcher for its scheme.
-std::unique_ptr<Fetcher> make_fetcher();
+// fetcher for its scheme. Without options, registry references are refused.
+std::unique_ptr<Fetcher> make_fetcher(RegistryOptions registry = {});
 
 }  // namespace kiln::fetcher

@@ -61,23 +61,44 @@ TEST(ParseImageReference, RefusesRelativePathsDotDotAndBadTags) {
   }
 }
 
-TEST(ParseImageReference, RegistryNamesAreUnsupportedAndTheErrorSaysWhatIs) {
-  for (const char* name : {"busybox", "docker.io/library/alpine:3.19", "docker://busybox", "ocx:/a"}) {
+TEST(ParseImageReference, EverythingWithoutALocalPrefixIsARegistryReference) {
+  struct Case {
+    const char* text;
+    const char* canonical;
+  };
+  for (const Case& c : {Case{"busybox", "docker.io/library/busybox:latest"},
+                        Case{"docker.io/library/alpine:3.19", "docker.io/library/alpine:3.19"},
+                        Case{"docker://busybox", "docker.io/library/busybox:latest"},
+                        Case{"127.0.0.1:5000/team/busybox:1", "127.0.0.1:5000/team/busybox:1"},
+                        Case{"oci", "docker.io/library/oci:latest"}}) {
+    auto r = parse_image_reference(c.text);
+    ASSERT_TRUE(r) << c.text << ": " << r.error().to_string();
+    EXPECT_EQ(r->source, ImageSource::kRegistry) << c.text;
+    EXPECT_EQ(to_string(*r), c.canonical);
+  }
+}
+
+TEST(ParseImageReference, OtherTransportsAreUnsupportedAndTheErrorSaysWhatIs) {
+  for (const char* name : {"docker-daemon:busybox:latest", "containers-storage:alpine", "dir:/tmp/x"}) {
     auto r = parse_image_reference(name);
     ASSERT_FALSE(r) << name;
     EXPECT_EQ(r.error().kind(), ErrorKind::kUnsupported) << name;
     EXPECT_THAT(r.error().message(), HasSubstr("oci:DIR[:TAG]"));
     EXPECT_THAT(r.error().message(), HasSubstr("docker-archive:FILE"));
-    EXPECT_THAT(r.error().message(), HasSubstr("make-base-image"));
+    EXPECT_THAT(r.error().message(), HasSubstr("[HOST[:PORT]/]PATH[:TAG]"));
   }
+  auto bad = parse_image_reference("ocx:/a");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().kind(), ErrorKind::kInvalidArgument);
 }
 
 using FetcherTest = testing::FetcherTest;
 
-TEST_F(FetcherTest, UnsupportedReferenceFailsBeforeTouchingTheRootfs) {
+TEST_F(FetcherTest, RegistryReferenceWithoutAnImageCacheFailsBeforeTouchingTheRootfs) {
   auto r = fetch("busybox");
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().kind(), ErrorKind::kUnsupported);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kFailedPrecondition);
+  EXPECT_THAT(r.error().message(), HasSubstr("image cache"));
   EXPECT_EQ(tree(rootfs_), "");
 }
 

@@ -30,6 +30,7 @@ struct Descriptor {
   std::string ref_name;
   std::string os;
   std::string architecture;
+  std::string variant;
 };
 
 std::string string_field(const json& object, const char* key) {
@@ -80,6 +81,7 @@ Result<Descriptor> parse_descriptor(const json& object, const std::string& where
   if (auto it = object.find("platform"); it != object.end()) {
     d.os = string_field(*it, "os");
     d.architecture = string_field(*it, "architecture");
+    d.variant = string_field(*it, "variant");
   }
   return d;
 }
@@ -118,7 +120,9 @@ std::string describe_platforms(const std::vector<Descriptor>& entries) {
   std::string out;
   for (const auto& e : entries) {
     if (!out.empty()) out += ", ";
-    out += e.os.empty() && e.architecture.empty() ? "unspecified" : e.os + "/" + e.architecture;
+    out += e.os.empty() && e.architecture.empty()
+               ? "unspecified"
+               : e.os + "/" + e.architecture + (e.variant.empty() ? "" : "/" + e.variant);
   }
   return out;
 }
@@ -456,6 +460,89 @@ Result<ImagePlan> plan_docker_archive(ImageFiles& files, const ImageReference& r
                       "-o FILE` or `skopeo copy SRC docker-archive:FILE`",
                       reference.path));
     return plan;
+  });
+}
+
+std::string_view host_variant() {
+#if defined(__aarch64__)
+  return "v8";
+#else
+  return "";
+#endif
+}
+
+std::string_view manifest_accept_header() {
+  return "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+         "application/vnd.docker.distribution.manifest.list.v2+json, "
+         "application/vnd.docker.distribution.manifest.v2+json";
+}
+
+Result<ManifestKind> manifest_kind(std::string_view text, std::string_view said,
+                                   std::string_view where_view) {
+  std::string where(where_view);
+  KILN_ASSIGN_OR_RETURN(json manifest, parse_json(text, where));
+  if (!manifest.is_object()) return make_error(ErrorKind::kInvalidArgument, where + " is not a JSON object");
+  ManifestKind kind;
+  // A registry's Content-Type may carry parameters or be generic JSON: the
+  // document's own mediaType, then its shape, decide.
+  kind.media_type = std::string(said.substr(0, said.find(';')));
+  if (kind.media_type != kOciIndex && kind.media_type != kDockerManifestList &&
+      kind.media_type != kOciManifest && kind.media_type != kDockerManifest)
+    kind.media_type = string_field(manifest, "mediaType");
+  if (kind.media_type.empty()) kind.media_type = manifest.contains("manifests") ? kOciIndex : kOciManifest;
+  if (kind.media_type == "application/vnd.docker.distribution.manifest.v1+json" ||
+      kind.media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    return make_error(ErrorKind::kUnsupported,
+                      where +
+                          " is a docker schema 1 manifest; kiln reads OCI and docker schema 2 images "
+                          "(push the image again with a current docker or skopeo)");
+  kind.is_index = kind.media_type == kOciIndex || kind.media_type == kDockerManifestList;
+  if (!kind.is_index && kind.media_type != kOciManifest && kind.media_type != kDockerManifest)
+    return make_error(ErrorKind::kUnsupported,
+                      fmt::format("{} has media type {}; kiln reads OCI and docker v2 image manifests", where,
+                                  kind.media_type));
+  return kind;
+}
+
+Result<ManifestChoice> choose_platform_manifest(std::string_view index_text, std::string_view image_view) {
+  std::string image(image_view);
+  std::string where = fmt::format("image {}: index", image);
+  try {
+    KILN_ASSIGN_OR_RETURN(json index, parse_json(index_text, where));
+    KILN_ASSIGN_OR_RETURN(auto entries, parse_manifest_list(index, where));
+    const Descriptor* chosen = nullptr;
+    for (const auto& e : entries) {
+      if (e.os != "linux" || e.architecture != host_architecture()) continue;
+      if (!e.variant.empty() && !host_variant().empty() && e.variant != host_variant()) continue;
+      chosen = &e;
+      break;
+    }
+    if (chosen == nullptr)
+      return make_error(
+          ErrorKind::kNotFound,
+          fmt::format("image {} has no linux/{} image (it has: {}); use an image built for this machine",
+                      image, host_architecture(), entries.empty() ? "none" : describe_platforms(entries)));
+    KILN_RETURN_IF_ERROR(blob_path(chosen->digest, where));
+    ManifestChoice out;
+    out.digest = chosen->digest;
+    out.media_type = chosen->media_type;
+    out.size = chosen->size;
+    out.platform =
+        chosen->os + "/" + chosen->architecture + (chosen->variant.empty() ? "" : "/" + chosen->variant);
+    return out;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("{}: unexpected JSON structure: {}", where, e.what()));
+  }
+}
+
+Result<ImagePlan> plan_image_manifest(ImageFiles& files, std::string_view digest, std::string_view media_type,
+                                      const std::string& image) {
+  return catching_json_errors(image, [&]() -> Result<ImagePlan> {
+    Descriptor d;
+    d.digest = std::string(digest);
+    d.media_type = std::string(media_type);
+    return plan_from_manifest(files, d, image, 0);
   });
 }
 

@@ -61,6 +61,39 @@ Result<ImagePlan> plan_oci_layout(ImageFiles& files, const ImageReference& refer
 // layout inside a tarball when there is no manifest.json.
 Result<ImagePlan> plan_docker_archive(ImageFiles& files, const ImageReference& reference);
 
+// The variant of this machine's architecture ("v8" on arm64, "" elsewhere).
+std::string_view host_variant();
+
+// The media types a registry is asked for, in an Accept header's syntax:
+// OCI index and manifest, docker manifest list and schema 2.
+std::string_view manifest_accept_header();
+
+// Whether a manifest (by media type, else by its content) is an index /
+// manifest list rather than an image manifest; "" when it is neither a
+// JSON object nor of a known type.
+struct ManifestKind {
+  std::string media_type;  // as said, or deduced from the content
+  bool is_index = false;
+};
+Result<ManifestKind> manifest_kind(std::string_view json, std::string_view media_type,
+                                   std::string_view where);
+
+// The entry of an image index for linux/this machine's architecture (and
+// variant when both say one); kNotFound listing the platforms there are.
+struct ManifestChoice {
+  std::string digest;
+  std::string media_type;
+  std::int64_t size = -1;
+  std::string platform;  // "linux/arm64/v8"
+};
+Result<ManifestChoice> choose_platform_manifest(std::string_view index_json, std::string_view image);
+
+// An image manifest already in `files` (blobs/sha256/HEX, verified against
+// `digest`), with its config there too: the plan. Layer blobs need not be
+// present yet.
+Result<ImagePlan> plan_image_manifest(ImageFiles& files, std::string_view digest, std::string_view media_type,
+                                      const std::string& image);
+
 // The fields kiln uses of an image configuration blob (OCI or docker).
 Result<ImageConfig> parse_image_config(std::string_view json, std::string_view where);
 

@@ -1,0 +1,93 @@
+// Internal to worker/fetcher: a client of one registry's OCI distribution
+// API (https://github.com/opencontainers/distribution-spec) over libcurl —
+// manifests by tag or digest, blobs streamed into the blob cache — with the
+// login the registry asks for: anonymous, a bearer token from the realm its
+// `WWW-Authenticate` names (scope `repository:REPO:pull`, with the docker
+// config's credentials when it has some), or basic auth.
+//
+//   RegistryClient client(options, ref.registry, ref.api_host());
+//   KILN_ASSIGN_OR_RETURN(auto manifest, client.get_manifest(ref.repository, "3.19"));
+//   KILN_ASSIGN_OR_RETURN(auto writer, cache.begin(layer.digest, layer.size));
+//   KILN_RETURN_IF_ERROR(client.get_blob(ref.repository, layer.digest, *writer, on_bytes));
+//   KILN_RETURN_IF_ERROR(writer->commit(...));
+//
+// Contract: HTTPS with the system CAs plus options.ca_file; plain HTTP only
+// for a registry listed in options.insecure_registries. Connection failures,
+// resets and 5xx/429 answers are retried with exponential backoff
+// (options.attempts in all; a blob download starts over, writer reset). A
+// manifest is at most 4 MiB and is checked against the digest asked for, or
+// the Docker-Content-Digest the registry sent. Errors name the registry and
+// say what to do: kUnavailable (unknown host, cannot connect, TLS),
+// kPermissionDenied (401/403, naming the scope), kNotFound (manifest or blob
+// unknown), kInvalidArgument (digest mismatch, oversized answer).
+// Thread safety: all methods may be called from several threads at once
+// (each request uses its own connection; tokens are shared under a lock).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "worker/fetcher/internal/blob_cache.h"
+#include "worker/fetcher/internal/registry_auth.h"
+
+namespace kiln::fetcher::internal {
+
+struct RegistryClientOptions {
+  std::vector<std::string> insecure_registries;  // HOST:PORT spoken to over plain HTTP
+  std::string ca_file;                           // PEM, trusted besides the system CAs
+  std::string docker_config;                     // credentials file ("" = the default place)
+  int attempts = 4;
+  std::chrono::milliseconds first_backoff{250};
+};
+
+class RegistryClient {
+ public:
+  // `registry` as written in references (docker.io, HOST:PORT); `api_host`
+  // where its API answers. Fails when ca_file cannot be read as PEM
+  // certificates or the docker config is malformed.
+  static Result<std::unique_ptr<RegistryClient>> create(RegistryClientOptions options, std::string registry,
+                                                        std::string api_host);
+
+  struct Manifest {
+    std::string content;
+    std::string media_type;  // Content-Type, parameters stripped
+    std::string digest;      // sha256 of content, checked
+  };
+  // GET /v2/REPO/manifests/REFERENCE (a tag or sha256:HEX).
+  Result<Manifest> get_manifest(const std::string& repository, const std::string& reference);
+
+  // GET /v2/REPO/blobs/DIGEST into `writer` (not committed here). `on_bytes`
+  // is called with the bytes received so far, from this thread.
+  Status get_blob(const std::string& repository, const std::string& digest, BlobWriter& writer,
+                  const std::function<void(std::uint64_t)>& on_bytes);
+
+  // "http://HOST:PORT" or "https://HOST".
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  RegistryClient() = default;
+  struct Response;
+  struct Request;
+  Result<Response> perform_with_retries(Request& request);
+  Result<Response> perform_authorized(Request& request, const std::string& repository);
+  Status log_in(const std::string& repository, const std::string& challenge_header);
+  std::string scope_of(const std::string& repository) const { return "repository:" + repository + ":pull"; }
+
+  RegistryClientOptions options_;
+  std::string registry_;
+  std::string base_url_;
+  std::string ca_pem_;
+  std::optional<Credentials> credentials_;
+  std::mutex mutex_;                                  // guards authorization_
+  std::map<std::string, std::string> authorization_;  // repository -> Authorization header value
+};
+
+}  // namespace kiln::fetcher::internal

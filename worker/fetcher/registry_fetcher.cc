@@ -1,0 +1,300 @@
+// The registry fetcher: resolves a registry reference to an image manifest,
+// downloads what the blob cache lacks, and unpacks from the cache with the
+// same plan and layer code as a local OCI layout (docs/images.md,
+// "Registries").
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "common/format.h"
+#include "common/fs.h"
+#include "common/sha256.h"
+#include "worker/fetcher/fetcher.h"
+#include "worker/fetcher/internal/blob_cache.h"
+#include "worker/fetcher/internal/image_manifest.h"
+#include "worker/fetcher/internal/image_unpack.h"
+#include "worker/fetcher/internal/layer_unpacker.h"
+#include "worker/fetcher/internal/registry_client.h"
+#include "worker/fetcher/registry_reference.h"
+
+namespace kiln::fetcher {
+namespace {
+
+using internal::BlobCache;
+using internal::RegistryClient;
+
+std::string short_digest(const std::string& digest) {
+  return digest.size() > 19 ? digest.substr(0, 19) + "…" : digest;
+}
+
+// Serialises progress lines from the download threads.
+class SharedProgress {
+ public:
+  explicit SharedProgress(const Progress& progress) : progress_(progress) {}
+  void operator()(ProgressKind kind, std::string_view line) {
+    if (!progress_) return;
+    std::lock_guard lock(mutex_);
+    progress_(kind, line);
+  }
+
+ private:
+  const Progress& progress_;
+  std::mutex mutex_;
+};
+
+struct BlobToPull {
+  std::string digest;
+  std::int64_t size = -1;
+  std::string label;  // "layer 2/3", "config"
+};
+
+// One fetch: the reference, the cache, and the client (made on first need,
+// so that a fully cached image never touches the network).
+class Pull {
+ public:
+  Pull(const RegistryOptions& options, RegistryReference ref, BlobCache cache, const Progress& progress)
+      : options_(options), ref_(std::move(ref)), cache_(std::move(cache)), progress_(progress) {
+    image_ = to_string(ref_);
+  }
+
+  Result<ImageConfig> run(const std::string& rootfs) {
+    KILN_ASSIGN_OR_RETURN(internal::TagRecord top, resolve());
+    KILN_ASSIGN_OR_RETURN(std::string top_text, cached_manifest(top.digest));
+    KILN_ASSIGN_OR_RETURN(
+        internal::ManifestKind kind,
+        internal::manifest_kind(top_text, top.media_type, "image " + image_ + ": manifest " + top.digest));
+    std::string manifest_digest = top.digest;
+    std::string media_type = kind.media_type;
+    std::string manifest_text = top_text;
+    if (kind.is_index) {
+      KILN_ASSIGN_OR_RETURN(internal::ManifestChoice choice,
+                            internal::choose_platform_manifest(top_text, image_));
+      progress_(ProgressKind::kLayer, fmt::format("{} is an index: using its {} image {}", image_,
+                                                  choice.platform, short_digest(choice.digest)));
+      KILN_RETURN_IF_ERROR(ensure_manifest(choice.digest));
+      KILN_ASSIGN_OR_RETURN(manifest_text, cached_manifest(choice.digest));
+      KILN_ASSIGN_OR_RETURN(internal::ManifestKind child,
+                            internal::manifest_kind(manifest_text, choice.media_type,
+                                                    "image " + image_ + ": manifest " + choice.digest));
+      if (child.is_index)
+        return make_error(ErrorKind::kUnsupported,
+                          fmt::format("image {}: the index entry for {} is itself an index; kiln does not "
+                                      "follow nested indexes from registries",
+                                      image_, choice.platform));
+      manifest_digest = choice.digest;
+      media_type = child.media_type;
+    }
+    // The config first: the plan reads it.
+    KILN_ASSIGN_OR_RETURN(BlobToPull config, config_descriptor(manifest_text, manifest_digest));
+    KILN_RETURN_IF_ERROR(pull_blobs({config}));
+    auto files = cache_.files();
+    KILN_ASSIGN_OR_RETURN(internal::ImagePlan plan,
+                          internal::plan_image_manifest(*files, manifest_digest, media_type, image_));
+    std::vector<BlobToPull> layers;
+    for (std::size_t i = 0; i < plan.layers.size(); ++i)
+      layers.push_back({plan.layers[i].digest, plan.layers[i].size,
+                        fmt::format("layer {}/{}", i + 1, plan.layers.size())});
+    KILN_RETURN_IF_ERROR(pull_blobs(layers));
+    Progress note = [this](ProgressKind line_kind, std::string_view line) { progress_(line_kind, line); };
+    KILN_ASSIGN_OR_RETURN(ImageConfig config_out, internal::unpack_image(*files, plan, image_, rootfs, note));
+    config_out.resolved = ref_.registry + "/" + ref_.repository + "@" + top.digest;
+    return config_out;
+  }
+
+ private:
+  Result<RegistryClient*> client() {
+    if (!client_) {
+      if (options_.pull == PullPolicy::kNever)
+        return make_error(ErrorKind::kNotFound,
+                          fmt::format("image {} is not in the image cache and --pull never forbids asking "
+                                      "registry {}; pull it once with --pull missing",
+                                      image_, ref_.registry));
+      internal::RegistryClientOptions options;
+      options.insecure_registries = options_.insecure_registries;
+      options.ca_file = options_.ca_file;
+      options.docker_config = options_.docker_config;
+      KILN_ASSIGN_OR_RETURN(client_, RegistryClient::create(options, ref_.registry, ref_.api_host()));
+    }
+    return client_.get();
+  }
+
+  // The tag's (or digest's) manifest: its digest, in the cache afterwards.
+  Result<internal::TagRecord> resolve() {
+    if (!ref_.digest.empty()) {
+      KILN_RETURN_IF_ERROR(ensure_manifest(ref_.digest));
+      return internal::TagRecord{ref_.digest, ""};
+    }
+    std::string tag_key = ref_.registry + "/" + ref_.repository + ":" + ref_.tag;
+    KILN_ASSIGN_OR_RETURN(auto record, cache_.read_tag(tag_key));
+    if (options_.pull != PullPolicy::kAlways && record && cache_.contains(record->digest)) {
+      progress_(ProgressKind::kLayer,
+                fmt::format("{} resolved earlier to {} (--pull always asks the registry again)", image_,
+                            record->digest));
+      return *record;
+    }
+    if (options_.pull == PullPolicy::kNever)
+      return make_error(ErrorKind::kNotFound,
+                        fmt::format("image {}: the tag was never resolved on this machine and --pull never "
+                                    "forbids asking registry {}; pull it once with --pull missing",
+                                    image_, ref_.registry));
+    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
+    progress_(ProgressKind::kLayer, fmt::format("resolving {} at {}", image_, registry->base_url()));
+    KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest,
+                          registry->get_manifest(ref_.repository, ref_.tag));
+    if (!cache_.contains(manifest.digest))
+      KILN_RETURN_IF_ERROR(cache_.put(manifest.digest, manifest.content, "registry " + ref_.registry));
+    internal::TagRecord resolved{manifest.digest, manifest.media_type};
+    KILN_RETURN_IF_ERROR(cache_.write_tag(tag_key, resolved));
+    progress_(ProgressKind::kLayer, fmt::format("{} is {}", image_, manifest.digest));
+    return resolved;
+  }
+
+  Status ensure_manifest(const std::string& digest) {
+    if (cache_.contains(digest)) return {};
+    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
+    KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest, registry->get_manifest(ref_.repository, digest));
+    return cache_.put(digest, manifest.content, "registry " + ref_.registry);
+  }
+
+  // A cached manifest, its digest checked again (the cache is a directory anyone root can edit).
+  Result<std::string> cached_manifest(const std::string& digest) {
+    KILN_ASSIGN_OR_RETURN(std::string text, read_file(cache_.path_of(digest), 4 << 20));
+    if ("sha256:" + sha256_hex(text) != digest)
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("image cache: {} does not match its digest; delete it and pull again",
+                                    cache_.path_of(digest)));
+    return text;
+  }
+
+  Result<BlobToPull> config_descriptor(const std::string& manifest_text, const std::string& digest) {
+    auto json = nlohmann::json::parse(manifest_text, nullptr, false);
+    std::string where = fmt::format("image {}: manifest {}", image_, digest);
+    if (!json.is_object() || !json.contains("config") || !json["config"].is_object())
+      return make_error(ErrorKind::kInvalidArgument, where + " has no \"config\"");
+    const auto& config = json["config"];
+    BlobToPull out;
+    out.label = "config";
+    if (config.contains("digest") && config["digest"].is_string())
+      out.digest = config["digest"].get<std::string>();
+    if (config.contains("size") && config["size"].is_number_integer())
+      out.size = config["size"].get<std::int64_t>();
+    if (!out.digest.starts_with("sha256:") || !is_sha256_hex(out.digest.substr(7)))
+      return make_error(ErrorKind::kUnsupported,
+                        fmt::format("{}: config digest {:?} is not sha256:HEX", where, out.digest));
+    return out;
+  }
+
+  // Downloads the blobs the cache lacks, several at once.
+  Status pull_blobs(const std::vector<BlobToPull>& blobs) {
+    std::vector<const BlobToPull*> missing;
+    std::set<std::string> seen;
+    for (const auto& blob : blobs) {
+      if (!seen.insert(blob.digest).second) continue;
+      if (cache_.contains(blob.digest)) {
+        if (blob.label != "config")
+          progress_(ProgressKind::kLayer,
+                    fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
+        continue;
+      }
+      missing.push_back(&blob);
+    }
+    if (missing.empty()) return {};
+    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
+    std::atomic<std::size_t> next{0};
+    std::mutex error_mutex;
+    std::optional<Error> first_error;
+    auto work = [&] {
+      while (true) {
+        {
+          std::lock_guard lock(error_mutex);
+          if (first_error) return;
+        }
+        std::size_t i = next.fetch_add(1);
+        if (i >= missing.size()) return;
+        if (auto s = pull_blob(*registry, *missing[i]); !s) {
+          std::lock_guard lock(error_mutex);
+          if (!first_error) first_error = std::move(s).error();
+        }
+      }
+    };
+    std::size_t threads = std::min<std::size_t>(missing.size(), std::max(1, options_.parallel_downloads));
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& thread : pool) thread.join();
+    if (first_error) return std::unexpected(std::move(*first_error));
+    return {};
+  }
+
+  Status pull_blob(RegistryClient& registry, const BlobToPull& blob) {
+    std::string size_text = blob.size >= 0 ? human_bytes(static_cast<std::uint64_t>(blob.size)) : "?";
+    progress_(ProgressKind::kBytesRead,
+              fmt::format("pulling {} {} {}", blob.label, short_digest(blob.digest), size_text));
+    auto start = std::chrono::steady_clock::now();
+    KILN_ASSIGN_OR_RETURN(auto writer, cache_.begin(blob.digest, blob.size));
+    std::uint64_t next_note = internal::kProgressEveryBytes;
+    std::function<void(std::uint64_t)> on_bytes = [&](std::uint64_t bytes) {
+      if (bytes < next_note) return;
+      while (next_note <= bytes) next_note += internal::kProgressEveryBytes;
+      progress_(ProgressKind::kBytesRead,
+                fmt::format("  {}: {} of {}", blob.label, human_bytes(bytes), size_text));
+    };
+    KILN_RETURN_IF_ERROR(with_context(registry.get_blob(ref_.repository, blob.digest, *writer, on_bytes),
+                                      fmt::format("image {}: pulling {}", image_, blob.label)));
+    KILN_RETURN_IF_ERROR(with_context(writer->commit("registry " + ref_.registry),
+                                      fmt::format("image {}: pulling {}", image_, blob.label)));
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double rate = seconds > 0 ? static_cast<double>(writer->written()) / seconds : 0;
+    progress_(ProgressKind::kLayer, fmt::format("pulled {} {} {} in {:.1f} s ({}/s)", blob.label,
+                                                short_digest(blob.digest), human_bytes(writer->written()),
+                                                seconds, human_bytes(static_cast<std::uint64_t>(rate))));
+    return {};
+  }
+
+  const RegistryOptions& options_;
+  RegistryReference ref_;
+  BlobCache cache_;
+  SharedProgress progress_;
+  std::string image_;
+  std::unique_ptr<RegistryClient> client_;
+};
+
+class RegistryFetcher : public Fetcher {
+ public:
+  explicit RegistryFetcher(RegistryOptions options) : options_(std::move(options)) {}
+
+  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
+                            std::string_view image) override {
+    KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
+    if (reference.source != ImageSource::kRegistry)
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("image {}: this fetcher reads registry references only", image));
+    if (options_.cache_dir.empty())
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("image {}: this builder has no image cache, so it cannot pull from "
+                                    "registries",
+                                    image));
+    std::string_view name = image.starts_with("docker://") ? image.substr(9) : image;
+    KILN_ASSIGN_OR_RETURN(RegistryReference ref, parse_registry_reference(name));
+    KILN_ASSIGN_OR_RETURN(BlobCache cache, BlobCache::open(options_.cache_dir));
+    std::string canonical = to_string(ref);
+    Pull pull(options_, std::move(ref), std::move(cache), progress);
+    return with_context(pull.run(rootfs), "pulling " + canonical);
+  }
+
+ private:
+  RegistryOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Fetcher> make_registry_fetcher(RegistryOptions options) {
+  return std::make_unique<RegistryFetcher>(std::move(options));
+}
+
+}  // namespace kiln::fetcher
