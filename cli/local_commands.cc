@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "common/fs.h"
 
 namespace kiln::cli {
 namespace {
@@ -61,15 +62,9 @@ std::string_view command_word(int argc, char** argv) {
   return {};
 }
 
-std::string self_dir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string(".") : exe.parent_path().string();
-}
-
 [[noreturn]] void exec_local(char** argv) {
   // Installed: PREFIX/libexec/kiln/kiln-local; in a build tree: beside kiln.
-  const std::string dir = self_dir();
+  const std::string dir = executable_dir();
   const std::array<std::string, 2> candidates = {
       fs::path(dir + "/" + KILN_LIBEXEC_FROM_BIN + "/kiln-local").lexically_normal().string(),
       dir + "/kiln-local"};

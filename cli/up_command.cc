@@ -60,12 +60,6 @@ void report(const Error& e) {
   std::cerr << "kiln: " << e.to_string() << "\n";
 }
 
-std::string self_dir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string(".") : exe.parent_path().string();
-}
-
 bool is_executable(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
@@ -81,7 +75,7 @@ Result<std::string> find_binary(const std::string& name, const std::string& buil
     return fs::absolute(flag).lexically_normal().string();
   }
   // kiln-local is in PREFIX/libexec/kiln when installed, in build/cli/ in a build tree.
-  std::string dir = self_dir();
+  std::string dir = executable_dir();
   std::vector<std::string> tried = {
       fs::path(dir + "/" + KILN_BIN_FROM_LIBEXEC + "/" + name).lexically_normal().string(),
       fs::path(dir + "/../" + build_subdir + "/" + name).lexically_normal().string()};
@@ -102,14 +96,14 @@ Result<std::string> find_binary(const std::string& name, const std::string& buil
 // The base-image maker: installed beside kiln-local (PREFIX/libexec/kiln,
 // from `cmake --install`), else KILN_SOURCE_DIR's, else a source tree above.
 Result<std::string> find_make_base_image() {
-  const std::string installed = self_dir() + "/make-base-image";
+  const std::string installed = executable_dir() + "/make-base-image";
   if (is_executable(installed)) return installed;
   const char* source = std::getenv("KILN_SOURCE_DIR");
   if (source != nullptr && *source != '\0') {
     std::string script = std::string(source) + "/scripts/make-base-image";
     if (is_executable(script)) return script;
   }
-  for (fs::path dir = self_dir(); !dir.empty(); dir = dir.parent_path()) {
+  for (fs::path dir = executable_dir(); !dir.empty(); dir = dir.parent_path()) {
     std::string script = (dir / "scripts/make-base-image").string();
     if (is_executable(script)) return script;
     if (dir == dir.parent_path()) break;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 
 #include "common/unique_fd.h"
@@ -139,6 +140,15 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
 bool path_exists(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string executable_dir() {
+  char buffer[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  if (n <= 0) return ".";
+  std::string exe(buffer, static_cast<std::size_t>(n));
+  std::size_t slash = exe.rfind('/');
+  return slash == std::string::npos || slash == 0 ? (slash == 0 ? "/" : ".") : exe.substr(0, slash);
 }
 
 }  // namespace kiln

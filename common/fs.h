@@ -70,4 +70,7 @@ Result<std::vector<std::string>> list_dir(const std::string& path);
 // True when `path` exists (as anything; a symlink is not followed).
 bool path_exists(const std::string& path);
 
+// The directory of the running program (/proc/self/exe), or "." if unknown.
+std::string executable_dir();
+
 }  // namespace kiln

@@ -160,3 +160,17 @@ TEST_F(FsTest, PathExistsDoesNotFollowSymlinks) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST(ExecutableDir, IsTheDirectoryOfTheRunningProgram) {
+  std::string dir = executable_dir();
+  ASSERT_FALSE(dir.empty());
+  EXPECT_EQ(dir.front(), '/');
+  // This test binary is kiln_common_test, in that directory.
+  EXPECT_TRUE(path_exists(dir + "/kiln_common_test")) << dir;
+}
+
+}  // namespace
+}  // namespace kiln

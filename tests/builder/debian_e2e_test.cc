@@ -18,28 +18,19 @@
 
 #include "tests/store/store_test_util.h"
 #include "tests/support/debian_image.h"
+#include "tests/support/kiln_output.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace kiln {
 namespace {
 
+using testing::count_of;
+using testing::got_id;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ProcessResult;
 using testing::run_process;
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
-std::string got_id(const ProcessResult& r) {
-  std::smatch m;
-  static const std::regex got("Got: ([0-9a-f]{64})");
-  return std::regex_search(r.out, m, got) ? m[1].str() : "";
-}
 
 class DebianE2eTest : public ::testing::Test {
  protected:

@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "tests/support/local_registry.h"
+#include "tests/support/kiln_output.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace kiln {
 namespace {
 
+using testing::count_of;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using testing::ProcessResult;
@@ -25,12 +27,6 @@ using testing::run_process;
 void write_file(const std::string& path, const std::string& content) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
 }
 
 class RegistryBuildTest : public ::testing::Test {
