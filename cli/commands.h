@@ -35,7 +35,8 @@ struct FarmFlags {
   std::string client;     // empty: $KILN_CLIENT, else USER@HOSTNAME
   // CurveZMQ: this client's key file and the scheduler's public key file.
   // Empty: $KILN_KEY / $KILN_SCHEDULER_KEY, else the keys `kiln up` made
-  // (KILN_HOME/farm/keys/admin.key, scheduler.pub) if they exist, else none.
+  // (KILN_HOME/farm/keys/admin.key, scheduler.pub) if they exist and the
+  // scheduler is on this host, else none.
   std::string key_file;
   std::string scheduler_key_file;
 

@@ -47,6 +47,13 @@ void add_farm_flags(CLI::App* cmd, FarmFlags& flags) {
                   "The scheduler's public key file (default $KILN_SCHEDULER_KEY, else KILN_HOME/farm's)");
 }
 
+bool is_loopback_address(std::string_view address) {
+  for (std::string_view prefix : {"tcp://127.", "tcp://localhost:", "tcp://[::1]:", "ipc://", "inproc://"}) {
+    if (address.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
 Result<proto::ClientOptions> client_options(const FarmFlags& flags) {
   auto pick = [](const std::string& flag, const char* env) {
     if (!flag.empty()) return flag;
@@ -55,8 +62,9 @@ Result<proto::ClientOptions> client_options(const FarmFlags& flags) {
   };
   std::string key = pick(flags.key_file, "KILN_KEY");
   std::string scheduler_key = pick(flags.scheduler_key_file, "KILN_SCHEDULER_KEY");
-  if (key.empty() && scheduler_key.empty()) {
-    // The farm `kiln up` runs here, with its admin key.
+  if (key.empty() && scheduler_key.empty() && is_loopback_address(flags.address())) {
+    // The farm `kiln up` runs here (on 127.0.0.1), with its admin key. Never
+    // offered to a scheduler on another host: its keys are not this farm's.
     const std::string dir = kiln_home() + "/farm/keys";
     std::error_code ec;
     if (std::filesystem::exists(dir + "/admin.key", ec) &&

@@ -19,6 +19,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -33,7 +34,12 @@ namespace kiln::cli {
 // Adds --scheduler, --client, --key and --scheduler-key to `cmd`, filling `flags`.
 void add_farm_flags(CLI::App* cmd, FarmFlags& flags);
 
-// The CurveZMQ options `flags` (or the environment, or `kiln up`'s farm) give.
+// Whether `address` stays on this host (127.0.0.0/8, localhost, ::1, ipc://).
+bool is_loopback_address(std::string_view address);
+
+// The CurveZMQ options `flags` (or the environment) give; with neither, and a
+// scheduler on this host, the admin key of the farm `kiln up` runs under
+// KILN_HOME/farm, if there is one.
 Result<proto::ClientOptions> client_options(const FarmFlags& flags);
 
 // A client connected to the scheduler `flags` name, as the client they name.

@@ -112,10 +112,11 @@ void HandshakeWatch::drain() {
           failure_ = Error(
               ErrorKind::kPermissionDenied,
               fmt::format(
-                  "the secure handshake with the scheduler at {} failed: --scheduler-key (or "
+                  "the secure handshake with the scheduler at {} failed{}: --scheduler-key (or "
                   "KILN_SCHEDULER_KEY) is not that scheduler's public key, or the scheduler does not use "
                   "CurveZMQ (it was started without --key)",
-                  options_.address));
+                  options_.address,
+                  options_.key_file.empty() ? "" : fmt::format(" (this end's key: {})", options_.key_file)));
         }
         break;
       default: break;

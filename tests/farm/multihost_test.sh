@@ -17,6 +17,10 @@ kiln=$1 scheduler_bin=$2 worker_bin=$3 source=$4
 tag=$$
 ns_s=kiln-s-$tag ns_w=kiln-w-$tag
 dir=$(mktemp -d /tmp/kiln-multihost-XXXXXX)
+# Keys come only from the flags below, never from a farm `kiln up` left in
+# the working directory's .kiln.
+export KILN_HOME=$dir/home
+unset KILN_KEY KILN_SCHEDULER_KEY KILN_SCHEDULER
 pids=()
 
 cleanup() {
@@ -108,8 +112,10 @@ run_farm() {
   else
     sargs=(--insecure)
   fi
-  # nsenter execs its command: $! is the daemon's own pid.
-  nsenter --net="/var/run/netns/$ns_s" tcpdump -i any -U -s 0 -w "$dir/$name.pcap" tcp >"$dir/$name-tcpdump.log" 2>&1 &
+  # nsenter execs its command: $! is the daemon's own pid. --immediate-mode:
+  # without it packets wait in the kernel's ring for up to a second and those
+  # still there at SIGINT are never written.
+  nsenter --net="/var/run/netns/$ns_s" tcpdump --immediate-mode -i any -U -s 0 -w "$dir/$name.pcap" tcp >"$dir/$name-tcpdump.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do grep -q "listening on" "$dir/$name-tcpdump.log" && break; sleep 0.1; done
   nsenter --net="/var/run/netns/$ns_s" "$scheduler_bin" --state-dir "$dir/$name-scheduler" --listen "$clients" --listen-workers "$workers" \
@@ -122,7 +128,7 @@ run_farm() {
   if [[ $secure == yes ]]; then spec=$dir/job.spec secret_args=(--secret "token:$dir/token"); fi
   local ok=
   for _ in $(seq 100); do
-    if "$kiln" admin workers --scheduler "$clients" "${aargs[@]}" 2>/dev/null | grep -q remote-1; then ok=1; break; fi
+    if "$kiln" admin workers --scheduler "$clients" "${aargs[@]}" 2>"$dir/$name-workers.log" | grep -q remote-1; then ok=1; break; fi
     sleep 0.2
   done
   [[ -n $ok ]] || fail "$name: the remote worker did not register"

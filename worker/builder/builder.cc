@@ -418,7 +418,7 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
       }
       ++op->requesters;
       lock.unlock();
-      KILN_RETURN_IF_ERROR(follow(scope, op));
+      KILN_RETURN_IF_ERROR(follow(scope, op, op->log->subscribe(scope.request().log)));
       // Not built by this request: reported as cached, so that the seconds
       // (a wait) are not taken for the cost of building the step.
       report_step(true);
@@ -452,15 +452,17 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
     if (step->base) pin(*step->base);
     for (const std::string& used : step->uses) pin(used);
     lock.unlock();
+    // Subscribed before the step starts, so that the requester that starts it
+    // sees all of it, live-only progress lines included.
+    std::uint64_t handle = op->log->subscribe(scope.request().log);
     std::thread([this, op] { run_in_flight(op); }).detach();
-    KILN_RETURN_IF_ERROR(follow(scope, op));
+    KILN_RETURN_IF_ERROR(follow(scope, op, handle));
     report_step(false);
     return {};
   }
 }
 
-Status Builder::follow(RequestScope& scope, const std::shared_ptr<InFlight>& op) {
-  std::uint64_t handle = op->log->subscribe(scope.request().log);
+Status Builder::follow(RequestScope& scope, const std::shared_ptr<InFlight>& op, std::uint64_t handle) {
   std::unique_lock lock(mu_);
   while (!op->done) {
     if (scope.cancelled()) {

@@ -207,7 +207,9 @@ class Builder {
   // Makes sure result `step.id` exists: a cache hit, joining an identical
   // step already running, or running it.
   Status ensure(RequestScope& scope, std::shared_ptr<Step> step);
-  Status follow(RequestScope& scope, const std::shared_ptr<InFlight>& op);
+  // Waits for `op` to end; `handle` is the requester's log subscription,
+  // which it ends.
+  Status follow(RequestScope& scope, const std::shared_ptr<InFlight>& op, std::uint64_t handle);
   void run_in_flight(std::shared_ptr<InFlight> op);
 
   Result<std::vector<std::pair<std::string, std::string>>> image_env(const std::string& from_id);
