@@ -88,10 +88,13 @@ Result<std::unique_ptr<builder::LocalBuilder>> open_local_builder(builder::Local
                                                                   bool run_steps) {
   flags.home = kiln_home();
   flags.run_steps = run_steps;
-  KILN_ASSIGN_OR_RETURN(std::unique_ptr<builder::LocalBuilder> local, builder::LocalBuilder::open(flags));
-  if (local->runc_sandbox() != nullptr && local->runc_sandbox()->leftovers().removed_anything())
-    std::cerr << "kiln: " << local->runc_sandbox()->leftovers().to_string() << "\n";
-  return local;
+  // Nothing of runc's is touched until a step runs: a cached build starts no
+  // runtime process.
+  flags.sandbox_at_first_step = true;
+  flags.on_sandbox_ready = [](const sandbox::LeftoverReport& leftovers) {
+    if (leftovers.removed_anything()) std::cerr << "kiln: " << leftovers.to_string() << "\n";
+  };
+  return builder::LocalBuilder::open(flags);
 }
 
 // Turns SIGINT and SIGTERM into a cancel while it lives: a thread waits for

@@ -97,7 +97,9 @@ class BuilderE2eTest : public ::testing::Test {
     if (!store_.empty() && !args.empty() &&
         std::find(kStoreCommands.begin(), kStoreCommands.end(), args[0]) != kStoreCommands.end())
       args.insert(args.begin() + 1, {"--store", store_});
-    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY};
+    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path()};
+    argv.insert(argv.end(), env_.begin(), env_.end());
+    argv.push_back(KILN_BINARY);
     argv.insert(argv.end(), args.begin(), args.end());
     return run_process(argv);
   }
@@ -116,8 +118,9 @@ class BuilderE2eTest : public ::testing::Test {
   static KilnHome* images_;
   KilnHome home_;
   std::string context_;
-  std::string store_;      // "BACKEND:DIR"; empty: kiln's default (overlayfs in KILN_HOME)
-  std::string store_dir_;  // DIR of store_
+  std::string store_;             // "BACKEND:DIR"; empty: kiln's default (overlayfs in KILN_HOME)
+  std::string store_dir_;         // DIR of store_
+  std::vector<std::string> env_;  // more NAME=VALUE for kiln's environment
 };
 
 // The main end-to-end cases run on every store backend, each on a filesystem
@@ -160,6 +163,33 @@ TEST_P(BuilderE2eStoreTest, SimpleBuildThenEveryStepFromCache) {
   ProcessResult stats = kiln({"stats"});
   EXPECT_THAT(stats.out, HasSubstr("results: 5"));
   EXPECT_THAT(stats.out, HasSubstr("cache hits: 5"));
+}
+
+// A fully cached build starts no runtime process at all: with a `runc` first
+// in PATH that only records its calls and fails, it still succeeds and the
+// fake was never called; a step that must run then reports the broken runc.
+TEST_F(BuilderE2eTest, ACachedBuildStartsNoRuntimeProcess) {
+  std::string spec = examples() + "/hello.spec";
+  ProcessResult first = kiln({"build", "-f", spec, examples() + "/context"});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+
+  const std::string bin = home_.path() + "/fake-bin", calls = home_.path() + "/runc-calls";
+  std::filesystem::create_directories(bin);
+  write_file(bin + "/runc", "#!/bin/sh\necho \"$@\" >> " + calls + "\nexit 1\n");
+  std::filesystem::permissions(bin + "/runc", std::filesystem::perms::owner_all);
+  const char* path = std::getenv("PATH");
+  env_ = {"PATH=" + bin + ":" + (path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin")};
+
+  ProcessResult cached = kiln({"build", "-f", spec, examples() + "/context"});
+  ASSERT_EQ(cached.exit_code, 0) << cached.out << cached.err;
+  EXPECT_EQ(count_of(cached.out, " from cache"), 5u) << cached.out;
+  EXPECT_FALSE(std::filesystem::exists(calls)) << "the runtime was started for a fully cached build";
+
+  ProcessResult cold =
+      kiln({"build", "-f", spec_file("new.spec", R"(((from busybox) (run (shell "true"))))"), context_});
+  EXPECT_NE(cold.exit_code, 0) << cold.out;
+  EXPECT_THAT(cold.err, HasSubstr("does not run"));
+  EXPECT_TRUE(std::filesystem::exists(calls));
 }
 
 TEST_F(BuilderE2eTest, EveryExampleBuilds) {

@@ -557,6 +557,31 @@ TEST(OpenStore, ExplainsAWrongFilesystem) {
   EXPECT_FALSE(path_exists(ext4 + "/result"));  // nothing made on the wrong filesystem
 }
 
+// The overlay mount probe runs once per boot and filesystem: a stamp with
+// this boot's id skips it (a marker in the probe's directory survives), a
+// stale stamp makes it run again (the probe directory is made afresh).
+TEST(OpenStore, OverlayfsProbesItsFilesystemOncePerBoot) {
+  std::string root = TestFilesystems::get().fresh_dir("ext4");
+  ASSERT_TRUE(open_store("overlayfs:" + root));
+  auto stamp = read_file(root + "/overlay-probe.ok");
+  ASSERT_TRUE(stamp);
+  auto boot = read_file("/proc/sys/kernel/random/boot_id");
+  ASSERT_TRUE(boot);
+  EXPECT_NE(stamp->find(boot->substr(0, 36)), std::string::npos) << *stamp;
+
+  std::filesystem::create_directories(root + "/overlay-probe");
+  write_file(root + "/overlay-probe/marker", "x");
+  ASSERT_TRUE(open_store("overlayfs:" + root));
+  EXPECT_TRUE(path_exists(root + "/overlay-probe/marker")) << "probed although the stamp is this boot's";
+
+  write_file(root + "/overlay-probe.ok", "boot 00000000-0000-0000-0000-000000000000\n");
+  ASSERT_TRUE(open_store("overlayfs:" + root));
+  EXPECT_FALSE(path_exists(root + "/overlay-probe/marker")) << "a stale stamp must not skip the probe";
+  auto again = read_file(root + "/overlay-probe.ok");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, *stamp);
+}
+
 TEST(OpenStore, RejectsMalformedStoreStrings) {
   for (const char* bad : {"", "/var/cache", "zfs:/x", "btrfs:relative", "overlayfs:/"}) {
     auto s = open_store(bad);

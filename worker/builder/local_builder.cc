@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +21,46 @@ class NoSandbox final : public sandbox::Sandbox {
   Status run(const sandbox::RunSpec&, const std::string&, const sandbox::OutputSink&, CancelToken&) override {
     return make_error(ErrorKind::kInternal, "this command runs no steps");
   }
+};
+
+// The runc/crun sandbox, set up by create() at once or by the first run().
+class RuntimeSandbox final : public sandbox::Sandbox {
+ public:
+  RuntimeSandbox(sandbox::RuncSandboxOptions options,
+                 std::function<void(const sandbox::LeftoverReport&)> on_ready)
+      : options_(std::move(options)), on_ready_(std::move(on_ready)) {}
+
+  Status set_up() {
+    std::lock_guard lock(mu_);
+    return set_up_locked();
+  }
+  bool ready() const {
+    std::lock_guard lock(mu_);
+    return runc_ != nullptr;
+  }
+  Status run(const sandbox::RunSpec& spec, const std::string& rootfs, const sandbox::OutputSink& on_output,
+             CancelToken& cancel) override {
+    sandbox::Sandbox* runc = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      KILN_RETURN_IF_ERROR(set_up_locked());
+      runc = runc_.get();
+    }
+    return runc->run(spec, rootfs, on_output, cancel);
+  }
+
+ private:
+  Status set_up_locked() {
+    if (runc_) return {};
+    KILN_ASSIGN_OR_RETURN(runc_, sandbox::RuncSandbox::create(options_));
+    if (on_ready_) on_ready_(runc_->leftovers());
+    return {};
+  }
+
+  const sandbox::RuncSandboxOptions options_;
+  const std::function<void(const sandbox::LeftoverReport&)> on_ready_;
+  mutable std::mutex mu_;
+  std::unique_ptr<sandbox::RuncSandbox> runc_;  // set once, then never changed
 };
 
 Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
@@ -93,9 +134,9 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
     spdlog::info("store {}: {}", local->store_spec_, local->store_->recovery_report().to_string());
 
   if (options.run_steps) {
-    KILN_ASSIGN_OR_RETURN(auto runc, sandbox::RuncSandbox::create(sandbox_options));
-    local->runc_sandbox_ = runc.get();
-    local->sandbox_ = std::move(runc);
+    auto runtime = std::make_unique<RuntimeSandbox>(std::move(sandbox_options), options.on_sandbox_ready);
+    if (!options.sandbox_at_first_step) KILN_RETURN_IF_ERROR(runtime->set_up());
+    local->sandbox_ = std::move(runtime);
   } else {
     local->sandbox_ = std::make_unique<NoSandbox>();
   }
@@ -110,5 +151,10 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
 }
 
 LocalBuilder::~LocalBuilder() = default;
+
+bool LocalBuilder::sandbox_ready() const {
+  const auto* runtime = dynamic_cast<const RuntimeSandbox*>(sandbox_.get());
+  return runtime != nullptr && runtime->ready();
+}
 
 }  // namespace kiln::builder

@@ -17,13 +17,15 @@
 // store), then opens the store (kIo when its default
 // directory cannot be made; the store's own errors with "opening store
 // SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
-// without runc, kBusy when another process owns HOME/sandbox). The store
+// without runc, kBusy when another process owns HOME/sandbox; with
+// sandbox_at_first_step the first step that runs returns them instead). The store
 // and the sandbox's state directory are single-owner: one LocalBuilder per
 // HOME at a time. Thread safety: builder() is as thread-safe as Builder
 // (build() from many threads); open() and destruction from one thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +53,15 @@ struct LocalBuilderOptions {
   // for commands that only count, delete or prune results (`kiln prune`,
   // `kiln df`): they need neither runc nor the sandbox's state directory.
   bool run_steps = true;
+  // true: the sandbox is set up when the first step runs, not by open(), so
+  // a fully cached `kiln build` starts no runtime process and mounts nothing
+  // (a missing runc is then reported by that first step). kiln-worker sets
+  // it up at once: a daemon should fail at start and clean a crashed
+  // predecessor's leftovers before taking jobs.
+  bool sandbox_at_first_step = false;
+  // Called once the sandbox is set up, with what it removed of an earlier
+  // owner's steps (`kiln build` prints it when it removed anything).
+  std::function<void(const sandbox::LeftoverReport&)> on_sandbox_ready;
   std::string oci_runtime = "runc";        // --oci-runtime: runc or crun
   std::vector<std::string> image_aliases;  // --image-alias NAME=REF; the busybox default is added
                                            // (kiln::image_aliases)
@@ -88,8 +99,9 @@ class LocalBuilder {
   Builder& builder() { return *builder_; }
   // For what the Builder does not offer (`kiln delete` checks a result exists).
   store::Store& store() { return *store_; }
-  // The runc/crun sandbox (to report its leftovers), or null with run_steps false.
-  sandbox::RuncSandbox* runc_sandbox() { return runc_sandbox_; }
+  // Whether a runc/crun sandbox is set up (false with run_steps false, and
+  // with sandbox_at_first_step until a step has run).
+  bool sandbox_ready() const;
   // The store opened ("overlayfs:/abs/home/store" by default).
   const std::string& store_spec() const { return store_spec_; }
   // The image aliases, limits and step timeout the builder was given.
@@ -103,7 +115,6 @@ class LocalBuilder {
   // Declared in construction order: destroyed builder first, store last.
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<sandbox::Sandbox> sandbox_;
-  sandbox::RuncSandbox* runc_sandbox_ = nullptr;  // sandbox_, when it is runc's
   std::unique_ptr<fetcher::Fetcher> fetcher_;
   std::unique_ptr<Builder> builder_;
 };

@@ -80,7 +80,7 @@ TEST(LocalBuilderTest, WithoutStepsItOpensTheDefaultStoreAndNoSandbox) {
                                    .step_timeout_seconds = 2.5});
   ASSERT_TRUE(local) << local.error().to_string();
   EXPECT_EQ((*local)->store_spec(), "overlayfs:" + tree.host("home") + "/store");
-  EXPECT_EQ((*local)->runc_sandbox(), nullptr);
+  EXPECT_FALSE((*local)->sandbox_ready());
   EXPECT_FALSE(std::filesystem::exists(tree.host("home/sandbox")));
   EXPECT_EQ((*local)->builder().count().value_or(99), 0u);
   EXPECT_EQ(&(*local)->builder().root(), &(*local)->store().root());

@@ -39,6 +39,8 @@ TEST_F(CrunSandboxTest, BasicRunWorksWithCrun) {
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(), "command exited with status 7");
   EXPECT_TRUE(runtime_containers().empty());
+  EXPECT_THAT(runtime_state_entries(), ::testing::IsEmpty());
+  EXPECT_THAT(step_cgroups(), ::testing::IsEmpty());
 }
 
 TEST_F(CrunSandboxTest, StepsDieWithTheProcessThatOwnsTheSandboxWithCrunToo) {

@@ -66,6 +66,20 @@ TEST_F(SandboxTest, NonZeroExitIsReportedWithItsStatus) {
   EXPECT_EQ(out, "before\n");
 }
 
+// A step that ended, by itself or killed, leaves nothing for the runtime:
+// no container it lists, no state, no cgroup (for a step that ended by
+// itself, kiln removes them rather than running `runc delete`).
+TEST_F(SandboxTest, AnEndedStepLeavesNoContainerStateOrCgroup) {
+  run_ok(sh("echo ok"));
+  ASSERT_FALSE(run(sh("exit 3")));
+  RunSpec slow = sh("sleep 60");
+  slow.timeout = 500ms;  // killed: the runtime deletes this one
+  ASSERT_FALSE(run(slow));
+  EXPECT_THAT(runtime_containers(), ::testing::IsEmpty());
+  EXPECT_THAT(runtime_state_entries(), ::testing::IsEmpty());
+  EXPECT_THAT(step_cgroups(), ::testing::IsEmpty());
+}
+
 TEST_F(SandboxTest, SignalDeathIsReportedAsSuch) {
   // The step's first process killed from outside (inside, as its namespace's
   // init, it would ignore signals)...

@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 
@@ -12,6 +13,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace kiln::store {
 
@@ -214,6 +216,8 @@ struct Metadata::Impl {
 Metadata::Metadata(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Metadata::~Metadata() = default;
 
+constexpr std::size_t kMaxLogsKeptAtOpen = 8;
+
 Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -222,6 +226,20 @@ Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
   options.keep_log_file_num = 2;
   options.max_log_file_size = 1 << 20;
   options.write_buffer_size = 8 << 20;
+  // `kiln build` opens the store for each command: an open must be cheap.
+  // Table files are opened on the calling thread (the default starts 16
+  // threads for a handful of files), their statistics are not read at open,
+  // and RocksDB's info log keeps warnings only (it is rotated at every open).
+  options.max_file_opening_threads = 1;
+  options.skip_stats_update_on_db_open = true;
+  options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // The write-ahead log of the last run stays a log at open (by default it
+  // is written out as a tiny table file, synced, and every few opens
+  // compacted): a cached build then only appends its cache hits to it. The
+  // log is kept until the memtable is flushed, so nothing is less durable.
+  options.avoid_flush_during_recovery = true;
+  // Each open starts a new manifest; it stays a few kilobytes.
+  options.manifest_preallocation_size = 64 << 10;
   // The LRU index is a queue (old keys deleted, new ones added): compact
   // files dense with deletions so tombstones do not slow seeks for long.
   options.table_properties_collector_factories.emplace_back(
@@ -236,6 +254,13 @@ Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
   }
   auto impl = std::make_unique<Impl>();
   impl->db.reset(raw);
+  // Logs kept at open (avoid_flush_during_recovery) are replayed by every
+  // open: once there are more than a few, write them out as a table.
+  rocksdb::VectorLogPtr logs;
+  if (impl->db->GetSortedWalFiles(logs).ok() && logs.size() > kMaxLogsKeptAtOpen) {
+    if (rocksdb::Status f = impl->db->Flush(rocksdb::FlushOptions()); !f.ok())
+      spdlog::warn("store metadata {}: flushing {} logs: {}", dir, logs.size(), f.ToString());
+  }
   std::uint64_t count = 0;
   KILN_RETURN_IF_ERROR(impl->scan(kResultPrefix, [&](std::string_view, std::string_view) {
     ++count;

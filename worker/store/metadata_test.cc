@@ -60,6 +60,25 @@ TEST_F(MetadataTest, RecordsRoundTripAndSurviveReopen) {
   EXPECT_EQ(*kids, std::vector<std::string>{"b"});
 }
 
+// A short-lived process (a cached `kiln build`) opens the database, writes a
+// little and closes it, again and again: what it wrote survives, and the
+// write-ahead logs kept at open do not pile up.
+TEST_F(MetadataTest, ManyShortOpensKeepEveryWriteAndFewLogs) {
+  ASSERT_TRUE(db_->add_result("a", at(1)));
+  for (std::int64_t i = 2; i <= 40; ++i) {
+    reopen();
+    ASSERT_TRUE(db_->mark_used("a", i));
+    std::size_t logs = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_))
+      if (e.path().extension() == ".log") ++logs;
+    EXPECT_LE(logs, 10u) << "after open " << i;
+  }
+  reopen();
+  auto a = db_->get_result("a");
+  ASSERT_TRUE(a && *a);
+  EXPECT_EQ((*a)->last_used_us, 40);
+}
+
 TEST_F(MetadataTest, AddRejectsDuplicatesAndUnknownParents) {
   ASSERT_TRUE(db_->add_result("a", at(1)));
   auto dup = db_->add_result("a", at(2));

@@ -7,6 +7,7 @@
 // kernel's limits (500 layers; mount options within one 4096-byte page).
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -71,6 +72,17 @@ Status unmount_now(const std::string& path) {
   return unmount(path);
 }
 
+// What a successful overlay probe of `root` depends on: this boot, the
+// filesystem's kind and device. Empty when it cannot be told.
+std::string probe_stamp(const std::string& root, std::int64_t magic) {
+  auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
+  struct stat st {};
+  if (!boot || ::stat(root.c_str(), &st) != 0) return "";
+  std::string id = *boot;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return fmt::format("boot {} filesystem {:x} device {}\n", id, magic, static_cast<std::uint64_t>(st.st_dev));
+}
+
 class OverlayfsBackend final : public SnapshotBackend {
  public:
   OverlayfsBackend(std::string root, int max_layers) : root_(std::move(root)), max_layers_(max_layers) {}
@@ -95,7 +107,16 @@ class OverlayfsBackend final : public SnapshotBackend {
                       "choose a directory on ext4, xfs, btrfs or tmpfs",
                       root, root));
     }
-    // The only reliable check is to try: mount a tiny overlay here.
+    // The only reliable check is to try: mount a tiny overlay here. A
+    // success is remembered until the next boot (or until the store moves to
+    // another filesystem): the probe's mkdirs and mount are most of what
+    // opening the store costs a fully cached `kiln build`.
+    const std::string stamp_file = root + "/overlay-probe.ok";
+    const std::string stamp = probe_stamp(root, magic);
+    if (!stamp.empty()) {
+      auto previous = read_file(stamp_file, 4096);
+      if (previous && *previous == stamp) return {};
+    }
     std::string probe = root + "/overlay-probe";
     KILN_RETURN_IF_ERROR(remove_tree(probe));
     Status s = ensure_dir(probe);
@@ -112,6 +133,7 @@ class OverlayfsBackend final : public SnapshotBackend {
                       "tmpfs), or choose another store",
                       root, filesystem_name(magic), s.error().message()));
     }
+    if (!stamp.empty()) (void)write_file_atomically(stamp_file, stamp, 0644);
     return {};
   }
 

@@ -113,6 +113,14 @@ class SandboxTest : public ::testing::Test {
     return ids;
   }
 
+  // What is left in the runtime's state directory (the sandbox's own, not
+  // only what the runtime lists: kiln removes an ended container's state).
+  std::vector<std::string> runtime_state_entries() {
+    std::vector<std::string> left;
+    for (const auto& e : fs::directory_iterator(state_ / "runtime")) left.push_back(e.path().string());
+    return left;
+  }
+
   // Directories of this sandbox's step cgroups still present on the host.
   std::vector<std::string> step_cgroups() {
     std::vector<std::string> left;
