@@ -95,15 +95,16 @@ LocalDockerd::LocalDockerd(LocalDockerdOptions options) : options_(std::move(opt
     return;
   }
   dir_ = pattern;
-  cgroup_parent_ = "/" + dir_.substr(std::strlen("/tmp/")).replace(0, std::strlen("kiln-dockerd"), "kiln-test");
+  cgroup_parent_ =
+      "/" + dir_.substr(std::strlen("/tmp/")).replace(0, std::strlen("kiln-dockerd"), "kiln-test");
   std::ofstream(dir_ + "/daemon.json") << "{}\n";
 
   std::string extra;
   for (const std::string& arg : options_.extra_args) extra += (extra.empty() ? "" : " ") + arg;
   // Prepared before fork: the child only makes async-signal-safe calls.
-  std::vector<std::string> env_strings = {"KILN_DOCKERD_DIR=" + dir_, "KILN_DOCKERD_CGROUP=" + cgroup_parent_.substr(1),
-                                          "KILN_DOCKERD_EXTRA=" + extra,
-                                          "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  std::vector<std::string> env_strings = {
+      "KILN_DOCKERD_DIR=" + dir_, "KILN_DOCKERD_CGROUP=" + cgroup_parent_.substr(1),
+      "KILN_DOCKERD_EXTRA=" + extra, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -220,9 +221,10 @@ bool LocalDockerd::answers_version() const {
 }
 
 std::string LocalDockerd::load_image(const std::string& source, const std::string& name) {
-  ProcessResult r = run_process({"/usr/bin/skopeo", "copy", "--quiet", source, "docker-daemon:" + name,
-                                 "--dest-daemon-host", host()});
-  return r.exit_code == 0 ? "" : "skopeo copy " + source + " docker-daemon:" + name + " failed: " + r.out + r.err;
+  ProcessResult r = run_process(
+      {"/usr/bin/skopeo", "copy", "--quiet", source, "docker-daemon:" + name, "--dest-daemon-host", host()});
+  return r.exit_code == 0 ? ""
+                          : "skopeo copy " + source + " docker-daemon:" + name + " failed: " + r.out + r.err;
 }
 
 ProcessResult LocalDockerd::docker(const std::vector<std::string>& args) const {

@@ -61,8 +61,8 @@ void expect_nothing_left(const std::string& dir, const std::string& cgroup_paren
       std::chrono::seconds(60));
   EXPECT_TRUE(clean) << "left behind: directory " << std::filesystem::exists(dir) << ", processes "
                      << processes_naming(dir).size() << ", mounts " << mounted_beneath(dir) << ", cgroup "
-                     << std::filesystem::exists("/sys/fs/cgroup/pids" + cgroup_parent) << ", container process "
-                     << (container_pid > 0 && process_alive(container_pid));
+                     << std::filesystem::exists("/sys/fs/cgroup/pids" + cgroup_parent)
+                     << ", container process " << (container_pid > 0 && process_alive(container_pid));
 }
 
 std::string load_busybox(LocalDockerd& dockerd, const std::string& tmp) {
@@ -89,8 +89,8 @@ TEST(LocalDockerdTest, AnswersAndRemovesEverythingWhenDestroyed) {
     auto version = dockerd.docker({"version", "--format", "{{.Server.APIVersion}}"});
     EXPECT_EQ(version.out, "1.41\n") << version.err;
     ASSERT_EQ(load_busybox(dockerd, tmp.path()), "");
-    auto ran = dockerd.docker({"run", "-d", "--name", "sleeper", "--network", "none", "kiln-test/busybox:latest",
-                               "sleep", "1000"});
+    auto ran = dockerd.docker(
+        {"run", "-d", "--name", "sleeper", "--network", "none", "kiln-test/busybox:latest", "sleep", "1000"});
     ASSERT_EQ(ran.exit_code, 0) << ran.err;
     sleeper = container_pid(dockerd, "sleeper");
     EXPECT_GT(sleeper, 0);
@@ -115,8 +115,8 @@ TEST(LocalDockerdTest, CleansUpAfterTheTestProcessIsKilled) {
     } else if (std::string e = load_busybox(*dockerd, tmp.path()); !e.empty()) {
       message = "error " + e;
     } else {
-      auto ran = dockerd->docker(
-          {"run", "-d", "--name", "sleeper", "--network", "none", "kiln-test/busybox:latest", "sleep", "1000"});
+      auto ran = dockerd->docker({"run", "-d", "--name", "sleeper", "--network", "none",
+                                  "kiln-test/busybox:latest", "sleep", "1000"});
       message = ran.exit_code != 0 ? "error " + ran.err
                                    : dockerd->dir() + " " + dockerd->cgroup_parent() + " " +
                                          std::to_string(container_pid(*dockerd, "sleeper"));

@@ -71,7 +71,8 @@ Result<json> parse_json(const std::string& body, std::string_view what) {
 }
 
 VolumeInfo volume_of(const json& j) {
-  return VolumeInfo{str(j, "Name"), str(j, "Driver"), str(j, "Mountpoint"), str(j, "CreatedAt"), labels_of(j)};
+  return VolumeInfo{str(j, "Name"), str(j, "Driver"), str(j, "Mountpoint"), str(j, "CreatedAt"),
+                    labels_of(j)};
 }
 
 json mount_json(const Mount& m) {
@@ -108,13 +109,14 @@ Result<std::unique_ptr<DockerClient>> DockerClient::create(ClientOptions options
   constexpr std::string_view kScheme = "unix://";
   if (!options.host.starts_with(kScheme) || options.host.size() <= kScheme.size() ||
       options.host[kScheme.size()] != '/')
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("invalid docker host \"{}\": use unix:///PATH/TO/docker.sock (tcp:// is not "
-                                  "supported)",
-                                  options.host));
-  auto http = std::make_unique<UnixHttp>(
-      options.host.substr(kScheme.size()),
-      UnixHttp::Options{.connect_timeout = options.connect_timeout, .max_response_bytes = options.max_response_bytes});
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("invalid docker host \"{}\": use unix:///PATH/TO/docker.sock (tcp:// is not "
+                    "supported)",
+                    options.host));
+  auto http = std::make_unique<UnixHttp>(options.host.substr(kScheme.size()),
+                                         UnixHttp::Options{.connect_timeout = options.connect_timeout,
+                                                           .max_response_bytes = options.max_response_bytes});
   return std::unique_ptr<DockerClient>(new DockerClient(std::move(options), std::move(http)));
 }
 
@@ -150,7 +152,8 @@ Result<std::string> DockerClient::call(Call& c) {
   // Errors come as {"message": "..."}; anything else is shown as it is.
   std::string message = response->body;
   json j = json::parse(message, nullptr, false);
-  if (j.is_object() && j.contains("message") && j["message"].is_string()) message = j["message"].get<std::string>();
+  if (j.is_object() && j.contains("message") && j["message"].is_string())
+    message = j["message"].get<std::string>();
   while (!message.empty() && message.back() == '\n') message.pop_back();
   ErrorKind kind = status == 404   ? ErrorKind::kNotFound
                    : status == 400 ? ErrorKind::kInvalidArgument
@@ -193,7 +196,8 @@ Status DockerClient::tag_image(const std::string& source, const std::string& rep
   KILN_RETURN_IF_ERROR(check_name("repository", repo));
   KILN_RETURN_IF_ERROR(check_name("tag", tag));
   Call c{.method = "POST",
-         .target = "/images/" + source + "/tag?repo=" + UnixHttp::escape(repo) + "&tag=" + UnixHttp::escape(tag)};
+         .target =
+             "/images/" + source + "/tag?repo=" + UnixHttp::escape(repo) + "&tag=" + UnixHttp::escape(tag)};
   KILN_RETURN_IF_ERROR(call(c));
   return {};
 }
@@ -224,9 +228,11 @@ Status DockerClient::pull_image(const std::string& reference,
   KILN_RETURN_IF_ERROR(check_name("image reference", reference));
   // Without a tag the daemon would pull every tag of the repository.
   std::size_t last_slash = reference.rfind('/');
-  std::string_view last = std::string_view(reference).substr(last_slash == std::string::npos ? 0 : last_slash + 1);
+  std::string_view last =
+      std::string_view(reference).substr(last_slash == std::string::npos ? 0 : last_slash + 1);
   std::string target = "/images/create?fromImage=" + UnixHttp::escape(reference);
-  if (last.find(':') == std::string_view::npos && reference.find('@') == std::string::npos) target += "&tag=latest";
+  if (last.find(':') == std::string_view::npos && reference.find('@') == std::string::npos)
+    target += "&tag=latest";
   JsonMessageStream messages([&](const json& m) -> Status {
     if (!on_progress) return {};
     PullProgress p{str(m, "id"), str(m, "status"), 0, 0};
@@ -265,16 +271,23 @@ Result<std::string> DockerClient::create_container(const ContainerSpec& spec, co
   if (spec.nano_cpus) host["NanoCpus"] = *spec.nano_cpus;
   if (!spec.ulimits.empty()) {
     json ulimits = json::array();
-    for (const Ulimit& u : spec.ulimits) ulimits.push_back({{"Name", u.name}, {"Soft", u.soft}, {"Hard", u.hard}});
+    for (const Ulimit& u : spec.ulimits)
+      ulimits.push_back({{"Name", u.name}, {"Soft", u.soft}, {"Hard", u.hard}});
     host["Ulimits"] = ulimits;
   }
   if (!spec.log_driver.empty()) host["LogConfig"] = {{"Type", spec.log_driver}, {"Config", json::object()}};
-  json body = {{"Image", spec.image},         {"Env", spec.env},
-               {"Labels", spec.labels},       {"WorkingDir", spec.working_dir},
-               {"User", spec.user},           {"Hostname", spec.hostname},
-               {"Tty", false},                {"OpenStdin", spec.open_stdin},
-               {"StdinOnce", spec.open_stdin}, {"AttachStdout", true},
-               {"AttachStderr", true},        {"NetworkDisabled", spec.network_mode == "none"},
+  json body = {{"Image", spec.image},
+               {"Env", spec.env},
+               {"Labels", spec.labels},
+               {"WorkingDir", spec.working_dir},
+               {"User", spec.user},
+               {"Hostname", spec.hostname},
+               {"Tty", false},
+               {"OpenStdin", spec.open_stdin},
+               {"StdinOnce", spec.open_stdin},
+               {"AttachStdout", true},
+               {"AttachStderr", true},
+               {"NetworkDisabled", spec.network_mode == "none"},
                {"HostConfig", host}};
   if (spec.entrypoint) body["Entrypoint"] = *spec.entrypoint;
   if (!spec.cmd.empty()) body["Cmd"] = spec.cmd;
@@ -297,7 +310,9 @@ Status DockerClient::start_container(const std::string& id) {
 
 Result<WaitResult> DockerClient::wait_container(const std::string& id, const CancelToken* cancel) {
   KILN_RETURN_IF_ERROR(check_name("container", id));
-  Call c{.method = "POST", .target = "/containers/" + id + "/wait?condition=not-running", .streamed = true,
+  Call c{.method = "POST",
+         .target = "/containers/" + id + "/wait?condition=not-running",
+         .streamed = true,
          .cancel = cancel};
   KILN_ASSIGN_OR_RETURN(std::string body, call(c));
   KILN_ASSIGN_OR_RETURN(json j, parse_json(body, "POST /containers/" + id + "/wait"));
@@ -332,7 +347,8 @@ Result<ContainerInfo> DockerClient::inspect_container(const std::string& id) {
     info.oom_killed = state->value("OOMKilled", false);
     info.exit_code = static_cast<int>(num(*state, "ExitCode"));
   }
-  if (auto config = j.find("Config"); config != j.end() && config->is_object()) info.labels = labels_of(*config);
+  if (auto config = j.find("Config"); config != j.end() && config->is_object())
+    info.labels = labels_of(*config);
   return info;
 }
 
@@ -344,8 +360,8 @@ Result<std::vector<ContainerSummary>> DockerClient::list_containers(const ListFi
   std::vector<ContainerSummary> out;
   if (!j.is_array()) return out;
   for (const json& item : j)
-    out.push_back({str(item, "Id"), strings(item, "Names"), str(item, "Image"), str(item, "State"),
-                   labels_of(item)});
+    out.push_back(
+        {str(item, "Id"), strings(item, "Names"), str(item, "Image"), str(item, "State"), labels_of(item)});
   return out;
 }
 
@@ -354,8 +370,8 @@ Status DockerClient::logs(const std::string& id, const LogOptions& options, cons
   KILN_RETURN_IF_ERROR(check_name("container", id));
   StreamDemuxer demux(sink);
   Call c{.method = "GET",
-         .target = fmt::format("/containers/{}/logs?stdout={:d}&stderr={:d}&follow={:d}", id, options.include_stdout,
-                               options.include_stderr, options.follow),
+         .target = fmt::format("/containers/{}/logs?stdout={:d}&stderr={:d}&follow={:d}", id,
+                               options.include_stdout, options.include_stderr, options.follow),
          .on_body = [&](std::string_view bytes) { return demux.feed(bytes); },
          .streamed = true,
          .cancel = cancel};
@@ -379,7 +395,8 @@ Status DockerClient::attach_output(const std::string& id, const std::function<vo
 
 Result<std::string> DockerClient::commit(const std::string& container, const CommitOptions& options) {
   KILN_RETURN_IF_ERROR(check_name("container", container));
-  std::string target = fmt::format("/commit?container={}&pause={:d}", UnixHttp::escape(container), options.pause);
+  std::string target =
+      fmt::format("/commit?container={}&pause={:d}", UnixHttp::escape(container), options.pause);
   if (!options.repo.empty()) {
     KILN_RETURN_IF_ERROR(check_name("repository", options.repo));
     target += "&repo=" + UnixHttp::escape(options.repo);
@@ -399,7 +416,8 @@ Result<std::string> DockerClient::commit(const std::string& container, const Com
   return id;
 }
 
-Status DockerClient::put_archive(const std::string& container, const std::string& path, const BodyReader& tar) {
+Status DockerClient::put_archive(const std::string& container, const std::string& path,
+                                 const BodyReader& tar) {
   KILN_RETURN_IF_ERROR(check_name("container", container));
   Call c{.method = "PUT",
          .target = "/containers/" + container + "/archive?path=" + UnixHttp::escape(path),
@@ -421,7 +439,8 @@ Status DockerClient::put_archive(const std::string& container, const std::string
 }
 
 Status DockerClient::get_archive(const std::string& container, const std::string& path,
-                                 const std::function<Status(std::string_view)>& sink, const CancelToken* cancel) {
+                                 const std::function<Status(std::string_view)>& sink,
+                                 const CancelToken* cancel) {
   KILN_RETURN_IF_ERROR(check_name("container", container));
   Call c{.method = "GET",
          .target = "/containers/" + container + "/archive?path=" + UnixHttp::escape(path),

@@ -207,8 +207,8 @@ class DockerClient {
               const CancelToken* cancel);
   // POST /attach: the output from now on until the container stops.
   // `on_attached` runs once the daemon accepted (start the container then).
-  Status attach_output(const std::string& id, const std::function<void()>& on_attached, const OutputSink& sink,
-                       const CancelToken* cancel);
+  Status attach_output(const std::string& id, const std::function<void()>& on_attached,
+                       const OutputSink& sink, const CancelToken* cancel);
   // POST /commit: a new image of the container's filesystem. Returns its id.
   Result<std::string> commit(const std::string& container, const CommitOptions& options);
   // PUT /archive: extracts a tar stream into directory `path` of the container

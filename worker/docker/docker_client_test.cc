@@ -21,12 +21,12 @@
 namespace kiln::docker {
 namespace {
 
+using kiln::testing::LocalDockerd;
+using kiln::testing::TempDir;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
-using kiln::testing::LocalDockerd;
-using kiln::testing::TempDir;
 
 constexpr const char* kBusybox = "kiln-test/busybox:latest";
 
@@ -78,7 +78,8 @@ class DockerClientTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(dockerd_.start_error(), "");
     image_dir_ = tmp_.path() + "/busybox";
-    auto made = kiln::testing::run_process({kiln::testing::source_dir() + "/scripts/make-base-image", image_dir_});
+    auto made =
+        kiln::testing::run_process({kiln::testing::source_dir() + "/scripts/make-base-image", image_dir_});
     ASSERT_EQ(made.exit_code, 0) << made.err;
     ASSERT_EQ(dockerd_.load_image("oci:" + image_dir_ + ":latest", kBusybox), "");
     auto client = DockerClient::create({.host = dockerd_.host()});
@@ -221,7 +222,8 @@ TEST_F(DockerClientTest, ContainersRunWithLimitsNoNetworkAndSeparateOutputStream
 
   // The default log driver keeps the output for /logs too.
   std::string logged;
-  ASSERT_TRUE(client_->logs(ran.id, {}, [&](StreamKind, std::string_view b) { logged.append(b); }, nullptr));
+  ASSERT_TRUE(client_->logs(
+      ran.id, {}, [&](StreamKind, std::string_view b) { logged.append(b); }, nullptr));
   EXPECT_THAT(logged, HasSubstr("to-stderr\n"));
   EXPECT_THAT(logged, HasSubstr("67108864\n"));
 
@@ -249,7 +251,8 @@ TEST_F(DockerClientTest, HostNetworkSeesTheHostsInterfaces) {
   Ran ran = run(spec, "ls /sys/class/net | wc -l");
   EXPECT_EQ(ran.exit_code, 0);
   std::size_t host_interfaces = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/sys/class/net")) ++host_interfaces;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/sys/class/net"))
+    ++host_interfaces;
   EXPECT_EQ(ran.out, std::to_string(host_interfaces) + "\n");
 
   spec.network_mode = "bridge";
@@ -367,12 +370,13 @@ TEST_F(DockerClientTest, ArchivesGoIntoACreatedContainerWhichIsCommittedAsALabel
     next.entrypoint = std::vector<std::string>{"/bin/true"};
     auto id2 = client_->create_container(next, "");
     ASSERT_TRUE(id2);
-    ASSERT_TRUE(client_->put_archive(*id2, "/tmp/app", [&](char* buffer, std::size_t size) -> Result<std::size_t> {
-      std::size_t n = std::min(size, second.size() - offset);
-      std::copy_n(second.data() + offset, n, buffer);
-      offset += n;
-      return n;
-    }));
+    ASSERT_TRUE(
+        client_->put_archive(*id2, "/tmp/app", [&](char* buffer, std::size_t size) -> Result<std::size_t> {
+          std::size_t n = std::min(size, second.size() - offset);
+          std::copy_n(second.data() + offset, n, buffer);
+          offset += n;
+          return n;
+        }));
     ASSERT_TRUE(client_->commit(*id2, {.repo = "kiln-t/step", .tag = "s2"}));
     ASSERT_TRUE(client_->remove_container(*id2));
   }
@@ -386,7 +390,8 @@ TEST_F(DockerClientTest, PullsFromARegistryWithProgress) {
   ASSERT_EQ(registry.push("oci:" + image_dir_ + ":latest", "team/busybox:1"), "");
   std::vector<PullProgress> progress;
   std::string reference = registry.host() + "/team/busybox:1";
-  auto pulled = client_->pull_image(reference, [&](const PullProgress& p) { progress.push_back(p); }, nullptr);
+  auto pulled = client_->pull_image(
+      reference, [&](const PullProgress& p) { progress.push_back(p); }, nullptr);
   ASSERT_TRUE(pulled) << pulled.error().to_string();
   EXPECT_FALSE(progress.empty());
   bool saw_digest = false;

@@ -18,10 +18,11 @@ Status StreamDemuxer::feed(std::string_view bytes) {
       header_len_ = 0;
       if (header_[0] > 2 || header_[1] != 0 || header_[2] != 0 || header_[3] != 0) {
         failed_ = true;
-        return make_error(ErrorKind::kInvalidArgument,
-                          fmt::format("the container's output is not in docker's multiplexed format (a frame "
-                                      "header starts {:02x} {:02x} {:02x} {:02x}); was it created with a TTY?",
-                                      header_[0], header_[1], header_[2], header_[3]));
+        return make_error(
+            ErrorKind::kInvalidArgument,
+            fmt::format("the container's output is not in docker's multiplexed format (a frame "
+                        "header starts {:02x} {:02x} {:02x} {:02x}); was it created with a TTY?",
+                        header_[0], header_[1], header_[2], header_[3]));
       }
       kind_ = static_cast<StreamKind>(header_[0]);
       remaining_ = (std::uint64_t{header_[4]} << 24) | (std::uint64_t{header_[5]} << 16) |
@@ -40,8 +41,9 @@ Status StreamDemuxer::feed(std::string_view bytes) {
 Status StreamDemuxer::finish() const {
   if (failed_) return make_error(ErrorKind::kInvalidArgument, "the output stream was malformed");
   if (header_len_ != 0)
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("the output stream ended inside a frame header ({} of 8 bytes)", header_len_));
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("the output stream ended inside a frame header ({} of 8 bytes)", header_len_));
   if (remaining_ != 0)
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("the output stream ended {} bytes before the end of a frame", remaining_));
@@ -55,8 +57,9 @@ Status JsonMessageStream::feed(std::string_view bytes) {
     std::string_view piece = bytes.substr(0, newline);
     if (pending_.size() + piece.size() > kMaxMessageBytes) {
       failed_ = true;
-      return make_error(ErrorKind::kInvalidArgument,
-                        fmt::format("a message in dockerd's stream is longer than {} bytes", kMaxMessageBytes));
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("a message in dockerd's stream is longer than {} bytes", kMaxMessageBytes));
     }
     pending_.append(piece);
     if (newline == std::string_view::npos) return {};

@@ -14,8 +14,14 @@ using ::testing::HasSubstr;
 
 std::string frame(StreamKind kind, const std::string& payload) {
   std::uint32_t n = static_cast<std::uint32_t>(payload.size());
-  std::string out = {static_cast<char>(kind), 0, 0, 0, static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                     static_cast<char>(n >> 8), static_cast<char>(n)};
+  std::string out = {static_cast<char>(kind),
+                     0,
+                     0,
+                     0,
+                     static_cast<char>(n >> 24),
+                     static_cast<char>(n >> 16),
+                     static_cast<char>(n >> 8),
+                     static_cast<char>(n)};
   return out + payload;
 }
 
@@ -105,7 +111,8 @@ TEST(JsonMessageStreamTest, PassesMessagesSplitAnywhere) {
     for (std::size_t i = 0; i < stream.size(); i += step)
       ASSERT_TRUE(messages.feed(std::string_view(stream).substr(i, step)));
     ASSERT_TRUE(messages.finish());
-    EXPECT_THAT(statuses, ::testing::ElementsAre("Pulling from team/busybox", "Downloading", "Digest: sha256:00"))
+    EXPECT_THAT(statuses,
+                ::testing::ElementsAre("Pulling from team/busybox", "Downloading", "Digest: sha256:00"))
         << "step " << step;
   }
 }
@@ -118,7 +125,8 @@ TEST(JsonMessageStreamTest, InBandErrorsBecomeErrors) {
   });
   auto s = messages.feed(
       "{\"status\":\"Pulling\"}\n"
-      "{\"errorDetail\":{\"message\":\"manifest for x:1 not found: manifest unknown\"},\"error\":\"manifest for "
+      "{\"errorDetail\":{\"message\":\"manifest for x:1 not found: manifest unknown\"},\"error\":\"manifest "
+      "for "
       "x:1 not found\"}\n");
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().kind(), ErrorKind::kNotFound);
@@ -147,9 +155,8 @@ TEST(JsonMessageStreamTest, RefusesGarbageAndOversizedMessages) {
 }
 
 TEST(JsonMessageStreamTest, HandlerErrorsStopTheStream) {
-  JsonMessageStream messages([](const nlohmann::json&) -> Status {
-    return make_error(ErrorKind::kCancelled, "stop");
-  });
+  JsonMessageStream messages(
+      [](const nlohmann::json&) -> Status { return make_error(ErrorKind::kCancelled, "stop"); });
   auto s = messages.feed("{\"status\":\"a\"}\n{\"status\":\"b\"}\n");
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().kind(), ErrorKind::kCancelled);

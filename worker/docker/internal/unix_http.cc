@@ -168,7 +168,8 @@ Result<UnixHttp::Response> UnixHttp::perform(const Request& request) {
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "kiln");
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  if (request.timeout) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout->count()));
+  if (request.timeout)
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout->count()));
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -203,8 +204,8 @@ Result<UnixHttp::Response> UnixHttp::perform(const Request& request) {
   if (t.callback_error) return std::unexpected(std::move(*t.callback_error));
   if (code == CURLE_ABORTED_BY_CALLBACK) return make_error(ErrorKind::kCancelled, "cancelled");
   if (t.oversized)
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("the answer is larger than {} bytes; refused", t.success ? t.max_body : kMaxErrorBody));
+    return make_error(ErrorKind::kInvalidArgument, fmt::format("the answer is larger than {} bytes; refused",
+                                                               t.success ? t.max_body : kMaxErrorBody));
   std::string why = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
   if (code == CURLE_OPERATION_TIMEDOUT) return make_error(ErrorKind::kTimeout, why);
   if (code == CURLE_COULDNT_CONNECT)
