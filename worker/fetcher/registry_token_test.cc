@@ -53,7 +53,7 @@ class ScriptedRegistryTest : public testing::FetcherTest {
       std::lock_guard lock(mutex_);
       ++token_requests_;
       token_query_ = "scope=" + req.get_param_value("scope") + " service=" + req.get_param_value("service");
-      if (req.get_header_value("Authorization") != "Basic " + internal::base64_encode("kiln:s3cret")) {
+      if (req.get_header_value("Authorization") != "Basic " + base64_encode("kiln:s3cret")) {
         res.status = 401;
         return;
       }
@@ -144,7 +144,7 @@ TEST_F(ScriptedRegistryTest, BearerTokenFromTheRealmWithTheUsersCredentials) {
                                                  HasSubstr("repository:team/a:pull"), HasSubstr("/token")));
 
   testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
-                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
+                                                  base64_encode("kiln:s3cret") + R"("}}})");
   token_requests_ = 0;
   auto r = pull(host_ + "/team/a:1");
   ASSERT_TRUE(r) << r.error().to_string();
@@ -156,7 +156,7 @@ TEST_F(ScriptedRegistryTest, BearerTokenFromTheRealmWithTheUsersCredentials) {
 
 TEST_F(ScriptedRegistryTest, UnavailableAnswersAndACutTransferAreRetried) {
   testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
-                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
+                                                  base64_encode("kiln:s3cret") + R"("}}})");
   unavailable_left_ = 2;
   cut_left_ = 1;
   auto r = pull(host_ + "/team/a:1");
@@ -169,7 +169,7 @@ TEST_F(ScriptedRegistryTest, UnavailableAnswersAndACutTransferAreRetried) {
 
 TEST_F(ScriptedRegistryTest, ARegistryThatStaysUnavailableIsReported) {
   testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
-                                                  internal::base64_encode("kiln:s3cret") + R"("}}})");
+                                                  base64_encode("kiln:s3cret") + R"("}}})");
   unavailable_left_ = 100;
   auto r = pull(host_ + "/team/a:1");
   ASSERT_FALSE(r);

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/base64.h"
 #include "common/error.h"
 
 namespace kiln::fetcher::internal {
@@ -43,9 +44,5 @@ std::string docker_config_path(const std::string& explicit_path);
 // matches the legacy key https://index.docker.io/v1/), if any.
 Result<std::optional<Credentials>> docker_config_credentials(const std::string& config_path,
                                                              const std::string& registry);
-
-std::string base64_encode(std::string_view data);
-// kInvalidArgument when `text` is not base64.
-Result<std::string> base64_decode(std::string_view text);
 
 }  // namespace kiln::fetcher::internal
