@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/base64.h"
 #include "worker/docker/internal/unix_http.h"
 
 namespace kiln::docker {
@@ -170,6 +171,14 @@ Result<VersionInfo> DockerClient::version() {
                      str(j, "KernelVersion")};
 }
 
+Result<DaemonInfo> DockerClient::info() {
+  Call c{.method = "GET", .target = "/info"};
+  KILN_ASSIGN_OR_RETURN(std::string body, call(c));
+  KILN_ASSIGN_OR_RETURN(json j, parse_json(body, "GET /info"));
+  return DaemonInfo{str(j, "DockerRootDir"), str(j, "Driver"), str(j, "CgroupDriver"),
+                    str(j, "ServerVersion")};
+}
+
 Result<ImageInfo> DockerClient::inspect_image(const std::string& name) {
   KILN_RETURN_IF_ERROR(check_name("image", name));
   Call c{.method = "GET", .target = "/images/" + name + "/json"};
@@ -251,6 +260,31 @@ Status DockerClient::pull_image(const std::string& reference,
   auto answered = call(c);
   Status pulled = answered ? messages.finish() : Status(std::unexpected(std::move(answered.error())));
   return with_context(std::move(pulled), fmt::format("pulling {}", reference));
+}
+
+Result<std::string> DockerClient::import_image(const std::string& repo, const std::string& tag,
+                                               const BodyReader& rootfs) {
+  KILN_RETURN_IF_ERROR(check_name("repository", repo));
+  KILN_RETURN_IF_ERROR(check_name("tag", tag));
+  // The answer is a message stream ({"status":"sha256:..."}) with in-band errors.
+  std::string id;
+  JsonMessageStream messages([&](const json& m) -> Status {
+    if (std::string status = str(m, "status"); status.starts_with("sha256:")) id = status;
+    return {};
+  });
+  Call c{
+      .method = "POST",
+      .target = "/images/create?fromSrc=-&repo=" + UnixHttp::escape(repo) + "&tag=" + UnixHttp::escape(tag),
+      .content_type = "application/x-tar",
+      .read_body = rootfs,
+      .on_body = [&](std::string_view bytes) { return messages.feed(bytes); },
+      .streamed = true};
+  auto answered = call(c);
+  Status imported = answered ? messages.finish() : Status(std::unexpected(std::move(answered.error())));
+  KILN_RETURN_IF_ERROR_CONTEXT(imported, fmt::format("importing {}:{}", repo, tag));
+  if (id.empty())
+    return make_error(ErrorKind::kIo, fmt::format("dockerd imported {}:{} but sent no image id", repo, tag));
+  return id;
 }
 
 Result<std::string> DockerClient::create_container(const ContainerSpec& spec, const std::string& name) {
@@ -436,6 +470,30 @@ Status DockerClient::put_archive(const std::string& container, const std::string
          .content_type = "application/x-tar"};
   KILN_RETURN_IF_ERROR(call(c));
   return {};
+}
+
+Result<PathStat> DockerClient::stat_path(const std::string& container, const std::string& path) {
+  KILN_RETURN_IF_ERROR(check_name("container", container));
+  UnixHttp::Request request{
+      .method = "HEAD",
+      .target = std::string(kApi) + "/containers/" + container + "/archive?path=" + UnixHttp::escape(path),
+      .timeout = options_.request_timeout};
+  std::string context =
+      fmt::format("dockerd {}: HEAD /containers/{}/archive?path={}", options_.host, container, path);
+  auto response = http_->perform(request);
+  if (!response) return std::unexpected(std::move(response.error()).with_context(context));
+  // A HEAD answer has no body: the status alone says what went wrong.
+  if (response->status == 404)
+    return make_error(ErrorKind::kNotFound, fmt::format("{}: 404: no such container or path", context));
+  if (response->status != 200)
+    return make_error(ErrorKind::kIo, fmt::format("{}: {}", context, response->status));
+  auto header = response->headers.find("x-docker-container-path-stat");
+  if (header == response->headers.end())
+    return make_error(ErrorKind::kIo, context + ": the answer has no X-Docker-Container-Path-Stat header");
+  KILN_ASSIGN_OR_RETURN_CONTEXT(std::string decoded, base64_decode(header->second), context);
+  KILN_ASSIGN_OR_RETURN(json j, parse_json(decoded, context));
+  return PathStat{str(j, "name"), num(j, "size"), static_cast<std::uint32_t>(num(j, "mode")),
+                  str(j, "linkTarget")};
 }
 
 Status DockerClient::get_archive(const std::string& container, const std::string& path,

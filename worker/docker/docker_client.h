@@ -60,6 +60,25 @@ struct VersionInfo {
   std::string os, arch, kernel_version;
 };
 
+// What GET /info says about the daemon's storage (the store checks and df).
+struct DaemonInfo {
+  std::string root_dir;        // DockerRootDir, e.g. /var/lib/docker
+  std::string storage_driver;  // "overlay2"
+  std::string cgroup_driver;   // "cgroupfs" or "systemd"
+  std::string server_version;
+};
+
+// A path in a container, as HEAD /archive reports it (X-Docker-Container-Path-Stat).
+struct PathStat {
+  std::string name;
+  std::int64_t size = 0;
+  std::uint32_t mode = 0;   // Go's os.FileMode bits: permissions, plus 1 << 31 for a directory,
+                            // 1 << 27 for a symlink
+  std::string link_target;  // symlinks: where it points
+  bool is_dir() const { return (mode & (1u << 31)) != 0; }
+  bool is_symlink() const { return (mode & (1u << 27)) != 0; }
+};
+
 using Labels = std::map<std::string, std::string>;
 
 // Filters for the list calls: "KEY" (has the label) or "KEY=VALUE".
@@ -178,6 +197,7 @@ class DockerClient {
   const std::string& host() const { return options_.host; }
 
   Result<VersionInfo> version();
+  Result<DaemonInfo> info();
 
   // Images. `name` is a reference ("kiln:STEP", "busybox:latest") or an id.
   Result<ImageInfo> inspect_image(const std::string& name);
@@ -189,6 +209,9 @@ class DockerClient {
   // reference without a tag or digest pulls `latest`.
   Status pull_image(const std::string& reference, const std::function<void(const PullProgress&)>& on_progress,
                     const CancelToken* cancel);
+  // POST /images/create?fromSrc=-: a new single-layer image `repo:tag` whose
+  // filesystem is the tar stream `rootfs`. Returns its id.
+  Result<std::string> import_image(const std::string& repo, const std::string& tag, const BodyReader& rootfs);
 
   // Containers. `name` may be empty (docker picks one).
   Result<std::string> create_container(const ContainerSpec& spec, const std::string& name);
@@ -215,6 +238,9 @@ class DockerClient {
   // (which may be stopped or only created).
   Status put_archive(const std::string& container, const std::string& path, const BodyReader& tar);
   Status put_archive(const std::string& container, const std::string& path, std::string tar);
+  // HEAD /archive: what `path` is in the container (symlinks not followed
+  // for the last component); kNotFound when it does not exist.
+  Result<PathStat> stat_path(const std::string& container, const std::string& path);
   // GET /archive: a tar stream of `path` (the entry itself, named by its basename).
   Status get_archive(const std::string& container, const std::string& path,
                      const std::function<Status(std::string_view)>& sink, const CancelToken* cancel);

@@ -385,6 +385,85 @@ TEST_F(DockerClientTest, ArchivesGoIntoACreatedContainerWhichIsCommittedAsALabel
   EXPECT_EQ(ran.out, "hello\n200000\n");
 }
 
+TEST_F(DockerClientTest, InfoNamesTheDaemonsStorage) {
+  auto info = client_->info();
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->root_dir, dockerd_.dir() + "/data");
+  EXPECT_EQ(info->storage_driver, "overlay2");
+  EXPECT_EQ(info->cgroup_driver, "cgroupfs");
+  EXPECT_THAT(info->server_version, HasSubstr("20.10"));
+}
+
+TEST_F(DockerClientTest, StatPathSaysWhatAPathIsInAContainer) {
+  auto id =
+      client_->create_container({.image = kBusybox, .entrypoint = std::vector<std::string>{"/bin/true"}}, "");
+  ASSERT_TRUE(id) << id.error().to_string();
+  auto dir = client_->stat_path(*id, "/bin");
+  ASSERT_TRUE(dir) << dir.error().to_string();
+  EXPECT_EQ(dir->name, "bin");
+  EXPECT_TRUE(dir->is_dir());
+  EXPECT_EQ(dir->mode & 0777, 0755u);
+  auto sh = client_->stat_path(*id, "/bin/sh");
+  ASSERT_TRUE(sh) << sh.error().to_string();
+  EXPECT_TRUE(sh->is_symlink());
+  EXPECT_FALSE(sh->is_dir());
+  EXPECT_THAT(sh->link_target, HasSubstr("busybox"));
+  auto passwd = client_->stat_path(*id, "/etc/passwd");
+  ASSERT_TRUE(passwd);
+  EXPECT_FALSE(passwd->is_dir() || passwd->is_symlink());
+  EXPECT_GT(passwd->size, 0);
+  auto missing = client_->stat_path(*id, "/no/such/path");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind(), ErrorKind::kNotFound);
+  EXPECT_THAT(missing.error().to_string(),
+              HasSubstr("HEAD /containers/" + *id + "/archive?path=/no/such/path: 404"));
+  EXPECT_TRUE(client_->remove_container(*id));
+}
+
+TEST_F(DockerClientTest, ImportMakesAnImageFromARootfsTarStream) {
+  std::string tar = make_tar({{"hello.txt", "imported\n"}, {"etc/kiln", "k"}});
+  std::size_t offset = 0;
+  auto image = client_->import_image("kiln-t/imported", "one",
+                                     [&](char* buffer, std::size_t size) -> Result<std::size_t> {
+                                       std::size_t n = std::min(size, tar.size() - offset);
+                                       std::copy_n(tar.data() + offset, n, buffer);
+                                       offset += n;
+                                       return n;
+                                     });
+  ASSERT_TRUE(image) << image.error().to_string();
+  EXPECT_THAT(*image, ::testing::StartsWith("sha256:"));
+  auto info = client_->inspect_image("kiln-t/imported:one");
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->id, *image);
+
+  // Nothing in it can run; its files are read through a created container.
+  auto id = client_->create_container(
+      {.image = "kiln-t/imported:one", .entrypoint = std::vector<std::string>{"/x"}}, "");
+  ASSERT_TRUE(id) << id.error().to_string();
+  std::string out;
+  ASSERT_TRUE(client_->get_archive(
+      *id, "/hello.txt",
+      [&](std::string_view bytes) -> Status {
+        out.append(bytes);
+        return {};
+      },
+      nullptr));
+  EXPECT_THAT(read_tar(out), ElementsAre(Pair("hello.txt", "imported\n")));
+  EXPECT_TRUE(client_->remove_container(*id));
+
+  auto garbage = std::string(1000, 'x');
+  std::size_t sent = 0;
+  auto refused = client_->import_image("kiln-t/imported", "bad",
+                                       [&](char* buffer, std::size_t size) -> Result<std::size_t> {
+                                         std::size_t n = std::min(size, garbage.size() - sent);
+                                         std::copy_n(garbage.data() + sent, n, buffer);
+                                         sent += n;
+                                         return n;
+                                       });
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().to_string(), HasSubstr("importing kiln-t/imported:bad"));
+}
+
 TEST_F(DockerClientTest, PullsFromARegistryWithProgress) {
   kiln::testing::LocalRegistry registry(tmp_.path() + "/registry");
   ASSERT_EQ(registry.push("oci:" + image_dir_ + ":latest", "team/busybox:1"), "");
