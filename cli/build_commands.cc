@@ -27,6 +27,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/build_outputs.h"
 #include "cli/commands.h"
 #include "cli/secret_flags.h"
 #include "common/config.h"
@@ -138,6 +139,7 @@ struct BuildOptions {
   std::string file;
   std::string context;
   std::vector<std::string> secrets;
+  std::vector<std::string> outputs;    // --output SRC:DESTDIR
   builder::LocalBuilderOptions local;  // --store and the run flags
 };
 
@@ -174,6 +176,11 @@ void run_build(const BuildOptions& o) {
     return;
   }
   std::map<std::string, std::string> secrets(secret_list->begin(), secret_list->end());
+  if (auto s = check_output_flags(o.outputs); !s) {
+    report(s.error());
+    set_exit(kExitUsage);
+    return;
+  }
   auto context = ids::DirectoryContext::open(o.context);
   if (!context) {
     report(context.error());
@@ -203,6 +210,12 @@ void run_build(const BuildOptions& o) {
     return;
   }
   std::cout << "Got: " << *id << "\n";
+  std::cout.flush();
+  if (auto s = write_outputs((*local)->store(), *id, o.outputs, kiln_home() + "/tmp", std::cerr); !s) {
+    report(s.error());
+    set_exit(kExitFailed);
+    return;
+  }
 }
 
 struct AdminOptions {
@@ -282,6 +295,9 @@ void add_build_commands(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   build_cmd->add_option("--secret", build->secrets,
                         "ID:FILE: the value of secret ID is FILE's content (repeatable)");
+  build_cmd->add_option("--output", build->outputs,
+                        "SRC:DESTDIR: copy the file or directory SRC of the result (a path in its "
+                        "filesystem) into the directory DESTDIR on this machine (repeatable)");
   add_store_flags(build_cmd, build->local);
   add_run_flags(build_cmd, build->local);
   build_cmd->callback([build] { run_build(*build); });
