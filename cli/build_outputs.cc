@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <iostream>
+
 #include <fmt/format.h>
 
 #include "common/context/result_tar.h"
 #include "common/format.h"
 #include "common/fs.h"
 #include "common/unique_fd.h"
+#include "worker/pusher/image_pusher.h"
 
 namespace kiln::cli {
 
@@ -42,6 +45,24 @@ Status write_outputs(store::Store& store, const std::string& id, const std::vect
     notes << fmt::format("kiln: output {} -> {}: {} entries, {}\n", src, dest, entries,
                          human_bytes(written.bytes));
   }
+  return {};
+}
+
+Status push_output(store::Store& store, const std::string& id, const spec::Spec& spec,
+                   const std::string& reference, const builder::LocalBuilderOptions& flags,
+                   const std::string& home, std::ostream& notes) {
+  if (reference.empty()) return {};
+  pusher::PushOptions options;
+  options.reference = reference;
+  options.registry.cache_dir = home + "/image-cache";
+  options.registry.insecure_registries = flags.insecure_registries;
+  options.registry.ca_file = flags.registry_ca;
+  options.tmp_dir = home + "/tmp";
+  KILN_ASSIGN_OR_RETURN(pusher::PushResult pushed,
+                        pusher::push_result(store, id, spec, options, [&](std::string_view line) {
+                          notes << "kiln: push: " << line << "\n";
+                        }));
+  std::cout << "Pushed: " << pushed.reference << "@" << pushed.digest << "\n";
   return {};
 }
 
