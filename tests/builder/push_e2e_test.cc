@@ -139,28 +139,9 @@ TEST_F(PushTest, PushedImagePullsBackUnpacksAndRuns) {
   EXPECT_EQ(count_of(again.err, " is already there\n"), 3u) << again.err;
 }
 
-// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
-void make_certificates(const std::string& dir) {
-  std::string script = "set -e; mkdir -p " + dir + "; cd " + dir +
-                       "; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                       "-keyout ca.key -out ca.pem -days 2 -subj /CN=kiln-test-ca"
-                       "; openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                       "-keyout server.key -out server.csr -subj /CN=127.0.0.1"
-                       "; printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
-                       "; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                       "-out server.pem -days 2 -extfile san.ext";
-  ProcessResult r = run_process({"/bin/sh", "-c", script});
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-}
-
 TEST_F(PushTest, ALoginIsRefusedClearlyWithoutCredentialsAndUsedWithThem) {
   std::string tls = home_.path() + "/tls";
-  make_certificates(tls);
-  ProcessResult hash = run_process(
-      {"/usr/bin/python3", "-W", "ignore", "-c",
-       "import crypt; print('kiln:' + crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))"});
-  ASSERT_EQ(hash.exit_code, 0) << hash.err;
-  write_file(tls + "/htpasswd", hash.out);
+  ASSERT_EQ(testing::make_tls_and_htpasswd(tls, "kiln", "s3cret"), "");
   testing::LocalRegistry secure(home_.path() + "/secure", {.tls_certificate = tls + "/server.pem",
                                                            .tls_key = tls + "/server.key",
                                                            .htpasswd = tls + "/htpasswd"});

@@ -208,6 +208,8 @@ Result<PushResult> push_result(store::Store& store, const std::string& id, const
   client_options.ca_file = options.registry.ca_file;
   client_options.docker_config = options.registry.docker_config;
   client_options.push = true;
+  if (!options.login.first.empty() || !options.login.second.empty())
+    client_options.credentials = fetcher::internal::Credentials{options.login.first, options.login.second};
   KILN_ASSIGN_OR_RETURN(
       auto client, fetcher::internal::RegistryClient::create(client_options, ref.registry, ref.api_host()));
   std::string where = "pushing " + result.reference;

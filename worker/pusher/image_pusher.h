@@ -28,6 +28,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/error.h"
 #include "common/spec/spec.h"
@@ -40,6 +41,9 @@ struct PushOptions {
   std::string reference;              // [HOST[:PORT]/]PATH[:TAG]; no digest
   fetcher::RegistryOptions registry;  // cache_dir: where registry bases' blobs are; TLS and login
   std::string tmp_dir;                // layer files are written here, removed after
+  // USER and PASSWORD to log in with instead of the docker config's (a farm
+  // job's login, sent with it as a secret); both empty: the docker config.
+  std::pair<std::string, std::string> login;
 };
 
 struct PushResult {

@@ -207,8 +207,12 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(RegistryClientOpt
                                     "CERTIFICATE-----)",
                                     options.ca_file));
   }
-  KILN_ASSIGN_OR_RETURN(client->credentials_,
-                        docker_config_credentials(docker_config_path(options.docker_config), registry));
+  if (options.credentials) {
+    client->credentials_ = options.credentials;
+  } else {
+    KILN_ASSIGN_OR_RETURN(client->credentials_,
+                          docker_config_credentials(docker_config_path(options.docker_config), registry));
+  }
   client->options_ = std::move(options);
   client->registry_ = std::move(registry);
   return client;
@@ -360,12 +364,11 @@ Status RegistryClient::log_in(const std::string& repository, const std::string& 
     token.authorization = basic;
     KILN_ASSIGN_OR_RETURN(Response answer, perform_with_retries(token));
     if (answer.status == 401 || answer.status == 403)
-      return make_error(
-          ErrorKind::kPermissionDenied,
-          fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}", registry_, realm,
-                      scope, answer.status, describe_error_body(answer.body),
-                      credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
-                                   : "log in with `docker login " + registry_ + "`"));
+      return make_error(ErrorKind::kPermissionDenied,
+                        fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}",
+                                    registry_, realm, scope, answer.status, describe_error_body(answer.body),
+                                    credentials_ ? "check the credentials in " + credentials_source()
+                                                 : "log in with `docker login " + registry_ + "`"));
     if (answer.status != 200)
       return make_error(ErrorKind::kUnavailable,
                         fmt::format("registry {}: the token service {} answered HTTP {} ({})", registry_,
@@ -413,7 +416,7 @@ Result<RegistryClient::Response> RegistryClient::perform_authorized(Request& req
         ErrorKind::kPermissionDenied,
         fmt::format("registry {} refused {} for {} (HTTP {}: {}); {}", registry_, request.what,
                     scope_of(repository), response.status, describe_error_body(response.body),
-                    credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
+                    credentials_ ? "check the credentials in " + credentials_source()
                                  : "log in with `docker login " + registry_ + "` if it is private"));
   return response;
 }

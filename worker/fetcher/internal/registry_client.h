@@ -52,6 +52,8 @@ struct RegistryClientOptions {
   std::chrono::milliseconds first_backoff{250};
   // Log in for pushing: tokens are asked with scope repository:REPO:push,pull.
   bool push = false;
+  // Used instead of the docker config's credentials when set.
+  std::optional<Credentials> credentials;
 };
 
 // What a PUT sends: a file's content, or bytes held in memory.
@@ -108,6 +110,13 @@ class RegistryClient {
   Status log_in(const std::string& repository, const std::string& challenge_header);
   std::string scope_of(const std::string& repository) const {
     return "repository:" + repository + (options_.push ? ":push,pull" : ":pull");
+  }
+  // Where the credentials came from, for messages.
+  std::string credentials_source() const {
+    return options_.credentials ? std::string(
+                                      "the login sent with the job (kiln submit --push reads it from "
+                                      "the submitter's docker config)")
+                                : docker_config_path(options_.docker_config);
   }
   // POST /v2/REPO/blobs/uploads/ (with `query`); the answer, status 201 or 202.
   Result<Response> start_upload(const std::string& repository, const std::string& query);
