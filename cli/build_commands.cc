@@ -27,6 +27,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/build_outputs.h"
 #include "cli/commands.h"
 #include "cli/secret_flags.h"
 #include "common/config.h"
@@ -138,6 +139,8 @@ struct BuildOptions {
   std::string file;
   std::string context;
   std::vector<std::string> secrets;
+  std::vector<std::string> outputs;    // --output SRC:DESTDIR
+  std::string push;                    // --push REF
   builder::LocalBuilderOptions local;  // --store and the run flags
 };
 
@@ -174,6 +177,11 @@ void run_build(const BuildOptions& o) {
     return;
   }
   std::map<std::string, std::string> secrets(secret_list->begin(), secret_list->end());
+  if (auto s = check_output_flags(o.outputs); !s) {
+    report(s.error());
+    set_exit(kExitUsage);
+    return;
+  }
   auto context = ids::DirectoryContext::open(o.context);
   if (!context) {
     report(context.error());
@@ -189,7 +197,7 @@ void run_build(const BuildOptions& o) {
     return;
   }
   builder::BuildRequest request;
-  request.spec = std::move(*spec);
+  request.spec = *spec;
   request.spec_name = o.file;
   request.context = &*context;
   request.context_dir = context->root();
@@ -203,6 +211,17 @@ void run_build(const BuildOptions& o) {
     return;
   }
   std::cout << "Got: " << *id << "\n";
+  std::cout.flush();
+  if (auto s = write_outputs((*local)->store(), *id, o.outputs, kiln_home() + "/tmp", std::cerr); !s) {
+    report(s.error());
+    set_exit(kExitFailed);
+    return;
+  }
+  if (auto s = push_output((*local)->store(), *id, *spec, o.push, o.local, kiln_home(), std::cerr); !s) {
+    report(s.error());
+    set_exit(kExitFailed);
+    return;
+  }
 }
 
 struct AdminOptions {
@@ -282,6 +301,12 @@ void add_build_commands(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   build_cmd->add_option("--secret", build->secrets,
                         "ID:FILE: the value of secret ID is FILE's content (repeatable)");
+  build_cmd->add_option("--output", build->outputs,
+                        "SRC:DESTDIR: copy the file or directory SRC of the result (a path in its "
+                        "filesystem) into the directory DESTDIR on this machine (repeatable)");
+  build_cmd->add_option("--push", build->push,
+                        "REF: push the result as an OCI image to a registry ([HOST[:PORT]/]PATH[:TAG]), "
+                        "logging in as pulls do (docker config, --registry-ca, --insecure-registry)");
   add_store_flags(build_cmd, build->local);
   add_run_flags(build_cmd, build->local);
   build_cmd->callback([build] { run_build(*build); });

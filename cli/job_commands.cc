@@ -81,6 +81,8 @@ void print_status(const proto::JobInfo& job) {
   std::cout << fmt::format("finished:  {}{}\n", time_text(job.finished_at_ms),
                            seconds_between(job.started_at_ms, job.finished_at_ms));
   std::cout << fmt::format("result:    {}\n", job.result.empty() ? "-" : job.result);
+  if (!job.push.empty())
+    std::cout << fmt::format("pushed:    {}\n", job.pushed.empty() ? "- (to " + job.push + ")" : job.pushed);
   std::cout << fmt::format("log:       {} (kiln logs {})\n", human_bytes(job.log_bytes), job.id);
   if (!job.steps.empty()) {
     std::cout << "steps:\n";

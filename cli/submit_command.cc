@@ -26,6 +26,8 @@
 #include "common/proto/client.h"
 #include "common/proto/transport.h"
 #include "common/spec/spec.h"
+#include "worker/fetcher/internal/registry_auth.h"
+#include "worker/fetcher/registry_reference.h"
 
 namespace kiln::cli {
 namespace {
@@ -65,6 +67,7 @@ struct SubmitOptions {
   std::string git_url;
   std::string git_commit;
   bool follow = false;
+  std::string push;  // --push REF
 };
 
 // Uploads `tar_path` (described by `tar`) in chunks, resuming where the
@@ -130,7 +133,32 @@ Status check_submit_flags(const SubmitOptions& o) {
                                     "rev-parse HEAD` prints it)",
                                     o.git_commit));
   }
+  if (!o.push.empty()) {
+    std::string_view name = o.push;
+    if (name.starts_with("docker://")) name.remove_prefix(9);
+    KILN_ASSIGN_OR_RETURN(fetcher::RegistryReference ref,
+                          with_context(fetcher::parse_registry_reference(name), "--push"));
+    if (!ref.digest.empty())
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          fmt::format("--push {}: name a tag, not a digest (the registry computes the digest)", o.push));
+  }
   return {};
+}
+
+// The login for the push registry from the submitter's docker config, as the
+// job's secret kiln-push-login (USER:PASSWORD): held in the scheduler's
+// memory only, never stored or logged, like every secret.
+Result<std::optional<proto::Secret>> push_login(const std::string& reference) {
+  std::string_view name = reference;
+  if (name.starts_with("docker://")) name.remove_prefix(9);
+  KILN_ASSIGN_OR_RETURN(fetcher::RegistryReference ref, fetcher::parse_registry_reference(name));
+  KILN_ASSIGN_OR_RETURN(auto credentials, fetcher::internal::docker_config_credentials(
+                                              fetcher::internal::docker_config_path(""), ref.registry));
+  if (!credentials) return std::optional<proto::Secret>();
+  return std::optional<proto::Secret>(
+      proto::Secret{.id = std::string(proto::kPushLoginSecret),
+                    .value = credentials->username + ":" + credentials->password});
 }
 
 // Packs and uploads the context directory; returns its reference.
@@ -153,6 +181,18 @@ void run_submit(const SubmitOptions& o) {
   if (auto s = check_submit_flags(o); !s) return fail(s.error(), kExitUsage);
   auto secrets = read_secrets(o.secrets);
   if (!secrets) return fail(secrets.error(), kExitUsage);
+  for (const proto::Secret& secret : *secrets)
+    if (secret.id == proto::kPushLoginSecret)
+      return fail(
+          Error(ErrorKind::kInvalidArgument,
+                fmt::format("--secret {}: the id is kiln's own (the login of --push); name it otherwise",
+                            secret.id)),
+          kExitUsage);
+  if (!o.push.empty()) {
+    auto login = push_login(o.push);
+    if (!login) return fail(login.error().with_context("reading the login for --push"), kExitUsage);
+    if (*login) secrets->push_back(std::move(**login));
+  }
   auto text = read_file(o.file, "spec", kMaxSpecBytes);
   if (!text) return fail(text.error());
   // Checked here too so a typo is reported with its line and column before
@@ -170,7 +210,8 @@ void run_submit(const SubmitOptions& o) {
                      .secrets = std::move(*secrets),
                      .timeout_seconds = o.timeout_seconds,
                      .labels = o.labels,
-                     .estimate_seconds = o.estimate_seconds};
+                     .estimate_seconds = o.estimate_seconds,
+                     .push = o.push};
   if (!o.git_url.empty()) {
     job.context = {.kind = proto::ContextRef::Kind::kGit, .git_repo = o.git_url, .git_commit = o.git_commit};
   } else {
@@ -235,6 +276,10 @@ void add_submit_command(CLI::App& app) {
   submit_cmd->add_flag(
       "--follow", submit->follow,
       "Stream the log until the job ends; exit 0 if it succeeded, 1 if it failed or was cancelled");
+  submit_cmd->add_option("--push", submit->push,
+                         "REF: the worker pushes the result as an OCI image to this registry reference "
+                         "([HOST[:PORT]/]PATH[:TAG]); the login for it is read from your docker config and "
+                         "travels with the job as a secret. `kiln status` shows the pushed digest");
   add_farm_flags(submit_cmd, submit->farm);
   submit_cmd->callback([submit] { run_submit(*submit); });
 }

@@ -93,6 +93,7 @@ void Scheduler::on_submit(const Incoming& m) {
   info.spec = std::move(spec.spec);
   info.timeout_seconds = spec.timeout_seconds ? spec.timeout_seconds : options_.default_timeout_seconds;
   info.labels = spec.labels;
+  info.push = spec.push;
   info.planned_steps = std::move(*planned);
   info.estimate_seconds = spec.estimate_seconds > 0 ? spec.estimate_seconds : 0;
   for (const proto::Secret& secret : spec.secrets) info.secret_ids.push_back(secret.id);

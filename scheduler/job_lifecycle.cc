@@ -61,7 +61,8 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
                  .context = info.context,
                  .secrets = job.secrets,
                  .timeout_seconds = info.timeout_seconds,
-                 .labels = info.labels};
+                 .labels = info.labels,
+                 .push = info.push};
   reply(Port::kWorkers, worker.routing_id, message);
   spdlog::debug("job {} attempt {} -> {}", info.id, info.attempt, worker.name);
 }

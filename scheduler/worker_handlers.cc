@@ -256,6 +256,7 @@ void Scheduler::on_job_event(const Incoming& m) {
       }
       if (!event.steps.empty()) job->info.steps = std::move(event.steps);
       job->info.result = event.result;
+      job->info.pushed = event.pushed;
       JobState state = event.outcome == "succeeded"   ? JobState::kSucceeded
                        : event.outcome == "cancelled" ? JobState::kCancelled
                                                       : JobState::kFailed;

@@ -43,6 +43,8 @@ struct JobSpec {
   timeoutSeconds @7 :UInt32;  # 0: the scheduler's default
   labels @8 :List(Text);      # "key=value" a worker must have
   estimateSeconds @9 :Float64; # the client's guess of a cold build's seconds (placement); 0: none
+  push @10 :Text;         # [HOST[:PORT]/]PATH[:TAG]: the worker pushes the result there; "" none.
+                          # Its login travels as the secret "kiln-push-login" (USER:PASSWORD).
 }
 
 struct StepInfo {
@@ -89,6 +91,8 @@ struct JobInfo {
   # the scheduler has accounted: stored, or dropped over the cap. A resent chunk is
   # placed from here; 0 at each new attempt.
   attemptLogBytes @24 :UInt64;
+  push @25 :Text;     # the image reference the result is pushed to ("" none)
+  pushed @26 :Text;   # REGISTRY/REPOSITORY:TAG@sha256:… once pushed
 }
 
 struct WorkerStats {
@@ -284,6 +288,7 @@ struct JobEvent {       # "job-started", "job-log", "job-step", "job-done": work
   steps @7 :List(StepInfo);  # job-done: every step
   logOffset @8 :UInt64; # job-log (logOffsets workers): where `log` starts in this attempt's log
   logEnd @9 :UInt64;    # job-done (logOffsets workers): the attempt's log length, every byte produced
+  pushed @10 :Text;     # job-done: REGISTRY/REPOSITORY:TAG@sha256:… the result was pushed as
 }
 
 struct JobAck {

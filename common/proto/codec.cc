@@ -124,6 +124,7 @@ void put(wire::JobSpec::Builder b, const JobSpec& v) {
   b.setTimeoutSeconds(v.timeout_seconds);
   set_texts(b.initLabels(v.labels.size()), v.labels);
   b.setEstimateSeconds(v.estimate_seconds);
+  b.setPush(v.push);
 }
 JobSpec get(wire::JobSpec::Reader r) {
   JobSpec v;
@@ -137,6 +138,7 @@ JobSpec get(wire::JobSpec::Reader r) {
   v.timeout_seconds = r.getTimeoutSeconds();
   v.labels = get_texts(r.getLabels());
   v.estimate_seconds = r.getEstimateSeconds();
+  v.push = text(r.getPush());
   return v;
 }
 
@@ -193,6 +195,8 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   set_texts(b.initPlannedSteps(v.planned_steps.size()), v.planned_steps);
   b.setEstimateSeconds(v.estimate_seconds);
   b.setAttemptLogBytes(v.attempt_log_bytes);
+  b.setPush(v.push);
+  b.setPushed(v.pushed);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -224,6 +228,8 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.planned_steps = get_texts(r.getPlannedSteps());
   v.estimate_seconds = r.getEstimateSeconds();
   v.attempt_log_bytes = r.getAttemptLogBytes();
+  v.push = text(r.getPush());
+  v.pushed = text(r.getPushed());
   return v;
 }
 
@@ -485,6 +491,7 @@ KILN_CODEC(
       put_steps(b.initSteps(m.steps.size()), m.steps);
       b.setLogOffset(m.log_offset);
       b.setLogEnd(m.log_end);
+      b.setPushed(m.pushed);
     },
     {
       m.job_id = text(r.getJobId());
@@ -497,6 +504,7 @@ KILN_CODEC(
       m.steps = get_steps(r.getSteps());
       m.log_offset = r.getLogOffset();
       m.log_end = r.getLogEnd();
+      m.pushed = text(r.getPushed());
     })
 KILN_CODEC(CancelAssigned, CancelAssigned, (b.setJobId(m.job_id), b.setAttempt(m.attempt)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt()))

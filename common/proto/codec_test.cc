@@ -157,6 +157,23 @@ TEST(ProtoCodec, LogOffsetsAndAcksRoundTrip) {
   EXPECT_EQ(decode_job_record(encode_job_record(record))->attempt_log_bytes, 4096u);
 }
 
+TEST(ProtoCodec, APushRoundTripsFromSubmitToJobDoneAndTheJobRecord) {
+  Submit submit{.job = {.spec = "((from busybox))", .push = "127.0.0.1:5000/team/app:1"}};
+  EXPECT_EQ(decode<Submit>(encode(submit))->job.push, "127.0.0.1:5000/team/app:1");
+  JobEvent done{.type = Type::kJobDone, .job_id = "j1", .attempt = 1, .outcome = "succeeded"};
+  done.pushed = "127.0.0.1:5000/team/app:1@sha256:ab";
+  EXPECT_EQ(decode<JobEvent>(encode(done))->pushed, done.pushed);
+  JobInfo record{.id = "j1", .state = "succeeded"};
+  record.push = "127.0.0.1:5000/team/app:1";
+  record.pushed = done.pushed;
+  auto back = decode_job_record(encode_job_record(record));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->push, record.push);
+  EXPECT_EQ(back->pushed, record.pushed);
+  // An older peer's job (no push) reads as none.
+  EXPECT_EQ(decode<Submit>(encode(Submit{.job = {.spec = "x"}}))->job.push, "");
+}
+
 TEST(ProtoCodec, ErrorReplyCarriesKind) {
   auto reply = error_reply(7, Error(ErrorKind::kNotFound, "no job j9"));
   auto back = to_error(*decode<ErrorReply>(encode(reply)));

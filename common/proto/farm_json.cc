@@ -34,6 +34,8 @@ json job_to_json(const JobInfo& job, JobJsonDetail detail) {
       {"started_at_ms", job.started_at_ms},
       {"finished_at_ms", job.finished_at_ms},
       {"result", job.result},
+      {"push", job.push},
+      {"pushed", job.pushed},
       {"error", job.error},
       {"log_bytes", job.log_bytes},
       {"labels", job.labels},

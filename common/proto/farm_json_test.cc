@@ -62,6 +62,8 @@ TEST(FarmJson, AJobListedHasEveryFieldButSpecStepsAndAttempts) {
                                             "started_at_ms",
                                             "finished_at_ms",
                                             "result",
+                                            "push",
+                                            "pushed",
                                             "error",
                                             "log_bytes",
                                             "labels",

@@ -94,7 +94,12 @@ struct JobSpec {
   std::uint32_t timeout_seconds = 0;
   std::vector<std::string> labels;
   double estimate_seconds = 0;  // the client's guess of a cold build; 0: none
+  std::string push;             // the image reference to push the result to; "" none
 };
+
+// The secret id under which a job's push login (USER:PASSWORD) travels: never
+// stored or logged, like every secret (docs/images.md, "Results out").
+inline constexpr std::string_view kPushLoginSecret = "kiln-push-login";
 
 struct StepInfo {
   std::string id;
@@ -140,6 +145,8 @@ struct JobInfo {
   // or dropped over the cap), in the worker's numbering: where a resent chunk
   // is placed from. 0 at each new attempt.
   std::uint64_t attempt_log_bytes = 0;
+  std::string push;    // the image reference the result is pushed to ("" none)
+  std::string pushed;  // REGISTRY/REPOSITORY:TAG@sha256:… once pushed
 };
 
 struct WorkerStats {
@@ -356,6 +363,7 @@ struct JobEvent {
   std::vector<StepInfo> steps;
   std::uint64_t log_offset = 0;  // job-log: where `log` starts in the attempt's log (log_offsets workers)
   std::uint64_t log_end = 0;     // job-done: the attempt's log length (log_offsets workers)
+  std::string pushed;            // job-done: REF@DIGEST the result was pushed as
 };
 
 // What the scheduler has made durable of one attempt's reports.

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/farm/raw_peers.h"
+#include "tests/support/local_registry.h"
 #include "tests/support/process.h"
 
 namespace kiln::testing {
@@ -43,7 +44,8 @@ const auto* const kBaseImage = ::testing::AddGlobalTestEnvironment(new BaseImage
 class Farm : public ::testing::Test {
  protected:
   // Starts a worker process; `fake` >= 0 means --fake-build=SECONDS.
-  Child& worker(const std::string& name, int capacity = 2, double fake = -1) {
+  Child& worker(const std::string& name, int capacity = 2, double fake = -1,
+                const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {KILN_WORKER_BINARY,
                                      "--scheduler",
                                      scheduler->worker_endpoint(),
@@ -59,6 +61,7 @@ class Farm : public ::testing::Test {
       argv.push_back("--fake-build");
       argv.push_back(std::to_string(fake));
     }
+    argv.insert(argv.end(), extra.begin(), extra.end());
     workers[name] = std::make_unique<Child>(argv, dir.path() + "/" + name + ".log");
     Child& child = *workers[name];
     EXPECT_TRUE(eventually([&] { return connected(name); })) << name << " did not register:\n" << child.log();
@@ -330,6 +333,66 @@ TEST_F(Farm, AGitContextIsFetchedByTheWorker) {
                         "--follow", "--scheduler", scheduler->client_endpoint()});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << workers["w1"]->log();
   EXPECT_THAT(r.out, HasSubstr("from git"));
+}
+
+// `kiln submit --push`: the worker pushes the result to a registry that wants
+// a login (htpasswd over TLS). The login comes from the submitter's docker
+// config and travels with the job as a secret: the worker has none of its
+// own, and neither the scheduler's database nor the logs hold it.
+TEST_F(Farm, TheWorkerPushesTheResultWithTheLoginSentWithTheJob) {
+  const std::string tls = dir.path() + "/tls";
+  ASSERT_EQ(make_tls_and_htpasswd(tls, "kiln", "pushs3cret"), "");
+  LocalRegistry registry(dir.path() + "/registry", {.tls_certificate = tls + "/server.pem",
+                                                    .tls_key = tls + "/server.key",
+                                                    .htpasswd = tls + "/htpasswd"});
+  start_scheduler();
+  worker("w1", 2, -1, {"--registry-ca", tls + "/ca.pem"});
+  const std::string ctx = write_context("ctx", "pushed by the farm\n");
+  const std::string ref = registry.host() + "/team/farm:1";
+  const std::string login_dir = dir.path() + "/docker";
+  std::filesystem::create_directories(login_dir);
+  std::ofstream(login_dir + "/config.json")
+      << R"({"auths": {")" + registry.host() + R"(": {"auth": "a2lsbjpwdXNoczNjcmV0"}}})";  // kiln:pushs3cret
+  auto submit = [&](const std::string& docker_config) {
+    return run_process({"/usr/bin/env", "DOCKER_CONFIG=" + docker_config, KILN_BINARY, "submit", "-f",
+                        ctx + "/app.spec", ctx, "--push", ref, "--scheduler", scheduler->client_endpoint()});
+  };
+
+  // Without a login the push is refused, and the job fails saying so.
+  auto anonymous = submit(dir.path() + "/no-docker");
+  ASSERT_EQ(anonymous.exit_code, 0) << anonymous.err;
+  std::string anonymous_id = anonymous.out.substr(0, anonymous.out.find('\n'));
+  auto refused = wait_for(anonymous_id);
+  EXPECT_EQ(refused.state, "failed");
+  EXPECT_THAT(refused.error, HasSubstr("repository:team/farm:push,pull"));
+  EXPECT_EQ(refused.pushed, "");
+
+  auto with_login = submit(login_dir);
+  ASSERT_EQ(with_login.exit_code, 0) << with_login.err;
+  std::string id = with_login.out.substr(0, with_login.out.find('\n'));
+  auto job = wait_for(id);
+  ASSERT_EQ(job.state, "succeeded") << job.error << "\n" << workers["w1"]->log();
+  EXPECT_EQ(job.push, ref);
+  ASSERT_THAT(job.pushed, HasSubstr(ref + "@sha256:"));
+  EXPECT_EQ(job.secret_ids, std::vector<std::string>{"kiln-push-login"});
+  // What the registry holds under the tag is what the job status says.
+  std::filesystem::create_directories(tls + "/trust");
+  std::filesystem::copy_file(tls + "/ca.pem", tls + "/trust/ca.crt");
+  auto inspected = run_process({"/usr/bin/skopeo", "inspect", "--cert-dir", tls + "/trust", "--creds",
+                                "kiln:pushs3cret", "--format", "{{.Digest}}", "docker://" + ref});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_EQ(ref + "@" + inspected.out.substr(0, inspected.out.find('\n')), job.pushed);
+  auto status = run_process({KILN_BINARY, "status", id, "--scheduler", scheduler->client_endpoint()});
+  EXPECT_THAT(status.out, HasSubstr("pushed:    " + job.pushed));
+  auto log = client->call<proto::Log>(proto::ReadLog{.job_id = id, .offset = 0, .max_bytes = 1 << 20});
+  ASSERT_TRUE(log);
+  EXPECT_THAT(log->data, HasSubstr("push: pushed " + ref));
+  // The password is nowhere on disk: not in the scheduler's state, the
+  // worker's, or any log.
+  auto grep = run_process({"/bin/grep", "-rla", "pushs3cret", dir.path() + "/scheduler", dir.path() + "/w1",
+                           dir.path() + "/w1.log"});
+  EXPECT_EQ(grep.exit_code, 1) << grep.out;
+  EXPECT_THAT(log->data, ::testing::Not(HasSubstr("pushs3cret")));
 }
 
 }  // namespace

@@ -29,6 +29,23 @@ bool accepts_connections(int port) {
 
 }  // namespace
 
+std::string make_tls_and_htpasswd(const std::string& dir, const std::string& user,
+                                  const std::string& password) {
+  std::string script = "set -e; mkdir -p " + dir + "; cd " + dir +
+                       "; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                       "-keyout ca.key -out ca.pem -days 2 -subj /CN=kiln-test-ca"
+                       "; openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                       "-keyout server.key -out server.csr -subj /CN=127.0.0.1"
+                       "; printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
+                       "; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                       "-out server.pem -days 2 -extfile san.ext"
+                       "; python3 -W ignore -c \"import crypt, sys; print(sys.argv[1] + ':' + "
+                       "crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH)))\" '" +
+                       user + "' '" + password + "' > htpasswd";
+  ProcessResult r = run_process({"/bin/sh", "-c", script});
+  return r.exit_code == 0 ? "" : r.out + r.err;
+}
+
 LocalRegistry::LocalRegistry(std::string dir, LocalRegistryOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {
   std::filesystem::create_directories(dir_ + "/storage");

@@ -26,6 +26,12 @@ struct LocalRegistryOptions {
   std::string htpasswd;  // an htpasswd file (bcrypt): basic auth required
 };
 
+// Makes DIR/ca.pem (a CA) and DIR/server.pem, DIR/server.key (a certificate
+// for 127.0.0.1 signed by it) with openssl, and DIR/htpasswd holding USER
+// with PASSWORD (bcrypt). Returns "" on success, else what failed.
+std::string make_tls_and_htpasswd(const std::string& dir, const std::string& user,
+                                  const std::string& password);
+
 class LocalRegistry {
  public:
   explicit LocalRegistry(std::string dir, LocalRegistryOptions options = {});

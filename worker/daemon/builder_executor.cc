@@ -237,12 +237,14 @@ void BuilderExecutor::push_inventory(std::vector<std::string> added_hex,
 
 void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
   std::vector<proto::StepInfo> steps;
-  auto result = build_job(*job, steps);
+  std::string pushed;
+  auto result = build_job(*job, steps, pushed);
   proto::JobEvent done{.type = proto::Type::kJobDone, .job_id = job->job_id, .attempt = job->attempt};
   done.steps = steps;
   if (result) {
     done.outcome = "succeeded";
     done.result = *result;
+    done.pushed = pushed;
   } else if (job->timed_out.load()) {
     done.outcome = "failed";
     done.error =
@@ -269,7 +271,8 @@ void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
   maintenance_->request();
 }
 
-Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::StepInfo>& steps) {
+Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::StepInfo>& steps,
+                                               std::string& pushed) {
   namespace fs = std::filesystem;
   const std::string dir = options_.state_dir + "/jobs/" + job_dir_name(job.job_id, job.attempt);
   std::error_code ec;
@@ -291,8 +294,13 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
 
   const std::string spec_name = job.spec.spec_name.empty() ? "spec" : job.spec.spec_name;
   KILN_ASSIGN_OR_RETURN(spec::Spec spec, spec::parse_spec(job.spec.spec, spec_name));
+  if (!job.spec.push.empty() && !options_.push)
+    return make_error(ErrorKind::kUnsupported,
+                      fmt::format("the job asks to push its result to {}, and this worker cannot push "
+                                  "(a worker with --fake-build, or a test's executor)",
+                                  job.spec.push));
   builder::BuildRequest request;
-  request.spec = std::move(spec);
+  request.spec = spec;
   request.spec_name = spec_name;
   request.context_dir = dir;
   for (const proto::Secret& secret : job.spec.secrets) request.secrets[secret.id] = secret.value;
@@ -308,7 +316,19 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
     // when the job ends (other jobs sharing the step can use it meanwhile).
     push_inventory({e.id}, {});
   };
-  return builder_.build(request);
+  KILN_ASSIGN_OR_RETURN(std::string id, builder_.build(request));
+  if (job.spec.push.empty()) return id;
+  std::string login;
+  for (const proto::Secret& secret : job.spec.secrets)
+    if (secret.id == proto::kPushLoginSecret) login = secret.value;
+  push_log(job, fmt::format("kiln-worker {}: pushing {} as {}{}\n", host_.worker_name, id.substr(0, 12),
+                            job.spec.push, login.empty() ? "" : " with the login sent with the job"));
+  KILN_ASSIGN_OR_RETURN(pushed, with_context(options_.push(id, spec, job.spec.push, login,
+                                                           [&](std::string_view line) {
+                                                             push_log(job, fmt::format("push: {}\n", line));
+                                                           }),
+                                             "pushing the result to " + job.spec.push));
+  return id;
 }
 
 Status BuilderExecutor::prepare_context(Job& job, const std::string& dir) {

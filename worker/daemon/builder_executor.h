@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/spec/spec.h"
 #include "worker/builder/builder.h"
 #include "worker/daemon/git_context.h"
 #include "worker/daemon/job_executor.h"
@@ -61,6 +63,15 @@ struct BuilderExecutorOptions {
   std::chrono::milliseconds log_flush_interval{50};
   // Cached context tars unused this long are removed (checked with the prune).
   std::chrono::hours context_max_age{24 * 7};
+  // Pushes a job's result as an image when the job names one (JobSpec.push):
+  // kiln-worker sets it to worker/pusher with its registry flags. Gets the
+  // result id, the parsed spec, the reference, the login ("USER:PASSWORD",
+  // the job's kiln-push-login secret, or "") and a sink for progress lines;
+  // returns REF@DIGEST. Empty: a job that asks for a push fails, saying so.
+  std::function<Result<std::string>(const std::string& result_id, const spec::Spec& spec,
+                                    const std::string& reference, const std::string& login,
+                                    const std::function<void(std::string_view)>& note)>
+      push;
 };
 
 class BuilderExecutor final : public JobExecutor {
@@ -102,7 +113,8 @@ class BuilderExecutor final : public JobExecutor {
 
   // Job threads.
   void run_job(std::shared_ptr<Job> job);
-  Result<std::string> build_job(Job& job, std::vector<proto::StepInfo>& steps);
+  // Builds the job (and pushes it when asked: `pushed` gets REF@DIGEST).
+  Result<std::string> build_job(Job& job, std::vector<proto::StepInfo>& steps, std::string& pushed);
   Status prepare_context(Job& job, const std::string& dir);
   void push_event(proto::JobEvent event);
   void push_log(const Job& job, std::string_view text);

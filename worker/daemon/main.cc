@@ -35,6 +35,7 @@
 #include "worker/daemon/builder_executor.h"
 #include "worker/daemon/fake_build_executor.h"
 #include "worker/daemon/worker.h"
+#include "worker/pusher/image_pusher.h"
 
 namespace {
 
@@ -322,12 +323,30 @@ int main(int argc, char** argv) {
                  limits.pids ? std::to_string(*limits.pids) : "unlimited", flags.pids ? "" : " (default)",
                  limits.cpu_millicores ? fmt::format("{:.2f}", *limits.cpu_millicores / 1000.0) : "unlimited",
                  flags.userns ? "in a user namespace (--userns)" : "as host root (no --userns)");
-    executor = std::make_unique<kiln::worker::BuilderExecutor>(
-        kiln::worker::BuilderExecutorOptions{
-            .state_dir = state_dir,
-            .prune_below_bytes = *prune_below,
-            .prune_min_age = std::chrono::seconds(static_cast<long>(flags.prune_min_age_seconds))},
-        local->builder());
+    kiln::worker::BuilderExecutorOptions executor_options{
+        .state_dir = state_dir,
+        .prune_below_bytes = *prune_below,
+        .prune_min_age = std::chrono::seconds(static_cast<long>(flags.prune_min_age_seconds))};
+    // Pushes log in and trust registries as this worker's pulls do, with the
+    // login the job brought (docs/images.md, "Results out").
+    executor_options.push =
+        [store = &local->store(), state_dir, flags](
+            const std::string& id, const kiln::spec::Spec& spec, const std::string& reference,
+            const std::string& login,
+            const std::function<void(std::string_view)>& note) -> kiln::Result<std::string> {
+      kiln::pusher::PushOptions push;
+      push.reference = reference;
+      push.registry.cache_dir = state_dir + "/image-cache";
+      push.registry.insecure_registries = flags.insecure_registries;
+      push.registry.ca_file = flags.registry_ca;
+      push.tmp_dir = state_dir + "/tmp";
+      if (auto colon = login.find(':'); colon != std::string::npos)
+        push.login = {login.substr(0, colon), login.substr(colon + 1)};
+      KILN_ASSIGN_OR_RETURN(kiln::pusher::PushResult pushed,
+                            kiln::pusher::push_result(*store, id, spec, push, note));
+      return pushed.reference + "@" + pushed.digest;
+    };
+    executor = std::make_unique<kiln::worker::BuilderExecutor>(std::move(executor_options), local->builder());
   }
 
   // Destroyed before `local`: its jobs use the builder.

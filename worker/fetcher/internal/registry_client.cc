@@ -8,19 +8,21 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/fs.h"
 #include "common/sha256.h"
 #include "worker/fetcher/internal/image_manifest.h"
+#include "worker/fetcher/internal/registry_http.h"
 
 namespace kiln::fetcher::internal {
 
 namespace {
 
 constexpr std::size_t kMaxManifestBytes = 4 << 20;
-constexpr std::size_t kMaxSmallBodyBytes = 1 << 20;  // error bodies, tokens
 constexpr long kConnectTimeoutSeconds = 20;
 constexpr long kLowSpeedSeconds = 60;  // abort a transfer that moves no byte for this long
 constexpr long kMaxRedirects = 5;
@@ -110,25 +112,9 @@ std::string describe_error_body(const std::string& body) {
 
 }  // namespace
 
-struct RegistryClient::Response {
-  long status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // names lowercased; the last value of each
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-struct RegistryClient::Request {
-  std::string url;
-  std::string what;  // "manifest 3.19 of library/alpine", for messages
-  std::vector<std::string> headers;
-  std::string authorization;  // Authorization header value, "" for none
-  std::size_t max_body = kMaxSmallBodyBytes;
-  BlobWriter* sink = nullptr;  // a 200 answer's body goes here instead
-  const std::function<void(std::uint64_t)>* on_bytes = nullptr;
-};
+std::string describe_registry_error(const std::string& body) {
+  return describe_error_body(body);
+}
 
 namespace {
 
@@ -166,6 +152,30 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
+// A PUT's body, read again from its start at every attempt.
+struct UploadReader {
+  const UploadBody* body = nullptr;
+  std::FILE* file = nullptr;
+  std::size_t offset = 0;
+  ~UploadReader() {
+    if (file != nullptr) std::fclose(file);
+  }
+};
+
+std::size_t on_upload(char* buffer, std::size_t size, std::size_t count, void* user) {
+  auto* r = static_cast<UploadReader*>(user);
+  std::size_t want = size * count;
+  if (r->file != nullptr) {
+    std::size_t n = std::fread(buffer, 1, want, r->file);
+    if (n == 0 && std::ferror(r->file)) return CURL_READFUNC_ABORT;
+    return n;
+  }
+  std::size_t n = std::min(want, r->body->data.size() - r->offset);
+  std::memcpy(buffer, r->body->data.data() + r->offset, n);
+  r->offset += n;
+  return n;
+}
+
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * count);
@@ -197,8 +207,12 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(RegistryClientOpt
                                     "CERTIFICATE-----)",
                                     options.ca_file));
   }
-  KILN_ASSIGN_OR_RETURN(client->credentials_,
-                        docker_config_credentials(docker_config_path(options.docker_config), registry));
+  if (options.credentials) {
+    client->credentials_ = options.credentials;
+  } else {
+    KILN_ASSIGN_OR_RETURN(client->credentials_,
+                          docker_config_credentials(docker_config_path(options.docker_config), registry));
+  }
   client->options_ = std::move(options);
   client->registry_ = std::move(registry);
   return client;
@@ -242,6 +256,32 @@ Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& r
     if (!ca_pem_.empty()) {
       curl_easy_setopt(curl, CURLOPT_SSL_CTX_FUNCTION, add_ca_certificates);
       curl_easy_setopt(curl, CURLOPT_SSL_CTX_DATA, &ca_pem_);
+    }
+    UploadReader upload;
+    if (request.method == "HEAD") {
+      curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    } else if (request.method == "POST") {
+      curl_easy_setopt(curl, CURLOPT_POST, 1L);
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+    } else if (request.method == "PUT") {
+      upload.body = request.upload;
+      curl_off_t size = static_cast<curl_off_t>(request.upload->data.size());
+      if (!request.upload->file.empty()) {
+        upload.file = std::fopen(request.upload->file.c_str(), "rbe");
+        if (upload.file == nullptr) {
+          curl_slist_free_all(headers);
+          curl_easy_cleanup(curl);
+          return errno_error("cannot read " + request.upload->file);
+        }
+        std::fseek(upload.file, 0, SEEK_END);
+        size = static_cast<curl_off_t>(std::ftell(upload.file));
+        std::fseek(upload.file, 0, SEEK_SET);
+      }
+      curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_upload);
+      curl_easy_setopt(curl, CURLOPT_READDATA, &upload);
+      curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, size);
     }
     CURLcode code = curl_easy_perform(curl);
     long status = 0;
@@ -324,12 +364,11 @@ Status RegistryClient::log_in(const std::string& repository, const std::string& 
     token.authorization = basic;
     KILN_ASSIGN_OR_RETURN(Response answer, perform_with_retries(token));
     if (answer.status == 401 || answer.status == 403)
-      return make_error(
-          ErrorKind::kPermissionDenied,
-          fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}", registry_, realm,
-                      scope, answer.status, describe_error_body(answer.body),
-                      credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
-                                   : "log in with `docker login " + registry_ + "`"));
+      return make_error(ErrorKind::kPermissionDenied,
+                        fmt::format("registry {}: the token service {} refused {} (HTTP {}: {}); {}",
+                                    registry_, realm, scope, answer.status, describe_error_body(answer.body),
+                                    credentials_ ? "check the credentials in " + credentials_source()
+                                                 : "log in with `docker login " + registry_ + "`"));
     if (answer.status != 200)
       return make_error(ErrorKind::kUnavailable,
                         fmt::format("registry {}: the token service {} answered HTTP {} ({})", registry_,
@@ -377,7 +416,7 @@ Result<RegistryClient::Response> RegistryClient::perform_authorized(Request& req
         ErrorKind::kPermissionDenied,
         fmt::format("registry {} refused {} for {} (HTTP {}: {}); {}", registry_, request.what,
                     scope_of(repository), response.status, describe_error_body(response.body),
-                    credentials_ ? "check the credentials in " + docker_config_path(options_.docker_config)
+                    credentials_ ? "check the credentials in " + credentials_source()
                                  : "log in with `docker login " + registry_ + "` if it is private"));
   return response;
 }

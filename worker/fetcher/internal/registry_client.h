@@ -1,9 +1,13 @@
-// Internal to worker/fetcher: a client of one registry's OCI distribution
-// API (https://github.com/opencontainers/distribution-spec) over libcurl —
-// manifests by tag or digest, blobs streamed into the blob cache — with the
-// login the registry asks for: anonymous, a bearer token from the realm its
-// `WWW-Authenticate` names (scope `repository:REPO:pull`, with the docker
-// config's credentials when it has some), or basic auth.
+// Internal to worker/fetcher (and worker/pusher, which pushes with it): a
+// client of one registry's OCI distribution API
+// (https://github.com/opencontainers/distribution-spec) over libcurl —
+// manifests by tag or digest, blobs streamed into the blob cache; with
+// options.push, blob checks, mounts, uploads and manifest PUTs
+// (registry_client_push.cc) — with the login the registry asks for:
+// anonymous, a bearer token from the realm its `WWW-Authenticate` names
+// (scope `repository:REPO:pull`, or `repository:REPO:push,pull` for a push
+// client, with the docker config's credentials when it has some), or basic
+// auth.
 //
 //   RegistryClient client(options, ref.registry, ref.api_host());
 //   KILN_ASSIGN_OR_RETURN(auto manifest, client.get_manifest(ref.repository, "3.19"));
@@ -46,6 +50,16 @@ struct RegistryClientOptions {
   std::string docker_config;                     // credentials file ("" = the default place)
   int attempts = 4;
   std::chrono::milliseconds first_backoff{250};
+  // Log in for pushing: tokens are asked with scope repository:REPO:push,pull.
+  bool push = false;
+  // Used instead of the docker config's credentials when set.
+  std::optional<Credentials> credentials;
+};
+
+// What a PUT sends: a file's content, or bytes held in memory.
+struct UploadBody {
+  std::string file;  // read from here when not empty
+  std::string data;  // else these bytes
 };
 
 class RegistryClient {
@@ -69,6 +83,21 @@ class RegistryClient {
   Status get_blob(const std::string& repository, const std::string& digest, BlobWriter& writer,
                   const std::function<void(std::uint64_t)>& on_bytes);
 
+  // Pushing (registry_client_push.cc; the client must be made with options.push).
+  // HEAD /v2/REPO/blobs/DIGEST: whether the repository holds the blob.
+  Result<bool> blob_exists(const std::string& repository, const std::string& digest);
+  // POST /v2/REPO/blobs/uploads/?mount=DIGEST&from=FROM: true when the
+  // registry linked the blob from repository FROM (false: not mounted).
+  Result<bool> mount_blob(const std::string& repository, const std::string& digest,
+                          const std::string& from_repository);
+  // Uploads a blob in one PUT (POST /v2/REPO/blobs/uploads/, then PUT
+  // LOCATION?digest=DIGEST); the registry checks the digest.
+  Status put_blob(const std::string& repository, const std::string& digest, const UploadBody& body);
+  // PUT /v2/REPO/manifests/REFERENCE; returns the manifest's digest (sha256 of
+  // `content`, checked against the Docker-Content-Digest the registry answers).
+  Result<std::string> put_manifest(const std::string& repository, const std::string& reference,
+                                   const std::string& media_type, const std::string& content);
+
   // "http://HOST:PORT" or "https://HOST".
   const std::string& base_url() const { return base_url_; }
 
@@ -79,7 +108,19 @@ class RegistryClient {
   Result<Response> perform_with_retries(Request& request);
   Result<Response> perform_authorized(Request& request, const std::string& repository);
   Status log_in(const std::string& repository, const std::string& challenge_header);
-  std::string scope_of(const std::string& repository) const { return "repository:" + repository + ":pull"; }
+  std::string scope_of(const std::string& repository) const {
+    return "repository:" + repository + (options_.push ? ":push,pull" : ":pull");
+  }
+  // Where the credentials came from, for messages.
+  std::string credentials_source() const {
+    return options_.credentials ? std::string(
+                                      "the login sent with the job (kiln submit --push reads it from "
+                                      "the submitter's docker config)")
+                                : docker_config_path(options_.docker_config);
+  }
+  // POST /v2/REPO/blobs/uploads/ (with `query`); the answer, status 201 or 202.
+  Result<Response> start_upload(const std::string& repository, const std::string& query);
+  std::string upload_url(const std::string& location, const std::string& digest) const;
 
   RegistryClientOptions options_;
   std::string registry_;

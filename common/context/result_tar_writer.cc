@@ -1,0 +1,124 @@
+// write_result_tar and parse_output_flag (result_tar.h).
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/context/result_tar.h"
+#include "common/context/tar_stream.h"
+#include "common/format.h"
+#include "common/path.h"
+
+namespace kiln::context {
+namespace {
+
+Result<std::vector<std::string>> sorted_names(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return errno_error("cannot list " + dir);
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return errno_error("cannot list " + dir, err);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+class TreeWriter {
+ public:
+  TreeWriter(TarStream& tar, ResultTar& out, std::string container_root)
+      : tar_(tar), out_(out), container_root_(std::move(container_root)) {}
+
+  // `name` is the entry's name in the tar ("" for the directory SRC itself, not written).
+  Status write(const std::string& host, const std::string& name) {
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) return errno_error("cannot stat " + host);
+    std::string container = name.empty() ? container_root_ : path::join(container_root_, name);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      out_.skipped.push_back(container);
+      return {};
+    }
+    if (!name.empty()) {
+      KILN_RETURN_IF_ERROR(tar_.add(name, host, st));
+      ++out_.entries;
+    }
+    if (!S_ISDIR(st.st_mode)) return {};
+    KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, sorted_names(host));
+    for (const std::string& child : names)
+      KILN_RETURN_IF_ERROR(write(host + "/" + child, name.empty() ? child : name + "/" + child));
+    return {};
+  }
+
+ private:
+  TarStream& tar_;
+  ResultTar& out_;
+  std::string container_root_;
+};
+
+}  // namespace
+
+Result<std::pair<std::string, std::string>> parse_output_flag(std::string_view value) {
+  std::size_t colon = value.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == value.size())
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("--output {:?}: expected SRC:DESTDIR, the file or directory SRC of the "
+                                  "result and the directory on this machine to put it in (e.g. "
+                                  "--output /app/bin:./out)",
+                                  value));
+  return std::pair<std::string, std::string>(value.substr(0, colon), value.substr(colon + 1));
+}
+
+Result<ResultTar> write_result_tar(const std::string& rootfs, std::string_view src, const TarSink& sink,
+                                   std::uint64_t max_bytes) {
+  std::string absolute = src.starts_with('/') ? std::string(src) : "/" + std::string(src);
+  KILN_ASSIGN_OR_RETURN(std::string container, with_context(path::normalize_absolute(absolute),
+                                                            fmt::format("--output source {:?}", src)));
+  KILN_ASSIGN_OR_RETURN(std::string host,
+                        with_context(path::resolve_beneath(rootfs, container.substr(1),
+                                                           path::AbsoluteSymlinks::kRelativeToRoot),
+                                     fmt::format("--output source {}", container)));
+  struct stat st {};
+  if (::lstat(host.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return make_error(ErrorKind::kNotFound,
+                        fmt::format("--output source {} does not exist in the result; check the path (it is "
+                                    "a path in the build's filesystem, e.g. /app/bin)",
+                                    container));
+    return errno_error("cannot stat " + host);
+  }
+  ResultTar out;
+  std::optional<Error> over_cap;
+  TarStream tar([&](std::string_view chunk) -> Status {
+    if (out.bytes + chunk.size() > max_bytes) {
+      over_cap = Error(ErrorKind::kFailedPrecondition,
+                       fmt::format("--output {}: the files are over {}, the most an output may hold; "
+                                   "output less, or raise the cap (--output-max-bytes)",
+                                   container, human_bytes(max_bytes)));
+      return std::unexpected(*over_cap);
+    }
+    out.bytes += chunk.size();
+    return sink(chunk);
+  });
+  TreeWriter writer(tar, out, container);
+  std::string base_name = container == "/" ? "" : container.substr(container.rfind('/') + 1);
+  if (S_ISDIR(st.st_mode)) {
+    KILN_RETURN_IF_ERROR(writer.write(host, ""));
+  } else {
+    // A file SRC is one entry named after it; its container path is SRC itself.
+    TreeWriter single(tar, out, container.substr(0, container.rfind('/')));
+    KILN_RETURN_IF_ERROR(single.write(host, base_name));
+  }
+  KILN_RETURN_IF_ERROR(tar.finish());
+  return out;
+}
+
+}  // namespace kiln::context
