@@ -34,7 +34,7 @@ class ScriptedPushTest : public testing::FetcherTest {
     server_.Get("/token", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard lock(mutex_);
       scopes_.push_back(req.get_param_value("scope"));
-      if (req.get_header_value("Authorization") != "Basic " + internal::base64_encode("kiln:s3cret")) {
+      if (req.get_header_value("Authorization") != "Basic " + kiln::base64_encode("kiln:s3cret")) {
         res.status = 401;
         return;
       }
@@ -111,7 +111,7 @@ class ScriptedPushTest : public testing::FetcherTest {
 
 TEST_F(ScriptedPushTest, UploadsWithABearerTokenForPushAndPull) {
   auto registry = client(R"({"auths": {")" + host_ + R"(": {"auth": ")" +
-                         internal::base64_encode("kiln:s3cret") + R"("}}})");
+                         kiln::base64_encode("kiln:s3cret") + R"("}}})");
   std::string blob = "layer bytes";
   std::string digest = "sha256:" + sha256_hex(blob);
   auto before = registry->blob_exists("team/app", digest);
@@ -133,7 +133,7 @@ TEST_F(ScriptedPushTest, UploadsWithABearerTokenForPushAndPull) {
 
 TEST_F(ScriptedPushTest, RefusedCredentialsNameTheRegistryAndThePushScope) {
   auto registry = client(R"({"auths": {")" + host_ + R"(": {"auth": ")" +
-                         internal::base64_encode("kiln:wrong") + R"("}}})");
+                         kiln::base64_encode("kiln:wrong") + R"("}}})");
   auto put = registry->put_blob("team/app", "sha256:" + sha256_hex("x"),
                                 internal::UploadBody{.file = "", .data = "x"});
   ASSERT_FALSE(put);
