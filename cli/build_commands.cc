@@ -31,11 +31,13 @@
 #include "cli/commands.h"
 #include "cli/secret_flags.h"
 #include "common/config.h"
+#include "common/format.h"
 #include "common/fs.h"
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
 #include "worker/builder/builder.h"
 #include "worker/builder/local_builder.h"
+#include "worker/fetcher/image_cache.h"
 #include "worker/store/store.h"
 
 namespace kiln::cli {
@@ -256,20 +258,25 @@ Result<std::chrono::system_clock::time_point> parse_before(const std::string& te
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 
-// Runs `fn` on the store's builder, opened without a sandbox (these
+// Runs `fn` on the local builder, opened without a sandbox (these
 // commands run no steps).
 template <typename Fn>
-void with_store_builder(const AdminOptions& o, Fn fn) {
+void with_local_builder(const AdminOptions& o, Fn fn) {
   auto local = open_local_builder(o.local, /*run_steps=*/false);
   if (!local) {
     report(local.error());
     set_exit(kExitFailed);
     return;
   }
-  if (auto s = fn((*local)->builder(), (*local)->store()); !s) {
+  if (auto s = fn(**local); !s) {
     report(s.error());
     set_exit(kExitFailed);
   }
+}
+
+template <typename Fn>
+void with_store_builder(const AdminOptions& o, Fn fn) {
+  with_local_builder(o, [&](builder::LocalBuilder& local) { return fn(local.builder(), local.store()); });
 }
 
 void run_healthcheck(const AdminOptions& o) {
@@ -343,12 +350,21 @@ void add_build_commands(CLI::App& app) {
   prune_cmd->add_option("--limit", prune->limit, "Delete at most N results (default: no limit)");
   add_store_flags(prune_cmd, prune->local);
   prune_cmd->callback([prune] {
-    with_store_builder(*prune, [&](builder::Builder& b, store::Store&) -> Status {
+    with_local_builder(*prune, [&](builder::LocalBuilder& local) -> Status {
       KILN_ASSIGN_OR_RETURN(auto before, parse_before(prune->before));
-      KILN_ASSIGN_OR_RETURN(std::size_t n, b.prune(before, prune->limit, [](const std::string& id) {
-        std::cout << "deleting " << id << "\n";
-      }));
+      KILN_ASSIGN_OR_RETURN(std::size_t n,
+                            local.builder().prune(before, prune->limit, [](const std::string& id) {
+                              std::cout << "deleting " << id << "\n";
+                            }));
       std::cout << "pruned " << n << (n == 1 ? " result\n" : " results\n");
+      // Blobs are pulled again when needed: those unused since --before go.
+      KILN_ASSIGN_OR_RETURN(fetcher::ImageCachePruneReport blobs,
+                            fetcher::prune_image_cache(local.image_cache_dir(), {.used_before = before}));
+      std::cout << fmt::format("pruned {} image cache blob{}, {}{}\n", blobs.removed,
+                               blobs.removed == 1 ? "" : "s", human_bytes(blobs.bytes),
+                               blobs.kept_in_use > 0
+                                   ? fmt::format(" ({} in use by a pull kept)", blobs.kept_in_use)
+                                   : std::string());
       return {};
     });
   });
@@ -369,9 +385,13 @@ void add_build_commands(CLI::App& app) {
   auto* df_cmd = app.add_subcommand("df", "Print the percentage of free space where the store is");
   add_store_flags(df_cmd, df->local);
   df_cmd->callback([df] {
-    with_store_builder(*df, [&](builder::Builder& b, store::Store& store) -> Status {
-      KILN_ASSIGN_OR_RETURN(double free, b.df());
-      std::cout << fmt::format("{:.1f}% free in {}\n", free, store.root());
+    with_local_builder(*df, [&](builder::LocalBuilder& local) -> Status {
+      KILN_ASSIGN_OR_RETURN(double free, local.builder().df());
+      std::cout << fmt::format("{:.1f}% free in {}\n", free, local.store().root());
+      KILN_ASSIGN_OR_RETURN(fetcher::ImageCacheUsage cache,
+                            fetcher::image_cache_usage(local.image_cache_dir()));
+      std::cout << fmt::format("image cache: {} in {} blob{} ({})\n", human_bytes(cache.bytes), cache.blobs,
+                               cache.blobs == 1 ? "" : "s", local.image_cache_dir());
       return {};
     });
   });

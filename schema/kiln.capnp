@@ -104,6 +104,7 @@ struct WorkerStats {
   cacheMisses @5 :UInt64;
   runningJobs @6 :UInt32;
   healthy @7 :Bool;
+  imageCacheBytes @8 :UInt64;  # the registry blob cache (not in storeBytes)
 }
 
 struct WorkerInfo {

@@ -242,10 +242,12 @@ void put(wire::WorkerStats::Builder b, const WorkerStats& v) {
   b.setCacheMisses(v.cache_misses);
   b.setRunningJobs(v.running_jobs);
   b.setHealthy(v.healthy);
+  b.setImageCacheBytes(v.image_cache_bytes);
 }
 WorkerStats get(wire::WorkerStats::Reader r) {
-  return {r.getDiskFreeBytes(), r.getDiskTotalBytes(), r.getStoreItems(),  r.getStoreBytes(),
-          r.getCacheHits(),     r.getCacheMisses(),    r.getRunningJobs(), r.getHealthy()};
+  return {r.getDiskFreeBytes(), r.getDiskTotalBytes(), r.getStoreItems(),
+          r.getStoreBytes(),    r.getCacheHits(),      r.getCacheMisses(),
+          r.getRunningJobs(),   r.getHealthy(),        r.getImageCacheBytes()};
 }
 
 void put(wire::WorkerInfo::Builder b, const WorkerInfo& v) {

@@ -80,6 +80,7 @@ json worker_to_json(const WorkerInfo& worker) {
       {"disk_total_bytes", worker.stats.disk_total_bytes},
       {"store_items", worker.stats.store_items},
       {"store_bytes", worker.stats.store_bytes},
+      {"image_cache_bytes", worker.stats.image_cache_bytes},
       {"cache_hits", worker.stats.cache_hits},
       {"cache_misses", worker.stats.cache_misses},
       {"healthy", worker.stats.healthy},

@@ -36,7 +36,8 @@ enum class JobJsonDetail {
 nlohmann::json job_to_json(const JobInfo& job, JobJsonDetail detail);
 
 // name, pool, state, connected, capacity, running_jobs, running, labels,
-// disk_free_bytes, disk_total_bytes, store_items, store_bytes, cache_hits,
+// disk_free_bytes, disk_total_bytes, store_items, store_bytes,
+// image_cache_bytes (the registry blob cache), cache_hits,
 // cache_misses, healthy (the worker's own report), last_heartbeat_ms.
 nlohmann::json worker_to_json(const WorkerInfo& worker);
 

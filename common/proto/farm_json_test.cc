@@ -115,7 +115,8 @@ TEST(FarmJson, AWorker) {
                          .cache_hits = 5,
                          .cache_misses = 1,
                          .running_jobs = 1,
-                         .healthy = false},
+                         .healthy = false,
+                         .image_cache_bytes = 7},
                .last_heartbeat_ms = 1234,
                .connected = true};
   EXPECT_EQ(worker_to_json(w), (json{{"name", "w1"},
@@ -130,6 +131,7 @@ TEST(FarmJson, AWorker) {
                                      {"disk_total_bytes", 100},
                                      {"store_items", 3},
                                      {"store_bytes", 40},
+                                     {"image_cache_bytes", 7},
                                      {"cache_hits", 5},
                                      {"cache_misses", 1},
                                      {"healthy", false},

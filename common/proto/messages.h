@@ -158,6 +158,7 @@ struct WorkerStats {
   std::uint64_t cache_misses = 0;
   std::uint32_t running_jobs = 0;
   bool healthy = true;
+  std::uint64_t image_cache_bytes = 0;  // the registry blob cache, on the store's disk
 };
 
 struct WorkerInfo {

@@ -130,6 +130,8 @@ void write_all(Writer& w, const FarmView& view, const FarmStats& stats) {
   each_worker([&](const WorkerSummary& s) { return num(s.info->stats.store_items); });
   w.family("kiln_worker_store_bytes", "gauge", "Bytes used by the worker's store.");
   each_worker([&](const WorkerSummary& s) { return num(s.info->stats.store_bytes); });
+  w.family("kiln_worker_image_cache_bytes", "gauge", "Bytes used by the worker's registry blob cache.");
+  each_worker([&](const WorkerSummary& s) { return num(s.info->stats.image_cache_bytes); });
   w.family("kiln_worker_cache_hits_total", "counter", "Build steps the worker found in its cache.");
   each_worker([&](const WorkerSummary& s) { return num(s.info->stats.cache_hits); });
   w.family("kiln_worker_cache_misses_total", "counter", "Build steps the worker had to build.");

@@ -120,6 +120,7 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   std::unique_ptr<LocalBuilder> local(new LocalBuilder());
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));
 
+  local->image_cache_dir_ = registry.cache_dir;
   local->store_spec_ = options.store.empty() ? "overlayfs:" + options.home + "/store" : options.store;
   if (options.store.empty()) {
     std::error_code ec;

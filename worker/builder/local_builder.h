@@ -106,11 +106,15 @@ class LocalBuilder {
   const std::string& store_spec() const { return store_spec_; }
   // The image aliases, limits and step timeout the builder was given.
   const BuilderOptions& builder_options() const { return builder_options_; }
+  // The registry fetcher's blob cache, HOME/image-cache (fetcher/image_cache.h
+  // measures and prunes it).
+  const std::string& image_cache_dir() const { return image_cache_dir_; }
 
  private:
   LocalBuilder() = default;
 
   std::string store_spec_;
+  std::string image_cache_dir_;
   BuilderOptions builder_options_;
   // Declared in construction order: destroyed builder first, store last.
   std::unique_ptr<store::Store> store_;

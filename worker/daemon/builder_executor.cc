@@ -76,7 +76,9 @@ Status BuilderExecutor::open(const ExecutorHost& host) {
                          .prune_below_bytes = options_.prune_below_bytes,
                          .prune_min_age = options_.prune_min_age,
                          .interval = options_.maintenance_interval,
-                         .context_max_age = options_.context_max_age},
+                         .context_max_age = options_.context_max_age,
+                         .image_cache_dir = options_.image_cache_dir,
+                         .image_cache_max_bytes = options_.image_cache_max_bytes},
       builder_, [this](std::vector<std::string> removed) { push_inventory({}, std::move(removed)); });
   maintenance_->start();
   return {};

@@ -63,6 +63,9 @@ struct BuilderExecutorOptions {
   std::chrono::milliseconds log_flush_interval{50};
   // Cached context tars unused this long are removed (checked with the prune).
   std::chrono::hours context_max_age{24 * 7};
+  // The registry blob cache ("" none), pruned to this size (MaintenanceOptions).
+  std::string image_cache_dir;
+  std::uint64_t image_cache_max_bytes = 10ull << 30;
   // Pushes a job's result as an image when the job names one (JobSpec.push):
   // kiln-worker sets it to worker/pusher with its registry flags. Gets the
   // result id, the parsed spec, the reference, the login ("USER:PASSWORD",

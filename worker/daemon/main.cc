@@ -69,6 +69,7 @@ struct Flags {
   std::string oci_runtime = "runc";
   std::vector<std::string> image_aliases;
   std::string prune_below = "2G";
+  std::string image_cache_max = "10G";
   double prune_min_age_seconds = 600;
   std::string memory;                 // per run step; empty: the default (half the RAM); "none": unlimited
   std::optional<std::uint32_t> pids;  // unset: the default (4096); 0: unlimited
@@ -198,6 +199,10 @@ int main(int argc, char** argv) {
                  "Prune least recently used results while the store's disk has less free space than this "
                  "(2G, 512M, bytes)")
       ->capture_default_str();
+  app.add_option("--image-cache-max-bytes", flags.image_cache_max,
+                 "Keep the registry blob cache (STATE/image-cache) under this size, least recently used "
+                 "blobs pruned first (10G, 512M, bytes)")
+      ->capture_default_str();
   app.add_option("--prune-min-age", flags.prune_min_age_seconds,
                  "Seconds since its last use before a result may be pruned: the results a job has just "
                  "reported stay for the jobs that follow")
@@ -271,6 +276,11 @@ int main(int argc, char** argv) {
     std::cerr << "kiln-worker: " << prune_below.error().to_string() << "\n";
     return kExitUsage;
   }
+  auto image_cache_max = kiln::parse_byte_size("--image-cache-max-bytes", flags.image_cache_max);
+  if (!image_cache_max) {
+    std::cerr << "kiln-worker: " << image_cache_max.error().to_string() << "\n";
+    return kExitUsage;
+  }
   if (flags.fake_build && *flags.fake_build < 0) {
     std::cerr << "kiln-worker: --fake-build takes a number of seconds >= 0\n";
     return kExitUsage;
@@ -326,7 +336,9 @@ int main(int argc, char** argv) {
     kiln::worker::BuilderExecutorOptions executor_options{
         .state_dir = state_dir,
         .prune_below_bytes = *prune_below,
-        .prune_min_age = std::chrono::seconds(static_cast<long>(flags.prune_min_age_seconds))};
+        .prune_min_age = std::chrono::seconds(static_cast<long>(flags.prune_min_age_seconds)),
+        .image_cache_dir = local->image_cache_dir(),
+        .image_cache_max_bytes = *image_cache_max};
     // Pushes log in and trust registries as this worker's pulls do, with the
     // login the job brought (docs/images.md, "Results out").
     executor_options.push =

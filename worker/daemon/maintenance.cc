@@ -65,6 +65,7 @@ void Maintenance::fill_stats(proto::WorkerStats& s) {
     s.cache_misses = cache->misses;
   }
   s.store_bytes = store_bytes_.load();
+  s.image_cache_bytes = image_cache_bytes_.load();
 }
 
 void Maintenance::loop() {
@@ -76,12 +77,55 @@ void Maintenance::loop() {
       pass_requested_ = false;
     }
     prune_if_low();
+    trim_image_cache();
     if (std::size_t n = remove_unused_contexts(options_.contexts_dir, options_.context_max_age))
       spdlog::info("kiln-worker {}: removed {} build context(s) unused for {} h", options_.worker_name, n,
                    options_.context_max_age.count());
     // The store's size for heartbeats: results are measured after they are built.
     if (auto bytes = builder_.total_size()) store_bytes_ = *bytes;
+    if (auto cache = fetcher::image_cache_usage(options_.image_cache_dir);
+        cache && !options_.image_cache_dir.empty())
+      image_cache_bytes_ = cache->bytes;
   }
+}
+
+fetcher::ImageCachePruneReport Maintenance::trim_image_cache() {
+  if (options_.image_cache_dir.empty()) return {};
+  auto report =
+      fetcher::prune_image_cache(options_.image_cache_dir, {.max_bytes = options_.image_cache_max_bytes});
+  if (!report) {
+    spdlog::warn("kiln-worker {}: {}", options_.worker_name, report.error().to_string());
+    return {};
+  }
+  if (report->removed > 0)
+    spdlog::info(
+        "kiln-worker {}: pruned {} image cache blob(s), {}, least recently used first, to keep the "
+        "image cache under --image-cache-max-bytes {}; {} left{}",
+        options_.worker_name, report->removed, human_bytes(report->bytes),
+        human_bytes(options_.image_cache_max_bytes), human_bytes(report->bytes_left),
+        report->kept_in_use > 0 ? fmt::format(" ({} blob(s) in use by pulls kept)", report->kept_in_use)
+                                : std::string());
+  return *report;
+}
+
+void Maintenance::prune_image_cache_if_low(std::chrono::system_clock::time_point before) {
+  if (options_.image_cache_dir.empty()) return;
+  auto enough = [this] {
+    auto space = builder_.disk_space();
+    return !space || space->free_bytes >= options_.prune_below_bytes;
+  };
+  auto report = fetcher::prune_image_cache(options_.image_cache_dir,
+                                           {.max_bytes = 0, .used_before = before, .enough = enough});
+  if (!report) {
+    spdlog::warn("kiln-worker {}: {}", options_.worker_name, report.error().to_string());
+    return;
+  }
+  if (report->removed > 0)
+    spdlog::info(
+        "kiln-worker {}: pruned {} image cache blob(s), {}, because the disk was below "
+        "--prune-below-bytes {}; {} left in the image cache",
+        options_.worker_name, report->removed, human_bytes(report->bytes),
+        human_bytes(options_.prune_below_bytes), human_bytes(report->bytes_left));
 }
 
 builder::PruneReport Maintenance::prune_if_low() {
@@ -92,6 +136,10 @@ builder::PruneReport Maintenance::prune_if_low() {
   // Results used since `before` stay: the one a job has just reported must
   // still be there when the scheduler sends the next job for it.
   const auto before = options_.now() - options_.prune_min_age;
+  // Blobs first: downloading one again costs less than rebuilding a result.
+  prune_image_cache_if_low(before);
+  space = builder_.disk_space();
+  if (!space || space->free_bytes >= options_.prune_below_bytes) return total;
   const std::string min_age = human_duration(options_.prune_min_age);
   bool nothing_left = false;
   for (;;) {

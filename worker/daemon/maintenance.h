@@ -5,10 +5,16 @@
 // than `prune_below_bytes`, never one used in the last `prune_min_age` (the
 // result a job has just reported, its steps) nor one a running job uses,
 // and logs what it removed and why (count, bytes, the oldest and newest
-// last use) or why it could remove nothing; it also removes cached context
-// tars unused for `context_max_age`, and measures the store's total size. It also answers
-// the store's figures for heartbeats (disk space, results, bytes, cache hits
-// and misses) and whether the store is healthy (it can count its results).
+// last use) or why it could remove nothing. The registry blob cache
+// (`image_cache_dir`) is pruned too: every pass down to image_cache_max_bytes,
+// and when the disk is low, before any result, of every blob not used within
+// prune_min_age until the disk has room (blobs are downloaded again more
+// cheaply than results are rebuilt); never a blob a pull holds. It also removes cached context
+// tars unused for `context_max_age`, and measures the store's and the image
+// cache's total size. It also answers
+// the store's figures for heartbeats (disk space, results, bytes, image cache
+// bytes, cache hits and misses) and whether the store is healthy (it can
+// count its results).
 //
 //   Maintenance maintenance(options, builder, [&](std::vector<std::string> removed) { ... });
 //   maintenance.start();
@@ -36,6 +42,7 @@
 
 #include "common/proto/messages.h"
 #include "worker/builder/builder.h"
+#include "worker/fetcher/image_cache.h"
 
 namespace kiln::worker {
 
@@ -54,6 +61,9 @@ struct MaintenanceOptions {
   std::chrono::milliseconds interval{30000};
   // Cached context tars unused this long are removed.
   std::chrono::hours context_max_age{24 * 7};
+  // The registry blob cache (STATE/image-cache; "" none) and its size cap.
+  std::string image_cache_dir;
+  std::uint64_t image_cache_max_bytes = 10ull << 30;
 };
 
 class Maintenance {
@@ -81,9 +91,14 @@ class Maintenance {
   // tests; not while the thread runs). Returns what was removed and kept
   // (all zero when there was space enough).
   builder::PruneReport prune_if_low();
+  // The image cache pruned down to image_cache_max_bytes, as each pass does
+  // (for tests). Returns what was removed.
+  fetcher::ImageCachePruneReport trim_image_cache();
 
  private:
   void loop();
+  // When the disk is low: blobs unused since `before`, until there is room.
+  void prune_image_cache_if_low(std::chrono::system_clock::time_point before);
 
   MaintenanceOptions options_;
   builder::Builder& builder_;
@@ -94,6 +109,7 @@ class Maintenance {
   bool pass_requested_ = true;  // the first pass runs at start
   bool stopping_ = false;
   std::atomic<std::uint64_t> store_bytes_{0};
+  std::atomic<std::uint64_t> image_cache_bytes_{0};
 };
 
 }  // namespace kiln::worker

@@ -88,9 +88,9 @@ TEST_F(BlobCacheTest, ResetStartsADownloadOver) {
 }
 
 TEST_F(BlobCacheTest, PutAndTagRecords) {
-  ASSERT_TRUE(cache_->put(digest_of("{}"), "{}", "r"));
+  ASSERT_TRUE(cache_->put(digest_of("{}"), "{}", "r").has_value());
   EXPECT_TRUE(cache_->contains(digest_of("{}")));
-  EXPECT_FALSE(cache_->put(digest_of("x"), "y", "r"));
+  EXPECT_FALSE(cache_->put(digest_of("x"), "y", "r").has_value());
   auto none = cache_->read_tag("r/a:1");
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none);

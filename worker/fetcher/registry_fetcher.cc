@@ -131,7 +131,11 @@ class Pull {
     }
     std::string tag_key = ref_.registry + "/" + ref_.repository + ":" + ref_.tag;
     KILN_ASSIGN_OR_RETURN(auto record, cache_.read_tag(tag_key));
-    if (options_.pull != PullPolicy::kAlways && record && cache_.contains(record->digest)) {
+    bool cached = false;
+    if (options_.pull != PullPolicy::kAlways && record) {
+      KILN_ASSIGN_OR_RETURN(cached, hold(record->digest));
+    }
+    if (cached) {
       progress_(ProgressKind::kLayer,
                 fmt::format("{} resolved earlier to {} (--pull always asks the registry again)", image_,
                             record->digest));
@@ -146,8 +150,8 @@ class Pull {
     progress_(ProgressKind::kLayer, fmt::format("resolving {} at {}", image_, registry->base_url()));
     KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest,
                           registry->get_manifest(ref_.repository, ref_.tag));
-    if (!cache_.contains(manifest.digest))
-      KILN_RETURN_IF_ERROR(cache_.put(manifest.digest, manifest.content, "registry " + ref_.registry));
+    KILN_ASSIGN_OR_RETURN(bool have, hold(manifest.digest));
+    if (!have) KILN_RETURN_IF_ERROR(put(manifest.digest, manifest.content));
     internal::TagRecord resolved{manifest.digest, manifest.media_type};
     KILN_RETURN_IF_ERROR(cache_.write_tag(tag_key, resolved));
     progress_(ProgressKind::kLayer, fmt::format("{} is {}", image_, manifest.digest));
@@ -155,10 +159,30 @@ class Pull {
   }
 
   Status ensure_manifest(const std::string& digest) {
-    if (cache_.contains(digest)) return {};
+    KILN_ASSIGN_OR_RETURN(bool have, hold(digest));
+    if (have) return {};
     KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
     KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest, registry->get_manifest(ref_.repository, digest));
-    return cache_.put(digest, manifest.content, "registry " + ref_.registry);
+    return put(digest, manifest.content);
+  }
+
+  // Leases `digest` for the rest of the pull when the cache has it, so that
+  // no prune removes it before it is unpacked; false when it is not cached.
+  Result<bool> hold(const std::string& digest) {
+    KILN_ASSIGN_OR_RETURN(auto lease, cache_.lease(digest));
+    if (!lease) return false;
+    keep(std::move(*lease));
+    return true;
+  }
+  void keep(internal::BlobLease lease) {
+    std::lock_guard lock(leases_mutex_);
+    leases_.push_back(std::move(lease));
+  }
+  Status put(const std::string& digest, const std::string& content) {
+    KILN_ASSIGN_OR_RETURN(internal::BlobLease lease,
+                          cache_.put(digest, content, "registry " + ref_.registry));
+    keep(std::move(lease));
+    return {};
   }
 
   // A cached manifest, its digest checked again (the cache is a directory anyone root can edit).
@@ -195,7 +219,8 @@ class Pull {
     std::set<std::string> seen;
     for (const auto& blob : blobs) {
       if (!seen.insert(blob.digest).second) continue;
-      if (cache_.contains(blob.digest)) {
+      KILN_ASSIGN_OR_RETURN(bool cached, hold(blob.digest));
+      if (cached) {
         if (blob.label != "config")
           progress_(ProgressKind::kLayer,
                     fmt::format("{} {} is cached", blob.label, short_digest(blob.digest)));
@@ -248,6 +273,7 @@ class Pull {
                                       fmt::format("image {}: pulling {}", image_, blob.label)));
     KILN_RETURN_IF_ERROR(with_context(writer->commit("registry " + ref_.registry),
                                       fmt::format("image {}: pulling {}", image_, blob.label)));
+    keep(writer->lease());
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double rate = seconds > 0 ? static_cast<double>(writer->written()) / seconds : 0;
     progress_(ProgressKind::kLayer, fmt::format("pulled {} {} {} in {:.1f} s ({}/s)", blob.label,
@@ -262,6 +288,8 @@ class Pull {
   SharedProgress progress_;
   std::string image_;
   std::unique_ptr<RegistryClient> client_;
+  std::mutex leases_mutex_;
+  std::vector<internal::BlobLease> leases_;  // every blob this pull uses, until it ends
 };
 
 class RegistryFetcher : public Fetcher {

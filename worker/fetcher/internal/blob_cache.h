@@ -16,7 +16,11 @@
 // written, its size and sha256 checked, and fsynced: a download cut short or
 // corrupt never is. Writers use unique temporary names, so several threads or
 // processes may download the same blob at once (the last rename wins; the
-// content is the same). Pruning is not done here yet (docs/images.md).
+// content is the same). A pull holds a BlobLease on every blob it uses, from
+// finding or downloading it until its unpack ends: prune() never removes a
+// leased blob (a shared flock on the blob's inode; prune needs an exclusive
+// one) and removes the others least recently leased first (leasing sets the
+// blob's mtime to now).
 // Thread safety: a BlobCache is immutable after open() and may be shared; a
 // Writer belongs to one thread.
 #pragma once
@@ -31,6 +35,7 @@
 #include "common/error.h"
 #include "common/sha256.h"
 #include "common/unique_fd.h"
+#include "worker/fetcher/image_cache.h"
 #include "worker/fetcher/internal/image_files.h"
 
 namespace kiln::fetcher::internal {
@@ -39,6 +44,15 @@ namespace kiln::fetcher::internal {
 struct TagRecord {
   std::string digest;      // of the manifest or index the tag named
   std::string media_type;  // as the registry said
+};
+
+// A blob in use: prune() leaves it while this lives. Move-only.
+class BlobLease {
+ public:
+  explicit BlobLease(UniqueFd fd) : fd_(std::move(fd)) {}
+
+ private:
+  UniqueFd fd_;  // holds LOCK_SH on the blob's inode
 };
 
 class BlobWriter {
@@ -55,8 +69,10 @@ class BlobWriter {
   Status reset();
   // Checks size and digest, fsyncs, renames into place. On a mismatch the
   // temporary file is removed and the error (kInvalidArgument) names both
-  // digests and `source`.
+  // digests and `source`. The blob is leased from begin() on: lease() hands
+  // that lease over (once, after commit).
   Status commit(std::string_view source);
+  BlobLease lease();
   std::uint64_t written() const { return written_; }
 
  private:
@@ -82,8 +98,17 @@ class BlobCache {
   std::string path_of(std::string_view digest) const;
   // A writer for the blob `digest` (sha256:HEX) of `expected_size` bytes (-1: unknown).
   Result<std::unique_ptr<BlobWriter>> begin(std::string_view digest, std::int64_t expected_size) const;
-  // Stores a small blob held in memory (a manifest), verified like a download.
-  Status put(std::string_view digest, std::string_view content, std::string_view source) const;
+  // Stores a small blob held in memory (a manifest), verified like a download;
+  // returns its lease.
+  Result<BlobLease> put(std::string_view digest, std::string_view content, std::string_view source) const;
+  // Leases the blob `digest` when the cache holds it (nullopt otherwise, also
+  // when a prune removed it just now) and marks it used now.
+  Result<std::optional<BlobLease>> lease(std::string_view digest) const;
+
+  // The complete blobs' bytes and count.
+  Result<ImageCacheUsage> usage() const;
+  // Removes unleased blobs, least recently used first (image_cache.h).
+  Result<ImageCachePruneReport> prune(const ImageCachePruneOptions& options) const;
 
   // The tag's last resolution (`reference` is canonical REGISTRY/REPO:TAG).
   Result<std::optional<TagRecord>> read_tag(const std::string& reference) const;
