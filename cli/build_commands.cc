@@ -79,6 +79,9 @@ void add_run_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
                   "HOST:PORT of a registry spoken to over plain HTTP, without TLS (repeatable)");
   cmd->add_option("--registry-ca", flags.registry_ca,
                   "PEM file of CA certificates trusted for registries, besides the system's");
+  cmd->add_option("--registry-mirror", flags.registry_mirrors,
+                  "https://HOST[:PORT] (or http://) of a mirror of docker.io, asked before it; docker.io "
+                  "itself when the mirror fails or lacks the image (repeatable)");
   cmd->add_option("--pull", flags.pull,
                   "When to ask a registry what a tag names: missing (once; later builds use the image cache "
                   "under KILN_HOME/image-cache), always, or never (image cache only)")

@@ -91,6 +91,26 @@ TEST_F(RegistryBuildTest, FlagsAreCheckedAndRegistryErrorsReachTheUser) {
                               {"--insecure-registry", registry_->host(), "--pull", "never"});
   EXPECT_EQ(never.exit_code, 1);
   EXPECT_THAT(never.err, HasSubstr("--pull never"));
+  ProcessResult bad_mirror = build(spec, {"--registry-mirror", "ftp://" + registry_->host()});
+  EXPECT_NE(bad_mirror.exit_code, 0);
+  EXPECT_THAT(bad_mirror.err, HasSubstr("--registry-mirror"));
+}
+
+// A bare name is a docker.io image; with --registry-mirror the mirror (here
+// the local registry, holding it as docker.io would: library/busybox) serves
+// it and docker.io is never asked (these machines cannot reach it).
+TEST_F(RegistryBuildTest, ADockerHubNameIsPulledFromTheRegistryMirror) {
+  ASSERT_EQ(registry_->push("oci:" + home_.path() + "/layout/busybox:latest", "library/busybox:1.36"), "");
+  std::string spec = "((from \"busybox:1.36\")\n (run (shell \"echo mirrored\")))\n";
+  ProcessResult built = build(spec, {"--registry-mirror", "http://" + registry_->host()});
+  ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
+  EXPECT_THAT(built.out, AllOf(HasSubstr("resolving docker.io/library/busybox:1.36 at http://" +
+                                         registry_->host() + " (mirror), then https://registry-1.docker.io"),
+                               HasSubstr("pulled layer 1/1 sha256:"), HasSubstr("mirrored")));
+  EXPECT_THAT(built.out, ::testing::Not(HasSubstr("failed")));
+  ProcessResult grep = run_process(
+      {"/bin/grep", "-rl", "\"resolved\": \"docker.io/library/busybox@sha256:", home_.path() + "/store"});
+  EXPECT_EQ(grep.exit_code, 0) << grep.out << grep.err;
 }
 
 }  // namespace

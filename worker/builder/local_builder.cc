@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "worker/fetcher/registry_reference.h"
 
 namespace kiln::builder {
 namespace {
@@ -116,6 +117,10 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
         fmt::format("--registry-ca {}: no such file (a PEM file of CA certificates)", options.registry_ca));
   registry.ca_file = options.registry_ca;
   registry.insecure_registries = options.insecure_registries;
+  for (const std::string& url : options.registry_mirrors) {
+    KILN_ASSIGN_OR_RETURN(fetcher::RegistryMirror mirror, fetcher::parse_registry_mirror(url));
+    registry.mirrors[std::string(fetcher::kDefaultRegistry)].push_back(mirror.url);
+  }
   registry.cache_dir = options.home + "/image-cache";
   std::unique_ptr<LocalBuilder> local(new LocalBuilder());
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));

@@ -13,7 +13,7 @@
 //
 // Contract: open() checks every flag value before it touches anything
 // (kInvalidArgument naming the flag: --rsync-mode, --oci-runtime,
-// --image-alias, --memory, --userns, --pull, --registry-ca, also --userns with an overlayfs
+// --image-alias, --memory, --userns, --pull, --registry-ca, --registry-mirror, also --userns with an overlayfs
 // store), then opens the store (kIo when its default
 // directory cannot be made; the store's own errors with "opening store
 // SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
@@ -78,6 +78,8 @@ struct LocalBuilderOptions {
   // HOME/image-cache.
   std::vector<std::string> insecure_registries;
   std::string registry_ca;
+  // --registry-mirror URL (repeatable): mirrors of docker.io, asked first.
+  std::vector<std::string> registry_mirrors;
   std::string pull = "missing";
   // Log with spdlog what setting up found: the store's recovery report when
   // it repaired anything, and each image alias (kiln-worker's log; `kiln`

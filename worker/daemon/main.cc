@@ -78,6 +78,7 @@ struct Flags {
   std::optional<std::string> userns;  // --userns[=HOST_FIRST:COUNT]
   std::vector<std::string> insecure_registries;
   std::string registry_ca;
+  std::vector<std::string> registry_mirrors;
   std::string pull = "missing";
   std::optional<double> fake_build;
 };
@@ -191,6 +192,9 @@ int main(int argc, char** argv) {
                  "HOST:PORT of a registry spoken to over plain HTTP, without TLS (repeatable)");
   app.add_option("--registry-ca", flags.registry_ca,
                  "PEM file of CA certificates trusted for registries, besides the system's");
+  app.add_option("--registry-mirror", flags.registry_mirrors,
+                 "https://HOST[:PORT] (or http://) of a mirror of docker.io, asked before it; docker.io "
+                 "itself when the mirror fails or lacks the image (repeatable)");
   app.add_option("--pull", flags.pull,
                  "When to ask a registry what a tag names: missing (once per worker; later pulls use the "
                  "image cache), always, or never (image cache only)")
@@ -318,6 +322,7 @@ int main(int argc, char** argv) {
                                                    .userns = flags.userns,
                                                    .insecure_registries = flags.insecure_registries,
                                                    .registry_ca = flags.registry_ca,
+                                                   .registry_mirrors = flags.registry_mirrors,
                                                    .pull = flags.pull,
                                                    .log_setup = true});
     if (!made) {

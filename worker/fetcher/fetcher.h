@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,10 @@ struct RegistryOptions {
   // else $HOME/.docker/config.json.
   std::string docker_config;
   int parallel_downloads = 3;
+  // Mirrors asked before a registry, in order: registry ("docker.io") ->
+  // mirror URLs (https://HOST[:PORT] or http://HOST[:PORT];
+  // registry_reference.h). `--registry-mirror URL` fills docker.io's.
+  std::map<std::string, std::vector<std::string>> mirrors;
 };
 
 // Fetches oci:DIR[:TAG] only.

@@ -19,6 +19,7 @@
 #include "worker/fetcher/internal/image_manifest.h"
 #include "worker/fetcher/internal/image_unpack.h"
 #include "worker/fetcher/internal/layer_unpacker.h"
+#include "worker/fetcher/internal/mirrored_registry.h"
 #include "worker/fetcher/internal/registry_client.h"
 #include "worker/fetcher/registry_reference.h"
 
@@ -26,6 +27,7 @@ namespace kiln::fetcher {
 namespace {
 
 using internal::BlobCache;
+using internal::MirroredRegistry;
 using internal::RegistryClient;
 
 std::string short_digest(const std::string& digest) {
@@ -107,7 +109,7 @@ class Pull {
   }
 
  private:
-  Result<RegistryClient*> client() {
+  Result<MirroredRegistry*> client() {
     if (!client_) {
       if (options_.pull == PullPolicy::kNever)
         return make_error(ErrorKind::kNotFound,
@@ -118,7 +120,17 @@ class Pull {
       options.insecure_registries = options_.insecure_registries;
       options.ca_file = options_.ca_file;
       options.docker_config = options_.docker_config;
-      KILN_ASSIGN_OR_RETURN(client_, RegistryClient::create(options, ref_.registry, ref_.api_host()));
+      std::vector<RegistryMirror> mirrors;
+      if (auto it = options_.mirrors.find(ref_.registry); it != options_.mirrors.end()) {
+        for (const std::string& url : it->second) {
+          KILN_ASSIGN_OR_RETURN(RegistryMirror mirror, parse_registry_mirror(url));
+          mirrors.push_back(std::move(mirror));
+        }
+      }
+      KILN_ASSIGN_OR_RETURN(client_,
+                            MirroredRegistry::create(options, ref_, mirrors, [this](std::string_view line) {
+                              progress_(ProgressKind::kLayer, line);
+                            }));
     }
     return client_.get();
   }
@@ -146,8 +158,8 @@ class Pull {
                         fmt::format("image {}: the tag was never resolved on this machine and --pull never "
                                     "forbids asking registry {}; pull it once with --pull missing",
                                     image_, ref_.registry));
-    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
-    progress_(ProgressKind::kLayer, fmt::format("resolving {} at {}", image_, registry->base_url()));
+    KILN_ASSIGN_OR_RETURN(MirroredRegistry * registry, client());
+    progress_(ProgressKind::kLayer, fmt::format("resolving {} at {}", image_, registry->describe()));
     KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest,
                           registry->get_manifest(ref_.repository, ref_.tag));
     KILN_ASSIGN_OR_RETURN(bool have, hold(manifest.digest));
@@ -161,7 +173,7 @@ class Pull {
   Status ensure_manifest(const std::string& digest) {
     KILN_ASSIGN_OR_RETURN(bool have, hold(digest));
     if (have) return {};
-    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
+    KILN_ASSIGN_OR_RETURN(MirroredRegistry * registry, client());
     KILN_ASSIGN_OR_RETURN(RegistryClient::Manifest manifest, registry->get_manifest(ref_.repository, digest));
     return put(digest, manifest.content);
   }
@@ -229,7 +241,7 @@ class Pull {
       missing.push_back(&blob);
     }
     if (missing.empty()) return {};
-    KILN_ASSIGN_OR_RETURN(RegistryClient * registry, client());
+    KILN_ASSIGN_OR_RETURN(MirroredRegistry * registry, client());
     std::atomic<std::size_t> next{0};
     std::mutex error_mutex;
     std::optional<Error> first_error;
@@ -256,7 +268,7 @@ class Pull {
     return {};
   }
 
-  Status pull_blob(RegistryClient& registry, const BlobToPull& blob) {
+  Status pull_blob(MirroredRegistry& registry, const BlobToPull& blob) {
     std::string size_text = blob.size >= 0 ? human_bytes(static_cast<std::uint64_t>(blob.size)) : "?";
     progress_(ProgressKind::kBytesRead,
               fmt::format("pulling {} {} {}", blob.label, short_digest(blob.digest), size_text));
@@ -287,7 +299,7 @@ class Pull {
   BlobCache cache_;
   SharedProgress progress_;
   std::string image_;
-  std::unique_ptr<RegistryClient> client_;
+  std::unique_ptr<MirroredRegistry> client_;
   std::mutex leases_mutex_;
   std::vector<internal::BlobLease> leases_;  // every blob this pull uses, until it ends
 };

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+
 #include <string>
 
 #include "common/sha256.h"
@@ -80,6 +82,36 @@ Error bad(std::string_view text, std::string_view what) {
 }
 
 }  // namespace
+
+Result<RegistryMirror> parse_registry_mirror(std::string_view url) {
+  RegistryMirror mirror;
+  std::string_view rest = url;
+  if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+    mirror.plain_http = true;
+  } else {
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("--registry-mirror {:?}: expected https://HOST[:PORT] or http://HOST[:PORT]", url));
+  }
+  if (rest.ends_with('/')) rest.remove_suffix(1);
+  bool valid = !rest.empty();
+  for (char c : rest)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' ||
+          c == ']'))
+      valid = false;
+  if (!valid)
+    return make_error(
+        ErrorKind::kInvalidArgument,
+        fmt::format("--registry-mirror {:?}: expected https://HOST[:PORT] or http://HOST[:PORT], "
+                    "with no path (a mirror serves /v2/ at its root)",
+                    url));
+  mirror.host = std::string(rest);
+  mirror.url = (mirror.plain_http ? "http://" : "https://") + mirror.host;
+  return mirror;
+}
 
 std::string RegistryReference::api_host() const {
   return registry == "docker.io" ? "registry-1.docker.io" : registry;

@@ -43,6 +43,20 @@ struct RegistryReference {
 
 Result<RegistryReference> parse_registry_reference(std::string_view text);
 
+// The registry bare names live in, and the one `--registry-mirror` mirrors.
+inline constexpr std::string_view kDefaultRegistry = "docker.io";
+
+// A mirror of a registry (`--registry-mirror URL`, docker's registry-mirrors):
+// asked first, the registry itself when the mirror fails or lacks the image.
+struct RegistryMirror {
+  std::string url;          // as given, without a trailing '/'
+  std::string host;         // HOST[:PORT]
+  bool plain_http = false;  // http:// (the scheme decides; no --insecure-registry needed)
+};
+// Parses "https://HOST[:PORT]" or "http://HOST[:PORT]" (a trailing '/' is
+// allowed, no other path). kInvalidArgument naming --registry-mirror otherwise.
+Result<RegistryMirror> parse_registry_mirror(std::string_view url);
+
 // Canonical form: REGISTRY/REPOSITORY[:TAG][@DIGEST] (the tag is left out
 // when a digest is given and no tag was written).
 std::string to_string(const RegistryReference& ref);

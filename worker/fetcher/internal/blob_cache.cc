@@ -83,12 +83,14 @@ Status BlobWriter::reset() {
   if (::ftruncate(fd_.get(), 0) != 0 || ::lseek(fd_.get(), 0, SEEK_SET) != 0)
     return errno_error("cannot truncate " + temp_path_);
   hash_ = Sha256();
+  actual_.reset();
   written_ = 0;
   return {};
 }
 
-Status BlobWriter::commit(std::string_view source) {
-  std::string actual = "sha256:" + hash_.hex_digest();
+Status BlobWriter::verify(std::string_view source) {
+  if (!actual_) actual_ = "sha256:" + hash_.hex_digest();
+  const std::string& actual = *actual_;
   if (actual != digest_)
     return make_error(
         ErrorKind::kInvalidArgument,
@@ -99,6 +101,11 @@ Status BlobWriter::commit(std::string_view source) {
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("{}: blob {} has {} bytes but its descriptor says {}; it was not cached",
                                   source, digest_, written_, expected_size_));
+  return {};
+}
+
+Status BlobWriter::commit(std::string_view source) {
+  KILN_RETURN_IF_ERROR(verify(source));
   if (::fsync(fd_.get()) != 0) return errno_error("cannot fsync " + temp_path_);
   // Linked, not renamed over a copy another download put there first: that
   // copy may be leased by its pull, and replacing it would leave the name

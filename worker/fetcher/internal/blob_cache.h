@@ -73,6 +73,9 @@ class BlobWriter {
   // that lease over (once, after commit).
   Status commit(std::string_view source);
   BlobLease lease();
+  // The checks of commit() alone: whether what was written so far is the
+  // blob (a mirror's answer is checked before the registry is left out).
+  Status verify(std::string_view source);
   std::uint64_t written() const { return written_; }
 
  private:
@@ -82,6 +85,7 @@ class BlobWriter {
   std::int64_t expected_size_;
   UniqueFd fd_;
   Sha256 hash_;
+  std::optional<std::string> actual_;  // "sha256:HEX" once the hash is finished
   std::uint64_t written_ = 0;
   bool committed_ = false;
 };
