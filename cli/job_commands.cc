@@ -69,6 +69,7 @@ void print_status(const proto::JobInfo& job) {
   if (!job.labels.empty()) std::cout << fmt::format("labels:    {}\n", join_or_dash(job.labels));
   if (!job.secret_ids.empty()) std::cout << fmt::format("secrets:   {}\n", join_or_dash(job.secret_ids));
   if (job.timeout_seconds > 0) std::cout << fmt::format("timeout:   {} s\n", job.timeout_seconds);
+  if (!job.pull.empty()) std::cout << fmt::format("pull:      {}\n", job.pull);
   if (job.estimate_seconds > 0)
     std::cout << fmt::format("estimate:  {:g} s (the client's, for a cold build)\n", job.estimate_seconds);
   if (job.cancel_requested && !is_final(job.state))
@@ -86,10 +87,12 @@ void print_status(const proto::JobInfo& job) {
   std::cout << fmt::format("log:       {} (kiln logs {})\n", human_bytes(job.log_bytes), job.id);
   if (!job.steps.empty()) {
     std::cout << "steps:\n";
-    for (const auto& step : job.steps)
+    for (const auto& step : job.steps) {
       std::cout << fmt::format("  {:.12}  {:>7}  {}\n", step.id,
                                step.cached ? "cached" : fmt::format("{:.1f}s", step.seconds),
                                step.description);
+      if (!step.image.empty()) std::cout << fmt::format("  {:12}  {:>7}  is {}\n", "", "", step.image);
+    }
   }
   if (job.attempts.size() > 1) {
     std::cout << "attempts:\n";

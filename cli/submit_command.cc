@@ -64,6 +64,7 @@ struct SubmitOptions {
   std::vector<std::string> labels;
   std::uint32_t timeout_seconds = 0;
   double estimate_seconds = 0;
+  std::string pull;  // "" : the worker's --pull
   std::string git_url;
   std::string git_commit;
   bool follow = false;
@@ -116,6 +117,9 @@ Status check_submit_flags(const SubmitOptions& o) {
       return make_error(ErrorKind::kInvalidArgument,
                         fmt::format("--label {:?}: expected KEY=VALUE, e.g. --label arch=x86_64", label));
   }
+  if (!o.pull.empty() && o.pull != "always" && o.pull != "missing" && o.pull != "never")
+    return make_error(ErrorKind::kInvalidArgument,
+                      fmt::format("--pull {:?}: expected always, missing or never", o.pull));
   if (o.git_url.empty() != o.git_commit.empty())
     return make_error(
         ErrorKind::kInvalidArgument,
@@ -211,7 +215,8 @@ void run_submit(const SubmitOptions& o) {
                      .timeout_seconds = o.timeout_seconds,
                      .labels = o.labels,
                      .estimate_seconds = o.estimate_seconds,
-                     .push = o.push};
+                     .push = o.push,
+                     .pull = o.pull};
   if (!o.git_url.empty()) {
     job.context = {.kind = proto::ContextRef::Kind::kGit, .git_repo = o.git_url, .git_commit = o.git_commit};
   } else {
@@ -270,6 +275,9 @@ void add_submit_command(CLI::App& app) {
           "Seconds a cold build of this spec takes, if you know; placement costs the steps no worker "
           "has built before from it (default: learned from the pool's builds)")
       ->check(CLI::NonNegativeNumber);
+  submit_cmd->add_option("--pull", submit->pull,
+                         "When the worker asks a registry what a base image's tag names: missing (once per "
+                         "worker), always, or never (its image cache only); default: the worker's --pull");
   submit_cmd->add_option("--git", submit->git_url,
                          "Use this git repository as the context instead of uploading");
   submit_cmd->add_option("--commit", submit->git_commit, "Full commit hash to check out (with --git)");

@@ -76,6 +76,10 @@ void Scheduler::on_submit(const Incoming& m) {
     auto it = client_names_.find(m.routing_id);
     spec.client = it != client_names_.end() && !it->second.empty() ? it->second : "anonymous";
   }
+  if (!spec.pull.empty() && spec.pull != "always" && spec.pull != "missing" && spec.pull != "never")
+    return reply_error(Port::kClients, m.routing_id, submit.request_id,
+                       Error(ErrorKind::kInvalidArgument,
+                             fmt::format("--pull {:?}: expected always, missing or never", spec.pull)));
   auto planned = planner_.plan(spec);
   if (!planned) return reply_error(Port::kClients, m.routing_id, submit.request_id, planned.error());
 
@@ -96,6 +100,7 @@ void Scheduler::on_submit(const Incoming& m) {
   info.push = spec.push;
   info.planned_steps = std::move(*planned);
   info.estimate_seconds = spec.estimate_seconds > 0 ? spec.estimate_seconds : 0;
+  info.pull = spec.pull;
   for (const proto::Secret& secret : spec.secrets) info.secret_ids.push_back(secret.id);
   job->secrets = std::move(spec.secrets);
   Job& added = jobs_.add(std::move(job));

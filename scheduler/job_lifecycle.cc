@@ -62,7 +62,8 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
                  .secrets = job.secrets,
                  .timeout_seconds = info.timeout_seconds,
                  .labels = info.labels,
-                 .push = info.push};
+                 .push = info.push,
+                 .pull = info.pull};
   reply(Port::kWorkers, worker.routing_id, message);
   spdlog::debug("job {} attempt {} -> {}", info.id, info.attempt, worker.name);
 }

@@ -45,6 +45,7 @@ struct JobSpec {
   estimateSeconds @9 :Float64; # the client's guess of a cold build's seconds (placement); 0: none
   push @10 :Text;         # [HOST[:PORT]/]PATH[:TAG]: the worker pushes the result there; "" none.
                           # Its login travels as the secret "kiln-push-login" (USER:PASSWORD).
+  pull @11 :Text;             # "always", "missing", "never": when base images' tags are asked; "": the worker's --pull
 }
 
 struct StepInfo {
@@ -52,6 +53,7 @@ struct StepInfo {
   description @1 :Text;
   cached @2 :Bool;
   seconds @3 :Float64;
+  image @4 :Text;     # (from ...) steps: what the base resolved to (REGISTRY/REPO@sha256:..., or the manifest digest)
 }
 
 struct Attempt {
@@ -93,6 +95,7 @@ struct JobInfo {
   attemptLogBytes @24 :UInt64;
   push @25 :Text;     # the image reference the result is pushed to ("" none)
   pushed @26 :Text;   # REGISTRY/REPOSITORY:TAG@sha256:… once pushed
+  pull @27 :Text;     # as JobSpec.pull
 }
 
 struct WorkerStats {

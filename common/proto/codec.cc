@@ -125,6 +125,7 @@ void put(wire::JobSpec::Builder b, const JobSpec& v) {
   set_texts(b.initLabels(v.labels.size()), v.labels);
   b.setEstimateSeconds(v.estimate_seconds);
   b.setPush(v.push);
+  b.setPull(v.pull);
 }
 JobSpec get(wire::JobSpec::Reader r) {
   JobSpec v;
@@ -139,6 +140,7 @@ JobSpec get(wire::JobSpec::Reader r) {
   v.labels = get_texts(r.getLabels());
   v.estimate_seconds = r.getEstimateSeconds();
   v.push = text(r.getPush());
+  v.pull = text(r.getPull());
   return v;
 }
 
@@ -147,9 +149,10 @@ void put(wire::StepInfo::Builder b, const StepInfo& v) {
   b.setDescription(v.description);
   b.setCached(v.cached);
   b.setSeconds(v.seconds);
+  b.setImage(v.image);
 }
 StepInfo get(wire::StepInfo::Reader r) {
-  return {text(r.getId()), text(r.getDescription()), r.getCached(), r.getSeconds()};
+  return {text(r.getId()), text(r.getDescription()), r.getCached(), r.getSeconds(), text(r.getImage())};
 }
 void put_steps(capnp::List<wire::StepInfo>::Builder b, const std::vector<StepInfo>& steps) {
   for (unsigned i = 0; i < steps.size(); ++i) put(b[i], steps[i]);
@@ -197,6 +200,7 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   b.setAttemptLogBytes(v.attempt_log_bytes);
   b.setPush(v.push);
   b.setPushed(v.pushed);
+  b.setPull(v.pull);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -230,6 +234,7 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.attempt_log_bytes = r.getAttemptLogBytes();
   v.push = text(r.getPush());
   v.pushed = text(r.getPushed());
+  v.pull = text(r.getPull());
   return v;
 }
 

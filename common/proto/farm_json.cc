@@ -41,16 +41,20 @@ json job_to_json(const JobInfo& job, JobJsonDetail detail) {
       {"labels", job.labels},
       {"timeout_seconds", job.timeout_seconds},
       {"estimate_seconds", job.estimate_seconds},
+      {"pull", job.pull},
       {"cancel_requested", job.cancel_requested},
       {"secret_ids", job.secret_ids},  // ids only: values never leave the scheduler's memory
   };
   if (detail == JobJsonDetail::kList) return j;
   json steps = json::array();
   for (const StepInfo& step : job.steps) {
-    steps.push_back({{"id", step.id},
-                     {"description", step.description},
-                     {"cached", step.cached},
-                     {"seconds", step.seconds}});
+    json entry = {{"id", step.id},
+                  {"description", step.description},
+                  {"cached", step.cached},
+                  {"seconds", step.seconds}};
+    // (from ...) steps: the digest the base image resolved to on the worker.
+    if (!step.image.empty()) entry["image"] = step.image;
+    steps.push_back(std::move(entry));
   }
   j["steps"] = std::move(steps);
   json attempts = json::array();

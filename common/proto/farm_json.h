@@ -29,8 +29,10 @@ enum class JobJsonDetail {
 
 // id, state, pool, client, urgent, spec_name, context, worker, attempt,
 // submitted_at_ms, started_at_ms, finished_at_ms, result, error, log_bytes,
-// labels, timeout_seconds, estimate_seconds, cancel_requested, secret_ids;
-// kFull adds spec, steps and attempts. `context` is {"kind": "none"},
+// labels, timeout_seconds, estimate_seconds, pull ("" when the worker's
+// --pull applies), cancel_requested, secret_ids; kFull adds spec, steps
+// (each {id, description, cached, seconds}, and `image` — what the base
+// resolved to — on (from ...) steps) and attempts. `context` is {"kind": "none"},
 // {"kind": "tar", "digest", "size"} or {"kind": "git", "git_repo",
 // "git_commit"}.
 nlohmann::json job_to_json(const JobInfo& job, JobJsonDetail detail);

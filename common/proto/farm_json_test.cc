@@ -38,7 +38,8 @@ JobInfo sample_job() {
                  .timeout_seconds = 120,
                  .labels = {"arch=x86_64"},
                  .planned_steps = {"9a0b"},
-                 .estimate_seconds = 900};
+                 .estimate_seconds = 900,
+                 .pull = "always"};
 }
 
 std::set<std::string> keys(const json& object) {
@@ -69,6 +70,7 @@ TEST(FarmJson, AJobListedHasEveryFieldButSpecStepsAndAttempts) {
                                             "labels",
                                             "timeout_seconds",
                                             "estimate_seconds",
+                                            "pull",
                                             "cancel_requested",
                                             "secret_ids"}));
   EXPECT_EQ(j["urgent"], true);
@@ -77,6 +79,7 @@ TEST(FarmJson, AJobListedHasEveryFieldButSpecStepsAndAttempts) {
   EXPECT_EQ(j["labels"], json::array({"arch=x86_64"}));
   EXPECT_EQ(j["secret_ids"], json::array({"token"}));
   EXPECT_EQ(j["estimate_seconds"], 900.0);
+  EXPECT_EQ(j["pull"], "always");
 }
 
 TEST(FarmJson, AJobInFullAddsSpecStepsAndAttempts) {
@@ -92,6 +95,11 @@ TEST(FarmJson, AJobInFullAddsSpecStepsAndAttempts) {
                                     {"ended_at_ms", 0},
                                     {"outcome", "lost"}}));
   EXPECT_FALSE(j.contains("planned_steps"));
+  // A (from ...) step says what its base resolved to.
+  JobInfo pulled = sample_job();
+  pulled.steps[0].image = "127.0.0.1:5000/team/busybox@sha256:cd";
+  EXPECT_EQ(job_to_json(pulled, JobJsonDetail::kFull)["steps"][0]["image"],
+            "127.0.0.1:5000/team/busybox@sha256:cd");
 }
 
 TEST(FarmJson, ContextKinds) {

@@ -95,6 +95,7 @@ struct JobSpec {
   std::vector<std::string> labels;
   double estimate_seconds = 0;  // the client's guess of a cold build; 0: none
   std::string push;             // the image reference to push the result to; "" none
+  std::string pull;             // "always", "missing", "never"; "": the worker's --pull
 };
 
 // The secret id under which a job's push login (USER:PASSWORD) travels: never
@@ -106,6 +107,7 @@ struct StepInfo {
   std::string description;
   bool cached = false;
   double seconds = 0;
+  std::string image;  // (from ...) steps: what the base resolved to
 };
 
 struct Attempt {
@@ -147,6 +149,7 @@ struct JobInfo {
   std::uint64_t attempt_log_bytes = 0;
   std::string push;    // the image reference the result is pushed to ("" none)
   std::string pushed;  // REGISTRY/REPOSITORY:TAG@sha256:… once pushed
+  std::string pull;  // as JobSpec::pull
 };
 
 struct WorkerStats {

@@ -205,6 +205,21 @@ Result<Env> Builder::image_env(const std::string& from_id) {
   return read_image_env(path);
 }
 
+std::string Builder::resolved_image(const std::string& from_id) {
+  auto dir = store_.result(from_id);
+  if (!dir || !*dir) return "";
+  auto text = read_file(**dir + "/image.json");
+  if (!text) return "";
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return "";
+  auto text_of = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string resolved = text_of("resolved");
+  return resolved.empty() ? text_of("manifest_digest") : resolved;
+}
+
 Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& stage,
                                          const std::string& stage_path,
                                          std::map<std::string, std::string> build_scope) {
@@ -223,7 +238,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
-  from->fill = [this, reference](const std::string& dir, BuildLog& log, CancelToken& cancel) -> Status {
+  from->fill = [this, reference, pull = request.pull](const std::string& dir, BuildLog& log,
+                                                      CancelToken& cancel) -> Status {
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
@@ -237,7 +253,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
             log.progress(line);
           }
         },
-        rootfs, reference);
+        rootfs, reference, {.cancel = &cancel, .pull = pull});
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
     return write_file(dir + "/image.json", image_config_json(reference, *config));
@@ -403,7 +419,9 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
   auto report_step = [&](bool cached) {
     if (!scope.request().on_step) return;
     std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-    scope.request().on_step(StepEvent{step->id, step->heading, cached, elapsed.count()});
+    StepEvent event{step->id, step->heading, cached, elapsed.count(), {}};
+    if (!step->base) event.image = resolved_image(step->id);
+    scope.request().on_step(event);
   };
   for (;;) {
     if (scope.cancelled()) return std::unexpected(cancelled_error());

@@ -89,6 +89,10 @@ struct StepEvent {
   bool cached = false;      // true: not built by this request (the store held the result, or it shared
                             // a build of the same step in progress)
   double seconds = 0;       // from reaching the step to having its result
+  // (from …) steps: what the base image resolved to, from the result's
+  // image.json — REGISTRY/REPO@sha256:… for registry images, else the
+  // manifest digest; empty for other steps or when it is not recorded.
+  std::string image;
 };
 
 struct BuildRequest {
@@ -102,6 +106,10 @@ struct BuildRequest {
   std::map<std::string, std::string> secrets;  // secret id -> value
   LogSink log;                                 // may be empty
   CancelToken* cancel = nullptr;               // may be null: not cancellable
+  // When registries are asked for the base images' tags (`kiln submit
+  // --pull`); unset: the fetcher's own policy. A (from …) step another
+  // request is already fetching is shared with the policy it started with.
+  std::optional<fetcher::PullPolicy> pull;
   // Called once per step (every stage's `from` and each run and copy), in
   // order, as each is reached from the cache or finishes building; on the
   // thread that called build(). May be empty. A failed or cancelled step is
@@ -213,6 +221,8 @@ class Builder {
   void run_in_flight(std::shared_ptr<InFlight> op);
 
   Result<std::vector<std::pair<std::string, std::string>>> image_env(const std::string& from_id);
+  // What the base image of the (from …) result `from_id` resolved to (StepEvent::image).
+  std::string resolved_image(const std::string& from_id);
 
   void pin(const std::string& id);
   void unpin(const std::string& id);

@@ -47,7 +47,8 @@ std::string read_text(const std::string& path) {
 class FakeFetcher final : public fetcher::Fetcher {
  public:
   Result<fetcher::ImageConfig> fetch(const fetcher::Progress& progress, const std::string& rootfs,
-                                     std::string_view image) override {
+                                     std::string_view image,
+                                     const fetcher::FetchOptions&) override {
     ++fetches;
     progress(fetcher::ProgressKind::kLayer, fmt::format("unpacking {}", image));
     progress(fetcher::ProgressKind::kBytesRead, "  layer 1/1: 16.0 MiB of 20.0 MiB");

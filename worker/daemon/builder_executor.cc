@@ -308,8 +308,13 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
   for (const proto::Secret& secret : job.spec.secrets) request.secrets[secret.id] = secret.value;
   request.log = [this, &job](builder::LogTag, std::string_view text) { push_log(job, text); };
   request.cancel = &job.cancel;
+  if (!job.spec.pull.empty()) {
+    KILN_ASSIGN_OR_RETURN(request.pull,
+                          with_context(fetcher::parse_pull_policy(job.spec.pull), "the job's pull policy"));
+  }
   request.on_step = [this, &job, &steps](const builder::StepEvent& e) {
-    proto::StepInfo info{.id = e.id, .description = e.description, .cached = e.cached, .seconds = e.seconds};
+    proto::StepInfo info{
+        .id = e.id, .description = e.description, .cached = e.cached, .seconds = e.seconds, .image = e.image};
     steps.push_back(info);
     proto::JobEvent event{.type = proto::Type::kJobStep, .job_id = job.job_id, .attempt = job.attempt};
     event.step = std::move(info);

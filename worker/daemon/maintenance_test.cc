@@ -24,8 +24,8 @@ using Clock = std::chrono::system_clock;
 
 class NoFetcher final : public fetcher::Fetcher {
  public:
-  Result<fetcher::ImageConfig> fetch(const fetcher::Progress&, const std::string& rootfs,
-                                     std::string_view) override {
+  Result<fetcher::ImageConfig> fetch(const fetcher::Progress&, const std::string& rootfs, std::string_view,
+                                     const fetcher::FetchOptions&) override {
     std::filesystem::create_directories(rootfs + "/bin");
     return fetcher::ImageConfig{};
   }

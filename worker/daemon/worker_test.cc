@@ -271,7 +271,7 @@ TEST(WorkerFakeBuildTest, KeepsUpWithABurstOfAssignsAndLosesNone) {
 class FakeFetcher final : public fetcher::Fetcher {
  public:
   Result<fetcher::ImageConfig> fetch(const fetcher::Progress&, const std::string& rootfs,
-                                     std::string_view) override {
+                                     std::string_view, const fetcher::FetchOptions&) override {
     std::filesystem::create_directories(rootfs + "/bin");
     std::ofstream(rootfs + "/bin/sh") << "#!fake shell\n";
     return fetcher::ImageConfig{};

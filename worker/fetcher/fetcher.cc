@@ -47,22 +47,22 @@ Result<std::string> absolute_path(std::string_view text, std::string_view path, 
 
 class OciLayoutFetcher : public Fetcher {
  public:
-  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
-                            std::string_view image) override {
+  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs, std::string_view image,
+                            const FetchOptions& options) override {
     KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
     if (reference.source != ImageSource::kOciLayout)
       return make_error(ErrorKind::kInvalidArgument,
                         fmt::format("image {}: this fetcher reads oci:DIR[:TAG] references only", image));
     auto files = internal::open_image_directory(reference.path);
     KILN_ASSIGN_OR_RETURN(internal::ImagePlan plan, internal::plan_oci_layout(*files, reference));
-    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress);
+    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress, options.cancel);
   }
 };
 
 class ImageArchiveFetcher : public Fetcher {
  public:
-  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
-                            std::string_view image) override {
+  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs, std::string_view image,
+                            const FetchOptions& options) override {
     KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
     if (reference.source != ImageSource::kDockerArchive && reference.source != ImageSource::kOciArchive)
       return make_error(
@@ -76,21 +76,21 @@ class ImageArchiveFetcher : public Fetcher {
     } else {
       KILN_ASSIGN_OR_RETURN(plan, internal::plan_oci_layout(*files, reference));
     }
-    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress);
+    return internal::unpack_image(*files, plan, to_string(reference), rootfs, progress, options.cancel);
   }
 };
 
 // Chooses the fetcher by the reference's scheme.
 class SchemeFetcher : public Fetcher {
  public:
-  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
-                            std::string_view image) override {
+  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs, std::string_view image,
+                            const FetchOptions& options) override {
     KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
     switch (reference.source) {
-      case ImageSource::kOciLayout: return oci_layout_->fetch(progress, rootfs, image);
+      case ImageSource::kOciLayout: return oci_layout_->fetch(progress, rootfs, image, options);
       case ImageSource::kDockerArchive:
-      case ImageSource::kOciArchive: return archive_->fetch(progress, rootfs, image);
-      case ImageSource::kRegistry: return registry_->fetch(progress, rootfs, image);
+      case ImageSource::kOciArchive: return archive_->fetch(progress, rootfs, image, options);
+      case ImageSource::kRegistry: return registry_->fetch(progress, rootfs, image, options);
     }
     return make_error(ErrorKind::kInternal, "unhandled image source");
   }

@@ -4,7 +4,8 @@
 //
 //   auto fetcher = kiln::fetcher::make_fetcher();
 //   auto config = fetcher->fetch([](ProgressKind, std::string_view line) { log.note(line); },
-//                                tmp_dir + "/rootfs", "oci:/var/lib/kiln/base:latest");
+//                                tmp_dir + "/rootfs", "oci:/var/lib/kiln/base:latest",
+//                                {.cancel = &cancel});
 //   if (!config) return std::unexpected(config.error());
 //   for (auto& [key, value] : config->env) ...
 //
@@ -41,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
 
 namespace kiln::fetcher {
@@ -97,17 +99,6 @@ enum class ProgressKind { kLayer, kBytesRead };
 // call at a time). May be empty (no notes).
 using Progress = std::function<void(ProgressKind kind, std::string_view line)>;
 
-class Fetcher {
- public:
-  virtual ~Fetcher() = default;
-
-  // Initialises the empty directory `rootfs` with the filesystem of `image`
-  // and returns the image's configuration. See the file comment for the
-  // contract. Errors name the image, the blob or layer entry, and what to do.
-  virtual Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
-                                    std::string_view image) = 0;
-};
-
 // When the registry is asked which manifest a tag names (docs/images.md,
 // "Tags"). A reference by digest never needs asking once its blobs are cached.
 enum class PullPolicy {
@@ -135,6 +126,27 @@ struct RegistryOptions {
   // mirror URLs (https://HOST[:PORT] or http://HOST[:PORT];
   // registry_reference.h). `--registry-mirror URL` fills docker.io's.
   std::map<std::string, std::vector<std::string>> mirrors;
+};
+
+// What one fetch asks beyond the reference (a build's).
+struct FetchOptions {
+  // Fired: the fetch stops between blob downloads and layers and within a
+  // download, with kCancelled; no partial blob is ever cached as complete.
+  // May be null.
+  CancelToken* cancel = nullptr;
+  // Overrides RegistryOptions::pull for this fetch (`kiln submit --pull`).
+  std::optional<PullPolicy> pull;
+};
+
+class Fetcher {
+ public:
+  virtual ~Fetcher() = default;
+
+  // Initialises the empty directory `rootfs` with the filesystem of `image`
+  // and returns the image's configuration. See the file comment for the
+  // contract. Errors name the image, the blob or layer entry, and what to do.
+  virtual Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
+                                    std::string_view image, const FetchOptions& options) = 0;
 };
 
 // Fetches oci:DIR[:TAG] only.

@@ -202,7 +202,7 @@ TEST_F(FetcherTest, OneFetcherServesConcurrentFetches) {
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < roots.size(); ++i)
     threads.emplace_back(
-        [&, i] { results[i] = fetcher->fetch(nullptr, roots[i], "oci:" + tmp_ + "/image"); });
+        [&, i] { results[i] = fetcher->fetch(nullptr, roots[i], "oci:" + tmp_ + "/image", {}); });
   for (auto& t : threads) t.join();
   for (std::size_t i = 0; i < roots.size(); ++i) {
     ASSERT_TRUE(results[i]) << results[i].error().to_string();

@@ -54,7 +54,7 @@ class ImageCacheTest : public testing::FetcherTest {
   Result<ImageConfig> pull(const std::string& name) {
     std::filesystem::remove_all(rootfs_);
     std::filesystem::create_directories(rootfs_);
-    return make_fetcher(options_)->fetch(nullptr, rootfs_, registry_->host() + "/" + name);
+    return make_fetcher(options_)->fetch(nullptr, rootfs_, registry_->host() + "/" + name, {});
   }
 
   std::string blob_path(const Layer& layer) const {

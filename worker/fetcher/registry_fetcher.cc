@@ -59,8 +59,14 @@ struct BlobToPull {
 // so that a fully cached image never touches the network).
 class Pull {
  public:
-  Pull(const RegistryOptions& options, RegistryReference ref, BlobCache cache, const Progress& progress)
-      : options_(options), ref_(std::move(ref)), cache_(std::move(cache)), progress_(progress) {
+  Pull(const RegistryOptions& options, const FetchOptions& fetch, RegistryReference ref, BlobCache cache,
+       const Progress& progress)
+      : options_(options),
+        pull_(fetch.pull.value_or(options.pull)),
+        cancel_(fetch.cancel),
+        ref_(std::move(ref)),
+        cache_(std::move(cache)),
+        progress_(progress) {
     image_ = to_string(ref_);
   }
 
@@ -103,7 +109,8 @@ class Pull {
                         fmt::format("layer {}/{}", i + 1, plan.layers.size())});
     KILN_RETURN_IF_ERROR(pull_blobs(layers));
     Progress note = [this](ProgressKind line_kind, std::string_view line) { progress_(line_kind, line); };
-    KILN_ASSIGN_OR_RETURN(ImageConfig config_out, internal::unpack_image(*files, plan, image_, rootfs, note));
+    KILN_ASSIGN_OR_RETURN(ImageConfig config_out,
+                          internal::unpack_image(*files, plan, image_, rootfs, note, cancel_));
     config_out.resolved = ref_.registry + "/" + ref_.repository + "@" + top.digest;
     return config_out;
   }
@@ -111,7 +118,7 @@ class Pull {
  private:
   Result<MirroredRegistry*> client() {
     if (!client_) {
-      if (options_.pull == PullPolicy::kNever)
+      if (pull_ == PullPolicy::kNever)
         return make_error(ErrorKind::kNotFound,
                           fmt::format("image {} is not in the image cache and --pull never forbids asking "
                                       "registry {}; pull it once with --pull missing",
@@ -120,6 +127,7 @@ class Pull {
       options.insecure_registries = options_.insecure_registries;
       options.ca_file = options_.ca_file;
       options.docker_config = options_.docker_config;
+      options.cancel = cancel_;
       std::vector<RegistryMirror> mirrors;
       if (auto it = options_.mirrors.find(ref_.registry); it != options_.mirrors.end()) {
         for (const std::string& url : it->second) {
@@ -144,7 +152,7 @@ class Pull {
     std::string tag_key = ref_.registry + "/" + ref_.repository + ":" + ref_.tag;
     KILN_ASSIGN_OR_RETURN(auto record, cache_.read_tag(tag_key));
     bool cached = false;
-    if (options_.pull != PullPolicy::kAlways && record) {
+    if (pull_ != PullPolicy::kAlways && record) {
       KILN_ASSIGN_OR_RETURN(cached, hold(record->digest));
     }
     if (cached) {
@@ -153,7 +161,7 @@ class Pull {
                             record->digest));
       return *record;
     }
-    if (options_.pull == PullPolicy::kNever)
+    if (pull_ == PullPolicy::kNever)
       return make_error(ErrorKind::kNotFound,
                         fmt::format("image {}: the tag was never resolved on this machine and --pull never "
                                     "forbids asking registry {}; pull it once with --pull missing",
@@ -253,6 +261,12 @@ class Pull {
         }
         std::size_t i = next.fetch_add(1);
         if (i >= missing.size()) return;
+        if (cancelled()) {
+          std::lock_guard lock(error_mutex);
+          if (!first_error)
+            first_error = Error(ErrorKind::kCancelled, "image " + image_ + ": pull cancelled");
+          return;
+        }
         if (auto s = pull_blob(*registry, *missing[i]); !s) {
           std::lock_guard lock(error_mutex);
           if (!first_error) first_error = std::move(s).error();
@@ -294,7 +308,11 @@ class Pull {
     return {};
   }
 
+  bool cancelled() const { return cancel_ != nullptr && cancel_->cancelled(); }
+
   const RegistryOptions& options_;
+  PullPolicy pull_;
+  const CancelToken* cancel_;  // may be null
   RegistryReference ref_;
   BlobCache cache_;
   SharedProgress progress_;
@@ -308,8 +326,8 @@ class RegistryFetcher : public Fetcher {
  public:
   explicit RegistryFetcher(RegistryOptions options) : options_(std::move(options)) {}
 
-  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
-                            std::string_view image) override {
+  Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs, std::string_view image,
+                            const FetchOptions& fetch_options) override {
     KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
     if (reference.source != ImageSource::kRegistry)
       return make_error(ErrorKind::kInvalidArgument,
@@ -323,7 +341,7 @@ class RegistryFetcher : public Fetcher {
     KILN_ASSIGN_OR_RETURN(RegistryReference ref, parse_registry_reference(name));
     KILN_ASSIGN_OR_RETURN(BlobCache cache, BlobCache::open(options_.cache_dir));
     std::string canonical = to_string(ref);
-    Pull pull(options_, std::move(ref), std::move(cache), progress);
+    Pull pull(options_, fetch_options, std::move(ref), std::move(cache), progress);
     return with_context(pull.run(rootfs), "pulling " + canonical);
   }
 

@@ -53,7 +53,7 @@ class RegistryFetcherTest : public testing::FetcherTest {
     progress_lines_.clear();
     auto fetcher = make_fetcher(options_);
     return fetcher->fetch([this](ProgressKind, std::string_view line) { progress_lines_.emplace_back(line); },
-                          rootfs_, reference);
+                          rootfs_, reference, {});
   }
 
   std::string progress() const {

@@ -22,9 +22,9 @@ namespace {
 
 using internal::Compression;
 using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::Layer;
 using testing::LayerBuilder;
+using ::testing::Not;
 
 class RegistryMirrorTest : public testing::FetcherTest {
  protected:
@@ -49,7 +49,7 @@ class RegistryMirrorTest : public testing::FetcherTest {
     progress_lines_.clear();
     return make_fetcher(options_)->fetch(
         [this](ProgressKind, std::string_view line) { progress_lines_.emplace_back(line); }, rootfs_,
-        upstream_->host() + "/team/app:1");
+        upstream_->host() + "/team/app:1", {});
   }
   std::string progress() const {
     std::string out;
@@ -69,8 +69,8 @@ TEST_F(RegistryMirrorTest, TheMirrorServesWhatItHolds) {
   auto config = pull();
   ASSERT_TRUE(config) << config.error().to_string() << "\n" << progress();
   EXPECT_EQ(testing::read_file(rootfs_ + "/hello.txt"), "from a layer\n");
-  EXPECT_THAT(progress(), HasSubstr("at http://" + mirror_->host() + " (mirror), then http://" +
-                                    upstream_->host()));
+  EXPECT_THAT(progress(),
+              HasSubstr("at http://" + mirror_->host() + " (mirror), then http://" + upstream_->host()));
   EXPECT_THAT(progress(), Not(HasSubstr("failed")));
   EXPECT_EQ(mirror_->blob_gets("team/app", layer_digest()), 1) << mirror_->log();
   EXPECT_EQ(upstream_->blob_gets("team/app", layer_digest()), 0) << upstream_->log();

@@ -119,7 +119,8 @@ class ScriptedRegistryTest : public testing::FetcherTest {
     std::filesystem::remove_all(rootfs_);
     std::filesystem::create_directories(rootfs_);
     return make_fetcher(options_)->fetch(
-        [this](ProgressKind, std::string_view l) { progress_lines_.emplace_back(l); }, rootfs_, reference);
+        [this](ProgressKind, std::string_view l) { progress_lines_.emplace_back(l); }, rootfs_, reference,
+        {});
   }
 
   httplib::Server server_;

@@ -41,13 +41,16 @@ Result<std::string> prepare_rootfs(const std::string& rootfs) {
 }  // namespace
 
 Result<ImageConfig> unpack_image(ImageFiles& files, const ImagePlan& plan, const std::string& image,
-                                 const std::string& rootfs, const Progress& progress) {
+                                 const std::string& rootfs, const Progress& progress,
+                                 const CancelToken* cancel) {
   KILN_ASSIGN_OR_RETURN(std::string real_rootfs, prepare_rootfs(rootfs));
   LayerPosition position;
   position.count = plan.layers.size();
   position.image = image;
   for (std::size_t i = 0; i < plan.layers.size(); ++i) {
     position.number = i + 1;
+    if (cancel != nullptr && cancel->cancelled())
+      return make_error(ErrorKind::kCancelled, "image " + image + ": cancelled while unpacking");
     KILN_RETURN_IF_ERROR(unpack_layer(files, plan.layers[i], position, real_rootfs, progress));
   }
   return plan.config;

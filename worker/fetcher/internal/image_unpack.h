@@ -20,7 +20,9 @@
 
 namespace kiln::fetcher::internal {
 
+// `cancel` (may be null) is checked before each layer: kCancelled.
 Result<ImageConfig> unpack_image(ImageFiles& files, const ImagePlan& plan, const std::string& image,
-                                 const std::string& rootfs, const Progress& progress);
+                                 const std::string& rootfs, const Progress& progress,
+                                 const CancelToken* cancel = nullptr);
 
 }  // namespace kiln::fetcher::internal

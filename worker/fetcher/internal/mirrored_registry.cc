@@ -38,7 +38,7 @@ Result<T> MirroredRegistry::each_endpoint(
   for (auto& endpoint : endpoints_) {
     if (endpoint->unreachable.load()) continue;
     Result<T> result = request(*endpoint->client, endpoint->mirror);
-    if (result || !endpoint->mirror) return result;
+    if (result || !endpoint->mirror || result.error().kind() == ErrorKind::kCancelled) return result;
     if (result.error().kind() == ErrorKind::kUnavailable) endpoint->unreachable = true;
     if (note_)
       note_(fmt::format("mirror {} failed {}: {}; asking {}", endpoint->client->base_url(), what,

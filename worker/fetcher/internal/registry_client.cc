@@ -128,7 +128,14 @@ struct Transfer {
   std::map<std::string, std::string> headers;
   std::optional<Error> sink_error;
   bool body_too_large = false;
+  const CancelToken* cancel = nullptr;
 };
+
+// libcurl calls this at least once a second, also while no byte arrives.
+int on_transfer_info(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(user);
+  return t->cancel != nullptr && t->cancel->cancelled() ? 1 : 0;
+}
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
@@ -221,10 +228,20 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(RegistryClientOpt
 Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& request) {
   std::string last_failure;
   for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
+    auto cancelled = [&] {
+      return make_error(ErrorKind::kCancelled,
+                        fmt::format("registry {}: {}: cancelled", registry_, request.what));
+    };
     if (attempt > 1) {
-      std::this_thread::sleep_for(options_.first_backoff * (1 << (attempt - 2)));
+      auto backoff = options_.first_backoff * (1 << (attempt - 2));
+      if (options_.cancel == nullptr) {
+        std::this_thread::sleep_for(backoff);
+      } else if (options_.cancel->wait_for(backoff)) {
+        return cancelled();
+      }
       if (request.sink != nullptr) KILN_RETURN_IF_ERROR(request.sink->reset());
     }
+    if (options_.cancel != nullptr && options_.cancel->cancelled()) return cancelled();
     CURL* curl = curl_easy_init();
     if (curl == nullptr) return make_error(ErrorKind::kInternal, "curl_easy_init failed");
     Transfer t;
@@ -232,6 +249,7 @@ Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& r
     t.sink = request.sink;
     t.on_bytes = request.on_bytes;
     t.max_body = request.max_body;
+    t.cancel = options_.cancel;
     char error_buffer[CURL_ERROR_SIZE] = {};
     curl_slist* headers = nullptr;
     for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
@@ -253,6 +271,11 @@ Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& r
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+    if (options_.cancel != nullptr) {
+      curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_transfer_info);
+      curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+    }
     if (!ca_pem_.empty()) {
       curl_easy_setopt(curl, CURLOPT_SSL_CTX_FUNCTION, add_ca_certificates);
       curl_easy_setopt(curl, CURLOPT_SSL_CTX_DATA, &ca_pem_);
@@ -290,6 +313,8 @@ Result<RegistryClient::Response> RegistryClient::perform_with_retries(Request& r
     curl_easy_cleanup(curl);
     std::string message = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
 
+    if (code == CURLE_ABORTED_BY_CALLBACK && options_.cancel != nullptr && options_.cancel->cancelled())
+      return cancelled();
     if (t.sink_error) return std::unexpected(std::move(*t.sink_error));
     if (t.body_too_large)
       return make_error(ErrorKind::kInvalidArgument,

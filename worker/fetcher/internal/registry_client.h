@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cancel_token.h"
 #include "common/error.h"
 #include "worker/fetcher/internal/blob_cache.h"
 #include "worker/fetcher/internal/registry_auth.h"
@@ -50,6 +51,9 @@ struct RegistryClientOptions {
   std::string docker_config;                     // credentials file ("" = the default place)
   int attempts = 4;
   std::chrono::milliseconds first_backoff{250};
+  // Fired: a request in progress is aborted (within about a second, also in
+  // the middle of a blob) and none is retried: kCancelled. May be null.
+  const CancelToken* cancel = nullptr;
   // Log in for pushing: tokens are asked with scope repository:REPO:push,pull.
   bool push = false;
   // Used instead of the docker config's credentials when set.

@@ -36,7 +36,7 @@ Result<ImageConfig> FetcherTest::fetch(const std::string& reference) {
         progress_kinds_.push_back(kind);
         progress_lines_.emplace_back(line);
       },
-      rootfs_, reference);
+      rootfs_, reference, {});
 }
 
 std::string FetcherTest::tree(const std::string& root) {
