@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <fmt/format.h>
+
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -95,14 +99,19 @@ class ScriptedRegistryTest : public testing::FetcherTest {
           auto data = std::make_shared<std::string>(testing::read_file(path));
           bool cut = cut_left_ > 0 && data->size() > 100000;
           if (cut) --cut_left_;
-          res.set_content_provider(data->size(), "application/octet-stream",
-                                   [data, cut](std::size_t offset, std::size_t, httplib::DataSink& sink) {
-                                     if (cut && offset >= data->size() / 2)
-                                       return false;  // drop the connection
-                                     std::size_t n = std::min<std::size_t>(16384, data->size() - offset);
-                                     sink.write(data->data() + offset, n);
-                                     return true;
-                                   });
+          // Dribbled: 1 KiB every 50 ms, about 15 s for the big layer.
+          bool dribble = dribble_ && data->size() > 100000;
+          res.set_content_provider(
+              data->size(), "application/octet-stream",
+              [this, data, cut, dribble](std::size_t offset, std::size_t, httplib::DataSink& sink) {
+                if (cut && offset >= data->size() / 2) return false;  // drop the connection
+                std::size_t n = std::min<std::size_t>(dribble ? 1024 : 16384, data->size() - offset);
+                if (dribble) {
+                  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                  dribbled_ += n;
+                }
+                return sink.write(data->data() + offset, n);
+              });
         });
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     options_.cache_dir = tmp_ + "/cache";
@@ -115,12 +124,19 @@ class ScriptedRegistryTest : public testing::FetcherTest {
     FetcherTest::TearDown();
   }
 
-  Result<ImageConfig> pull(const std::string& reference) {
+  Result<ImageConfig> pull(const std::string& reference, CancelToken* cancel = nullptr) {
     std::filesystem::remove_all(rootfs_);
     std::filesystem::create_directories(rootfs_);
     return make_fetcher(options_)->fetch(
         [this](ProgressKind, std::string_view l) { progress_lines_.emplace_back(l); }, rootfs_, reference,
-        {});
+        {.cancel = cancel});
+  }
+
+  // The digest of layer `i` of the image (0-based).
+  std::string manifest_layer_digest(std::size_t i) {
+    std::string digest = manifest_["digest"].get<std::string>();
+    auto manifest = nlohmann::json::parse(testing::read_file(layout_ + "/blobs/sha256/" + digest.substr(7)));
+    return manifest["layers"][i]["digest"].get<std::string>();
   }
 
   httplib::Server server_;
@@ -135,6 +151,8 @@ class ScriptedRegistryTest : public testing::FetcherTest {
   std::string token_query_;
   int unavailable_left_ = 0;
   int cut_left_ = 0;
+  std::atomic<bool> dribble_{false};
+  std::atomic<std::size_t> dribbled_{0};
 };
 
 TEST_F(ScriptedRegistryTest, BearerTokenFromTheRealmWithTheUsersCredentials) {
@@ -177,6 +195,40 @@ TEST_F(ScriptedRegistryTest, ARegistryThatStaysUnavailableIsReported) {
   EXPECT_EQ(r.error().kind(), ErrorKind::kUnavailable);
   EXPECT_THAT(r.error().message(), HasSubstr("HTTP 503"));
   EXPECT_TRUE(std::filesystem::is_empty(tmp_ + "/cache/tmp"));
+}
+
+TEST_F(ScriptedRegistryTest, CancellingStopsADownloadInTheMiddleAndCachesNothingOfIt) {
+  testing::write_file(options_.docker_config, R"({"auths": {")" + host_ + R"(": {"auth": ")" +
+                                                  base64_encode("kiln:s3cret") + R"("}}})");
+  dribble_ = true;
+  CancelToken cancel;
+  std::thread canceller([&] {
+    // Once the big layer is on its way (a few KiB of its ~300 KiB).
+    while (dribbled_.load() < 4096) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    cancel.cancel();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto r = pull(host_ + "/team/a:1", &cancel);
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kCancelled) << r.error().to_string();
+  // Stopped within the download, not after it: most of the layer was never sent.
+  const std::string big = manifest_layer_digest(1);
+  const std::size_t size = std::filesystem::file_size(layout_ + "/blobs/sha256/" + big.substr(7));
+  EXPECT_LT(dribbled_.load(), size / 2);
+  EXPECT_FALSE(std::filesystem::exists(tmp_ + "/cache/blobs/sha256/" + big.substr(7)));
+  EXPECT_TRUE(std::filesystem::is_empty(tmp_ + "/cache/tmp"));
+  EXPECT_FALSE(std::filesystem::exists(rootfs_ + "/b.txt"));
+  // For information only (no timing assertion): how long the cancel took.
+  std::cout << fmt::format("cancelled after {:.2f} s, {} of {} bytes of the layer sent\n", took.count(),
+                           dribbled_.load(), size);
+
+  // Nothing half-done stays in the way: the next pull completes.
+  dribble_ = false;
+  auto again = pull(host_ + "/team/a:1");
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(testing::read_file(rootfs_ + "/b.txt"), noise(300000));
 }
 
 }  // namespace
