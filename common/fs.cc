@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <cerrno>
+#include <climits>
 
 #include "common/unique_fd.h"
 
@@ -128,11 +128,14 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return errno_error("cannot list " + path);
   std::vector<std::string> names;
+  errno = 0;
   while (const dirent* e = ::readdir(dir)) {
     std::string_view name = e->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }
+  int err = errno;
   ::closedir(dir);
+  if (err != 0) return errno_error("cannot list " + path, err);
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -1,8 +1,6 @@
 // write_result_tar and parse_output_flag (result_tar.h).
-#include <dirent.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -12,26 +10,11 @@
 #include "common/context/result_tar.h"
 #include "common/context/tar_stream.h"
 #include "common/format.h"
+#include "common/fs.h"
 #include "common/path.h"
 
 namespace kiln::context {
 namespace {
-
-Result<std::vector<std::string>> sorted_names(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno_error("cannot list " + dir);
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view name = e->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return errno_error("cannot list " + dir, err);
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 class TreeWriter {
  public:
@@ -52,7 +35,7 @@ class TreeWriter {
       ++out_.entries;
     }
     if (!S_ISDIR(st.st_mode)) return {};
-    KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, sorted_names(host));
+    KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, list_dir(host));
     for (const std::string& child : names)
       KILN_RETURN_IF_ERROR(write(host + "/" + child, name.empty() ? child : name + "/" + child));
     return {};

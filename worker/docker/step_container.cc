@@ -166,16 +166,9 @@ Status run_step_container(DockerClient& client, const StepContainer& step, const
     return std::unexpected(std::move(waited.error()).with_context("waiting for the step's container"));
 
   switch (stop) {
-    case Stop::kCancelled:
-      return make_error(ErrorKind::kCancelled, "cancelled: the step's container was killed");
-    case Stop::kTimedOut:
-      return make_error(ErrorKind::kTimeout,
-                        fmt::format("timed out after {} (the step's time limit); the container was killed",
-                                    human_duration(*spec.timeout)));
-    case Stop::kSinkFailed:
-      return make_error(
-          ErrorKind::kInternal,
-          fmt::format("the step's output could not be taken ({}); the container was killed", sink_error));
+    case Stop::kCancelled: return std::unexpected(sandbox::cancelled_step_error());
+    case Stop::kTimedOut: return std::unexpected(sandbox::timed_out_step_error(*spec.timeout));
+    case Stop::kSinkFailed: return std::unexpected(sandbox::output_failed_step_error(sink_error));
     case Stop::kNone: break;
   }
   if (!streamed)

@@ -1,6 +1,5 @@
 #include "worker/pusher/layer_diff.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,22 +23,6 @@ namespace kiln::pusher {
 namespace {
 
 constexpr std::time_t kCopiedMtime = 0;  // worker/builder/copy_files.h
-
-Result<std::vector<std::string>> sorted_names(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno_error("cannot list " + dir);
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view name = e->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return errno_error("cannot list " + dir, err);
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 Result<bool> same_content(const std::string& a, const std::string& b, std::uint64_t size) {
   UniqueFd fa(::open(a.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -142,10 +125,10 @@ class Differ {
                         std::vector<std::string>& pending_parents) {
     std::string upper_dir = rel.empty() ? upper_root : upper_root + "/" + rel;
     std::string lower_dir = lower_root.empty() ? "" : (rel.empty() ? lower_root : lower_root + "/" + rel);
-    KILN_ASSIGN_OR_RETURN(std::vector<std::string> upper_names, sorted_names(upper_dir));
+    KILN_ASSIGN_OR_RETURN(std::vector<std::string> upper_names, list_dir(upper_dir));
     std::vector<std::string> lower_names;
     if (!lower_dir.empty()) {
-      KILN_ASSIGN_OR_RETURN(lower_names, sorted_names(lower_dir));
+      KILN_ASSIGN_OR_RETURN(lower_names, list_dir(lower_dir));
     }
     std::set<std::string> in_upper(upper_names.begin(), upper_names.end());
     bool wrote = false;

@@ -675,16 +675,9 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (!removed) spdlog::error("sandbox: step {} left processes behind: {}", id, removed.error().to_string());
 
   switch (stop) {
-    case Stop::kCancelled:
-      return make_error(ErrorKind::kCancelled, "cancelled: the step's container was killed");
-    case Stop::kTimedOut:
-      return make_error(ErrorKind::kTimeout,
-                        fmt::format("timed out after {} (the step's time limit); the container was killed",
-                                    human_duration(*spec.timeout)));
-    case Stop::kSinkFailed:
-      return make_error(
-          ErrorKind::kInternal,
-          fmt::format("the step's output could not be taken ({}); the container was killed", *sink_error));
+    case Stop::kCancelled: return std::unexpected(cancelled_step_error());
+    case Stop::kTimedOut: return std::unexpected(timed_out_step_error(*spec.timeout));
+    case Stop::kSinkFailed: return std::unexpected(output_failed_step_error(*sink_error));
     case Stop::kStdinFailed:
       return std::unexpected(std::move(*stdin_error).with_context("reading the step's standard input"));
     case Stop::kNone: break;

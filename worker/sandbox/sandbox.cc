@@ -4,6 +4,10 @@
 #include <optional>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include "common/format.h"
+
 namespace kiln::sandbox {
 
 StdinProvider stdin_from_bytes(std::string bytes) {
@@ -14,6 +18,21 @@ StdinProvider stdin_from_bytes(std::string bytes) {
     remaining->reset();
     return out;
   };
+}
+
+Error cancelled_step_error() {
+  return Error(ErrorKind::kCancelled, "cancelled: the step's container was killed");
+}
+
+Error timed_out_step_error(std::chrono::milliseconds limit) {
+  return Error(ErrorKind::kTimeout,
+               fmt::format("timed out after {} (the step's time limit); the container was killed",
+                           human_duration(limit)));
+}
+
+Error output_failed_step_error(std::string_view why) {
+  return Error(ErrorKind::kInternal,
+               fmt::format("the step's output could not be taken ({}); the container was killed", why));
 }
 
 }  // namespace kiln::sandbox

@@ -114,6 +114,13 @@ struct RunSpec {
 // StdinProvider): exceptions never unwind past a running container.
 using OutputSink = std::function<void(std::string_view)>;
 
+// The errors of a step a sandbox stopped, in the same words on every backend:
+// cancelled (kCancelled), past RunSpec::timeout `limit` (kTimeout), or its
+// output sink failed with `why` (kInternal).
+Error cancelled_step_error();
+Error timed_out_step_error(std::chrono::milliseconds limit);
+Error output_failed_step_error(std::string_view why);
+
 class Sandbox {
  public:
   virtual ~Sandbox() = default;
