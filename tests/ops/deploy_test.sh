@@ -300,17 +300,19 @@ mapfile -t rolling_jobs < <(submit_jobs 30 rolling 5)
 [[ ${#rolling_jobs[@]} -eq 30 ]] || fail "submitted ${#rolling_jobs[@]} of 30 jobs"
 running=$("$kiln" jobs --state running --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))')
 # Watch the workers meanwhile: a drained worker still running jobs shows
-# that the update went on while jobs ran (and waited for them).
+# that the update went on while jobs ran (and waited for them). The
+# scheduler restarts during the update, so a failed query is expected and
+# must not end the loop (errexit and pipefail are inherited here).
 (while :; do
   KILN_KEY=$dir/client/ops.key "$kiln" admin workers --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 ws = json.load(sys.stdin)
-print(" ".join(w["name"] for w in ws if w["state"] == "draining" and w["running_jobs"] > 0))' 2>/dev/null
+print(" ".join(w["name"] for w in ws if w["state"] == "draining" and w["running_jobs"] > 0))' 2>/dev/null || true
   sleep 0.5
 done) >"$dir/rolling-watch.out" &
 watcher=$!
 play rolling rolling-update.yml -e kiln_version=0.1.0+rolling1
-kill "$watcher"
+kill "$watcher" 2>/dev/null || fail "the watcher of draining workers stopped early: $(cat "$dir/rolling-watch.out")"
 wait "$watcher" 2>/dev/null || true
 drained_busy=$(tr ' ' '\n' <"$dir/rolling-watch.out" | grep -v '^$' | sort -u | paste -sd' ')
 [[ -n $drained_busy ]] || fail "no worker was seen drained while running jobs: the update did not overlap the jobs"
