@@ -85,7 +85,11 @@ Status follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags
       std::this_thread::sleep_for(backoff);
       backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
       // A fresh connection: the scheduler may have restarted and forgotten us.
-      auto fresh = proto::Client::connect(flags.address(), flags.client_name(), milliseconds(2000));
+      // (With the same keys: a farm with authentication refuses anything else.)
+      auto options = client_options(flags);
+      auto fresh = options ? proto::Client::connect(flags.address(), flags.client_name(), milliseconds(2000),
+                                                    *options)
+                           : Result<std::unique_ptr<proto::Client>>(std::unexpected(options.error()));
       client = fresh ? std::move(*fresh) : nullptr;
       continue;
     }
@@ -109,11 +113,11 @@ Status follow_log(std::unique_ptr<proto::Client>& client, const FarmFlags& flags
 
 // Prints the one-line outcome of an ended job on stderr and sets the exit
 // code: 0 succeeded, 1 failed or cancelled.
-void report_outcome(proto::Client& client, const std::string& job_id) {
+std::optional<proto::JobInfo> report_outcome(proto::Client& client, const std::string& job_id) {
   auto job = client.call<proto::Job>(proto::GetStatus{.job_id = job_id});
   if (!job) {
     fail(job.error().with_context("reading the outcome of job " + job_id));
-    return;
+    return std::nullopt;
   }
   const proto::JobInfo& info = job->job;
   if (info.state == "succeeded") {
@@ -134,25 +138,32 @@ void report_outcome(proto::Client& client, const std::string& job_id) {
                              info.state, job_id);
     set_exit(kExitFailed);
   }
+  return std::move(job->job);
 }
 
 }  // namespace
 
-void follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
-                       const std::string& job_id, std::uint64_t offset, bool end_line) {
+std::optional<proto::JobInfo> follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
+                                                const std::string& job_id, std::uint64_t offset, bool end_line) {
   FollowResult followed{.offset = offset};
   Status status = follow_log(client, flags, job_id, followed);
   if (end_line && !followed.ends_with_newline) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
   }
-  if (!status) return fail(status.error());
+  if (!status) {
+    fail(status.error());
+    return std::nullopt;
+  }
   if (!client) {
-    auto fresh = proto::Client::connect(flags.address(), flags.client_name());
-    if (!fresh) return fail(fresh.error());
+    auto fresh = connect(flags);
+    if (!fresh) {
+      fail(fresh.error());
+      return std::nullopt;
+    }
     client = std::move(*fresh);
   }
-  report_outcome(*client, job_id);
+  return report_outcome(*client, job_id);
 }
 
 }  // namespace kiln::cli

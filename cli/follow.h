@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -28,8 +29,9 @@ namespace kiln::cli {
 // ends, then reports its outcome (on stderr) and sets the exit code. With
 // `end_line`, a log whose last line has no newline gets one on stdout, so
 // that what comes next starts a line of its own. `client` may be replaced by
-// a fresh connection (or left null when none could be made).
-void follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
-                       const std::string& job_id, std::uint64_t offset, bool end_line);
+// a fresh connection (or left null when none could be made). Returns the
+// job's final status when it was read (nullopt when the follow failed).
+std::optional<proto::JobInfo> follow_and_report(std::unique_ptr<proto::Client>& client, const FarmFlags& flags,
+                                                const std::string& job_id, std::uint64_t offset, bool end_line);
 
 }  // namespace kiln::cli

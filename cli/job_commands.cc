@@ -1,6 +1,7 @@
 // `kiln logs`, `status`, `cancel` and `jobs`: one job, or the list of them,
 // as the scheduler's client port answers. --json prints the job form that the
 // HTTP API serves too (common/proto/farm_json.h, docs/api.md).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/farm_client.h"
 #include "cli/follow.h"
+#include "cli/job_outputs.h"
 #include "cli/format.h"
 #include "common/proto/client.h"
 #include "common/proto/farm_json.h"
@@ -84,6 +86,17 @@ void print_status(const proto::JobInfo& job) {
   std::cout << fmt::format("result:    {}\n", job.result.empty() ? "-" : job.result);
   if (!job.push.empty())
     std::cout << fmt::format("pushed:    {}\n", job.pushed.empty() ? "- (to " + job.push + ")" : job.pushed);
+  if (!job.outputs.empty()) {
+    std::cout << "outputs:\n";
+    for (const std::string& src : job.outputs) {
+      auto it = std::find_if(job.output_files.begin(), job.output_files.end(),
+                             [&](const proto::Output& o) { return o.src == src; });
+      std::cout << (it == job.output_files.end()
+                        ? fmt::format("  {}  -\n", src)
+                        : fmt::format("  {}  {} entries, {}  {}\n", src, it->entries, human_bytes(it->size),
+                                      it->digest));
+    }
+  }
   std::cout << fmt::format("log:       {} (kiln logs {})\n", human_bytes(job.log_bytes), job.id);
   if (!job.steps.empty()) {
     std::cout << "steps:\n";
@@ -126,6 +139,22 @@ void run_cancel(const JobOptions& o) {
     std::cout << fmt::format("{}: cancel requested; its worker stops it (`kiln status {}` shows when)\n",
                              o.job_id, o.job_id);
   }
+}
+
+struct OutputOptions {
+  FarmFlags farm;
+  std::string job_id;
+  std::vector<std::string> outputs;
+};
+
+void run_output(const OutputOptions& o) {
+  auto wanted = parse_output_flags(o.outputs);
+  if (!wanted) return fail(wanted.error(), kExitUsage);
+  auto client = connect(o.farm);
+  if (!client) return fail(client.error());
+  auto job = (*client)->call<proto::Job>(proto::GetStatus{.job_id = o.job_id});
+  if (!job) return fail(job.error().with_context("reading the status of job " + o.job_id));
+  if (auto fetched = fetch_outputs(**client, job->job, *wanted, std::cerr); !fetched) fail(fetched.error());
 }
 
 struct JobsOptions {
@@ -193,6 +222,18 @@ void add_job_commands(CLI::App& app) {
   cancel_cmd->add_option("job", cancel->job_id, "Job id")->required();
   add_farm_flags(cancel_cmd, cancel->farm);
   cancel_cmd->callback([cancel] { run_cancel(*cancel); });
+
+  auto output = std::make_shared<OutputOptions>();
+  auto* output_cmd = app.add_subcommand(
+      "output", "Copy outputs of a succeeded job (submitted with --output SRC:...) into directories here");
+  output_cmd->add_option("job", output->job_id, "Job id")->required();
+  output_cmd
+      ->add_option("outputs", output->outputs,
+                   "SRC:DESTDIR: the job's output SRC into DESTDIR (created if missing); repeatable. The "
+                   "scheduler keeps outputs for its --output-retention (24 h by default)")
+      ->required();
+  add_farm_flags(output_cmd, output->farm);
+  output_cmd->callback([output] { run_output(*output); });
 
   auto jobs = std::make_shared<JobsOptions>();
   auto* jobs_cmd = app.add_subcommand("jobs", "List jobs, newest first");

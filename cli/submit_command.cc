@@ -20,6 +20,7 @@
 #include "cli/farm_client.h"
 #include "cli/follow.h"
 #include "cli/format.h"
+#include "cli/job_outputs.h"
 #include "cli/secret_flags.h"
 #include "common/context/context_tar.h"
 #include "common/fs.h"
@@ -69,6 +70,7 @@ struct SubmitOptions {
   std::string git_commit;
   bool follow = false;
   std::string push;  // --push REF
+  std::vector<std::string> outputs;  // --output SRC:DESTDIR
 };
 
 // Uploads `tar_path` (described by `tar`) in chunks, resuming where the
@@ -183,6 +185,8 @@ Result<proto::ContextRef> send_directory_context(proto::Client& client, const st
 
 void run_submit(const SubmitOptions& o) {
   if (auto s = check_submit_flags(o); !s) return fail(s.error(), kExitUsage);
+  auto outputs = parse_output_flags(o.outputs);
+  if (!outputs) return fail(outputs.error(), kExitUsage);
   auto secrets = read_secrets(o.secrets);
   if (!secrets) return fail(secrets.error(), kExitUsage);
   for (const proto::Secret& secret : *secrets)
@@ -217,6 +221,7 @@ void run_submit(const SubmitOptions& o) {
                      .estimate_seconds = o.estimate_seconds,
                      .push = o.push,
                      .pull = o.pull};
+  for (const auto& [src, dest] : *outputs) job.outputs.push_back(src);
   if (!o.git_url.empty()) {
     job.context = {.kind = proto::ContextRef::Kind::kGit, .git_repo = o.git_url, .git_commit = o.git_commit};
   } else {
@@ -239,13 +244,16 @@ void run_submit(const SubmitOptions& o) {
   auto submitted = (*client)->call<proto::Submitted>(submit);
   if (!submitted) return fail(submitted.error().with_context("submitting " + o.file));
   const std::string& id = submitted->job_id;
-  if (!o.follow) {
+  if (!o.follow && outputs->empty()) {
     std::cout << id << "\n";
     return;
   }
   std::cerr << fmt::format(
       "kiln: submitted job {}; following its log (Ctrl-C stops following, not the job)\n", id);
-  follow_and_report(*client, o.farm, id, 0, /*end_line=*/true);
+  auto ended = follow_and_report(*client, o.farm, id, 0, /*end_line=*/true);
+  if (ended && ended->state == "succeeded" && !outputs->empty()) {
+    if (auto fetched = fetch_outputs(**client, *ended, *outputs, std::cerr); !fetched) fail(fetched.error());
+  }
   // The id stays the last line of stdout, as without --follow.
   std::cout << id << "\n";
 }
@@ -288,6 +296,10 @@ void add_submit_command(CLI::App& app) {
                          "REF: the worker pushes the result as an OCI image to this registry reference "
                          "([HOST[:PORT]/]PATH[:TAG]); the login for it is read from your docker config and "
                          "travels with the job as a secret. `kiln status` shows the pushed digest");
+  submit_cmd->add_option("--output", submit->outputs,
+                         "SRC:DESTDIR: once the job succeeded, copy the file or directory SRC of its result into "
+                         "DESTDIR here (created if missing; repeatable); the worker sends it through the "
+                         "scheduler (at most its --max-output-bytes, 256 MiB by default). Implies --follow");
   add_farm_flags(submit_cmd, submit->farm);
   submit_cmd->callback([submit] { run_submit(*submit); });
 }

@@ -17,6 +17,24 @@ constexpr std::uint32_t kMaxLogChunk = 1 << 20;
 constexpr std::uint32_t kMaxContextChunk = 1 << 20;
 constexpr std::uint32_t kMaxWaitMs = 60'000;
 
+constexpr std::size_t kMaxOutputs = 32;
+constexpr std::size_t kMaxOutputPath = 4096;
+
+// A submit's --output sources: a few paths of sane length.
+std::optional<Error> check_output_paths(const std::vector<std::string>& outputs) {
+  if (outputs.size() > kMaxOutputs)
+    return Error(ErrorKind::kInvalidArgument,
+                 fmt::format("{} outputs asked for; a job may have at most {} (--output)", outputs.size(),
+                             kMaxOutputs));
+  for (const std::string& src : outputs) {
+    if (src.empty() || src.size() > kMaxOutputPath || src.find('\0') != std::string::npos)
+      return Error(ErrorKind::kInvalidArgument,
+                   fmt::format("--output source {:?} is not a path of at most {} bytes",
+                               src.substr(0, 64), kMaxOutputPath));
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 using internal::placement_job;
@@ -80,6 +98,8 @@ void Scheduler::on_submit(const Incoming& m) {
     return reply_error(Port::kClients, m.routing_id, submit.request_id,
                        Error(ErrorKind::kInvalidArgument,
                              fmt::format("--pull {:?}: expected always, missing or never", spec.pull)));
+  if (auto bad = check_output_paths(spec.outputs))
+    return reply_error(Port::kClients, m.routing_id, submit.request_id, *bad);
   auto planned = planner_.plan(spec);
   if (!planned) return reply_error(Port::kClients, m.routing_id, submit.request_id, planned.error());
 
@@ -98,6 +118,7 @@ void Scheduler::on_submit(const Incoming& m) {
   info.timeout_seconds = spec.timeout_seconds ? spec.timeout_seconds : options_.default_timeout_seconds;
   info.labels = spec.labels;
   info.push = spec.push;
+  info.outputs = spec.outputs;
   info.planned_steps = std::move(*planned);
   info.estimate_seconds = spec.estimate_seconds > 0 ? spec.estimate_seconds : 0;
   info.pull = spec.pull;

@@ -6,15 +6,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "common/sha256.h"
 
 namespace kiln::scheduler {
 namespace fs = std::filesystem;
 
-ContextStore::ContextStore(std::string dir, std::uint64_t max_bytes)
-    : dir_(std::move(dir)), max_bytes_(max_bytes) {}
+ContextStore::ContextStore(std::string dir, std::uint64_t max_bytes, BlobNames names)
+    : dir_(std::move(dir)), max_bytes_(max_bytes), names_(std::move(names)) {}
 
 Status ContextStore::init() {
   std::error_code ec;
@@ -33,7 +35,7 @@ Result<std::string> ContextStore::hex_of(const std::string& digest) {
   if (!ok) {
     return make_error(
         ErrorKind::kInvalidArgument,
-        fmt::format("context digest {:?} is not \"sha256:\" and 64 lowercase hex digits", digest));
+        fmt::format("digest {:?} is not \"sha256:\" and 64 lowercase hex digits", digest));
   }
   return digest.substr(kPrefix.size());
 }
@@ -54,9 +56,9 @@ Result<ContextPutResult> ContextStore::put(const std::string& digest, std::uint6
     return ContextPutResult{static_cast<std::uint64_t>(st.st_size), true};
   if (total_size > max_bytes_) {
     return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("context {} is {} bytes, over the scheduler's limit of {} bytes "
-                                  "(--max-context-bytes); leave build outputs out of the context",
-                                  digest, total_size, max_bytes_));
+                      fmt::format("{} {} is {} bytes, over the scheduler's limit of {} bytes ({}); {}",
+                                  names_.noun, digest, total_size, max_bytes_, names_.limit_flag,
+                                  names_.too_big_hint));
   }
   const std::string partial = dir_ + "/partial/" + hex;
   std::uint64_t received = ::stat(partial.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
@@ -86,9 +88,9 @@ Result<ContextPutResult> ContextStore::put(const std::string& digest, std::uint6
   if (actual != hex) {
     ::unlink(partial.c_str());
     return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("context upload does not match its digest: announced sha256:{}, received "
+                      fmt::format("{} upload does not match its digest: announced sha256:{}, received "
                                   "sha256:{} ({} bytes); upload it again",
-                                  hex, actual, received));
+                                  names_.noun, hex, actual, received));
   }
   if (::rename(partial.c_str(), final_path.c_str()) != 0)
     return errno_error(fmt::format("cannot store {}", final_path));
@@ -102,7 +104,8 @@ Result<ContextRead> ContextStore::read(const std::string& digest, std::uint64_t 
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
-      return make_error(ErrorKind::kNotFound, fmt::format("the scheduler holds no context {}", digest));
+      return make_error(ErrorKind::kNotFound,
+                        fmt::format("the scheduler holds no {} {}", names_.noun, digest));
     }
     return errno_error(fmt::format("cannot read {}", path));
   }
@@ -121,6 +124,49 @@ Result<ContextRead> ContextStore::read(const std::string& digest, std::uint64_t 
     out.data.resize(static_cast<std::size_t>(n));
   }
   ::close(fd);
+  return out;
+}
+
+ExpireResult ContextStore::expire(std::int64_t older_than_ms, std::uint64_t max_total_bytes) {
+  struct Tar {
+    std::int64_t mtime_ms;
+    std::uint64_t bytes;
+    std::string path;
+  };
+  auto mtime_ms = [](const struct stat& st) {
+    return std::int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+  };
+  ExpireResult out;
+  auto remove = [&](const std::string& path, std::uint64_t bytes) {
+    if (::unlink(path.c_str()) == 0) {
+      ++out.removed;
+      out.removed_bytes += bytes;
+    }
+  };
+  std::vector<Tar> tars;
+  for (const std::string& sub : {std::string(), std::string("/partial")}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_ + sub, ec)) {
+      struct stat st;
+      const std::string path = entry.path().string();
+      if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      const auto bytes = static_cast<std::uint64_t>(st.st_size);
+      if (mtime_ms(st) < older_than_ms) {
+        remove(path, bytes);
+      } else if (sub.empty()) {
+        tars.push_back({mtime_ms(st), bytes, path});
+      }
+    }
+  }
+  std::sort(tars.begin(), tars.end(), [](const Tar& a, const Tar& b) { return a.mtime_ms < b.mtime_ms; });
+  std::uint64_t total = 0;
+  for (const Tar& t : tars) total += t.bytes;
+  for (const Tar& t : tars) {
+    if (total <= max_total_bytes) break;
+    remove(t.path, t.bytes);
+    total -= t.bytes;
+  }
+  out.kept_bytes = total;
   return out;
 }
 

@@ -63,7 +63,9 @@ void Scheduler::assign(Job& job, WorkerRecord& worker) {
                  .timeout_seconds = info.timeout_seconds,
                  .labels = info.labels,
                  .push = info.push,
-                 .pull = info.pull};
+                 .pull = info.pull,
+                 .outputs = info.outputs};
+  message.max_output_bytes = options_.max_output_bytes;
   reply(Port::kWorkers, worker.routing_id, message);
   spdlog::debug("job {} attempt {} -> {}", info.id, info.attempt, worker.name);
 }

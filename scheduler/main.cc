@@ -53,6 +53,19 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--max-context-bytes", options.core.max_context_bytes, "Largest uploaded build context")
       ->default_val(options.core.max_context_bytes);
+  app.add_option("--max-output-bytes", options.core.max_output_bytes,
+                 "Largest output tar a job may send back (`kiln submit --output`); a bigger one fails the job")
+      ->default_val(options.core.max_output_bytes)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--output-store-bytes", options.core.output_store_bytes,
+                 "Disk the scheduler gives to jobs' outputs in all (STATE/outputs); the oldest go first")
+      ->default_val(options.core.output_store_bytes)
+      ->check(CLI::PositiveNumber);
+  std::uint32_t output_retention_s = static_cast<std::uint32_t>(options.core.output_retention_ms / 1000);
+  app.add_option("--output-retention", output_retention_s,
+                 "Seconds a job's outputs are kept for its client to fetch (`kiln submit --output`)")
+      ->default_val(output_retention_s)
+      ->check(CLI::Range(60u, 365u * 86400u));
   app.add_option("--low-disk-bytes", options.core.low_disk_bytes,
                  "Workers with less free disk than this get no new jobs")
       ->default_val(options.core.low_disk_bytes);
@@ -101,6 +114,7 @@ int main(int argc, char** argv) {
                  std::string("Log level: ") + kLogLevels + " (also KILN_LOG_LEVEL)");
   app.add_flag("--log-json", log_options.json, "Log JSON lines to stderr (also KILN_LOG_JSON=1)");
   CLI11_PARSE(app, argc, argv);
+  options.core.output_retention_ms = std::int64_t{output_retention_s} * 1000;
   for (const std::string& wait : target_waits) {
     auto eq = wait.rfind('=');
     double value = 0;

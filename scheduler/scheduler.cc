@@ -47,6 +47,10 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<JobDb> db,
       policy_(std::move(policy)),
       clock_(clock),
       contexts_(options_.state_dir + "/contexts", options_.max_context_bytes),
+      outputs_(options_.state_dir + "/outputs", options_.max_output_bytes,
+               {.noun = "output",
+                .limit_flag = "the scheduler's --max-output-bytes",
+                .too_big_hint = "send a smaller part of the result with --output"}),
       planner_(contexts_),
       scheduler_id_(random_id()),
       jobs_(options_.recent_ended) {}
@@ -61,6 +65,7 @@ double Scheduler::policy_now() const {
 
 Status Scheduler::recover() {
   KILN_RETURN_IF_ERROR(contexts_.init());
+  KILN_RETURN_IF_ERROR(outputs_.init());
   KILN_ASSIGN_OR_RETURN(next_seq_, db_->next_seq());
   KILN_ASSIGN_OR_RETURN(auto states, db_->worker_states());
   for (auto& [name, admin_text] : states) {
@@ -168,6 +173,7 @@ void Scheduler::handle(Port port, const Incoming& m) {
       case Type::kListWorkers: return on_list_workers(m);
       case Type::kWorkerAction: return on_worker_action(m);
       case Type::kGetContext: return on_get_context(port, m);
+      case Type::kGetOutput: return on_get_output(m);
       default: break;
     }
   } else {
@@ -180,6 +186,7 @@ void Scheduler::handle(Port port, const Incoming& m) {
       case Type::kJobDone: return on_job_event(m);
       case Type::kGetContext: return on_get_context(port, m);
       case Type::kInventory: return on_inventory(m);
+      case Type::kPutOutput: return on_put_output(m);
       default: break;
     }
   }
@@ -235,6 +242,7 @@ void Scheduler::tick() {
     return;
   }
   last_lease_check_ms_ = now;
+  expire_outputs(now);
   // Silent workers lose their jobs.
   for (WorkerRecord* w : workers_.silent(now, options_.lease_ms)) {
     lose_worker(

@@ -70,6 +70,11 @@ struct SchedulerOptions {
   std::uint32_t default_timeout_seconds = 3600;
   std::uint64_t log_cap_bytes = 16u << 20;
   std::uint64_t max_context_bytes = 1ull << 30;
+  // Jobs' output tars (`kiln submit --output`): the largest one, all of them
+  // together (the oldest go first), and how long one is kept.
+  std::uint64_t max_output_bytes = 256ull << 20;
+  std::uint64_t output_store_bytes = 4ull << 30;
+  std::int64_t output_retention_ms = 24ll * 3600 * 1000;
   std::string default_pool = "linux-x86_64";
   std::string placement = "kiln";
   // Workers with less free disk than this get no new jobs.
@@ -162,12 +167,19 @@ class Scheduler {
   void on_list_workers(const Incoming& m);
   void on_worker_action(const Incoming& m);
   void on_get_context(Port port, const Incoming& m);
+  void on_get_output(const Incoming& m);
   // Worker port (worker_handlers.cc).
   void on_register(const Incoming& m);
   void on_heartbeat(const Incoming& m);
   void on_job_event(const Incoming& m);
   void on_inventory(const Incoming& m);
+  void on_put_output(const Incoming& m);
   void check_inventory_digest(WorkerRecord& w, const std::string& digest, const std::string& routing_id);
+  // Outputs (output_handlers.cc): what is wrong with a job-done's outputs
+  // (nullopt: one stored tar per output the job asked for, in order), and
+  // the periodic removal of old tars.
+  std::optional<std::string> check_outputs(const Job& job, const std::vector<proto::Output>& outputs);
+  void expire_outputs(std::int64_t now_steady_ms);
 
   // Job lifecycle (job_lifecycle.cc).
   // Moves queued jobs onto free workers as the policy decides.
@@ -212,6 +224,8 @@ class Scheduler {
   std::unique_ptr<placement::Policy> policy_;
   Clock& clock_;
   ContextStore contexts_;
+  ContextStore outputs_;
+  std::int64_t last_output_expiry_ms_ = 0;
   SubmitPlanner planner_;
   std::string scheduler_id_;
   std::uint64_t next_seq_ = 1;

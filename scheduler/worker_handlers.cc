@@ -260,6 +260,14 @@ void Scheduler::on_job_event(const Incoming& m) {
       JobState state = event.outcome == "succeeded"   ? JobState::kSucceeded
                        : event.outcome == "cancelled" ? JobState::kCancelled
                                                       : JobState::kFailed;
+      if (state == JobState::kSucceeded) {
+        if (auto wrong = check_outputs(*job, event.outputs)) {
+          state = JobState::kFailed;
+          event.error = *wrong;
+        } else {
+          job->info.output_files = std::move(event.outputs);
+        }
+      }
       if (state == JobState::kFailed && event.outcome != "failed") {
         event.error = fmt::format("worker reported outcome {:?}: {}", event.outcome, event.error);
       }

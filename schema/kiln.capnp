@@ -46,6 +46,16 @@ struct JobSpec {
   push @10 :Text;         # [HOST[:PORT]/]PATH[:TAG]: the worker pushes the result there; "" none.
                           # Its login travels as the secret "kiln-push-login" (USER:PASSWORD).
   pull @11 :Text;             # "always", "missing", "never": when base images' tags are asked; "": the worker's --pull
+  outputs @12 :List(Text);    # paths in the result the worker sends back as tars (`kiln submit --output SRC:DIR`)
+}
+
+struct Output {
+  # One `--output` of a finished job: the tar of SRC the scheduler holds
+  # (put-output from the worker, get-output by the client).
+  src @0 :Text;         # as JobSpec.outputs
+  digest @1 :Text;      # "sha256:HEX" of the tar
+  size @2 :UInt64;      # of the tar
+  entries @3 :UInt64;   # files, directories and symlinks in it
 }
 
 struct StepInfo {
@@ -96,6 +106,8 @@ struct JobInfo {
   push @25 :Text;     # the image reference the result is pushed to ("" none)
   pushed @26 :Text;   # REGISTRY/REPOSITORY:TAG@sha256:… once pushed
   pull @27 :Text;     # as JobSpec.pull
+  outputs @28 :List(Text);       # as JobSpec.outputs
+  outputFiles @29 :List(Output); # once succeeded: one per entry of outputs, in order
 }
 
 struct WorkerStats {
@@ -279,6 +291,7 @@ struct Assign {         # "assign": scheduler -> worker
   jobId @0 :Text;
   attempt @1 :UInt32;
   job @2 :JobSpec;
+  maxOutputBytes @3 :UInt64;  # the largest output tar the scheduler takes (JobSpec.outputs)
 }
 
 struct JobEvent {       # "job-started", "job-log", "job-step", "job-done": worker -> scheduler
@@ -293,6 +306,7 @@ struct JobEvent {       # "job-started", "job-log", "job-step", "job-done": work
   logOffset @8 :UInt64; # job-log (logOffsets workers): where `log` starts in this attempt's log
   logEnd @9 :UInt64;    # job-done (logOffsets workers): the attempt's log length, every byte produced
   pushed @10 :Text;     # job-done: REGISTRY/REPOSITORY:TAG@sha256:… the result was pushed as
+  outputs @11 :List(Output);  # job-done: the job's outputs, each already stored by put-output
 }
 
 struct JobAck {
@@ -341,4 +355,22 @@ struct Inventory {      # "inventory": worker -> scheduler, the step ids its sto
   added @1 :List(Data); # 32-byte binary step ids
   removed @2 :List(Data);
   setDigest @3 :Data;   # SHA-256 over the sorted set after this change (drift check)
+}
+
+struct PutOutput {      # "put-output" -> "context-ack": worker -> scheduler, one chunk of an output tar
+  requestId @0 :UInt64;
+  jobId @1 :Text;       # the attempt assigned to this worker the output belongs to
+  attempt @2 :UInt32;
+  digest @3 :Text;
+  totalSize @4 :UInt64;
+  offset @5 :UInt64;
+  data @6 :Data;
+}
+
+struct GetOutput {      # "get-output" -> "context-chunk": a client reads one of its job's outputs
+  requestId @0 :UInt64;
+  jobId @1 :Text;
+  digest @2 :Text;      # one of the job's JobInfo.outputFiles
+  offset @3 :UInt64;
+  maxBytes @4 :UInt32;
 }

@@ -17,7 +17,7 @@
 namespace kiln::proto {
 namespace {
 
-constexpr std::array<std::pair<Type, std::string_view>, 33> kTypeNames{{
+constexpr std::array<std::pair<Type, std::string_view>, 35> kTypeNames{{
     {Type::kError, "error"},
     {Type::kHello, "hello"},
     {Type::kWelcome, "welcome"},
@@ -51,6 +51,8 @@ constexpr std::array<std::pair<Type, std::string_view>, 33> kTypeNames{{
     {Type::kContextChunk, "context-chunk"},
     {Type::kInventory, "inventory"},
     {Type::kJobAcks, "job-acks"},
+    {Type::kPutOutput, "put-output"},
+    {Type::kGetOutput, "get-output"},
 }};
 
 // Readers refuse messages that would make them walk more than this many
@@ -126,6 +128,7 @@ void put(wire::JobSpec::Builder b, const JobSpec& v) {
   b.setEstimateSeconds(v.estimate_seconds);
   b.setPush(v.push);
   b.setPull(v.pull);
+  set_texts(b.initOutputs(v.outputs.size()), v.outputs);
 }
 JobSpec get(wire::JobSpec::Reader r) {
   JobSpec v;
@@ -141,7 +144,23 @@ JobSpec get(wire::JobSpec::Reader r) {
   v.estimate_seconds = r.getEstimateSeconds();
   v.push = text(r.getPush());
   v.pull = text(r.getPull());
+  v.outputs = get_texts(r.getOutputs());
   return v;
+}
+
+void put_outputs(capnp::List<wire::Output>::Builder b, const std::vector<Output>& outputs) {
+  for (unsigned i = 0; i < outputs.size(); ++i) {
+    b[i].setSrc(outputs[i].src);
+    b[i].setDigest(outputs[i].digest);
+    b[i].setSize(outputs[i].size);
+    b[i].setEntries(outputs[i].entries);
+  }
+}
+std::vector<Output> get_outputs(capnp::List<wire::Output>::Reader r) {
+  std::vector<Output> out;
+  out.reserve(r.size());
+  for (auto o : r) out.push_back({text(o.getSrc()), text(o.getDigest()), o.getSize(), o.getEntries()});
+  return out;
 }
 
 void put(wire::StepInfo::Builder b, const StepInfo& v) {
@@ -201,6 +220,8 @@ void put(wire::JobInfo::Builder b, const JobInfo& v) {
   b.setPush(v.push);
   b.setPushed(v.pushed);
   b.setPull(v.pull);
+  set_texts(b.initOutputs(v.outputs.size()), v.outputs);
+  put_outputs(b.initOutputFiles(v.output_files.size()), v.output_files);
 }
 JobInfo get(wire::JobInfo::Reader r) {
   JobInfo v;
@@ -235,6 +256,8 @@ JobInfo get(wire::JobInfo::Reader r) {
   v.push = text(r.getPush());
   v.pushed = text(r.getPushed());
   v.pull = text(r.getPull());
+  v.outputs = get_texts(r.getOutputs());
+  v.output_files = get_outputs(r.getOutputFiles());
   return v;
 }
 
@@ -483,8 +506,11 @@ KILN_CODEC(Heartbeat, Heartbeat,
            (m.stats = get(r.getStats()), m.running = get_running(r.getRunning()),
             m.inventory_digest = data(r.getInventoryDigest())))
 KILN_CODEC(Reregister, Reregister, b.setReason(m.reason), m.reason = text(r.getReason()))
-KILN_CODEC(Assign, Assign, (b.setJobId(m.job_id), b.setAttempt(m.attempt), put(b.initJob(), m.job)),
-           (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt(), m.job = get(r.getJob())))
+KILN_CODEC(Assign, Assign,
+           (b.setJobId(m.job_id), b.setAttempt(m.attempt), put(b.initJob(), m.job),
+            b.setMaxOutputBytes(m.max_output_bytes)),
+           (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt(), m.job = get(r.getJob()),
+            m.max_output_bytes = r.getMaxOutputBytes()))
 KILN_CODEC(
     JobEvent, JobEvent,
     {
@@ -499,6 +525,7 @@ KILN_CODEC(
       b.setLogOffset(m.log_offset);
       b.setLogEnd(m.log_end);
       b.setPushed(m.pushed);
+      put_outputs(b.initOutputs(m.outputs.size()), m.outputs);
     },
     {
       m.job_id = text(r.getJobId());
@@ -512,6 +539,7 @@ KILN_CODEC(
       m.log_offset = r.getLogOffset();
       m.log_end = r.getLogEnd();
       m.pushed = text(r.getPushed());
+      m.outputs = get_outputs(r.getOutputs());
     })
 KILN_CODEC(CancelAssigned, CancelAssigned, (b.setJobId(m.job_id), b.setAttempt(m.attempt)),
            (m.job_id = text(r.getJobId()), m.attempt = r.getAttempt()))
@@ -549,6 +577,17 @@ KILN_CODEC(
         m.acks.push_back({text(a.getJobId()), a.getAttempt(), a.getLogOffset(), a.getLogFull(), a.getDone()});
       }
     })
+KILN_CODEC(PutOutput, PutOutput,
+           (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setAttempt(m.attempt), b.setDigest(m.digest),
+            b.setTotalSize(m.total_size), b.setOffset(m.offset), b.setData(as_data(m.data))),
+           (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId()), m.attempt = r.getAttempt(),
+            m.digest = text(r.getDigest()), m.total_size = r.getTotalSize(), m.offset = r.getOffset(),
+            m.data = data(r.getData())))
+KILN_CODEC(GetOutput, GetOutput,
+           (b.setRequestId(m.request_id), b.setJobId(m.job_id), b.setDigest(m.digest), b.setOffset(m.offset),
+            b.setMaxBytes(m.max_bytes)),
+           (m.request_id = r.getRequestId(), m.job_id = text(r.getJobId()), m.digest = text(r.getDigest()),
+            m.offset = r.getOffset(), m.max_bytes = r.getMaxBytes()))
 #undef KILN_CODEC
 
 std::string encode_job_record(const JobInfo& job) {
@@ -590,6 +629,8 @@ std::uint64_t peek_request_id(Type type, std::string_view bytes) {
     case Type::kListWorkers: return id.template operator()<wire::ListWorkers>();
     case Type::kWorkerAction: return id.template operator()<wire::WorkerAction>();
     case Type::kGetContext: return id.template operator()<wire::GetContext>();
+    case Type::kPutOutput: return id.template operator()<wire::PutOutput>();
+    case Type::kGetOutput: return id.template operator()<wire::GetOutput>();
     default: return 0;
   }
 }

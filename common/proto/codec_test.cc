@@ -110,7 +110,7 @@ TEST(ProtoCodec, TextWithANulInsideIsRefused) {
 }
 
 TEST(ProtoCodec, TypeNamesRoundTrip) {
-  for (int t = 0; t <= static_cast<int>(Type::kJobAcks); ++t) {
+  for (int t = 0; t <= static_cast<int>(Type::kGetOutput); ++t) {
     auto type = static_cast<Type>(t);
     auto parsed = parse_type(type_name(type));
     ASSERT_TRUE(parsed) << type_name(type);

@@ -66,6 +66,15 @@ json job_to_json(const JobInfo& job, JobJsonDetail detail) {
                         {"outcome", attempt.outcome}});
   }
   j["attempts"] = std::move(attempts);
+  // `kiln submit --output`: what was asked for, and each tar the scheduler holds.
+  json outputs = json::array();
+  for (const std::string& src : job.outputs) {
+    json entry = {{"src", src}};
+    for (const Output& o : job.output_files)
+      if (o.src == src) entry.update({{"digest", o.digest}, {"size", o.size}, {"entries", o.entries}});
+    outputs.push_back(std::move(entry));
+  }
+  j["outputs"] = std::move(outputs);
   j["spec"] = job.spec;
   return j;
 }

@@ -60,6 +60,8 @@ enum class Type : std::uint8_t {
   kContextChunk,
   kInventory,
   kJobAcks,
+  kPutOutput,
+  kGetOutput,
 };
 
 // The type frame's text ("submit", "job-done", ...).
@@ -96,6 +98,15 @@ struct JobSpec {
   double estimate_seconds = 0;  // the client's guess of a cold build; 0: none
   std::string push;             // the image reference to push the result to; "" none
   std::string pull;             // "always", "missing", "never"; "": the worker's --pull
+  std::vector<std::string> outputs;  // paths in the result sent back as tars (`kiln submit --output`)
+};
+
+// One `--output` of a finished job, held by the scheduler as a tar.
+struct Output {
+  std::string src;
+  std::string digest;  // "sha256:HEX" of the tar
+  std::uint64_t size = 0;
+  std::uint64_t entries = 0;
 };
 
 // The secret id under which a job's push login (USER:PASSWORD) travels: never
@@ -150,6 +161,8 @@ struct JobInfo {
   std::string push;    // the image reference the result is pushed to ("" none)
   std::string pushed;  // REGISTRY/REPOSITORY:TAG@sha256:… once pushed
   std::string pull;  // as JobSpec::pull
+  std::vector<std::string> outputs;   // as JobSpec::outputs
+  std::vector<Output> output_files;   // once succeeded: one per entry of outputs
 };
 
 struct WorkerStats {
@@ -351,6 +364,7 @@ struct Assign {
   std::string job_id;
   std::uint32_t attempt = 0;
   JobSpec job;
+  std::uint64_t max_output_bytes = 0;  // the largest output tar the scheduler takes
 };
 
 // job-started, job-log, job-step and job-done share one body; `type` says
@@ -368,6 +382,7 @@ struct JobEvent {
   std::uint64_t log_offset = 0;  // job-log: where `log` starts in the attempt's log (log_offsets workers)
   std::uint64_t log_end = 0;     // job-done: the attempt's log length (log_offsets workers)
   std::string pushed;            // job-done: REF@DIGEST the result was pushed as
+  std::vector<Output> outputs;   // job-done: each stored by put-output first
 };
 
 // What the scheduler has made durable of one attempt's reports.
@@ -413,6 +428,29 @@ struct ContextChunk {
   std::uint64_t total_size = 0;
   std::uint64_t offset = 0;
   std::string data;
+};
+
+// put-output (answered by context-ack): a chunk of an output tar, from the
+// worker holding the attempt.
+struct PutOutput {
+  static constexpr Type kType = Type::kPutOutput;
+  std::uint64_t request_id = 0;
+  std::string job_id;
+  std::uint32_t attempt = 0;
+  std::string digest;
+  std::uint64_t total_size = 0;
+  std::uint64_t offset = 0;
+  std::string data;
+};
+
+// get-output (answered by context-chunk): a client reads its job's output.
+struct GetOutput {
+  static constexpr Type kType = Type::kGetOutput;
+  std::uint64_t request_id = 0;
+  std::string job_id;
+  std::string digest;
+  std::uint64_t offset = 0;
+  std::uint32_t max_bytes = 0;
 };
 
 struct Inventory {
@@ -462,6 +500,8 @@ KILN_PROTO_CODEC(GetContext)
 KILN_PROTO_CODEC(ContextChunk)
 KILN_PROTO_CODEC(Inventory)
 KILN_PROTO_CODEC(JobAcks)
+KILN_PROTO_CODEC(PutOutput)
+KILN_PROTO_CODEC(GetOutput)
 #undef KILN_PROTO_CODEC
 
 // Job records persisted by the scheduler reuse the wire's JobInfo encoding

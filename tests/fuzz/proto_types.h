@@ -16,7 +16,7 @@
 
 namespace kiln::fuzz {
 
-inline constexpr int kMessageTypeCount = static_cast<int>(proto::Type::kJobAcks) + 1;
+inline constexpr int kMessageTypeCount = static_cast<int>(proto::Type::kGetOutput) + 1;
 
 // f.template operator()<T>() for T the struct proto::decode reads for
 // `type`; job-started, job-log, job-step and job-done share JobEvent.
@@ -57,6 +57,8 @@ decltype(auto) with_message_type(proto::Type type, F&& f) {
     case Type::kContextChunk: return f.template operator()<proto::ContextChunk>();
     case Type::kInventory: return f.template operator()<proto::Inventory>();
     case Type::kJobAcks: return f.template operator()<proto::JobAcks>();
+    case Type::kPutOutput: return f.template operator()<proto::PutOutput>();
+    case Type::kGetOutput: return f.template operator()<proto::GetOutput>();
   }
   fail("message type out of range", std::to_string(static_cast<int>(type)));
 }

@@ -1,5 +1,7 @@
 #include "worker/daemon/builder_executor.h"
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <cctype>
 #include <filesystem>
@@ -9,9 +11,13 @@
 #include <spdlog/spdlog.h>
 
 #include "common/context/context_tar.h"
+#include "common/format.h"
+#include "common/fs.h"
 #include "common/sha256.h"
 #include "common/spec/spec.h"
+#include "common/unique_fd.h"
 #include "worker/daemon/context_fetch.h"
+#include "worker/daemon/output_upload.h"
 
 namespace kiln::worker {
 namespace {
@@ -38,6 +44,7 @@ struct BuilderExecutor::Job {
   std::atomic<bool> timed_out{false};
   std::atomic<bool> shutting_down{false};
   std::optional<SteadyTime> deadline;
+  std::uint64_t max_output_bytes = 0;  // the scheduler's (Assign); 0: it takes none
   std::thread thread;
 };
 
@@ -99,6 +106,7 @@ void BuilderExecutor::start(proto::Assign assign, SteadyTime now) {
   job->job_id = std::move(assign.job_id);
   job->attempt = assign.attempt;
   job->spec = std::move(assign.job);
+  job->max_output_bytes = assign.max_output_bytes;
   if (job->spec.timeout_seconds > 0) job->deadline = now + std::chrono::seconds(job->spec.timeout_seconds);
   spdlog::info("kiln-worker {}: job {} (attempt {}) started: {}", host_.worker_name, job->job_id,
                job->attempt, job->spec.spec_name.empty() ? "spec" : job->spec.spec_name);
@@ -238,15 +246,16 @@ void BuilderExecutor::push_inventory(std::vector<std::string> added_hex,
 }
 
 void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
-  std::vector<proto::StepInfo> steps;
-  std::string pushed;
-  auto result = build_job(*job, steps, pushed);
+  Reported reported;
+  auto result = build_job(*job, reported);
+  const std::vector<proto::StepInfo>& steps = reported.steps;
   proto::JobEvent done{.type = proto::Type::kJobDone, .job_id = job->job_id, .attempt = job->attempt};
   done.steps = steps;
   if (result) {
     done.outcome = "succeeded";
     done.result = *result;
-    done.pushed = pushed;
+    done.pushed = std::move(reported.pushed);
+    done.outputs = std::move(reported.outputs);
   } else if (job->timed_out.load()) {
     done.outcome = "failed";
     done.error =
@@ -273,8 +282,7 @@ void BuilderExecutor::run_job(std::shared_ptr<Job> job) {
   maintenance_->request();
 }
 
-Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::StepInfo>& steps,
-                                               std::string& pushed) {
+Result<std::string> BuilderExecutor::build_job(Job& job, Reported& reported) {
   namespace fs = std::filesystem;
   const std::string dir = options_.state_dir + "/jobs/" + job_dir_name(job.job_id, job.attempt);
   std::error_code ec;
@@ -301,6 +309,13 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
                       fmt::format("the job asks to push its result to {}, and this worker cannot push "
                                   "(a worker with --fake-build, or a test's executor)",
                                   job.spec.push));
+  if (!job.spec.outputs.empty() && (!options_.write_output || job.max_output_bytes == 0))
+    return make_error(ErrorKind::kUnsupported,
+                      !options_.write_output
+                          ? "the job asks for outputs (--output), and this worker cannot send them (a test's "
+                            "executor)"
+                          : "the job asks for outputs (--output), and the scheduler takes none (an older "
+                            "kiln-scheduler); update it");
   builder::BuildRequest request;
   request.spec = spec;
   request.spec_name = spec_name;
@@ -312,7 +327,7 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
     KILN_ASSIGN_OR_RETURN(request.pull,
                           with_context(fetcher::parse_pull_policy(job.spec.pull), "the job's pull policy"));
   }
-  request.on_step = [this, &job, &steps](const builder::StepEvent& e) {
+  request.on_step = [this, &job, &steps = reported.steps](const builder::StepEvent& e) {
     proto::StepInfo info{
         .id = e.id, .description = e.description, .cached = e.cached, .seconds = e.seconds, .image = e.image};
     steps.push_back(info);
@@ -324,18 +339,60 @@ Result<std::string> BuilderExecutor::build_job(Job& job, std::vector<proto::Step
     push_inventory({e.id}, {});
   };
   KILN_ASSIGN_OR_RETURN(std::string id, builder_.build(request));
-  if (job.spec.push.empty()) return id;
+  if (!job.spec.push.empty()) {
+    KILN_ASSIGN_OR_RETURN(reported.pushed, push_result(job, spec, id));
+  }
+  if (!job.spec.outputs.empty()) {
+    KILN_ASSIGN_OR_RETURN(reported.outputs, send_outputs(job, id));
+  }
+  return id;
+}
+
+Result<std::string> BuilderExecutor::push_result(Job& job, const spec::Spec& spec, const std::string& id) {
   std::string login;
   for (const proto::Secret& secret : job.spec.secrets)
     if (secret.id == proto::kPushLoginSecret) login = secret.value;
   push_log(job, fmt::format("kiln-worker {}: pushing {} as {}{}\n", host_.worker_name, id.substr(0, 12),
                             job.spec.push, login.empty() ? "" : " with the login sent with the job"));
-  KILN_ASSIGN_OR_RETURN(pushed, with_context(options_.push(id, spec, job.spec.push, login,
-                                                           [&](std::string_view line) {
-                                                             push_log(job, fmt::format("push: {}\n", line));
-                                                           }),
-                                             "pushing the result to " + job.spec.push));
-  return id;
+  return with_context(options_.push(id, spec, job.spec.push, login,
+                                    [&](std::string_view line) { push_log(job, fmt::format("push: {}\n", line)); }),
+                      "pushing the result to " + job.spec.push);
+}
+
+Result<std::vector<proto::Output>> BuilderExecutor::send_outputs(Job& job, const std::string& id) {
+  const std::string tmp_dir = options_.state_dir + "/tmp";
+  KILN_RETURN_IF_ERROR(ensure_dirs(tmp_dir, 0700));
+  std::vector<proto::Output> outputs;
+  for (const std::string& src : job.spec.outputs) {
+    if (job.cancel.cancelled()) return make_error(ErrorKind::kCancelled, "cancelled while sending outputs");
+    // An unnamed file: nothing to clean up whatever happens.
+    UniqueFd tar(::open(tmp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!tar) return errno_error("cannot make a temporary file in " + tmp_dir);
+    Sha256 hash;
+    KILN_ASSIGN_OR_RETURN(context::ResultTar written,
+                          with_context(options_.write_output(id, src,
+                                                             [&](std::string_view chunk) {
+                                                               hash.update(chunk);
+                                                               return write_all(tar.get(), chunk, "the output tar");
+                                                             },
+                                                             job.max_output_bytes),
+                                       "--output " + src));
+    proto::Output output{.src = src,
+                         .digest = "sha256:" + to_hex(hash.digest()),
+                         .size = written.bytes,
+                         .entries = written.entries};
+    for (const std::string& skipped : written.skipped)
+      push_log(job, fmt::format("kiln-worker {}: --output {}: left out {}: not a file, directory or symlink\n",
+                                host_.worker_name, src, skipped));
+    push_log(job, fmt::format("kiln-worker {}: sending output {} ({} entries, {})\n", host_.worker_name, src,
+                              written.entries, human_bytes(written.bytes)));
+    KILN_RETURN_IF_ERROR(with_context(
+        upload_output(zmq_, host_.scheduler, output.digest, tar.get(), written.bytes, &job.cancel,
+                      {.job_id = job.job_id, .attempt = job.attempt, .curve = host_.curve}),
+        "sending output " + src));
+    outputs.push_back(std::move(output));
+  }
+  return outputs;
 }
 
 Status BuilderExecutor::prepare_context(Job& job, const std::string& dir) {

@@ -42,6 +42,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/context/result_tar.h"
 #include "common/spec/spec.h"
 #include "worker/builder/builder.h"
 #include "worker/daemon/git_context.h"
@@ -75,6 +76,13 @@ struct BuilderExecutorOptions {
                                     const std::string& reference, const std::string& login,
                                     const std::function<void(std::string_view)>& note)>
       push;
+  // Writes SRC of a result (its filesystem as the container sees it) as the
+  // tar of `kiln submit --output` (common/context/result_tar.h) into the
+  // sink, failing past `max_bytes`: kiln-worker sets it to the store's
+  // result. Empty: a job that asks for outputs fails, saying so.
+  std::function<Result<context::ResultTar>(const std::string& result_id, const std::string& src,
+                                           const context::TarSink& sink, std::uint64_t max_bytes)>
+      write_output;
 };
 
 class BuilderExecutor final : public JobExecutor {
@@ -117,8 +125,19 @@ class BuilderExecutor final : public JobExecutor {
   // Job threads.
   void run_job(std::shared_ptr<Job> job);
   // Builds the job (and pushes it when asked: `pushed` gets REF@DIGEST).
-  Result<std::string> build_job(Job& job, std::vector<proto::StepInfo>& steps, std::string& pushed);
+  // What a finished build reports besides its result id.
+  struct Reported {
+    std::vector<proto::StepInfo> steps;
+    std::string pushed;
+    std::vector<proto::Output> outputs;
+  };
+  Result<std::string> build_job(Job& job, Reported& reported);
   Status prepare_context(Job& job, const std::string& dir);
+  // Pushes result `id` as the job's JobSpec.push; returns REF@DIGEST.
+  Result<std::string> push_result(Job& job, const spec::Spec& spec, const std::string& id);
+  // Writes each of the job's outputs of result `id` as a tar and sends it to
+  // the scheduler (put-output), in order.
+  Result<std::vector<proto::Output>> send_outputs(Job& job, const std::string& id);
   void push_event(proto::JobEvent event);
   void push_log(const Job& job, std::string_view text);
   void push_inventory(std::vector<std::string> added_hex, std::vector<std::string> removed_hex);

@@ -29,6 +29,7 @@
 
 #include "common/auth/curve_keys.h"
 #include "common/config.h"
+#include "common/context/result_tar.h"
 #include "common/format.h"
 #include "common/log.h"
 #include "worker/builder/local_builder.h"
@@ -362,6 +363,16 @@ int main(int argc, char** argv) {
       KILN_ASSIGN_OR_RETURN(kiln::pusher::PushResult pushed,
                             kiln::pusher::push_result(*store, id, spec, push, note));
       return pushed.reference + "@" + pushed.digest;
+    };
+    executor_options.write_output = [store = &local->store()](
+                                        const std::string& id, const std::string& src,
+                                        const kiln::context::TarSink& sink,
+                                        std::uint64_t max_bytes) -> kiln::Result<kiln::context::ResultTar> {
+      KILN_ASSIGN_OR_RETURN(auto dir, store->result(id));
+      if (!dir)
+        return kiln::make_error(kiln::ErrorKind::kNotFound,
+                                fmt::format("result {} disappeared from the store", id));
+      return kiln::context::write_result_tar(*dir + "/rootfs", src, sink, max_bytes);
     };
     executor = std::make_unique<kiln::worker::BuilderExecutor>(std::move(executor_options), local->builder());
   }
