@@ -83,9 +83,9 @@ Result<ResultTar> write_result_tar(const std::string& rootfs, std::string_view s
   TarStream tar([&](std::string_view chunk) -> Status {
     if (out.bytes + chunk.size() > max_bytes) {
       over_cap = Error(ErrorKind::kFailedPrecondition,
-                       fmt::format("--output {}: the files are over {}, the most an output may hold; "
-                                   "output less, or raise the cap (--output-max-bytes)",
-                                   container, human_bytes(max_bytes)));
+                       fmt::format("--output {}: the files are over {} ({} bytes), the most an output may "
+                                   "hold (kiln-scheduler --max-output-bytes); send a smaller part of the result",
+                                   container, human_bytes(max_bytes), max_bytes));
       return std::unexpected(*over_cap);
     }
     out.bytes += chunk.size();

@@ -395,5 +395,59 @@ TEST_F(Farm, TheWorkerPushesTheResultWithTheLoginSentWithTheJob) {
   EXPECT_THAT(log->data, ::testing::Not(HasSubstr("pushs3cret")));
 }
 
+TEST_F(Farm, TheClientGetsTheOutputsItAskedFor) {
+  start_scheduler({"--max-output-bytes", "1048576"});
+  worker("w1", 2);
+  const std::string ctx = dir.path() + "/out-ctx";
+  std::filesystem::create_directories(ctx);
+  std::ofstream(ctx + "/app.spec")
+      << "((from busybox)\n (workdir /app)\n"
+         " (run (shell \"mkdir -p bin && printf 'hi\\\\n' > bin/hello && chmod 755 bin/hello && ln -s hello "
+         "bin/link && head -c 300000 /dev/urandom > bin/blob && sha256sum bin/blob\")))\n";
+  const std::string out1 = dir.path() + "/out1";
+  const std::string out2 = dir.path() + "/out2/nested";
+  auto r = run_process({KILN_BINARY, "submit", "-f", ctx + "/app.spec", ctx, "--output", "/app/bin:" + out1,
+                        "--output", "/app/bin/hello:" + out2, "--scheduler", scheduler->client_endpoint()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << workers["w1"]->log();
+  std::string id = r.out.substr(0, r.out.size() - 1);
+  id = id.substr(id.rfind('\n') + 1);
+  EXPECT_THAT(r.err, HasSubstr("kiln: output /app/bin -> " + out1 + ": 3 entries"));
+  // The log printed the blob's digest inside the container: the copy here matches it.
+  const std::string blob_hash = run_process({"/usr/bin/sha256sum", out1 + "/blob"}).out.substr(0, 64);
+  EXPECT_THAT(r.out, HasSubstr(blob_hash + "  bin/blob"));
+  EXPECT_EQ(std::filesystem::file_size(out1 + "/blob"), 300000u);
+  std::ifstream hello(out1 + "/hello");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(hello), {}), "hi\n");
+  EXPECT_EQ(std::filesystem::status(out1 + "/hello").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms(0755));
+  EXPECT_EQ(std::filesystem::read_symlink(out1 + "/link"), "hello");
+  EXPECT_TRUE(std::filesystem::is_regular_file(out2 + "/hello"));
+
+  auto status = run_process({KILN_BINARY, "status", id, "--scheduler", scheduler->client_endpoint()});
+  EXPECT_THAT(status.out, HasSubstr("outputs:\n  /app/bin  3 entries"));
+  // Fetched again later by job id; an output the job did not ask for is named.
+  const std::string out3 = dir.path() + "/out3";
+  auto again = run_process({KILN_BINARY, "output", id, "/app/bin:" + out3, "--scheduler",
+                            scheduler->client_endpoint()});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(run_process({"/usr/bin/sha256sum", out3 + "/blob"}).out.substr(0, 64), blob_hash);
+  auto other = run_process({KILN_BINARY, "output", id, "/etc:" + out3, "--scheduler", scheduler->client_endpoint()});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_THAT(other.err, HasSubstr("has no output \"/etc\" (it asked for: /app/bin, /app/bin/hello)"));
+
+  // A SRC missing from the result, and one over the scheduler's limit, fail the job saying so.
+  auto missing = run_process({KILN_BINARY, "submit", "-f", ctx + "/app.spec", ctx, "--output", "/app/nope:" + out3,
+                              "--scheduler", scheduler->client_endpoint()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("/app/nope does not exist in the result"));
+  std::ofstream(ctx + "/big.spec") << "((from busybox)\n (run (shell \"head -c 2000000 /dev/urandom > /big\")))\n";
+  auto big = run_process({KILN_BINARY, "submit", "-f", ctx + "/big.spec", ctx, "--output", "/big:" + out3,
+                          "--scheduler", scheduler->client_endpoint()});
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_THAT(big.err, HasSubstr("--output /big: the files are over 1.0 MiB (1048576 bytes), the most an output "
+                                   "may hold (kiln-scheduler --max-output-bytes)"));
+  EXPECT_FALSE(std::filesystem::exists(out3 + "/big"));
+}
+
 }  // namespace
 }  // namespace kiln::testing

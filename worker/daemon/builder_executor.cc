@@ -369,14 +369,14 @@ Result<std::vector<proto::Output>> BuilderExecutor::send_outputs(Job& job, const
     UniqueFd tar(::open(tmp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (!tar) return errno_error("cannot make a temporary file in " + tmp_dir);
     Sha256 hash;
-    KILN_ASSIGN_OR_RETURN(context::ResultTar written,
-                          with_context(options_.write_output(id, src,
-                                                             [&](std::string_view chunk) {
-                                                               hash.update(chunk);
-                                                               return write_all(tar.get(), chunk, "the output tar");
-                                                             },
-                                                             job.max_output_bytes),
-                                       "--output " + src));
+    // (Its errors name the --output already.)
+    KILN_ASSIGN_OR_RETURN(context::ResultTar written, options_.write_output(
+                                                          id, src,
+                                                          [&](std::string_view chunk) {
+                                                            hash.update(chunk);
+                                                            return write_all(tar.get(), chunk, "the output tar");
+                                                          },
+                                                          job.max_output_bytes));
     proto::Output output{.src = src,
                          .digest = "sha256:" + to_hex(hash.digest()),
                          .size = written.bytes,
