@@ -113,5 +113,35 @@ TEST_F(RegistryBuildTest, ADockerHubNameIsPulledFromTheRegistryMirror) {
   EXPECT_EQ(grep.exit_code, 0) << grep.out << grep.err;
 }
 
+// A new tag naming an image unpacked before (the warm pull): the registry is
+// asked what the tag names, and the (from …) step is a snapshot of the
+// result that unpacked it, with its own reference and resolution; nothing is
+// unpacked again, and the step on it runs with the image's files.
+TEST_F(RegistryBuildTest, ANewTagForAnImageUnpackedBeforeReusesItsResult) {
+  const std::string first_ref = registry_->host() + "/team/busybox:1";
+  ProcessResult first =
+      build("((from \"" + first_ref + "\")\n (run (shell \"echo one\")))\n", {"--insecure-registry", registry_->host()});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  ASSERT_THAT(first.out, HasSubstr("unpacking layer 1/1"));
+  ASSERT_EQ(registry_->push("oci:" + home_.path() + "/layout/busybox:latest", "team/busybox:2"), "");
+  const std::string second_ref = registry_->host() + "/team/busybox:2";
+  ProcessResult second = build("((from \"" + second_ref + "\")\n (run (shell \"echo two on $(cat /etc/hostname "
+                               "2>/dev/null; ls /bin/busybox)\")))\n",
+                               {"--insecure-registry", registry_->host()});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out, AllOf(HasSubstr("resolving " + second_ref), HasSubstr("unpacked before as"),
+                                HasSubstr("reused as it is"), HasSubstr("two on"), HasSubstr("/bin/busybox")));
+  EXPECT_THAT(second.out, ::testing::Not(HasSubstr("unpacking layer")));
+  // The new step's image.json names its own reference, with the same manifest.
+  ProcessResult grep = run_process({"/bin/grep", "-rl", "\"reference\": \"" + second_ref + "\"",
+                                    home_.path() + "/store"});
+  EXPECT_EQ(grep.exit_code, 0) << grep.out << grep.err;
+  // A third build of the same spec is a plain cache hit.
+  registry_->stop();
+  ProcessResult third = build("((from \"" + second_ref + "\"))\n", {"--insecure-registry", registry_->host()});
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  EXPECT_EQ(count_of(third.out, " from cache\n"), 1) << third.out;
+}
+
 }  // namespace
 }  // namespace kiln

@@ -17,6 +17,7 @@
 #include "common/ids/step_id.h"
 #include "common/path.h"
 #include "common/spec/sexp.h"
+#include "worker/builder/base_images.h"
 #include "worker/builder/copy_files.h"
 #include "worker/builder/step_environment.h"
 
@@ -39,46 +40,6 @@ Error at_op(const Error& error, std::string_view filename, const spec::Position&
   return out;
 }
 
-std::string image_config_json(const std::string& reference, const fetcher::ImageConfig& config) {
-  nlohmann::json env = nlohmann::json::array();
-  for (const auto& [key, value] : config.env) env.push_back(key + "=" + value);
-  nlohmann::json j = {
-      {"reference", reference},
-      {"env", env},
-      {"working_dir", config.working_dir},
-      {"user", config.user},
-      {"entrypoint", config.entrypoint},
-      {"cmd", config.cmd},
-      {"manifest_digest", config.manifest_digest},
-  };
-  if (!config.resolved.empty()) j["resolved"] = config.resolved;
-  return j.dump(2) + "\n";
-}
-
-Result<Env> read_image_env(const std::string& path) {
-  KILN_ASSIGN_OR_RETURN_CONTEXT(std::string text, read_file(path), "reading the image config");
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return make_error(ErrorKind::kFailedPrecondition,
-                      fmt::format("the image config {} is not valid JSON; delete the base image's result "
-                                  "(kiln delete ID) so that it is fetched again",
-                                  path));
-  Env env;
-  auto it = j.find("env");
-  if (it == j.end() || !it->is_array()) return env;
-  for (const auto& item : *it) {
-    if (!item.is_string()) continue;
-    std::string kv = item.get<std::string>();
-    std::size_t eq = kv.find('=');
-    if (eq == std::string::npos) {
-      env.emplace_back(kv, "");
-    } else {
-      env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    }
-  }
-  return env;
-}
-
 // Who owns a copy's files: the stage's user, a name resolved in the rootfs
 // being copied into (as docker's COPY --chown=NAME).
 Result<spec::UnixUser> copy_owner(const std::string& rootfs, const spec::User& user) {
@@ -94,12 +55,17 @@ Error cancelled_error() {
 
 // One step to make: its id, base and how to fill its directory.
 struct Builder::Step {
+  using Fill = StepFill;
   std::string id;
   std::optional<std::string> base;
+  bool from_image = false;  // a (from …) step
   std::string heading;
   std::vector<std::string> uses;    // other results the step reads (stages it copies from)
   std::optional<Error> cannot_run;  // set when running it is impossible (a missing secret)
-  std::function<Status(const std::string& dir, BuildLog& log, CancelToken& cancel)> fill;
+  Fill fill;
+  // (from …) steps: asked on the step's thread before anything is built
+  // (reuse_unpacked); a base it names is pinned until the step ends.
+  std::function<Result<std::optional<ImageReuse>>(BuildLog& log, CancelToken& cancel)> reuse;
 };
 
 // A step being built, shared by everyone who asked for it.
@@ -156,7 +122,11 @@ class Builder::RequestScope {
 
 Builder::Builder(store::Store& store, sandbox::Sandbox& sandbox, fetcher::Fetcher& fetcher,
                  BuilderOptions options)
-    : store_(store), sandbox_(sandbox), fetcher_(fetcher), options_(std::move(options)) {}
+    : store_(store),
+      sandbox_(sandbox),
+      fetcher_(fetcher),
+      options_(std::move(options)),
+      unpacked_(options_.unpacked_images_dir) {}
 
 Builder::~Builder() {
   {
@@ -235,11 +205,15 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   auto from = std::make_shared<Step>();
   from->id = ids::step_id_of(ids::encode_from_step(stage.from));
   from->heading = fmt::format("(from {})", spec::print_atom(stage.from));
+  from->from_image = true;
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
-  from->fill = [this, reference, pull = request.pull](const std::string& dir, BuildLog& log,
-                                                      CancelToken& cancel) -> Status {
+  from->reuse = [this, reference, pull = request.pull, id = from->id](BuildLog& log, CancelToken& cancel) {
+    return reuse_unpacked(id, reference, pull, log, cancel);
+  };
+  from->fill = [this, reference, pull = request.pull, id = from->id](const std::string& dir, BuildLog& log,
+                                                                      CancelToken& cancel) -> Status {
     std::string rootfs = dir + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
     log.note(fmt::format("fetching {}", reference));
@@ -256,6 +230,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         rootfs, reference, {.cancel = &cancel, .pull = pull});
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
+    unpacked_.record(config->manifest_digest, id);
     return write_file(dir + "/image.json", image_config_json(reference, *config));
   };
   if (auto s = ensure(scope, from); !s) {
@@ -420,7 +395,7 @@ Status Builder::ensure(RequestScope& scope, std::shared_ptr<Step> step) {
     if (!scope.request().on_step) return;
     std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
     StepEvent event{step->id, step->heading, cached, elapsed.count(), {}};
-    if (!step->base) event.image = resolved_image(step->id);
+    if (step->from_image) event.image = resolved_image(step->id);
     scope.request().on_step(event);
   };
   for (;;) {
@@ -501,9 +476,18 @@ Status Builder::follow(RequestScope& scope, const std::shared_ptr<InFlight>& op,
 
 void Builder::run_in_flight(std::shared_ptr<InFlight> op) {
   const Step& step = *op->step;
-  Status status = store_.build(step.base, step.id, [&](const std::string& dir) -> Status {
+  std::optional<std::string> base = step.base;
+  const Step::Fill* fill = &step.fill;
+  Result<std::optional<ImageReuse>> reuse = std::optional<ImageReuse>();
+  if (step.reuse) reuse = step.reuse(*op->log, op->cancel);
+  if (reuse && *reuse) {
+    base = (*reuse)->base;
+    fill = &(*reuse)->fill;
+  }
+  Status status = !reuse ? Status(std::unexpected(reuse.error()))
+                         : store_.build(base, step.id, [&](const std::string& dir) -> Status {
     KILN_RETURN_IF_ERROR(op->log->attach_file(dir + "/log"));
-    Status filled = step.fill(dir, *op->log, op->cancel);
+    Status filled = (*fill)(dir, *op->log, op->cancel);
     // Closed before the store moves the directory into place.
     Status closed = op->log->detach_file();
     if (!filled) return filled;
@@ -523,6 +507,7 @@ void Builder::run_in_flight(std::shared_ptr<InFlight> op) {
     status = std::unexpected(std::move(out));
   }
   if (step.base) unpin(*step.base);
+  if (reuse && *reuse) unpin((*reuse)->base);
   for (const std::string& used : step.uses) unpin(used);
   std::lock_guard lock(mu_);
   op->status = std::move(status);

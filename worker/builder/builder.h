@@ -60,6 +60,7 @@
 #include "common/error.h"
 #include "common/ids/manifest.h"
 #include "common/spec/spec.h"
+#include "worker/builder/base_images.h"
 #include "worker/builder/build_log.h"
 #include "worker/builder/disk_space.h"
 #include "worker/fetcher/fetcher.h"
@@ -79,6 +80,10 @@ struct BuilderOptions {
   // Optional per-step sandbox limits and timeout, applied to every run step.
   sandbox::Limits limits;
   std::optional<std::chrono::milliseconds> step_timeout;
+  // Where (from …) steps remember which result unpacked which image manifest
+  // (base_images.h), so that a new reference naming an image unpacked before
+  // (a new tag) is a snapshot of that result, not a second unpack. Empty: off.
+  std::string unpacked_images_dir;
 };
 
 // One step of a build reached: served from the cache or just built. For
@@ -223,6 +228,14 @@ class Builder {
   Result<std::vector<std::pair<std::string, std::string>>> image_env(const std::string& from_id);
   // What the base image of the (from …) result `from_id` resolved to (StepEvent::image).
   std::string resolved_image(const std::string& from_id);
+  // For the (from …) step `id` of `reference`: when the fetcher can say which
+  // manifest the reference names now and an earlier result in the store
+  // unpacked it, that result (pinned) and the fill that writes this step's
+  // image.json; nullopt: fetch as usual. Errors: the fetcher's (a tag that
+  // cannot be resolved fails the step at once). In base_images.cc.
+  Result<std::optional<ImageReuse>> reuse_unpacked(const std::string& id, const std::string& reference,
+                                                   std::optional<fetcher::PullPolicy> pull, BuildLog& log,
+                                                   CancelToken& cancel);
 
   void pin(const std::string& id);
   void unpin(const std::string& id);
@@ -231,6 +244,7 @@ class Builder {
   sandbox::Sandbox& sandbox_;
   fetcher::Fetcher& fetcher_;
   BuilderOptions options_;
+  UnpackedImages unpacked_;
 
   mutable std::mutex mu_;  // in_flight_, running_threads_, finished_
   std::condition_variable changed_;

@@ -126,6 +126,7 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));
 
   local->image_cache_dir_ = registry.cache_dir;
+  local->builder_options_.unpacked_images_dir = options.home + "/unpacked-images";
   local->store_spec_ = options.store.empty() ? "overlayfs:" + options.home + "/store" : options.store;
   if (options.store.empty()) {
     std::error_code ec;

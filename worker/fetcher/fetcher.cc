@@ -94,6 +94,12 @@ class SchemeFetcher : public Fetcher {
     }
     return make_error(ErrorKind::kInternal, "unhandled image source");
   }
+  Result<std::optional<ResolvedImage>> resolve(const Progress& progress, std::string_view image,
+                                               const FetchOptions& options) override {
+    KILN_ASSIGN_OR_RETURN(ImageReference reference, parse_image_reference(image));
+    if (reference.source == ImageSource::kRegistry) return registry_->resolve(progress, image, options);
+    return std::optional<ResolvedImage>();
+  }
   explicit SchemeFetcher(RegistryOptions registry) : registry_(make_registry_fetcher(std::move(registry))) {}
 
  private:

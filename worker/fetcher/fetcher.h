@@ -138,9 +138,28 @@ struct FetchOptions {
   std::optional<PullPolicy> pull;
 };
 
+// What a reference names now (Fetcher::resolve).
+struct ResolvedImage {
+  std::string manifest_digest;  // the image manifest fetch() would unpack (ImageConfig::manifest_digest)
+  std::string resolved;         // as ImageConfig::resolved
+};
+
 class Fetcher {
  public:
   virtual ~Fetcher() = default;
+
+  // Which image `image` names now, as fetch() would find it (a tag asked for
+  // or not as the pull policy says, the platform chosen from an index),
+  // without downloading layers or unpacking anything; so that a builder that
+  // unpacked that manifest before can reuse it. nullopt: this fetcher cannot
+  // tell without fetching (local sources). Errors as fetch()'s.
+  virtual Result<std::optional<ResolvedImage>> resolve(const Progress& progress, std::string_view image,
+                                                       const FetchOptions& options) {
+    (void)progress;
+    (void)image;
+    (void)options;
+    return std::optional<ResolvedImage>();
+  }
 
   // Initialises the empty directory `rootfs` with the filesystem of `image`
   // and returns the image's configuration. See the file comment for the

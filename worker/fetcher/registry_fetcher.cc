@@ -70,7 +70,46 @@ class Pull {
     image_ = to_string(ref_);
   }
 
+  // The image manifest the reference names (for an index, the platform's).
+  struct Chosen {
+    internal::TagRecord top;
+    std::string manifest_digest;
+    std::string media_type;
+    std::string manifest_text;
+  };
+
+  Result<ResolvedImage> identify() {
+    KILN_ASSIGN_OR_RETURN(Chosen chosen, choose());
+    return ResolvedImage{chosen.manifest_digest, resolved_name(chosen.top.digest)};
+  }
+
   Result<ImageConfig> run(const std::string& rootfs) {
+    KILN_ASSIGN_OR_RETURN(Chosen chosen, choose());
+    const std::string& manifest_digest = chosen.manifest_digest;
+    // The config first: the plan reads it.
+    KILN_ASSIGN_OR_RETURN(BlobToPull config, config_descriptor(chosen.manifest_text, manifest_digest));
+    KILN_RETURN_IF_ERROR(pull_blobs({config}));
+    auto files = cache_.files();
+    KILN_ASSIGN_OR_RETURN(internal::ImagePlan plan,
+                          internal::plan_image_manifest(*files, manifest_digest, chosen.media_type, image_));
+    std::vector<BlobToPull> layers;
+    for (std::size_t i = 0; i < plan.layers.size(); ++i)
+      layers.push_back({plan.layers[i].digest, plan.layers[i].size,
+                        fmt::format("layer {}/{}", i + 1, plan.layers.size())});
+    KILN_RETURN_IF_ERROR(pull_blobs(layers));
+    Progress note = [this](ProgressKind line_kind, std::string_view line) { progress_(line_kind, line); };
+    KILN_ASSIGN_OR_RETURN(ImageConfig config_out,
+                          internal::unpack_image(*files, plan, image_, rootfs, note, cancel_));
+    config_out.resolved = resolved_name(chosen.top.digest);
+    return config_out;
+  }
+
+ private:
+  std::string resolved_name(const std::string& top_digest) const {
+    return ref_.registry + "/" + ref_.repository + "@" + top_digest;
+  }
+
+  Result<Chosen> choose() {
     KILN_ASSIGN_OR_RETURN(internal::TagRecord top, resolve());
     KILN_ASSIGN_OR_RETURN(std::string top_text, cached_manifest(top.digest));
     KILN_ASSIGN_OR_RETURN(
@@ -97,25 +136,9 @@ class Pull {
       manifest_digest = choice.digest;
       media_type = child.media_type;
     }
-    // The config first: the plan reads it.
-    KILN_ASSIGN_OR_RETURN(BlobToPull config, config_descriptor(manifest_text, manifest_digest));
-    KILN_RETURN_IF_ERROR(pull_blobs({config}));
-    auto files = cache_.files();
-    KILN_ASSIGN_OR_RETURN(internal::ImagePlan plan,
-                          internal::plan_image_manifest(*files, manifest_digest, media_type, image_));
-    std::vector<BlobToPull> layers;
-    for (std::size_t i = 0; i < plan.layers.size(); ++i)
-      layers.push_back({plan.layers[i].digest, plan.layers[i].size,
-                        fmt::format("layer {}/{}", i + 1, plan.layers.size())});
-    KILN_RETURN_IF_ERROR(pull_blobs(layers));
-    Progress note = [this](ProgressKind line_kind, std::string_view line) { progress_(line_kind, line); };
-    KILN_ASSIGN_OR_RETURN(ImageConfig config_out,
-                          internal::unpack_image(*files, plan, image_, rootfs, note, cancel_));
-    config_out.resolved = ref_.registry + "/" + ref_.repository + "@" + top.digest;
-    return config_out;
+    return Chosen{std::move(top), std::move(manifest_digest), std::move(media_type), std::move(manifest_text)};
   }
 
- private:
   Result<MirroredRegistry*> client() {
     if (!client_) {
       if (pull_ == PullPolicy::kNever)
@@ -343,6 +366,18 @@ class RegistryFetcher : public Fetcher {
     std::string canonical = to_string(ref);
     Pull pull(options_, fetch_options, std::move(ref), std::move(cache), progress);
     return with_context(pull.run(rootfs), "pulling " + canonical);
+  }
+
+  Result<std::optional<ResolvedImage>> resolve(const Progress& progress, std::string_view image,
+                                               const FetchOptions& fetch_options) override {
+    if (options_.cache_dir.empty()) return std::optional<ResolvedImage>();
+    std::string_view name = image.starts_with("docker://") ? image.substr(9) : image;
+    KILN_ASSIGN_OR_RETURN(RegistryReference ref, parse_registry_reference(name));
+    KILN_ASSIGN_OR_RETURN(BlobCache cache, BlobCache::open(options_.cache_dir));
+    std::string canonical = to_string(ref);
+    Pull pull(options_, fetch_options, std::move(ref), std::move(cache), progress);
+    KILN_ASSIGN_OR_RETURN(ResolvedImage resolved, with_context(pull.identify(), "pulling " + canonical));
+    return std::optional<ResolvedImage>(std::move(resolved));
   }
 
  private:
