@@ -26,6 +26,7 @@
 
 #include "common/proto/messages.h"
 #include "common/proto/transport.h"
+#include "common/sha256.h"
 
 namespace kiln::worker::testing {
 
@@ -131,6 +132,14 @@ class FakeScheduler {
 
   int heartbeats = 0;
   int get_contexts_served = 0;
+  // put-output, as the scheduler's output store answers it: bytes held per
+  // digest (seed one to play a second uploader of the same output), and
+  // the digests stored complete and verified.
+  std::map<std::string, std::string> outputs_received;
+  std::map<std::string, std::string> outputs_stored;
+  int put_outputs_seen = 0;
+  int put_outputs_to_ignore = 0;   // the first N go unanswered (a scheduler restarting)
+  std::string refuse_outputs_with;  // non-empty: every put-output is answered with this error
   std::vector<proto::Inventory> inventories;
   std::string logs;  // job-log text that arrived while expect() waited for something else
   std::string last_sender;
@@ -149,6 +158,10 @@ class FakeScheduler {
       if (!frame) continue;
       if (frame->type == proto::Type::kGetContext) {
         answer_get_context(*frame);
+        continue;
+      }
+      if (frame->type == proto::Type::kPutOutput) {
+        answer_put_output(*frame);
         continue;
       }
       last_sender = frame->routing_id;
@@ -177,6 +190,32 @@ class FakeScheduler {
                                        .total_size = bytes.size(),
                                        .offset = offset,
                                        .data = bytes.substr(offset, n)});
+  }
+
+  void answer_put_output(const proto::Frame& frame) {
+    auto put = proto::decode<proto::PutOutput>(frame.body);
+    ASSERT_TRUE(put);
+    if (++put_outputs_seen <= put_outputs_to_ignore) return;
+    if (!refuse_outputs_with.empty()) {
+      proto::send_to(socket_, frame.routing_id,
+                     proto::ErrorReply{
+                         .request_id = put->request_id, .kind = "permission denied", .message = refuse_outputs_with});
+      return;
+    }
+    std::string& held = outputs_received[put->digest];
+    bool complete = outputs_stored.contains(put->digest);
+    if (!complete && put->offset == held.size() && held.size() + put->data.size() <= put->total_size) {
+      held += put->data;
+      if (held.size() == put->total_size && "sha256:" + sha256_hex(held) == put->digest) {
+        outputs_stored[put->digest] = held;
+        complete = true;
+      }
+    }
+    proto::send_to(socket_, frame.routing_id,
+                   proto::ContextAck{.request_id = put->request_id,
+                                     .digest = put->digest,
+                                     .received = complete ? put->total_size : held.size(),
+                                     .complete = complete});
   }
 
   zmq::context_t context_;
