@@ -114,7 +114,8 @@ proto::JobSpec seed_spec() {
           .secrets = {{"token", std::string("s\0cret", 6)}},
           .timeout_seconds = 600,
           .labels = {"arch=x86_64", "disk=ssd"},
-          .estimate_seconds = 12.5};
+          .estimate_seconds = 12.5,
+          .outputs = {"/app/bin", "/etc/app.conf"}};
 }
 
 proto::JobInfo seed_job() {
@@ -137,7 +138,9 @@ proto::JobInfo seed_job() {
           .labels = {"arch=x86_64"},
           .planned_steps = {"91bc", "4f2a"},
           .estimate_seconds = 30,
-          .attempt_log_bytes = 4096};
+          .attempt_log_bytes = 4096,
+          .outputs = {"/app/bin"},
+          .output_files = {{"/app/bin", "sha256:" + std::string(64, 'b'), 20480, 3}}};
 }
 
 proto::WorkerInfo seed_worker() {
@@ -211,7 +214,7 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
                             .log_cap_bytes = 16ull << 20});
   message(proto::Heartbeat{.stats = seed_worker().stats, .running = {{"j7", 2}}, .inventory_digest = id32});
   message(proto::Reregister{.reason = "scheduler restarted"});
-  message(proto::Assign{.job_id = "j7", .attempt = 2, .job = seed_spec()});
+  message(proto::Assign{.job_id = "j7", .attempt = 2, .job = seed_spec(), .max_output_bytes = 256ull << 20});
   proto::JobEvent event{.job_id = "j7", .attempt = 2};
   add("job-started", static_cast<std::uint8_t>(Type::kJobStarted), proto::encode(event));
   event.log = "+ make\ncc -o app app.c\n";
@@ -226,6 +229,7 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
   event.result = "4f2a";
   event.steps = seed_job().steps;
   event.log_end = (1 << 20) + 23;
+  event.outputs = seed_job().output_files;
   add("job-done", static_cast<std::uint8_t>(Type::kJobDone), proto::encode(event));
   message(proto::CancelAssigned{.job_id = "j7", .attempt = 2});
   message(proto::WorkerState{.state = "paused"});
@@ -244,6 +248,15 @@ void write_seeds(kiln::fuzz::Seeds& seeds) {
   message(proto::JobAcks{.acks = {{.job_id = "j7", .attempt = 2, .log_offset = 4096},
                                   {.job_id = "j8", .attempt = 1, .log_offset = 16ull << 20, .log_full = true},
                                   {.job_id = "j9", .attempt = 3, .log_offset = 77, .done = true}}});
+  message(proto::PutOutput{.request_id = 13,
+                           .job_id = "j7",
+                           .attempt = 2,
+                           .digest = "sha256:" + std::string(64, 'b'),
+                           .total_size = 20480,
+                           .offset = 10240,
+                           .data = std::string("out\0put", 7)});
+  message(proto::GetOutput{
+      .request_id = 14, .job_id = "j7", .digest = "sha256:" + std::string(64, 'b'), .offset = 0, .max_bytes = 1 << 20});
   add("job-record", kJobRecordMode, proto::encode_job_record(seed_job()));
   add("job-record-queued", kJobRecordMode,
       proto::encode_job_record({.id = "j1", .state = "queued", .client = "ci", .spec = "((from busybox))"}));
