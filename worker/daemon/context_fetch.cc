@@ -53,16 +53,7 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
   std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
   if (!out) return errno_error("cannot create " + tmp_path);
 
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  proto::configure_dealer(socket);
-  // Queued until connected (the default configure_dealer turns this off so
-  // that stale requests are dropped; here a request waits for the scheduler).
-  socket.set(zmq::sockopt::immediate, 0);
-  proto::configure_curve_client(socket, options.curve);
-  proto::HandshakeWatch watch(
-      context, socket,
-      {.address = scheduler_address, .curve = options.curve.enabled(), .role_hint = "workers/"});
-  socket.connect(scheduler_address);
+  SchedulerChannel channel(context, scheduler_address, options.curve);
 
   Sha256 hash;
   std::uint64_t offset = 0;
@@ -80,65 +71,49 @@ Result<std::string> fetch_context_tar(zmq::context_t& context, const std::string
                               .max_bytes = options.chunk_bytes,
                               .job_id = options.job_id,
                               .attempt = options.attempt};
-    proto::send(socket, request);
-    // Wait for this request's answer in short slices, to notice a cancel.
-    auto deadline = std::chrono::steady_clock::now() + options.chunk_timeout;
-    std::optional<proto::Frame> answer;
-    while (!answer && std::chrono::steady_clock::now() < deadline) {
-      if (cancel != nullptr && cancel->cancelled())
-        return make_error(ErrorKind::kCancelled, "cancelled while fetching the build context");
-      if (auto failed = watch.failure()) return std::unexpected(std::move(*failed));
-      zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(100));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      auto frame = proto::receive(socket, /*router=*/false);
-      if (!frame) continue;  // malformed: wait for a good one
-      if (frame->type == proto::Type::kError) {
-        auto reply = proto::decode<proto::ErrorReply>(frame->body);
-        if (!reply) continue;
-        if (reply->request_id != 0 && reply->request_id != request_id) continue;
-        Error e = proto::to_error(*reply);
-        if (e.kind() == ErrorKind::kNotFound)
-          return make_error(ErrorKind::kNotFound,
-                            fmt::format("the scheduler does not have build context {} ({}); resubmit the job "
-                                        "so that the client uploads it again",
-                                        digest, e.message()));
-        return std::unexpected(std::move(e).with_context("fetching build context " + digest));
-      }
-      if (frame->type != proto::Type::kContextChunk) continue;
-      auto chunk = proto::decode<proto::ContextChunk>(frame->body);
-      if (!chunk || chunk->request_id != request_id) continue;  // an answer to an earlier, timed-out request
-      answer = std::move(*frame);
-      if (chunk->offset != offset || chunk->digest != digest)
-        return make_error(ErrorKind::kFailedPrecondition,
-                          fmt::format("the scheduler answered offset {} of {} when asked for offset {} of {}",
-                                      chunk->offset, chunk->digest, offset, digest));
-      if (know_total && chunk->total_size != total)
-        return make_error(ErrorKind::kFailedPrecondition,
-                          fmt::format("build context {} changed size while being fetched", digest));
-      total = chunk->total_size;
-      know_total = true;
-      if (chunk->data.empty() && offset < total)
-        return make_error(
-            ErrorKind::kFailedPrecondition,
-            fmt::format("the scheduler sent an empty chunk of {} at offset {}", digest, offset));
-      if (offset + chunk->data.size() > total)
-        return make_error(ErrorKind::kFailedPrecondition,
-                          fmt::format("the scheduler sent more than the {} bytes of {}", total, digest));
-      out.write(chunk->data.data(), static_cast<std::streamsize>(chunk->data.size()));
-      if (!out) return errno_error("cannot write " + tmp_path);
-      hash.update(chunk->data);
-      offset += chunk->data.size();
-      attempts_left = options.retries;
+    proto::send(channel.socket(), request);
+    auto answered = channel.await<proto::ContextChunk>(request_id, options.chunk_timeout, cancel,
+                                                       "fetching the build context");
+    if (!answered) {
+      Error e = std::move(answered.error());
+      if (e.kind() == ErrorKind::kNotFound)
+        return make_error(ErrorKind::kNotFound,
+                          fmt::format("the scheduler does not have build context {} ({}); resubmit the job "
+                                      "so that the client uploads it again",
+                                      digest, e.message()));
+      if (e.kind() == ErrorKind::kCancelled) return std::unexpected(std::move(e));
+      return std::unexpected(std::move(e).with_context("fetching build context " + digest));
     }
-    if (!answer) {
+    std::optional<proto::ContextChunk>& chunk = *answered;
+    if (!chunk) {
       if (--attempts_left < 0)
         return make_error(
             ErrorKind::kUnavailable,
             fmt::format("the scheduler at {} did not send build context {} (no answer at offset "
                         "{}); is kiln-scheduler running?",
                         scheduler_address, digest, offset));
+      continue;  // asked again
     }
+    if (chunk->offset != offset || chunk->digest != digest)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("the scheduler answered offset {} of {} when asked for offset {} of {}",
+                                    chunk->offset, chunk->digest, offset, digest));
+    if (know_total && chunk->total_size != total)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("build context {} changed size while being fetched", digest));
+    total = chunk->total_size;
+    know_total = true;
+    if (chunk->data.empty() && offset < total)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("the scheduler sent an empty chunk of {} at offset {}", digest, offset));
+    if (offset + chunk->data.size() > total)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("the scheduler sent more than the {} bytes of {}", total, digest));
+    out.write(chunk->data.data(), static_cast<std::streamsize>(chunk->data.size()));
+    if (!out) return errno_error("cannot write " + tmp_path);
+    hash.update(chunk->data);
+    offset += chunk->data.size();
+    attempts_left = options.retries;
   }
   out.close();
   if (!out) return errno_error("cannot write " + tmp_path);

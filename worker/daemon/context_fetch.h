@@ -25,21 +25,11 @@
 
 #include "common/cancel_token.h"
 #include "common/error.h"
-#include "common/proto/curve.h"
+#include "worker/daemon/scheduler_transfer.h"
 
 namespace kiln::worker {
 
-struct ContextFetchOptions {
-  std::chrono::milliseconds chunk_timeout{10000};
-  int retries = 5;
-  std::uint32_t chunk_bytes = 1u << 20;
-  // The assigned attempt the context is for: the scheduler serves a context
-  // only to the worker holding a job that uses it.
-  std::string job_id;
-  std::uint32_t attempt = 0;
-  // The worker's CurveZMQ keys (empty: plaintext).
-  proto::CurveClientKeys curve;
-};
+using ContextFetchOptions = TransferOptions;
 
 // The 64 hex characters of a "sha256:HEX" digest, or an error.
 Result<std::string> context_digest_hex(const std::string& digest);

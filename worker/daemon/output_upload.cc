@@ -32,14 +32,7 @@ Status read_chunk(int fd, std::uint64_t offset, std::string& chunk) {
 
 Status upload_output(zmq::context_t& context, const std::string& scheduler_address, const std::string& digest,
                      int fd, std::uint64_t size, const CancelToken* cancel, const OutputUploadOptions& options) {
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  proto::configure_dealer(socket);
-  socket.set(zmq::sockopt::immediate, 0);  // a request waits for the connection
-  proto::configure_curve_client(socket, options.curve);
-  proto::HandshakeWatch watch(
-      context, socket,
-      {.address = scheduler_address, .curve = options.curve.enabled(), .role_hint = "workers/"});
-  socket.connect(scheduler_address);
+  SchedulerChannel channel(context, scheduler_address, options.curve);
 
   std::uint64_t offset = 0;
   std::uint64_t request_id = 0;
@@ -52,35 +45,17 @@ Status upload_output(zmq::context_t& context, const std::string& scheduler_addre
     chunk.resize(static_cast<std::size_t>(std::min<std::uint64_t>(options.chunk_bytes, size - offset)));
     KILN_RETURN_IF_ERROR(read_chunk(fd, offset, chunk));
     ++request_id;
-    proto::send(socket, proto::PutOutput{.request_id = request_id,
+    proto::send(channel.socket(), proto::PutOutput{.request_id = request_id,
                                          .job_id = options.job_id,
                                          .attempt = options.attempt,
                                          .digest = digest,
                                          .total_size = size,
                                          .offset = offset,
                                          .data = chunk});
-    // Wait for this chunk's answer in short slices, to notice a cancel.
-    const auto deadline = std::chrono::steady_clock::now() + options.chunk_timeout;
-    std::optional<proto::ContextAck> ack;
-    while (!ack && std::chrono::steady_clock::now() < deadline) {
-      if (cancel != nullptr && cancel->cancelled())
-        return make_error(ErrorKind::kCancelled, "cancelled while sending the output");
-      if (auto failed = watch.failure()) return std::unexpected(std::move(*failed));
-      zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(100));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      auto frame = proto::receive(socket, /*router=*/false);
-      if (!frame) continue;  // malformed: wait for a good one
-      if (frame->type == proto::Type::kError) {
-        auto reply = proto::decode<proto::ErrorReply>(frame->body);
-        if (!reply || (reply->request_id != 0 && reply->request_id != request_id)) continue;
-        return std::unexpected(proto::to_error(*reply).with_context("sending output " + digest));
-      }
-      if (frame->type != proto::Type::kContextAck) continue;
-      auto decoded = proto::decode<proto::ContextAck>(frame->body);
-      if (!decoded || decoded->request_id != request_id) continue;  // an answer to an earlier request
-      ack = std::move(*decoded);
-    }
+    KILN_ASSIGN_OR_RETURN(std::optional<proto::ContextAck> ack,
+                          with_context(channel.await<proto::ContextAck>(request_id, options.chunk_timeout, cancel,
+                                                                         "sending the output"),
+                                       "sending output " + digest));
     if (!ack) {
       if (--attempts_left < 0)
         return make_error(ErrorKind::kUnavailable,

@@ -20,26 +20,16 @@
 
 #include <zmq.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "common/cancel_token.h"
 #include "common/error.h"
-#include "common/proto/curve.h"
+#include "worker/daemon/scheduler_transfer.h"
 
 namespace kiln::worker {
 
-struct OutputUploadOptions {
-  std::chrono::milliseconds chunk_timeout{10000};
-  int retries = 5;
-  std::uint32_t chunk_bytes = 1u << 20;
-  // The assigned attempt the output belongs to.
-  std::string job_id;
-  std::uint32_t attempt = 0;
-  // The worker's CurveZMQ keys (empty: plaintext).
-  proto::CurveClientKeys curve;
-};
+using OutputUploadOptions = TransferOptions;
 
 Status upload_output(zmq::context_t& context, const std::string& scheduler_address, const std::string& digest,
                      int fd, std::uint64_t size, const CancelToken* cancel, const OutputUploadOptions& options);
