@@ -80,8 +80,25 @@ Result<std::optional<BaseImage>> find_base_layers(const ImageJson& image, const 
     why = fmt::format("{} is not a registry image or an OCI layout", image.reference);
     return std::nullopt;
   }
-  if (!image.manifest_digest.starts_with("sha256:") ||
-      !path_exists(root + "/blobs/sha256/" + image.manifest_digest.substr(7))) {
+  // In the image cache, every blob the push reads is leased first: a prune
+  // running meanwhile leaves it alone, and one that ran just before is seen.
+  std::optional<fetcher::internal::BlobCache> cache;
+  if (root == cache_dir) {
+    KILN_ASSIGN_OR_RETURN(cache, fetcher::internal::BlobCache::open(cache_dir));
+  }
+  auto hold = [&](const std::string& digest) -> Result<bool> {
+    if (!cache) return true;
+    KILN_ASSIGN_OR_RETURN(auto lease, cache->lease(digest));
+    if (!lease) return false;
+    base.leases.push_back(std::move(*lease));
+    return true;
+  };
+  if (!image.manifest_digest.starts_with("sha256:") || !is_sha256_hex(image.manifest_digest.substr(7))) {
+    why = fmt::format("its manifest digest {:?} is not sha256:HEX", image.manifest_digest);
+    return std::nullopt;
+  }
+  KILN_ASSIGN_OR_RETURN(bool manifest_held, hold(image.manifest_digest));
+  if (!manifest_held || !path_exists(root + "/blobs/sha256/" + image.manifest_digest.substr(7))) {
     why = fmt::format("its manifest {} is no longer in {}", image.manifest_digest, root);
     return std::nullopt;
   }
@@ -92,8 +109,12 @@ Result<std::optional<BaseImage>> find_base_layers(const ImageJson& image, const 
     return std::nullopt;
   }
   std::string config_digest = manifest["config"].value("digest", "");
-  if (!config_digest.starts_with("sha256:") ||
-      !path_exists(root + "/blobs/sha256/" + config_digest.substr(7))) {
+  if (!config_digest.starts_with("sha256:") || !is_sha256_hex(config_digest.substr(7))) {
+    why = fmt::format("its config digest {:?} is not sha256:HEX", config_digest);
+    return std::nullopt;
+  }
+  KILN_ASSIGN_OR_RETURN(bool config_held, hold(config_digest));
+  if (!config_held || !path_exists(root + "/blobs/sha256/" + config_digest.substr(7))) {
     why = fmt::format("its config {} is no longer in {}", config_digest, root);
     return std::nullopt;
   }
@@ -108,7 +129,11 @@ Result<std::optional<BaseImage>> find_base_layers(const ImageJson& image, const 
     out.diff_id = layer.diff_id;
     out.media_type = oci_layer_type(layer.media_type);
     out.host_path = root + "/" + layer.path;
-    if (layer.size < 0 || out.digest.empty() || out.diff_id.empty() || !path_exists(out.host_path)) {
+    bool held = false;
+    if (!out.digest.empty()) {
+      KILN_ASSIGN_OR_RETURN(held, hold(out.digest));
+    }
+    if (layer.size < 0 || !held || out.diff_id.empty() || !path_exists(out.host_path)) {
       why = fmt::format("its layer {} is no longer in {}", layer.digest, root);
       return std::nullopt;
     }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "worker/fetcher/internal/blob_cache.h"
 
 namespace kiln::pusher {
 
@@ -34,6 +35,9 @@ struct BaseImage {
   std::vector<BaseLayer> layers;
   std::string registry;  // registry bases: where it came from (for a cross-repository mount)
   std::string repository;
+  // Registry bases: the image cache's leases on the manifest, config and
+  // layers, held as long as this value lives (no prune removes them mid-push).
+  std::vector<fetcher::internal::BlobLease> leases;
 };
 
 struct ImageJson {
