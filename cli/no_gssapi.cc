@@ -5,7 +5,9 @@
 // client's start, docs/performance.md). kiln sets no ZMQ_GSSAPI_* option on
 // any socket, so libzmq never calls these; should it, each fails as a GSS-API
 // implementation with no mechanism does (GSS_S_UNAVAILABLE) and the handshake
-// is refused. Only the kiln client links this file; the daemons and tests use
+// is refused. Only the kiln client and kiln-local link this file (their
+// .dynsym exports none of these, so a libcurl that kiln-local opens later
+// still finds the real libgssapi_krb5); the daemons and tests use
 // the shared libzmq with its real Kerberos libraries.
 #include <gssapi/gssapi.h>
 

@@ -1,4 +1,4 @@
-// write_result_tar and parse_output_flag (result_tar.h).
+// write_result_tar (result_tar.h).
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -48,17 +48,6 @@ class TreeWriter {
 };
 
 }  // namespace
-
-Result<std::pair<std::string, std::string>> parse_output_flag(std::string_view value) {
-  std::size_t colon = value.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == value.size())
-    return make_error(ErrorKind::kInvalidArgument,
-                      fmt::format("--output {:?}: expected SRC:DESTDIR, the file or directory SRC of the "
-                                  "result and the directory on this machine to put it in (e.g. "
-                                  "--output /app/bin:./out)",
-                                  value));
-  return std::pair<std::string, std::string>(value.substr(0, colon), value.substr(colon + 1));
-}
 
 Result<ResultTar> write_result_tar(const std::string& rootfs, std::string_view src, const TarSink& sink,
                                    std::uint64_t max_bytes) {

@@ -2,7 +2,8 @@
 # The kiln client must stay lean (docs/performance.md): its start is paid by
 # every farm command. It may load only the C library and libm; RocksDB, the
 # builder's libraries, libarchive, libstdc++ and Kerberos stay out. kiln-local
-# (the builder's half) links RocksDB, ZeroMQ and Cap'n Proto statically.
+# (the builder's half) links RocksDB, ZeroMQ and Cap'n Proto statically, and
+# neither libcurl (opened when a pull or push first needs it) nor Kerberos.
 # Usage: client_libraries_test.sh KILN_BINARY KILN_LOCAL_BINARY
 set -euo pipefail
 kiln=$1
@@ -27,6 +28,9 @@ for lib in $local_needed; do
   case $lib in
     librocksdb* | libzmq* | libcapnp* | libkj*)
       echo "FAIL: kiln-local loads $lib as a shared library; it is meant to be linked in" >&2; exit 1 ;;
+    libcurl* | libgssapi*)
+      echo "FAIL: kiln-local loads $lib at start; libcurl is opened at its first use (cli/lazy_curl.cc)," \
+        "and ZeroMQ's GSS-API is stubbed (cli/no_gssapi.cc)" >&2; exit 1 ;;
   esac
 done
 # kiln runs kiln-local for a local command: `kiln df --help` is kiln-local's help.

@@ -48,7 +48,9 @@ bool peeked(proto::Type type) {
     case Type::kCancelJob:
     case Type::kListWorkers:
     case Type::kWorkerAction:
-    case Type::kGetContext: return true;
+    case Type::kGetContext:
+    case Type::kPutOutput:
+    case Type::kGetOutput: return true;
     default: return false;
   }
 }
