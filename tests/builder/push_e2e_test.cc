@@ -139,6 +139,31 @@ TEST_F(PushTest, PushedImagePullsBackUnpacksAndRuns) {
   EXPECT_EQ(count_of(again.err, " is already there\n"), 3u) << again.err;
 }
 
+// A base reused from an earlier unpack of the same image (a new tag) is a
+// snapshot on that unpack's result; the pushed image still starts at the base
+// image's own layers, with no empty layer for the reused step.
+TEST_F(PushTest, ABaseReusedUnderANewTagPushesTheSameLayers) {
+  testing::LocalRegistry registry(home_.path() + "/registry");
+  ASSERT_EQ(registry.push("oci:" + home_.path() + "/layout/busybox:latest", "team/busybox:1"), "");
+  ASSERT_EQ(registry.push("oci:" + home_.path() + "/layout/busybox:latest", "team/busybox:2"), "");
+  ProcessResult first = build("((from \"" + registry.host() + "/team/busybox:1\"))\n",
+                              {"--insecure-registry", registry.host()});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  std::string ref = registry.host() + "/team/app:2";
+  ProcessResult pushed = build(app_spec(registry.host() + "/team/busybox:2"),
+                               {"--insecure-registry", registry.host(), "--push", ref});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
+  ASSERT_THAT(pushed.out, HasSubstr("reused as it is"));
+  // The base layer, the copy's and the run's: three, as without the reuse.
+  EXPECT_THAT(pushed.err, AllOf(HasSubstr("base " + registry.host() + "/team/busybox:2: 1 layer(s)"),
+                                HasSubstr("layer 3/3")));
+  EXPECT_THAT(pushed.err, ::testing::Not(HasSubstr("layer 4/")));
+  ProcessResult inspected = run_process(
+      {"/usr/bin/skopeo", "inspect", "--tls-verify=false", "--format", "{{len .Layers}}", "docker://" + ref});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_EQ(inspected.out, "3\n");
+}
+
 TEST_F(PushTest, ALoginIsRefusedClearlyWithoutCredentialsAndUsedWithThem) {
   std::string tls = home_.path() + "/tls";
   ASSERT_EQ(testing::make_tls_and_htpasswd(tls, "kiln", "s3cret"), "");

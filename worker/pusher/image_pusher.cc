@@ -169,6 +169,11 @@ Result<PushResult> push_result(store::Store& store, const std::string& id, const
   PushResult result;
   result.reference = fetcher::to_string(ref);
   KILN_ASSIGN_OR_RETURN(std::vector<std::string> chain, chain_of(store, id));
+  // A (from …) step that reused an earlier unpack of the same image
+  // (worker/builder/base_images.h) is a snapshot on that step's result: the
+  // image starts at the spec's own (from …) step.
+  const std::string from_id = ids::step_id_of(ids::encode_from_step(spec.from));
+  if (auto it = std::find(chain.begin(), chain.end(), from_id); it != chain.end()) chain.erase(chain.begin(), it);
   KILN_ASSIGN_OR_RETURN(std::string from_dir, rootfs_of(store, chain.front()));
   KILN_ASSIGN_OR_RETURN(ImageJson image, read_image_json(from_dir + "/image.json"));
   std::string why;
