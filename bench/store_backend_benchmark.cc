@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
   }
   auto store = kiln::store::open_store(spec, options);
   if (!store) return fail(store.error());
-  auto imported = (*store)->build(std::nullopt, "base", [&](const std::string& dir) -> Status {
-    return kiln::store::run_command({"cp", "-a", tree, dir + "/rootfs"});
+  auto imported = (*store)->build(std::nullopt, "base", [&](const kiln::store::Workspace& ws) -> Status {
+    return kiln::store::run_command({"cp", "-a", tree, ws.rootfs});
   });
   if (!imported) return fail(imported.error());
   std::vector<double> clone_commit, remove;
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   auto clone_step = [&]() -> Status {
     std::string id = fmt::format("child{}", built_count++);
     auto t = Clock::now();
-    auto built = (*store)->build("base", id, [](const std::string&) -> Status { return {}; });
+    auto built = (*store)->build("base", id, [](const kiln::store::Workspace&) -> Status { return {}; });
     clone_commit.push_back(ms_since(t));
     if (built) last_built = id;
     return built;

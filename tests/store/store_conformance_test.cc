@@ -17,6 +17,8 @@
 #include <gtest/gtest.h>
 
 #include "tests/store/store_test_util.h"
+#include "tests/store/store_trees.h"
+#include "tests/support/local_dockerd.h"
 #include "worker/store/fs_util.h"
 #include "worker/store/store.h"
 
@@ -26,6 +28,7 @@ namespace kiln::store {
 namespace {
 
 using testing::read_file;
+using testing::StoreTrees;
 using testing::TestFilesystems;
 using testing::write_file;
 namespace fs = std::filesystem;
@@ -36,6 +39,11 @@ struct Backend {
   std::string filesystem;  // what the fixture mounts
   RsyncMode rsync_mode = RsyncMode::kCopy;
 };
+
+// The docker store's PREFIX in the suite, and the image its builds from
+// nothing start from (loaded into the test's private dockerd).
+constexpr const char* kDockerPrefix = "kiln-test";
+constexpr const char* kDockerScratch = "kiln-test/busybox:latest";
 
 void PrintTo(const Backend& b, std::ostream* os) {
   *os << b.name;
@@ -48,15 +56,39 @@ std::string param_name(const ::testing::TestParamInfo<Backend>& info) {
 class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    root_ = TestFilesystems::get().fresh_dir(GetParam().filesystem) + "/store";
+    if (docker()) {
+      // The docker store: a private dockerd with the busybox image loaded;
+      // the store's directory is HOME/docker-PREFIX.
+      dockerd_ = std::make_unique<kiln::testing::LocalDockerd>();
+      ASSERT_EQ(dockerd_->start_error(), "");
+      home_ = TestFilesystems::get().fresh_dir(GetParam().filesystem);
+      ASSERT_EQ(testing::load_scratch_image(*dockerd_, home_, kDockerScratch), "");
+      root_ = home_ + "/docker-" + kDockerPrefix;
+      trees_ = testing::docker_trees(dockerd_->host(), kDockerPrefix, kDockerScratch);
+      ASSERT_TRUE(trees_);
+    } else {
+      root_ = TestFilesystems::get().fresh_dir(GetParam().filesystem) + "/store";
+      trees_ = testing::directory_trees();
+    }
     open();
   }
-  void TearDown() override { store_.reset(); }
+  void TearDown() override {
+    store_.reset();
+    trees_.reset();
+    dockerd_.reset();
+  }
 
-  std::string spec() const { return GetParam().kind + ":" + root_; }
+  bool docker() const { return GetParam().kind == "docker"; }
+  std::string spec() const {
+    return docker() ? std::string("docker:") + kDockerPrefix : GetParam().kind + ":" + root_;
+  }
   StoreOptions options() const {
     StoreOptions o;
     o.rsync_mode = GetParam().rsync_mode;
+    if (docker()) {
+      o.docker_host = dockerd_->host();
+      o.home = home_;
+    }
     return o;
   }
   void open() {
@@ -70,18 +102,9 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   // content; empty content deletes the path).
   Status build(const std::optional<std::string>& base, const std::string& id,
                const std::map<std::string, std::string>& files) {
-    return store_->build(base, id, [&](const std::string& dir) -> Status {
-      fs::create_directories(dir + "/rootfs");
-      for (const auto& [path, content] : files) {
-        std::string full = dir + "/rootfs/" + path;
-        if (content.empty()) {
-          fs::remove_all(full);
-        } else {
-          fs::create_directories(fs::path(full).parent_path());
-          write_file(full, content);
-        }
-      }
-      write_file(dir + "/log", "log of " + id + "\n");
+    return store_->build(base, id, [&](const Workspace& ws) -> Status {
+      KILN_RETURN_IF_ERROR(trees_->write(ws, files));
+      write_file(ws.dir + "/log", "log of " + id + "\n");
       return {};
     });
   }
@@ -98,7 +121,10 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     return r && *r ? **r : std::string("/nonexistent");
   }
   std::optional<std::string> file_of(const std::string& id, const std::string& path) {
-    return read_file(result_path(id) + "/rootfs/" + path);
+    return trees_->read(result_path(id), id, path);
+  }
+  bool exists_in(const std::string& id, const std::string& path) {
+    return trees_->exists(result_path(id), id, path);
   }
   bool has_result(const std::string& id) {
     auto r = store_->result(id);
@@ -111,7 +137,10 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     return names ? *names : std::vector<std::string>{};
   }
 
+  std::unique_ptr<kiln::testing::LocalDockerd> dockerd_;  // docker only
+  std::string home_;                                      // docker only
   std::string root_;
+  std::unique_ptr<StoreTrees> trees_;
   std::unique_ptr<Store> store_;
 };
 
@@ -121,12 +150,10 @@ TEST_P(StoreTest, BuildsFromScratchAndFromABase) {
   EXPECT_EQ(file_of("a", "dir/two"), "2");
 
   // The build from a base sees the base's files and changes only its copy.
-  auto s = store_->build("a", "b", [&](const std::string& dir) -> Status {
-    EXPECT_EQ(read_file(dir + "/rootfs/one"), "1");
-    EXPECT_EQ(read_file(dir + "/rootfs/dir/two"), "2");
-    write_file(dir + "/rootfs/one", "changed");
-    write_file(dir + "/rootfs/three", "3");
-    return {};
+  auto s = store_->build("a", "b", [&](const Workspace& ws) -> Status {
+    EXPECT_EQ(trees_->read_in_build(ws, "one"), "1");
+    EXPECT_EQ(trees_->read_in_build(ws, "dir/two"), "2");
+    return trees_->write(ws, {{"one", "changed"}, {"three", "3"}});
   });
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(file_of("b", "one"), "changed");
@@ -144,8 +171,8 @@ TEST_P(StoreTest, BuildsFromScratchAndFromABase) {
 
 TEST_P(StoreTest, FailedBuildLeavesNothingAndCanBeRetried) {
   must_build(std::nullopt, "base", {{"f", "base"}});
-  auto failed = store_->build("base", "x", [](const std::string& dir) -> Status {
-    write_file(dir + "/rootfs/junk", "junk");
+  auto failed = store_->build("base", "x", [&](const Workspace& ws) -> Status {
+    EXPECT_TRUE(trees_->write(ws, {{"junk", "junk"}}));
     return make_error(ErrorKind::kIo, "step failed on purpose");
   });
   ASSERT_FALSE(failed);
@@ -154,8 +181,8 @@ TEST_P(StoreTest, FailedBuildLeavesNothingAndCanBeRetried) {
   EXPECT_TRUE(entries("tmp").empty());
   EXPECT_FALSE(store_->info("x"));
   // A build function that throws is a failure too, and is cleaned up.
-  auto threw = store_->build(std::nullopt, "y",
-                             [](const std::string&) -> Status { throw std::runtime_error("boom"); });
+  auto threw =
+      store_->build(std::nullopt, "y", [](const Workspace&) -> Status { throw std::runtime_error("boom"); });
   ASSERT_FALSE(threw);
   EXPECT_NE(threw.error().message().find("boom"), std::string::npos);
   EXPECT_TRUE(entries("tmp").empty());
@@ -224,11 +251,11 @@ TEST_P(StoreTest, DeletingAParentLeavesNoBrokenChildren) {
 
 TEST_P(StoreTest, ResultPathsAndLogs) {
   std::string seen_log;
-  auto s = store_->build(std::nullopt, "a", [&](const std::string& dir) -> Status {
-    fs::create_directories(dir + "/rootfs");
+  auto s = store_->build(std::nullopt, "a", [&](const Workspace& ws) -> Status {
+    KILN_RETURN_IF_ERROR(trees_->write(ws, {}));
     seen_log = store_->log_file("a");
-    EXPECT_EQ(seen_log, dir + "/log");  // tail-able while the build runs
-    write_file(dir + "/log", "building a\n");
+    EXPECT_EQ(seen_log, ws.dir + "/log");  // tail-able while the build runs
+    write_file(ws.dir + "/log", "building a\n");
     return {};
   });
   ASSERT_TRUE(s) << s.error().to_string();
@@ -237,7 +264,7 @@ TEST_P(StoreTest, ResultPathsAndLogs) {
   EXPECT_EQ(read_file(store_->log_file("b")), "log of b\n");  // b's own log, not a's
   EXPECT_EQ(read_file(store_->log_file("a")), "building a\n");
   std::string path = result_path("b");
-  EXPECT_TRUE(fs::is_directory(path + "/rootfs"));
+  EXPECT_TRUE(trees_->has_tree(path, "b"));
   EXPECT_EQ(result_path("b"), path);  // stable
   EXPECT_FALSE(has_result("nope"));
   EXPECT_EQ(store_->state_dir(), root_ + "/state");
@@ -253,15 +280,15 @@ TEST_P(StoreTest, DeletedFilesStayDeletedInChildren) {
   must_build("a", "b", {{"gone", ""}, {"dir", ""}});
   must_build("b", "c", {{"new", "4"}});
   for (const std::string id : {"b", "c"}) {
-    EXPECT_FALSE(path_exists(result_path(id) + "/rootfs/gone")) << id;
-    EXPECT_FALSE(path_exists(result_path(id) + "/rootfs/dir")) << id;
+    EXPECT_FALSE(exists_in(id, "gone")) << id;
+    EXPECT_FALSE(exists_in(id, "dir")) << id;
     EXPECT_EQ(file_of(id, "kept"), "3") << id;
   }
   EXPECT_EQ(file_of("a", "gone"), "1");
   EXPECT_EQ(file_of("a", "dir/x"), "2");
   // A directory deleted and re-created hides the old contents.
   must_build("c", "d", {{"dir/y", "5"}});
-  EXPECT_FALSE(path_exists(result_path("d") + "/rootfs/dir/x"));
+  EXPECT_FALSE(exists_in("d", "dir/x"));
   EXPECT_EQ(file_of("d", "dir/y"), "5");
 }
 
@@ -275,7 +302,7 @@ TEST_P(StoreTest, LongChainsKeepWorking) {
     must_build(fmt::format("step{}", i - 1), fmt::format("step{}", i), files);
   }
   std::string last = fmt::format("step{}", kDepth - 1);
-  EXPECT_FALSE(path_exists(result_path(last) + "/rootfs/file0"));
+  EXPECT_FALSE(exists_in(last, "file0"));
   for (int i = 1; i < kDepth; ++i) EXPECT_EQ(file_of(last, fmt::format("file{}", i)), std::to_string(i));
   EXPECT_EQ(file_of(last, "marker"), "90");
   EXPECT_EQ(file_of("step49", "file0"), "0");
@@ -357,14 +384,12 @@ TEST_P(StoreTest, ConcurrentBuildsSharingAncestorsThenFullPrune) {
     for (int i = wave * kAtOnce; i < (wave + 1) * kAtOnce; ++i) {
       threads.emplace_back([&, i] {
         auto base = parent[i] ? std::optional<std::string>(id(*parent[i])) : std::nullopt;
-        auto s = store_->build(base, id(i), [&](const std::string& dir) -> Status {
-          fs::create_directories(dir + "/rootfs");
+        auto s = store_->build(base, id(i), [&](const Workspace& ws) -> Status {
           // Every ancestor's file is visible in the build.
           for (std::optional<int> a = parent[i]; a; a = parent[*a]) {
-            if (read_file(dir + "/rootfs/" + id(*a)) != id(*a)) failures++;
+            if (trees_->read_in_build(ws, id(*a)) != id(*a)) failures++;
           }
-          write_file(dir + "/rootfs/" + id(i), id(i));
-          return {};
+          return trees_->write(ws, {{id(i), id(i)}});
         });
         if (!s) {
           ADD_FAILURE() << s.error().to_string();
@@ -434,13 +459,12 @@ TEST_P(StoreTest, CountersAndMetadataSurviveReopening) {
 
 TEST_P(StoreTest, ASecondOpenOfTheSameStoreIsRefusedHarmlessly) {
   std::string seen;
-  auto s = store_->build(std::nullopt, "a", [&](const std::string& dir) -> Status {
-    fs::create_directories(dir + "/rootfs");
-    write_file(dir + "/rootfs/f", "1");
+  auto s = store_->build(std::nullopt, "a", [&](const Workspace& ws) -> Status {
+    KILN_RETURN_IF_ERROR(trees_->write(ws, {{"f", "1"}}));
     auto second = open_store(spec(), options());  // while a build is in progress
     EXPECT_FALSE(second);
     if (!second) seen = second.error().to_string();
-    EXPECT_EQ(read_file(dir + "/rootfs/f"), "1");  // the second open did not clean up our build
+    EXPECT_EQ(trees_->read_in_build(ws, "f"), "1");  // the second open did not clean up our build
     return {};
   });
   ASSERT_TRUE(s) << s.error().to_string();
@@ -493,7 +517,14 @@ TEST_P(StoreTest, ReopeningAfterAKilledBuildRepairsTheStore) {
   posix_spawn_file_actions_addclose(&actions, out[0]);
   std::string helper = KILN_STORE_CRASH_HELPER, store_spec = spec();
   std::string mode = GetParam().rsync_mode == RsyncMode::kHardlink ? "hardlink" : "copy";
-  char* argv[] = {helper.data(), store_spec.data(), mode.data(), nullptr};
+  std::string host = docker() ? dockerd_->host() : "", scratch = kDockerScratch;
+  char* argv[] = {helper.data(), store_spec.data(), mode.data(), nullptr, nullptr, nullptr, nullptr};
+  if (docker()) {
+    // The docker store also needs the daemon, its home and the image builds start from.
+    argv[3] = host.data();
+    argv[4] = home_.data();
+    argv[5] = scratch.data();
+  }
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, helper.c_str(), &actions, nullptr, argv, environ), 0);
   posix_spawn_file_actions_destroy(&actions);
@@ -525,7 +556,7 @@ TEST_P(StoreTest, ReopeningAfterAKilledBuildRepairsTheStore) {
   // The interrupted build can run again, and the cache kept its last released state (empty).
   must_build("base", "doomed", {{"whole", "yes"}});
   EXPECT_EQ(file_of("doomed", "whole"), "yes");
-  EXPECT_FALSE(path_exists(result_path("doomed") + "/rootfs/partial"));
+  EXPECT_FALSE(exists_in("doomed", "partial"));
   auto lease = store_->cache({0, 0}, "c");
   ASSERT_TRUE(lease);
   EXPECT_FALSE(path_exists(lease->path() + "/half-written"));
@@ -539,7 +570,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
                          ::testing::Values(Backend{"overlayfs", "overlayfs", "ext4"},
                                            Backend{"btrfs", "btrfs", "btrfs"}, Backend{"xfs", "xfs", "xfs"},
                                            Backend{"rsync_copy", "rsync", "ext4", RsyncMode::kCopy},
-                                           Backend{"rsync_hardlink", "rsync", "ext4", RsyncMode::kHardlink}),
+                                           Backend{"rsync_hardlink", "rsync", "ext4", RsyncMode::kHardlink},
+                                           Backend{"docker", "docker", "ext4"}),
                          param_name);
 
 TEST(OpenStore, ExplainsAWrongFilesystem) {

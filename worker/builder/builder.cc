@@ -485,9 +485,9 @@ void Builder::run_in_flight(std::shared_ptr<InFlight> op) {
     fill = &(*reuse)->fill;
   }
   Status status = !reuse ? Status(std::unexpected(reuse.error()))
-                         : store_.build(base, step.id, [&](const std::string& dir) -> Status {
-    KILN_RETURN_IF_ERROR(op->log->attach_file(dir + "/log"));
-    Status filled = (*fill)(dir, *op->log, op->cancel);
+                         : store_.build(base, step.id, [&](const store::Workspace& ws) -> Status {
+    KILN_RETURN_IF_ERROR(op->log->attach_file(ws.dir + "/log"));
+    Status filled = (*fill)(ws.dir, *op->log, op->cancel);
     // Closed before the store moves the directory into place.
     Status closed = op->log->detach_file();
     if (!filled) return filled;

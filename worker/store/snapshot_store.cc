@@ -142,7 +142,7 @@ class SnapshotStore final : public Store {
 
   const std::string& root() const override { return root_; }
   const std::string& state_dir() const override { return state_dir_; }
-  Result<double> df() const override { return percent_free(root_); }
+  Result<double> df() const override { return backend_->df(root_); }
   const RecoveryReport& recovery_report() const override { return report_; }
 
   Status build(const std::optional<std::string>& base, const std::string& id, const BuildFn& fn) override {
@@ -188,7 +188,11 @@ class SnapshotStore final : public Store {
       in_progress_[id] = work->writable;
     }
     auto started = std::chrono::steady_clock::now();
-    Status built = run_build_fn(fn, work->writable, id);
+    Workspace workspace{.dir = work->writable,
+                        .rootfs = work->has_rootfs ? work->writable + "/rootfs" : "",
+                        .base_image = work->base_image,
+                        .container = work->container};
+    Status built = run_build_fn(fn, workspace, id);
     auto build_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
             .count();
@@ -389,7 +393,10 @@ class SnapshotStore final : public Store {
       sizer_queue_.pop_front();
       lock.unlock();
       // A result deleted meanwhile fails the walk or the update: nothing to record then.
-      if (auto size = disk_usage(root_ + "/result/" + id)) {
+      std::optional<std::string> parent;
+      if (auto record = metadata_->get_result(id); record && *record && !(*record)->parent.empty())
+        parent = (*record)->parent;
+      if (auto size = backend_->size_of(id, root_ + "/result/" + id, parent)) {
         if (auto s = metadata_->set_size(id, *size); !s)
           spdlog::warn("recording the size of {}: {}", id, s.error().to_string());
       }
@@ -397,11 +404,11 @@ class SnapshotStore final : public Store {
     }
   }
 
-  static Status run_build_fn(const BuildFn& fn, const std::string& dir, const std::string& id) {
+  static Status run_build_fn(const BuildFn& fn, const Workspace& workspace, const std::string& id) {
     // The build function is the caller's code: an exception must not skip
     // the clean-up, nor cross into the store's caller as an exception.
     try {
-      return fn(dir);
+      return fn(workspace);
     } catch (const std::exception& e) {
       return make_error(ErrorKind::kInternal, fmt::format("build function for {} threw: {}", id, e.what()));
     } catch (...) {
@@ -545,8 +552,17 @@ class SnapshotStore final : public Store {
         report_.orphan_results_removed++;
       }
     }
-    // A record is unusable if its directory or any layer below it is gone.
-    std::set<std::string> unusable;
+    // A record is unusable if its directory, its content (docker: its
+    // image) or any layer below it is gone.
+    std::set<std::string> unusable, content_missing;
+    for (const auto& [id, r] : known) {
+      if (!on_disk.contains(id)) continue;
+      KILN_ASSIGN_OR_RETURN(bool present, backend_->present(id));
+      if (!present) {
+        unusable.insert(id);
+        content_missing.insert(id);
+      }
+    }
     for (bool changed = true; changed;) {
       changed = false;
       for (const auto& [id, r] : known) {
@@ -560,7 +576,9 @@ class SnapshotStore final : public Store {
     }
     for (const auto& id : unusable) {
       spdlog::warn("store {}: dropping result {} ({})", root_, id,
-                   on_disk.contains(id) ? "a layer below it is missing" : "its directory is missing");
+                   content_missing.contains(id) ? "its content is missing"
+                   : on_disk.contains(id)       ? "a layer below it is missing"
+                                                : "its directory is missing");
       KILN_RETURN_IF_ERROR(metadata_->remove_result(id));
       if (on_disk.contains(id)) KILN_RETURN_IF_ERROR(backend_->remove_snapshot(id, root_ + "/result/" + id));
       report_.records_dropped++;
@@ -585,7 +603,11 @@ class SnapshotStore final : public Store {
         report_.caches_repaired++;
       }
     }
-    return {};
+    std::set<std::string> live;
+    for (const auto& [id, r] : known) {
+      if (!unusable.contains(id)) live.insert(id);
+    }
+    return backend_->reconcile(live, report_);
   }
 
   const std::string root_;

@@ -8,15 +8,15 @@
 // (`(run (cache ...))`) are handed out as private writable copies.
 //
 //   KILN_ASSIGN_OR_RETURN(auto store, open_store("overlayfs:/var/cache/kiln", {}));
-//   KILN_RETURN_IF_ERROR(store->build(base_id, id, [&](const std::string& dir) -> Status {
-//     return run_step(dir + "/rootfs", dir + "/log");
+//   KILN_RETURN_IF_ERROR(store->build(base_id, id, [&](const Workspace& ws) -> Status {
+//     return run_step(ws.rootfs, ws.dir + "/log");
 //   }));
 //   KILN_ASSIGN_OR_RETURN(auto path, store->result(id));   // "<...>/<id>", or nullopt
 //   KILN_ASSIGN_OR_RETURN(auto lease, store->cache({1000, 1000}, "opam"));
 //   ... use lease.path() ...
 //   KILN_RETURN_IF_ERROR(lease.release());
 //
-// Backends ("overlayfs:", "btrfs:", "xfs:", "rsync:" store strings) are
+// Backends ("overlayfs:", "btrfs:", "xfs:", "rsync:", "docker:" store strings) are
 // described in docs/store.md. Thread safety: every method may be called from
 // several threads at once, except that the caller must not build the same
 // id twice concurrently, nor ask to build an id that already exists. Errors
@@ -35,6 +35,7 @@
 
 #include "common/error.h"
 #include "common/spec/spec.h"
+#include "worker/store/workspace.h"
 
 namespace kiln::store {
 
@@ -93,8 +94,10 @@ struct StoreStats {
 
 class Store {
  public:
-  // Fills the build's directory: `dir/rootfs` and `dir/log`.
-  using BuildFn = std::function<Status(const std::string& dir)>;
+  // Fills the build's workspace: `ws.dir + "/log"`, and the tree
+  // (`ws.rootfs` on the snapshot stores; the container `ws.container` on
+  // the docker store).
+  using BuildFn = std::function<Status(const Workspace& ws)>;
 
   virtual ~Store() = default;
 
@@ -107,7 +110,9 @@ class Store {
   // returned unchanged) nothing is recorded. kNotFound: base missing;
   // kAlreadyExists: id exists; kInvalidArgument: id not file-name-safe.
   virtual Status build(const std::optional<std::string>& base, const std::string& id, const BuildFn& fn) = 0;
-  // The directory of result `id` (a complete readable tree), or nullopt.
+  // The directory of result `id`, or nullopt. Snapshot stores: a complete
+  // readable tree (`rootfs/` and `log`); docker store: `log` and the
+  // builder's files, the tree being the image PREFIX:id.
   virtual Result<std::optional<std::string>> result(const std::string& id) = 0;
   // Removes `id` if present (and, on overlayfs, the results stacked on it).
   virtual Status delete_result(const std::string& id) = 0;
@@ -144,15 +149,22 @@ struct StoreOptions {
   // overlayfs: a build whose base is stacked on more layers than this gets a
   // fresh full (flattened) layer instead, keeping mounts within kernel limits.
   int overlay_max_layers = 32;
+  // docker: the daemon (--docker-host), and the directory under which the
+  // store keeps its host directory (HOME/docker-PREFIX).
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string home;
 };
 
 // Parses "--rsync-mode" values: "copy" or "hardlink".
 Result<RsyncMode> parse_rsync_mode(std::string_view text);
 
 // Opens (creating if needed) the store named by `spec`: "overlayfs:/path",
-// "btrfs:/path", "xfs:/path" or "rsync:/path". Checks that the path is on a
-// filesystem the backend can use, then repairs what a crash left behind
-// (see recovery_report()). One process per store at a time.
+// "btrfs:/path", "xfs:/path", "rsync:/path", or "docker" / "docker:PREFIX"
+// (results are images PREFIX:<id> in the dockerd at options.docker_host;
+// the store's directory is options.home + "/docker-PREFIX"; PREFIX defaults
+// to "kiln"). Checks that the path is on a filesystem (or the daemon is one)
+// the backend can use, then repairs what a crash left behind (see
+// recovery_report()). One process per store at a time.
 Result<std::unique_ptr<Store>> open_store(std::string_view spec, const StoreOptions& options = {});
 
 }  // namespace kiln::store

@@ -1,0 +1,170 @@
+// The docker store's own recovery, beyond the conformance suite
+// (store_conformance_test.cc runs that on docker too): what a crash leaves in
+// dockerd — an image without a result directory, a step container (even a
+// running one), a volume no cache names — and a result whose image went
+// behind the store's back, all against a private dockerd.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "common/fs.h"
+#include "tests/store/store_test_util.h"
+#include "tests/store/store_trees.h"
+#include "tests/support/local_dockerd.h"
+#include "worker/docker/docker_client.h"
+#include "worker/store/store.h"
+
+namespace kiln::store {
+namespace {
+
+constexpr const char* kPrefix = "kiln-crash";
+constexpr const char* kScratch = "kiln-test/busybox:latest";
+
+class DockerStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(dockerd_.start_error(), "");
+    home_ = testing::TestFilesystems::get().fresh_dir("ext4");
+    ASSERT_EQ(testing::load_scratch_image(dockerd_, home_, kScratch), "");
+    root_ = home_ + "/docker-" + kPrefix;
+    trees_ = testing::docker_trees(dockerd_.host(), kPrefix, kScratch);
+    ASSERT_TRUE(trees_);
+    auto client = docker::DockerClient::create({.host = dockerd_.host()});
+    ASSERT_TRUE(client) << client.error().to_string();
+    client_ = std::move(*client);
+    open();
+  }
+
+  void open() {
+    store_.reset();
+    auto store =
+        open_store(std::string("docker:") + kPrefix, {.docker_host = dockerd_.host(), .home = home_});
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+  }
+
+  void must_build(const std::optional<std::string>& base, const std::string& id,
+                  const std::map<std::string, std::string>& files) {
+    auto s = store_->build(base, id, [&](const Workspace& ws) { return trees_->write(ws, files); });
+    ASSERT_TRUE(s) << s.error().to_string();
+  }
+  std::optional<std::string> file_of(const std::string& id, const std::string& path) {
+    auto dir = store_->result(id);
+    if (!dir || !*dir) return std::nullopt;
+    return trees_->read(**dir, id, path);
+  }
+  bool image_exists(const std::string& name) { return static_cast<bool>(client_->inspect_image(name)); }
+  bool container_exists(const std::string& name) {
+    return static_cast<bool>(client_->inspect_container(name));
+  }
+  bool volume_exists(const std::string& name) { return static_cast<bool>(client_->inspect_volume(name)); }
+
+  kiln::testing::LocalDockerd dockerd_;
+  std::string home_, root_;
+  std::unique_ptr<testing::StoreTrees> trees_;
+  std::unique_ptr<docker::DockerClient> client_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(DockerStoreTest, ResultsAreLabelledImagesAndDirectoriesPointToThem) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  auto image = client_->inspect_image(std::string(kPrefix) + ":a");
+  ASSERT_TRUE(image) << image.error().to_string();
+  EXPECT_EQ(image->labels["kiln.store"], kPrefix);
+  EXPECT_EQ(image->labels["kiln.kind"], "result");
+  EXPECT_EQ(image->labels["kiln.step"], "a");
+  EXPECT_EQ(read_file(root_ + "/result/a/docker-image"), std::string(kPrefix) + ":a");
+  // The step's container was committed and removed.
+  EXPECT_FALSE(container_exists(std::string(kPrefix) + "-step-a"));
+  auto df = store_->df();
+  ASSERT_TRUE(df) << df.error().to_string();
+  EXPECT_GT(*df, 0.0);
+}
+
+TEST_F(DockerStoreTest, OpenRemovesWhatACrashLeftInDockerd) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  auto lease = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(lease) << lease.error().to_string();
+  ASSERT_TRUE(lease->release());
+  store_.reset();
+
+  std::string prefix = kPrefix;
+  docker::Labels ours{{"kiln.store", prefix}, {"kiln.kind", "step"}};
+  // Committed but never renamed into result/: an image without a directory.
+  ASSERT_TRUE(client_->tag_image(prefix + ":a", prefix, "ghost"));
+  // A step container still running, as if the worker died mid-step.
+  docker::ContainerSpec running{.image = prefix + ":a",
+                                .entrypoint = std::vector<std::string>{"/bin/busybox", "sleep", "1000"},
+                                .labels = ours};
+  ASSERT_TRUE(client_->create_container(running, prefix + "-step-running"));
+  ASSERT_TRUE(client_->start_container(prefix + "-step-running"));
+  // An unfinished build: tmp/<id> naming its created container.
+  ASSERT_TRUE(client_->create_container({.image = prefix + ":b", .labels = ours}, prefix + "-step-half"));
+  ASSERT_TRUE(ensure_dir(root_ + "/tmp/half"));
+  ASSERT_TRUE(write_file(root_ + "/tmp/half/docker-container", prefix + "-step-half"));
+  // A cache copy's volume whose directory is gone.
+  ASSERT_TRUE(
+      client_->create_volume(prefix + "-cache-lost", {{"kiln.store", prefix}, {"kiln.kind", "cache"}}));
+  // Not the store's: no label. Must survive.
+  ASSERT_TRUE(client_->create_container({.image = kScratch}, "bystander"));
+  ASSERT_TRUE(client_->create_volume("bystander", {}));
+
+  open();
+  const RecoveryReport& report = store_->recovery_report();
+  EXPECT_EQ(report.orphan_results_removed, 1) << report.to_string();  // the ghost image
+  EXPECT_EQ(report.temporaries_removed, 3) << report.to_string();  // tmp/half, the running step, the volume
+  EXPECT_FALSE(image_exists(prefix + ":ghost"));
+  EXPECT_FALSE(container_exists(prefix + "-step-running"));
+  EXPECT_FALSE(container_exists(prefix + "-step-half"));
+  EXPECT_FALSE(path_exists(root_ + "/tmp/half"));
+  EXPECT_FALSE(volume_exists(prefix + "-cache-lost"));
+  EXPECT_TRUE(container_exists("bystander"));
+  EXPECT_TRUE(volume_exists("bystander"));
+  EXPECT_TRUE(image_exists(kScratch));
+  // The results and the cache are intact.
+  EXPECT_EQ(file_of("a", "f"), "1");
+  EXPECT_EQ(file_of("b", "f"), "1");
+  EXPECT_EQ(file_of("b", "g"), "2");
+  auto again = store_->cache({0, 0}, "c");
+  ASSERT_TRUE(again) << again.error().to_string();
+  ASSERT_TRUE(again->release());
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+}
+
+TEST_F(DockerStoreTest, AResultWhoseImageWentIsDropped) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  store_.reset();
+  ASSERT_TRUE(client_->remove_image(std::string(kPrefix) + ":b"));
+  open();
+  const RecoveryReport& report = store_->recovery_report();
+  EXPECT_EQ(report.records_dropped, 1) << report.to_string();
+  auto b = store_->result("b");
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(*b);
+  EXPECT_FALSE(path_exists(root_ + "/result/b"));
+  EXPECT_EQ(store_->info("a")->children, 0u);
+  EXPECT_EQ(file_of("a", "f"), "1");
+  // It can be built again.
+  must_build("a", "b", {{"g", "again"}});
+  EXPECT_EQ(file_of("b", "g"), "again");
+}
+
+TEST_F(DockerStoreTest, ExplainsAnUnreachableDaemonAndABadPrefix) {
+  store_.reset();
+  auto none = open_store("docker:kiln", {.docker_host = "unix://" + home_ + "/no.sock", .home = home_});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().kind(), ErrorKind::kUnavailable) << none.error().to_string();
+  EXPECT_NE(none.error().to_string().find("is dockerd running there?"), std::string::npos)
+      << none.error().to_string();
+  for (const char* bad : {"docker:", "docker:Kiln", "docker:a/b"}) {
+    auto s = open_store(bad, {.docker_host = dockerd_.host(), .home = home_});
+    ASSERT_FALSE(s) << bad;
+    EXPECT_EQ(s.error().kind(), ErrorKind::kInvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::store
