@@ -70,7 +70,8 @@ Result<std::string> retarget_image_json(std::string_view text, const std::string
                                         const fetcher::ResolvedImage& resolved) {
   KILN_ASSIGN_OR_RETURN(nlohmann::json j, parse_object(text, "of the reused result"));
   auto recorded = j.find("manifest_digest");
-  if (recorded == j.end() || !recorded->is_string() || recorded->get<std::string>() != resolved.manifest_digest)
+  if (recorded == j.end() || !recorded->is_string() ||
+      recorded->get<std::string>() != resolved.manifest_digest)
     return make_error(ErrorKind::kFailedPrecondition,
                       fmt::format("the reused result holds another image than {}", resolved.manifest_digest));
   j["reference"] = reference;
@@ -103,8 +104,8 @@ void UnpackedImages::record(const std::string& manifest_digest, const std::strin
 }
 
 Result<std::optional<ImageReuse>> Builder::reuse_unpacked(const std::string& id, const std::string& reference,
-                                                          std::optional<fetcher::PullPolicy> pull, BuildLog& log,
-                                                          CancelToken& cancel) {
+                                                          std::optional<fetcher::PullPolicy> pull,
+                                                          BuildLog& log, CancelToken& cancel) {
   if (!unpacked_.enabled()) return std::optional<ImageReuse>();
   const auto started = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(
@@ -127,15 +128,16 @@ Result<std::optional<ImageReuse>> Builder::reuse_unpacked(const std::string& id,
   auto retargeted = retarget_image_json(*json, reference, *resolved);
   if (!retargeted) return not_reused();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::string note = fmt::format("{} is image {}, unpacked before as {}: reused as it is ({:.0f} ms)", reference,
-                                 resolved->manifest_digest, earlier->substr(0, 12), seconds * 1000);
-  return std::optional<ImageReuse>(ImageReuse{
-      .base = *earlier,
-      .fill = [text = std::move(*retargeted), note = std::move(note)](const std::string& step_dir, BuildLog& step_log,
-                                                                      CancelToken&) -> Status {
-        step_log.note(note);
-        return write_file(step_dir + "/image.json", text);
-      }});
+  std::string note =
+      fmt::format("{} is image {}, unpacked before as {}: reused as it is ({:.0f} ms)", reference,
+                  resolved->manifest_digest, earlier->substr(0, 12), seconds * 1000);
+  return std::optional<ImageReuse>(
+      ImageReuse{.base = *earlier,
+                 .fill = [text = std::move(*retargeted), note = std::move(note)](
+                             const store::Workspace& ws, BuildLog& step_log, CancelToken&) -> Status {
+                   step_log.note(note);
+                   return write_file(ws.dir + "/image.json", text);
+                 }});
 }
 
 }  // namespace kiln::builder

@@ -30,12 +30,13 @@
 #include "common/error.h"
 #include "worker/builder/build_log.h"
 #include "worker/fetcher/fetcher.h"
+#include "worker/store/workspace.h"
 
 namespace kiln::builder {
 
-// What fills a step's new directory (the store's build function, with the
-// step's log and cancel token).
-using StepFill = std::function<Status(const std::string& dir, BuildLog& log, CancelToken& cancel)>;
+// What fills a step's workspace (the store's build function, with the step's
+// log and cancel token).
+using StepFill = std::function<Status(const store::Workspace& ws, BuildLog& log, CancelToken& cancel)>;
 
 // A (from …) step made as a snapshot of `base`, an earlier result holding the
 // same image (Builder::reuse_unpacked pins it), with its own fill.

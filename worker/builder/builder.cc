@@ -51,6 +51,29 @@ Error cancelled_error() {
   return Error(ErrorKind::kCancelled, "build cancelled");
 }
 
+// The user a run step runs as, looked up in the tree it starts from: beneath
+// the rootfs (snapshot stores), or in the copy of /etc/passwd the docker
+// store keeps beside the base result.
+Result<StepUser> step_user(store::Store& store, const store::Workspace& ws, const std::string& base_id,
+                           const spec::User& user) {
+  if (ws.has_rootfs()) return resolve_step_user(ws.rootfs, user);
+  KILN_ASSIGN_OR_RETURN(auto base_dir, store.result(base_id));
+  std::optional<std::string> passwd;
+  if (base_dir && path_exists(*base_dir + "/passwd")) {
+    KILN_ASSIGN_OR_RETURN(std::string text, read_file(*base_dir + "/passwd", 1u << 20));
+    passwd = std::move(text);
+  }
+  return resolve_step_user_in(passwd, user);
+}
+
+// Copy steps write into a rootfs directory; the docker store has none yet.
+Status need_rootfs(const store::Workspace& ws) {
+  if (ws.has_rootfs()) return {};
+  return make_error(ErrorKind::kUnsupported,
+                    "copy steps are not supported on the docker store yet (docs/store.md, \"The docker "
+                    "backend\"); use another --store");
+}
+
 }  // namespace
 
 // One step to make: its id, base and how to fill its directory.
@@ -212,14 +235,14 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   from->reuse = [this, reference, pull = request.pull, id = from->id](BuildLog& log, CancelToken& cancel) {
     return reuse_unpacked(id, reference, pull, log, cancel);
   };
-  from->fill = [this, reference, pull = request.pull, id = from->id](const std::string& dir, BuildLog& log,
-                                                                      CancelToken& cancel) -> Status {
-    std::string rootfs = dir + "/rootfs";
-    if (::mkdir(rootfs.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("cannot create " + rootfs);
+  from->fill = [this, reference, pull = request.pull, id = from->id](
+                   const store::Workspace& ws, BuildLog& log, CancelToken& cancel) -> Status {
+    if (ws.has_rootfs() && ::mkdir(ws.rootfs.c_str(), 0755) != 0 && errno != EEXIST)
+      return errno_error("cannot create " + ws.rootfs);
     log.note(fmt::format("fetching {}", reference));
     // A layer's line is part of the step's log; byte counts are shown live only,
     // never replayed with a cached step.
-    auto config = fetcher_.fetch(
+    auto config = fetcher_.fetch_into(
         [&log](fetcher::ProgressKind kind, std::string_view line) {
           if (kind == fetcher::ProgressKind::kLayer) {
             log.note(line);
@@ -227,11 +250,11 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
             log.progress(line);
           }
         },
-        rootfs, reference, {.cancel = &cancel, .pull = pull});
+        ws, reference, {.cancel = &cancel, .pull = pull});
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
     unpacked_.record(config->manifest_digest, id);
-    return write_file(dir + "/image.json", image_config_json(reference, *config));
+    return write_file(ws.dir + "/image.json", image_config_json(reference, *config));
   };
   if (auto s = ensure(scope, from); !s) {
     if (s.error().kind() == ErrorKind::kCancelled) return std::unexpected(s.error());
@@ -275,10 +298,10 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
       // The image's env and the user's passwd entry are read only when the
       // step runs, so a fully cached build never opens the base image's result.
       step->fill = [this, spec = std::move(spec), caches, user = context.user, from_id = from->id,
-                    spec_env = context.env](const std::string& dir, BuildLog& log,
-                                            CancelToken& cancel) mutable -> Status {
+                    base_id = parent, spec_env = context.env](const store::Workspace& ws, BuildLog& log,
+                                                              CancelToken& cancel) mutable -> Status {
         KILN_ASSIGN_OR_RETURN(Env image, image_env(from_id));
-        KILN_ASSIGN_OR_RETURN(StepUser resolved, resolve_step_user(dir + "/rootfs", user));
+        KILN_ASSIGN_OR_RETURN(StepUser resolved, step_user(store_, ws, base_id, user));
         spec.uid = resolved.uid;
         spec.gid = resolved.gid;
         spec.env = step_environment(image, spec_env, resolved, spec.hostname);
@@ -291,8 +314,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
           spec.mounts.push_back({lease->path(), cache.target, false});
           leases.push_back(std::move(*lease));
         }
-        Status ran = sandbox_.run(
-            spec, dir + "/rootfs", [&log](std::string_view chunk) { log.output(chunk); }, cancel);
+        Status ran = sandbox_.run_in(
+            spec, ws, [&log](std::string_view chunk) { log.output(chunk); }, cancel);
         // Caches go back whatever happened; a failed run's changes to them are kept, as OBuilder does.
         for (store::CacheLease& lease : leases) {
           if (auto s = lease.release(); !s) {
@@ -335,8 +358,9 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         std::vector<std::string> srcs = copy->src;
         std::vector<std::string> exclude = copy->exclude;
         // The stage's tree is read when the step runs, so a cached copy costs no walk.
-        step->fill = [this, child_id, srcs, exclude, dst, owner](const std::string& dir, BuildLog&,
+        step->fill = [this, child_id, srcs, exclude, dst, owner](const store::Workspace& ws, BuildLog&,
                                                                  CancelToken& cancel) -> Status {
+          KILN_RETURN_IF_ERROR(need_rootfs(ws));
           KILN_ASSIGN_OR_RETURN(auto child_dir, store_.result(child_id));
           if (!child_dir)
             return make_error(ErrorKind::kNotFound,
@@ -351,8 +375,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
                   std::move(manifest.error()).with_context("reading the build stage's files"));
             trees.push_back({child_rootfs, std::move(*manifest)});
           }
-          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(dir + "/rootfs", owner));
-          return copy_into_rootfs(dir + "/rootfs", trees, dst, unix_owner, cancel);
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(ws.rootfs, owner));
+          return copy_into_rootfs(ws.rootfs, trees, dst, unix_owner, cancel);
         };
       } else {
         auto ctx = scope.context();
@@ -368,10 +392,11 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
           return copy_error(Error(ErrorKind::kFailedPrecondition,
                                   "the build request names no context directory to read the files from"));
         step->id = ids::step_id_of(ids::encode_copy_step(parent, context, *copy, "", sources));
-        step->fill = [trees = std::move(trees), dst, owner](const std::string& dir, BuildLog&,
+        step->fill = [trees = std::move(trees), dst, owner](const store::Workspace& ws, BuildLog&,
                                                             CancelToken& cancel) -> Status {
-          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(dir + "/rootfs", owner));
-          return copy_into_rootfs(dir + "/rootfs", trees, dst, unix_owner, cancel);
+          KILN_RETURN_IF_ERROR(need_rootfs(ws));
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(ws.rootfs, owner));
+          return copy_into_rootfs(ws.rootfs, trees, dst, unix_owner, cancel);
         };
       }
     }
@@ -486,13 +511,13 @@ void Builder::run_in_flight(std::shared_ptr<InFlight> op) {
   }
   Status status = !reuse ? Status(std::unexpected(reuse.error()))
                          : store_.build(base, step.id, [&](const store::Workspace& ws) -> Status {
-    KILN_RETURN_IF_ERROR(op->log->attach_file(ws.dir + "/log"));
-    Status filled = (*fill)(ws.dir, *op->log, op->cancel);
-    // Closed before the store moves the directory into place.
-    Status closed = op->log->detach_file();
-    if (!filled) return filled;
-    return closed;
-  });
+                             KILN_RETURN_IF_ERROR(op->log->attach_file(ws.dir + "/log"));
+                             Status filled = (*fill)(ws, *op->log, op->cancel);
+                             // Closed before the store moves the directory into place.
+                             Status closed = op->log->detach_file();
+                             if (!filled) return filled;
+                             return closed;
+                           });
   if (status) {
     if (auto s = store_.record_cache_miss(); !s)
       spdlog::warn("recording a cache miss: {}", s.error().to_string());

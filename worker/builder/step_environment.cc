@@ -73,6 +73,10 @@ Result<std::optional<std::string>> read_passwd(const std::string& rootfs) {
 
 Result<StepUser> resolve_step_user(const std::string& rootfs, const spec::User& user) {
   KILN_ASSIGN_OR_RETURN(std::optional<std::string> passwd, read_passwd(rootfs));
+  return resolve_step_user_in(passwd, user);
+}
+
+Result<StepUser> resolve_step_user_in(const std::optional<std::string>& passwd, const spec::User& user) {
   std::vector<PasswdEntry> entries = passwd ? parse_passwd(*passwd) : std::vector<PasswdEntry>{};
   StepUser out;
   if (const auto* unix_user = std::get_if<spec::UnixUser>(&user)) {

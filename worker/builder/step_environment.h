@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -56,6 +57,10 @@ struct StepUser {
 // the user and what to do; kIo when the file cannot be read. A missing
 // /etc/passwd is no error for the uid form (HOME is then "/").
 Result<StepUser> resolve_step_user(const std::string& rootfs, const spec::User& user);
+// The same from the text of /etc/passwd (nullopt: the image has none), for
+// stores whose trees are not directories (the docker store keeps a copy of
+// each result's /etc/passwd beside it).
+Result<StepUser> resolve_step_user_in(const std::optional<std::string>& passwd, const spec::User& user);
 
 // The step's environment as "NAME=VALUE" entries (rules 1-4 above).
 std::vector<std::string> step_environment(const EnvList& image_env,

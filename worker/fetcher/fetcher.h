@@ -44,6 +44,7 @@
 
 #include "common/cancel_token.h"
 #include "common/error.h"
+#include "worker/store/workspace.h"
 
 namespace kiln::fetcher {
 
@@ -166,6 +167,14 @@ class Fetcher {
   // contract. Errors name the image, the blob or layer entry, and what to do.
   virtual Result<ImageConfig> fetch(const Progress& progress, const std::string& rootfs,
                                     std::string_view image, const FetchOptions& options) = 0;
+  // Fetches into a store's workspace (worker/store/workspace.h): what the
+  // builder calls. The default fills `ws.rootfs` (an existing empty
+  // directory, as for fetch()); the docker fetcher leaves a container of the
+  // image named `ws.container` for the store to commit.
+  virtual Result<ImageConfig> fetch_into(const Progress& progress, const store::Workspace& ws,
+                                         std::string_view image, const FetchOptions& options) {
+    return fetch(progress, ws.rootfs, image, options);
+  }
 };
 
 // Fetches oci:DIR[:TAG] only.

@@ -43,6 +43,7 @@
 
 #include "common/cancel_token.h"
 #include "common/error.h"
+#include "worker/store/workspace.h"
 
 namespace kiln::sandbox {
 
@@ -132,6 +133,14 @@ class Sandbox {
   // for the errors.
   virtual Status run(const RunSpec& spec, const std::string& rootfs, const OutputSink& on_output,
                      CancelToken& cancel) = 0;
+  // Runs the step on a store's workspace (worker/store/workspace.h): what
+  // the builder calls. The default runs in `ws.rootfs` (the snapshot
+  // stores'); the docker sandbox runs in the container `ws.container` made
+  // from `ws.base_image`, and leaves it stopped for the store to commit.
+  virtual Status run_in(const RunSpec& spec, const store::Workspace& ws, const OutputSink& on_output,
+                        CancelToken& cancel) {
+    return run(spec, ws.rootfs, on_output, cancel);
+  }
 };
 
 }  // namespace kiln::sandbox
