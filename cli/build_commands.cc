@@ -53,9 +53,12 @@ void report(const Error& e) {
 void add_store_flags(CLI::App* cmd, builder::LocalBuilderOptions& flags) {
   cmd->add_option(
       "--store", flags.store,
-      "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR or rsync:DIR (default overlayfs:KILN_HOME/store; "
-      "KILN_HOME is $KILN_HOME, else ./.kiln)");
+      "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR, rsync:DIR or docker[:PREFIX] (results as images "
+      "PREFIX:<step id> in dockerd; default overlayfs:KILN_HOME/store; KILN_HOME is $KILN_HOME, else "
+      "./.kiln)");
   cmd->add_option("--rsync-mode", flags.rsync_mode, "rsync store: copy or hardlink")->capture_default_str();
+  cmd->add_option("--docker-host", flags.docker_host, "docker store: the dockerd socket (unix://PATH)")
+      ->capture_default_str();
 }
 
 // The flags of commands that run steps.

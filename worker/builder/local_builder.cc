@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "worker/docker/docker_fetcher.h"
+#include "worker/docker/docker_sandbox.h"
 #include "worker/fetcher/registry_reference.h"
 
 namespace kiln::builder {
@@ -79,6 +81,10 @@ Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
 
 constexpr std::uint32_t kDefaultWorkerPids = 4096;
 
+bool is_docker_store(const std::string& store) {
+  return store == "docker" || store.starts_with("docker:");
+}
+
 }  // namespace
 
 sandbox::Limits default_worker_step_limits() {
@@ -95,10 +101,18 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   // Every flag first, so that a typo changes nothing on disk.
   store::StoreOptions store_options;
   KILN_ASSIGN_OR_RETURN(store_options.rsync_mode, store::parse_rsync_mode(options.rsync_mode));
+  const bool docker = is_docker_store(options.store);
+  store_options.docker_host = options.docker_host;
+  store_options.home = options.home;
   sandbox::RuncSandboxOptions sandbox_options;
   sandbox_options.state_dir = options.home + "/sandbox";
   if (options.run_steps) {
     KILN_ASSIGN_OR_RETURN(sandbox_options.runtime, sandbox::parse_oci_runtime(options.oci_runtime));
+    if (options.userns && docker)
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          "--userns does not apply to --store docker: dockerd runs the steps (use dockerd's own "
+          "--userns-remap)");
     if (options.userns) {
       KILN_ASSIGN_OR_RETURN(sandbox_options.oci.user_namespace, sandbox::parse_id_range(*options.userns));
       // Fail now rather than at the first step (RuncSandbox says the same then).
@@ -140,14 +154,29 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   if (options.log_setup && local->store_->recovery_report().repaired_anything())
     spdlog::info("store {}: {}", local->store_spec_, local->store_->recovery_report().to_string());
 
-  if (options.run_steps) {
+  if (docker) {
+    // The docker store's steps run and fetch through dockerd: the three must match.
+    std::string prefix = options.store == "docker" ? "kiln" : options.store.substr(7);
+    if (options.run_steps) {
+      KILN_ASSIGN_OR_RETURN(
+          local->sandbox_,
+          docker::DockerSandbox::create({.host = options.docker_host,
+                                         .prefix = prefix,
+                                         .secrets_dir = options.home + "/docker-" + prefix + "-secrets"}));
+    } else {
+      local->sandbox_ = std::make_unique<NoSandbox>();
+    }
+    KILN_ASSIGN_OR_RETURN(
+        local->fetcher_,
+        docker::make_docker_fetcher(fetcher::make_fetcher(std::move(registry)), options.docker_host, prefix));
+  } else if (options.run_steps) {
     auto runtime = std::make_unique<RuntimeSandbox>(std::move(sandbox_options), options.on_sandbox_ready);
     if (!options.sandbox_at_first_step) KILN_RETURN_IF_ERROR(runtime->set_up());
     local->sandbox_ = std::move(runtime);
   } else {
     local->sandbox_ = std::make_unique<NoSandbox>();
   }
-  local->fetcher_ = fetcher::make_fetcher(std::move(registry));
+  if (!local->fetcher_) local->fetcher_ = fetcher::make_fetcher(std::move(registry));
   if (options.log_setup) {
     for (const auto& [name, ref] : local->builder_options_.image_aliases)
       spdlog::info("image alias: (from {}) fetches {}", name, ref);

@@ -13,13 +13,11 @@
 //
 // Contract: open() checks every flag value before it touches anything
 // (kInvalidArgument naming the flag: --rsync-mode, --oci-runtime,
-// --image-alias, --memory, --userns, --pull, --registry-ca, --registry-mirror, also --userns with an overlayfs
-// store), then opens the store (kIo when its default
-// directory cannot be made; the store's own errors with "opening store
-// SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable
-// without runc, kBusy when another process owns HOME/sandbox; with
-// sandbox_at_first_step the first step that runs returns them instead). The store
-// and the sandbox's state directory are single-owner: one LocalBuilder per
+// --image-alias, --memory, --userns, --pull, --registry-ca, --registry-mirror, also --userns with an
+// overlayfs store), then opens the store (kIo when its default directory cannot be made; the store's own
+// errors with "opening store SPEC"), then the sandbox (RuncSandbox::create's errors: kUnavailable without
+// runc, kBusy when another process owns HOME/sandbox; with sandbox_at_first_step the first step that runs
+// returns them instead). The store and the sandbox's state directory are single-owner: one LocalBuilder per
 // HOME at a time. Thread safety: builder() is as thread-safe as Builder
 // (build() from many threads); open() and destruction from one thread.
 #pragma once
@@ -45,9 +43,13 @@ struct LocalBuilderOptions {
   // (HOME/sandbox) live: `kiln` passes KILN_HOME (kiln::kiln_home()),
   // kiln-worker its state directory. Required.
   std::string home;
-  // --store: "overlayfs:DIR", "btrfs:DIR", "xfs:DIR" or "rsync:DIR". Empty:
-  // overlayfs:HOME/store, its directory created if missing.
+  // --store: "overlayfs:DIR", "btrfs:DIR", "xfs:DIR", "rsync:DIR" or
+  // "docker[:PREFIX]" (HOME/docker-PREFIX, and the docker sandbox and
+  // fetcher: docs/store.md). Empty: overlayfs:HOME/store, its directory
+  // created if missing.
   std::string store;
+  // --docker-host: the dockerd of a docker store.
+  std::string docker_host = "unix:///var/run/docker.sock";
   std::string rsync_mode = "copy";  // --rsync-mode: copy or hardlink
   // false: no sandbox is set up (one that refuses to run anything stands in)
   // for commands that only count, delete or prune results (`kiln prune`,

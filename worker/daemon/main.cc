@@ -66,6 +66,7 @@ struct Flags {
   std::vector<std::string> labels;
   std::string state_dir;
   std::string store;
+  std::string docker_host = "unix:///var/run/docker.sock";
   std::string rsync_mode = "copy";
   std::string oci_runtime = "runc";
   std::vector<std::string> image_aliases;
@@ -170,10 +171,12 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", flags.state_dir,
                  "Where the store, sandbox state, contexts, git clones and job directories live "
                  "(default KILN_HOME/worker-NAME; KILN_HOME is $KILN_HOME, else ./.kiln)");
-  app.add_option(
-      "--store", flags.store,
-      "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR or rsync:DIR (default overlayfs:STATE/store)");
+  app.add_option("--store", flags.store,
+                 "Snapshot store: overlayfs:DIR, btrfs:DIR, xfs:DIR, rsync:DIR or docker[:PREFIX] (default "
+                 "overlayfs:STATE/store)");
   app.add_option("--rsync-mode", flags.rsync_mode, "rsync store: copy or hardlink")->capture_default_str();
+  app.add_option("--docker-host", flags.docker_host, "docker store: the dockerd socket (unix://PATH)")
+      ->capture_default_str();
   app.add_option("--oci-runtime", flags.oci_runtime, "OCI runtime: runc or crun")->capture_default_str();
   app.add_option("--image-alias", flags.image_aliases,
                  "NAME=REF: fetch REF for (from NAME) (repeatable). Default: busybox=oci:KILN_HOME/images/"
@@ -313,6 +316,7 @@ int main(int argc, char** argv) {
     const std::uint32_t pids = flags.pids.value_or(defaults.pids.value_or(0));
     auto made = kiln::builder::LocalBuilder::open({.home = state_dir,
                                                    .store = flags.store,
+                                                   .docker_host = flags.docker_host,
                                                    .rsync_mode = flags.rsync_mode,
                                                    .oci_runtime = flags.oci_runtime,
                                                    .image_aliases = flags.image_aliases,

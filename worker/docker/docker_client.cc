@@ -442,6 +442,9 @@ Result<std::string> DockerClient::commit(const std::string& container, const Com
   if (!options.comment.empty()) target += "&comment=" + UnixHttp::escape(options.comment);
   json config = json::object();
   if (!options.labels.empty()) config["Labels"] = options.labels;
+  // dockerd keeps the container's Entrypoint unless the body sets one ([] clears it).
+  if (options.entrypoint) config["Entrypoint"] = *options.entrypoint;
+  if (options.cmd) config["Cmd"] = *options.cmd;
   Call c{.method = "POST", .target = target, .body = std::move(config)};
   KILN_ASSIGN_OR_RETURN(std::string answer, call(c));
   KILN_ASSIGN_OR_RETURN(json j, parse_json(answer, "POST /commit"));

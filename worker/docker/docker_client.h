@@ -177,6 +177,9 @@ struct CommitOptions {
   Labels labels;          // added to the image's labels
   std::string comment;
   bool pause = false;  // pausing needs the freezer; kiln commits stopped containers
+  // Set: the image's Entrypoint and Cmd instead of the container's (an empty
+  // entrypoint clears it); unset: the container's.
+  std::optional<std::vector<std::string>> entrypoint, cmd;
 };
 
 struct VolumeInfo {

@@ -6,8 +6,11 @@
 // doing the bookkeeping (renames, exchanges, recovery) unchanged.
 //
 // Directory contents (besides the builder's own files, such as `log`):
-//   tmp/<id>/docker-container      the container the build leaves for commit
+//   tmp/<id>/docker-container      the container the build leaves for commit (and,
+//                                  for a fetched base image, PREFIX-import:<id>)
 //   result/<id>/docker-image       the image (PREFIX:<id>)
+//   result/<id>/passwd             a copy of the image's /etc/passwd (if any),
+//                                  for the builder's (user (name N))
 //   cache*/<...>/docker-volume     the volume holding that cache snapshot
 // Everything made in dockerd carries the label kiln.store=PREFIX, so that
 // reconcile() finds what a crash left behind.
@@ -21,6 +24,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "worker/docker/container_files.h"
 #include "worker/docker/docker_client.h"
 #include "worker/store/fs_util.h"
 #include "worker/store/snapshot_backend.h"
@@ -100,18 +104,36 @@ class DockerBackend final : public SnapshotBackend {
       KILN_RETURN_IF_ERROR_CONTEXT(client_->create_container(spec, work.container), "committing " + id);
     }
     docker::CommitOptions options{.repo = prefix_, .tag = id, .labels = labels("result", id)};
+    if (!work.base_image.empty()) {
+      // A run step's container has the step's argv as its Entrypoint: the
+      // result keeps its base's instead (as OBuilder's docker backend does).
+      KILN_ASSIGN_OR_RETURN_CONTEXT(docker::ImageInfo base, client_->inspect_image(work.base_image),
+                                    "committing " + id);
+      options.entrypoint = base.entrypoint;
+      options.cmd = base.cmd;
+    }
     KILN_RETURN_IF_ERROR_CONTEXT(client_->commit(work.container, options), "committing " + id);
+    KILN_ASSIGN_OR_RETURN_CONTEXT(
+        std::optional<std::string> passwd,
+        docker::read_container_file(*client_, work.container, "/etc/passwd", 1u << 20),
+        "saving the /etc/passwd of " + id);
+    if (passwd) KILN_RETURN_IF_ERROR(write_file(work.dir + "/passwd", *passwd));
     // From here to the rename, a crash leaves an image without a directory:
     // reconcile() removes it at the next open.
     KILN_RETURN_IF_ERROR(write_file(work.dir + std::string(kImageFile), image_of(id)));
     KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_container(work.container)));
+    KILN_RETURN_IF_ERROR(remove_image(import_of(id)));
     KILN_RETURN_IF_ERROR(remove_tree(work.dir + std::string(kContainerFile)));
     return rename_path(work.dir, dst);
   }
 
   Status discard(const std::string& dir) override {
-    if (auto name = read_pointer(dir, kContainerFile))
+    if (auto name = read_pointer(dir, kContainerFile)) {
       KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_container(*name)));
+      std::string step_prefix = prefix_ + "-step-";
+      if (name->starts_with(step_prefix))
+        KILN_RETURN_IF_ERROR(remove_image(import_of(name->substr(step_prefix.size()))));
+    }
     if (auto name = read_pointer(dir, kVolumeFile))
       KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_volume(*name, true)));
     if (auto name = read_pointer(dir, kImageFile)) KILN_RETURN_IF_ERROR(remove_image(*name));
@@ -151,6 +173,15 @@ class DockerBackend final : public SnapshotBackend {
         report.orphan_results_removed++;
       }
     }
+    // The docker fetcher's import names, used only until a from step's container exists.
+    KILN_ASSIGN_OR_RETURN(auto imports, client_->list_images({.references = {prefix_ + "-import"}}));
+    for (const auto& image : imports) {
+      for (const std::string& tag : image.repo_tags) {
+        spdlog::warn("{}: removing left-over import {}", where(), tag);
+        KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_image(tag, true)));
+        report.temporaries_removed++;
+      }
+    }
     // Volumes: those the cache directories name are the live ones (the
     // store's recovery has already discarded the temporaries').
     std::set<std::string> live_volumes;
@@ -183,6 +214,9 @@ class DockerBackend final : public SnapshotBackend {
  private:
   std::string where() const { return fmt::format("docker:{} (dockerd {})", prefix_, host_); }
   std::string image_of(const std::string& id) const { return prefix_ + ":" + id; }
+  // The docker fetcher's name for a base image it imported for step `id`
+  // (docker_fetcher.h); it goes with the step's container.
+  std::string import_of(const std::string& id) const { return prefix_ + "-import:" + id; }
   bool is_cache_dir(const std::string& dir) const { return dir.starts_with(root_ + "/cache"); }
 
   docker::Labels labels(std::string_view kind, const std::string& step) const {

@@ -1,0 +1,134 @@
+// `kiln build --store docker:PREFIX --docker-host ...` end to end against a
+// private dockerd (tests/support/local_dockerd.h): a spec with a (from) of
+// kiln's busybox base image (an oci: layout, fetched by kiln and imported
+// into dockerd) and run steps is built into images PREFIX:<step id>, then
+// served from cache; a run step's user comes from the base's /etc/passwd.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/fs.h"
+#include "tests/support/kiln_output.h"
+#include "tests/support/local_dockerd.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+#include "worker/docker/container_files.h"
+#include "worker/docker/docker_client.h"
+
+namespace kiln {
+namespace {
+
+using testing::count_of;
+using testing::got_id;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::ProcessResult;
+using testing::run_process;
+
+constexpr const char* kPrefix = "kiln-e2e";
+
+class DockerBuildE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(dockerd_.start_error(), "");
+    ProcessResult made =
+        run_process({testing::source_dir() + "/scripts/make-base-image", home_.path() + "/images/busybox"});
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    auto client = docker::DockerClient::create({.host = dockerd_.host()});
+    ASSERT_TRUE(client) << client.error().to_string();
+    client_ = std::move(*client);
+    std::filesystem::create_directories(context_);
+  }
+
+  ProcessResult kiln(std::vector<std::string> args) {
+    args.insert(args.begin() + 1,
+                {"--store", std::string("docker:") + kPrefix, "--docker-host", dockerd_.host()});
+    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  }
+  std::string spec_file(const std::string& text) {
+    std::string path = home_.path() + "/test.spec";
+    EXPECT_TRUE(write_file(path, text));
+    return path;
+  }
+  // A file of image `image`, through a container made for the read.
+  std::optional<std::string> file_in(const std::string& image, const std::string& path) {
+    auto container = client_->create_container({.image = image}, "");
+    if (!container) return std::nullopt;
+    auto content = docker::read_container_file(*client_, *container, path, 1 << 20);
+    (void)client_->remove_container(*container);
+    if (!content) return std::nullopt;
+    return *content;
+  }
+  std::size_t our_containers() {
+    auto list = client_->list_containers({.labels = {std::string("kiln.store=") + kPrefix}});
+    EXPECT_TRUE(list) << list.error().to_string();
+    return list ? list->size() : 0;
+  }
+
+  testing::LocalDockerd dockerd_;
+  testing::TempDir home_{"kiln-docker-e2e", "/var/tmp"};
+  std::string context_ = home_.path() + "/context";
+  std::unique_ptr<docker::DockerClient> client_;
+};
+
+TEST_F(DockerBuildE2eTest, BuildsFromAndRunStepsIntoImagesThenServesThemFromCache) {
+  std::string spec = spec_file(
+      "((from busybox)\n"
+      " (env GREETING hello-from-docker)\n"
+      " (run (shell \"echo $GREETING > /greeting && id -u > /uid\"))\n"
+      " (user (name nobody))\n"
+      " (run (shell \"echo ran as $(id -u):$(id -g) home $HOME; cat /greeting\")))\n");
+  ProcessResult first = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_EQ(count_of(first.out, "---> saved as"), 3u) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("hello-from-docker"));
+  // (user (name nobody)): the base image's passwd (scripts/make-base-image) says 65534:65534, home
+  // /nonexistent.
+  EXPECT_THAT(first.out, HasSubstr("ran as 65534:65534 home /nonexistent")) << first.out;
+  std::string id = got_id(first);
+  ASSERT_FALSE(id.empty()) << first.out;
+
+  // The result is an image with the step's files and the store's labels.
+  std::string image = std::string(kPrefix) + ":" + id;
+  auto info = client_->inspect_image(image);
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->labels["kiln.store"], kPrefix);
+  EXPECT_EQ(info->labels["kiln.kind"], "result");
+  EXPECT_EQ(info->labels["kiln.step"], id);
+  EXPECT_EQ(file_in(image, "/greeting"), "hello-from-docker\n");
+  EXPECT_EQ(file_in(image, "/uid"), "0\n");
+  // The run steps' commands are not the image's: it keeps the base's Cmd.
+  EXPECT_TRUE(info->entrypoint.empty()) << info->entrypoint.front();
+  EXPECT_EQ(info->cmd, std::vector<std::string>{"/bin/sh"});
+  EXPECT_EQ(our_containers(), 0u);  // every step container was committed and removed
+  auto imports = client_->list_images({.references = {std::string(kPrefix) + "-import"}});
+  ASSERT_TRUE(imports);
+  EXPECT_TRUE(imports->empty());  // the import name of the (from) went with its container
+
+  ProcessResult second = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), id);
+  EXPECT_EQ(count_of(second.out, " from cache"), 3u) << second.out;
+  EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
+  EXPECT_THAT(second.out, HasSubstr("ran as 65534:65534"));  // the cached log is replayed
+  EXPECT_EQ(our_containers(), 0u);
+}
+
+TEST_F(DockerBuildE2eTest, AFailingStepLeavesNoImageNorContainer) {
+  std::string spec = spec_file("((from busybox)\n (run (shell \"echo partial > /partial; exit 3\")))\n");
+  ProcessResult failed = kiln({"build", "-f", spec, context_});
+  EXPECT_NE(failed.exit_code, 0) << failed.out;
+  EXPECT_THAT(failed.out + failed.err, HasSubstr("exited with status 3"));
+  EXPECT_EQ(our_containers(), 0u);
+  auto images = client_->list_images({.labels = {std::string("kiln.store=") + kPrefix}});
+  ASSERT_TRUE(images) << images.error().to_string();
+  EXPECT_EQ(images->size(), 1u);  // the (from) step's result only
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,35 @@
+// Files between the host and dockerd, for the docker backend's store and
+// fetcher (docs/store.md, "The docker backend"): one file read out of a
+// container (the store keeps each result's /etc/passwd beside it), and a
+// host directory imported as a single-layer image (base images fetched by
+// kiln's own fetchers: oci:, docker-archive:, oci-archive:).
+//
+//   KILN_ASSIGN_OR_RETURN(std::optional<std::string> passwd,
+//                         read_container_file(client, container, "/etc/passwd", 1 << 20));
+//   KILN_ASSIGN_OR_RETURN(std::string image_id, import_directory(client, rootfs, "kiln-import", id));
+//
+// Thread safety: as DockerClient's (calls for different names may run at once).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "common/error.h"
+#include "worker/docker/docker_client.h"
+
+namespace kiln::docker {
+
+// The content of regular file `path` in the container (created or stopped),
+// or nullopt when there is none. kFailedPrecondition when it is larger than
+// `max_bytes` or not a regular file.
+Result<std::optional<std::string>> read_container_file(DockerClient& client, const std::string& container,
+                                                       const std::string& path, std::size_t max_bytes);
+
+// Imports the tree `dir` (owners, modes, times and xattrs kept: GNU tar
+// with --numeric-owner --xattrs, through a temporary file beside `dir`) as
+// the image `repo:tag`. Returns its id.
+Result<std::string> import_directory(DockerClient& client, const std::string& dir, const std::string& repo,
+                                     const std::string& tag);
+
+}  // namespace kiln::docker
