@@ -130,5 +130,43 @@ TEST_F(DockerBuildE2eTest, AFailingStepLeavesNoImageNorContainer) {
   EXPECT_EQ(images->size(), 1u);  // the (from) step's result only
 }
 
+// The admin commands go through the Store: on docker they remove images.
+TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
+  ProcessResult health = kiln({"healthcheck"});
+  ASSERT_EQ(health.exit_code, 0) << health.out << health.err;
+  EXPECT_THAT(health.out, HasSubstr("healthy"));
+  std::string spec =
+      spec_file("((from busybox)\n (run (shell \"echo a > /a\"))\n (run (shell \"echo b > /b\")))\n");
+  ProcessResult built = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
+  std::string id = got_id(built);
+  ASSERT_FALSE(id.empty());
+  auto ours = [&] {
+    auto images = client_->list_images({.labels = {std::string("kiln.store=") + kPrefix}});
+    EXPECT_TRUE(images) << images.error().to_string();
+    std::size_t tags = 0;
+    for (const auto& image : images ? *images : std::vector<docker::ImageSummary>{})
+      tags += image.repo_tags.size();
+    return tags;
+  };
+  EXPECT_EQ(ours(), 3u);  // the healthcheck removed its own check step; its base is the same (from)
+  ProcessResult stats = kiln({"stats"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_THAT(stats.out, HasSubstr("results: 3"));
+  ProcessResult deleted = kiln({"delete", id});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(client_->inspect_image(std::string(kPrefix) + ":" + id));
+  EXPECT_EQ(ours(), 2u);
+  ProcessResult pruned = kiln({"prune"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.out << pruned.err;
+  EXPECT_EQ(ours(), 0u);
+  ASSERT_EQ(kiln({"build", "-f", spec, context_}).exit_code, 0);
+  EXPECT_EQ(ours(), 3u);
+  ProcessResult cleaned = kiln({"clean"});
+  ASSERT_EQ(cleaned.exit_code, 0) << cleaned.out << cleaned.err;
+  EXPECT_EQ(ours(), 0u);
+  EXPECT_EQ(our_containers(), 0u);
+}
+
 }  // namespace
 }  // namespace kiln
