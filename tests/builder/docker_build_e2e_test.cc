@@ -130,6 +130,37 @@ TEST_F(DockerBuildE2eTest, AFailingStepLeavesNoImageNorContainer) {
   EXPECT_EQ(images->size(), 1u);  // the (from) step's result only
 }
 
+// A (cache) is a volume the step bind-mounts: what one build leaves, the next
+// sees. A secret is bind-mounted read-only from the host: it is never in the
+// committed image, and neither is the cache's content.
+TEST_F(DockerBuildE2eTest, CachesPersistAndSecretsAreNotCommitted) {
+  std::string secret = home_.path() + "/token";
+  ASSERT_TRUE(write_file(secret, "s3cr3t-value"));
+  auto spec_with = [&](const std::string& word) {
+    return spec_file(
+        "((from busybox)\n (run (cache (c (target /var/cache/c)))\n"
+        "      (secrets (token (target /run/secrets/token)))\n"
+        "      (shell \"echo " +
+        word +
+        " >> /var/cache/c/log; cat /var/cache/c/log; "
+        "echo token=$(cat /run/secrets/token)\")))\n");
+  };
+  ProcessResult first = kiln({"build", "-f", spec_with("one"), "--secret", "token:" + secret, context_});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_THAT(first.out, HasSubstr("one\ntoken=s3cr3t-value"));
+  ProcessResult second = kiln({"build", "-f", spec_with("two"), "--secret", "token:" + secret, context_});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out, HasSubstr("one\ntwo\ntoken=s3cr3t-value"));
+  std::string image = std::string(kPrefix) + ":" + got_id(second);
+  auto token = file_in(image, "/run/secrets/token");
+  EXPECT_NE(token, "s3cr3t-value");
+  // What dockerd leaves at the mount point (docs/store.md: an empty entry).
+  EXPECT_TRUE(!token || token->empty()) << *token;
+  auto log = file_in(image, "/var/cache/c/log");
+  EXPECT_TRUE(!log || log->empty()) << *log;
+  EXPECT_EQ(our_containers(), 0u);
+}
+
 // The admin commands go through the Store: on docker they remove images.
 TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
   ProcessResult health = kiln({"healthcheck"});

@@ -42,6 +42,7 @@ class DockerSandbox final : public sandbox::Sandbox {
       : options_(std::move(options)), client_(std::move(client)) {}
   DockerSandboxOptions options_;
   std::unique_ptr<DockerClient> client_;
+  std::string volumes_dir_;  // dockerd's: cache copies are volumes there (StepContainer::volumes_dir)
 };
 
 }  // namespace kiln::docker

@@ -72,8 +72,18 @@ Status run_step_container(DockerClient& client, const StepContainer& step, const
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("network {:?}: use none or host", fmt::join(spec.network, " ")));
   }
-  for (const sandbox::BindMount& m : spec.mounts)
+  for (const sandbox::BindMount& m : spec.mounts) {
+    std::string_view source = m.source;
+    std::string prefix = step.volumes_dir + "/";
+    if (!step.volumes_dir.empty() && source.starts_with(prefix) && source.ends_with("/_data")) {
+      std::string_view name = source.substr(prefix.size(), source.size() - prefix.size() - 6);
+      if (!name.empty() && name.find('/') == std::string_view::npos) {
+        c.mounts.push_back({Mount::Type::kVolume, std::string(name), m.destination, m.read_only});
+        continue;
+      }
+    }
     c.mounts.push_back({Mount::Type::kBind, m.source, m.destination, m.read_only});
+  }
   SecretFiles secret_files;
   for (std::size_t i = 0; i < spec.secrets.size(); ++i) {
     if (step.secrets_dir.empty())

@@ -40,6 +40,11 @@ struct StepContainer {
   std::string name;         // the container's name
   Labels labels;            // on the container (and so on its commit)
   std::string secrets_dir;  // host directory for the secrets' files (a tmpfs); needed only with secrets
+  // dockerd's volumes directory (DockerRootDir/volumes): a bind mount whose
+  // source is VOLUMES_DIR/NAME/_data (a docker store's cache copy) becomes a
+  // mount of the volume NAME, since dockerd refuses binds from inside its
+  // root. Empty: every mount is a bind.
+  std::string volumes_dir;
 };
 
 Status run_step_container(DockerClient& client, const StepContainer& step, const sandbox::RunSpec& spec,
