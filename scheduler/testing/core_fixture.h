@@ -13,29 +13,12 @@
 
 #include "scheduler/memory_job_db.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/testing/fake_clock.h"
 #include "tests/support/temp_dir.h"
 
 namespace kiln::scheduler::testing_support {
 
 inline const std::string kSpec = "((from busybox) (run (shell \"echo hello\")))";
-
-class FakeClock final : public Clock {
- public:
-  // The wall clock is fixed unless set (files the scheduler writes carry real times).
-  void set_wall(std::int64_t ms) { wall_ = ms; }
-  std::int64_t steady_ms() override { return steady_; }
-  std::int64_t wall_ms() override { return wall_; }
-  void advance(std::int64_t ms) {
-    steady_ += ms;
-    wall_ += ms;
-  }
-  // A host reboot: the steady clock starts again, the wall clock goes on.
-  void reboot() { steady_ = 1'000; }
-
- private:
-  std::int64_t steady_ = 1'000'000;
-  std::int64_t wall_ = 1'800'000'000'000;
-};
 
 // Decoded replies of one loop turn.
 class Replies {

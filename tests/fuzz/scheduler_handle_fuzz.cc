@@ -39,6 +39,7 @@
 #include "scheduler/memory_job_db.h"
 #include "scheduler/placement/policy.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/testing/fake_clock.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/fuzz/proto_types.h"
 
@@ -53,23 +54,10 @@ using kiln::fuzz::check;
 using kiln::fuzz::fail;
 using sched::Port;
 
-class FakeClock final : public sched::Clock {
- public:
-  std::int64_t steady_ms() override { return steady_; }
-  std::int64_t wall_ms() override { return wall_; }
-  void advance(std::int64_t ms) {
-    steady_ += ms;
-    wall_ += ms;
-  }
-  void reboot() { steady_ = 1'000; }
-
- private:
-  std::int64_t steady_ = 1'000'000;
-  std::int64_t wall_ = 1'800'000'000'000;
-};
+using kiln::scheduler::testing_support::FakeClock;
 
 enum class Op : std::uint8_t {
-  kRaw,      // port, route, type byte (>= 32: unknown, named by a blob), peer blob, body blob
+  kRaw,      // port, route, type byte (>= kMessageTypeCount: unknown, named by a blob), peer blob, body blob
   kBuilt,    // a message built from a few bytes (build_message)
   kUpload,   // data blob, split: the context in two put-context chunks, with its real digest
   kAdvance,  // step the clock (kSteps), then tick
