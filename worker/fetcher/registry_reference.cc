@@ -164,8 +164,6 @@ Result<RegistryReference> parse_registry_reference(std::string_view text) {
   if (ref.registry.empty() || ref.registry == "index.docker.io" || ref.registry == "registry-1.docker.io")
     ref.registry = "docker.io";
   if (path.empty()) return std::unexpected(bad(text, "no repository name"));
-  if (path.size() > kMaxNameLength)
-    return std::unexpected(bad(text, fmt::format("the repository name is longer than {}", kMaxNameLength)));
   std::size_t start = 0;
   while (true) {
     std::size_t end = path.find('/', start);
@@ -185,6 +183,12 @@ Result<RegistryReference> parse_registry_reference(std::string_view text) {
   ref.repository = std::string(path);
   if (ref.registry == "docker.io" && path.find('/') == std::string_view::npos)
     ref.repository = "library/" + ref.repository;
+  // Checked as the registry will see it (with "library/"), so that a parsed
+  // reference printed in full parses again.
+  if (ref.repository.size() > kMaxNameLength)
+    return std::unexpected(bad(
+        text, fmt::format("the repository name {}is longer than {}",
+                          ref.repository.size() != path.size() ? "(with its library/ prefix) " : "", kMaxNameLength)));
   return ref;
 }
 

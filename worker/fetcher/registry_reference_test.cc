@@ -98,6 +98,15 @@ TEST(RegistryReference, RepositoryNameLengthIsBounded) {
   std::string long_name(256, 'a');
   EXPECT_FALSE(parse_registry_reference(long_name));
   EXPECT_TRUE(parse_registry_reference(std::string(200, 'a')));
+  // A bare docker.io name is bounded with its library/ prefix, so that the
+  // reference printed in full parses again (found by the image_manifest fuzz).
+  EXPECT_TRUE(parse_registry_reference(std::string(247, 'a')));
+  auto bare = parse_registry_reference(std::string(250, 'a'));
+  ASSERT_FALSE(bare);
+  EXPECT_THAT(bare.error().message(), HasSubstr("with its library/ prefix"));
+  auto full = parse_registry_reference("docker.io/library/" + std::string(247, 'a'));
+  ASSERT_TRUE(full);
+  EXPECT_TRUE(parse_registry_reference(to_string(*full)));
 }
 
 }  // namespace
