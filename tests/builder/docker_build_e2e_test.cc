@@ -2,11 +2,13 @@
 // private dockerd (tests/support/local_dockerd.h): a spec with a (from) of
 // kiln's busybox base image (an oci: layout, fetched by kiln and imported
 // into dockerd) and run steps is built into images PREFIX:<step id>, then
-// served from cache; a run step's user comes from the base's /etc/passwd.
+// served from cache; a run step's user comes from the base's /etc/passwd;
+// copy steps put the context's files into the image (modes, owner, mtime 0).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -196,6 +198,83 @@ TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
   ProcessResult cleaned = kiln({"clean"});
   ASSERT_EQ(cleaned.exit_code, 0) << cleaned.out << cleaned.err;
   EXPECT_EQ(ours(), 0u);
+  EXPECT_EQ(our_containers(), 0u);
+}
+
+// The line of `ls` output naming `name` ("" when none does).
+std::string line_naming(const std::string& out, const std::string& name) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.ends_with(" " + name)) return line;
+  return "";
+}
+
+// Copy steps: the files are laid out on the host by the builder's copy code
+// and put into the step's container; a run step then reads them.
+TEST_F(DockerBuildE2eTest, CopyStepsPutContextFilesIntoTheImageThenServeThemFromCache) {
+  ASSERT_TRUE(write_file(context_ + "/hello.txt", "hello from the context\n"));
+  ASSERT_TRUE(write_file(context_ + "/tool.sh", "#!/bin/sh\necho tool\n"));
+  std::filesystem::permissions(context_ + "/tool.sh", std::filesystem::perms(0700));
+  std::filesystem::create_directories(context_ + "/dir/sub");
+  ASSERT_TRUE(write_file(context_ + "/dir/sub/inner.txt", "inner\n"));
+  std::string spec = spec_file(
+      "((from busybox)\n"
+      " (copy (src hello.txt tool.sh) (dst /etc/kiln/))\n"
+      " (copy (src dir) (dst /app/dir))\n"
+      " (user (name nobody))\n"
+      " (copy (src hello.txt) (dst /tmp/mine.txt))\n"
+      " (run (shell \"cat /etc/kiln/hello.txt /app/dir/sub/inner.txt; /etc/kiln/tool.sh; "
+      "ls -ln /etc/kiln /app/dir /tmp/mine.txt; ls -lnd /etc /app/dir/sub\")))\n");
+  ProcessResult first = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_EQ(count_of(first.out, "---> saved as"), 5u) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("hello from the context\ninner\ntool\n")) << first.out;
+  // Modes as copy_files.h normalises them, owner root (then the stage's user), mtime 0.
+  EXPECT_THAT(line_naming(first.out, "hello.txt"), ::testing::StartsWith("-rw-r--r--")) << first.out;
+  EXPECT_THAT(line_naming(first.out, "hello.txt"), ::testing::MatchesRegex(".* 0 +0 .* 1970 hello.txt"));
+  EXPECT_THAT(line_naming(first.out, "tool.sh"), ::testing::StartsWith("-rwxr-xr-x")) << first.out;
+  EXPECT_THAT(line_naming(first.out, "sub"), ::testing::StartsWith("drwxr-xr-x")) << first.out;
+  EXPECT_THAT(line_naming(first.out, "/tmp/mine.txt"),
+              ::testing::MatchesRegex("-rw-r--r-- .* 65534 +65534 .* 1970 /tmp/mine.txt"))
+      << first.out;
+  // /etc was in the image: the copy left its mode and owner alone.
+  EXPECT_THAT(line_naming(first.out, "/etc"), ::testing::MatchesRegex("drwxr-xr-x .* 0 +0 .*")) << first.out;
+  std::string id = got_id(first);
+  ASSERT_FALSE(id.empty()) << first.out;
+  std::string image = std::string(kPrefix) + ":" + id;
+  EXPECT_EQ(file_in(image, "/app/dir/sub/inner.txt"), "inner\n");
+  EXPECT_EQ(file_in(image, "/etc/kiln/hello.txt"), "hello from the context\n");
+  auto info = client_->inspect_image(image);
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->labels["kiln.kind"], "result");
+  EXPECT_EQ(info->cmd, std::vector<std::string>{"/bin/sh"});  // the copy's container's command is not kept
+  EXPECT_EQ(our_containers(), 0u);
+  EXPECT_FALSE(path_exists(home_.path() + "/docker-" + kPrefix + "/result/" + id + "/copy"));
+
+  ProcessResult second = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), id);
+  EXPECT_EQ(count_of(second.out, " from cache"), 5u) << second.out;
+  EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
+
+  // A changed file is a new copy step, and the image has the new content.
+  ASSERT_TRUE(write_file(context_ + "/hello.txt", "changed\n"));
+  ProcessResult third = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  EXPECT_THAT(third.out, HasSubstr("changed\ninner\ntool\n")) << third.out;
+  EXPECT_EQ(our_containers(), 0u);
+}
+
+// Copies from a build stage read the stage's rootfs, which a docker result
+// does not have: refused with a message, nothing left behind.
+TEST_F(DockerBuildE2eTest, CopyFromABuildStageIsRefusedWithAMessage) {
+  std::string spec = spec_file(
+      "((build dev ((from busybox) (run (shell \"echo built > /out\"))))\n"
+      " (from busybox)\n"
+      " (copy (from (build dev)) (src /out) (dst /out)))\n");
+  ProcessResult failed = kiln({"build", "-f", spec, context_});
+  EXPECT_NE(failed.exit_code, 0) << failed.out;
+  EXPECT_THAT(failed.out + failed.err, HasSubstr("copying from a build stage is not supported on the docker store"));
   EXPECT_EQ(our_containers(), 0u);
 }
 

@@ -40,13 +40,6 @@ Error at_op(const Error& error, std::string_view filename, const spec::Position&
   return out;
 }
 
-// Who owns a copy's files: the stage's user, a name resolved in the rootfs
-// being copied into (as docker's COPY --chown=NAME).
-Result<spec::UnixUser> copy_owner(const std::string& rootfs, const spec::User& user) {
-  KILN_ASSIGN_OR_RETURN(StepUser resolved, resolve_step_user(rootfs, user));
-  return spec::UnixUser{static_cast<int>(resolved.uid), static_cast<int>(resolved.gid)};
-}
-
 Error cancelled_error() {
   return Error(ErrorKind::kCancelled, "build cancelled");
 }
@@ -66,12 +59,12 @@ Result<StepUser> step_user(store::Store& store, const store::Workspace& ws, cons
   return resolve_step_user_in(passwd, user);
 }
 
-// Copy steps write into a rootfs directory; the docker store has none yet.
-Status need_rootfs(const store::Workspace& ws) {
-  if (ws.has_rootfs()) return {};
-  return make_error(ErrorKind::kUnsupported,
-                    "copy steps are not supported on the docker store yet (docs/store.md, \"The docker "
-                    "backend\"); use another --store");
+// Who owns a copy's files: the stage's user, a name resolved in the tree
+// being copied into (as docker's COPY --chown=NAME).
+Result<spec::UnixUser> copy_owner(store::Store& store, const store::Workspace& ws,
+                                  const std::string& base_id, const spec::User& user) {
+  KILN_ASSIGN_OR_RETURN(StepUser resolved, step_user(store, ws, base_id, user));
+  return spec::UnixUser{static_cast<int>(resolved.uid), static_cast<int>(resolved.gid)};
 }
 
 }  // namespace
@@ -142,6 +135,10 @@ class Builder::RequestScope {
   std::vector<std::string> pins_;
   std::unique_ptr<ids::DirectoryContext> own_context_;
 };
+
+StepFiles& Builder::step_files() {
+  return options_.step_files ? *options_.step_files : rootfs_step_files();
+}
 
 Builder::Builder(store::Store& store, sandbox::Sandbox& sandbox, fetcher::Fetcher& fetcher,
                  BuilderOptions options)
@@ -358,9 +355,14 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         std::vector<std::string> srcs = copy->src;
         std::vector<std::string> exclude = copy->exclude;
         // The stage's tree is read when the step runs, so a cached copy costs no walk.
-        step->fill = [this, child_id, srcs, exclude, dst, owner](const store::Workspace& ws, BuildLog&,
-                                                                 CancelToken& cancel) -> Status {
-          KILN_RETURN_IF_ERROR(need_rootfs(ws));
+        step->fill = [this, parent, child_id, srcs, exclude, dst, owner](
+                         const store::Workspace& ws, BuildLog&, CancelToken& cancel) -> Status {
+          // The stage's files are read from its rootfs; a docker result has none (yet: its
+          // image would be read through GET /archive, docs/store.md "Copy steps").
+          if (!ws.has_rootfs())
+            return make_error(ErrorKind::kUnsupported,
+                              "copying from a build stage is not supported on the docker store yet "
+                              "(docs/store.md, \"The docker backend\"); use another --store");
           KILN_ASSIGN_OR_RETURN(auto child_dir, store_.result(child_id));
           if (!child_dir)
             return make_error(ErrorKind::kNotFound,
@@ -375,8 +377,8 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
                   std::move(manifest.error()).with_context("reading the build stage's files"));
             trees.push_back({child_rootfs, std::move(*manifest)});
           }
-          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(ws.rootfs, owner));
-          return copy_into_rootfs(ws.rootfs, trees, dst, unix_owner, cancel);
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(store_, ws, parent, owner));
+          return step_files().copy_in(ws, trees, dst, unix_owner, cancel);
         };
       } else {
         auto ctx = scope.context();
@@ -392,11 +394,10 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
           return copy_error(Error(ErrorKind::kFailedPrecondition,
                                   "the build request names no context directory to read the files from"));
         step->id = ids::step_id_of(ids::encode_copy_step(parent, context, *copy, "", sources));
-        step->fill = [trees = std::move(trees), dst, owner](const store::Workspace& ws, BuildLog&,
-                                                            CancelToken& cancel) -> Status {
-          KILN_RETURN_IF_ERROR(need_rootfs(ws));
-          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(ws.rootfs, owner));
-          return copy_into_rootfs(ws.rootfs, trees, dst, unix_owner, cancel);
+        step->fill = [this, parent, trees = std::move(trees), dst, owner](
+                         const store::Workspace& ws, BuildLog&, CancelToken& cancel) -> Status {
+          KILN_ASSIGN_OR_RETURN(spec::UnixUser unix_owner, copy_owner(store_, ws, parent, owner));
+          return step_files().copy_in(ws, trees, dst, unix_owner, cancel);
         };
       }
     }

@@ -63,6 +63,7 @@
 #include "worker/builder/base_images.h"
 #include "worker/builder/build_log.h"
 #include "worker/builder/disk_space.h"
+#include "worker/builder/step_files.h"
 #include "worker/fetcher/fetcher.h"
 #include "worker/sandbox/sandbox.h"
 #include "worker/store/store.h"
@@ -84,6 +85,9 @@ struct BuilderOptions {
   // (base_images.h), so that a new reference naming an image unpacked before
   // (a new tag) is a snapshot of that result, not a second unpack. Empty: off.
   std::string unpacked_images_dir;
+  // Where copy steps write (step_files.h); unset: the workspace's rootfs
+  // (the snapshot stores). The docker store needs make_docker_step_files.
+  std::shared_ptr<StepFiles> step_files;
 };
 
 // One step of a build reached: served from the cache or just built. For
@@ -220,6 +224,8 @@ class Builder {
   // Makes sure result `step.id` exists: a cache hit, joining an identical
   // step already running, or running it.
   Status ensure(RequestScope& scope, std::shared_ptr<Step> step);
+  // Where copy steps write: options_.step_files, or the rootfs.
+  StepFiles& step_files();
   // Waits for `op` to end; `handle` is the requester's log subscription,
   // which it ends.
   Status follow(RequestScope& scope, const std::shared_ptr<InFlight>& op, std::uint64_t handle);

@@ -169,6 +169,9 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
     KILN_ASSIGN_OR_RETURN(
         local->fetcher_,
         docker::make_docker_fetcher(fetcher::make_fetcher(std::move(registry)), options.docker_host, prefix));
+    KILN_ASSIGN_OR_RETURN(std::shared_ptr<docker::DockerClient> client,
+                          docker::DockerClient::create({.host = options.docker_host}));
+    local->builder_options_.step_files = make_docker_step_files(std::move(client), prefix);
   } else if (options.run_steps) {
     auto runtime = std::make_unique<RuntimeSandbox>(std::move(sandbox_options), options.on_sandbox_ready);
     if (!options.sandbox_at_first_step) KILN_RETURN_IF_ERROR(runtime->set_up());

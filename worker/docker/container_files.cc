@@ -61,18 +61,23 @@ Result<std::optional<std::string>> read_container_file(DockerClient& client, con
   return out;
 }
 
-Result<std::string> import_directory(DockerClient& client, const std::string& dir, const std::string& repo,
-                                     const std::string& tag) {
+namespace {
+
+// Packs `entries` of `dir` (GNU tar: numeric owners, xattrs) into a file
+// beside `dir` and hands `send` a reader of it; the file goes afterwards.
+Status send_tar(const std::string& dir, const std::vector<std::string>& entries, const std::string& what,
+                const std::function<Status(const BodyReader&)>& send) {
   std::string tar_path = dir + ".tar";
-  KILN_ASSIGN_OR_RETURN(CommandOutput out,
-                        run_command({"tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", dir,
-                                     "-cf", tar_path, "."}));
+  std::vector<std::string> argv = {"tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", dir,
+                                   "-cf", tar_path, "--"};
+  argv.insert(argv.end(), entries.begin(), entries.end());
+  KILN_ASSIGN_OR_RETURN(CommandOutput out, run_command(argv));
   struct RemoveTar {
     std::string path;
     ~RemoveTar() { ::unlink(path.c_str()); }
   } remove_tar{tar_path};
   if (!out.ok())
-    return make_error(ErrorKind::kIo, fmt::format("packing {} for dockerd: tar failed: {}", dir, out.output));
+    return make_error(ErrorKind::kIo, fmt::format("packing {} for dockerd: tar failed: {}", what, out.output));
   int fd = ::open(tar_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno_error("cannot open " + tar_path);
   BodyReader reader = [fd, &tar_path](char* buffer, std::size_t size) -> Result<std::size_t> {
@@ -80,9 +85,52 @@ Result<std::string> import_directory(DockerClient& client, const std::string& di
     if (n < 0) return errno_error("reading " + tar_path);
     return static_cast<std::size_t>(n);
   };
-  auto id = client.import_image(repo, tag, reader);
+  Status sent = send(reader);
   ::close(fd);
-  return with_context(std::move(id), fmt::format("importing {} into dockerd as {}:{}", dir, repo, tag));
+  return sent;
+}
+
+}  // namespace
+
+Result<std::string> import_directory(DockerClient& client, const std::string& dir, const std::string& repo,
+                                     const std::string& tag) {
+  std::string id;
+  Status sent = send_tar(dir, {"."}, dir, [&](const BodyReader& reader) -> Status {
+    KILN_ASSIGN_OR_RETURN(id, client.import_image(repo, tag, reader));
+    return {};
+  });
+  KILN_RETURN_IF_ERROR_CONTEXT(sent, fmt::format("importing {} into dockerd as {}:{}", dir, repo, tag));
+  return id;
+}
+
+Status put_staged_tree(DockerClient& client, const std::string& container, const std::string& staging,
+                       const std::string& dst) {
+  // The deepest directory on the way to dst that the container already has.
+  std::string existing = "/";
+  std::size_t pos = 1;
+  while (pos < dst.size()) {
+    std::size_t end = dst.find('/', pos);
+    if (end == std::string::npos) end = dst.size();
+    std::string candidate = dst.substr(0, end);
+    pos = end + 1;
+    if (candidate.size() <= existing.size()) continue;
+    auto stat = client.stat_path(container, candidate);
+    if (!stat && stat.error().kind() == ErrorKind::kNotFound) break;
+    KILN_RETURN_IF_ERROR_CONTEXT(stat, "looking up the copy's destination " + dst);
+    if (stat->is_symlink())
+      return make_error(ErrorKind::kUnsupported,
+                        fmt::format("copying to {}: {} is a symlink in the image (to {:?}); the docker store "
+                                    "cannot copy through a symlink yet: name the destination without it",
+                                    dst, candidate, stat->link_target));
+    if (!stat->is_dir()) break;  // a file the copy replaces
+    existing = candidate;
+  }
+  std::string host_dir = existing == "/" ? staging : staging + existing;
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> entries, list_dir(host_dir));
+  if (entries.empty()) return {};
+  return with_context(send_tar(host_dir, entries, host_dir,
+                               [&](const BodyReader& reader) { return client.put_archive(container, existing, reader); }),
+                      fmt::format("putting the copy to {} into container {}", dst, container));
 }
 
 }  // namespace kiln::docker

@@ -2,7 +2,8 @@
 // fetcher (docs/store.md, "The docker backend"): one file read out of a
 // container (the store keeps each result's /etc/passwd beside it), and a
 // host directory imported as a single-layer image (base images fetched by
-// kiln's own fetchers: oci:, docker-archive:, oci-archive:).
+// kiln's own fetchers: oci:, docker-archive:, oci-archive:), and a copy
+// step's staged files put into its container.
 //
 //   KILN_ASSIGN_OR_RETURN(std::optional<std::string> passwd,
 //                         read_container_file(client, container, "/etc/passwd", 1 << 20));
@@ -31,5 +32,17 @@ Result<std::optional<std::string>> read_container_file(DockerClient& client, con
 // the image `repo:tag`. Returns its id.
 Result<std::string> import_directory(DockerClient& client, const std::string& dir, const std::string& repo,
                                      const std::string& tag);
+
+// Puts into `container` (created or stopped) what a copy step laid out in
+// `staging`, a host directory standing for the container's `/`, holding
+// only the path to `dst` (absolute, normalised; a trailing '/' allowed)
+// and what was copied there. Asks dockerd (HEAD /archive) for the deepest
+// directory of `dst` that exists in the container and sends the staged
+// entries below it (GNU tar, --numeric-owner: owners, modes and mtimes as
+// staged) with PUT /archive, so the directories the image already has keep
+// their own metadata. kUnsupported when a component of `dst` is a symlink in
+// the image (the container would follow it; not handled yet).
+Status put_staged_tree(DockerClient& client, const std::string& container, const std::string& staging,
+                       const std::string& dst);
 
 }  // namespace kiln::docker
