@@ -3,7 +3,8 @@
 // kiln's busybox base image (an oci: layout, fetched by kiln and imported
 // into dockerd) and run steps is built into images PREFIX:<step id>, then
 // served from cache; a run step's user comes from the base's /etc/passwd;
-// copy steps put the context's files into the image (modes, owner, mtime 0).
+// copy steps put the context's or a build stage's files into the image
+// (modes, owner, mtime 0).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -265,17 +266,30 @@ TEST_F(DockerBuildE2eTest, CopyStepsPutContextFilesIntoTheImageThenServeThemFrom
   EXPECT_EQ(our_containers(), 0u);
 }
 
-// Copies from a build stage read the stage's rootfs, which a docker result
-// does not have: refused with a message, nothing left behind.
-TEST_F(DockerBuildE2eTest, CopyFromABuildStageIsRefusedWithAMessage) {
+// A copy from a build stage reads the stage's image (GET /archive) into a
+// host directory and copies from there, modes and content kept.
+TEST_F(DockerBuildE2eTest, CopyFromABuildStageReadsTheStagesImage) {
   std::string spec = spec_file(
-      "((build dev ((from busybox) (run (shell \"echo built > /out\"))))\n"
+      "((build dev ((from busybox)\n"
+      "             (run (shell \"mkdir -p /out/bin && echo built > /out/note && "
+      "printf '#!/bin/sh\\necho tool-ran\\n' > /out/bin/tool && chmod 700 /out/bin/tool\"))))\n"
       " (from busybox)\n"
-      " (copy (from (build dev)) (src /out) (dst /out)))\n");
-  ProcessResult failed = kiln({"build", "-f", spec, context_});
-  EXPECT_NE(failed.exit_code, 0) << failed.out;
-  EXPECT_THAT(failed.out + failed.err, HasSubstr("copying from a build stage is not supported on the docker store"));
-  EXPECT_EQ(our_containers(), 0u);
+      " (copy (from (build dev)) (src /out/note /out/bin) (dst /opt/))\n"
+      " (run (shell \"cat /opt/note; /opt/bin/tool; ls -ln /opt/bin\")))\n");
+  ProcessResult first = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_THAT(first.out, HasSubstr("built\ntool-ran\n")) << first.out;
+  EXPECT_THAT(line_naming(first.out, "tool"), ::testing::MatchesRegex("-rwxr-xr-x .* 0 +0 .* 1970 tool"))
+      << first.out;
+  std::string id = got_id(first);
+  ASSERT_FALSE(id.empty()) << first.out;
+  EXPECT_EQ(file_in(std::string(kPrefix) + ":" + id, "/opt/note"), "built\n");
+  EXPECT_EQ(our_containers(), 0u);  // the container the stage was read through went too
+
+  ProcessResult second = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), id);
+  EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
 }
 
 }  // namespace

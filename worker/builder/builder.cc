@@ -357,17 +357,29 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
         // The stage's tree is read when the step runs, so a cached copy costs no walk.
         step->fill = [this, parent, child_id, srcs, exclude, dst, owner](
                          const store::Workspace& ws, BuildLog&, CancelToken& cancel) -> Status {
-          // The stage's files are read from its rootfs; a docker result has none (yet: its
-          // image would be read through GET /archive, docs/store.md "Copy steps").
-          if (!ws.has_rootfs())
-            return make_error(ErrorKind::kUnsupported,
-                              "copying from a build stage is not supported on the docker store yet "
-                              "(docs/store.md, \"The docker backend\"); use another --store");
           KILN_ASSIGN_OR_RETURN(auto child_dir, store_.result(child_id));
           if (!child_dir)
             return make_error(ErrorKind::kNotFound,
                               fmt::format("build stage result {} disappeared", child_id));
+          // The stage's files: its rootfs, or (a store without one: docker) a host copy
+          // of the sources that step_files() reads out of the stage's result.
           std::string child_rootfs = *child_dir + "/rootfs";
+          std::string read_copy;
+          if (!ws.has_rootfs()) {
+            std::vector<std::string> normalised;
+            for (const std::string& src : srcs) {
+              KILN_ASSIGN_OR_RETURN(std::string path, ids::normalize_source_path(src));
+              normalised.push_back(std::move(path));
+            }
+            KILN_ASSIGN_OR_RETURN(read_copy, step_files().open_tree(ws, child_id, normalised, cancel));
+            child_rootfs = read_copy;
+          }
+          struct RemoveReadCopy {
+            const std::string& path;
+            ~RemoveReadCopy() {
+              if (!path.empty()) (void)remove_tree(path);
+            }
+          } remove_read_copy{read_copy};
           KILN_ASSIGN_OR_RETURN(ids::DirectoryContext tree, ids::DirectoryContext::open(child_rootfs, 2));
           std::vector<CopySourceTree> trees;
           for (const std::string& src : srcs) {

@@ -33,6 +33,12 @@ class StepFiles {
   // `ws.base_image` and left, never started, for the store to commit.
   virtual Status copy_in(const store::Workspace& ws, const std::vector<CopySourceTree>& sources,
                          const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel) = 0;
+  // For a copy from a build stage on a store whose results have no rootfs:
+  // a host directory beside `ws` (the caller removes it) holding the paths
+  // `sources` (normalised, relative to `/`) of result `result_id`, owners,
+  // modes and mtimes kept. Default: kUnsupported.
+  virtual Result<std::string> open_tree(const store::Workspace& ws, const std::string& result_id,
+                                        const std::vector<std::string>& sources, const CancelToken& cancel);
 };
 
 // The snapshot stores': copy_into_rootfs(ws.rootfs, ...).
