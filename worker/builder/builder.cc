@@ -61,8 +61,8 @@ Result<StepUser> step_user(store::Store& store, const store::Workspace& ws, cons
 
 // Who owns a copy's files: the stage's user, a name resolved in the tree
 // being copied into (as docker's COPY --chown=NAME).
-Result<spec::UnixUser> copy_owner(store::Store& store, const store::Workspace& ws,
-                                  const std::string& base_id, const spec::User& user) {
+Result<spec::UnixUser> copy_owner(store::Store& store, const store::Workspace& ws, const std::string& base_id,
+                                  const spec::User& user) {
   KILN_ASSIGN_OR_RETURN(StepUser resolved, step_user(store, ws, base_id, user));
   return spec::UnixUser{static_cast<int>(resolved.uid), static_cast<int>(resolved.gid)};
 }

@@ -23,8 +23,8 @@ namespace {
 
 class RootfsStepFiles final : public StepFiles {
  public:
-  Status copy_in(const store::Workspace& ws, const std::vector<CopySourceTree>& sources, const std::string& dst,
-                 const spec::UnixUser& owner, const CancelToken& cancel) override {
+  Status copy_in(const store::Workspace& ws, const std::vector<CopySourceTree>& sources,
+                 const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel) override {
     if (!ws.has_rootfs())
       return make_error(ErrorKind::kUnsupported,
                         "this store's workspace has no rootfs directory to copy into; the docker store "
@@ -38,11 +38,12 @@ class DockerStepFiles final : public StepFiles {
   DockerStepFiles(std::shared_ptr<docker::DockerClient> client, std::string prefix)
       : client_(std::move(client)), prefix_(std::move(prefix)) {}
 
-  Status copy_in(const store::Workspace& ws, const std::vector<CopySourceTree>& sources, const std::string& dst,
-                 const spec::UnixUser& owner, const CancelToken& cancel) override {
+  Status copy_in(const store::Workspace& ws, const std::vector<CopySourceTree>& sources,
+                 const std::string& dst, const spec::UnixUser& owner, const CancelToken& cancel) override {
     if (ws.container.empty() || ws.base_image.empty())
-      return make_error(ErrorKind::kInvalidArgument,
-                        "a copy on the docker store needs a workspace with a base image and a container name");
+      return make_error(
+          ErrorKind::kInvalidArgument,
+          "a copy on the docker store needs a workspace with a base image and a container name");
     std::string staging = ws.dir + "/copy";
     KILN_RETURN_IF_ERROR(remove_tree(staging));
     KILN_RETURN_IF_ERROR(ensure_dir(staging));
@@ -92,20 +93,19 @@ class DockerStepFiles final : public StepFiles {
         break;
       }
       status = client_->get_archive(
-          container, path,
-          [&](std::string_view bytes) -> Status {
-            return write_all(fd, bytes, tar_path);
-          },
+          container, path, [&](std::string_view bytes) -> Status { return write_all(fd, bytes, tar_path); },
           &cancel);
       ::close(fd);
-      if (!status && status.error().kind() == ErrorKind::kNotFound) status = {};  // the manifest says so
+      if (!status && status.error().kind() == ErrorKind::kNotFound)
+        status = {};  // the manifest says so
       else if (status) {
         auto out = run_command({"tar", "--numeric-owner", "--same-permissions", "--xattrs",
                                 "--xattrs-include=*", "-C", parent, "-xf", tar_path});
-        if (!out) status = std::unexpected(out.error());
+        if (!out)
+          status = std::unexpected(out.error());
         else if (!out->ok())
-          status = make_error(ErrorKind::kIo, fmt::format("unpacking {} of {}: tar failed: {}", path, image,
-                                                          out->output));
+          status = make_error(ErrorKind::kIo,
+                              fmt::format("unpacking {} of {}: tar failed: {}", path, image, out->output));
       }
       ::unlink(tar_path.c_str());
       if (!status) break;

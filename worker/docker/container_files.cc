@@ -69,7 +69,7 @@ Status send_tar(const std::string& dir, const std::vector<std::string>& entries,
                 const std::function<Status(const BodyReader&)>& send) {
   std::string tar_path = dir + ".tar";
   std::vector<std::string> argv = {"tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", dir,
-                                   "-cf", tar_path, "--"};
+                                   "-cf", tar_path,          "--"};
   argv.insert(argv.end(), entries.begin(), entries.end());
   KILN_ASSIGN_OR_RETURN(CommandOutput out, run_command(argv));
   struct RemoveTar {
@@ -77,7 +77,8 @@ Status send_tar(const std::string& dir, const std::vector<std::string>& entries,
     ~RemoveTar() { ::unlink(path.c_str()); }
   } remove_tar{tar_path};
   if (!out.ok())
-    return make_error(ErrorKind::kIo, fmt::format("packing {} for dockerd: tar failed: {}", what, out.output));
+    return make_error(ErrorKind::kIo,
+                      fmt::format("packing {} for dockerd: tar failed: {}", what, out.output));
   int fd = ::open(tar_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno_error("cannot open " + tar_path);
   BodyReader reader = [fd, &tar_path](char* buffer, std::size_t size) -> Result<std::size_t> {
@@ -128,9 +129,10 @@ Status put_staged_tree(DockerClient& client, const std::string& container, const
   std::string host_dir = existing == "/" ? staging : staging + existing;
   KILN_ASSIGN_OR_RETURN(std::vector<std::string> entries, list_dir(host_dir));
   if (entries.empty()) return {};
-  return with_context(send_tar(host_dir, entries, host_dir,
-                               [&](const BodyReader& reader) { return client.put_archive(container, existing, reader); }),
-                      fmt::format("putting the copy to {} into container {}", dst, container));
+  return with_context(
+      send_tar(host_dir, entries, host_dir,
+               [&](const BodyReader& reader) { return client.put_archive(container, existing, reader); }),
+      fmt::format("putting the copy to {} into container {}", dst, container));
 }
 
 }  // namespace kiln::docker
