@@ -495,6 +495,21 @@ TEST_F(FetcherTest, DockerArchiveLayerIsCheckedAgainstItsDiffId) {
   EXPECT_THAT(r.error().message(), HasSubstr("saved.tar (entry " + files[0].name + ")"));
 }
 
+// A layer named "" (or "1/.." and the like) names no file: refused as a
+// damaged archive, not planned as a layer with an empty path (found by the
+// image_manifest fuzz target's long run).
+TEST_F(FetcherTest, DockerArchiveLayerThatNamesNoFileIsRefused) {
+  auto files = docker_save_files({LayerBuilder().file("a", "1").tar()}, {}, false);
+  nlohmann::json manifest = nlohmann::json::parse(files.back().content);
+  manifest[0]["Layers"][0] = "";
+  files.back().content = manifest.dump();
+  testing::write_tarball(tmp_ + "/saved.tar", files);
+  auto r = fetch("docker-archive:" + tmp_ + "/saved.tar");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), ErrorKind::kInvalidArgument);
+  EXPECT_THAT(r.error().message(), HasSubstr("names no file"));
+}
+
 TEST_F(FetcherTest, DockerArchiveWithSymlinkedLayersAsDocker25WritesThem) {
   auto layer = LayerBuilder().file("hello", "world").tar();
   auto files = docker_save_files({layer}, {}, false);

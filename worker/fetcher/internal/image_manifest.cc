@@ -310,6 +310,10 @@ Result<ImagePlan> plan_docker_manifest(ImageFiles& files, const json& manifest, 
       return make_error(ErrorKind::kInvalidArgument, where + ": a layer name is not a string");
     LayerDescriptor layer;
     KILN_ASSIGN_OR_RETURN(layer.path, with_context(path::normalize_relative(name.get<std::string>()), where));
+    if (layer.path.empty() || layer.path == ".")
+      return make_error(ErrorKind::kInvalidArgument,
+                        fmt::format("{}: layer {} names no file ({:?}); the archive is damaged", where, i + 1,
+                                    name.get<std::string>()));
     layer.digest = digest_from_docker_path(layer.path);
     if (!diff_ids.empty()) layer.diff_id = diff_ids[i];
     plan.layers.push_back(std::move(layer));
