@@ -92,6 +92,49 @@ void BM_PruneOldestLeaf(benchmark::State& state) {
 }
 BENCHMARK(BM_PruneOldestLeaf)->Unit(benchmark::kMicrosecond)->Iterations(10'000);
 
+// What `kiln build` pays to open a small store's metadata (50 results, in
+// /var/tmp: on disk, where syncs cost what they cost a real store) and look
+// up the five steps of a cached build: writable, as before the store opened
+// read-only until its first change (RocksDB writes and syncs a new
+// manifest, CURRENT and an OPTIONS file), and read-only as a cached build
+// opens it now (nothing written). Run it beside a disk writer to see the
+// difference grow (docs/performance.md).
+// A new small database for each benchmark, so that both start alike.
+std::filesystem::path small_store(const char* name) {
+  auto dir =
+      std::filesystem::path("/var/tmp") / fmt::format("kiln-store-metadata-bench-{}-{}", name, getpid());
+  std::filesystem::remove_all(dir);
+  auto db = Metadata::open(dir.string());
+  for (int i = 0; db && i < 50; ++i) {
+    ResultRecord r;
+    if (i % 5 != 0) r.parent = id_of(i - 1);
+    r.created_us = r.last_used_us = i + 1;
+    (void)(*db)->add_result(id_of(i), r);
+  }
+  return dir;
+}
+
+template <bool kReadOnly>
+void BM_OpenAndLookUpFiveSteps(benchmark::State& state) {
+  const std::filesystem::path path = small_store(kReadOnly ? "read-only" : "writable");
+  const std::string dir = path.string();
+  for (auto _ : state) {
+    auto db = kReadOnly ? Metadata::open_read_only(dir) : Metadata::open(dir);
+    if (!db) {
+      state.SkipWithError(db.error().to_string().c_str());
+      break;
+    }
+    for (int i = 0; i < 5; ++i) benchmark::DoNotOptimize((*db)->get_result(id_of(i)));
+  }
+  std::filesystem::remove_all(path);
+}
+BENCHMARK(BM_OpenAndLookUpFiveSteps<false>)
+    ->Name("BM_OpenWritableAndLookUpFiveSteps")
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OpenAndLookUpFiveSteps<true>)
+    ->Name("BM_OpenReadOnlyAndLookUpFiveSteps")
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -100,6 +100,9 @@ Result<std::unique_ptr<builder::LocalBuilder>> open_local_builder(builder::Local
   // Nothing of runc's is touched until a step runs: a cached build starts no
   // runtime process.
   flags.sandbox_at_first_step = true;
+  // Nor is the store's metadata written (nothing synced) until something
+  // changes: a cached build or `kiln df` only reads it.
+  flags.store_open_mode = store::StoreOpenMode::kReadOnlyUntilWrite;
   flags.on_sandbox_ready = [](const sandbox::LeftoverReport& leftovers) {
     if (leftovers.removed_anything()) std::cerr << "kiln: " << leftovers.to_string() << "\n";
   };

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -168,10 +169,19 @@ TEST_P(BuilderE2eStoreTest, SimpleBuildThenEveryStepFromCache) {
 // A fully cached build starts no runtime process at all: with a `runc` first
 // in PATH that only records its calls and fails, it still succeeds and the
 // fake was never called; a step that must run then reports the broken runc.
+// Nor does it write to the store's metadata database (no file added or
+// changed: RocksDB's writable open would add a manifest and an OPTIONS file).
 TEST_F(BuilderE2eTest, ACachedBuildStartsNoRuntimeProcess) {
   std::string spec = examples() + "/hello.spec";
   ProcessResult first = kiln({"build", "-f", spec, examples() + "/context"});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  auto database_files = [&] {
+    std::map<std::string, std::pair<std::uintmax_t, std::filesystem::file_time_type>> files;
+    for (const auto& e : std::filesystem::directory_iterator(home_.path() + "/store/state/metadata"))
+      files[e.path().filename().string()] = {e.file_size(), e.last_write_time()};
+    return files;
+  };
+  auto database_before = database_files();
 
   const std::string bin = home_.path() + "/fake-bin", calls = home_.path() + "/runc-calls";
   std::filesystem::create_directories(bin);
@@ -184,6 +194,9 @@ TEST_F(BuilderE2eTest, ACachedBuildStartsNoRuntimeProcess) {
   ASSERT_EQ(cached.exit_code, 0) << cached.out << cached.err;
   EXPECT_EQ(count_of(cached.out, " from cache"), 5u) << cached.out;
   EXPECT_FALSE(std::filesystem::exists(calls)) << "the runtime was started for a fully cached build";
+  EXPECT_EQ(database_files(), database_before) << "a fully cached build wrote to the store's database";
+  ProcessResult stats = kiln({"stats"});
+  EXPECT_THAT(stats.out, HasSubstr("cache hits: 5")) << "the cached build's hits were not counted";
 
   ProcessResult cold =
       kiln({"build", "-f", spec_file("new.spec", R"(((from busybox) (run (shell "true"))))"), context_});

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "tests/store/store_fixture.h"
 #include "tests/store/store_test_util.h"
 #include "tests/store/store_trees.h"
 #include "tests/support/local_dockerd.h"
@@ -27,122 +28,16 @@ extern char** environ;
 namespace kiln::store {
 namespace {
 
+using testing::Backend;
+using testing::kDockerPrefix;
+using testing::kDockerScratch;
+using testing::param_name;
 using testing::read_file;
+using testing::StoreTest;
 using testing::StoreTrees;
 using testing::TestFilesystems;
 using testing::write_file;
 namespace fs = std::filesystem;
-
-struct Backend {
-  std::string name;        // test name suffix
-  std::string kind;        // store string prefix
-  std::string filesystem;  // what the fixture mounts
-  RsyncMode rsync_mode = RsyncMode::kCopy;
-};
-
-// The docker store's PREFIX in the suite, and the image its builds from
-// nothing start from (loaded into the test's private dockerd).
-constexpr const char* kDockerPrefix = "kiln-test";
-constexpr const char* kDockerScratch = "kiln-test/busybox:latest";
-
-void PrintTo(const Backend& b, std::ostream* os) {
-  *os << b.name;
-}
-
-std::string param_name(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param.name;
-}
-
-class StoreTest : public ::testing::TestWithParam<Backend> {
- protected:
-  void SetUp() override {
-    if (docker()) {
-      // The docker store: a private dockerd with the busybox image loaded;
-      // the store's directory is HOME/docker-PREFIX.
-      dockerd_ = std::make_unique<kiln::testing::LocalDockerd>();
-      ASSERT_EQ(dockerd_->start_error(), "");
-      home_ = TestFilesystems::get().fresh_dir(GetParam().filesystem);
-      ASSERT_EQ(testing::load_scratch_image(*dockerd_, home_, kDockerScratch), "");
-      root_ = home_ + "/docker-" + kDockerPrefix;
-      trees_ = testing::docker_trees(dockerd_->host(), kDockerPrefix, kDockerScratch);
-      ASSERT_TRUE(trees_);
-    } else {
-      root_ = TestFilesystems::get().fresh_dir(GetParam().filesystem) + "/store";
-      trees_ = testing::directory_trees();
-    }
-    open();
-  }
-  void TearDown() override {
-    store_.reset();
-    trees_.reset();
-    dockerd_.reset();
-  }
-
-  bool docker() const { return GetParam().kind == "docker"; }
-  std::string spec() const {
-    return docker() ? std::string("docker:") + kDockerPrefix : GetParam().kind + ":" + root_;
-  }
-  StoreOptions options() const {
-    StoreOptions o;
-    o.rsync_mode = GetParam().rsync_mode;
-    if (docker()) {
-      o.docker_host = dockerd_->host();
-      o.home = home_;
-    }
-    return o;
-  }
-  void open() {
-    store_.reset();
-    auto store = open_store(spec(), options());
-    ASSERT_TRUE(store) << store.error().to_string();
-    store_ = std::move(*store);
-  }
-
-  // Builds `id` from `base`, writing each file (path relative to rootfs ->
-  // content; empty content deletes the path).
-  Status build(const std::optional<std::string>& base, const std::string& id,
-               const std::map<std::string, std::string>& files) {
-    return store_->build(base, id, [&](const Workspace& ws) -> Status {
-      KILN_RETURN_IF_ERROR(trees_->write(ws, files));
-      write_file(ws.dir + "/log", "log of " + id + "\n");
-      return {};
-    });
-  }
-  void must_build(const std::optional<std::string>& base, const std::string& id,
-                  const std::map<std::string, std::string>& files) {
-    auto s = build(base, id, files);
-    ASSERT_TRUE(s) << s.error().to_string();
-  }
-
-  std::string result_path(const std::string& id) {
-    auto r = store_->result(id);
-    EXPECT_TRUE(r) << r.error().to_string();
-    EXPECT_TRUE(r && *r) << id << " has no result";
-    return r && *r ? **r : std::string("/nonexistent");
-  }
-  std::optional<std::string> file_of(const std::string& id, const std::string& path) {
-    return trees_->read(result_path(id), id, path);
-  }
-  bool exists_in(const std::string& id, const std::string& path) {
-    return trees_->exists(result_path(id), id, path);
-  }
-  bool has_result(const std::string& id) {
-    auto r = store_->result(id);
-    EXPECT_TRUE(r) << r.error().to_string();
-    return r && r->has_value();
-  }
-  std::vector<std::string> entries(const std::string& sub) {
-    auto names = list_dir(root_ + "/" + sub);
-    EXPECT_TRUE(names) << names.error().to_string();
-    return names ? *names : std::vector<std::string>{};
-  }
-
-  std::unique_ptr<kiln::testing::LocalDockerd> dockerd_;  // docker only
-  std::string home_;                                      // docker only
-  std::string root_;
-  std::unique_ptr<StoreTrees> trees_;
-  std::unique_ptr<Store> store_;
-};
 
 TEST_P(StoreTest, BuildsFromScratchAndFromABase) {
   must_build(std::nullopt, "a", {{"one", "1"}, {"dir/two", "2"}});
@@ -478,12 +373,7 @@ TEST_P(StoreTest, ReopeningReconcilesMetadataWithTheDisk) {
   must_build("b", "c", {{"h", "3"}});
   store_.reset();
   // b's directory disappears behind the store's back.
-  std::string b_dir = root_ + "/result/b";
-  if (GetParam().kind == "btrfs") {
-    ASSERT_TRUE(run_command({"btrfs", "-q", "subvolume", "delete", b_dir}));
-  } else {
-    fs::remove_all(b_dir);
-  }
+  ASSERT_NO_FATAL_FAILURE(remove_result_directory("b"));
   open();
   const RecoveryReport& report = store_->recovery_report();
   EXPECT_FALSE(has_result("b"));

@@ -104,6 +104,7 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   const bool docker = is_docker_store(options.store);
   store_options.docker_host = options.docker_host;
   store_options.home = options.home;
+  store_options.open_mode = options.store_open_mode;
   sandbox::RuncSandboxOptions sandbox_options;
   sandbox_options.state_dir = options.home + "/sandbox";
   if (options.run_steps) {

@@ -61,6 +61,10 @@ struct LocalBuilderOptions {
   // it up at once: a daemon should fail at start and clean a crashed
   // predecessor's leftovers before taking jobs.
   bool sandbox_at_first_step = false;
+  // How the store is opened (store::StoreOpenMode): `kiln` opens it
+  // read-only until the first change, so a fully cached build writes and
+  // syncs nothing; kiln-worker (the default) writable at once.
+  store::StoreOpenMode store_open_mode = store::StoreOpenMode::kReadWrite;
   // Called once the sandbox is set up, with what it removed of an earlier
   // owner's steps (`kiln build` prints it when it removed anything).
   std::function<void(const sandbox::LeftoverReport&)> on_sandbox_ready;

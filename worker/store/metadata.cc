@@ -1,5 +1,8 @@
 #include "worker/store/metadata.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/transaction_log.h>
@@ -7,13 +10,19 @@
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
+#include <cstdarg>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "common/unique_fd.h"
+#include "worker/store/metadata_records.h"
 
 namespace kiln::store {
 
@@ -26,7 +35,6 @@ constexpr std::string_view kLeafPrefix = "l/";    // l/<be64 last used><id> -> "
 constexpr std::string_view kCachePrefix = "k/";   // k/<name> -> CacheRecord
 constexpr std::string_view kHitsKey = "s/hits";
 constexpr std::string_view kMissesKey = "s/misses";
-constexpr char kFormatVersion = 1;
 
 std::string result_key(std::string_view id) {
   return std::string(kResultPrefix) + std::string(id);
@@ -54,93 +62,6 @@ std::int64_t leaf_key_time(std::string_view key) {
   return static_cast<std::int64_t>(v ^ (std::uint64_t{1} << 63));
 }
 
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-void put_str(std::string& out, std::string_view s) {
-  put_u64(out, s.size());
-  out += s;
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view data) : data_(data) {}
-  bool u64(std::uint64_t& v) {
-    if (data_.size() < 8) return false;
-    v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(data_[static_cast<size_t>(i)]);
-    data_.remove_prefix(8);
-    return true;
-  }
-  bool i64(std::int64_t& v) {
-    std::uint64_t u;
-    if (!u64(u)) return false;
-    v = static_cast<std::int64_t>(u);
-    return true;
-  }
-  bool str(std::string& s) {
-    std::uint64_t n;
-    if (!u64(n) || data_.size() < n) return false;
-    s.assign(data_.substr(0, n));
-    data_.remove_prefix(n);
-    return true;
-  }
-  bool byte(char& c) {
-    if (data_.empty()) return false;
-    c = data_[0];
-    data_.remove_prefix(1);
-    return true;
-  }
-
- private:
-  std::string_view data_;
-};
-
-std::string encode(const ResultRecord& r) {
-  std::string out(1, kFormatVersion);
-  put_str(out, r.parent);
-  put_str(out, r.layered_on);
-  put_u64(out, r.children);
-  put_u64(out, static_cast<std::uint64_t>(r.created_us));
-  put_u64(out, static_cast<std::uint64_t>(r.last_used_us));
-  put_u64(out, r.size_bytes);
-  put_u64(out, static_cast<std::uint64_t>(r.build_ms));
-  return out;
-}
-
-Result<ResultRecord> decode_result(std::string_view id, std::string_view data) {
-  Reader in(data);
-  ResultRecord r;
-  char version = 0;
-  std::uint64_t children = 0;
-  if (!in.byte(version) || version != kFormatVersion || !in.str(r.parent) || !in.str(r.layered_on) ||
-      !in.u64(children) || !in.i64(r.created_us) || !in.i64(r.last_used_us) || !in.u64(r.size_bytes) ||
-      !in.i64(r.build_ms)) {
-    return make_error(ErrorKind::kInternal, fmt::format("corrupt metadata record for result {}", id));
-  }
-  r.children = static_cast<std::uint32_t>(children);
-  return r;
-}
-
-std::string encode(const CacheRecord& c) {
-  std::string out(1, kFormatVersion);
-  put_u64(out, c.generation);
-  put_u64(out, static_cast<std::uint64_t>(c.created_us));
-  put_u64(out, static_cast<std::uint64_t>(c.last_used_us));
-  return out;
-}
-
-Result<CacheRecord> decode_cache(std::string_view name, std::string_view data) {
-  Reader in(data);
-  CacheRecord c;
-  char version = 0;
-  if (!in.byte(version) || version != kFormatVersion || !in.u64(c.generation) || !in.i64(c.created_us) ||
-      !in.i64(c.last_used_us)) {
-    return make_error(ErrorKind::kInternal, fmt::format("corrupt metadata record for cache {}", name));
-  }
-  return c;
-}
-
 std::unexpected<Error> db_error(std::string_view what, const rocksdb::Status& s) {
   return make_error(ErrorKind::kIo, fmt::format("store metadata: {}: {}", what, s.ToString()));
 }
@@ -152,7 +73,13 @@ std::string_view view(const rocksdb::Slice& s) {
 }  // namespace
 
 struct Metadata::Impl {
-  std::unique_ptr<rocksdb::DB> db;
+  std::string dir;
+  // Held shared by every read and write, exclusively while make_writable()
+  // replaces the read-only database with a writable one.
+  mutable std::shared_mutex db_mu;
+  std::unique_ptr<rocksdb::DB> db;  // null only after a failed make_writable()
+  bool read_only = false;
+  UniqueFd read_lock;   // read-only: RocksDB's LOCK file, read-locked (fcntl) while open
   std::mutex write_mu;  // serialises read-modify-write changes
   std::atomic<std::uint64_t> count{0};
   // Deleted LRU keys stay as tombstones until compaction, and they pile up
@@ -170,7 +97,17 @@ struct Metadata::Impl {
   rocksdb::WriteOptions write_options;
   rocksdb::ReadOptions read_options;
 
+  Status usable() const {
+    if (db) return {};
+    return make_error(ErrorKind::kIo,
+                      fmt::format("store metadata {}: the database was closed when reopening it for "
+                                  "writing failed; restart the command",
+                                  dir));
+  }
+
   Result<std::optional<std::string>> get(std::string_view key) const {
+    std::shared_lock lock(db_mu);
+    KILN_RETURN_IF_ERROR(usable());
     std::string value;
     rocksdb::Status s = db->Get(read_options, rocksdb::Slice(key.data(), key.size()), &value);
     if (s.IsNotFound()) return std::optional<std::string>();
@@ -186,6 +123,11 @@ struct Metadata::Impl {
   }
 
   Status write(rocksdb::WriteBatch& batch, std::string_view what) {
+    std::shared_lock lock(db_mu);
+    KILN_RETURN_IF_ERROR(usable());
+    if (read_only)
+      return make_error(ErrorKind::kFailedPrecondition,
+                        fmt::format("store metadata: {}: the database is open read-only", what));
     rocksdb::Status s = db->Write(write_options, &batch);
     if (!s.ok()) return db_error(what, s);
     return {};
@@ -199,6 +141,8 @@ struct Metadata::Impl {
     std::string upper(prefix);
     upper.back() = static_cast<char>(upper.back() + 1);
     rocksdb::Slice upper_slice(upper);
+    std::shared_lock lock(db_mu);
+    KILN_RETURN_IF_ERROR(usable());
     rocksdb::ReadOptions options = read_options;
     options.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(options));
@@ -211,14 +155,32 @@ struct Metadata::Impl {
     if (!it->status().ok()) return db_error(fmt::format("scanning {}", prefix), it->status());
     return {};
   }
+
+  Status count_results() {
+    std::uint64_t n = 0;
+    KILN_RETURN_IF_ERROR(scan(kResultPrefix, [&](std::string_view, std::string_view) {
+      ++n;
+      return true;
+    }));
+    count = n;
+    return {};
+  }
 };
+
+std::int64_t metadata_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 Metadata::Metadata(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Metadata::~Metadata() = default;
 
 constexpr std::size_t kMaxLogsKeptAtOpen = 8;
 
-Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
+namespace {
+
+rocksdb::Options metadata_options() {
   rocksdb::Options options;
   options.create_if_missing = true;
   // The store's metadata is small; keep RocksDB's own footprint small too.
@@ -244,30 +206,124 @@ Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
   // files dense with deletions so tombstones do not slow seeks for long.
   options.table_properties_collector_factories.emplace_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/1024, /*deletion_trigger=*/256));
+  return options;
+}
+
+std::unexpected<Error> open_error(const std::string& dir, const rocksdb::Status& s) {
+  return make_error(ErrorKind::kIo,
+                    fmt::format("opening the store metadata database {}: {} (is another worker using "
+                                "this store? a store can be opened by one process at a time)",
+                                dir, s.ToString()));
+}
+
+// RocksDB's "While lock file: DIR/LOCK: Resource temporarily unavailable".
+bool is_lock_conflict(const rocksdb::Status& s) {
+  return s.IsIOError() && s.ToString().find("lock file") != std::string::npos;
+}
+
+// A read-only open must not write either: RocksDB would rotate its info
+// log (LOG) at every open. Errors still come back as statuses.
+class NoLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+};
+
+Result<std::unique_ptr<rocksdb::DB>> open_writable_db(const std::string& dir, rocksdb::Status* status) {
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
-  if (!s.ok()) {
-    return make_error(ErrorKind::kIo,
-                      fmt::format("opening the store metadata database {}: {} (is another worker using "
-                                  "this store? a store can be opened by one process at a time)",
-                                  dir, s.ToString()));
-  }
-  auto impl = std::make_unique<Impl>();
-  impl->db.reset(raw);
+  *status = rocksdb::DB::Open(metadata_options(), dir, &raw);
+  if (!status->ok()) return open_error(dir, *status);
+  std::unique_ptr<rocksdb::DB> db(raw);
   // Logs kept at open (avoid_flush_during_recovery) are replayed by every
   // open: once there are more than a few, write them out as a table.
   rocksdb::VectorLogPtr logs;
-  if (impl->db->GetSortedWalFiles(logs).ok() && logs.size() > kMaxLogsKeptAtOpen) {
-    if (rocksdb::Status f = impl->db->Flush(rocksdb::FlushOptions()); !f.ok())
+  if (db->GetSortedWalFiles(logs).ok() && logs.size() > kMaxLogsKeptAtOpen) {
+    if (rocksdb::Status f = db->Flush(rocksdb::FlushOptions()); !f.ok())
       spdlog::warn("store metadata {}: flushing {} logs: {}", dir, logs.size(), f.ToString());
   }
-  std::uint64_t count = 0;
-  KILN_RETURN_IF_ERROR(impl->scan(kResultPrefix, [&](std::string_view, std::string_view) {
-    ++count;
-    return true;
-  }));
-  impl->count = count;
+  return db;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  rocksdb::Status status;
+  KILN_ASSIGN_OR_RETURN(impl->db, open_writable_db(dir, &status));
+  KILN_RETURN_IF_ERROR(impl->count_results());
   return std::unique_ptr<Metadata>(new Metadata(std::move(impl)));
+}
+
+Result<std::unique_ptr<Metadata>> Metadata::open_read_only(const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->read_only = true;
+  // Read-locked before RocksDB reads anything: a writer that holds the lock
+  // is refused here, and one that comes later is refused by RocksDB.
+  const std::string lock_path = dir + "/LOCK";
+  impl->read_lock = UniqueFd(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!impl->read_lock) {
+    if (errno == ENOENT)
+      return make_error(ErrorKind::kNotFound, fmt::format("store metadata {}: no database yet", dir));
+    return errno_error("opening " + lock_path);
+  }
+  struct flock lock {};
+  lock.l_type = F_RDLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(impl->read_lock.get(), F_SETLK, &lock) != 0) {
+    if (errno == EAGAIN || errno == EACCES)
+      return make_error(
+          ErrorKind::kBusy,
+          fmt::format("store metadata {}: another process has the store open for writing", dir));
+    return errno_error("locking " + lock_path);
+  }
+  rocksdb::Options options = metadata_options();
+  options.create_if_missing = false;
+  options.info_log = std::make_shared<NoLogger>();
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, dir, &raw);
+  if (!s.ok()) {
+    if (s.IsPathNotFound() || s.IsNotFound())
+      return make_error(ErrorKind::kNotFound, fmt::format("store metadata {}: {}", dir, s.ToString()));
+    return open_error(dir, s);
+  }
+  impl->db.reset(raw);
+  KILN_RETURN_IF_ERROR(impl->count_results());
+  return std::unique_ptr<Metadata>(new Metadata(std::move(impl)));
+}
+
+bool Metadata::read_only() const {
+  std::shared_lock lock(impl_->db_mu);
+  return impl_->read_only;
+}
+
+Status Metadata::make_writable() {
+  std::unique_lock lock(impl_->db_mu);
+  if (!impl_->read_only && impl_->db) return {};
+  // Closing the lock file's descriptor drops this process's fcntl locks on
+  // it, which RocksDB's writable open then takes for itself.
+  impl_->db.reset();
+  impl_->read_lock.reset();
+  const auto deadline = std::chrono::steady_clock::now() + kWritablePatience;
+  for (;;) {
+    rocksdb::Status status;
+    auto db = open_writable_db(impl_->dir, &status);
+    if (db) {
+      impl_->db = std::move(*db);
+      impl_->read_only = false;
+      break;
+    }
+    // Other commands reading the store hold it for a few milliseconds.
+    if (!is_lock_conflict(status) || std::chrono::steady_clock::now() >= deadline) {
+      return make_error(ErrorKind::kBusy,
+                        fmt::format("{} (waited {} s for other processes using the store to finish)",
+                                    db.error().message(), kWritablePatience.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  lock.unlock();
+  return impl_->count_results();
 }
 
 Result<std::optional<ResultRecord>> Metadata::get_result(const std::string& id) const {
@@ -427,15 +483,15 @@ Result<std::optional<CacheRecord>> Metadata::get_cache(const std::string& name) 
 }
 
 Status Metadata::put_cache(const std::string& name, const CacheRecord& record) {
-  rocksdb::Status s = impl_->db->Put(impl_->write_options, cache_key(name), encode(record));
-  if (!s.ok()) return db_error("recording cache " + name, s);
-  return {};
+  rocksdb::WriteBatch batch;
+  batch.Put(cache_key(name), encode(record));
+  return impl_->write(batch, "recording cache " + name);
 }
 
 Status Metadata::remove_cache(const std::string& name) {
-  rocksdb::Status s = impl_->db->Delete(impl_->write_options, cache_key(name));
-  if (!s.ok()) return db_error("removing cache " + name, s);
-  return {};
+  rocksdb::WriteBatch batch;
+  batch.Delete(cache_key(name));
+  return impl_->write(batch, "removing cache " + name);
 }
 
 Result<std::vector<std::pair<std::string, CacheRecord>>> Metadata::all_caches() const {
@@ -459,11 +515,8 @@ Status Metadata::add_lookups(std::uint64_t hits, std::uint64_t misses) {
   std::lock_guard lock(impl_->write_mu);
   KILN_ASSIGN_OR_RETURN(LookupCounters now, lookup_counters());
   rocksdb::WriteBatch batch;
-  std::string h, m;
-  put_u64(h, now.hits + hits);
-  put_u64(m, now.misses + misses);
-  batch.Put(kHitsKey, h);
-  batch.Put(kMissesKey, m);
+  batch.Put(kHitsKey, encode_counter(now.hits + hits));
+  batch.Put(kMissesKey, encode_counter(now.misses + misses));
   return impl_->write(batch, "counting cache lookups");
 }
 
@@ -471,8 +524,8 @@ Result<LookupCounters> Metadata::lookup_counters() const {
   LookupCounters out;
   KILN_ASSIGN_OR_RETURN(auto hits, impl_->get(kHitsKey));
   KILN_ASSIGN_OR_RETURN(auto misses, impl_->get(kMissesKey));
-  if (hits) Reader(*hits).u64(out.hits);
-  if (misses) Reader(*misses).u64(out.misses);
+  if (hits) out.hits = decode_counter(*hits);
+  if (misses) out.misses = decode_counter(*misses);
   return out;
 }
 

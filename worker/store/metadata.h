@@ -11,11 +11,12 @@
 //
 // Contract: every change that touches more than one key is one atomic
 // WriteBatch, so a crash leaves either the old or the new state. Thread
-// safety: all methods may be called concurrently; read-modify-write changes
-// are serialised by an internal mutex. Errors: kIo with RocksDB's message;
+// safety: all methods may be called concurrently (make_writable() too);
+// read-modify-write changes are serialised by an internal mutex. Errors: kIo with RocksDB's message;
 // kNotFound / kFailedPrecondition where stated.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -50,10 +51,32 @@ struct LookupCounters {
   std::uint64_t misses = 0;
 };
 
+// Now, in the records' unit: microseconds since the Unix epoch.
+std::int64_t metadata_now_us();
+
 class Metadata {
  public:
   // Opens (creating if needed) the database in directory `dir`.
   static Result<std::unique_ptr<Metadata>> open(const std::string& dir);
+
+  // Opens an existing database read-only: nothing is written (RocksDB's
+  // writable open starts a new manifest and OPTIONS file and syncs them),
+  // and every change fails kFailedPrecondition until make_writable().
+  // RocksDB's LOCK file is read-locked (fcntl) while this is open, so a
+  // writable open in another process is refused meanwhile, and this open
+  // fails kBusy while such a writer has the database. Several read-only
+  // opens may share it. kNotFound when there is no database in `dir`.
+  // One open per database per process: fcntl locks belong to the process,
+  // so closing a second open in the same process would drop this one's.
+  static Result<std::unique_ptr<Metadata>> open_read_only(const std::string& dir);
+
+  // Reopens a read-only database for writing, in place; a no-op when it is
+  // writable. Other calls wait meanwhile. Retries while other processes
+  // have it open read-only (for up to kWritablePatience), then fails kBusy;
+  // after a failure every call fails kIo.
+  Status make_writable();
+  static constexpr std::chrono::seconds kWritablePatience{5};
+  bool read_only() const;
   ~Metadata();
   Metadata(const Metadata&) = delete;
   Metadata& operator=(const Metadata&) = delete;

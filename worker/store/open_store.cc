@@ -65,7 +65,7 @@ Result<std::unique_ptr<Store>> open_store(std::string_view spec, const StoreOpti
   } else {
     return usage(fmt::format("unknown backend \"{}\"", kind));
   }
-  return open_snapshot_store(*root, std::move(backend));
+  return open_snapshot_store(*root, std::move(backend), options.open_mode);
 }
 
 }  // namespace kiln::store

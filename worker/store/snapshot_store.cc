@@ -19,15 +19,15 @@
 
 #include "worker/store/fs_util.h"
 #include "worker/store/metadata.h"
+#include "worker/store/pending_hits.h"
+#include "worker/store/store_recovery.h"
 
 namespace kiln::store {
 
 namespace {
 
 std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return metadata_now_us();
 }
 
 std::chrono::system_clock::time_point from_us(std::int64_t us) {
@@ -64,29 +64,6 @@ Status validate_cache_name(std::string_view name) {
 
 }  // namespace
 
-bool RecoveryReport::repaired_anything() const {
-  return mounts_removed + temporaries_removed + orphan_results_removed + records_dropped + index_keys_fixed +
-             caches_repaired >
-         0;
-}
-
-std::string RecoveryReport::to_string() const {
-  if (!repaired_anything()) return "nothing to repair";
-  std::vector<std::string> parts;
-  auto add = [&](int n, std::string_view what) {
-    if (n > 0) parts.push_back(fmt::format("{} {}", n, what));
-  };
-  add(mounts_removed, "stale mounts unmounted");
-  add(temporaries_removed, "unfinished temporaries removed");
-  add(orphan_results_removed, "result directories without metadata removed");
-  add(records_dropped, "metadata records of missing results dropped");
-  add(index_keys_fixed, "index keys fixed");
-  add(caches_repaired, "cache entries reconciled");
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
-  return out;
-}
-
 CacheLease::CacheLease(CacheLease&& other) noexcept
     : path_(std::move(other.path_)), release_(std::exchange(other.release_, nullptr)) {}
 
@@ -118,6 +95,16 @@ class SnapshotStore final : public Store {
 
   ~SnapshotStore() override {
     {
+      // Still read-only: the hits go to the file the next writable open
+      // applies (written while the database's read lock is still held).
+      std::lock_guard lock(pending_mu_);
+      if (read_only_ && !pending_hits_.empty()) {
+        if (auto s = append_pending_hits(pending_hits_path(), pending_hits_); !s)
+          spdlog::warn("store {}: keeping {} cache hit(s) for later: {}", root_, pending_hits_.size(),
+                       s.error().to_string());
+      }
+    }
+    {
       std::lock_guard lock(sizer_mu_);
       stopping_ = true;
     }
@@ -125,20 +112,71 @@ class SnapshotStore final : public Store {
     if (sizer_.joinable()) sizer_.join();
   }
 
-  Status open() {
+  Status open(StoreOpenMode mode) {
     KILN_RETURN_IF_ERROR(ensure_dir(root_));
     // Check before creating anything: a wrong filesystem must not get a half-made layout.
     KILN_RETURN_IF_ERROR(backend_->check_filesystem(root_));
+    // Read-only until the first change (the docker backend's presence
+    // checks are API calls: it always opens for writing).
+    if (mode == StoreOpenMode::kReadOnlyUntilWrite && backend_->kind() != "docker" &&
+        path_exists(state_dir_ + "/metadata/CURRENT")) {
+      if (auto metadata = Metadata::open_read_only(state_dir_ + "/metadata")) {
+        metadata_ = std::move(*metadata);
+        read_only_ = true;
+        return {};
+      }
+      // Anything else (a writer has it, a damaged database): the writable open says what is wrong.
+    }
     for (const char* sub : {"/result", "/tmp", "/cache", "/cache-tmp", "/state", "/view"})
       KILN_RETURN_IF_ERROR(ensure_dir(root_ + sub));
     KILN_ASSIGN_OR_RETURN(metadata_, Metadata::open(state_dir_ + "/metadata"));
-    KILN_RETURN_IF_ERROR(recover());
+    return finish_writable_open("at open");
+  }
+
+  // What a writable open does after the metadata's: the crash recovery, the
+  // cache hits recorded while read-only, the size measurements.
+  Status finish_writable_open(std::string_view when) {
+    KILN_RETURN_IF_ERROR(recover_snapshot_store(root_, *backend_, *metadata_, report_));
+    std::vector<PendingHit> hits;
+    {
+      std::lock_guard lock(pending_mu_);
+      hits = std::exchange(pending_hits_, {});
+      read_only_ = false;
+    }
+    KILN_ASSIGN_OR_RETURN(auto kept, take_pending_hits(pending_hits_path()));
+    hits.insert(hits.end(), kept.begin(), kept.end());
+    KILN_RETURN_IF_ERROR(apply_hits(hits));
     sizer_ = std::thread([this] { measure_sizes(); });
     if (report_.repaired_anything()) {
-      spdlog::warn("{} store {}: repaired at open: {}", backend_->kind(), root_, report_.to_string());
+      spdlog::warn("{} store {}: repaired {}: {}", backend_->kind(), root_, when, report_.to_string());
     }
     return {};
   }
+
+  // Makes a store opened read-only writable before its first change.
+  Status writable() {
+    if (!read_only_.load()) return {};
+    std::lock_guard lock(upgrade_mu_);
+    if (!read_only_.load()) return {};
+    KILN_RETURN_IF_ERROR(metadata_->make_writable());
+    return finish_writable_open("when it was first changed");
+  }
+
+  Status apply_hits(const std::vector<PendingHit>& hits) {
+    std::uint64_t counted = 0;
+    for (const auto& hit : hits) {
+      if (!validate_id(hit.id)) continue;
+      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(hit.id));
+      if (!record) continue;  // deleted since
+      ++counted;
+      if (record->last_used_us >= hit.used_us) continue;
+      if (auto s = metadata_->mark_used(hit.id, hit.used_us); !s && s.error().kind() != ErrorKind::kNotFound)
+        return s;
+    }
+    return counted ? metadata_->add_lookups(counted, 0) : Status();
+  }
+
+  std::string pending_hits_path() const { return state_dir_ + "/pending-hits"; }
 
   const std::string& root() const override { return root_; }
   const std::string& state_dir() const override { return state_dir_; }
@@ -147,6 +185,7 @@ class SnapshotStore final : public Store {
 
   Status build(const std::optional<std::string>& base, const std::string& id, const BuildFn& fn) override {
     KILN_RETURN_IF_ERROR(validate_id(id));
+    KILN_RETURN_IF_ERROR(writable());
     Lineage base_lineage;
     {
       std::lock_guard lock(mu_);
@@ -230,6 +269,8 @@ class SnapshotStore final : public Store {
 
   Result<std::optional<std::string>> result(const std::string& id) override {
     if (!validate_id(id)) return std::optional<std::string>();
+    // A view may be a mount, which the recovery of a later upgrade would remove.
+    KILN_RETURN_IF_ERROR(writable());
     Lineage lineage;
     {
       std::lock_guard lock(mu_);
@@ -253,6 +294,7 @@ class SnapshotStore final : public Store {
 
   Status delete_result(const std::string& id) override {
     if (!validate_id(id)) return {};
+    KILN_RETURN_IF_ERROR(writable());
     std::vector<std::pair<std::string, std::string>> trashed;  // id, path in trash
     Status status;
     {
@@ -287,6 +329,7 @@ class SnapshotStore final : public Store {
 
   Result<CacheLease> cache(const spec::UnixUser& user, const std::string& name) override {
     KILN_RETURN_IF_ERROR(validate_cache_name(name));
+    KILN_RETURN_IF_ERROR(writable());
     std::shared_ptr<CacheState> state = cache_state(name);
     std::lock_guard cache_lock(state->mu);
     std::string latest = latest_cache_path(name);
@@ -323,6 +366,7 @@ class SnapshotStore final : public Store {
 
   Status delete_cache(const std::string& name) override {
     KILN_RETURN_IF_ERROR(validate_cache_name(name));
+    KILN_RETURN_IF_ERROR(writable());
     std::shared_ptr<CacheState> state = cache_state(name);
     std::lock_guard cache_lock(state->mu);
     if (state->users > 0) {
@@ -337,15 +381,31 @@ class SnapshotStore final : public Store {
   Status complete_deletes() override { return backend_->complete_deletes(); }
 
   Status record_cache_hit(const std::string& id) override {
+    {
+      std::lock_guard lock(pending_mu_);
+      if (read_only_) {
+        if (pending_hits_.size() < kMaxPendingHits) pending_hits_.push_back({id, now_us()});
+        return {};
+      }
+    }
     KILN_RETURN_IF_ERROR(metadata_->mark_used(id, now_us()));
     return metadata_->add_lookups(1, 0);
   }
-  Status record_cache_miss() override { return metadata_->add_lookups(0, 1); }
+  Status record_cache_miss() override {
+    KILN_RETURN_IF_ERROR(writable());
+    return metadata_->add_lookups(0, 1);
+  }
 
   Result<ResultInfo> info(const std::string& id) override {
     KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_result(id));
     if (!record)
       return make_error(ErrorKind::kNotFound, fmt::format("result {} is not in store {}", id, root_));
+    if (read_only_.load() && !whole_on_disk(id)) {
+      // A crash left the record without its files: the recovery of a
+      // writable open drops it.
+      KILN_RETURN_IF_ERROR(writable());
+      return info(id);
+    }
     ResultInfo out;
     if (!record->parent.empty()) out.parent = record->parent;
     out.children = record->children;
@@ -372,6 +432,14 @@ class SnapshotStore final : public Store {
 
   Result<StoreStats> stats() override {
     KILN_ASSIGN_OR_RETURN(LookupCounters counters, metadata_->lookup_counters());
+    {
+      // Read-only: the hits of this process and of earlier read-only ones.
+      std::lock_guard lock(pending_mu_);
+      if (read_only_) {
+        counters.hits += pending_hits_.size();
+        if (auto kept = read_pending_hits(pending_hits_path())) counters.hits += kept->size();
+      }
+    }
     return StoreStats{metadata_->result_count(), counters.hits, counters.misses};
   }
 
@@ -414,6 +482,16 @@ class SnapshotStore final : public Store {
     } catch (...) {
       return make_error(ErrorKind::kInternal, fmt::format("build function for {} threw", id));
     }
+  }
+
+  // Whether the directories of `id` and of every layer it lies on exist.
+  bool whole_on_disk(const std::string& id) {
+    std::lock_guard lock(mu_);
+    auto lineage = lineage_locked(id);
+    if (!lineage) return false;
+    for (const auto& layer : lineage->layers)
+      if (!path_exists(layer)) return false;
+    return true;
   }
 
   static Status chown_path(const std::string& path, const spec::UnixUser& user) {
@@ -516,105 +594,19 @@ class SnapshotStore final : public Store {
     return backend_->discard(work.dir);
   }
 
-  Status recover() {
-    KILN_ASSIGN_OR_RETURN(auto mounts, mounts_beneath(root_));
-    for (const auto& m : mounts) {
-      spdlog::warn("store {}: unmounting left-over mount {}", root_, m);
-      KILN_RETURN_IF_ERROR(unmount(m));
-      report_.mounts_removed++;
-    }
-    for (const char* sub : {"/tmp", "/cache-tmp", "/result", "/cache"}) {
-      KILN_ASSIGN_OR_RETURN(auto names, list_dir(root_ + sub));
-      bool all_temporary = std::string_view(sub).ends_with("tmp");
-      for (const auto& name : names) {
-        // Ids and escaped cache names never start with '.': those are ours.
-        if (!all_temporary && !name.starts_with('.')) continue;
-        spdlog::warn("store {}: removing unfinished temporary {}{}/{}", root_, root_, sub, name);
-        KILN_RETURN_IF_ERROR(backend_->discard(root_ + sub + "/" + name));
-        report_.temporaries_removed++;
-      }
-    }
-    // Views are recreated on demand; their mount points are empty directories.
-    KILN_ASSIGN_OR_RETURN(auto views, list_dir(root_ + "/view"));
-    for (const auto& v : views) KILN_RETURN_IF_ERROR(remove_tree(root_ + "/view/" + v));
-
-    // Results: the database and result/ must agree, both ways.
-    KILN_ASSIGN_OR_RETURN(auto on_disk_list, list_dir(root_ + "/result"));
-    std::set<std::string> on_disk(on_disk_list.begin(), on_disk_list.end());
-    KILN_ASSIGN_OR_RETURN(auto records, metadata_->all_results());
-    std::map<std::string, ResultRecord> known(records.begin(), records.end());
-    for (const auto& name : on_disk) {
-      if (!known.contains(name)) {
-        // Committed on disk but never recorded (a crash between the two):
-        // without its parent we cannot trust it, and it is only a cache.
-        spdlog::warn("store {}: removing result {} (no metadata)", root_, name);
-        KILN_RETURN_IF_ERROR(backend_->remove_snapshot(name, root_ + "/result/" + name));
-        report_.orphan_results_removed++;
-      }
-    }
-    // A record is unusable if its directory, its content (docker: its
-    // image) or any layer below it is gone.
-    std::set<std::string> unusable, content_missing;
-    for (const auto& [id, r] : known) {
-      if (!on_disk.contains(id)) continue;
-      KILN_ASSIGN_OR_RETURN(bool present, backend_->present(id));
-      if (!present) {
-        unusable.insert(id);
-        content_missing.insert(id);
-      }
-    }
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (const auto& [id, r] : known) {
-        if (unusable.contains(id)) continue;
-        if (!on_disk.contains(id) ||
-            (!r.layered_on.empty() && (!known.contains(r.layered_on) || unusable.contains(r.layered_on)))) {
-          unusable.insert(id);
-          changed = true;
-        }
-      }
-    }
-    for (const auto& id : unusable) {
-      spdlog::warn("store {}: dropping result {} ({})", root_, id,
-                   content_missing.contains(id) ? "its content is missing"
-                   : on_disk.contains(id)       ? "a layer below it is missing"
-                                                : "its directory is missing");
-      KILN_RETURN_IF_ERROR(metadata_->remove_result(id));
-      if (on_disk.contains(id)) KILN_RETURN_IF_ERROR(backend_->remove_snapshot(id, root_ + "/result/" + id));
-      report_.records_dropped++;
-    }
-    KILN_ASSIGN_OR_RETURN(report_.index_keys_fixed, metadata_->repair_indexes());
-
-    // Caches: a directory without a record is adopted; a record without a directory dropped.
-    KILN_ASSIGN_OR_RETURN(auto cache_dirs, list_dir(root_ + "/cache"));
-    KILN_ASSIGN_OR_RETURN(auto cache_records, metadata_->all_caches());
-    std::set<std::string> cache_names;
-    for (const auto& d : cache_dirs) cache_names.insert(unescape_name(d));
-    for (const auto& name : cache_names) {
-      KILN_ASSIGN_OR_RETURN(auto record, metadata_->get_cache(name));
-      if (!record) {
-        KILN_RETURN_IF_ERROR(metadata_->put_cache(name, CacheRecord{0, now_us(), now_us()}));
-        report_.caches_repaired++;
-      }
-    }
-    for (const auto& [name, record] : cache_records) {
-      if (!cache_names.contains(name)) {
-        KILN_RETURN_IF_ERROR(metadata_->remove_cache(name));
-        report_.caches_repaired++;
-      }
-    }
-    std::set<std::string> live;
-    for (const auto& [id, r] : known) {
-      if (!unusable.contains(id)) live.insert(id);
-    }
-    return backend_->reconcile(live, report_);
-  }
-
   const std::string root_;
   const std::string state_dir_;
   std::unique_ptr<SnapshotBackend> backend_;
   std::unique_ptr<Metadata> metadata_;
   RecoveryReport report_;
+
+  // Opened with StoreOpenMode::kReadOnlyUntilWrite: the metadata is
+  // read-only until writable() (the first change) reopens it.
+  std::atomic<bool> read_only_{false};
+  std::mutex upgrade_mu_;  // held by writable()
+  std::mutex pending_mu_;  // guards pending_hits_ and read_only_'s change
+  static constexpr std::size_t kMaxPendingHits = 100'000;
+  std::vector<PendingHit> pending_hits_;  // cache hits recorded while read-only
 
   std::mutex mu_;  // guards in_progress_, caches_, and result existence vs. deletes
   std::unordered_map<std::string, std::string> in_progress_;  // id -> writable dir ("" while preparing)
@@ -631,9 +623,10 @@ class SnapshotStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_snapshot_store(const std::string& root,
-                                                   std::unique_ptr<SnapshotBackend> backend) {
+                                                   std::unique_ptr<SnapshotBackend> backend,
+                                                   StoreOpenMode mode) {
   auto store = std::make_unique<SnapshotStore>(root, std::move(backend));
-  if (auto s = store->open(); !s)
+  if (auto s = store->open(mode); !s)
     return std::unexpected(std::move(s.error()).with_context("opening store " + root));
   return std::unique_ptr<Store>(std::move(store));
 }

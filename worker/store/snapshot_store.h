@@ -22,8 +22,10 @@
 namespace kiln::store {
 
 // Creates the layout under `root` if needed, checks the filesystem, and
-// repairs what a previous process left behind.
+// repairs what a previous process left behind (with kReadOnlyUntilWrite,
+// the last two when the store first changes).
 Result<std::unique_ptr<Store>> open_snapshot_store(const std::string& root,
-                                                   std::unique_ptr<SnapshotBackend> backend);
+                                                   std::unique_ptr<SnapshotBackend> backend,
+                                                   StoreOpenMode mode = StoreOpenMode::kReadWrite);
 
 }  // namespace kiln::store

@@ -144,6 +144,18 @@ class Store {
 
 enum class RsyncMode { kCopy, kHardlink };
 
+// How open_store opens the store's metadata.
+enum class StoreOpenMode {
+  // Writable at once, with the crash recovery (a daemon, a command that changes the store).
+  kReadWrite,
+  // Read-only while only lookups happen, writable (with the recovery) at
+  // the first change: a fully cached `kiln build` writes nothing, syncs
+  // nothing and leaves the store to other readers (docs/store.md, "Opening
+  // the store"). Cache hits are counted at the next writable open. Where
+  // there is no store yet, and on the docker backend, as kReadWrite.
+  kReadOnlyUntilWrite,
+};
+
 struct StoreOptions {
   RsyncMode rsync_mode = RsyncMode::kCopy;  // --rsync-mode copy|hardlink
   // overlayfs: a build whose base is stacked on more layers than this gets a
@@ -153,6 +165,7 @@ struct StoreOptions {
   // store keeps its host directory (HOME/docker-PREFIX).
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string home;
+  StoreOpenMode open_mode = StoreOpenMode::kReadWrite;
 };
 
 // Parses "--rsync-mode" values: "copy" or "hardlink".
