@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -65,7 +67,7 @@ void write_all_raw(int fd, const void* data, std::size_t size) {
 
 // Why a forked child could not run the program, sent back through a
 // close-on-exec pipe (which simply closes when the exec succeeds).
-enum class Stage : int { kChdir = 1, kExec = 2, kFork = 3 };
+enum class Stage : int { kChdir = 1, kExec = 2, kFork = 3, kHideMount = 4 };
 struct ChildFailure {
   Stage stage;
   int err;
@@ -83,8 +85,9 @@ struct Prepared {
   const char* program;
   char* const* argv;
   char* const* envp;
-  int sources[3];   // fd to put at 0, 1, 2; -1: leave it
-  const char* cwd;  // nullptr: stay
+  int sources[3];            // fd to put at 0, 1, 2; -1: leave it
+  const char* cwd;           // nullptr: stay
+  const char* hidden_mount;  // nullptr: none (SpawnOptions::hidden_mount)
 };
 
 // In the child: standard streams, working directory, exec.
@@ -94,6 +97,10 @@ struct Prepared {
   for (int i = 0; i < 3; ++i)
     if (p.sources[i] >= 0) ::dup2(p.sources[i], i);
   if (p.cwd != nullptr && ::chdir(p.cwd) != 0) fail_in_child(failure_fd, Stage::kChdir);
+  if (p.hidden_mount != nullptr &&
+      (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+       ::umount2(p.hidden_mount, MNT_DETACH) != 0))
+    fail_in_child(failure_fd, Stage::kHideMount);
   ::execve(p.program, p.argv, p.envp);
   fail_in_child(failure_fd, Stage::kExec);
 }
@@ -185,7 +192,7 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
   }
   const bool own_group = options.group != ProcessGroup::kInherit;
 
-  if (options.parent_death_signal == 0 && !options.subreaper) {
+  if (options.parent_death_signal == 0 && !options.subreaper && options.hidden_mount.empty()) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&actions);
@@ -233,7 +240,8 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
                           args.data(),
                           envp,
                           {sources[0], sources[1], sources[2]},
-                          options.cwd.empty() ? nullptr : options.cwd.c_str()};
+                          options.cwd.empty() ? nullptr : options.cwd.c_str(),
+                          options.hidden_mount.empty() ? nullptr : options.hidden_mount.c_str()};
   const int failure_fd = failure.write.get();
   const int report_fd = report.write.get();
   const pid_t parent = ::getpid();
@@ -272,6 +280,10 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
     child.wait();
     if (why.stage == Stage::kFork)
       return errno_error(fmt::format("cannot fork to start {:?}", argv[0]), why.err);
+    if (why.stage == Stage::kHideMount)
+      return errno_error(fmt::format("cannot start {:?}: hiding {} in a mount namespace of its own", argv[0],
+                                     options.hidden_mount),
+                         why.err);
     return start_error(argv[0], options, why.err);
   }
   return child;

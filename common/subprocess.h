@@ -80,6 +80,13 @@ struct SpawnOptions {
   // program gets the streams, working directory and environment above;
   // the options above apply to the subreaper (its group is the program's).
   bool subreaper = false;
+  // When set, the program runs in a mount namespace of its own (propagation
+  // private) in which this mount is detached: crun 1.8 mistakes a hybrid
+  // cgroup host (v1 controllers plus an empty cgroup2 at
+  // /sys/fs/cgroup/unified) for a v2 one unless that mount is hidden.
+  // Done by the forked child with system calls, not by wrapping the
+  // program in unshare(1) and a shell (three more programs per run).
+  std::string hidden_mount;
 };
 
 // What a subreaper saw (SpawnOptions::subreaper).

@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -315,6 +318,38 @@ TEST(Subprocess, SubreaperReportsTheProgramAndItsOrphans) {
   char buf[64];
   ssize_t n = ::read(pipe->read.get(), buf, sizeof buf);
   EXPECT_EQ(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0), "started\n");
+}
+
+// hidden_mount: the program runs where that mount is detached, the rest of
+// the system (this process included) still sees it; a path that is no mount
+// point fails the start, saying what could not be hidden.
+TEST(Subprocess, AHiddenMountIsGoneForTheProgramOnly) {
+  testing::TempDir dir;
+  const std::string point = dir.path() + "/m";
+  ASSERT_TRUE(ensure_dir(point));
+  ASSERT_EQ(::mount("tmpfs", point.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  ASSERT_TRUE(write_file(point + "/marker", "x"));
+  auto run = [&](const std::string& hidden) {
+    return run_command({"sh", "-c", "test -e " + point + "/marker && echo seen || echo hidden"},
+                       {.spawn = {.hidden_mount = hidden}});
+  };
+  auto hidden = run(point);
+  auto plain = run("");
+  auto subreaped = Subprocess::spawn({"sh", "-c", "test ! -e " + point + "/marker"},
+                                     {.subreaper = true, .hidden_mount = point});
+  auto not_a_mount = run(dir.path() + "/no-such-mount");
+  EXPECT_TRUE(std::filesystem::exists(point + "/marker"));
+  ::umount2(point.c_str(), MNT_DETACH);
+  ASSERT_TRUE(hidden) << hidden.error().to_string();
+  EXPECT_EQ(hidden->output, "hidden\n");
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->output, "seen\n");
+  ASSERT_TRUE(subreaped) << subreaped.error().to_string();
+  subreaped->wait();
+  EXPECT_TRUE(WIFEXITED(subreaped->reaper_report().program_status) &&
+              WEXITSTATUS(subreaped->reaper_report().program_status) == 0);
+  ASSERT_FALSE(not_a_mount);
+  EXPECT_THAT(not_a_mount.error().to_string(), HasSubstr("hiding " + dir.path() + "/no-such-mount"));
 }
 
 TEST(Describe, WaitStatusesSignalsAndCommands) {

@@ -53,8 +53,9 @@ constexpr auto kKillPatience = 10s;
 // Runs a runtime helper command (kill, delete, list, --version) to the end,
 // output captured. In its own process group, like the runtime itself, so a
 // terminal's Ctrl-C reaches kiln, which then stops steps in order.
-Result<CommandOutput> run_helper(const std::vector<std::string>& argv) {
-  return run_command(argv, {.spawn = {.group = ProcessGroup::kNew}, .timeout = kHelperTimeout});
+Result<CommandOutput> run_helper(const std::vector<std::string>& argv, const std::string& hidden_mount = "") {
+  return run_command(argv, {.spawn = {.group = ProcessGroup::kNew, .hidden_mount = hidden_mount},
+                            .timeout = kHelperTimeout});
 }
 
 // Directory entries, or none when it cannot be listed (leftover cleanup
@@ -241,23 +242,17 @@ RuncSandbox::~RuncSandbox() {
   }
 }
 
+// crun 1.8 mistakes a hybrid host (v1 controllers plus an empty cgroup2 at
+// /sys/fs/cgroup/unified) for a v2 one and fails; hiding the unified mount
+// in a private mount namespace makes it use v1 (SpawnOptions::hidden_mount).
+std::string RuncSandbox::runtime_hidden_mount() const {
+  return crun_needs_private_cgroup_ns_ ? "/sys/fs/cgroup/unified" : "";
+}
+
 std::vector<std::string> RuncSandbox::runtime_command(const std::vector<std::string>& args) const {
   std::vector<std::string> argv;
   if (options_.runtime == OciRuntime::kCrun) {
-    if (crun_needs_private_cgroup_ns_) {
-      // crun 1.8 mistakes a hybrid host (v1 controllers plus an empty
-      // cgroup2 at /sys/fs/cgroup/unified) for a v2 one and fails; hiding
-      // the unified mount in a private mount namespace makes it use v1.
-      argv = {"unshare",
-              "-m",
-              "--propagation",
-              "private",
-              "sh",
-              "-c",
-              "umount /sys/fs/cgroup/unified && exec \"$@\"",
-              "crun"};
-    }
-    argv.insert(argv.end(), {"crun", "--root=" + runtime_root_, "--cgroup-manager=cgroupfs"});
+    argv = {"crun", "--root=" + runtime_root_, "--cgroup-manager=cgroupfs"};
   } else {
     argv = {"runc", "--root", runtime_root_};
   }
@@ -315,7 +310,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
     }
   }
 
-  auto version = run_helper(s.runtime_command({"--version"}));
+  auto version = run_helper(s.runtime_command({"--version"}), s.runtime_hidden_mount());
   if (!version || !version->ok()) {
     return make_error(
         ErrorKind::kUnavailable,
@@ -357,7 +352,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
 Status RuncSandbox::remove_leftovers() {
   for (const auto& name : entries_of(runtime_root_)) {
     if (!name.starts_with(kContainerPrefix)) continue;
-    auto out = run_helper(runtime_command({"delete", "--force", name}));
+    auto out = run_helper(runtime_command({"delete", "--force", name}), runtime_hidden_mount());
     if (!out)
       return std::unexpected(std::move(out).error().with_context("removing leftover container " + name));
     if (!out->ok()) {
@@ -509,7 +504,8 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
                                            .stderr_fd = output.write.get(),
                                            .group = ProcessGroup::kNew,
                                            .parent_death_signal = SIGKILL,
-                                           .subreaper = true}));
+                                           .subreaper = true,
+                                           .hidden_mount = runtime_hidden_mount()}));
   output.write.reset();
   input.read.reset();
   // Should run() leave early (an error, an exception), nothing it started
@@ -626,7 +622,7 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (stop != Stop::kNone) {
     // Kill the container: through the runtime, and through the cgroup for
     // processes the runtime does not know yet (a container still starting).
-    (void)run_helper(runtime_command({"kill", id, "KILL"}));
+    (void)run_helper(runtime_command({"kill", id, "KILL"}), runtime_hidden_mount());
     auto kill_deadline = Clock::now() + kKillPatience;
     while (!reaper.try_wait(&reaper_status)) {
       for (pid_t pid : cgroup.processes()) ::kill(pid, SIGKILL);
@@ -664,10 +660,10 @@ Status RuncSandbox::run(const RunSpec& spec, const std::string& rootfs, const Ou
   if (container_status) {
     if (auto gone = remove_tree(runtime_root_ + "/" + id); !gone) {
       spdlog::warn("sandbox: removing the state of {}: {}", id, gone.error().to_string());
-      (void)run_helper(runtime_command({"delete", "--force", id}));
+      (void)run_helper(runtime_command({"delete", "--force", id}), runtime_hidden_mount());
     }
   } else {
-    (void)run_helper(runtime_command({"delete", "--force", id}));
+    (void)run_helper(runtime_command({"delete", "--force", id}), runtime_hidden_mount());
   }
   kill_on_early_exit.armed = false;
   LimitHits hits = cgroup.limit_hits();

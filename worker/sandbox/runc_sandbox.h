@@ -84,9 +84,11 @@ class RuncSandbox final : public Sandbox {
   // The canonical state directory.
   const std::string& state_dir() const { return options_.state_dir; }
   // The full command line for a runtime subcommand, e.g. {"list"} ->
-  // {"runc", "--root", STATE/runtime, "list"} (crun: wrapped as needed on
-  // hybrid-cgroup hosts). For diagnostics and tests.
+  // {"runc", "--root", STATE/runtime, "list"}, to be started with
+  // runtime_hidden_mount(). For diagnostics and tests.
   std::vector<std::string> runtime_command(const std::vector<std::string>& args) const;
+  // SpawnOptions::hidden_mount for every runtime process ("" for none).
+  std::string runtime_hidden_mount() const;
   // Relative cgroup path under which this sandbox's steps live ("kiln/<hash>").
   const std::string& cgroup_group() const { return cgroup_group_; }
   // The watchdog process that kills the steps if this process dies (tests, diagnostics).
