@@ -10,16 +10,16 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/local_registry.h"
 #include "tests/support/kiln_output.h"
+#include "tests/support/local_registry.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
 namespace kiln {
 namespace {
 
-using testing::count_of;
 using ::testing::AllOf;
+using testing::count_of;
 using ::testing::HasSubstr;
 using testing::ProcessResult;
 using testing::run_process;
@@ -58,10 +58,13 @@ TEST_F(RegistryBuildTest, BuildsOnAnImagePulledFromARegistry) {
   std::string image = registry_->host() + "/team/busybox:1";
   std::string spec =
       "((from \"" + image + "\")\n (run (shell \"echo built on $(cat /etc/group | head -n 1)\")))\n";
-  ProcessResult first = build(spec, {"--insecure-registry", registry_->host()});
+  ProcessResult first = build(spec, {"--insecure-registry", registry_->host(), "--pull", "always"});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
   EXPECT_THAT(first.out, AllOf(HasSubstr("fetching " + image), HasSubstr("pulled layer 1/1 sha256:"),
                                HasSubstr("built on root:x:0:")));
+  // The tag was asked for once (--pull always), although the (from) step
+  // resolves it before it fetches.
+  EXPECT_EQ(registry_->manifest_gets("team/busybox", "1"), 1) << registry_->log();
   // The resolved digest is kept with the base image's result.
   ProcessResult grep = run_process(
       {"/bin/grep", "-rl",
@@ -119,26 +122,29 @@ TEST_F(RegistryBuildTest, ADockerHubNameIsPulledFromTheRegistryMirror) {
 // unpacked again, and the step on it runs with the image's files.
 TEST_F(RegistryBuildTest, ANewTagForAnImageUnpackedBeforeReusesItsResult) {
   const std::string first_ref = registry_->host() + "/team/busybox:1";
-  ProcessResult first =
-      build("((from \"" + first_ref + "\")\n (run (shell \"echo one\")))\n", {"--insecure-registry", registry_->host()});
+  ProcessResult first = build("((from \"" + first_ref + "\")\n (run (shell \"echo one\")))\n",
+                              {"--insecure-registry", registry_->host()});
   ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
   ASSERT_THAT(first.out, HasSubstr("unpacking layer 1/1"));
   ASSERT_EQ(registry_->push("oci:" + home_.path() + "/layout/busybox:latest", "team/busybox:2"), "");
   const std::string second_ref = registry_->host() + "/team/busybox:2";
-  ProcessResult second = build("((from \"" + second_ref + "\")\n (run (shell \"echo two on $(cat /etc/hostname "
-                               "2>/dev/null; ls /bin/busybox)\")))\n",
+  ProcessResult second = build("((from \"" + second_ref +
+                                   "\")\n (run (shell \"echo two on $(cat /etc/hostname "
+                                   "2>/dev/null; ls /bin/busybox)\")))\n",
                                {"--insecure-registry", registry_->host()});
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
-  EXPECT_THAT(second.out, AllOf(HasSubstr("resolving " + second_ref), HasSubstr("unpacked before as"),
-                                HasSubstr("reused as it is"), HasSubstr("two on"), HasSubstr("/bin/busybox")));
+  EXPECT_THAT(second.out,
+              AllOf(HasSubstr("resolving " + second_ref), HasSubstr("unpacked before as"),
+                    HasSubstr("reused as it is"), HasSubstr("two on"), HasSubstr("/bin/busybox")));
   EXPECT_THAT(second.out, ::testing::Not(HasSubstr("unpacking layer")));
   // The new step's image.json names its own reference, with the same manifest.
-  ProcessResult grep = run_process({"/bin/grep", "-rl", "\"reference\": \"" + second_ref + "\"",
-                                    home_.path() + "/store"});
+  ProcessResult grep =
+      run_process({"/bin/grep", "-rl", "\"reference\": \"" + second_ref + "\"", home_.path() + "/store"});
   EXPECT_EQ(grep.exit_code, 0) << grep.out << grep.err;
   // A third build of the same spec is a plain cache hit.
   registry_->stop();
-  ProcessResult third = build("((from \"" + second_ref + "\"))\n", {"--insecure-registry", registry_->host()});
+  ProcessResult third =
+      build("((from \"" + second_ref + "\"))\n", {"--insecure-registry", registry_->host()});
   ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
   EXPECT_EQ(count_of(third.out, " from cache\n"), 1) << third.out;
 }

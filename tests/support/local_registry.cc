@@ -107,7 +107,14 @@ std::string LocalRegistry::log() const {
 }
 
 int LocalRegistry::blob_gets(const std::string& repository, const std::string& digest) const {
-  std::string needle = "\"GET /v2/" + repository + "/blobs/" + digest + " HTTP";
+  return requests("\"GET /v2/" + repository + "/blobs/" + digest + " HTTP");
+}
+
+int LocalRegistry::manifest_gets(const std::string& repository, const std::string& reference) const {
+  return requests("\"GET /v2/" + repository + "/manifests/" + reference + " HTTP");
+}
+
+int LocalRegistry::requests(const std::string& needle) const {
   std::istringstream lines(log());
   int n = 0;
   for (std::string line; std::getline(lines, line);)

@@ -55,9 +55,13 @@ class LocalRegistry {
 
   // How many GET requests for the blob `digest` of `repository` the registry answered.
   int blob_gets(const std::string& repository, const std::string& digest) const;
+  // How many GET requests for the manifest `reference` (a tag or a digest) of `repository` it answered.
+  int manifest_gets(const std::string& repository, const std::string& reference) const;
   std::string log() const;
 
  private:
+  // Lines of the log that contain `needle`.
+  int requests(const std::string& needle) const;
   std::string dir_;
   LocalRegistryOptions options_;
   int port_ = 0;

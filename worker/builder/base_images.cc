@@ -105,7 +105,8 @@ void UnpackedImages::record(const std::string& manifest_digest, const std::strin
 
 Result<std::optional<ImageReuse>> Builder::reuse_unpacked(const std::string& id, const std::string& reference,
                                                           std::optional<fetcher::PullPolicy> pull,
-                                                          BuildLog& log, CancelToken& cancel) {
+                                                          BuildLog& log, CancelToken& cancel,
+                                                          std::string& resolved_out) {
   if (!unpacked_.enabled()) return std::optional<ImageReuse>();
   const auto started = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(
@@ -113,6 +114,7 @@ Result<std::optional<ImageReuse>> Builder::reuse_unpacked(const std::string& id,
       fetcher_.resolve([&log](fetcher::ProgressKind, std::string_view line) { log.note(line); }, reference,
                        {.cancel = &cancel, .pull = pull}));
   if (!resolved) return std::optional<ImageReuse>();
+  resolved_out = resolved->resolved;
   std::optional<std::string> earlier = unpacked_.find(resolved->manifest_digest);
   if (!earlier || *earlier == id) return std::optional<ImageReuse>();
   // Pinned before it is looked at, so that no prune removes it meanwhile.

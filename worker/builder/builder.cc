@@ -229,10 +229,13 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
   std::string reference = stage.from;
   if (auto alias = options_.image_aliases.find(stage.from); alias != options_.image_aliases.end())
     reference = alias->second;
-  from->reuse = [this, reference, pull = request.pull, id = from->id](BuildLog& log, CancelToken& cancel) {
-    return reuse_unpacked(id, reference, pull, log, cancel);
+  // What reuse's resolve() found, so that fill's fetch does not ask the registry again.
+  auto from_resolved = std::make_shared<std::string>();
+  from->reuse = [this, reference, pull = request.pull, id = from->id, resolved = from_resolved](
+                    BuildLog& log, CancelToken& cancel) {
+    return reuse_unpacked(id, reference, pull, log, cancel, *resolved);
   };
-  from->fill = [this, reference, pull = request.pull, id = from->id](
+  from->fill = [this, reference, pull = request.pull, id = from->id, resolved = from_resolved](
                    const store::Workspace& ws, BuildLog& log, CancelToken& cancel) -> Status {
     if (ws.has_rootfs() && ::mkdir(ws.rootfs.c_str(), 0755) != 0 && errno != EEXIST)
       return errno_error("cannot create " + ws.rootfs);
@@ -247,7 +250,7 @@ Result<std::string> Builder::build_stage(RequestScope& scope, const spec::Spec& 
             log.progress(line);
           }
         },
-        ws, reference, {.cancel = &cancel, .pull = pull});
+        ws, reference, {.cancel = &cancel, .pull = pull, .resolved = *resolved});
     if (!config) return std::unexpected(config.error());
     if (cancel.cancelled()) return std::unexpected(cancelled_error());
     unpacked_.record(config->manifest_digest, id);

@@ -238,10 +238,12 @@ class Builder {
   // manifest the reference names now and an earlier result in the store
   // unpacked it, that result (pinned) and the fill that writes this step's
   // image.json; nullopt: fetch as usual. Errors: the fetcher's (a tag that
-  // cannot be resolved fails the step at once). In base_images.cc.
+  // cannot be resolved fails the step at once). `resolved_out`: what the
+  // fetcher resolved (FetchOptions::resolved for the fetch that follows when
+  // nothing is reused). In base_images.cc.
   Result<std::optional<ImageReuse>> reuse_unpacked(const std::string& id, const std::string& reference,
                                                    std::optional<fetcher::PullPolicy> pull, BuildLog& log,
-                                                   CancelToken& cancel);
+                                                   CancelToken& cancel, std::string& resolved_out);
 
   void pin(const std::string& id);
   void unpin(const std::string& id);

@@ -137,6 +137,12 @@ struct FetchOptions {
   CancelToken* cancel = nullptr;
   // Overrides RegistryOptions::pull for this fetch (`kiln submit --pull`).
   std::optional<PullPolicy> pull;
+  // What resolve() of the same reference returned moments ago for this
+  // step (ResolvedImage::resolved): a registry fetch then takes the tag as
+  // that resolve() recorded it in the image cache instead of asking the
+  // registry a second time, whatever the pull policy. Ignored when empty or
+  // when the cache's record of the tag says otherwise.
+  std::string resolved;
 };
 
 // What a reference names now (Fetcher::resolve).

@@ -63,6 +63,7 @@ class Pull {
        const Progress& progress)
       : options_(options),
         pull_(fetch.pull.value_or(options.pull)),
+        resolved_before_(fetch.resolved),
         cancel_(fetch.cancel),
         ref_(std::move(ref)),
         cache_(std::move(cache)),
@@ -136,7 +137,8 @@ class Pull {
       manifest_digest = choice.digest;
       media_type = child.media_type;
     }
-    return Chosen{std::move(top), std::move(manifest_digest), std::move(media_type), std::move(manifest_text)};
+    return Chosen{std::move(top), std::move(manifest_digest), std::move(media_type),
+                  std::move(manifest_text)};
   }
 
   Result<MirroredRegistry*> client() {
@@ -175,6 +177,15 @@ class Pull {
     std::string tag_key = ref_.registry + "/" + ref_.repository + ":" + ref_.tag;
     KILN_ASSIGN_OR_RETURN(auto record, cache_.read_tag(tag_key));
     bool cached = false;
+    if (record && !resolved_before_.empty() && resolved_name(record->digest) == resolved_before_) {
+      // resolve() asked the registry for this step a moment ago.
+      KILN_ASSIGN_OR_RETURN(cached, hold(record->digest));
+      if (cached) {
+        progress_(ProgressKind::kLayer,
+                  fmt::format("{} is {} (resolved just before)", image_, record->digest));
+        return *record;
+      }
+    }
     if (pull_ != PullPolicy::kAlways && record) {
       KILN_ASSIGN_OR_RETURN(cached, hold(record->digest));
     }
@@ -335,7 +346,8 @@ class Pull {
 
   const RegistryOptions& options_;
   PullPolicy pull_;
-  const CancelToken* cancel_;  // may be null
+  std::string resolved_before_;  // FetchOptions::resolved
+  const CancelToken* cancel_;    // may be null
   RegistryReference ref_;
   BlobCache cache_;
   SharedProgress progress_;

@@ -115,6 +115,34 @@ TEST_F(RegistryFetcherTest, ALayerSharedByTwoImagesIsDownloadedOnce) {
   EXPECT_EQ(registry_->blob_gets("team/a", shared_digest), 1);
 }
 
+// A builder resolves a (from) reference first (to reuse an image unpacked
+// before) and fetches it next: with --pull always the fetch takes the tag
+// as that resolve() just recorded it instead of asking the registry again,
+// unless it is told another resolution than the cache holds.
+TEST_F(RegistryFetcherTest, AFetchRightAfterAResolveAsksForTheTagOnce) {
+  options_.pull = PullPolicy::kAlways;
+  const std::string ref = registry_->host() + "/team/a:1";
+  auto fetcher = make_fetcher(options_);
+  auto record = [this](ProgressKind, std::string_view line) { progress_lines_.emplace_back(line); };
+  auto resolved = fetcher->resolve(record, ref, {});
+  ASSERT_TRUE(resolved && *resolved) << (resolved ? "nothing resolved" : resolved.error().to_string());
+  EXPECT_EQ(registry_->manifest_gets("team/a", "1"), 1) << registry_->log();
+  std::filesystem::create_directories(rootfs_);
+  auto config = fetcher->fetch(record, rootfs_, ref, {.resolved = (*resolved)->resolved});
+  ASSERT_TRUE(config) << config.error().to_string();
+  EXPECT_EQ(config->resolved, (*resolved)->resolved);
+  EXPECT_EQ(testing::read_file(rootfs_ + "/a.txt"), "image a\n");
+  EXPECT_EQ(registry_->manifest_gets("team/a", "1"), 1) << registry_->log();
+  EXPECT_THAT(progress(), HasSubstr("(resolved just before)"));
+  // Another resolution than the cache's record: asked again.
+  ASSERT_TRUE(pull(ref));
+  EXPECT_EQ(registry_->manifest_gets("team/a", "1"), 2) << registry_->log();
+  std::filesystem::remove_all(rootfs_);
+  std::filesystem::create_directories(rootfs_);
+  ASSERT_TRUE(fetcher->fetch(record, rootfs_, ref, {.resolved = registry_->host() + "/team/a@sha256:0"}));
+  EXPECT_EQ(registry_->manifest_gets("team/a", "1"), 3) << registry_->log();
+}
+
 TEST_F(RegistryFetcherTest, PullNeverUsesTheCacheOnlyAndWorksWithTheRegistryDown) {
   std::string ref = registry_->host() + "/team/a:1";
   options_.pull = PullPolicy::kNever;
