@@ -19,6 +19,15 @@ Status FakeBuildExecutor::open(const ExecutorHost& host) {
 void FakeBuildExecutor::start(proto::Assign assign, SteadyTime now) {
   Job job{
       .job_id = std::move(assign.job_id), .attempt = assign.attempt, .spec_text = std::move(assign.job.spec)};
+  if (!assign.job.outputs.empty()) {
+    // Said here rather than left to the scheduler's "reported 0 outputs".
+    finish(
+        job, "failed",
+        fmt::format("kiln-worker {} runs with --fake-build (a benchmark mode): it builds nothing and has no "
+                    "files to return for --output {}; send the job to a pool of workers that build",
+                    host_.worker_name, assign.job.outputs.front()));
+    return;
+  }
   if (options_.seconds <= 0) {
     finish(job, "succeeded", "");
     return;

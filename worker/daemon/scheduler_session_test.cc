@@ -387,9 +387,8 @@ TEST_F(SchedulerSessionTest, OverTheBoundOldestLogTextIsDroppedWithAGapNoteButSt
   const std::size_t note = j1_log.find("[kiln-worker w1: about ");
   ASSERT_NE(note, std::string::npos) << j1_log.substr(0, 300);
   EXPECT_THAT(j1_log.substr(note), ::testing::StartsWith("[kiln-worker w1: about "));
-  EXPECT_THAT(j1_log,
-              ::testing::ContainsRegex(
-                  "about [0-9.]+ (B|KiB|MiB|GiB) of this job's log were dropped while the scheduler was unreachable"));
+  EXPECT_THAT(j1_log, ::testing::ContainsRegex("about [0-9.]+ (B|KiB|MiB|GiB) of this job's log were dropped "
+                                               "while the scheduler was unreachable"));
   EXPECT_LT(note, j1_log.find(fmt::format("{:0>500}\n", 19)));
   // It goes with the first of j1's events still kept: before the step.
   auto first_note = std::find_if(events.begin(), events.end(), [](const proto::JobEvent& e) {
@@ -813,6 +812,17 @@ TEST_F(SchedulerSessionTest, FakeBuildsEndWhenDueAndCanBeCancelledOrInterrupted)
   ASSERT_EQ(interrupted.size(), 1u);
   EXPECT_EQ(interrupted[0].outcome, "interrupted");
   EXPECT_EQ(interrupted[0].error, "kiln-worker w1 is shutting down");
+  EXPECT_TRUE(fake.idle());
+
+  // A job that wants files back fails at once, saying why.
+  proto::Assign with_output = assign("d", 1);
+  with_output.job.outputs = {"/out"};
+  session.receive(proto::Type::kAssign, "assign", proto::encode(with_output));
+  auto refused = out_.take_events();
+  ASSERT_FALSE(refused.empty());
+  EXPECT_EQ(refused.back().outcome, "failed");
+  EXPECT_THAT(refused.back().error, HasSubstr("--fake-build"));
+  EXPECT_THAT(refused.back().error, HasSubstr("--output /out"));
   EXPECT_TRUE(fake.idle());
 }
 
