@@ -74,8 +74,11 @@ TEST_F(DockerStoreTest, ResultsAreLabelledImagesAndDirectoriesPointToThem) {
   EXPECT_EQ(image->labels["kiln.kind"], "result");
   EXPECT_EQ(image->labels["kiln.step"], "a");
   EXPECT_EQ(read_file(root_ + "/result/a/docker-image"), std::string(kPrefix) + ":a");
-  // The step's container was committed and removed.
+  // The step's container was committed, and is removed after the result is
+  // recorded, by the time the store is closed at the latest.
+  store_.reset();
   EXPECT_FALSE(container_exists(std::string(kPrefix) + "-step-a"));
+  open();
   auto df = store_->df();
   ASSERT_TRUE(df) << df.error().to_string();
   EXPECT_GT(*df, 0.0);
@@ -150,6 +153,63 @@ TEST_F(DockerStoreTest, AResultWhoseImageWentIsDropped) {
   // It can be built again.
   must_build("a", "b", {{"g", "again"}});
   EXPECT_EQ(file_of("b", "g"), "again");
+}
+
+// Step containers are removed after their results are recorded; a step
+// deleted and built again at once (its name reused) or a base result deleted
+// right after its child was built does not trip over a container still
+// queued for removal.
+TEST_F(DockerStoreTest, StepContainersQueuedForRemovalDoNotGetInTheWay) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  for (int i = 0; i < 3; ++i) {
+    must_build("a", "b", {{"g", std::to_string(i)}});
+    EXPECT_EQ(file_of("b", "g"), std::to_string(i));
+    ASSERT_TRUE(store_->delete_result("b"));
+    ASSERT_TRUE(store_->complete_deletes());
+  }
+  must_build("a", "b", {{"g", "last"}});
+  ASSERT_TRUE(store_->delete_result("b"));
+  ASSERT_TRUE(store_->delete_result("a"));
+  ASSERT_TRUE(store_->complete_deletes());
+  EXPECT_FALSE(image_exists(std::string(kPrefix) + ":a"));
+  EXPECT_FALSE(image_exists(std::string(kPrefix) + ":b"));
+  store_.reset();
+  auto left = client_->list_containers({.labels = {std::string("kiln.store=") + kPrefix}});
+  ASSERT_TRUE(left) << left.error().to_string();
+  EXPECT_TRUE(left->empty());
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+}
+
+// Each result keeps a copy of its image's /etc/passwd beside it (the
+// builder reads a run step's user there). A step that leaves /etc alone
+// takes its base result's copy instead of reading the file out of dockerd.
+TEST_F(DockerStoreTest, EachResultKeepsACopyOfItsImagesEtcPasswd) {
+  const std::string root_only = "root:x:0:0:root:/root:/bin/sh\n";
+  const std::string builder = "builder:x:7:7::/home/builder:/bin/sh\n";
+  auto saved = [&](const std::string& id) -> std::optional<std::string> {
+    std::string path = root_ + "/result/" + id + "/passwd";
+    if (!path_exists(path)) return std::nullopt;
+    return read_file(path).value();
+  };
+  must_build(std::nullopt, "a", {{"etc/passwd", root_only}});
+  EXPECT_EQ(saved("a"), root_only);
+  must_build("a", "b", {{"f", "1"}});
+  EXPECT_EQ(saved("b"), root_only);
+  must_build("b", "c", {{"etc/passwd", builder}});
+  EXPECT_EQ(saved("c"), builder);
+  must_build("c", "d", {{"etc/group", "builder:x:7:\n"}});  // /etc changed, not passwd: read again
+  EXPECT_EQ(saved("d"), builder);
+  must_build("d", "e", {{"etc/passwd", ""}});
+  EXPECT_EQ(saved("e"), std::nullopt);
+  must_build("e", "f", {{"g", "2"}});
+  EXPECT_EQ(saved("f"), std::nullopt);
+  for (const char* id : {"a", "b", "c", "d", "e", "f"}) EXPECT_EQ(saved(id), file_of(id, "etc/passwd")) << id;
+  // Where the copy of a step that left /etc alone comes from: its base's
+  // saved file (marked here), not dockerd.
+  ASSERT_TRUE(write_file(root_ + "/result/c/passwd", "marked\n"));
+  must_build("c", "h", {{"g", "3"}});
+  EXPECT_EQ(saved("h"), "marked\n");
 }
 
 TEST_F(DockerStoreTest, ExplainsAnUnreachableDaemonAndABadPrefix) {

@@ -1,5 +1,7 @@
 #include "worker/docker/docker_client.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -383,6 +385,18 @@ Result<ContainerInfo> DockerClient::inspect_container(const std::string& id) {
   }
   if (auto config = j.find("Config"); config != j.end() && config->is_object())
     info.labels = labels_of(*config);
+  if (auto driver = j.find("GraphDriver"); driver != j.end() && driver->is_object()) {
+    info.graph_driver = str(*driver, "Name");
+    if (auto data = driver->find("Data"); data != driver->end() && data->is_object()) {
+      info.upper_dir = str(*data, "UpperDir");
+      std::string lower = str(*data, "LowerDir");
+      for (std::size_t start = 0; !lower.empty() && start <= lower.size();) {
+        std::size_t colon = std::min(lower.find(':', start), lower.size());
+        if (colon > start) info.lower_dirs.push_back(lower.substr(start, colon - start));
+        start = colon + 1;
+      }
+    }
+  }
   return info;
 }
 

@@ -153,6 +153,12 @@ struct ContainerInfo {
   bool oom_killed = false;
   int exit_code = 0;
   Labels labels;
+  // Its filesystem as the storage driver keeps it on the daemon's host
+  // (GraphDriver): the driver ("overlay2") and, for overlay2, the writable
+  // layer (UpperDir) and the layers below it, topmost first (LowerDir).
+  std::string graph_driver;
+  std::string upper_dir;
+  std::vector<std::string> lower_dirs;
 };
 
 struct ContainerSummary {

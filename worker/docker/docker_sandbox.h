@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/error.h"
@@ -40,9 +41,11 @@ class DockerSandbox final : public sandbox::Sandbox {
  private:
   DockerSandbox(DockerSandboxOptions options, std::unique_ptr<DockerClient> client)
       : options_(std::move(options)), client_(std::move(client)) {}
+  Result<std::string> volumes_dir();
   DockerSandboxOptions options_;
   std::unique_ptr<DockerClient> client_;
-  std::string volumes_dir_;  // dockerd's: cache copies are volumes there (StepContainer::volumes_dir)
+  std::mutex mu_;
+  std::string volumes_dir_;  // dockerd's, under mu_: cache copies are volumes there (StepContainer::volumes_dir)
 };
 
 }  // namespace kiln::docker

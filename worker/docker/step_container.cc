@@ -1,6 +1,7 @@
 #include "worker/docker/step_container.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -48,6 +49,15 @@ struct SecretFiles {
 };
 
 enum class Stop { kNone, kCancelled, kTimedOut, kSinkFailed };
+
+// Waits up to `timeout` until either token is cancelled; true when `cancel` is.
+bool wait_either(const CancelToken& cancel, const CancelToken& other, std::chrono::milliseconds timeout) {
+  if (cancel.cancelled() || other.cancelled()) return cancel.cancelled();
+  if (cancel.wait_fd() < 0 || other.wait_fd() < 0) return cancel.wait_for(timeout);
+  pollfd fds[2] = {{cancel.wait_fd(), POLLIN, 0}, {other.wait_fd(), POLLIN, 0}};
+  ::poll(fds, 2, static_cast<int>(timeout.count()));
+  return cancel.cancelled();
+}
 
 }  // namespace
 
@@ -150,12 +160,15 @@ Status run_step_container(DockerClient& client, const StepContainer& step, const
                       fmt::format("could not start the command {}: {}", format_command(spec.argv),
                                   started.error().message()));
   }
-  // Kills the container when the step is cancelled, times out or its output cannot be taken.
+  // Kills the container when the step is cancelled, times out or its output
+  // cannot be taken. `waited` wakes it as soon as the wait returns, so the
+  // step does not sit out the rest of a polling interval.
+  CancelToken waited_token;
   std::thread watchdog([&] {
     auto deadline =
         spec.timeout ? std::optional(std::chrono::steady_clock::now() + *spec.timeout) : std::nullopt;
     for (;;) {
-      bool cancelled = cancel.wait_for(50ms);
+      bool cancelled = wait_either(cancel, waited_token, 50ms);
       std::lock_guard lock(mu);
       if (finished) return;
       if (cancelled && stop == Stop::kNone) stop = Stop::kCancelled;
@@ -170,6 +183,7 @@ Status run_step_container(DockerClient& client, const StepContainer& step, const
     std::lock_guard lock(mu);
     finished = true;
   }
+  waited_token.cancel();
   watchdog.join();
   output.join();
   if (!waited)
