@@ -29,6 +29,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -159,6 +160,7 @@ class DockerBackend final : public SnapshotBackend {
     // A step container still queued for removal may run this image; dockerd
     // would refuse to untag it.
     wait_removed("");
+    listed_images_.reset();  // no longer what dockerd has
     KILN_RETURN_IF_ERROR(remove_image(image_of(id)));
     return remove_tree(path);
   }
@@ -169,20 +171,20 @@ class DockerBackend final : public SnapshotBackend {
   }
 
   // Asked at open for every result: answered from one list of the store's
-  // images (taken at the first call, dropped by reconcile(), the last step
-  // of the open) rather than one inspection per result.
+  // images (taken at the first call; reconcile(), the last step of the
+  // open, uses it and drops it) rather than one inspection per result.
   Result<bool> present(const std::string& id) override {
-    if (!result_tags_) {
+    if (!listed_images_) {
       auto images = client_->list_images({.labels = {"kiln.store=" + prefix_}});
       if (!images) return std::unexpected(std::move(images.error()).with_context("checking result " + id));
-      result_tags_.emplace();
-      for (const auto& image : *images) result_tags_->insert(image.repo_tags.begin(), image.repo_tags.end());
+      listed_images_ = std::move(*images);
     }
-    return result_tags_->contains(image_of(id));
+    return std::ranges::any_of(*listed_images_, [&](const docker::ImageSummary& image) {
+      return std::ranges::find(image.repo_tags, image_of(id)) != image.repo_tags.end();
+    });
   }
 
   Status reconcile(const std::set<std::string>& live_results, RecoveryReport& report) override {
-    result_tags_.reset();
     docker::ListFilter ours{.labels = {"kiln.store=" + prefix_}};
     // Step containers never outlive their step: any left is a crash's.
     KILN_ASSIGN_OR_RETURN(auto containers, client_->list_containers(ours));
@@ -191,7 +193,13 @@ class DockerBackend final : public SnapshotBackend {
       KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_container(c.id)));
       report.temporaries_removed++;
     }
-    KILN_ASSIGN_OR_RETURN(auto images, client_->list_images(ours));
+    // Taken by present() during this open, when there were results to check
+    // and none was removed since (remove_snapshot drops it).
+    std::optional<std::vector<docker::ImageSummary>> listed = std::exchange(listed_images_, std::nullopt);
+    if (!listed) {
+      KILN_ASSIGN_OR_RETURN(listed, client_->list_images(ours));
+    }
+    const std::vector<docker::ImageSummary>& images = *listed;
     std::string tag_prefix = prefix_ + ":";
     for (const auto& image : images) {
       for (const std::string& tag : image.repo_tags) {
@@ -398,7 +406,7 @@ class DockerBackend final : public SnapshotBackend {
   std::unique_ptr<docker::DockerClient> client_;  // set by check_filesystem, the first call
   std::mutex info_mu_;
   std::string docker_root_;  // docker_root()'s, under info_mu_
-  std::optional<std::set<std::string>> result_tags_;  // present()'s list during the open
+  std::optional<std::vector<docker::ImageSummary>> listed_images_;  // present()'s, during the open
   std::mutex removal_mu_;
   std::condition_variable removal_cv_;
   std::deque<Removal> removals_;  // under removal_mu_, the one being removed first
