@@ -45,7 +45,9 @@ class DockerSandbox final : public sandbox::Sandbox {
   DockerSandboxOptions options_;
   std::unique_ptr<DockerClient> client_;
   std::mutex mu_;
-  std::string volumes_dir_;  // dockerd's, under mu_: cache copies are volumes there (StepContainer::volumes_dir)
+  // dockerd's volumes directory, under mu_: cache copies are volumes there
+  // (StepContainer::volumes_dir).
+  std::string volumes_dir_;
 };
 
 }  // namespace kiln::docker

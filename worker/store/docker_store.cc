@@ -129,7 +129,8 @@ class DockerBackend final : public SnapshotBackend {
     }
     KILN_RETURN_IF_ERROR_CONTEXT(client_->commit(work.container, options), "committing " + id);
     KILN_ASSIGN_OR_RETURN_CONTEXT(std::optional<std::string> passwd,
-                                  passwd_of(work, found ? &*found : nullptr), "saving the /etc/passwd of " + id);
+                                  passwd_of(work, found ? &*found : nullptr),
+                                  "saving the /etc/passwd of " + id);
     if (passwd) KILN_RETURN_IF_ERROR(write_file(work.dir + "/passwd", *passwd));
     // From here to the rename, a crash leaves an image without a directory:
     // reconcile() removes it at the next open.
@@ -314,7 +315,8 @@ class DockerBackend final : public SnapshotBackend {
       lock.unlock();
       Status s = ignore_not_found(client_->remove_container(next.container));
       if (s) s = remove_image(next.image);
-      if (!s) spdlog::warn("{}: removing step container {}: {}", where(), next.container, s.error().to_string());
+      if (!s)
+        spdlog::warn("{}: removing step container {}: {}", where(), next.container, s.error().to_string());
       lock.lock();
       removals_.pop_front();
       removal_cv_.notify_all();
@@ -336,8 +338,9 @@ class DockerBackend final : public SnapshotBackend {
   // dockerd a mount: ~55 ms a step here, against ~0 for the host check).
   Result<std::optional<std::string>> passwd_of(const WorkTree& work, const docker::ContainerInfo* container) {
     std::string tag_prefix = prefix_ + ":";
-    std::string base_dir =
-        work.base_image.starts_with(tag_prefix) ? root_ + "/result/" + work.base_image.substr(tag_prefix.size()) : "";
+    std::string base_dir = work.base_image.starts_with(tag_prefix)
+                               ? root_ + "/result/" + work.base_image.substr(tag_prefix.size())
+                               : "";
     if (!base_dir.empty() && path_exists(base_dir) && (!container || keeps_image_etc(*container))) {
       if (!path_exists(base_dir + "/passwd")) return std::optional<std::string>();
       KILN_ASSIGN_OR_RETURN(std::string text, read_file(base_dir + "/passwd", 1u << 20));
@@ -406,7 +409,8 @@ class DockerBackend final : public SnapshotBackend {
   std::unique_ptr<docker::DockerClient> client_;  // set by check_filesystem, the first call
   std::mutex info_mu_;
   std::string docker_root_;  // docker_root()'s, under info_mu_
-  std::optional<std::vector<docker::ImageSummary>> listed_images_;  // present()'s, during the open
+  // present()'s list of the store's images, during the open.
+  std::optional<std::vector<docker::ImageSummary>> listed_images_;
   std::mutex removal_mu_;
   std::condition_variable removal_cv_;
   std::deque<Removal> removals_;  // under removal_mu_, the one being removed first
