@@ -161,7 +161,10 @@ class DockerBackend final : public SnapshotBackend {
     // A step container still queued for removal may run this image; dockerd
     // would refuse to untag it.
     wait_removed("");
-    listed_images_.reset();  // no longer what dockerd has
+    {
+      std::lock_guard lock(listed_mu_);
+      listed_images_.reset();  // no longer what dockerd has
+    }
     KILN_RETURN_IF_ERROR(remove_image(image_of(id)));
     return remove_tree(path);
   }
@@ -175,6 +178,7 @@ class DockerBackend final : public SnapshotBackend {
   // images (taken at the first call; reconcile(), the last step of the
   // open, uses it and drops it) rather than one inspection per result.
   Result<bool> present(const std::string& id) override {
+    std::lock_guard lock(listed_mu_);
     if (!listed_images_) {
       auto images = client_->list_images({.labels = {"kiln.store=" + prefix_}});
       if (!images) return std::unexpected(std::move(images.error()).with_context("checking result " + id));
@@ -196,7 +200,11 @@ class DockerBackend final : public SnapshotBackend {
     }
     // Taken by present() during this open, when there were results to check
     // and none was removed since (remove_snapshot drops it).
-    std::optional<std::vector<docker::ImageSummary>> listed = std::exchange(listed_images_, std::nullopt);
+    std::optional<std::vector<docker::ImageSummary>> listed;
+    {
+      std::lock_guard lock(listed_mu_);
+      listed = std::exchange(listed_images_, std::nullopt);
+    }
     if (!listed) {
       KILN_ASSIGN_OR_RETURN(listed, client_->list_images(ours));
     }
@@ -409,7 +417,8 @@ class DockerBackend final : public SnapshotBackend {
   std::unique_ptr<docker::DockerClient> client_;  // set by check_filesystem, the first call
   std::mutex info_mu_;
   std::string docker_root_;  // docker_root()'s, under info_mu_
-  // present()'s list of the store's images, during the open.
+  // present()'s list of the store's images, during the open; under listed_mu_.
+  std::mutex listed_mu_;
   std::optional<std::vector<docker::ImageSummary>> listed_images_;
   std::mutex removal_mu_;
   std::condition_variable removal_cv_;
