@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/fs.h"
 #include "tests/support/local_registry.h"
 #include "worker/docker/testing/docker_fixture.h"
 
@@ -281,6 +282,17 @@ TEST_F(DockerClientTest, ArchivesGoIntoACreatedContainerWhichIsCommittedAsALabel
       },
       nullptr));
   EXPECT_THAT(read_tar(tar), ElementsAre(Pair("hello.txt", "hello\n")));
+  // The writable layer and the image's layers, as overlay2 keeps them on this host.
+  auto container = client_->inspect_container(*id);
+  ASSERT_TRUE(container) << container.error().to_string();
+  EXPECT_EQ(container->graph_driver, "overlay2");
+  EXPECT_EQ(read_file(container->upper_dir + "/tmp/app/hello.txt"), "hello\n");
+  ASSERT_FALSE(container->lower_dirs.empty());
+  for (const std::string& lower : container->lower_dirs) {
+    EXPECT_TRUE(lower.starts_with(dockerd_.dir() + "/data/overlay2/")) << lower;
+    EXPECT_TRUE(path_exists(lower)) << lower;
+  }
+  EXPECT_TRUE(path_exists(container->lower_dirs.back() + "/bin/busybox"));  // the image's one layer
   auto missing = client_->put_archive(*id, "/no/such/dir", make_tar({{"x", "x"}}));
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().kind(), ErrorKind::kNotFound);
