@@ -35,10 +35,10 @@ class DockerStoreTest : public ::testing::Test {
     open();
   }
 
-  void open() {
+  void open(StoreOpenMode mode = StoreOpenMode::kReadWrite) {
     store_.reset();
-    auto store =
-        open_store(std::string("docker:") + kPrefix, {.docker_host = dockerd_.host(), .home = home_});
+    auto store = open_store(std::string("docker:") + kPrefix,
+                            {.docker_host = dockerd_.host(), .home = home_, .open_mode = mode});
     ASSERT_TRUE(store) << store.error().to_string();
     store_ = std::move(*store);
   }
@@ -210,6 +210,25 @@ TEST_F(DockerStoreTest, EachResultKeepsACopyOfItsImagesEtcPasswd) {
   ASSERT_TRUE(write_file(root_ + "/result/c/passwd", "marked\n"));
   must_build("c", "h", {{"g", "3"}});
   EXPECT_EQ(saved("h"), "marked\n");
+}
+
+// Opened read-only (what `kiln` does), a result whose image went behind the
+// store's back is not a cache hit: the first lookup of it makes the store
+// writable, whose recovery drops it.
+TEST_F(DockerStoreTest, OpenedReadOnlyAResultWhoseImageWentIsNotACacheHit) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  store_.reset();
+  ASSERT_TRUE(client_->remove_image(std::string(kPrefix) + ":b"));
+  open(StoreOpenMode::kReadOnlyUntilWrite);
+  EXPECT_TRUE(store_->info("a"));
+  EXPECT_EQ(store_->recovery_report().records_dropped, 0) << "repaired while only reading";
+  auto b = store_->info("b");
+  ASSERT_FALSE(b) << "a record without its image was reported as a result";
+  EXPECT_EQ(b.error().kind(), ErrorKind::kNotFound) << b.error().to_string();
+  EXPECT_EQ(store_->recovery_report().records_dropped, 1) << store_->recovery_report().to_string();
+  must_build("a", "b", {{"g", "3"}});
+  EXPECT_EQ(file_of("b", "g"), "3");
 }
 
 TEST_F(DockerStoreTest, ExplainsAnUnreachableDaemonAndABadPrefix) {

@@ -140,7 +140,8 @@ TEST_P(ReadOnlyOpenTest, AStoreThatDoesNotExistYetIsCreatedWritable) {
 INSTANTIATE_TEST_SUITE_P(Backends, ReadOnlyOpenTest,
                          ::testing::Values(Backend{"overlayfs", "overlayfs", "ext4"},
                                            Backend{"btrfs", "btrfs", "btrfs"}, Backend{"xfs", "xfs", "xfs"},
-                                           Backend{"rsync_copy", "rsync", "ext4", RsyncMode::kCopy}),
+                                           Backend{"rsync_copy", "rsync", "ext4", RsyncMode::kCopy},
+                                           Backend{"docker", "docker", "ext4"}),
                          param_name);
 
 }  // namespace

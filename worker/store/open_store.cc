@@ -44,7 +44,8 @@ Result<std::unique_ptr<Store>> open_store(std::string_view spec, const StoreOpti
     if (!home || *home == "/")
       return usage("the docker store needs an absolute home directory for its state (kiln's home)");
     std::string root = *home + "/docker-" + prefix;
-    return open_snapshot_store(root, make_docker_backend(root, prefix, options.docker_host));
+    return open_snapshot_store(root, make_docker_backend(root, prefix, options.docker_host),
+                               options.open_mode);
   }
   size_t colon = spec.find(':');
   if (colon == std::string_view::npos) return usage("no backend given");

@@ -83,7 +83,8 @@ class SnapshotBackend {
   // Percent free where the snapshots' bytes live.
   virtual Result<double> df(const std::string& root) { return percent_free(root); }
   // Whether the content of recorded result `id` (whose directory exists)
-  // still exists; recovery drops the record when it does not.
+  // still exists; recovery drops the record when it does not, and a store
+  // opened read-only asks it before it reports a result.
   virtual Result<bool> present(const std::string& /*id*/) { return true; }
   // Called at open after the store's own recovery, with the results that
   // remain: removes what the backend made outside the store's directories

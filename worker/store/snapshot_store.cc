@@ -116,10 +116,8 @@ class SnapshotStore final : public Store {
     KILN_RETURN_IF_ERROR(ensure_dir(root_));
     // Check before creating anything: a wrong filesystem must not get a half-made layout.
     KILN_RETURN_IF_ERROR(backend_->check_filesystem(root_));
-    // Read-only until the first change (the docker backend's presence
-    // checks are API calls: it always opens for writing).
-    if (mode == StoreOpenMode::kReadOnlyUntilWrite && backend_->kind() != "docker" &&
-        path_exists(state_dir_ + "/metadata/CURRENT")) {
+    // Read-only until the first change.
+    if (mode == StoreOpenMode::kReadOnlyUntilWrite && path_exists(state_dir_ + "/metadata/CURRENT")) {
       if (auto metadata = Metadata::open_read_only(state_dir_ + "/metadata")) {
         metadata_ = std::move(*metadata);
         read_only_ = true;
@@ -484,14 +482,21 @@ class SnapshotStore final : public Store {
     }
   }
 
-  // Whether the directories of `id` and of every layer it lies on exist.
+  // Whether the directories of `id` and of every layer it lies on exist, and
+  // the backend has its content.
   bool whole_on_disk(const std::string& id) {
-    std::lock_guard lock(mu_);
-    auto lineage = lineage_locked(id);
-    if (!lineage) return false;
-    for (const auto& layer : lineage->layers)
-      if (!path_exists(layer)) return false;
-    return true;
+    {
+      std::lock_guard lock(mu_);
+      auto lineage = lineage_locked(id);
+      if (!lineage) return false;
+      for (const auto& layer : lineage->layers)
+        if (!path_exists(layer)) return false;
+    }
+    // And its content where that is not the directory (docker: the image,
+    // looked up in one list of the store's images per open). An error is
+    // "no": the writable open's recovery then says what is wrong.
+    auto present = backend_->present(id);
+    return present && *present;
   }
 
   static Status chown_path(const std::string& path, const spec::UnixUser& user) {
