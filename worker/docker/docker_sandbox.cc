@@ -10,17 +10,10 @@ namespace kiln::docker {
 Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOptions options) {
   KILN_ASSIGN_OR_RETURN(auto client, DockerClient::create({.host = options.host}));
   if (!options.secrets_dir.empty()) KILN_RETURN_IF_ERROR(ensure_dirs(options.secrets_dir, 0700));
-  return std::unique_ptr<DockerSandbox>(new DockerSandbox(std::move(options), std::move(client)));
-}
-
-// Asked of dockerd (GET /info, ~10 ms) only for a step with mounts, once.
-Result<std::string> DockerSandbox::volumes_dir() {
-  std::lock_guard lock(mu_);
-  if (volumes_dir_.empty()) {
-    KILN_ASSIGN_OR_RETURN(DaemonInfo info, client_->info());
-    volumes_dir_ = info.root_dir + "/volumes";
-  }
-  return volumes_dir_;
+  KILN_ASSIGN_OR_RETURN(DaemonInfo info, client->info());
+  auto sandbox = std::unique_ptr<DockerSandbox>(new DockerSandbox(std::move(options), std::move(client)));
+  sandbox->volumes_dir_ = info.root_dir + "/volumes";
+  return sandbox;
 }
 
 Status DockerSandbox::run(const sandbox::RunSpec&, const std::string& rootfs, const sandbox::OutputSink&,
@@ -38,16 +31,12 @@ Status DockerSandbox::run_in(const sandbox::RunSpec& spec, const store::Workspac
         ErrorKind::kInvalidArgument,
         "the docker sandbox needs a docker store's workspace (a base image and a container name)");
   std::string step_id = ws.dir.substr(ws.dir.rfind('/') + 1);
-  std::string volumes_dir;
-  if (!spec.mounts.empty()) {
-    KILN_ASSIGN_OR_RETURN(volumes_dir, this->volumes_dir());
-  }
   StepContainer step{
       .image = ws.base_image,
       .name = ws.container,
       .labels = {{"kiln.store", options_.prefix}, {"kiln.kind", "step"}, {"kiln.step", step_id}},
       .secrets_dir = options_.secrets_dir,
-      .volumes_dir = volumes_dir};
+      .volumes_dir = volumes_dir_};
   return run_step_container(*client_, step, spec, on_output, cancel);
 }
 

@@ -14,7 +14,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/error.h"
@@ -41,13 +40,9 @@ class DockerSandbox final : public sandbox::Sandbox {
  private:
   DockerSandbox(DockerSandboxOptions options, std::unique_ptr<DockerClient> client)
       : options_(std::move(options)), client_(std::move(client)) {}
-  Result<std::string> volumes_dir();
   DockerSandboxOptions options_;
   std::unique_ptr<DockerClient> client_;
-  std::mutex mu_;
-  // dockerd's volumes directory, under mu_: cache copies are volumes there
-  // (StepContainer::volumes_dir).
-  std::string volumes_dir_;
+  std::string volumes_dir_;  // dockerd's: cache copies are volumes there (StepContainer::volumes_dir)
 };
 
 }  // namespace kiln::docker
