@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "tests/support/child.h"
 #include "tests/support/kiln_output.h"
 #include "tests/support/local_dockerd.h"
 #include "tests/support/process.h"
@@ -199,6 +200,35 @@ TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
   ProcessResult cleaned = kiln({"clean"});
   ASSERT_EQ(cleaned.exit_code, 0) << cleaned.out << cleaned.err;
   EXPECT_EQ(ours(), 0u);
+  EXPECT_EQ(our_containers(), 0u);
+}
+
+// kill -9 of `kiln build` while its step runs: the sandbox's watchdog kills
+// the step's processes (through the cgroup parent of the step containers),
+// dockerd sees the container exit, and the next build's store open removes
+// it. Without the watchdog the container keeps running under dockerd.
+TEST_F(DockerBuildE2eTest, AKilledBuildsStepContainerStopsAndTheNextBuildRemovesIt) {
+  std::string spec = spec_file("((from busybox)\n (run (shell \"sleep 600\")))\n");
+  auto running = [&] {
+    auto list = client_->list_containers({.labels = {std::string("kiln.store=") + kPrefix}});
+    EXPECT_TRUE(list) << list.error().to_string();
+    std::size_t n = 0;
+    for (const auto& c : list ? *list : std::vector<docker::ContainerSummary>{}) n += c.state == "running";
+    return n;
+  };
+  testing::Child build({"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY, "build", "--store",
+                        std::string("docker:") + kPrefix, "--docker-host", dockerd_.host(), "-f", spec, context_},
+                       home_.path() + "/killed-build.log");
+  ASSERT_TRUE(testing::eventually([&] { return running() == 1; }, std::chrono::seconds(120))) << build.log();
+  build.kill_now();
+  EXPECT_TRUE(testing::eventually([&] { return running() == 0; }, std::chrono::seconds(15)))
+      << "the step container still runs 15 s after its build was killed";
+  EXPECT_EQ(our_containers(), 1u);  // stopped, not removed: nothing ran to remove it
+
+  ProcessResult next = kiln({"build", "-f", spec_file("((from busybox)\n (run (shell \"echo next\")))\n"),
+                             context_});
+  ASSERT_EQ(next.exit_code, 0) << next.out << next.err;
+  EXPECT_THAT(next.out, HasSubstr("next"));
   EXPECT_EQ(our_containers(), 0u);
 }
 

@@ -163,7 +163,8 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
           local->sandbox_,
           docker::DockerSandbox::create({.host = options.docker_host,
                                          .prefix = prefix,
-                                         .secrets_dir = options.home + "/docker-" + prefix + "-secrets"}));
+                                         .secrets_dir = options.home + "/docker-" + prefix + "-secrets",
+                                         .state_dir = options.home + "/docker-" + prefix + "-sandbox"}));
     } else {
       local->sandbox_ = std::make_unique<NoSandbox>();
     }

@@ -311,6 +311,7 @@ Result<std::string> DockerClient::create_container(const ContainerSpec& spec, co
       ulimits.push_back({{"Name", u.name}, {"Soft", u.soft}, {"Hard", u.hard}});
     host["Ulimits"] = ulimits;
   }
+  if (!spec.cgroup_parent.empty()) host["CgroupParent"] = spec.cgroup_parent;
   if (!spec.log_driver.empty()) host["LogConfig"] = {{"Type", spec.log_driver}, {"Config", json::object()}};
   json body = {{"Image", spec.image},
                {"Env", spec.env},

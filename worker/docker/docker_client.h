@@ -144,6 +144,10 @@ struct ContainerSpec {
   std::optional<std::int64_t> nano_cpus;  // 1e9 = one core
   std::vector<Ulimit> ulimits;
   std::string log_driver;  // "" = the daemon's default ("json-file"); "none": attach only
+  // HostConfig.CgroupParent: "" = the daemon's (--cgroup-parent, else
+  // /docker); the cgroupfs driver takes a path ("/kiln/docker-3fa2"), the
+  // systemd driver a slice ("kiln-3fa2.slice").
+  std::string cgroup_parent;
 };
 
 struct ContainerInfo {

@@ -1,19 +1,70 @@
 #include "worker/docker/docker_sandbox.h"
 
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "common/fs.h"
+#include "common/sha256.h"
 #include "worker/docker/step_container.h"
+#include "worker/sandbox/cgroup.h"
 
 namespace kiln::docker {
+namespace {
+
+// The steps' cgroup parent for dockerd's cgroup driver, and where it lies
+// beneath each hierarchy's root.
+struct StepCgroupParent {
+  std::string parent;    // HostConfig.CgroupParent
+  std::string relative;  // below a hierarchy's mount point
+};
+
+Result<StepCgroupParent> step_cgroup_parent(const std::string& driver, const std::string& key) {
+  if (driver == "cgroupfs") return StepCgroupParent{"/kiln/docker-" + key, "kiln/docker-" + key};
+  // systemd nests a slice "a-b.slice" in "a.slice".
+  if (driver == "systemd")
+    return StepCgroupParent{"kiln-docker" + key + ".slice", "kiln.slice/kiln-docker" + key + ".slice"};
+  return make_error(ErrorKind::kUnsupported,
+                    fmt::format("dockerd uses the cgroup driver \"{}\"; kiln's docker sandbox knows cgroupfs "
+                                "and systemd (dockerd --exec-opt native.cgroupdriver=cgroupfs)",
+                                driver));
+}
+
+}  // namespace
 
 Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOptions options) {
+  if (options.state_dir.empty())
+    return make_error(ErrorKind::kInvalidArgument, "the docker sandbox needs a state directory");
   KILN_ASSIGN_OR_RETURN(auto client, DockerClient::create({.host = options.host}));
   if (!options.secrets_dir.empty()) KILN_RETURN_IF_ERROR(ensure_dirs(options.secrets_dir, 0700));
+  KILN_RETURN_IF_ERROR(ensure_dirs(options.state_dir, 0700));
+  char real[PATH_MAX];
+  if (::realpath(options.state_dir.c_str(), real) == nullptr)
+    return errno_error(fmt::format("resolve the docker sandbox's state directory {}", options.state_dir));
+  const std::string state = real;
   KILN_ASSIGN_OR_RETURN(DaemonInfo info, client->info());
+  KILN_ASSIGN_OR_RETURN(StepCgroupParent cgroup,
+                        step_cgroup_parent(info.cgroup_driver, sha256_hex(state).substr(0, 12)));
   auto sandbox = std::unique_ptr<DockerSandbox>(new DockerSandbox(std::move(options), std::move(client)));
   sandbox->volumes_dir_ = info.root_dir + "/volumes";
+  sandbox->cgroup_parent_ = cgroup.parent;
+  KILN_ASSIGN_OR_RETURN(auto hierarchies, sandbox::cgroup_mounts());
+  for (const auto& h : hierarchies) sandbox->cgroup_dirs_.push_back(h.path + "/" + cgroup.relative);
+  // Before any step: from here on whatever the sandbox starts dies with this
+  // process (and an earlier owner's watchdog has finished killing its steps).
+  KILN_ASSIGN_OR_RETURN(sandbox->watchdog_,
+                        sandbox::StepWatchdog::start({.cgroup_dirs = sandbox->cgroup_dirs_,
+                                                      .runtime_root = "",
+                                                      .lock_path = state + "/watchdog.lock"}));
   return sandbox;
+}
+
+DockerSandbox::~DockerSandbox() {
+  watchdog_ = {};
+  // Only the empty ones go (rmdir): dockerd's runtime removed each step's own.
+  for (const std::string& dir : cgroup_dirs_) ::rmdir(dir.c_str());
 }
 
 Status DockerSandbox::run(const sandbox::RunSpec&, const std::string& rootfs, const sandbox::OutputSink&,
@@ -36,7 +87,8 @@ Status DockerSandbox::run_in(const sandbox::RunSpec& spec, const store::Workspac
       .name = ws.container,
       .labels = {{"kiln.store", options_.prefix}, {"kiln.kind", "step"}, {"kiln.step", step_id}},
       .secrets_dir = options_.secrets_dir,
-      .volumes_dir = volumes_dir_};
+      .volumes_dir = volumes_dir_,
+      .cgroup_parent = cgroup_parent_};
   return run_step_container(*client_, step, spec, on_output, cancel);
 }
 

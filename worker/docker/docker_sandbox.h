@@ -4,21 +4,35 @@
 // to commit (or discard). Only run_in() works: there is no rootfs directory.
 //
 //   KILN_ASSIGN_OR_RETURN(auto sandbox, DockerSandbox::create({.host = host, .prefix = "kiln",
-//                                                               .secrets_dir = home + "/docker-secrets"}));
+//                                                               .secrets_dir = home + "/docker-secrets",
+//                                                               .state_dir = home + "/docker-sandbox"}));
 //   builder::Builder builder(*store, *sandbox, *fetcher, options);
 //
+// Steps die with the process that owns the sandbox, however it dies (kill -9
+// included): every step container gets a cgroup parent of this sandbox's own
+// (cgroupfs driver: /kiln/docker-<12 hex of the state directory's real
+// path>; systemd driver: kiln-docker<12 hex>.slice), and create() starts a
+// StepWatchdog (worker/sandbox/step_watchdog.h) over that cgroup in every
+// mounted hierarchy. When the owner dies the watchdog SIGKILLs the steps'
+// processes; dockerd sees them exit, and the docker store's next open
+// removes the stopped containers. The cgroup parent replaces dockerd's own
+// (--cgroup-parent) for step containers.
+//
 // Errors: run_step_container's (sandbox.h's messages); run(spec, rootfs)
-// is kUnsupported. Thread safety: steps may run from several threads.
-// Not done yet: a watchdog that kills a running step container when the
-// worker dies (the store removes it at the next open).
+// is kUnsupported; create() fails kUnsupported for a cgroup driver other
+// than cgroupfs or systemd, kBusy while an earlier owner's watchdog is still
+// killing (StepWatchdog::start). Thread safety: steps may run from several
+// threads.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "worker/docker/docker_client.h"
 #include "worker/sandbox/sandbox.h"
+#include "worker/sandbox/step_watchdog.h"
 
 namespace kiln::docker {
 
@@ -26,6 +40,10 @@ struct DockerSandboxOptions {
   std::string host = std::string(kDefaultDockerHost);
   std::string prefix = "kiln";  // the store's: labels kiln.store=PREFIX
   std::string secrets_dir;      // host directory for secrets' files (created if missing)
+  // Host directory of the sandbox's own (created if missing; required): the
+  // watchdog's lock, and its real path names the steps' cgroup parent. One
+  // owner at a time (the docker store's lock: use one per store).
+  std::string state_dir;
 };
 
 class DockerSandbox final : public sandbox::Sandbox {
@@ -37,12 +55,20 @@ class DockerSandbox final : public sandbox::Sandbox {
   Status run_in(const sandbox::RunSpec& spec, const store::Workspace& ws,
                 const sandbox::OutputSink& on_output, CancelToken& cancel) override;
 
+  // What step containers get as HostConfig.CgroupParent.
+  const std::string& cgroup_parent() const { return cgroup_parent_; }
+  // Stops the watchdog and removes the sandbox's (empty) cgroup directories.
+  ~DockerSandbox() override;
+
  private:
   DockerSandbox(DockerSandboxOptions options, std::unique_ptr<DockerClient> client)
       : options_(std::move(options)), client_(std::move(client)) {}
   DockerSandboxOptions options_;
   std::unique_ptr<DockerClient> client_;
   std::string volumes_dir_;  // dockerd's: cache copies are volumes there (StepContainer::volumes_dir)
+  std::string cgroup_parent_;
+  std::vector<std::string> cgroup_dirs_;  // the cgroup parent in every hierarchy (host paths)
+  sandbox::StepWatchdog watchdog_;
 };
 
 }  // namespace kiln::docker

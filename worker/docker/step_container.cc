@@ -110,6 +110,7 @@ Status run_step_container(DockerClient& client, const StepContainer& step, const
   if (spec.limits.cpu_millicores) c.nano_cpus = std::int64_t{*spec.limits.cpu_millicores} * 1'000'000;
   c.ulimits = {{"nofile", 1024, 1024}, {"nproc", 1024, 1024}};
   c.log_driver = "none";
+  c.cgroup_parent = step.cgroup_parent;
   KILN_ASSIGN_OR_RETURN(std::string id, client.create_container(c, step.name));
 
   std::mutex mu;

@@ -45,6 +45,9 @@ struct StepContainer {
   // mount of the volume NAME, since dockerd refuses binds from inside its
   // root. Empty: every mount is a bind.
   std::string volumes_dir;
+  // ContainerSpec::cgroup_parent: where the step's processes go (the
+  // sandbox's watchdog kills what is there when the worker dies). "" = the daemon's.
+  std::string cgroup_parent;
 };
 
 Status run_step_container(DockerClient& client, const StepContainer& step, const sandbox::RunSpec& spec,

@@ -136,6 +136,7 @@ int kill_cgroup_tree(char* path, std::size_t len, pid_t self, int depth) {
 
 // SIGKILLs every process whose command line passes the runtime root as --root.
 int kill_runtime_processes(const Plan& plan, pid_t self) {
+  if (plan.runc_root_words.empty()) return 0;  // no runtime of ours (the docker sandbox)
   int proc = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (proc < 0) return 0;
   int signalled = 0;
@@ -227,8 +228,10 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
 Result<StepWatchdog> StepWatchdog::start(const StepWatchdogTargets& targets) {
   Plan plan;
   plan.cgroup_dirs = targets.cgroup_dirs;
-  plan.runc_root_words = std::string("\0--root\0", 8) + targets.runtime_root + std::string(1, '\0');
-  plan.crun_root_word = "--root=" + targets.runtime_root + std::string(1, '\0');
+  if (!targets.runtime_root.empty()) {
+    plan.runc_root_words = std::string("\0--root\0", 8) + targets.runtime_root + std::string(1, '\0');
+    plan.crun_root_word = "--root=" + targets.runtime_root + std::string(1, '\0');
+  }
   UniqueFd lock(::open(targets.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock) return errno_error(fmt::format("create the watchdog's lock file {}", targets.lock_path));
   // An earlier owner's watchdog may still be killing that owner's steps.

@@ -1,7 +1,8 @@
-// A sandbox's watchdog (internal to worker/sandbox): a small process that
-// kills every step of one RuncSandbox as soon as the process that owns the
-// sandbox dies, however it dies (kill -9 included), so that no step outlives
-// its worker and runs twice once the scheduler has moved the job elsewhere.
+// A sandbox's watchdog (used by worker/sandbox and worker/docker): a small
+// process that kills every step of one RuncSandbox or DockerSandbox as soon
+// as the process that owns the sandbox dies, however it dies (kill -9
+// included), so that no step outlives its worker and runs twice once the
+// scheduler has moved the job elsewhere.
 //
 //   KILN_ASSIGN_OR_RETURN(StepWatchdog watchdog,
 //       StepWatchdog::start({.cgroup_dirs = {"/sys/fs/cgroup/pids/kiln/3fa2", ...},
@@ -48,7 +49,8 @@ struct StepWatchdogTargets {
   // Host directories whose cgroups (each, recursively) hold the steps: the
   // sandbox's group in every mounted hierarchy. Missing ones are skipped.
   std::vector<std::string> cgroup_dirs;
-  // The runtime's state root (runc --root DIR, crun --root=DIR).
+  // The runtime's state root (runc --root DIR, crun --root=DIR); empty when
+  // the owner drives no runtime itself (DockerSandbox: dockerd does).
   std::string runtime_root;
   // Held by the watchdog while it lives (created if missing).
   std::string lock_path;
