@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -201,15 +202,20 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
   if (high > low + 1) ::close_range(static_cast<unsigned>(low) + 1, static_cast<unsigned>(high) - 1, 0);
   ::close_range(static_cast<unsigned>(high) + 1, ~0U, 0);
 
+  // A byte before the end means an orderly stop (StepWatchdog::stop): the
+  // owner has ended its steps, one sweep without pauses is enough.
   char byte;
+  bool orderly = false;
   for (;;) {
     ssize_t n = ::read(alive_fd, &byte, 1);
+    if (n == 1) orderly = true;
     if (n == 0 || (n < 0 && errno != EINTR)) break;
   }
   const pid_t self = ::getpid();
+  const int quiet_rounds_to_stop = orderly ? 1 : kQuietRoundsToStop;
   char path[kPathBuffer];
   int quiet = 0;
-  for (int round = 0; round < kMaxRounds && quiet < kQuietRoundsToStop; ++round) {
+  for (int round = 0; round < kMaxRounds; ++round) {
     int signalled = kill_runtime_processes(plan, self);
     for (const std::string& dir : plan.cgroup_dirs) {
       if (dir.size() + 1 > kPathBuffer) continue;
@@ -217,6 +223,7 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
       signalled += kill_cgroup_tree(path, dir.size(), self, 0);
     }
     quiet = signalled == 0 ? quiet + 1 : 0;
+    if (quiet >= quiet_rounds_to_stop) break;
     timespec pause{0, kRoundPauseNs};
     ::nanosleep(&pause, nullptr);
   }
@@ -246,7 +253,14 @@ Result<StepWatchdog> StepWatchdog::start(const StepWatchdogTargets& targets) {
                       targets.lock_path, kPreviousWatchdogPatience.count()));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  KILN_ASSIGN_OR_RETURN_CONTEXT(Pipe alive, make_pipe(O_CLOEXEC), "create the sandbox watchdog's pipe");
+  // A socket pair rather than a pipe: stop() can send its goodbye byte with
+  // MSG_NOSIGNAL (no SIGPIPE should the child be gone).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return errno_error("create the sandbox watchdog's socket pair");
+  struct {
+    UniqueFd read, write;
+  } alive{UniqueFd(pair[0]), UniqueFd(pair[1])};
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork the sandbox's watchdog process");
   if (pid == 0) watch(alive.read.get(), lock.get(), plan);
@@ -275,6 +289,10 @@ StepWatchdog::~StepWatchdog() {
 }
 
 void StepWatchdog::stop() {
+  if (alive_) {
+    const char goodbye = 0;
+    (void)::send(alive_.get(), &goodbye, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   alive_.reset();
   if (pid_ <= 0) return;
   int status = 0;

@@ -10,11 +10,11 @@
 //   ... steps run ...
 //   // destroying `watchdog` (the sandbox's destructor) ends it as well
 //
-// How: start() forks a child that holds the read end of a pipe whose only
-// write end this process keeps (close-on-exec, so no other program inherits
+// How: start() forks a child that holds one end of a socket pair whose other
+// end only this process keeps (close-on-exec, so no other program inherits
 // it). When this process ends, the kernel closes that end and the child's
-// read returns end-of-file. The child then SIGKILLs, round after round until
-// two rounds in a row find nothing, every process in the cgroups beneath
+// read returns end-of-file. The child then SIGKILLs, round after round (10 ms
+// apart) until two rounds in a row find nothing, every process in the cgroups beneath
 // `cgroup_dirs` (the step containers) and every process whose command line
 // passes `runtime_root` as the runtime's --root (a runc or crun still
 // starting a container, which would otherwise finish starting it), and exits.
@@ -69,8 +69,9 @@ class StepWatchdog {
   StepWatchdog& operator=(StepWatchdog&& other) noexcept;
   StepWatchdog(const StepWatchdog&) = delete;
   StepWatchdog& operator=(const StepWatchdog&) = delete;
-  // Closes the pipe and waits for the child: it sweeps once more (finding
-  // nothing when every step has ended) and exits.
+  // Sends the child a goodbye byte, closes the socket and waits for the
+  // child: it sweeps once, without pauses (finding nothing when every step
+  // has ended), and exits.
   ~StepWatchdog();
 
   // The child's pid (-1 when none), for tests and diagnostics.
@@ -79,7 +80,7 @@ class StepWatchdog {
  private:
   void stop();
   pid_t pid_ = -1;
-  UniqueFd alive_;  // the write end: open while this process lives
+  UniqueFd alive_;  // our end of the socket pair: open while this process lives
 };
 
 }  // namespace kiln::sandbox
