@@ -223,7 +223,7 @@ void run_build(const BuildOptions& o) {
   }
   std::cout << "Got: " << *id << "\n";
   std::cout.flush();
-  if (auto s = write_outputs((*local)->store(), *id, o.outputs, kiln_home() + "/tmp", std::cerr); !s) {
+  if (auto s = write_outputs(**local, *id, o.outputs, kiln_home() + "/tmp", std::cerr); !s) {
     report(s.error());
     set_exit(kExitFailed);
     return;

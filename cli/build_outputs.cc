@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -20,11 +21,9 @@ Status check_output_flags(const std::vector<std::string>& outputs) {
   return {};
 }
 
-Status write_outputs(store::Store& store, const std::string& id, const std::vector<std::string>& outputs,
+Status write_outputs(builder::LocalBuilder& local, const std::string& id, const std::vector<std::string>& outputs,
                      const std::string& tmp_dir, std::ostream& notes) {
   if (outputs.empty()) return {};
-  KILN_ASSIGN_OR_RETURN(auto dir, store.result(id));
-  if (!dir) return make_error(ErrorKind::kNotFound, fmt::format("result {} disappeared from the store", id));
   KILN_RETURN_IF_ERROR(ensure_dirs(tmp_dir));
   for (const std::string& value : outputs) {
     KILN_ASSIGN_OR_RETURN(auto flag, context::parse_output_flag(value));
@@ -33,9 +32,10 @@ Status write_outputs(store::Store& store, const std::string& id, const std::vect
     UniqueFd tar(::open(tmp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (!tar) return errno_error("cannot make a temporary file in " + tmp_dir);
     KILN_ASSIGN_OR_RETURN(context::ResultTar written,
-                          context::write_result_tar(*dir + "/rootfs", src, [&](std::string_view chunk) {
-                            return write_all(tar.get(), chunk, "the output tar");
-                          }));
+                          local.write_result_tar(
+                              id, src,
+                              [&](std::string_view chunk) { return write_all(tar.get(), chunk, "the output tar"); },
+                              std::numeric_limits<std::uint64_t>::max()));
     for (const std::string& skipped : written.skipped)
       notes << fmt::format("kiln: --output {}: left out {}: not a file, directory or symlink\n", src,
                            skipped);

@@ -3,7 +3,7 @@
 // common/context/result_tar.h) and `--push REF` (worker/pusher). One
 // function per flag, called in that order after a successful build.
 //
-//   KILN_RETURN_IF_ERROR(write_outputs(local.store(), id, {"/app/bin:./out"}, kiln_home(), std::cerr));
+//   KILN_RETURN_IF_ERROR(write_outputs(local, id, {"/app/bin:./out"}, kiln_home(), std::cerr));
 #pragma once
 
 #include <ostream>
@@ -21,8 +21,9 @@ namespace kiln::cli {
 Status check_output_flags(const std::vector<std::string>& outputs);
 
 // Copies each SRC of result `id` into its DESTDIR (created if missing), through
-// a temporary tar under `tmp_dir`; notes one line per output on `notes`.
-Status write_outputs(store::Store& store, const std::string& id, const std::vector<std::string>& outputs,
+// a temporary tar under `tmp_dir` (LocalBuilder::write_result_tar: any store,
+// docker included); notes one line per output on `notes`.
+Status write_outputs(builder::LocalBuilder& local, const std::string& id, const std::vector<std::string>& outputs,
                      const std::string& tmp_dir, std::ostream& notes);
 
 // Pushes result `id` as the image `reference` (worker/pusher/image_pusher.h),

@@ -176,6 +176,19 @@ TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
   ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
   std::string id = got_id(built);
   ASSERT_FALSE(id.empty());
+  // --output reads the files out of the result's image; --push says it cannot.
+  std::string out = home_.path() + "/out";
+  ProcessResult output = kiln({"build", "-f", spec, "--output", "/a:" + out, context_});
+  ASSERT_EQ(output.exit_code, 0) << output.out << output.err;
+  EXPECT_THAT(output.err, HasSubstr("kiln: output /a -> " + out + ": 1 entries"));
+  auto a = read_file(out + "/a");
+  EXPECT_EQ(a.value_or("(unreadable)"), "a\n");
+  ProcessResult missing = kiln({"build", "-f", spec, "--output", "/nope:" + out, context_});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.err, HasSubstr("/nope does not exist in the result"));
+  ProcessResult push = kiln({"build", "-f", spec, "--push", "127.0.0.1:9/kiln/x:1", context_});
+  EXPECT_NE(push.exit_code, 0);
+  EXPECT_THAT(push.err, HasSubstr("--push is not supported on the docker store yet"));
   auto ours = [&] {
     auto images = client_->list_images({.labels = {std::string("kiln.store=") + kPrefix}});
     EXPECT_TRUE(images) << images.error().to_string();
@@ -221,8 +234,11 @@ TEST_F(DockerBuildE2eTest, AKilledBuildsStepContainerStopsAndTheNextBuildRemoves
                        home_.path() + "/killed-build.log");
   ASSERT_TRUE(testing::eventually([&] { return running() == 1; }, std::chrono::seconds(120))) << build.log();
   build.kill_now();
+  const auto killed = std::chrono::steady_clock::now();
   EXPECT_TRUE(testing::eventually([&] { return running() == 0; }, std::chrono::seconds(15)))
       << "the step container still runs 15 s after its build was killed";
+  RecordProperty("ms_until_the_container_stopped",
+                 static_cast<int>((std::chrono::steady_clock::now() - killed) / std::chrono::milliseconds(1)));
   EXPECT_EQ(our_containers(), 1u);  // stopped, not removed: nothing ran to remove it
 
   ProcessResult next = kiln({"build", "-f", spec_file("((from busybox)\n (run (shell \"echo next\")))\n"),

@@ -1,6 +1,7 @@
 // The whole farm as processes: kiln-scheduler, kiln-worker (real builds with
-// runc on overlayfs, or --fake-build where only the farm is under test) and
-// the `kiln` command, over ZeroMQ on 127.0.0.1. Needs root (runc, overlayfs).
+// runc on overlayfs or on a private dockerd, or --fake-build where only the
+// farm is under test) and the `kiln` command, over ZeroMQ on 127.0.0.1.
+// Needs root (runc, overlayfs, dockerd).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/farm/raw_peers.h"
+#include "tests/support/local_dockerd.h"
 #include "tests/support/local_registry.h"
 #include "tests/support/process.h"
 
@@ -211,6 +213,71 @@ TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
   EXPECT_EQ(replay.exit_code, 0) << replay.err;
   EXPECT_THAT(replay.out, HasSubstr("2 jobs, 2 workers (4 slots)"));
 #endif
+}
+
+// Issue 15: a docker-backend worker (its own dockerd, started by the test)
+// and an overlayfs worker serve one pool. Each builds a job of its own (the
+// other paused), both succeed, the same jobs again are served from cache by
+// the worker that built them, and a step has the same id on both backends.
+TEST_F(Farm, ADockerWorkerAndAnOverlayfsWorkerServeOnePoolEachFromItsOwnCache) {
+  LocalDockerd dockerd;
+  ASSERT_EQ(dockerd.start_error(), "");
+  start_scheduler();
+  worker("docker", 2, -1, {"--store", "docker:kiln-farm", "--docker-host", dockerd.host()});
+  worker("overlayfs", 2);
+  EXPECT_THAT(workers["docker"]->log(), HasSubstr("run by dockerd " + dockerd.host()));
+  auto act = [&](const std::string& name, const std::string& action) {
+    auto r = client->call<proto::Ok>(proto::WorkerAction{.worker = name, .action = action});
+    ASSERT_TRUE(r) << action << " " << name << ": " << r.error().to_string();
+  };
+  const std::string on_docker = write_context("ctx-docker", "built by dockerd\n");
+  const std::string on_overlayfs = write_context("ctx-overlayfs", "built on overlayfs\n");
+  const std::vector<std::pair<std::string, std::string>> jobs = {{"docker", on_docker},
+                                                                 {"overlayfs", on_overlayfs}};
+  // Each job cold on one worker while the other is paused.
+  std::map<std::string, proto::JobInfo> cold;
+  for (const auto& [name, ctx] : jobs) {
+    const std::string other = name == "docker" ? "overlayfs" : "docker";
+    act(other, "pause");
+    cold[name] = wait_for(kiln_submit(ctx + "/app.spec", ctx));
+    act(other, "unpause");
+    ASSERT_EQ(cold[name].state, "succeeded") << cold[name].error << "\n" << workers[name]->log();
+    EXPECT_EQ(cold[name].worker, name);
+    ASSERT_EQ(cold[name].steps.size(), 3u);  // from, copy, run
+    EXPECT_FALSE(cold[name].steps.back().cached);
+  }
+  auto images = dockerd.docker({"images", "--format", "{{.Repository}}:{{.Tag}}", "kiln-farm"});
+  EXPECT_THAT(images.out, HasSubstr("kiln-farm:" + cold["docker"].result)) << images.out << images.err;
+
+  // Both idle: each job again goes to the worker that holds its steps, and
+  // its files come out of either store (--output).
+  for (const auto& [name, ctx] : jobs) {
+    const std::string out = dir.path() + "/out-" + name;
+    const std::string id = kiln_submit(ctx + "/app.spec", ctx, {"--output", "/src:" + out});
+    auto warm = wait_for(id);
+    ASSERT_EQ(warm.state, "succeeded") << warm.error << "\n" << workers[name]->log();
+    EXPECT_EQ(warm.worker, name);
+    EXPECT_EQ(warm.result, cold[name].result);
+    ASSERT_EQ(warm.steps.size(), 3u);
+    for (const auto& step : warm.steps) EXPECT_TRUE(step.cached) << name << ": " << step.description;
+    auto log = client->call<proto::Log>(proto::ReadLog{.job_id = id, .offset = 0, .max_bytes = 1 << 20});
+    ASSERT_TRUE(log);
+    EXPECT_THAT(log->data, HasSubstr(name == "docker" ? "built by dockerd" : "built on overlayfs"));
+    std::ifstream greeting(out + "/greeting.txt"), built(out + "/out.txt");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(greeting), {}),
+              name == "docker" ? "built by dockerd\n" : "built on overlayfs\n");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(built), {}), "built\n");
+  }
+
+  // The docker worker's job, built on overlayfs too: the same step ids.
+  act("docker", "pause");
+  auto again = wait_for(kiln_submit(on_docker + "/app.spec", on_docker));
+  act("docker", "unpause");
+  ASSERT_EQ(again.state, "succeeded") << again.error << "\n" << workers["overlayfs"]->log();
+  EXPECT_EQ(again.worker, "overlayfs");
+  EXPECT_FALSE(again.steps.back().cached);
+  EXPECT_EQ(again.result, cold["docker"].result);
+  EXPECT_EQ(workers["docker"]->stop(), 0) << workers["docker"]->log();  // before its dockerd goes
 }
 
 TEST_F(Farm, AFailingStepFailsTheJobWithItsError) {

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "common/fs.h"
 #include "worker/docker/docker_fetcher.h"
 #include "worker/docker/docker_sandbox.h"
 #include "worker/fetcher/registry_reference.h"
@@ -141,6 +142,7 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
   KILN_ASSIGN_OR_RETURN(local->builder_options_, parse_builder_options(options));
 
   local->image_cache_dir_ = registry.cache_dir;
+  local->tmp_dir_ = options.home + "/tmp";
   local->builder_options_.unpacked_images_dir = options.home + "/unpacked-images";
   local->store_spec_ = options.store.empty() ? "overlayfs:" + options.home + "/store" : options.store;
   if (options.store.empty()) {
@@ -192,6 +194,27 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
 }
 
 LocalBuilder::~LocalBuilder() = default;
+
+Result<context::ResultTar> LocalBuilder::write_result_tar(const std::string& id, const std::string& src,
+                                                          const context::TarSink& sink, std::uint64_t max_bytes) {
+  KILN_ASSIGN_OR_RETURN(auto dir, store_->result(id));
+  if (!dir) return make_error(ErrorKind::kNotFound, fmt::format("result {} disappeared from the store", id));
+  if (!builder_options_.step_files) return context::write_result_tar(*dir + "/rootfs", src, sink, max_bytes);
+  // The docker store: the result is an image. Only `src` comes out of it;
+  // a path that leaves `/` is left for write_result_tar to refuse.
+  std::string path = std::filesystem::path("/" + src).lexically_normal().string();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  KILN_RETURN_IF_ERROR(ensure_dirs(tmp_dir_));
+  std::string scratch = tmp_dir_ + "/output-XXXXXX";
+  if (::mkdtemp(scratch.data()) == nullptr) return errno_error("cannot make a directory in " + tmp_dir_);
+  CancelToken never;
+  auto tree = builder_options_.step_files->open_tree({.dir = scratch}, id, {path.substr(1)}, never);
+  Result<context::ResultTar> tar =
+      tree ? context::write_result_tar(*tree, src, sink, max_bytes) : std::unexpected(std::move(tree.error()));
+  Status removed = remove_tree(scratch);
+  if (!removed) spdlog::warn("cannot remove {}: {}", scratch, removed.error().to_string());
+  return tar;
+}
 
 bool LocalBuilder::sandbox_ready() const {
   const auto* runtime = dynamic_cast<const RuntimeSandbox*>(sandbox_.get());

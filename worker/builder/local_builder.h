@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "common/context/result_tar.h"
 #include "common/error.h"
 #include "worker/builder/builder.h"
 #include "worker/fetcher/fetcher.h"
@@ -118,11 +119,20 @@ class LocalBuilder {
   // measures and prunes it).
   const std::string& image_cache_dir() const { return image_cache_dir_; }
 
+  // The tar of `src` (a path in result `id`'s filesystem) that `--output`
+  // carries (context/result_tar.h, same rules and errors): written from the
+  // result's rootfs, or on the docker store from a copy of `src` read out of
+  // the result's image (GET /archive) into a private directory below
+  // HOME/tmp, removed before returning. Thread safety: calls may run at once.
+  Result<context::ResultTar> write_result_tar(const std::string& id, const std::string& src,
+                                              const context::TarSink& sink, std::uint64_t max_bytes);
+
  private:
   LocalBuilder() = default;
 
   std::string store_spec_;
   std::string image_cache_dir_;
+  std::string tmp_dir_;  // HOME/tmp
   BuilderOptions builder_options_;
   // Declared in construction order: destroyed builder first, store last.
   std::unique_ptr<store::Store> store_;

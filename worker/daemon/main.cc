@@ -337,12 +337,17 @@ int main(int argc, char** argv) {
     local = std::move(*made);
     spdlog::info("kiln-worker {}: state in {}, store {}", options.name, state_dir, local->builder().root());
     const kiln::sandbox::Limits& limits = local->builder_options().limits;
-    spdlog::info("kiln-worker {}: each step: memory {}{}, processes {}{}, cpus {}; seccomp profile on; {}",
+    // On the docker store dockerd runs the steps: its own seccomp profile and user mapping.
+    const bool on_docker = local->store_spec() == "docker" || local->store_spec().starts_with("docker:");
+    spdlog::info("kiln-worker {}: each step: memory {}{}, processes {}{}, cpus {}; {}",
                  options.name, limits.memory_bytes ? kiln::human_bytes(*limits.memory_bytes) : "unlimited",
                  flags.memory.empty() ? " (default: half of this host's RAM)" : "",
                  limits.pids ? std::to_string(*limits.pids) : "unlimited", flags.pids ? "" : " (default)",
                  limits.cpu_millicores ? fmt::format("{:.2f}", *limits.cpu_millicores / 1000.0) : "unlimited",
-                 flags.userns ? "in a user namespace (--userns)" : "as host root (no --userns)");
+                 on_docker ? fmt::format("run by dockerd {} (its seccomp profile and user mapping)",
+                                         flags.docker_host)
+                 : flags.userns ? "seccomp profile on; in a user namespace (--userns)"
+                                : "seccomp profile on; as host root (no --userns)");
     kiln::worker::BuilderExecutorOptions executor_options{
         .state_dir = state_dir,
         .prune_below_bytes = *prune_below,
@@ -368,15 +373,10 @@ int main(int argc, char** argv) {
                             kiln::pusher::push_result(*store, id, spec, push, note));
       return pushed.reference + "@" + pushed.digest;
     };
-    executor_options.write_output = [store = &local->store()](
-                                        const std::string& id, const std::string& src,
-                                        const kiln::context::TarSink& sink,
-                                        std::uint64_t max_bytes) -> kiln::Result<kiln::context::ResultTar> {
-      KILN_ASSIGN_OR_RETURN(auto dir, store->result(id));
-      if (!dir)
-        return kiln::make_error(kiln::ErrorKind::kNotFound,
-                                fmt::format("result {} disappeared from the store", id));
-      return kiln::context::write_result_tar(*dir + "/rootfs", src, sink, max_bytes);
+    executor_options.write_output = [local = local.get()](const std::string& id, const std::string& src,
+                                                          const kiln::context::TarSink& sink,
+                                                          std::uint64_t max_bytes) {
+      return local->write_result_tar(id, src, sink, max_bytes);
     };
     executor = std::make_unique<kiln::worker::BuilderExecutor>(std::move(executor_options), local->builder());
   }

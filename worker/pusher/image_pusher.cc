@@ -49,6 +49,13 @@ Result<std::vector<std::string>> chain_of(store::Store& store, const std::string
 Result<std::string> rootfs_of(store::Store& store, const std::string& id) {
   KILN_ASSIGN_OR_RETURN(auto dir, store.result(id));
   if (!dir) return make_error(ErrorKind::kNotFound, fmt::format("result {} disappeared from the store", id));
+  // The docker store keeps results as images, not directories.
+  if (::access((*dir + "/rootfs").c_str(), F_OK) != 0)
+    return make_error(ErrorKind::kUnsupported,
+                      fmt::format("result {} has no rootfs directory (a docker store keeps its results as "
+                                  "images): --push is not supported on the docker store yet; push the image "
+                                  "with docker push, or build on another --store",
+                                  id));
   return *dir;
 }
 
