@@ -21,8 +21,9 @@ Status check_output_flags(const std::vector<std::string>& outputs) {
   return {};
 }
 
-Status write_outputs(builder::LocalBuilder& local, const std::string& id, const std::vector<std::string>& outputs,
-                     const std::string& tmp_dir, std::ostream& notes) {
+Status write_outputs(builder::LocalBuilder& local, const std::string& id,
+                     const std::vector<std::string>& outputs, const std::string& tmp_dir,
+                     std::ostream& notes) {
   if (outputs.empty()) return {};
   KILN_RETURN_IF_ERROR(ensure_dirs(tmp_dir));
   for (const std::string& value : outputs) {
@@ -31,11 +32,11 @@ Status write_outputs(builder::LocalBuilder& local, const std::string& id, const 
     // An unnamed file: nothing to clean up whatever happens.
     UniqueFd tar(::open(tmp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (!tar) return errno_error("cannot make a temporary file in " + tmp_dir);
-    KILN_ASSIGN_OR_RETURN(context::ResultTar written,
-                          local.write_result_tar(
-                              id, src,
-                              [&](std::string_view chunk) { return write_all(tar.get(), chunk, "the output tar"); },
-                              std::numeric_limits<std::uint64_t>::max()));
+    KILN_ASSIGN_OR_RETURN(
+        context::ResultTar written,
+        local.write_result_tar(
+            id, src, [&](std::string_view chunk) { return write_all(tar.get(), chunk, "the output tar"); },
+            std::numeric_limits<std::uint64_t>::max()));
     for (const std::string& skipped : written.skipped)
       notes << fmt::format("kiln: --output {}: left out {}: not a file, directory or symlink\n", src,
                            skipped);

@@ -23,8 +23,9 @@ Status check_output_flags(const std::vector<std::string>& outputs);
 // Copies each SRC of result `id` into its DESTDIR (created if missing), through
 // a temporary tar under `tmp_dir` (LocalBuilder::write_result_tar: any store,
 // docker included); notes one line per output on `notes`.
-Status write_outputs(builder::LocalBuilder& local, const std::string& id, const std::vector<std::string>& outputs,
-                     const std::string& tmp_dir, std::ostream& notes);
+Status write_outputs(builder::LocalBuilder& local, const std::string& id,
+                     const std::vector<std::string>& outputs, const std::string& tmp_dir,
+                     std::ostream& notes);
 
 // Pushes result `id` as the image `reference` (worker/pusher/image_pusher.h),
 // logging in and trusting registries as the build's pulls do (`flags`:

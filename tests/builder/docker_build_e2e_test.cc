@@ -229,20 +229,22 @@ TEST_F(DockerBuildE2eTest, AKilledBuildsStepContainerStopsAndTheNextBuildRemoves
     for (const auto& c : list ? *list : std::vector<docker::ContainerSummary>{}) n += c.state == "running";
     return n;
   };
-  testing::Child build({"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY, "build", "--store",
-                        std::string("docker:") + kPrefix, "--docker-host", dockerd_.host(), "-f", spec, context_},
-                       home_.path() + "/killed-build.log");
+  testing::Child build(
+      {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY, "build", "--store",
+       std::string("docker:") + kPrefix, "--docker-host", dockerd_.host(), "-f", spec, context_},
+      home_.path() + "/killed-build.log");
   ASSERT_TRUE(testing::eventually([&] { return running() == 1; }, std::chrono::seconds(120))) << build.log();
   build.kill_now();
   const auto killed = std::chrono::steady_clock::now();
   EXPECT_TRUE(testing::eventually([&] { return running() == 0; }, std::chrono::seconds(15)))
       << "the step container still runs 15 s after its build was killed";
-  RecordProperty("ms_until_the_container_stopped",
-                 static_cast<int>((std::chrono::steady_clock::now() - killed) / std::chrono::milliseconds(1)));
+  RecordProperty(
+      "ms_until_the_container_stopped",
+      static_cast<int>((std::chrono::steady_clock::now() - killed) / std::chrono::milliseconds(1)));
   EXPECT_EQ(our_containers(), 1u);  // stopped, not removed: nothing ran to remove it
 
-  ProcessResult next = kiln({"build", "-f", spec_file("((from busybox)\n (run (shell \"echo next\")))\n"),
-                             context_});
+  ProcessResult next =
+      kiln({"build", "-f", spec_file("((from busybox)\n (run (shell \"echo next\")))\n"), context_});
   ASSERT_EQ(next.exit_code, 0) << next.out << next.err;
   EXPECT_THAT(next.out, HasSubstr("next"));
   EXPECT_EQ(our_containers(), 0u);

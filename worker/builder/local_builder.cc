@@ -196,7 +196,8 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
 LocalBuilder::~LocalBuilder() = default;
 
 Result<context::ResultTar> LocalBuilder::write_result_tar(const std::string& id, const std::string& src,
-                                                          const context::TarSink& sink, std::uint64_t max_bytes) {
+                                                          const context::TarSink& sink,
+                                                          std::uint64_t max_bytes) {
   KILN_ASSIGN_OR_RETURN(auto dir, store_->result(id));
   if (!dir) return make_error(ErrorKind::kNotFound, fmt::format("result {} disappeared from the store", id));
   if (!builder_options_.step_files) return context::write_result_tar(*dir + "/rootfs", src, sink, max_bytes);
@@ -209,8 +210,8 @@ Result<context::ResultTar> LocalBuilder::write_result_tar(const std::string& id,
   if (::mkdtemp(scratch.data()) == nullptr) return errno_error("cannot make a directory in " + tmp_dir_);
   CancelToken never;
   auto tree = builder_options_.step_files->open_tree({.dir = scratch}, id, {path.substr(1)}, never);
-  Result<context::ResultTar> tar =
-      tree ? context::write_result_tar(*tree, src, sink, max_bytes) : std::unexpected(std::move(tree.error()));
+  Result<context::ResultTar> tar = tree ? context::write_result_tar(*tree, src, sink, max_bytes)
+                                        : std::unexpected(std::move(tree.error()));
   Status removed = remove_tree(scratch);
   if (!removed) spdlog::warn("cannot remove {}: {}", scratch, removed.error().to_string());
   return tar;

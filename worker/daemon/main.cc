@@ -339,15 +339,15 @@ int main(int argc, char** argv) {
     const kiln::sandbox::Limits& limits = local->builder_options().limits;
     // On the docker store dockerd runs the steps: its own seccomp profile and user mapping.
     const bool on_docker = local->store_spec() == "docker" || local->store_spec().starts_with("docker:");
-    spdlog::info("kiln-worker {}: each step: memory {}{}, processes {}{}, cpus {}; {}",
-                 options.name, limits.memory_bytes ? kiln::human_bytes(*limits.memory_bytes) : "unlimited",
-                 flags.memory.empty() ? " (default: half of this host's RAM)" : "",
-                 limits.pids ? std::to_string(*limits.pids) : "unlimited", flags.pids ? "" : " (default)",
-                 limits.cpu_millicores ? fmt::format("{:.2f}", *limits.cpu_millicores / 1000.0) : "unlimited",
-                 on_docker ? fmt::format("run by dockerd {} (its seccomp profile and user mapping)",
-                                         flags.docker_host)
-                 : flags.userns ? "seccomp profile on; in a user namespace (--userns)"
-                                : "seccomp profile on; as host root (no --userns)");
+    spdlog::info(
+        "kiln-worker {}: each step: memory {}{}, processes {}{}, cpus {}; {}", options.name,
+        limits.memory_bytes ? kiln::human_bytes(*limits.memory_bytes) : "unlimited",
+        flags.memory.empty() ? " (default: half of this host's RAM)" : "",
+        limits.pids ? std::to_string(*limits.pids) : "unlimited", flags.pids ? "" : " (default)",
+        limits.cpu_millicores ? fmt::format("{:.2f}", *limits.cpu_millicores / 1000.0) : "unlimited",
+        on_docker ? fmt::format("run by dockerd {} (its seccomp profile and user mapping)", flags.docker_host)
+        : flags.userns ? "seccomp profile on; in a user namespace (--userns)"
+                       : "seccomp profile on; as host root (no --userns)");
     kiln::worker::BuilderExecutorOptions executor_options{
         .state_dir = state_dir,
         .prune_below_bytes = *prune_below,
