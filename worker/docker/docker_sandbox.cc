@@ -54,10 +54,11 @@ Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOption
   for (const auto& h : hierarchies) sandbox->cgroup_dirs_.push_back(h.path + "/" + cgroup.relative);
   // Before any step: from here on whatever the sandbox starts dies with this
   // process (and an earlier owner's watchdog has finished killing its steps).
-  KILN_ASSIGN_OR_RETURN(
-      sandbox->watchdog_,
-      sandbox::StepWatchdog::start(
-          {.cgroup_dirs = sandbox->cgroup_dirs_, .runtime_root = "", .lock_path = state + "/watchdog.lock"}));
+  KILN_ASSIGN_OR_RETURN(sandbox->watchdog_,
+                        sandbox::StepWatchdog::start({.cgroup_dirs = sandbox->cgroup_dirs_,
+                                                      .runtime_root = "",
+                                                      .lock_path = state + "/watchdog.lock",
+                                                      .keep_sweeping = kKeepSweeping}));
   return sandbox;
 }
 

@@ -25,6 +25,7 @@
 // threads.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,11 @@ class DockerSandbox final : public sandbox::Sandbox {
              CancelToken& cancel) override;
   Status run_in(const sandbox::RunSpec& spec, const store::Workspace& ws,
                 const sandbox::OutputSink& on_output, CancelToken& cancel) override;
+
+  // How long the watchdog keeps killing after the owner died: dockerd
+  // finishes starting a container whose client went away
+  // (StepWatchdogTargets::keep_sweeping).
+  static constexpr std::chrono::milliseconds kKeepSweeping{3000};
 
   // What step containers get as HostConfig.CgroupParent.
   const std::string& cgroup_parent() const { return cgroup_parent_; }

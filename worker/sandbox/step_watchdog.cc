@@ -30,6 +30,8 @@ struct Plan {
   // words): "\0--root\0DIR\0" for runc, "--root=DIR\0" for crun.
   std::string runc_root_words;
   std::string crun_root_word;
+  // StepWatchdogTargets::keep_sweeping, in rounds.
+  int keep_sweeping_rounds = 0;
 };
 
 constexpr std::size_t kPathBuffer = 4096;
@@ -215,7 +217,8 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
   const int quiet_rounds_to_stop = orderly ? 1 : kQuietRoundsToStop;
   char path[kPathBuffer];
   int quiet = 0;
-  for (int round = 0; round < kMaxRounds; ++round) {
+  const int keep_sweeping_rounds = orderly ? 0 : plan.keep_sweeping_rounds;
+  for (int round = 0; round < kMaxRounds + keep_sweeping_rounds; ++round) {
     int signalled = kill_runtime_processes(plan, self);
     for (const std::string& dir : plan.cgroup_dirs) {
       if (dir.size() + 1 > kPathBuffer) continue;
@@ -223,7 +226,7 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
       signalled += kill_cgroup_tree(path, dir.size(), self, 0);
     }
     quiet = signalled == 0 ? quiet + 1 : 0;
-    if (quiet >= quiet_rounds_to_stop) break;
+    if (quiet >= quiet_rounds_to_stop && round + 1 >= keep_sweeping_rounds) break;
     timespec pause{0, kRoundPauseNs};
     ::nanosleep(&pause, nullptr);
   }
@@ -235,6 +238,8 @@ int kill_runtime_processes(const Plan& plan, pid_t self) {
 Result<StepWatchdog> StepWatchdog::start(const StepWatchdogTargets& targets) {
   Plan plan;
   plan.cgroup_dirs = targets.cgroup_dirs;
+  plan.keep_sweeping_rounds =
+      static_cast<int>(targets.keep_sweeping / std::chrono::nanoseconds(kRoundPauseNs));
   if (!targets.runtime_root.empty()) {
     plan.runc_root_words = std::string("\0--root\0", 8) + targets.runtime_root + std::string(1, '\0');
     plan.crun_root_word = "--root=" + targets.runtime_root + std::string(1, '\0');

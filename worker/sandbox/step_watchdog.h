@@ -54,6 +54,12 @@ struct StepWatchdogTargets {
   std::string runtime_root;
   // Held by the watchdog while it lives (created if missing).
   std::string lock_path;
+  // After the owner died, sweep at least this long (rounds 10 ms apart), not
+  // only until two rounds find nothing: a daemon that runs the steps for the
+  // owner (dockerd) may still be starting one the owner asked for just before
+  // it died. Not after an orderly stop. Zero for RuncSandbox: its runtime
+  // processes are found by their --root instead.
+  std::chrono::milliseconds keep_sweeping{0};
 };
 
 class StepWatchdog {
