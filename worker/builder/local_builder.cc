@@ -67,6 +67,36 @@ class RuntimeSandbox final : public sandbox::Sandbox {
   std::unique_ptr<sandbox::RuncSandbox> runc_;  // set once, then never changed
 };
 
+// The docker sandbox, set up by set_up() at once or by the first step, so
+// that a fully cached `kiln build` starts no watchdog and never waits for
+// another process's (DockerSandbox: one owner of its state at a time).
+class LazyDockerSandbox final : public sandbox::Sandbox {
+ public:
+  explicit LazyDockerSandbox(docker::DockerSandboxOptions options) : options_(std::move(options)) {}
+
+  Status set_up() {
+    std::lock_guard lock(mu_);
+    if (docker_) return {};
+    KILN_ASSIGN_OR_RETURN(docker_, docker::DockerSandbox::create(options_));
+    return {};
+  }
+  Status run(const sandbox::RunSpec& spec, const std::string& rootfs, const sandbox::OutputSink& on_output,
+             CancelToken& cancel) override {
+    KILN_RETURN_IF_ERROR(set_up());
+    return docker_->run(spec, rootfs, on_output, cancel);
+  }
+  Status run_in(const sandbox::RunSpec& spec, const store::Workspace& ws,
+                const sandbox::OutputSink& on_output, CancelToken& cancel) override {
+    KILN_RETURN_IF_ERROR(set_up());
+    return docker_->run_in(spec, ws, on_output, cancel);
+  }
+
+ private:
+  const docker::DockerSandboxOptions options_;
+  std::mutex mu_;
+  std::unique_ptr<docker::DockerSandbox> docker_;  // set once (under mu_), then never changed
+};
+
 Result<BuilderOptions> parse_builder_options(const LocalBuilderOptions& flags) {
   BuilderOptions options;
   KILN_ASSIGN_OR_RETURN(options.image_aliases, kiln::image_aliases(flags.image_aliases));
@@ -161,12 +191,13 @@ Result<std::unique_ptr<LocalBuilder>> LocalBuilder::open(const LocalBuilderOptio
     // The docker store's steps run and fetch through dockerd: the three must match.
     std::string prefix = options.store == "docker" ? "kiln" : options.store.substr(7);
     if (options.run_steps) {
-      KILN_ASSIGN_OR_RETURN(
-          local->sandbox_,
-          docker::DockerSandbox::create({.host = options.docker_host,
-                                         .prefix = prefix,
-                                         .secrets_dir = options.home + "/docker-" + prefix + "-secrets",
-                                         .state_dir = options.home + "/docker-" + prefix + "-sandbox"}));
+      auto docker_sandbox = std::make_unique<LazyDockerSandbox>(
+          docker::DockerSandboxOptions{.host = options.docker_host,
+                                       .prefix = prefix,
+                                       .secrets_dir = options.home + "/docker-" + prefix + "-secrets",
+                                       .state_dir = options.home + "/docker-" + prefix + "-sandbox"});
+      if (!options.sandbox_at_first_step) KILN_RETURN_IF_ERROR(docker_sandbox->set_up());
+      local->sandbox_ = std::move(docker_sandbox);
     } else {
       local->sandbox_ = std::make_unique<NoSandbox>();
     }

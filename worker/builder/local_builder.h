@@ -57,7 +57,8 @@ struct LocalBuilderOptions {
   // `kiln df`): they need neither runc nor the sandbox's state directory.
   bool run_steps = true;
   // true: the sandbox is set up when the first step runs, not by open(), so
-  // a fully cached `kiln build` starts no runtime process and mounts nothing
+  // a fully cached `kiln build` starts no runtime process (on the docker
+  // store: no watchdog) and mounts nothing
   // (a missing runc is then reported by that first step). kiln-worker sets
   // it up at once: a daemon should fail at start and clean a crashed
   // predecessor's leftovers before taking jobs.
