@@ -1,7 +1,7 @@
-// kiln-worker as a process with real builds (runc, real stores, the busybox
-// base image from scripts/make-base-image) against an in-test scheduler
-// (FakeScheduler): what a worker's steps get and what happens to them when
-// the worker dies. Needs root.
+// kiln-worker as a process with real builds (runc, real stores, a private
+// dockerd for the docker store, the busybox base image from
+// scripts/make-base-image) against an in-test scheduler (FakeScheduler): what
+// a worker's steps get and what happens to them when the worker dies. Needs root.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +18,7 @@
 
 #include "common/subprocess.h"
 #include "tests/support/child.h"
+#include "tests/support/local_dockerd.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "worker/daemon/testing/fake_scheduler.h"
@@ -158,6 +159,38 @@ TEST_F(WorkerProcessE2eTest, AKilledWorkersStepDiesWithinSecondsAndItsRestartCle
   ASSERT_TRUE(list && list->ok());
   EXPECT_EQ(list->output, "");
   EXPECT_TRUE(fs::is_empty(state_ + "/sandbox/bundles"));
+  EXPECT_EQ(again->stop(), 0) << again->log();
+}
+
+// The same on the docker store: the step is a container of a private
+// dockerd, and the worker's watchdog kills its processes through the cgroup
+// parent the docker sandbox gives it; the restarted worker's store open
+// removes the stopped container.
+TEST_F(WorkerProcessE2eTest, AKilledDockerWorkersStepContainerStopsAndItsRestartRemovesIt) {
+  kiln::testing::LocalDockerd dockerd;
+  ASSERT_EQ(dockerd.start_error(), "");
+  const std::vector<std::string> on_docker = {"--store", "docker:kiln-wp", "--docker-host", dockerd.host()};
+  auto containers = [&](const std::string& state) {
+    auto r =
+        dockerd.docker({"ps", "-aq", "--filter", "label=kiln.store=kiln-wp", "--filter", "status=" + state});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  testing::FakeScheduler scheduler;
+  auto worker = start_worker(scheduler, on_docker);
+  scheduler.accept_registration();
+  scheduler.send(assign("long", "((from busybox) (run (shell \"sleep 600\")))"));
+  ASSERT_TRUE(kiln::testing::eventually([&] { return !containers("running").empty(); }, 120s))
+      << worker->log();
+
+  worker->kill_now();  // SIGKILL
+  EXPECT_TRUE(kiln::testing::eventually([&] { return containers("running").empty(); }, 15s))
+      << "the step container still runs 15 s after its worker was killed";
+
+  testing::FakeScheduler again_scheduler;
+  auto again = start_worker(again_scheduler, on_docker);
+  again_scheduler.accept_registration();
+  EXPECT_EQ(containers("exited") + containers("created") + containers("running"), "");
   EXPECT_EQ(again->stop(), 0) << again->log();
 }
 
