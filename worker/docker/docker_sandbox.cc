@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "common/fs.h"
@@ -64,8 +68,17 @@ Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOption
 
 DockerSandbox::~DockerSandbox() {
   watchdog_ = {};
-  // Only the empty ones go (rmdir): dockerd's runtime removed each step's own.
-  for (const std::string& dir : cgroup_dirs_) ::rmdir(dir.c_str());
+  // Only cgroups without processes go (rmdir refuses the others). A step's
+  // own is normally removed by dockerd's runtime, but not when dockerd went
+  // away first.
+  for (const std::string& dir : cgroup_dirs_) {
+    std::error_code ec;
+    std::vector<std::string> steps;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      if (e.is_directory(ec)) steps.push_back(e.path());
+    for (const std::string& step : steps) ::rmdir(step.c_str());
+    ::rmdir(dir.c_str());
+  }
 }
 
 Status DockerSandbox::run(const sandbox::RunSpec&, const std::string& rootfs, const sandbox::OutputSink&,
