@@ -1,7 +1,9 @@
 #include "worker/docker/docker_sandbox.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -12,6 +14,7 @@
 
 #include "common/fs.h"
 #include "common/sha256.h"
+#include "common/unique_fd.h"
 #include "worker/docker/step_container.h"
 #include "worker/sandbox/cgroup.h"
 
@@ -48,10 +51,25 @@ Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOption
   if (::realpath(options.state_dir.c_str(), real) == nullptr)
     return errno_error(fmt::format("resolve the docker sandbox's state directory {}", options.state_dir));
   const std::string state = real;
+  // Two owners would kill each other's steps (one watchdog's cgroup is the other's).
+  UniqueFd owner(::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!owner) return errno_error(fmt::format("create the lock file in {}", state));
+  if (::flock(owner.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err == EWOULDBLOCK)
+      return make_error(
+          ErrorKind::kBusy,
+          fmt::format("the docker sandbox's state directory {} is in use by another kiln process "
+                      "running steps on the same docker store; wait for it, or give each its own "
+                      "store (--store docker:PREFIX) or home",
+                      state));
+    return errno_error(fmt::format("lock {}/lock", state), err);
+  }
   KILN_ASSIGN_OR_RETURN(DaemonInfo info, client->info());
   KILN_ASSIGN_OR_RETURN(StepCgroupParent cgroup,
                         step_cgroup_parent(info.cgroup_driver, sha256_hex(state).substr(0, 12)));
   auto sandbox = std::unique_ptr<DockerSandbox>(new DockerSandbox(std::move(options), std::move(client)));
+  sandbox->owner_lock_ = std::move(owner);
   sandbox->volumes_dir_ = info.root_dir + "/volumes";
   sandbox->cgroup_parent_ = cgroup.parent;
   KILN_ASSIGN_OR_RETURN(auto hierarchies, sandbox::cgroup_mounts());

@@ -20,8 +20,9 @@
 //
 // Errors: run_step_container's (sandbox.h's messages); run(spec, rootfs)
 // is kUnsupported; create() fails kUnsupported for a cgroup driver other
-// than cgroupfs or systemd, kBusy while an earlier owner's watchdog is still
-// killing (StepWatchdog::start). Thread safety: steps may run from several
+// than cgroupfs or systemd, kBusy while another process's sandbox holds the
+// state directory or an earlier owner's watchdog is still killing (waited
+// for up to StepWatchdog::kPreviousWatchdogPatience). Thread safety: steps may run from several
 // threads.
 #pragma once
 
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "worker/docker/docker_client.h"
 #include "worker/sandbox/sandbox.h"
 #include "worker/sandbox/step_watchdog.h"
@@ -75,6 +77,7 @@ class DockerSandbox final : public sandbox::Sandbox {
   std::string cgroup_parent_;
   std::vector<std::string> cgroup_dirs_;  // the cgroup parent in every hierarchy (host paths)
   sandbox::StepWatchdog watchdog_;
+  UniqueFd owner_lock_;  // flock on STATE/lock while this sandbox lives
 };
 
 }  // namespace kiln::docker
