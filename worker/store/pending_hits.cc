@@ -1,6 +1,7 @@
 #include "worker/store/pending_hits.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,10 @@ Status append_pending_hits(const std::string& path, const std::vector<PendingHit
   for (const auto& hit : hits) text += fmt::format("{} {}\n", hit.id, hit.used_us);
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!fd) return errno_error("opening " + path);
+  // Bounded: past the size the next writable open reads, hits are dropped.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_error("reading the size of " + path);
+  if (static_cast<std::uint64_t>(st.st_size) + text.size() > kMaxPendingHitsBytes) return {};
   ssize_t n = ::write(fd.get(), text.data(), text.size());
   if (n < 0) return errno_error("writing " + path);
   if (static_cast<std::size_t>(n) != text.size())

@@ -8,7 +8,9 @@
 //
 // Format: one line per hit, "<id> <microseconds since the epoch>\n".
 // append_pending_hits writes all of its lines with one write() on an
-// O_APPEND descriptor, so concurrent read-only commands do not interleave;
+// O_APPEND descriptor, so concurrent read-only commands do not interleave,
+// and drops them when the file would grow past kMaxPendingHitsBytes (a
+// store only ever opened read-only keeps a bounded file);
 // it does not sync: a hit lost in a crash only leaves a result's last-used
 // time older (LRU pruning's input), never a wrong result. take_pending_hits
 // reads at most kMaxPendingHitsBytes (a file grown larger, e.g. by a store

@@ -64,5 +64,15 @@ TEST_F(PendingHitsTest, OnlyTheFirstMegabytesOfAnOversizedFileAreRead) {
   EXPECT_FALSE(std::filesystem::exists(path_));
 }
 
+TEST_F(PendingHitsTest, TheFileStopsGrowingAtItsBound) {
+  const std::vector<PendingHit> batch(1000, PendingHit{std::string(64, 'a'), 1'000'000'000'000'000});
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(append_pending_hits(path_, batch));  // ~8 MB offered
+  EXPECT_LE(std::filesystem::file_size(path_), kMaxPendingHitsBytes);
+  EXPECT_GT(std::filesystem::file_size(path_), kMaxPendingHitsBytes - 100'000);
+  auto hits = read_pending_hits(path_);
+  ASSERT_TRUE(hits) << hits.error().to_string();
+  EXPECT_EQ(hits->size() % 1000, 0u);  // whole batches only
+}
+
 }  // namespace
 }  // namespace kiln::store
