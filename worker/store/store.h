@@ -152,7 +152,7 @@ enum class StoreOpenMode {
   // the first change: a fully cached `kiln build` writes nothing, syncs
   // nothing and leaves the store to other readers (docs/store.md, "Opening
   // the store"). Cache hits are counted at the next writable open. Where
-  // there is no store yet, and on the docker backend, as kReadWrite.
+  // there is no store yet, as kReadWrite.
   kReadOnlyUntilWrite,
 };
 
