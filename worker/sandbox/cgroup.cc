@@ -259,8 +259,24 @@ std::vector<pid_t> StepCgroup::processes() const {
   return {pids.begin(), pids.end()};
 }
 
+bool StepCgroup::remove_if_empty() const {
+  auto mounts = cgroup_mounts();
+  if (!mounts) return false;
+  for (const auto& m : *mounts) {
+    const std::string dir = m.path + "/" + relative_;
+    for (const std::string& d : {dir + "/ctr", dir})
+      if (::rmdir(d.c_str()) != 0 && errno != ENOENT) return false;
+  }
+  return true;
+}
+
 Status StepCgroup::kill_and_remove(std::chrono::milliseconds patience) {
   removal_tried_ = true;
+  // The usual end of a step: its init was reaped and the rest of its pid
+  // namespace died with it, so each directory goes with one rmdir. Any
+  // refusal (a process still there, a cgroup the step made) takes the
+  // long way: find, kill and wait for the processes, then remove.
+  if (remove_if_empty()) return {};
   auto deadline = std::chrono::steady_clock::now() + patience;
   std::vector<pid_t> left = processes();
   while (!left.empty()) {

@@ -71,6 +71,9 @@ class StepCgroup {
 
  private:
   explicit StepCgroup(std::string relative) : relative_(std::move(relative)) {}
+  // Removes the container's and the step's directory in every hierarchy,
+  // deepest first; false at the first one that is refused (not empty).
+  bool remove_if_empty() const;
   void watch_v1_oom(const std::string& memory_dir);
   std::string relative_;           // "kiln/<group>/<id>"; empty once moved from
   std::vector<std::string> dirs_;  // host directories kiln created (limits live here)

@@ -1,10 +1,13 @@
 // RuncSandbox's end and cleanup, against runc: a worker killed mid-step
 // (played by a child process) takes its steps along (the watchdog), the next
 // owner of the state directory removes what a crashed one left, a second
-// owner is refused, and destroying the sandbox removes its cgroups.
+// owner is refused, and destroying the sandbox removes its cgroups and
+// unmounts its tmpfs mounts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <signal.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +110,19 @@ TEST_F(SandboxTest, DestroyingTheSandboxRemovesItsCgroupGroup) {
   std::string group = sandbox_->cgroup_group();
   sandbox_.reset();
   for (const auto& m : *mounts) EXPECT_FALSE(fs::exists(fs::path(m.path) / group)) << m.path;
+}
+
+TEST_F(SandboxTest, BundlesAndTheRuntimesStateLiveOnATmpfsWhileTheSandboxDoes) {
+  auto is_tmpfs = [](const fs::path& p) {
+    struct statfs st;
+    return ::statfs(p.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
+  };
+  for (const char* dir : {"bundles", "runtime", "secrets"}) EXPECT_TRUE(is_tmpfs(state_ / dir)) << dir;
+  EXPECT_EQ(run_ok(sh("echo ok")), "ok\n");
+  EXPECT_TRUE(fs::is_empty(state_ / "bundles"));
+  EXPECT_TRUE(fs::is_empty(state_ / "runtime"));
+  sandbox_.reset();
+  for (const char* dir : {"bundles", "runtime", "secrets"}) EXPECT_FALSE(is_tmpfs(state_ / dir)) << dir;
 }
 
 TEST_F(SandboxTest, UnknownRuntimeNameIsRejected) {
