@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -62,6 +63,34 @@ TEST_P(StoreTest, BuildsFromScratchAndFromABase) {
   EXPECT_EQ(info->parent, "a");
   EXPECT_EQ(store_->info("a")->children, 1u);
   EXPECT_EQ(store_->stats()->results, 2u);
+}
+
+// What a backend leaves of a work tree after its commit (overlayfs: the
+// work and merged directories; rsync: the unlinked copy) and a cache's
+// previous snapshot go to the store's attic, removed by a thread of its own;
+// what an earlier run left there goes after the next writable open.
+TEST_P(StoreTest, WhatABuildLeavesGoesToTheAtticWhichEmptiesItself) {
+  auto attic_empty = [&] {
+    for (int i = 0; i < 1000 && !entries("attic").empty(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return entries("attic").empty();
+  };
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  must_build("a", "b", {{"g", "2"}});
+  EXPECT_TRUE(entries("tmp").empty());
+  for (int round = 0; round < 2; ++round) {
+    auto lease = store_->cache({0, 0}, "c");
+    ASSERT_TRUE(lease) << lease.error().to_string();
+    ASSERT_TRUE(lease->release());
+  }
+  EXPECT_TRUE(attic_empty());
+  EXPECT_EQ(entries("cache").size(), 1u);
+
+  ASSERT_TRUE(ensure_dir(root_ + "/attic/left-by-an-earlier-run"));
+  write_file(root_ + "/attic/left-by-an-earlier-run/file", "x");
+  open();
+  EXPECT_TRUE(attic_empty());
+  EXPECT_EQ(file_of("b", "g"), "2");
 }
 
 TEST_P(StoreTest, FailedBuildLeavesNothingAndCanBeRetried) {

@@ -234,6 +234,11 @@ class DockerBackend final : public SnapshotBackend {
     for (const auto& c : caches) {
       if (auto name = read_pointer(root_ + "/cache/" + c, kVolumeFile)) live_volumes.insert(*name);
     }
+    // A cache's previous snapshot waiting in the store's attic: the attic removes it.
+    if (auto retiring = list_dir(root_ + "/attic")) {
+      for (const auto& r : *retiring)
+        if (auto name = read_pointer(root_ + "/attic/" + r, kVolumeFile)) live_volumes.insert(*name);
+    }
     KILN_ASSIGN_OR_RETURN(auto volumes, client_->list_volumes(ours));
     for (const auto& v : volumes) {
       if (live_volumes.contains(v.name)) continue;

@@ -50,7 +50,7 @@ class RsyncBackend final : public SnapshotBackend {
           {"rsync", "-aHq", "--checksum", "--link-dest=" + work.link_base, work.writable + "/", linked}));
       KILN_RETURN_IF_ERROR(rename_path(linked, dst));
     }
-    return remove_tree(work.dir);
+    return {};  // the rest of work.dir (the unlinked copy) goes to the store's attic
   }
 
   Status discard(const std::string& dir) override { return remove_tree(dir); }

@@ -65,7 +65,8 @@ class SnapshotBackend {
   virtual Result<WorkTree> create_empty(const std::string& dir) = 0;
   // A writable copy of `base` in `dir` (which does not exist yet).
   virtual Result<WorkTree> clone(const Lineage& base, const std::string& dir, CloneUse use) = 0;
-  // Turns the work tree into the read-only snapshot `dst`; then work.dir is gone.
+  // Turns the work tree into the read-only snapshot `dst`. What remains at
+  // work.dir, if anything, the store removes later with discard().
   virtual Status commit(const WorkTree& work, const std::string& dst) = 0;
   // Removes a work tree or any leftover temporary at `dir` (also after a crash).
   virtual Status discard(const std::string& dir) = 0;

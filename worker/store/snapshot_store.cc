@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "worker/store/attic.h"
 #include "worker/store/fs_util.h"
 #include "worker/store/metadata.h"
 #include "worker/store/pending_hits.h"
@@ -145,6 +146,9 @@ class SnapshotStore final : public Store {
     hits.insert(hits.end(), kept.begin(), kept.end());
     KILN_RETURN_IF_ERROR(apply_hits(hits));
     sizer_ = std::thread([this] { measure_sizes(); });
+    attic_ = std::make_unique<Attic>(root_ + "/attic",
+                                     [this](const std::string& path) { return backend_->discard(path); });
+    KILN_RETURN_IF_ERROR(attic_->start());
     if (report_.repaired_anything()) {
       spdlog::warn("{} store {}: repaired {}: {}", backend_->kind(), root_, when, report_.to_string());
     }
@@ -243,6 +247,7 @@ class SnapshotStore final : public Store {
       (void)backend_->discard(dir);
       return std::unexpected(std::move(s.error()).with_context("saving the result of " + id));
     }
+    if (path_exists(dir)) retire(dir);  // what the backend left of its work tree
     ResultRecord record;
     record.parent = base.value_or("");
     record.layered_on = work->layered_on_base ? *base : "";
@@ -343,6 +348,7 @@ class SnapshotStore final : public Store {
         (void)backend_->discard(dir);
         return std::unexpected(std::move(made.error()).with_context("creating cache " + name));
       }
+      if (path_exists(dir)) retire(dir);
       record = CacheRecord{.generation = record ? record->generation + 1 : 0, .created_us = now_us()};
     }
     std::string dir = next_cache_tmp_path(name);
@@ -553,6 +559,14 @@ class SnapshotStore final : public Store {
     return root_ + "/cache/" + escape_name(name);
   }
 
+  // Hands a directory nothing refers to any more to the attic, which
+  // removes it off the caller's path; removes it here if that fails.
+  void retire(const std::string& path) {
+    if (attic_ && attic_->retire(path)) return;
+    if (auto s = backend_->discard(path); !s)
+      spdlog::warn("store {}: removing {}: {}", root_, path, s.error().to_string());
+  }
+
   // Moves a snapshot out of its place (atomically), then removes it.
   Status discard_if_present(const std::string& path) {
     if (!path_exists(path)) return {};
@@ -587,10 +601,15 @@ class SnapshotStore final : public Store {
         (void)backend_->discard(work.dir);
         return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
       }
+      if (path_exists(work.dir)) retire(work.dir);
       s = path_exists(latest) ? exchange_paths(staged, latest) : rename_path(staged, latest);
       if (s) s = metadata_->put_cache(name, updated);
       // `staged` now holds the previous snapshot (or, after a failure, the new one).
-      if (auto removed = backend_->discard(staged); !removed && s) s = removed;
+      if (s) {
+        retire(staged);
+      } else if (auto removed = backend_->discard(staged); !removed) {
+        s = removed;
+      }
       if (!s)
         return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
       return {};
@@ -623,6 +642,9 @@ class SnapshotStore final : public Store {
   std::deque<std::string> sizer_queue_;  // results whose size is still to be measured
   bool stopping_ = false;
   std::thread sizer_;
+  // Removes what builds and cache releases left (writable stores only).
+  // Declared last: destroyed first, while the backend it calls still exists.
+  std::unique_ptr<Attic> attic_;
 };
 
 }  // namespace
