@@ -22,8 +22,9 @@
 // is kUnsupported; create() fails kUnsupported for a cgroup driver other
 // than cgroupfs or systemd, kBusy while another process's sandbox holds the
 // state directory or an earlier owner's watchdog is still killing (waited
-// for up to StepWatchdog::kPreviousWatchdogPatience). Thread safety: steps may run from several
-// threads.
+// for up to StepWatchdog::kPreviousWatchdogPatience), and with errno's when
+// the secrets tmpfs cannot be mounted (not root). Thread safety: steps may
+// run from several threads.
 #pragma once
 
 #include <chrono>
@@ -42,7 +43,10 @@ namespace kiln::docker {
 struct DockerSandboxOptions {
   std::string host = std::string(kDefaultDockerHost);
   std::string prefix = "kiln";  // the store's: labels kiln.store=PREFIX
-  std::string secrets_dir;      // host directory for secrets' files (created if missing)
+  // Host directory (created if missing) where create() mounts a tmpfs of
+  // the sandbox's own (sandbox/secrets_tmpfs.h) for the secrets' values,
+  // unmounted by the destructor. Empty: a step with secrets fails.
+  std::string secrets_dir;
   // Host directory of the sandbox's own (created if missing; required): the
   // watchdog's lock, and its real path names the steps' cgroup parent. One
   // owner at a time (the docker store's lock: use one per store).

@@ -1,24 +1,30 @@
 // DockerSandbox against a real, private dockerd: a step's processes are in
 // the sandbox's own cgroup parent (what its watchdog sweeps), the cgroup goes
-// with the sandbox, and one state directory has one owner at a time. The
+// with the sandbox, one state directory has one owner at a time, and secret
+// values live on the sandbox's tmpfs. The
 // kill -9 tests are end to end: tests/builder/docker_build_e2e_test.cc and
 // tests/worker/worker_process_e2e_test.cc.
 #include "worker/docker/docker_sandbox.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <filesystem>
 #include <string>
 
 #include "worker/docker/testing/docker_fixture.h"
 #include "worker/sandbox/cgroup.h"
+#include "worker/sandbox/secrets_tmpfs.h"
 
 namespace kiln::docker {
 namespace {
 
 using ::testing::HasSubstr;
 using testing::kBusybox;
+
+constexpr long kTmpfsMagic = 0x01021994;
 
 class DockerSandboxTest : public testing::DockerFixture {
  protected:
@@ -62,6 +68,72 @@ TEST_F(DockerSandboxTest, ASecondOwnerOfTheStateDirectoryIsRefusedUntilTheFirstI
   first->reset();
   auto third = create();
   EXPECT_TRUE(third) << third.error().to_string();
+}
+
+// Secret values live on a tmpfs of the sandbox's own while their step runs
+// (never on a disk), reach the step read-only, and are not in its commit.
+// What the commit keeps is the empty mount point dockerd's runtime made for
+// a target the image lacks (docs/store.md, "Secrets and mount points").
+TEST_F(DockerSandboxTest, SecretsLiveOnTheSandboxsTmpfsAndOnlyTheirEmptyMountPointIsCommitted) {
+  const std::string secrets = tmp_.path() + "/secrets";
+  auto sandbox = DockerSandbox::create({.host = dockerd_.host(),
+                                        .prefix = "kiln-sbx",
+                                        .secrets_dir = secrets,
+                                        .state_dir = tmp_.path() + "/sandbox"});
+  ASSERT_TRUE(sandbox) << sandbox.error().to_string();
+  struct statfs fs {};
+  ASSERT_EQ(::statfs(secrets.c_str(), &fs), 0);
+  EXPECT_EQ(fs.f_type, kTmpfsMagic);
+  EXPECT_TRUE(sandbox::is_mount_point(secrets));
+  struct stat st {};
+  ASSERT_EQ(::stat(secrets.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+
+  sandbox::RunSpec spec;
+  spec.uid = 1000;
+  spec.gid = 1000;
+  spec.argv = {"/bin/sh", "-c",
+               "cat /run/secrets/token; echo; touch /run/secrets/token 2>/dev/null || echo ro; "
+               "grep ' /run/secrets/token ' /proc/self/mounts | cut -d' ' -f3"};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  spec.secrets = {{"/run/secrets/token", "s3cr3t-value"}};
+  std::string output;
+  CancelToken cancel;
+  store::Workspace ws{.dir = tmp_.path() + "/step-s", .base_image = kBusybox, .container = "kiln-sbx-step-s"};
+  ASSERT_TRUE((*sandbox)->run_in(
+      spec, ws, [&](std::string_view b) { output.append(b); }, cancel));
+  EXPECT_EQ(output, "s3cr3t-value\nro\ntmpfs\n");   // the bind's source is on the tmpfs
+  EXPECT_TRUE(std::filesystem::is_empty(secrets));  // gone with the step
+
+  ASSERT_TRUE(client_->commit("kiln-sbx-step-s", {.repo = "kiln-sbx", .tag = "secret"}));
+  auto id = client_->create_container(
+      {.image = "kiln-sbx:secret", .entrypoint = std::vector<std::string>{"/bin/true"}}, "");
+  ASSERT_TRUE(id) << id.error().to_string();
+  // The busybox image has no /run: dockerd's runtime made /run/secrets and an
+  // empty file at the target, and the commit kept both.
+  auto dir = client_->stat_path(*id, "/run/secrets");
+  ASSERT_TRUE(dir) << dir.error().to_string();
+  EXPECT_TRUE(dir->is_dir());
+  auto target = client_->stat_path(*id, "/run/secrets/token");
+  ASSERT_TRUE(target) << target.error().to_string();
+  EXPECT_FALSE(target->is_dir());
+  EXPECT_FALSE(target->is_symlink());
+  EXPECT_EQ(target->size, 0);
+  // Nowhere in the image's filesystem is the value.
+  std::string tar;
+  ASSERT_TRUE(client_->get_archive(
+      *id, "/",
+      [&](std::string_view b) -> Status {
+        tar.append(b);
+        return {};
+      },
+      nullptr));
+  EXPECT_NE(tar.find("bin/busybox"), std::string::npos);  // the whole tree came
+  EXPECT_EQ(tar.find("s3cr3t-value"), std::string::npos);
+
+  // The tmpfs goes with the sandbox, and with it anything a step left there.
+  sandbox->reset();
+  EXPECT_FALSE(sandbox::is_mount_point(secrets));
 }
 
 }  // namespace

@@ -11,7 +11,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +34,7 @@
 #include "common/unique_fd.h"
 #include "worker/sandbox/cgroup.h"
 #include "worker/sandbox/idmap.h"
+#include "worker/sandbox/secrets_tmpfs.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -44,7 +44,6 @@ using namespace std::chrono_literals;
 constexpr std::string_view kContainerPrefix = "kiln-";
 // Where user-namespaced steps' views live (a tmpfs per sandbox below it).
 constexpr const char* kViewsRoot = "/run/kiln";
-constexpr long kTmpfsMagic = 0x01021994;
 // How long helper commands (kill, delete, list) may take before kiln gives up on them.
 constexpr auto kHelperTimeout = 20s;
 // How long a killed container may take to disappear before kiln kills the runtime itself.
@@ -62,17 +61,6 @@ Result<CommandOutput> run_helper(const std::vector<std::string>& argv, const std
 // goes on with what it can see).
 std::vector<std::string> entries_of(const std::string& dir) {
   return list_dir(dir).value_or(std::vector<std::string>{});
-}
-
-bool is_mount_point(const std::string& path) {
-  struct stat here, parent;
-  if (::stat(path.c_str(), &here) != 0 || ::stat((path + "/..").c_str(), &parent) != 0) return false;
-  return here.st_dev != parent.st_dev;
-}
-
-bool is_tmpfs_mount(const std::string& path) {
-  struct statfs fs;
-  return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == kTmpfsMagic && is_mount_point(path);
 }
 
 std::string random_hex(std::size_t bytes) {
@@ -236,7 +224,7 @@ RuncSandbox::RuncSandbox(RuncSandboxOptions options) : options_(std::move(option
 RuncSandbox::~RuncSandbox() {
   if (!lock_fd_) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
-  if (!secrets_dir_.empty() && is_mount_point(secrets_dir_)) ::umount2(secrets_dir_.c_str(), MNT_DETACH);
+  unmount_secrets_tmpfs(secrets_dir_);
   // Nor do bundles and the runtime's state (the watchdog, stopped below, needs neither).
   for (const std::string* dir : {&bundles_dir_, &runtime_root_})
     if (!dir->empty() && is_tmpfs_mount(*dir)) ::umount2(dir->c_str(), MNT_DETACH);
@@ -329,15 +317,7 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
                     runtime_name));
   }
 
-  // Secret values must never touch a disk: they live on a tmpfs of our own.
-  struct statfs fs;
-  bool mounted = ::statfs(s.secrets_dir_.c_str(), &fs) == 0 && fs.f_type == kTmpfsMagic &&
-                 is_mount_point(s.secrets_dir_);
-  if (!mounted && ::mount("tmpfs", s.secrets_dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          "mode=0700,size=64m") != 0) {
-    return errno_error(
-        fmt::format("mount a tmpfs for secrets at {} (the sandbox must run as root)", s.secrets_dir_));
-  }
+  KILN_RETURN_IF_ERROR(mount_secrets_tmpfs(s.secrets_dir_));
 
   KILN_RETURN_IF_ERROR(s.remove_leftovers());
   if (s.leftovers_.removed_anything()) spdlog::warn("sandbox {}: {}", state, s.leftovers_.to_string());
