@@ -4,7 +4,8 @@
 // into dockerd) and run steps is built into images PREFIX:<step id>, then
 // served from cache; a run step's user comes from the base's /etc/passwd;
 // copy steps put the context's or a build stage's files into the image
-// (modes, owner, mtime 0).
+// (modes, owner, mtime 0); a (from) of a registry reference is pulled by
+// dockerd from a docker-registry the test starts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 #include "tests/support/child.h"
 #include "tests/support/kiln_output.h"
 #include "tests/support/local_dockerd.h"
+#include "tests/support/local_registry.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "worker/docker/container_files.h"
@@ -162,6 +164,56 @@ TEST_F(DockerBuildE2eTest, CachesPersistAndSecretsAreNotCommitted) {
   EXPECT_EQ(token, std::optional<std::string>("")) << token.value_or("(absent)");
   auto log = file_in(image, "/var/cache/c/log");
   EXPECT_TRUE(!log || log->empty()) << *log;
+  EXPECT_EQ(our_containers(), 0u);
+}
+
+// A (from) of a registry reference is pulled by dockerd itself (POST
+// /images/create: its own registry configuration; a registry on 127.0.0.0/8
+// is plain HTTP to dockerd by default), from a docker-registry on 127.0.0.1
+// that the test starts. The step runs on what was pulled, and a second
+// build is served from cache without the registry.
+TEST_F(DockerBuildE2eTest, BuildsOnAnImageDockerdPullsFromARegistryThenServesItFromCache) {
+  testing::LocalRegistry registry(home_.path() + "/registry");
+  ASSERT_EQ(registry.push("oci:" + home_.path() + "/images/busybox:latest", "team/busybox:1"), "");
+  const std::string image = registry.host() + "/team/busybox:1";
+  std::string spec =
+      spec_file("((from \"" + image +
+                "\")\n"
+                " (run (shell \"echo built on $(head -n 1 /etc/group) > /built; cat /built\")))\n");
+  ProcessResult first = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err << registry.log();
+  EXPECT_EQ(count_of(first.out, "---> saved as"), 2u) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("built on root:x:0:"));
+  // dockerd asked the registry for the tag and fetched the blobs, and has
+  // the image under its name (an import by kiln's own fetcher would be
+  // PREFIX-import:<id>, and gone).
+  auto by_dockerd = [&](const std::string& request) {
+    std::istringstream lines(registry.log());
+    int n = 0;
+    for (std::string line; std::getline(lines, line);)
+      if (line.find(request) != std::string::npos && line.find("\"docker/") != std::string::npos) ++n;
+    return n;
+  };
+  EXPECT_GE(by_dockerd("\"HEAD /v2/team/busybox/manifests/1 HTTP"), 1) << registry.log();
+  EXPECT_GE(by_dockerd("\"GET /v2/team/busybox/blobs/sha256:"), 1) << registry.log();
+  auto pulled = client_->inspect_image(image);
+  ASSERT_TRUE(pulled) << pulled.error().to_string();
+  std::string id = got_id(first);
+  ASSERT_FALSE(id.empty()) << first.out;
+  std::string result = std::string(kPrefix) + ":" + id;
+  EXPECT_EQ(file_in(result, "/built"), "built on root:x:0:\n");
+  auto info = client_->inspect_image(result);
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->labels["kiln.step"], id);
+  EXPECT_EQ(our_containers(), 0u);
+
+  // Both steps from cache, with the registry down.
+  registry.stop();
+  ProcessResult second = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_EQ(got_id(second), id);
+  EXPECT_EQ(count_of(second.out, " from cache"), 2u) << second.out;
+  EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
   EXPECT_EQ(our_containers(), 0u);
 }
 
