@@ -1,7 +1,8 @@
 // DockerSandbox against a real, private dockerd: a step's processes are in
 // the sandbox's own cgroup parent (what its watchdog sweeps), the cgroup goes
 // with the sandbox, one state directory has one owner at a time, and secret
-// values live on the sandbox's tmpfs. The
+// values live on the sandbox's tmpfs; (network host) and the limits reach the
+// step. The
 // kill -9 tests are end to end: tests/builder/docker_build_e2e_test.cc and
 // tests/worker/worker_process_e2e_test.cc.
 #include "worker/docker/docker_sandbox.h"
@@ -13,6 +14,8 @@
 
 #include <filesystem>
 #include <string>
+
+#include <fmt/format.h>
 
 #include "worker/docker/testing/docker_fixture.h"
 #include "worker/sandbox/cgroup.h"
@@ -134,6 +137,70 @@ TEST_F(DockerSandboxTest, SecretsLiveOnTheSandboxsTmpfsAndOnlyTheirEmptyMountPoi
   // The tmpfs goes with the sandbox, and with it anything a step left there.
   sandbox->reset();
   EXPECT_FALSE(sandbox::is_mount_point(secrets));
+}
+
+// Runs `script` under /bin/sh as a step of `sandbox` in container `name`; its output.
+Result<std::string> run_script(DockerSandbox& sandbox, const std::string& tmp, const std::string& name,
+                               const std::string& script, sandbox::RunSpec spec = {}) {
+  spec.argv = {"/bin/sh", "-c", script};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  std::string output;
+  CancelToken cancel;
+  store::Workspace ws{.dir = tmp + "/" + name, .base_image = kBusybox, .container = name};
+  KILN_RETURN_IF_ERROR(sandbox.run_in(
+      spec, ws, [&](std::string_view b) { output.append(b); }, cancel));
+  return output;
+}
+
+// (network host) is the host's network namespace; without it a step has
+// its own, with loopback only.
+TEST_F(DockerSandboxTest, AStepHasNoNetworkUnlessItAsksForTheHostsOne) {
+  auto sandbox = create();
+  ASSERT_TRUE(sandbox) << sandbox.error().to_string();
+  std::error_code ec;
+  const std::string host_ns = std::filesystem::read_symlink("/proc/self/ns/net", ec).string();
+  ASSERT_FALSE(ec) << ec.message();
+  std::string interfaces;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net")) {
+    if (e.path().filename() != "lo") interfaces = e.path().filename();
+  }
+  ASSERT_FALSE(interfaces.empty()) << "the host has no interface but lo";
+  const std::string script = "readlink /proc/self/ns/net; ls /sys/class/net | tr '\\n' ' '";
+
+  auto none = run_script(**sandbox, tmp_.path(), "kiln-sbx-step-none", script);
+  ASSERT_TRUE(none) << none.error().to_string();
+  EXPECT_THAT(*none, ::testing::StartsWith("net:["));
+  EXPECT_THAT(*none, ::testing::Not(HasSubstr(host_ns)));
+  EXPECT_THAT(*none, ::testing::EndsWith("\nlo "));
+
+  sandbox::RunSpec host;
+  host.network = {"host"};
+  auto on_host = run_script(**sandbox, tmp_.path(), "kiln-sbx-step-host", script, host);
+  ASSERT_TRUE(on_host) << on_host.error().to_string();
+  EXPECT_THAT(*on_host, ::testing::StartsWith(host_ns + "\n"));
+  EXPECT_THAT(*on_host, HasSubstr(interfaces + " "));
+}
+
+// The RunSpec's limits reach the step's cgroups (v1 hierarchies here,
+// mounted in the container): memory, pids and cpu.
+TEST_F(DockerSandboxTest, TheStepsMemoryPidsAndCpuLimitsAreItsCgroupsLimits) {
+  auto sandbox = create();
+  ASSERT_TRUE(sandbox) << sandbox.error().to_string();
+  auto unlimited = run_script(**sandbox, tmp_.path(), "kiln-sbx-step-free",
+                              "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+  ASSERT_TRUE(unlimited) << unlimited.error().to_string();
+  EXPECT_EQ(*unlimited, "max\n-1\n");
+
+  sandbox::RunSpec spec;
+  spec.limits.memory_bytes = 48u << 20;
+  spec.limits.pids = 24;
+  spec.limits.cpu_millicores = 500;
+  auto limited = run_script(**sandbox, tmp_.path(), "kiln-sbx-step-limited",
+                            "cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes pids/pids.max "
+                            "cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us",
+                            spec);
+  ASSERT_TRUE(limited) << limited.error().to_string();
+  EXPECT_EQ(*limited, fmt::format("{}\n24\n50000\n100000\n", 48u << 20));
 }
 
 }  // namespace
