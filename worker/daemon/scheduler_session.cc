@@ -343,7 +343,11 @@ void SchedulerSession::sent_event(Outgoing out) {
     return;
   }
   recent_done_.emplace_back(now_(), std::move(out));
-  // Every chunk of it went out before it and nothing more comes.
+  // Every chunk of it before the job-done went out before it. Text still
+  // held (printed after the job-done, or from a scheduler that acknowledged
+  // logs before this one registered) leaves the count of held bytes with
+  // the job: enforce_bound trusts that count.
+  if (auto it = logs_.find(key); it != logs_.end()) free_log(key, it->second, 0, /*all=*/true);
   logs_.erase(key);
   unsent_logs_.erase(key);
 }
