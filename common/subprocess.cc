@@ -261,7 +261,10 @@ Result<Subprocess> Subprocess::spawn(const std::vector<std::string>& argv, const
       if (::getppid() != parent) ::_exit(1);  // the parent is already gone
     }
     if (!options.subreaper) exec_in_child(prepared, failure_fd);
-    pid_t program_pid = ::fork();
+    // vfork: the program's process borrows this one's memory until its exec
+    // (exec_in_child makes only system calls), so the whole address space
+    // is not copied a second time.
+    pid_t program_pid = ::vfork();
     if (program_pid < 0) fail_in_child(failure_fd, Stage::kFork);
     if (program_pid == 0) exec_in_child(prepared, failure_fd);
     reap_in_child(program_pid, report_fd);
