@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/fs.h"
+#include "tests/support/child.h"
 #include "tests/support/temp_dir.h"
 
 namespace kiln::store {
@@ -17,15 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// Polls for up to 10 s: the attic's thread removes entries when it gets to them.
-template <typename F>
-bool eventually(F done) {
-  for (int i = 0; i < 1000; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
+using kiln::testing::eventually;
 
 class AtticTest : public ::testing::Test {
  protected:
