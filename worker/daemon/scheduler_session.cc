@@ -343,13 +343,10 @@ void SchedulerSession::sent_event(Outgoing out) {
     return;
   }
   recent_done_.emplace_back(now_(), std::move(out));
-  // Every chunk of it before the job-done went out before it. Text still
+  // Every chunk of it before the job-done went out before it; text still
   // held (printed after the job-done, or from a scheduler that acknowledged
-  // logs before this one registered) leaves the count of held bytes with
-  // the job: enforce_bound trusts that count.
-  if (auto it = logs_.find(key); it != logs_.end()) free_log(key, it->second, 0, /*all=*/true);
-  logs_.erase(key);
-  unsent_logs_.erase(key);
+  // logs before this one registered) goes with the job.
+  forget_log(key);
 }
 
 void SchedulerSession::flush() {
@@ -467,6 +464,15 @@ void SchedulerSession::free_log(const JobKey& key, JobLog& log, std::uint64_t of
   }
 }
 
+void SchedulerSession::forget_log(const JobKey& key) {
+  // Its held text leaves the count of held bytes with it: enforce_bound trusts that count.
+  if (auto it = logs_.find(key); it != logs_.end()) {
+    free_log(key, it->second, 0, /*all=*/true);
+    logs_.erase(it);
+  }
+  unsent_logs_.erase(key);
+}
+
 void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
   const SteadyTime now = now_();
   for (const proto::JobAck& ack : acks.acks) {
@@ -484,11 +490,8 @@ void SchedulerSession::on_job_acks(const proto::JobAcks& acks) {
     if (log.first_held() > held_from || ack.done) log.last_progress = now;
     if (ack.done) {
       // Recorded, and its log complete or marked: nothing of the job is
-      // needed any more, text still held past the offset included (it must
-      // leave the count of held bytes with it: enforce_bound trusts that count).
-      free_log(key, log, 0, /*all=*/true);
-      logs_.erase(it);
-      unsent_logs_.erase(key);
+      // needed any more, text still held past the offset included.
+      forget_log(key);
     }
   }
 }

@@ -188,6 +188,8 @@ class SchedulerSession final : public JobEventSink {
   // Drops held text below `offset` (acknowledged) or all of it (`all`), and
   // tells the executor what it may forget.
   void free_log(const JobKey& key, JobLog& log, std::uint64_t offset, bool all = false);
+  // Drops a job's log and everything it still holds (its job-done is recorded or sent for good).
+  void forget_log(const JobKey& key);
   // Everything held but not acknowledged for 5 s goes out again.
   void resend_stalled(SteadyTime now);
   // Drops log text while over max_buffered_bytes.

@@ -17,7 +17,7 @@
 #include "common/unique_fd.h"
 #include "worker/docker/step_container.h"
 #include "worker/sandbox/cgroup.h"
-#include "worker/sandbox/secrets_tmpfs.h"
+#include "worker/sandbox/private_tmpfs.h"
 
 namespace kiln::docker {
 namespace {
@@ -76,7 +76,7 @@ Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOption
   // Values reach dockerd as bind sources in a tmpfs of the sandbox's own, so
   // they never touch a disk (the mounts are in the step container only).
   if (!sandbox->options_.secrets_dir.empty())
-    KILN_RETURN_IF_ERROR(sandbox::mount_secrets_tmpfs(sandbox->options_.secrets_dir));
+    KILN_RETURN_IF_ERROR(sandbox::mount_private_tmpfs(sandbox->options_.secrets_dir, "secrets"));
   KILN_ASSIGN_OR_RETURN(auto hierarchies, sandbox::cgroup_mounts());
   for (const auto& h : hierarchies) sandbox->cgroup_dirs_.push_back(h.path + "/" + cgroup.relative);
   // Before any step: from here on whatever the sandbox starts dies with this
@@ -92,7 +92,7 @@ Result<std::unique_ptr<DockerSandbox>> DockerSandbox::create(DockerSandboxOption
 DockerSandbox::~DockerSandbox() {
   watchdog_ = {};
   // It only holds values of running steps; none run now.
-  if (owner_lock_) sandbox::unmount_secrets_tmpfs(options_.secrets_dir);
+  if (owner_lock_) sandbox::unmount_private_tmpfs(options_.secrets_dir);
   // Only cgroups without processes go (rmdir refuses the others). A step's
   // own is normally removed by dockerd's runtime, but not when dockerd went
   // away first.

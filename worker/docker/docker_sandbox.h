@@ -44,7 +44,7 @@ struct DockerSandboxOptions {
   std::string host = std::string(kDefaultDockerHost);
   std::string prefix = "kiln";  // the store's: labels kiln.store=PREFIX
   // Host directory (created if missing) where create() mounts a tmpfs of
-  // the sandbox's own (sandbox/secrets_tmpfs.h) for the secrets' values,
+  // the sandbox's own (sandbox/private_tmpfs.h) for the secrets' values,
   // unmounted by the destructor. Empty: a step with secrets fails.
   std::string secrets_dir;
   // Host directory of the sandbox's own (created if missing; required): the

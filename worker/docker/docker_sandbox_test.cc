@@ -19,7 +19,7 @@
 
 #include "worker/docker/testing/docker_fixture.h"
 #include "worker/sandbox/cgroup.h"
-#include "worker/sandbox/secrets_tmpfs.h"
+#include "worker/sandbox/private_tmpfs.h"
 
 namespace kiln::docker {
 namespace {

@@ -34,7 +34,7 @@
 #include "common/unique_fd.h"
 #include "worker/sandbox/cgroup.h"
 #include "worker/sandbox/idmap.h"
-#include "worker/sandbox/secrets_tmpfs.h"
+#include "worker/sandbox/private_tmpfs.h"
 
 namespace kiln::sandbox {
 namespace {
@@ -224,10 +224,8 @@ RuncSandbox::RuncSandbox(RuncSandboxOptions options) : options_(std::move(option
 RuncSandbox::~RuncSandbox() {
   if (!lock_fd_) return;  // never owned the state directory
   // The secrets tmpfs only ever holds values of running steps; none run now.
-  unmount_secrets_tmpfs(secrets_dir_);
   // Nor do bundles and the runtime's state (the watchdog, stopped below, needs neither).
-  for (const std::string* dir : {&bundles_dir_, &runtime_root_})
-    if (!dir->empty() && is_tmpfs_mount(*dir)) ::umount2(dir->c_str(), MNT_DETACH);
+  for (const std::string* dir : {&secrets_dir_, &bundles_dir_, &runtime_root_}) unmount_private_tmpfs(*dir);
   if (views_mounted_) {
     ::umount2(views_dir_.c_str(), MNT_DETACH);
     ::rmdir(views_dir_.c_str());
@@ -317,7 +315,8 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
                     runtime_name));
   }
 
-  KILN_RETURN_IF_ERROR(mount_secrets_tmpfs(s.secrets_dir_));
+  // Secret values must never touch a disk.
+  KILN_RETURN_IF_ERROR(mount_private_tmpfs(s.secrets_dir_, "secrets"));
 
   KILN_RETURN_IF_ERROR(s.remove_leftovers());
   if (s.leftovers_.removed_anything()) spdlog::warn("sandbox {}: {}", state, s.leftovers_.to_string());
@@ -326,14 +325,8 @@ Result<std::unique_ptr<RuncSandbox>> RuncSandbox::create(RuncSandboxOptions opti
   // from ext4 took 3-5 ms of a 60 ms step here). Mounted after the
   // leftovers' removal, which saw whatever was there (a crashed owner's
   // tmpfs, still mounted, or an older kiln's directories on disk).
-  for (const std::string* dir : {&s.bundles_dir_, &s.runtime_root_}) {
-    if (is_tmpfs_mount(*dir)) continue;
-    if (::mount("tmpfs", dir->c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") != 0)
-      return errno_error(
-          fmt::format("mount a tmpfs for the sandbox's step files at {} (the sandbox must run "
-                      "as root)",
-                      *dir));
-  }
+  KILN_RETURN_IF_ERROR(mount_private_tmpfs(s.bundles_dir_, "the sandbox's step bundles"));
+  KILN_RETURN_IF_ERROR(mount_private_tmpfs(s.runtime_root_, "the runtime's state"));
   if (const auto& userns = s.options_.oci.user_namespace) {
     // A tmpfs searchable by anyone, readable by root only, in a directory
     // every uid can reach: a user-namespaced step's root can then get at

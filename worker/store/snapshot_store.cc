@@ -247,7 +247,7 @@ class SnapshotStore final : public Store {
       (void)backend_->discard(dir);
       return std::unexpected(std::move(s.error()).with_context("saving the result of " + id));
     }
-    if (path_exists(dir)) retire(dir);  // what the backend left of its work tree
+    retire(dir);  // what the backend left of its work tree, if anything
     ResultRecord record;
     record.parent = base.value_or("");
     record.layered_on = work->layered_on_base ? *base : "";
@@ -348,7 +348,7 @@ class SnapshotStore final : public Store {
         (void)backend_->discard(dir);
         return std::unexpected(std::move(made.error()).with_context("creating cache " + name));
       }
-      if (path_exists(dir)) retire(dir);
+      retire(dir);
       record = CacheRecord{.generation = record ? record->generation + 1 : 0, .created_us = now_us()};
     }
     std::string dir = next_cache_tmp_path(name);
@@ -559,9 +559,10 @@ class SnapshotStore final : public Store {
     return root_ + "/cache/" + escape_name(name);
   }
 
-  // Hands a directory nothing refers to any more to the attic, which
-  // removes it off the caller's path; removes it here if that fails.
+  // Hands a directory nothing refers to any more, if it exists, to the
+  // attic, which removes it off the caller's path; removes it here if that fails.
   void retire(const std::string& path) {
+    if (!path_exists(path)) return;
     if (attic_ && attic_->retire(path)) return;
     if (auto s = backend_->discard(path); !s)
       spdlog::warn("store {}: removing {}: {}", root_, path, s.error().to_string());
@@ -601,7 +602,7 @@ class SnapshotStore final : public Store {
         (void)backend_->discard(work.dir);
         return std::unexpected(std::move(s.error()).with_context("saving the new snapshot of cache " + name));
       }
-      if (path_exists(work.dir)) retire(work.dir);
+      retire(work.dir);
       s = path_exists(latest) ? exchange_paths(staged, latest) : rename_path(staged, latest);
       if (s) s = metadata_->put_cache(name, updated);
       // `staged` now holds the previous snapshot (or, after a failure, the new one).

@@ -1,4 +1,4 @@
-#include "worker/sandbox/secrets_tmpfs.h"
+#include "worker/sandbox/private_tmpfs.h"
 
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -24,16 +24,16 @@ bool is_tmpfs_mount(const std::string& path) {
   return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == kTmpfsMagic && is_mount_point(path);
 }
 
-Status mount_secrets_tmpfs(const std::string& dir) {
-  // Secret values must never touch a disk: they live on a tmpfs of our own.
+Status mount_private_tmpfs(const std::string& dir, std::string_view purpose) {
   if (!is_tmpfs_mount(dir) &&
       ::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") != 0) {
-    return errno_error(fmt::format("mount a tmpfs for secrets at {} (the sandbox must run as root)", dir));
+    return errno_error(
+        fmt::format("mount a tmpfs for {} at {} (the sandbox must run as root)", purpose, dir));
   }
   return {};
 }
 
-void unmount_secrets_tmpfs(const std::string& dir) {
+void unmount_private_tmpfs(const std::string& dir) {
   if (!dir.empty() && is_mount_point(dir)) ::umount2(dir.c_str(), MNT_DETACH);
 }
 
