@@ -59,6 +59,7 @@ Status push_output(store::Store& store, const std::string& id, const spec::Spec&
   options.registry.insecure_registries = flags.insecure_registries;
   options.registry.ca_file = flags.registry_ca;
   options.tmp_dir = home + "/tmp";
+  options.docker_host = flags.docker_host;
   KILN_ASSIGN_OR_RETURN(pusher::PushResult pushed,
                         pusher::push_result(store, id, spec, options, [&](std::string_view line) {
                           notes << "kiln: push: " << line << "\n";

@@ -5,11 +5,13 @@
 // served from cache; a run step's user comes from the base's /etc/passwd;
 // copy steps put the context's or a build stage's files into the image
 // (modes, owner, mtime 0); a (from) of a registry reference is pulled by
-// dockerd from a docker-registry the test starts.
+// dockerd from a docker-registry the test starts; `--push` has dockerd push
+// a result, with the spec's final config and the docker config's login.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@
 namespace kiln {
 namespace {
 
+using ::testing::AllOf;
 using testing::count_of;
 using testing::got_id;
 using ::testing::HasSubstr;
@@ -52,7 +55,8 @@ class DockerBuildE2eTest : public ::testing::Test {
   ProcessResult kiln(std::vector<std::string> args) {
     args.insert(args.begin() + 1,
                 {"--store", std::string("docker:") + kPrefix, "--docker-host", dockerd_.host()});
-    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(), KILN_BINARY};
+    std::vector<std::string> argv = {"/usr/bin/env", "KILN_HOME=" + home_.path(),
+                                     "DOCKER_CONFIG=" + docker_config_, KILN_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_process(argv);
   }
@@ -79,6 +83,7 @@ class DockerBuildE2eTest : public ::testing::Test {
   testing::LocalDockerd dockerd_;
   testing::TempDir home_{"kiln-docker-e2e", "/var/tmp"};
   std::string context_ = home_.path() + "/context";
+  std::string docker_config_ = home_.path() + "/no-docker";  // the login --push reads
   std::unique_ptr<docker::DockerClient> client_;
 };
 
@@ -240,7 +245,10 @@ TEST_F(DockerBuildE2eTest, HealthcheckStatsDeletePruneAndCleanWork) {
   EXPECT_THAT(missing.err, HasSubstr("/nope does not exist in the result"));
   ProcessResult push = kiln({"build", "-f", spec, "--push", "127.0.0.1:9/kiln/x:1", context_});
   EXPECT_NE(push.exit_code, 0);
-  EXPECT_THAT(push.err, HasSubstr("--push is not supported on the docker store yet"));
+  // A registry that is not there: the error names it, and the push leaves nothing in dockerd.
+  EXPECT_THAT(push.err, AllOf(HasSubstr("pushing 127.0.0.1:9/kiln/x:1"), HasSubstr("connection refused")));
+  EXPECT_FALSE(client_->inspect_image("127.0.0.1:9/kiln/x:1"));
+  EXPECT_EQ(our_containers(), 0u);
   auto ours = [&] {
     auto images = client_->list_images({.labels = {std::string("kiln.store=") + kPrefix}});
     EXPECT_TRUE(images) << images.error().to_string();
@@ -390,6 +398,93 @@ TEST_F(DockerBuildE2eTest, CopyFromABuildStageReadsTheStagesImage) {
   ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
   EXPECT_EQ(got_id(second), id);
   EXPECT_THAT(second.out, Not(HasSubstr("saved as")));
+}
+
+// `--push` on a docker store: dockerd pushes the result image under the
+// reference, with the config the spec leaves (an env and workdir set after
+// the last step included) and kiln's labels emptied; no layer is added, and
+// the pushed name and the container that carried the config are gone after.
+TEST_F(DockerBuildE2eTest, PushesAResultThroughDockerdWithTheSpecsFinalConfig) {
+  testing::LocalRegistry registry(home_.path() + "/registry");
+  const std::string ref = registry.host() + "/team/app:1";
+  std::string spec = spec_file(
+      "((from busybox)\n"
+      " (run (shell \"echo pushed-from-docker > /greeting\"))\n"
+      " (env GREETING hi)\n"
+      " (workdir /srv))\n");
+  ProcessResult pushed = kiln({"build", "--push", ref, "-f", spec, context_});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err << registry.log();
+  std::smatch m;
+  std::string out = pushed.out;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("Pushed: (\\S+)@(sha256:[0-9a-f]{64})"))) << pushed.out;
+  EXPECT_EQ(m[1].str(), ref);
+  const std::string digest = m[2].str();
+  EXPECT_THAT(pushed.err, HasSubstr("uploaded")) << pushed.err;
+  std::string id = got_id(pushed);
+  ASSERT_FALSE(id.empty()) << pushed.out;
+  // dockerd made the requests (its user agent), and kept nothing of the push.
+  EXPECT_NE(registry.log().find("\"PUT /v2/team/app/manifests/1 HTTP"), std::string::npos) << registry.log();
+  EXPECT_FALSE(client_->inspect_image(ref));
+  EXPECT_EQ(our_containers(), 0u);
+  EXPECT_TRUE(client_->inspect_image(std::string(kPrefix) + ":" + id));  // the store's own stays
+
+  // The registry holds the base's layer and the step's, nothing more.
+  ProcessResult layers = run_process(
+      {"/usr/bin/skopeo", "inspect", "--tls-verify=false", "--format", "{{len .Layers}}", "docker://" + ref});
+  ASSERT_EQ(layers.exit_code, 0) << layers.err;
+  EXPECT_EQ(layers.out, "2\n");
+  // Pulled back (by digest), it has the step's file and the final config.
+  const std::string by_digest = registry.host() + "/team/app@" + digest;
+  ASSERT_TRUE(client_->pull_image(by_digest, nullptr, nullptr));
+  EXPECT_EQ(file_in(by_digest, "/greeting"), "pushed-from-docker\n");
+  auto info = client_->inspect_image(by_digest);
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_THAT(info->env, ::testing::Contains("GREETING=hi"));
+  EXPECT_EQ(info->working_dir, "/srv");
+  EXPECT_EQ(info->cmd, std::vector<std::string>{"/bin/sh"});
+  EXPECT_EQ(info->labels["kiln.store"], "");
+  EXPECT_EQ(info->labels["kiln.step"], id);
+  ASSERT_TRUE(client_->remove_image(by_digest));
+
+  // Pushed again from cache under a second tag: the same layers (docker's
+  // commit dates the config, so the digest is a new one).
+  ProcessResult again = kiln({"build", "--push", registry.host() + "/team/app:2", "-f", spec, context_});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_THAT(again.out, HasSubstr("Pushed: " + registry.host() + "/team/app:2@sha256:"));
+  EXPECT_EQ(count_of(again.err, ": Layer already exists\n"), 2u) << again.err;
+  EXPECT_THAT(again.err, Not(HasSubstr("uploaded")));
+}
+
+// A registry that wants a login: refused clearly without one, pushed with
+// the docker config's (as `docker push` after `docker login`).
+TEST_F(DockerBuildE2eTest, PushUsesTheDockerConfigsLoginAndSaysWhenItIsRefused) {
+  std::string tls = home_.path() + "/tls";
+  ASSERT_EQ(testing::make_tls_and_htpasswd(tls, "kiln", "s3cret"), "");
+  testing::LocalRegistry secure(home_.path() + "/secure", {.tls_certificate = tls + "/server.pem",
+                                                           .tls_key = tls + "/server.key",
+                                                           .htpasswd = tls + "/htpasswd"});
+  const std::string ref = secure.host() + "/team/app:1";
+  std::string spec = spec_file("((from busybox)\n (run (shell \"echo secret-app > /app\")))\n");
+  ProcessResult anonymous = kiln({"build", "--push", ref, "-f", spec, context_});
+  EXPECT_EQ(anonymous.exit_code, 1) << anonymous.out << anonymous.err;
+  EXPECT_THAT(anonymous.err,
+              AllOf(HasSubstr(ref), HasSubstr("no basic auth credentials"), HasSubstr("docker login")))
+      << anonymous.err;
+  EXPECT_THAT(anonymous.out, Not(HasSubstr("Pushed:")));
+  EXPECT_EQ(our_containers(), 0u);
+
+  std::filesystem::create_directories(docker_config_);
+  ASSERT_TRUE(write_file(
+      docker_config_ + "/config.json",
+      R"({"auths": {")" + secure.host() + R"(": {"auth": "a2lsbjpzM2NyZXQ="}}})" /* kiln:s3cret */));
+  ProcessResult with_login = kiln({"build", "--push", ref, "-f", spec, context_});
+  ASSERT_EQ(with_login.exit_code, 0) << with_login.out << with_login.err << secure.log();
+  EXPECT_THAT(with_login.out, HasSubstr("Pushed: " + ref + "@sha256:"));
+  EXPECT_THAT(with_login.err + with_login.out, Not(HasSubstr("s3cret")));
+  ProcessResult inspected = run_process({"/usr/bin/skopeo", "inspect", "--tls-verify=false", "--creds",
+                                         "kiln:s3cret", "--format", "{{len .Layers}}", "docker://" + ref});
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_EQ(inspected.out, "2\n");
 }
 
 }  // namespace

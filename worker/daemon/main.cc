@@ -367,6 +367,7 @@ int main(int argc, char** argv) {
       push.registry.insecure_registries = flags.insecure_registries;
       push.registry.ca_file = flags.registry_ca;
       push.tmp_dir = state_dir + "/tmp";
+      push.docker_host = flags.docker_host;
       if (auto colon = login.find(':'); colon != std::string::npos)
         push.login = {login.substr(0, colon), login.substr(colon + 1)};
       KILN_ASSIGN_OR_RETURN(kiln::pusher::PushResult pushed,

@@ -101,6 +101,7 @@ struct DockerClient::Call {
   std::optional<json> body;
   std::optional<std::string> raw_body;
   std::string content_type;
+  std::vector<std::string> headers;  // more header lines, "Name: value"
   BodyReader read_body;
   std::function<Status(std::string_view)> on_body;  // streamed answer
   std::function<void()> on_headers;
@@ -139,6 +140,7 @@ Result<std::string> DockerClient::call(Call& c) {
     request.body = std::move(*c.raw_body);
   }
   if (!c.content_type.empty()) request.content_type = c.content_type;
+  request.headers = std::move(c.headers);
   request.read_body = c.read_body;
   request.on_body = c.on_body;
   request.on_headers = c.on_headers;
@@ -262,6 +264,44 @@ Status DockerClient::pull_image(const std::string& reference,
   auto answered = call(c);
   Status pulled = answered ? messages.finish() : Status(std::unexpected(std::move(answered.error())));
   return with_context(std::move(pulled), fmt::format("pulling {}", reference));
+}
+
+Result<std::string> DockerClient::push_image(const std::string& repo, const std::string& tag,
+                                             const std::string& registry_auth,
+                                             const std::function<void(const PullProgress&)>& on_progress,
+                                             const CancelToken* cancel) {
+  KILN_RETURN_IF_ERROR(check_name("repository", repo));
+  KILN_RETURN_IF_ERROR(check_name("tag", tag));
+  for (char ch : registry_auth) {
+    bool base64url = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                     ch == '-' || ch == '_' || ch == '=' || ch == '+' || ch == '/';
+    if (!base64url)
+      return make_error(ErrorKind::kInvalidArgument, "the registry login for dockerd is not base64");
+  }
+  std::string digest;
+  JsonMessageStream messages([&](const json& m) -> Status {
+    if (auto aux = m.find("aux"); aux != m.end() && aux->is_object()) digest = str(*aux, "Digest");
+    if (!on_progress) return {};
+    PullProgress p{str(m, "id"), str(m, "status"), 0, 0};
+    if (auto detail = m.find("progressDetail"); detail != m.end() && detail->is_object()) {
+      p.current = num(*detail, "current");
+      p.total = num(*detail, "total");
+    }
+    if (!p.status.empty()) on_progress(p);
+    return {};
+  });
+  Call c{.method = "POST",
+         .target = "/images/" + repo + "/push?tag=" + UnixHttp::escape(tag),
+         .on_body = [&](std::string_view bytes) { return messages.feed(bytes); },
+         .streamed = true,
+         .cancel = cancel};
+  if (!registry_auth.empty()) c.headers.push_back("X-Registry-Auth: " + registry_auth);
+  auto answered = call(c);
+  Status pushed = answered ? messages.finish() : Status(std::unexpected(std::move(answered.error())));
+  KILN_RETURN_IF_ERROR_CONTEXT(pushed, fmt::format("pushing {}:{}", repo, tag));
+  if (!digest.starts_with("sha256:"))
+    return make_error(ErrorKind::kIo, fmt::format("dockerd pushed {}:{} but sent no digest", repo, tag));
+  return digest;
 }
 
 Result<std::string> DockerClient::import_image(const std::string& repo, const std::string& tag,
@@ -460,6 +500,9 @@ Result<std::string> DockerClient::commit(const std::string& container, const Com
   // dockerd keeps the container's Entrypoint unless the body sets one ([] clears it).
   if (options.entrypoint) config["Entrypoint"] = *options.entrypoint;
   if (options.cmd) config["Cmd"] = *options.cmd;
+  if (options.env) config["Env"] = *options.env;
+  if (options.working_dir) config["WorkingDir"] = *options.working_dir;
+  if (options.user) config["User"] = *options.user;
   Call c{.method = "POST", .target = target, .body = std::move(config)};
   KILN_ASSIGN_OR_RETURN(std::string answer, call(c));
   KILN_ASSIGN_OR_RETURN(json j, parse_json(answer, "POST /commit"));

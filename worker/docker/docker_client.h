@@ -190,6 +190,11 @@ struct CommitOptions {
   // Set: the image's Entrypoint and Cmd instead of the container's (an empty
   // entrypoint clears it); unset: the container's.
   std::optional<std::vector<std::string>> entrypoint, cmd;
+  // Set: the image's Env ("K=V", the container's others kept), WorkingDir and
+  // User instead of the container's. (Set on the container instead, a
+  // WorkingDir it lacks would be made in its layer, and so committed.)
+  std::optional<std::vector<std::string>> env;
+  std::optional<std::string> working_dir, user;
 };
 
 struct VolumeInfo {
@@ -222,6 +227,18 @@ class DockerClient {
   // reference without a tag or digest pulls `latest`.
   Status pull_image(const std::string& reference, const std::function<void(const PullProgress&)>& on_progress,
                     const CancelToken* cancel);
+  // POST /images/NAME/push: pushes `repo:tag` with the daemon's registry
+  // configuration (its insecure registries and certificates).
+  // `registry_auth` is the X-Registry-Auth value (base64url of a JSON
+  // {"username","password","serveraddress"}; "e30=", that is {}, for none:
+  // dockerd 20.10 refuses a push without the header).
+  // Progress messages as for pulls; returns the manifest's digest
+  // ("sha256:..."). An in-band error (refused login, unreachable registry)
+  // is the error.
+  Result<std::string> push_image(const std::string& repo, const std::string& tag,
+                                 const std::string& registry_auth,
+                                 const std::function<void(const PullProgress&)>& on_progress,
+                                 const CancelToken* cancel);
   // POST /images/create?fromSrc=-: a new single-layer image `repo:tag` whose
   // filesystem is the tar stream `rootfs`. Returns its id.
   Result<std::string> import_image(const std::string& repo, const std::string& tag, const BodyReader& rootfs);

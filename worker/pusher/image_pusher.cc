@@ -17,6 +17,7 @@
 #include "worker/fetcher/internal/registry_client.h"
 #include "worker/fetcher/registry_reference.h"
 #include "worker/pusher/base_layers.h"
+#include "worker/pusher/docker_push.h"
 #include "worker/pusher/layer_diff.h"
 
 namespace kiln::pusher {
@@ -52,9 +53,8 @@ Result<std::string> rootfs_of(store::Store& store, const std::string& id) {
   // The docker store keeps results as images, not directories.
   if (::access((*dir + "/rootfs").c_str(), F_OK) != 0)
     return make_error(ErrorKind::kUnsupported,
-                      fmt::format("result {} has no rootfs directory (a docker store keeps its results as "
-                                  "images): --push is not supported on the docker store yet; push the image "
-                                  "with docker push, or build on another --store",
+                      fmt::format("result {} has no rootfs directory (a docker store's results are images, "
+                                  "which dockerd pushes; is this store's directory damaged?)",
                                   id));
   return *dir;
 }
@@ -173,6 +173,20 @@ Result<PushResult> push_result(store::Store& store, const std::string& id, const
     return make_error(ErrorKind::kInvalidArgument,
                       fmt::format("--push {}: name a tag, not a digest (the registry computes the digest)",
                                   options.reference));
+  // A docker store keeps the result as an image: dockerd pushes it.
+  {
+    KILN_ASSIGN_OR_RETURN(auto dir, store.result(id));
+    if (!dir) return make_error(ErrorKind::kNotFound, fmt::format("result {} is not in the store", id));
+    if (auto image = read_file(*dir + "/docker-image", 4096)) {
+      while (!image->empty() && (image->back() == '\n' || image->back() == ' ')) image->pop_back();
+      FinalContext fc = final_context(spec);
+      internal::FinalSettings settings;
+      settings.env.assign(fc.context.env.begin(), fc.context.env.end());
+      if (fc.workdir_set) settings.workdir = fc.context.workdir;
+      if (fc.user_set) settings.user = user_text(fc.context.user);
+      return internal::push_docker_image(*image, id, ref, settings, options, progress);
+    }
+  }
   PushResult result;
   result.reference = fetcher::to_string(ref);
   KILN_ASSIGN_OR_RETURN(std::vector<std::string> chain, chain_of(store, id));
@@ -180,7 +194,8 @@ Result<PushResult> push_result(store::Store& store, const std::string& id, const
   // (worker/builder/base_images.h) is a snapshot on that step's result: the
   // image starts at the spec's own (from …) step.
   const std::string from_id = ids::step_id_of(ids::encode_from_step(spec.from));
-  if (auto it = std::find(chain.begin(), chain.end(), from_id); it != chain.end()) chain.erase(chain.begin(), it);
+  if (auto it = std::find(chain.begin(), chain.end(), from_id); it != chain.end())
+    chain.erase(chain.begin(), it);
   KILN_ASSIGN_OR_RETURN(std::string from_dir, rootfs_of(store, chain.front()));
   KILN_ASSIGN_OR_RETURN(ImageJson image, read_image_json(from_dir + "/image.json"));
   std::string why;

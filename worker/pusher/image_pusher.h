@@ -44,6 +44,10 @@ struct PushOptions {
   // USER and PASSWORD to log in with instead of the docker config's (a farm
   // job's login, sent with it as a secret); both empty: the docker config.
   std::pair<std::string, std::string> login;
+  // A docker store's results are pushed by this dockerd (its own registry
+  // configuration: insecure registries, certificates; `registry`'s TLS
+  // options do not apply), with the login above or the docker config's.
+  std::string docker_host = "unix:///var/run/docker.sock";
 };
 
 struct PushResult {

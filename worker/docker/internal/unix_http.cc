@@ -153,6 +153,7 @@ Result<UnixHttp::Response> UnixHttp::perform(const Request& request) {
   curl_slist* headers = nullptr;
   if (!request.content_type.empty())
     headers = curl_slist_append(headers, ("Content-Type: " + request.content_type).c_str());
+  for (const std::string& line : request.headers) headers = curl_slist_append(headers, line.c_str());
   // No "Expect: 100-continue" round trip for uploads.
   headers = curl_slist_append(headers, "Expect:");
   struct FreeHeaders {

@@ -47,6 +47,7 @@ class UnixHttp {
     std::string method = "GET";
     std::string target;  // "/v1.41/containers/json?all=1": path and query, already escaped
     std::string content_type;
+    std::vector<std::string> headers;  // more header lines, "Name: value"
     std::optional<std::string> body;
     // Streamed request body: fills the buffer, returns the bytes written (0 at
     // the end) or an error, which aborts the request.
