@@ -374,6 +374,39 @@ TEST_F(DockerBuildE2eTest, CopyStepsPutContextFilesIntoTheImageThenServeThemFrom
   EXPECT_EQ(our_containers(), 0u);
 }
 
+// A copy whose destination goes through symlinks in the image (/lib ->
+// usr/lib on merged-/usr distributions) lands where they point, as on the
+// other stores: relative and absolute links, a chain of two, and `..` that
+// would climb above the image's root stopping there; the links stay links.
+TEST_F(DockerBuildE2eTest, CopyThroughSymlinksInTheImageLandsWhereTheyPoint) {
+  ASSERT_TRUE(write_file(context_ + "/a.txt", "a\n"));
+  std::string spec = spec_file(
+      "((from busybox)\n"
+      " (run (shell \"mkdir -p /usr/lib/app /srv/real && ln -s usr/lib /lib2 && ln -s /lib2/app /app2 && "
+      "ln -s ../../.. /srv/real/up\"))\n"
+      " (copy (src a.txt) (dst /lib2/app/rel.txt))\n"
+      " (copy (src a.txt) (dst /app2/))\n"
+      " (copy (src a.txt) (dst /srv/real/up/etc/up.txt))\n"
+      " (run (shell \"ls /usr/lib/app; cat /etc/up.txt; test -L /lib2 && test -L /app2 && echo "
+      "links-kept\")))\n");
+  ProcessResult built = kiln({"build", "-f", spec, context_});
+  ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
+  EXPECT_THAT(built.out, HasSubstr("a.txt\nrel.txt\na\nlinks-kept\n")) << built.out;
+  std::string image = std::string(kPrefix) + ":" + got_id(built);
+  EXPECT_EQ(file_in(image, "/usr/lib/app/rel.txt"), "a\n");
+  EXPECT_EQ(file_in(image, "/usr/lib/app/a.txt"), "a\n");
+  EXPECT_EQ(file_in(image, "/etc/up.txt"), "a\n");
+
+  // A link to nothing is an error that names it; nothing is left behind.
+  std::string dangling = spec_file(
+      "((from busybox)\n (run (shell \"ln -s /nowhere/x /dangling\"))\n (copy (src a.txt) (dst "
+      "/dangling/a.txt)))\n");
+  ProcessResult failed = kiln({"build", "-f", dangling, context_});
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_THAT(failed.err + failed.out, HasSubstr("/nowhere does not exist in the image")) << failed.err;
+  EXPECT_EQ(our_containers(), 0u);
+}
+
 // A copy from a build stage reads the stage's image (GET /archive) into a
 // host directory and copies from there, modes and content kept.
 TEST_F(DockerBuildE2eTest, CopyFromABuildStageReadsTheStagesImage) {

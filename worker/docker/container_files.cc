@@ -5,9 +5,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <deque>
+
 #include <fmt/format.h>
 
 #include "common/fs.h"
+#include "common/path.h"
 #include "common/subprocess.h"
 
 namespace kiln::docker {
@@ -106,32 +110,73 @@ Result<std::string> import_directory(DockerClient& client, const std::string& di
 
 Status put_staged_tree(DockerClient& client, const std::string& container, const std::string& staging,
                        const std::string& dst) {
-  // The deepest directory on the way to dst that the container already has.
-  std::string existing = "/";
-  std::size_t pos = 1;
-  while (pos < dst.size()) {
-    std::size_t end = dst.find('/', pos);
-    if (end == std::string::npos) end = dst.size();
-    std::string candidate = dst.substr(0, end);
-    pos = end + 1;
-    if (candidate.size() <= existing.size()) continue;
+  // Walks dst's components in the image to the deepest directory that
+  // exists: `image_dir` is that directory as the image has it (symlinks on
+  // the way resolved, as the other stores resolve them: inside the image,
+  // `..` stopping at its root), `staged_dir` the same place in the staging
+  // tree, which is laid out along dst as written. A symlink's own components
+  // are walked before the rest of dst and advance only `image_dir`.
+  struct Part {
+    std::string name;
+    bool from_dst;  // a component of dst itself (else: of a symlink's target)
+  };
+  std::deque<Part> todo;
+  for (auto part : path::components(dst)) todo.push_back({std::string(part), true});
+  std::string image_dir = "/";
+  std::string staged_dir;
+  int links = 0;
+  auto join = [](const std::string& dir, const std::string& name) {
+    return dir == "/" ? "/" + name : dir + "/" + name;
+  };
+  while (!todo.empty()) {
+    Part part = std::move(todo.front());
+    todo.pop_front();
+    if (part.name == "..") {
+      // Only a symlink's target has these (dst is normalised).
+      if (image_dir != "/") image_dir = image_dir.substr(0, std::max<std::size_t>(1, image_dir.rfind('/')));
+      continue;
+    }
+    std::string candidate = join(image_dir, part.name);
     auto stat = client.stat_path(container, candidate);
-    if (!stat && stat.error().kind() == ErrorKind::kNotFound) break;
+    if (!stat && stat.error().kind() == ErrorKind::kNotFound) {
+      if (!part.from_dst)
+        return make_error(ErrorKind::kFailedPrecondition,
+                          fmt::format("copying to {}: {} does not exist in the image (a symlink on the way "
+                                      "points to it)",
+                                      dst, candidate));
+      todo.push_front(std::move(part));
+      break;
+    }
     KILN_RETURN_IF_ERROR_CONTEXT(stat, "looking up the copy's destination " + dst);
-    if (stat->is_symlink())
-      return make_error(ErrorKind::kUnsupported,
-                        fmt::format("copying to {}: {} is a symlink in the image (to {:?}); the docker store "
-                                    "cannot copy through a symlink yet: name the destination without it",
-                                    dst, candidate, stat->link_target));
-    if (!stat->is_dir()) break;  // a file the copy replaces
-    existing = candidate;
+    if (stat->is_symlink()) {
+      if (++links > 40)
+        return make_error(ErrorKind::kInvalidArgument,
+                          fmt::format("copying to {}: too many levels of symlinks at {}", dst, candidate));
+      if (stat->link_target.starts_with("/")) image_dir = "/";
+      std::vector<Part> target;
+      for (auto t : path::components(stat->link_target)) target.push_back({std::string(t), false});
+      todo.insert(todo.begin(), target.begin(), target.end());
+      if (part.from_dst) staged_dir += "/" + part.name;
+      continue;
+    }
+    if (!stat->is_dir()) {
+      if (!part.from_dst)
+        return make_error(ErrorKind::kFailedPrecondition,
+                          fmt::format("copying to {}: {} is not a directory in the image", dst, candidate));
+      todo.push_front(std::move(part));  // a file the copy replaces
+      break;
+    }
+    image_dir = std::move(candidate);
+    if (part.from_dst) staged_dir += "/" + part.name;
   }
-  std::string host_dir = existing == "/" ? staging : staging + existing;
+  // What is left of the walk is all dst's own (a symlink's parts are walked
+  // before dst's next one): the staging tree has those directories.
+  std::string host_dir = staging + staged_dir;
   KILN_ASSIGN_OR_RETURN(std::vector<std::string> entries, list_dir(host_dir));
   if (entries.empty()) return {};
   return with_context(
       send_tar(host_dir, entries, host_dir,
-               [&](const BodyReader& reader) { return client.put_archive(container, existing, reader); }),
+               [&](const BodyReader& reader) { return client.put_archive(container, image_dir, reader); }),
       fmt::format("putting the copy to {} into container {}", dst, container));
 }
 

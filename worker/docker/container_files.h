@@ -40,8 +40,11 @@ Result<std::string> import_directory(DockerClient& client, const std::string& di
 // directory of `dst` that exists in the container and sends the staged
 // entries below it (GNU tar, --numeric-owner: owners, modes and mtimes as
 // staged) with PUT /archive, so the directories the image already has keep
-// their own metadata. kUnsupported when a component of `dst` is a symlink in
-// the image (the container would follow it; not handled yet).
+// their own metadata. Symlinks on the way to `dst` are followed inside the
+// image (absolute targets from its root, `..` stopping there, at most 40),
+// so a copy to /lib/x on an image with /lib -> usr/lib lands in /usr/lib/x
+// as on the other stores; kFailedPrecondition when a symlink leads to
+// something missing or not a directory.
 Status put_staged_tree(DockerClient& client, const std::string& container, const std::string& staging,
                        const std::string& dst);
 
