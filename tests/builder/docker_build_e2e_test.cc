@@ -172,6 +172,27 @@ TEST_F(DockerBuildE2eTest, CachesPersistAndSecretsAreNotCommitted) {
   EXPECT_EQ(our_containers(), 0u);
 }
 
+// A secret whose target is below a symlink in the image, over a file the
+// image has: the step reads the secret there (dockerd resolves the mount's
+// destination inside the container), and the committed image keeps the
+// image's own file and link, never the value.
+TEST_F(DockerBuildE2eTest, ASecretBelowASymlinkOverAnImagesFileIsReadThereAndNotCommitted) {
+  std::string secret = home_.path() + "/token";
+  ASSERT_TRUE(write_file(secret, "s3cr3t-value"));
+  std::string spec = spec_file(
+      "((from busybox)\n"
+      " (run (shell \"mkdir -p /srv/app && echo original > /srv/app/token && ln -s /srv/app /etc/app\"))\n"
+      " (run (secrets (token (target /etc/app/token)))\n"
+      "      (shell \"echo token=$(cat /etc/app/token); echo seen=$(cat /srv/app/token)\")))\n");
+  ProcessResult built = kiln({"build", "-f", spec, "--secret", "token:" + secret, context_});
+  ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
+  EXPECT_THAT(built.out, HasSubstr("token=s3cr3t-value\nseen=s3cr3t-value\n")) << built.out;
+  std::string image = std::string(kPrefix) + ":" + got_id(built);
+  EXPECT_EQ(file_in(image, "/srv/app/token"), "original\n");
+  EXPECT_EQ(file_in(image, "/etc/app/token"), "original\n");  // through the link, kept
+  EXPECT_EQ(our_containers(), 0u);
+}
+
 // A (from) of a registry reference is pulled by dockerd itself (POST
 // /images/create: its own registry configuration; a registry on 127.0.0.0/8
 // is plain HTTP to dockerd by default), from a docker-registry on 127.0.0.1
