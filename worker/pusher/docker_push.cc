@@ -17,23 +17,6 @@
 namespace kiln::pusher::internal {
 namespace {
 
-// "NAME=VALUE" bindings with `settings` applied over them, in order.
-std::vector<std::string> merged_env(const std::vector<std::string>& image_env,
-                                    const FinalSettings& settings) {
-  std::vector<std::string> env = image_env;
-  for (const auto& [name, value] : settings.env) {
-    std::string binding = name + "=" + value;
-    auto same =
-        std::ranges::find_if(env, [&](const std::string& e) { return e.substr(0, e.find('=')) == name; });
-    if (same != env.end()) {
-      *same = std::move(binding);
-    } else {
-      env.push_back(std::move(binding));
-    }
-  }
-  return env;
-}
-
 // A refused login reads as such, whatever words the registry chose.
 Error classify(Error error) {
   std::string text = error.to_string();
@@ -48,6 +31,21 @@ Error classify(Error error) {
 }
 
 }  // namespace
+
+std::vector<std::string> merged_env(std::vector<std::string> env,
+                                    const std::vector<std::pair<std::string, std::string>>& settings) {
+  for (const auto& [name, value] : settings) {
+    std::string binding = name + "=" + value;
+    auto same =
+        std::ranges::find_if(env, [&](const std::string& e) { return e.substr(0, e.find('=')) == name; });
+    if (same != env.end()) {
+      *same = std::move(binding);
+    } else {
+      env.push_back(std::move(binding));
+    }
+  }
+  return env;
+}
 
 std::string docker_registry_auth(const std::string& username, const std::string& password,
                                  const std::string& registry) {
@@ -120,7 +118,7 @@ Result<PushResult> push_docker_image(const std::string& image, const std::string
                                .labels = {{"kiln.store", ""}, {"kiln.kind", ""}, {"kiln.step", id}},
                                .entrypoint = info.entrypoint,
                                .cmd = info.cmd,
-                               .env = merged_env(info.env, settings),
+                               .env = merged_env(info.env, settings.env),
                                .working_dir = settings.workdir.value_or(info.working_dir),
                                .user = settings.user.value_or(info.user)};
   KILN_RETURN_IF_ERROR(with_context(client->commit(container, commit), where));

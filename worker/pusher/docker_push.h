@@ -37,6 +37,12 @@ struct FinalSettings {
   std::optional<std::string> user;
 };
 
+// `env` ("NAME=VALUE", in order) with `settings` applied over it: a name it
+// has takes the new value in place, a new one goes at the end. (The other
+// stores' pushed config applies the spec's env the same way.)
+std::vector<std::string> merged_env(std::vector<std::string> env,
+                                    const std::vector<std::pair<std::string, std::string>>& settings);
+
 // The X-Registry-Auth value dockerd reads: base64url of
 // {"username","password","serveraddress"}.
 std::string docker_registry_auth(const std::string& username, const std::string& password,

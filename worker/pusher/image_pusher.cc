@@ -107,16 +107,7 @@ std::string make_config(const std::optional<BaseImage>& base, const ImageJson& i
   if (c.contains("Env") && c["Env"].is_array())
     for (const auto& e : c["Env"])
       if (e.is_string()) env.push_back(e.get<std::string>());
-  for (const auto& [name, value] : fc.context.env) {
-    std::string binding = name + "=" + value;
-    auto same = std::find_if(env.begin(), env.end(),
-                             [&](const std::string& e) { return e.substr(0, e.find('=')) == name; });
-    if (same != env.end()) {
-      *same = binding;
-    } else {
-      env.push_back(binding);
-    }
-  }
+  env = internal::merged_env(std::move(env), {fc.context.env.begin(), fc.context.env.end()});
   if (!env.empty()) c["Env"] = env;
   if (fc.workdir_set) c["WorkingDir"] = fc.context.workdir;
   if (fc.user_set) c["User"] = user_text(fc.context.user);
