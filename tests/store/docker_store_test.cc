@@ -136,6 +136,46 @@ TEST_F(DockerStoreTest, OpenRemovesWhatACrashLeftInDockerd) {
   EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
 }
 
+// A user's `docker run PREFIX:<id>` makes a container that inherits the result
+// image's labels (kiln.store=PREFIX, kiln.kind=result): it is not a step
+// container a crash left, so the store's open leaves it alone, and deleting
+// the result only untags the image the container keeps running on.
+TEST_F(DockerStoreTest, ContainersRunFromAResultAreLeftAloneAndDoNotBlockItsDeletion) {
+  must_build(std::nullopt, "a", {{"f", "1"}});
+  store_.reset();
+  std::string prefix = kPrefix;
+  docker::ContainerSpec run{.image = prefix + ":a",
+                            .entrypoint = std::vector<std::string>{"/bin/busybox", "sleep", "1000"}};
+  ASSERT_TRUE(client_->create_container(run, "users-running"));
+  ASSERT_TRUE(client_->start_container("users-running"));
+  ASSERT_TRUE(client_->create_container(run, "users-stopped"));
+  auto inherited = client_->inspect_container("users-running");
+  ASSERT_TRUE(inherited) << inherited.error().to_string();
+  ASSERT_EQ(inherited->labels["kiln.store"], prefix);  // what the store lists its own objects by
+  ASSERT_EQ(inherited->labels["kiln.kind"], "result");
+
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+  auto running = client_->inspect_container("users-running");
+  ASSERT_TRUE(running) << running.error().to_string();
+  EXPECT_TRUE(running->running);
+  EXPECT_TRUE(container_exists("users-stopped"));
+  EXPECT_EQ(file_of("a", "f"), "1");
+
+  auto deleted = store_->delete_result("a");
+  ASSERT_TRUE(deleted) << deleted.error().to_string();
+  EXPECT_FALSE(image_exists(prefix + ":a"));
+  running = client_->inspect_container("users-running");
+  ASSERT_TRUE(running) << running.error().to_string();
+  EXPECT_TRUE(running->running);
+  EXPECT_TRUE(container_exists("users-stopped"));
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+  EXPECT_TRUE(container_exists("users-running"));
+  EXPECT_TRUE(client_->remove_container("users-running"));
+  EXPECT_TRUE(client_->remove_container("users-stopped"));
+}
+
 TEST_F(DockerStoreTest, AResultWhoseImageWentIsDropped) {
   must_build(std::nullopt, "a", {{"f", "1"}});
   must_build("a", "b", {{"g", "2"}});

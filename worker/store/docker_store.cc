@@ -191,9 +191,13 @@ class DockerBackend final : public SnapshotBackend {
 
   Status reconcile(const std::set<std::string>& live_results, RecoveryReport& report) override {
     docker::ListFilter ours{.labels = {"kiln.store=" + prefix_}};
-    // Step containers never outlive their step: any left is a crash's.
+    // Step containers never outlive their step: any left is a crash's. Only
+    // kiln's own (kind step or push): a container someone runs from a result
+    // image inherits the image's labels, kind "result", and is not ours.
     KILN_ASSIGN_OR_RETURN(auto containers, client_->list_containers(ours));
     for (const auto& c : containers) {
+      auto kind = c.labels.find("kiln.kind");
+      if (kind == c.labels.end() || (kind->second != "step" && kind->second != "push")) continue;
       spdlog::warn("{}: removing left-over step container {}", where(), c.names.empty() ? c.id : c.names[0]);
       KILN_RETURN_IF_ERROR(ignore_not_found(client_->remove_container(c.id)));
       report.temporaries_removed++;
@@ -386,8 +390,12 @@ class DockerBackend final : public SnapshotBackend {
     Status s = ignore_not_found(client_->remove_image(name));
     if (!s && s.error().kind() == ErrorKind::kFailedPrecondition) {
       // A conflict (a child image, a container) after the tag went is fine.
-      if (auto still = client_->inspect_image(name); !still && still.error().kind() == ErrorKind::kNotFound)
-        return {};
+      auto still = client_->inspect_image(name);
+      if (!still && still.error().kind() == ErrorKind::kNotFound) return {};
+      // The tag stays when a container someone runs from the result uses
+      // it (kiln's own are gone by now): forced, dockerd only untags it and
+      // the container keeps its layers.
+      s = ignore_not_found(client_->remove_image(name, true));
     }
     return s;
   }
