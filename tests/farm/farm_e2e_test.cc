@@ -218,7 +218,8 @@ TEST_F(Farm, TheSameSpecTwiceLandsOnTheWarmWorkerAndIsServedFromCache) {
 // Issue 15: a docker-backend worker (its own dockerd, started by the test)
 // and an overlayfs worker serve one pool. Each builds a job of its own (the
 // other paused), both succeed, the same jobs again are served from cache by
-// the worker that built them, and a step has the same id on both backends.
+// the worker that built them, the docker worker pushes a result with the
+// login sent with the job, and a step has the same id on both backends.
 TEST_F(Farm, ADockerWorkerAndAnOverlayfsWorkerServeOnePoolEachFromItsOwnCache) {
   LocalDockerd dockerd;
   ASSERT_EQ(dockerd.start_error(), "");
@@ -268,6 +269,46 @@ TEST_F(Farm, ADockerWorkerAndAnOverlayfsWorkerServeOnePoolEachFromItsOwnCache) {
               name == "docker" ? "built by dockerd\n" : "built on overlayfs\n");
     EXPECT_EQ(std::string(std::istreambuf_iterator<char>(built), {}), "built\n");
   }
+
+  // `kiln submit --push` of the docker worker's job, warm there: dockerd
+  // pushes the result to a registry that wants a login (htpasswd over TLS),
+  // with the login that came with the job (the worker has none of its own).
+  const std::string tls = dir.path() + "/tls";
+  ASSERT_EQ(make_tls_and_htpasswd(tls, "kiln", "pushs3cret"), "");
+  LocalRegistry registry(dir.path() + "/registry", {.tls_certificate = tls + "/server.pem",
+                                                    .tls_key = tls + "/server.key",
+                                                    .htpasswd = tls + "/htpasswd"});
+  const std::string ref = registry.host() + "/team/docker-worker:1";
+  const std::string login_dir = dir.path() + "/docker-login";
+  std::filesystem::create_directories(login_dir);
+  std::ofstream(login_dir + "/config.json")
+      << R"({"auths": {")" + registry.host() + R"(": {"auth": "a2lsbjpwdXNoczNjcmV0"}}})";  // kiln:pushs3cret
+  auto pushing = run_process({"/usr/bin/env", "DOCKER_CONFIG=" + login_dir, KILN_BINARY, "submit", "-f",
+                              on_docker + "/app.spec", on_docker, "--push", ref, "--scheduler",
+                              scheduler->client_endpoint()});
+  ASSERT_EQ(pushing.exit_code, 0) << pushing.err;
+  auto pushed = wait_for(pushing.out.substr(0, pushing.out.find('\n')));
+  ASSERT_EQ(pushed.state, "succeeded") << pushed.error << "\n" << workers["docker"]->log();
+  EXPECT_EQ(pushed.worker, "docker");
+  EXPECT_EQ(pushed.result, cold["docker"].result);
+  ASSERT_THAT(pushed.pushed, HasSubstr(ref + "@sha256:"));
+  std::filesystem::create_directories(tls + "/trust");
+  std::filesystem::copy_file(tls + "/ca.pem", tls + "/trust/ca.crt");
+  auto inspected =
+      run_process({"/usr/bin/skopeo", "inspect", "--cert-dir", tls + "/trust", "--creds", "kiln:pushs3cret",
+                   "--format", "{{.Digest}} {{len .Layers}}", "docker://" + ref});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  const std::string digest = inspected.out.substr(0, inspected.out.find(' '));
+  EXPECT_EQ(ref + "@" + digest, pushed.pushed);
+  EXPECT_EQ(inspected.out.substr(inspected.out.find(' ') + 1), "3\n");  // busybox, the copy, the run
+  // Nothing of the push is left in dockerd: no container, no pushed name.
+  auto left = dockerd.docker({"ps", "-a", "--filter", "label=kiln.kind=push", "--format", "{{.Names}}"});
+  EXPECT_EQ(left.out, "") << left.err;
+  auto names = dockerd.docker({"images", "--format", "{{.Repository}}:{{.Tag}}"});
+  EXPECT_THAT(names.out, ::testing::Not(HasSubstr("docker-worker"))) << names.out;
+  auto grep = run_process({"/bin/grep", "-rla", "pushs3cret", dir.path() + "/scheduler",
+                           dir.path() + "/docker", dir.path() + "/docker.log"});
+  EXPECT_EQ(grep.exit_code, 1) << grep.out;
 
   // The docker worker's job, built on overlayfs too: the same step ids.
   act("docker", "pause");
@@ -494,25 +535,28 @@ TEST_F(Farm, TheClientGetsTheOutputsItAskedFor) {
   EXPECT_THAT(status.out, HasSubstr("outputs:\n  /app/bin  3 entries"));
   // Fetched again later by job id; an output the job did not ask for is named.
   const std::string out3 = dir.path() + "/out3";
-  auto again = run_process({KILN_BINARY, "output", id, "/app/bin:" + out3, "--scheduler",
-                            scheduler->client_endpoint()});
+  auto again = run_process(
+      {KILN_BINARY, "output", id, "/app/bin:" + out3, "--scheduler", scheduler->client_endpoint()});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(run_process({"/usr/bin/sha256sum", out3 + "/blob"}).out.substr(0, 64), blob_hash);
-  auto other = run_process({KILN_BINARY, "output", id, "/etc:" + out3, "--scheduler", scheduler->client_endpoint()});
+  auto other =
+      run_process({KILN_BINARY, "output", id, "/etc:" + out3, "--scheduler", scheduler->client_endpoint()});
   EXPECT_EQ(other.exit_code, 1);
   EXPECT_THAT(other.err, HasSubstr("has no output \"/etc\" (it asked for: /app/bin, /app/bin/hello)"));
 
   // A SRC missing from the result, and one over the scheduler's limit, fail the job saying so.
-  auto missing = run_process({KILN_BINARY, "submit", "-f", ctx + "/app.spec", ctx, "--output", "/app/nope:" + out3,
-                              "--scheduler", scheduler->client_endpoint()});
+  auto missing = run_process({KILN_BINARY, "submit", "-f", ctx + "/app.spec", ctx, "--output",
+                              "/app/nope:" + out3, "--scheduler", scheduler->client_endpoint()});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("/app/nope does not exist in the result"));
-  std::ofstream(ctx + "/big.spec") << "((from busybox)\n (run (shell \"head -c 2000000 /dev/urandom > /big\")))\n";
+  std::ofstream(ctx + "/big.spec")
+      << "((from busybox)\n (run (shell \"head -c 2000000 /dev/urandom > /big\")))\n";
   auto big = run_process({KILN_BINARY, "submit", "-f", ctx + "/big.spec", ctx, "--output", "/big:" + out3,
                           "--scheduler", scheduler->client_endpoint()});
   EXPECT_EQ(big.exit_code, 1);
-  EXPECT_THAT(big.err, HasSubstr("--output /big: the files are over 1.0 MiB (1048576 bytes), the most an output "
-                                   "may hold (kiln-scheduler --max-output-bytes)"));
+  EXPECT_THAT(big.err,
+              HasSubstr("--output /big: the files are over 1.0 MiB (1048576 bytes), the most an output "
+                        "may hold (kiln-scheduler --max-output-bytes)"));
   EXPECT_FALSE(std::filesystem::exists(out3 + "/big"));
 }
 
