@@ -34,5 +34,6 @@ for lib in $local_needed; do
   esac
 done
 # kiln runs kiln-local for a local command: `kiln df --help` is kiln-local's help.
-"$kiln" df --help | grep -q -- "--store" || { echo "FAIL: kiln df --help did not reach kiln-local" >&2; exit 1; }
+help=$("$kiln" df --help) || { echo "FAIL: kiln df --help failed: $help" >&2; exit 1; }
+grep -q -- "--store" <<<"$help" || { echo "FAIL: kiln df --help did not reach kiln-local" >&2; exit 1; }
 echo ok

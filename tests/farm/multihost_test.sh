@@ -128,7 +128,9 @@ run_farm() {
   if [[ $secure == yes ]]; then spec=$dir/job.spec secret_args=(--secret "token:$dir/token"); fi
   local ok=
   for _ in $(seq 100); do
-    if "$kiln" admin workers --scheduler "$clients" "${aargs[@]}" 2>"$dir/$name-workers.log" | grep -q remote-1; then ok=1; break; fi
+    local listed
+    listed=$("$kiln" admin workers --scheduler "$clients" "${aargs[@]}" 2>"$dir/$name-workers.log") || true
+    if grep -q remote-1 <<<"$listed"; then ok=1; break; fi
     sleep 0.2
   done
   [[ -n $ok ]] || fail "$name: the remote worker did not register"

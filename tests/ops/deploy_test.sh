@@ -265,8 +265,11 @@ if KILN_KEY= KILN_SCHEDULER_KEY= "$kiln" jobs >"$dir/nokey.out" 2>&1; then fail 
 grep -q "requires CurveZMQ authentication" "$dir/nokey.out" || fail "no clear refusal without a key: $(cat "$dir/nokey.out")"
 token=$(on sched cat /etc/kiln/http-token)
 [[ $(curl -s -o /dev/null -w '%{http_code}' "http://${host_addr[sched]}:7880/metrics") == 401 ]] || fail "HTTP answered without the token"
-curl -sf -H "Authorization: Bearer $token" "http://${host_addr[sched]}:7880/metrics" | grep -q '^kiln_' ||
-  fail "HTTP with the token did not serve the metrics"
+# Read whole before grep looks: `curl | grep -q` fails under pipefail when grep
+# exits at its first match while curl is still writing (SIGPIPE).
+metrics=$(curl -sf -H "Authorization: Bearer $token" "http://${host_addr[sched]}:7880/metrics") ||
+  fail "HTTP with the token did not answer /metrics"
+grep -q '^kiln_' <<<"$metrics" || fail "HTTP with the token did not serve the metrics"
 step "site.yml deployed the scheduler and two workers; job $first_job built on a worker over the network with a client key; refused without one"
 
 # --- 2. idempotence
@@ -286,7 +289,8 @@ play scale scale.yml
 [[ $(changed w1 "$dir/scale.log") == @(|0) && $(changed w2 "$dir/scale.log") == @(|0) ]] || fail "scale.yml changed w1 or w2"
 [[ $(changed w3 "$dir/scale.log") -gt 0 ]] || fail "scale.yml did nothing on w3"
 [[ $(on w1 /usr/libexec/kiln/kiln-service status kiln-worker@w1.service) == "$pids_before" ]] || fail "scale.yml restarted w1"
-admin workers | grep -q "^w3 " || fail "w3 is not registered: $(admin workers)"
+workers=$(admin workers) || fail "kiln admin workers failed: $workers"
+grep -q "^w3 " <<<"$workers" || fail "w3 is not registered: $workers"
 printf '((from busybox)\n (run (shell "echo scaled")))\n' >"$dir/scaled.spec"
 "$kiln" submit -f "$dir/scaled.spec" --label scaled=yes --follow >"$dir/scaled.out" 2>&1 ||
   fail "the job for w3 failed: $(cat "$dir/scaled.out")"

@@ -51,7 +51,8 @@ for f in ./usr/lib/systemd/system/kiln-scheduler.service ./usr/lib/systemd/syste
   ./usr/share/doc/kiln/README.md ./usr/share/kiln/examples/hello.spec; do
   grep -q " $f\$" "$dir/contents" || fail "$f is not in the package"
 done
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx './postinst' || fail "no postinst (it makes the kiln user)"
+control=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t) || fail "cannot list the control archive of $deb"
+grep -qx './postinst' <<<"$control" || fail "no postinst (it makes the kiln user)"
 step "$(basename "$deb"): programs, units, docs; Depends: $depends"
 
 # --- the units, as installed: the package's /usr over this machine's
