@@ -118,6 +118,27 @@ class Farm : public ::testing::Test {
     return ctx;
   }
 
+  // A docker config in `login_dir` (for DOCKER_CONFIG) with the login
+  // kiln:pushs3cret for `registry_host`, the one make_tls_and_htpasswd's
+  // registries in these tests want. Returns login_dir.
+  static std::string write_push_login(const std::string& login_dir, const std::string& registry_host) {
+    std::filesystem::create_directories(login_dir);
+    std::ofstream(login_dir + "/config.json")
+        << R"({"auths": {")" + registry_host + R"(": {"auth": "a2lsbjpwdXNoczNjcmV0"}}})";  // kiln:pushs3cret
+    return login_dir;
+  }
+
+  // `skopeo inspect --format FORMAT` of what the TLS registry made in `tls`
+  // holds under `ref`, with the same login.
+  static ProcessResult inspect_pushed(const std::string& tls, const std::string& ref,
+                                      const std::string& format) {
+    std::filesystem::create_directories(tls + "/trust");
+    std::filesystem::copy_file(tls + "/ca.pem", tls + "/trust/ca.crt",
+                               std::filesystem::copy_options::overwrite_existing);
+    return run_process({"/usr/bin/skopeo", "inspect", "--cert-dir", tls + "/trust", "--creds",
+                        "kiln:pushs3cret", "--format", format, "docker://" + ref});
+  }
+
   // Workers stop as an operator would stop them (SIGTERM), so that they
   // clean up after themselves; TempDir detaches what a killed one left.
   void TearDown() override {
@@ -279,10 +300,7 @@ TEST_F(Farm, ADockerWorkerAndAnOverlayfsWorkerServeOnePoolEachFromItsOwnCache) {
                                                     .tls_key = tls + "/server.key",
                                                     .htpasswd = tls + "/htpasswd"});
   const std::string ref = registry.host() + "/team/docker-worker:1";
-  const std::string login_dir = dir.path() + "/docker-login";
-  std::filesystem::create_directories(login_dir);
-  std::ofstream(login_dir + "/config.json")
-      << R"({"auths": {")" + registry.host() + R"(": {"auth": "a2lsbjpwdXNoczNjcmV0"}}})";  // kiln:pushs3cret
+  const std::string login_dir = write_push_login(dir.path() + "/docker-login", registry.host());
   auto pushing = run_process({"/usr/bin/env", "DOCKER_CONFIG=" + login_dir, KILN_BINARY, "submit", "-f",
                               on_docker + "/app.spec", on_docker, "--push", ref, "--scheduler",
                               scheduler->client_endpoint()});
@@ -292,11 +310,7 @@ TEST_F(Farm, ADockerWorkerAndAnOverlayfsWorkerServeOnePoolEachFromItsOwnCache) {
   EXPECT_EQ(pushed.worker, "docker");
   EXPECT_EQ(pushed.result, cold["docker"].result);
   ASSERT_THAT(pushed.pushed, HasSubstr(ref + "@sha256:"));
-  std::filesystem::create_directories(tls + "/trust");
-  std::filesystem::copy_file(tls + "/ca.pem", tls + "/trust/ca.crt");
-  auto inspected =
-      run_process({"/usr/bin/skopeo", "inspect", "--cert-dir", tls + "/trust", "--creds", "kiln:pushs3cret",
-                   "--format", "{{.Digest}} {{len .Layers}}", "docker://" + ref});
+  auto inspected = inspect_pushed(tls, ref, "{{.Digest}} {{len .Layers}}");
   ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
   const std::string digest = inspected.out.substr(0, inspected.out.find(' '));
   EXPECT_EQ(ref + "@" + digest, pushed.pushed);
@@ -457,10 +471,7 @@ TEST_F(Farm, TheWorkerPushesTheResultWithTheLoginSentWithTheJob) {
   worker("w1", 2, -1, {"--registry-ca", tls + "/ca.pem"});
   const std::string ctx = write_context("ctx", "pushed by the farm\n");
   const std::string ref = registry.host() + "/team/farm:1";
-  const std::string login_dir = dir.path() + "/docker";
-  std::filesystem::create_directories(login_dir);
-  std::ofstream(login_dir + "/config.json")
-      << R"({"auths": {")" + registry.host() + R"(": {"auth": "a2lsbjpwdXNoczNjcmV0"}}})";  // kiln:pushs3cret
+  const std::string login_dir = write_push_login(dir.path() + "/docker", registry.host());
   auto submit = [&](const std::string& docker_config) {
     return run_process({"/usr/bin/env", "DOCKER_CONFIG=" + docker_config, KILN_BINARY, "submit", "-f",
                         ctx + "/app.spec", ctx, "--push", ref, "--scheduler", scheduler->client_endpoint()});
@@ -484,10 +495,7 @@ TEST_F(Farm, TheWorkerPushesTheResultWithTheLoginSentWithTheJob) {
   ASSERT_THAT(job.pushed, HasSubstr(ref + "@sha256:"));
   EXPECT_EQ(job.secret_ids, std::vector<std::string>{"kiln-push-login"});
   // What the registry holds under the tag is what the job status says.
-  std::filesystem::create_directories(tls + "/trust");
-  std::filesystem::copy_file(tls + "/ca.pem", tls + "/trust/ca.crt");
-  auto inspected = run_process({"/usr/bin/skopeo", "inspect", "--cert-dir", tls + "/trust", "--creds",
-                                "kiln:pushs3cret", "--format", "{{.Digest}}", "docker://" + ref});
+  auto inspected = inspect_pushed(tls, ref, "{{.Digest}}");
   ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
   EXPECT_EQ(ref + "@" + inspected.out.substr(0, inspected.out.find('\n')), job.pushed);
   auto status = run_process({KILN_BINARY, "status", id, "--scheduler", scheduler->client_endpoint()});
