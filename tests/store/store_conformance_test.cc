@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "common/mountinfo.h"
 #include "tests/store/store_fixture.h"
 #include "tests/store/store_test_util.h"
 #include "tests/store/store_trees.h"
@@ -531,6 +532,51 @@ TEST(OpenStore, OverlayfsProbesItsFilesystemOncePerBoot) {
   auto again = read_file(root + "/overlay-probe.ok");
   ASSERT_TRUE(again);
   EXPECT_EQ(*again, *stamp);
+}
+
+// A step's overlay is mounted `volatile`: its unmount at the commit does not
+// sync the whole filesystem (every other writer's dirty pages), nor reach the
+// disk for each of the step's own fsyncs. Read-only views are not.
+TEST(OpenStore, OverlayfsStepsWorkOnAVolatileOverlay) {
+  std::string root = TestFilesystems::get().fresh_dir("ext4");
+  auto store = open_store("overlayfs:" + root);
+  ASSERT_TRUE(store) << store.error().to_string();
+  auto options_at = [](const std::string& path) -> std::string {
+    auto mounts = read_mountinfo();
+    if (!mounts) return "(mountinfo: " + mounts.error().to_string() + ")";
+    std::string found = "(not mounted)";
+    for (const MountInfo& m : *mounts)
+      if (m.fstype == "overlay" && m.mount_point == path) found = m.super_options;
+    return found;
+  };
+  auto base = (*store)->build(std::nullopt, "base", [](const Workspace& ws) -> Status {
+    std::filesystem::create_directories(ws.rootfs);
+    return write_file_atomically(ws.rootfs + "/f", "1", 0644);
+  });
+  ASSERT_TRUE(base) << base.error().to_string();
+  std::string step_options;
+  auto child = (*store)->build("base", "child", [&](const Workspace& ws) -> Status {
+    std::error_code ec;
+    step_options = options_at(std::filesystem::canonical(ws.rootfs, ec).parent_path().string());
+    return write_file_atomically(ws.rootfs + "/g", "2", 0644);
+  });
+  ASSERT_TRUE(child) << child.error().to_string();
+  // Shown as "volatile" or, since Linux 6.12, "fsync=volatile".
+  EXPECT_NE(step_options.find("volatile"), std::string::npos) << step_options;
+  EXPECT_NE(step_options.find("upperdir="), std::string::npos) << step_options;
+  auto stamp = read_file(root + "/overlay-probe.ok");
+  ASSERT_TRUE(stamp);
+  EXPECT_TRUE(stamp->ends_with("volatile yes\n")) << *stamp;
+
+  // A read-only view of a two-layer result: no upper, nothing volatile.
+  auto view = (*store)->result("child");
+  ASSERT_TRUE(view) << view.error().to_string();
+  ASSERT_TRUE(*view);
+  std::error_code ec;
+  std::string view_options = options_at(std::filesystem::canonical(**view, ec).string());
+  ASSERT_NE(view_options, "(not mounted)") << **view;
+  EXPECT_EQ(view_options.find("volatile"), std::string::npos) << view_options;
+  EXPECT_EQ(view_options.find("upperdir="), std::string::npos) << view_options;
 }
 
 TEST(OpenStore, RejectsMalformedStoreStrings) {

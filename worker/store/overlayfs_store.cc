@@ -5,6 +5,7 @@
 // on `max_layers` layers, the build starts from a full copy of the base's
 // merged view instead (flattening), which keeps every mount far from the
 // kernel's limits (500 layers; mount options within one 4096-byte page).
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -36,11 +37,23 @@ std::string basename_of(const std::string& path) {
 // working directory, which keeps the option string short however long the
 // store's path is; the mount runs on a helper thread that unshares its
 // working directory, so the process's own cwd is never touched.
+//
+// A writable overlay is mounted `volatile` where the kernel has it (5.10):
+// every fsync of the step's own processes (dpkg makes one or more per file)
+// then returns at once instead of reaching the disk, and the commit syncs
+// the filesystem once (commit() below), as the unmount of a plain overlay
+// did, so a result's files are on disk before its record. A step
+// interrupted by a crash is built again from a fresh upper, never remounted
+// (overlayfs refuses a volatile upper after a crash).
 Status mount_overlay(const std::string& layer_dir, const std::vector<std::string>& lower_names,
-                     const std::string& upper, const std::string& work, const std::string& target) {
+                     const std::string& upper, const std::string& work, const std::string& target,
+                     bool volatile_upper) {
   std::string options = "lowerdir=";
   for (size_t i = 0; i < lower_names.size(); ++i) options += (i ? ":" : "") + lower_names[i];
-  if (!upper.empty()) options += ",upperdir=" + upper + ",workdir=" + work + ",index=off,redirect_dir=off";
+  if (!upper.empty()) {
+    options += ",upperdir=" + upper + ",workdir=" + work + ",index=off,redirect_dir=off";
+    if (volatile_upper) options += ",volatile";
+  }
   if (options.size() >= 4000) {
     return make_error(ErrorKind::kInternal,
                       fmt::format("overlay mount options for {} are {} bytes, over the kernel's page limit; "
@@ -72,8 +85,23 @@ Status unmount_now(const std::string& path) {
   return unmount(path);
 }
 
+// syncfs(2) of the filesystem `path` is on: its dirty data and metadata on disk.
+Status sync_filesystem_of(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_error("open " + path + " to sync its filesystem");
+  int rc = ::syncfs(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) {
+    errno = saved;
+    return errno_error("syncing the filesystem of " + path);
+  }
+  return {};
+}
+
 // What a successful overlay probe of `root` depends on: this boot, the
-// filesystem's kind and device. Empty when it cannot be told.
+// filesystem's kind and device. Empty when it cannot be told. The stamp
+// file adds whether a `volatile` mount worked (kVolatileYes or kVolatileNo).
 std::string probe_stamp(const std::string& root, std::int64_t magic) {
   auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
   struct stat st {};
@@ -82,6 +110,9 @@ std::string probe_stamp(const std::string& root, std::int64_t magic) {
   while (!id.empty() && id.back() == '\n') id.pop_back();
   return fmt::format("boot {} filesystem {:x} device {}\n", id, magic, static_cast<std::uint64_t>(st.st_dev));
 }
+
+constexpr std::string_view kVolatileYes = "volatile yes\n";
+constexpr std::string_view kVolatileNo = "volatile no\n";
 
 class OverlayfsBackend final : public SnapshotBackend {
  public:
@@ -115,15 +146,39 @@ class OverlayfsBackend final : public SnapshotBackend {
     const std::string stamp = probe_stamp(root, magic);
     if (!stamp.empty()) {
       auto previous = read_file(stamp_file, 4096);
-      if (previous && *previous == stamp) return {};
+      if (previous && *previous == stamp + std::string(kVolatileYes)) {
+        volatile_ = true;
+        return {};
+      }
+      if (previous && *previous == stamp + std::string(kVolatileNo)) {
+        volatile_ = false;
+        return {};
+      }
     }
     std::string probe = root + "/overlay-probe";
-    KILN_RETURN_IF_ERROR(remove_tree(probe));
-    Status s = ensure_dir(probe);
-    for (const char* sub : {"/lower", "/upper", "/work", "/merged"})
-      if (s) s = ensure_dir(probe + sub);
-    if (s) s = mount_overlay(probe, {"lower"}, probe + "/upper", probe + "/work", probe + "/merged");
-    if (s) s = unmount_now(probe + "/merged");
+    // One probe mount as builds make it (volatile), and without `volatile`
+    // when the kernel refuses that option (before 5.10: EINVAL).
+    auto try_mount = [&](bool with_volatile) -> Status {
+      KILN_RETURN_IF_ERROR(remove_tree(probe));
+      KILN_RETURN_IF_ERROR(ensure_dir(probe));
+      for (const char* sub : {"/lower", "/upper", "/work", "/merged"})
+        KILN_RETURN_IF_ERROR(ensure_dir(probe + sub));
+      KILN_RETURN_IF_ERROR(mount_overlay(probe, {"lower"}, probe + "/upper", probe + "/work",
+                                         probe + "/merged", with_volatile));
+      return unmount_now(probe + "/merged");
+    };
+    volatile_ = true;
+    Status s = try_mount(true);
+    if (!s) {
+      volatile_ = false;
+      Status plain = try_mount(false);
+      if (plain)
+        spdlog::info(
+            "overlayfs:{}: the kernel refuses volatile overlays ({}); each step's commit syncs the "
+            "filesystem",
+            root, s.error().message());
+      s = std::move(plain);
+    }
     (void)remove_tree(probe);
     if (!s) {
       return make_error(
@@ -133,7 +188,9 @@ class OverlayfsBackend final : public SnapshotBackend {
                       "tmpfs), or choose another store",
                       root, filesystem_name(magic), s.error().message()));
     }
-    if (!stamp.empty()) (void)write_file_atomically(stamp_file, stamp, 0644);
+    if (!stamp.empty())
+      (void)write_file_atomically(stamp_file, stamp + std::string(volatile_ ? kVolatileYes : kVolatileNo),
+                                  0644);
     return {};
   }
 
@@ -154,15 +211,22 @@ class OverlayfsBackend final : public SnapshotBackend {
     for (const char* sub : {"/upper", "/work", "/merged"}) KILN_RETURN_IF_ERROR(ensure_dir(dir + sub));
     KILN_ASSIGN_OR_RETURN(auto names, layer_names(base));
     KILN_RETURN_IF_ERROR(
-        mount_overlay(root_ + "/result", names, dir + "/upper", dir + "/work", dir + "/merged"));
+        mount_overlay(root_ + "/result", names, dir + "/upper", dir + "/work", dir + "/merged", volatile_));
     return WorkTree{dir, dir + "/merged", "", true};
   }
 
   // The rest of work.dir (its work and merged directories, empty) is left
   // for the store's attic: removing them costs a trim each on a filesystem
   // mounted with `discard`, which the next step need not wait for.
+  //
+  // The unmount of a volatile overlay syncs nothing, so the commit syncs the
+  // filesystem itself, once, before the result is renamed into place and
+  // recorded: a record never outlives its files in a power cut.
   Status commit(const WorkTree& work, const std::string& dst) override {
-    if (work.layered_on_base) KILN_RETURN_IF_ERROR(unmount_now(work.dir + "/merged"));
+    if (work.layered_on_base) {
+      KILN_RETURN_IF_ERROR(unmount_now(work.dir + "/merged"));
+      if (volatile_) KILN_RETURN_IF_ERROR(sync_filesystem_of(work.dir + "/upper"));
+    }
     return rename_path(work.dir + "/upper", dst);
   }
 
@@ -190,7 +254,7 @@ class OverlayfsBackend final : public SnapshotBackend {
     if (views_.contains(snapshot.id)) return target;
     KILN_ASSIGN_OR_RETURN(auto names, layer_names(snapshot));
     KILN_RETURN_IF_ERROR(ensure_dir(target));
-    KILN_RETURN_IF_ERROR(mount_overlay(root_ + "/result", names, "", "", target));
+    KILN_RETURN_IF_ERROR(mount_overlay(root_ + "/result", names, "", "", target, false));
     views_.insert(snapshot.id);
     return target;
   }
@@ -215,6 +279,7 @@ class OverlayfsBackend final : public SnapshotBackend {
 
   const std::string root_;
   const int max_layers_;
+  bool volatile_ = false;  // work overlays are mounted `volatile` (set by check_filesystem)
   std::mutex views_mu_;
   std::set<std::string> views_;  // ids whose merged view is mounted
 };
