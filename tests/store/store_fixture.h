@@ -81,6 +81,8 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     StoreOptions o;
     o.rsync_mode = GetParam().rsync_mode;
     o.open_mode = open_mode_;
+    o.boot_id = boot_id_;
+    o.sync_delay = sync_delay_;
     if (docker()) {
       o.docker_host = dockerd_->host();
       o.home = home_;
@@ -144,6 +146,8 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   }
 
   StoreOpenMode open_mode_ = StoreOpenMode::kReadWrite;   // how open() opens the store
+  std::string boot_id_;                                   // "" = this machine's boot
+  std::chrono::milliseconds sync_delay_{0};               // the background sync's delay
   std::unique_ptr<kiln::testing::LocalDockerd> dockerd_;  // docker only
   std::string home_;                                      // docker only
   std::string root_;

@@ -48,6 +48,9 @@ Result<std::vector<std::string>> mounts_beneath(const std::string& dir);
 // Lazily unmounts `path` (MNT_DETACH). Not mounted is fine.
 Status unmount(const std::string& path);
 
+// syncfs(2) of the filesystem `path` is on: its dirty data and metadata to disk.
+Status sync_filesystem(const std::string& path);
+
 // Percent of the filesystem holding `path` that is available to unprivileged users.
 Result<double> percent_free(const std::string& path);
 

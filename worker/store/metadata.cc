@@ -35,6 +35,7 @@ constexpr std::string_view kLeafPrefix = "l/";    // l/<be64 last used><id> -> "
 constexpr std::string_view kCachePrefix = "k/";   // k/<name> -> CacheRecord
 constexpr std::string_view kHitsKey = "s/hits";
 constexpr std::string_view kMissesKey = "s/misses";
+constexpr std::string_view kNotePrefix = "n/";  // n/<name> -> a value of the store's own
 
 std::string result_key(std::string_view id) {
   return std::string(kResultPrefix) + std::string(id);
@@ -518,6 +519,16 @@ Status Metadata::add_lookups(std::uint64_t hits, std::uint64_t misses) {
   batch.Put(kHitsKey, encode_counter(now.hits + hits));
   batch.Put(kMissesKey, encode_counter(now.misses + misses));
   return impl_->write(batch, "counting cache lookups");
+}
+
+Result<std::optional<std::string>> Metadata::get_note(std::string_view name) const {
+  return impl_->get(std::string(kNotePrefix) + std::string(name));
+}
+
+Status Metadata::put_note(std::string_view name, std::string_view value) {
+  rocksdb::WriteBatch batch;
+  batch.Put(std::string(kNotePrefix) + std::string(name), rocksdb::Slice(value.data(), value.size()));
+  return impl_->write(batch, fmt::format("recording the store's {}", name));
 }
 
 Result<LookupCounters> Metadata::lookup_counters() const {

@@ -119,6 +119,11 @@ class Metadata {
   Status remove_cache(const std::string& name);
   Result<std::vector<std::pair<std::string, CacheRecord>>> all_caches() const;
 
+  // Small named values of the store's own (the boot it was last opened
+  // writable in, how far its results are known to be on disk).
+  Result<std::optional<std::string>> get_note(std::string_view name) const;
+  Status put_note(std::string_view name, std::string_view value);
+
   // Adds to the persistent cache hit / miss counters.
   Status add_lookups(std::uint64_t hits, std::uint64_t misses);
   Result<LookupCounters> lookup_counters() const;

@@ -44,8 +44,7 @@ Result<std::unique_ptr<Store>> open_store(std::string_view spec, const StoreOpti
     if (!home || *home == "/")
       return usage("the docker store needs an absolute home directory for its state (kiln's home)");
     std::string root = *home + "/docker-" + prefix;
-    return open_snapshot_store(root, make_docker_backend(root, prefix, options.docker_host),
-                               options.open_mode);
+    return open_snapshot_store(root, make_docker_backend(root, prefix, options.docker_host), options);
   }
   size_t colon = spec.find(':');
   if (colon == std::string_view::npos) return usage("no backend given");
@@ -66,7 +65,7 @@ Result<std::unique_ptr<Store>> open_store(std::string_view spec, const StoreOpti
   } else {
     return usage(fmt::format("unknown backend \"{}\"", kind));
   }
-  return open_snapshot_store(*root, std::move(backend), options.open_mode);
+  return open_snapshot_store(*root, std::move(backend), options);
 }
 
 }  // namespace kiln::store

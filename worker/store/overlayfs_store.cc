@@ -5,7 +5,6 @@
 // on `max_layers` layers, the build starts from a full copy of the base's
 // merged view instead (flattening), which keeps every mount far from the
 // kernel's limits (500 layers; mount options within one 4096-byte page).
-#include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -40,11 +39,12 @@ std::string basename_of(const std::string& path) {
 //
 // A writable overlay is mounted `volatile` where the kernel has it (5.10):
 // every fsync of the step's own processes (dpkg makes one or more per file)
-// then returns at once instead of reaching the disk, and the commit syncs
-// the filesystem once (commit() below), as the unmount of a plain overlay
-// did, so a result's files are on disk before its record. A step
-// interrupted by a crash is built again from a fresh upper, never remounted
-// (overlayfs refuses a volatile upper after a crash).
+// returns at once instead of reaching the disk, and its unmount at the
+// commit does not sync the whole upper filesystem (every other writer's
+// dirty pages). The store puts results on disk itself, off the build's path
+// (docs/store.md, "Durability"). A step interrupted by a crash is built
+// again from a fresh upper, never remounted (overlayfs refuses a volatile
+// upper after a crash).
 Status mount_overlay(const std::string& layer_dir, const std::vector<std::string>& lower_names,
                      const std::string& upper, const std::string& work, const std::string& target,
                      bool volatile_upper) {
@@ -83,20 +83,6 @@ Status mount_overlay(const std::string& layer_dir, const std::vector<std::string
 Status unmount_now(const std::string& path) {
   if (umount2(path.c_str(), 0) == 0 || errno == EINVAL || errno == ENOENT) return {};
   return unmount(path);
-}
-
-// syncfs(2) of the filesystem `path` is on: its dirty data and metadata on disk.
-Status sync_filesystem_of(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_error("open " + path + " to sync its filesystem");
-  int rc = ::syncfs(fd);
-  int saved = errno;
-  ::close(fd);
-  if (rc != 0) {
-    errno = saved;
-    return errno_error("syncing the filesystem of " + path);
-  }
-  return {};
 }
 
 // What a successful overlay probe of `root` depends on: this boot, the
@@ -218,15 +204,8 @@ class OverlayfsBackend final : public SnapshotBackend {
   // The rest of work.dir (its work and merged directories, empty) is left
   // for the store's attic: removing them costs a trim each on a filesystem
   // mounted with `discard`, which the next step need not wait for.
-  //
-  // The unmount of a volatile overlay syncs nothing, so the commit syncs the
-  // filesystem itself, once, before the result is renamed into place and
-  // recorded: a record never outlives its files in a power cut.
   Status commit(const WorkTree& work, const std::string& dst) override {
-    if (work.layered_on_base) {
-      KILN_RETURN_IF_ERROR(unmount_now(work.dir + "/merged"));
-      if (volatile_) KILN_RETURN_IF_ERROR(sync_filesystem_of(work.dir + "/upper"));
-    }
+    if (work.layered_on_base) KILN_RETURN_IF_ERROR(unmount_now(work.dir + "/merged"));
     return rename_path(work.dir + "/upper", dst);
   }
 

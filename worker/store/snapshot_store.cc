@@ -3,12 +3,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -91,8 +94,12 @@ namespace {
 
 class SnapshotStore final : public Store {
  public:
-  SnapshotStore(std::string root, std::unique_ptr<SnapshotBackend> backend)
-      : root_(std::move(root)), state_dir_(root_ + "/state"), backend_(std::move(backend)) {}
+  SnapshotStore(std::string root, std::unique_ptr<SnapshotBackend> backend, const StoreOptions& options)
+      : root_(std::move(root)),
+        state_dir_(root_ + "/state"),
+        backend_(std::move(backend)),
+        boot_id_(options.boot_id.empty() ? this_boot_id() : options.boot_id),
+        sync_delay_(options.sync_delay) {}
 
   ~SnapshotStore() override {
     {
@@ -111,6 +118,12 @@ class SnapshotStore final : public Store {
     }
     sizer_cv_.notify_all();
     if (sizer_.joinable()) sizer_.join();
+    {
+      std::lock_guard lock(sync_mu_);
+      sync_stopping_ = true;
+    }
+    sync_cv_.notify_all();
+    if (syncer_.joinable()) syncer_.join();
   }
 
   Status open(StoreOpenMode mode) {
@@ -135,6 +148,7 @@ class SnapshotStore final : public Store {
   // What a writable open does after the metadata's: the crash recovery, the
   // cache hits recorded while read-only, the size measurements.
   Status finish_writable_open(std::string_view when) {
+    KILN_RETURN_IF_ERROR(settle_unsynced_results());
     KILN_RETURN_IF_ERROR(recover_snapshot_store(root_, *backend_, *metadata_, report_));
     std::vector<PendingHit> hits;
     {
@@ -146,6 +160,7 @@ class SnapshotStore final : public Store {
     hits.insert(hits.end(), kept.begin(), kept.end());
     KILN_RETURN_IF_ERROR(apply_hits(hits));
     sizer_ = std::thread([this] { measure_sizes(); });
+    syncer_ = std::thread([this] { sync_results(); });
     attic_ = std::make_unique<Attic>(root_ + "/attic",
                                      [this](const std::string& path) { return backend_->discard(path); });
     KILN_RETURN_IF_ERROR(attic_->start());
@@ -267,7 +282,24 @@ class SnapshotStore final : public Store {
       sizer_queue_.push_back(id);
     }
     sizer_cv_.notify_one();
+    {
+      std::lock_guard lock(sync_mu_);
+      recorded_through_ = std::max(recorded_through_, record.created_us);
+    }
+    sync_cv_.notify_all();
     return {};
+  }
+
+  Status sync() override {
+    if (read_only_.load()) return {};  // nothing recorded by this open
+    std::unique_lock lock(sync_mu_);
+    std::int64_t target = recorded_through_;
+    sync_now_ = true;
+    sync_cv_.notify_all();
+    sync_cv_.wait(lock, [&] { return synced_through_ >= target || sync_stopping_ || sync_error_; });
+    if (synced_through_ >= target) return {};
+    if (sync_error_) return std::unexpected(*sync_error_);
+    return make_error(ErrorKind::kCancelled, "the store is closing");
   }
 
   Result<std::optional<std::string>> result(const std::string& id) override {
@@ -452,6 +484,86 @@ class SnapshotStore final : public Store {
     std::mutex mu;  // held while the cache's latest snapshot is read or replaced
     int users = 0;  // copies handed out and not yet released
   };
+
+  // Durability (docs/store.md): a build records its result without waiting
+  // for the disk; this thread then syncs the store's filesystem (one syncfs
+  // for every build since the last) and notes the newest created_us it
+  // covers as "synced-through". After a reboot (a power cut) the writable
+  // open drops results recorded after that point in the earlier boot.
+  void sync_results() {
+    std::unique_lock lock(sync_mu_);
+    for (;;) {
+      sync_cv_.wait(lock, [&] { return sync_stopping_ || recorded_through_ > synced_through_; });
+      if (sync_stopping_) return;
+      if (!sync_now_ && sync_delay_.count() > 0)
+        sync_cv_.wait_for(lock, sync_delay_, [&] { return sync_stopping_ || sync_now_; });
+      if (sync_stopping_) return;
+      std::int64_t target = recorded_through_;
+      sync_now_ = false;
+      lock.unlock();
+      Status s = sync_filesystem(root_);
+      if (s) s = metadata_->put_note(kSyncedThroughNote, std::to_string(target));
+      lock.lock();
+      if (!s) {
+        spdlog::warn("store {}: syncing results to disk: {} (retrying in 1 s)", root_, s.error().to_string());
+        sync_error_ = s.error();
+        sync_cv_.notify_all();
+        sync_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return sync_stopping_; });
+        continue;
+      }
+      sync_error_.reset();
+      synced_through_ = std::max(synced_through_, target);
+      sync_cv_.notify_all();
+    }
+  }
+
+  // At a writable open, before the crash recovery: results recorded in an
+  // earlier boot after its last sync may have lost their files to a power
+  // cut and are dropped (with their directories). Results of this boot that
+  // a killed process left unsynced are in the page cache: the background
+  // sync takes them on. Then this boot is noted.
+  Status settle_unsynced_results() {
+    KILN_ASSIGN_OR_RETURN(auto previous_boot, metadata_->get_note(kBootNote));
+    KILN_ASSIGN_OR_RETURN(auto synced_note, metadata_->get_note(kSyncedThroughNote));
+    KILN_ASSIGN_OR_RETURN(auto records, metadata_->all_results());
+    std::int64_t newest = 0;
+    for (const auto& [id, record] : records) newest = std::max(newest, record.created_us);
+    std::int64_t synced = newest;
+    if (synced_note) {
+      synced = std::strtoll(synced_note->c_str(), nullptr, 10);
+    } else {
+      // A new store, or one written before these notes: its results are
+      // trusted as they are.
+      KILN_RETURN_IF_ERROR(metadata_->put_note(kSyncedThroughNote, std::to_string(newest)));
+    }
+    if (previous_boot && *previous_boot != boot_id_) {
+      for (const auto& [id, record] : records) {
+        if (record.created_us <= synced) continue;
+        spdlog::warn(
+            "store {}: dropping result {}: recorded after the last sync before the machine restarted", root_,
+            id);
+        KILN_RETURN_IF_ERROR(metadata_->remove_result(id));
+        std::string dir = root_ + "/result/" + id;
+        if (path_exists(dir)) KILN_RETURN_IF_ERROR(backend_->remove_snapshot(id, dir));
+        report_.unsynced_dropped++;
+      }
+      newest = std::min(newest, synced);
+    }
+    if (!previous_boot || *previous_boot != boot_id_)
+      KILN_RETURN_IF_ERROR(metadata_->put_note(kBootNote, boot_id_));
+    std::lock_guard lock(sync_mu_);
+    synced_through_ = std::min(synced, newest);
+    recorded_through_ = newest;
+    return {};
+  }
+
+  static std::string this_boot_id() {
+    auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
+    if (!boot) return "unknown";
+    std::string id = *boot;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
 
   // Measures new results' sizes off the build's critical path: walking a
   // whole snapshot (btrfs, xfs, rsync) costs more than making it. Drains
@@ -643,6 +755,19 @@ class SnapshotStore final : public Store {
   std::deque<std::string> sizer_queue_;  // results whose size is still to be measured
   bool stopping_ = false;
   std::thread sizer_;
+
+  static constexpr std::string_view kBootNote = "boot";
+  static constexpr std::string_view kSyncedThroughNote = "synced-through";
+  const std::string boot_id_;
+  const std::chrono::milliseconds sync_delay_;
+  std::mutex sync_mu_;  // guards the fields below
+  std::condition_variable sync_cv_;
+  std::int64_t recorded_through_ = 0;  // newest created_us recorded
+  std::int64_t synced_through_ = 0;    // newest created_us known on disk
+  bool sync_now_ = false;              // sync() waits: skip the delay
+  bool sync_stopping_ = false;
+  std::optional<Error> sync_error_;  // the last sync's failure, until one succeeds
+  std::thread syncer_;
   // Removes what builds and cache releases left (writable stores only).
   // Declared last: destroyed first, while the backend it calls still exists.
   std::unique_ptr<Attic> attic_;
@@ -652,9 +777,9 @@ class SnapshotStore final : public Store {
 
 Result<std::unique_ptr<Store>> open_snapshot_store(const std::string& root,
                                                    std::unique_ptr<SnapshotBackend> backend,
-                                                   StoreOpenMode mode) {
-  auto store = std::make_unique<SnapshotStore>(root, std::move(backend));
-  if (auto s = store->open(mode); !s)
+                                                   const StoreOptions& options) {
+  auto store = std::make_unique<SnapshotStore>(root, std::move(backend), options);
+  if (auto s = store->open(options.open_mode); !s)
     return std::unexpected(std::move(s.error()).with_context("opening store " + root));
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -24,8 +24,9 @@ namespace kiln::store {
 // Creates the layout under `root` if needed, checks the filesystem, and
 // repairs what a previous process left behind (with kReadOnlyUntilWrite,
 // the last two when the store first changes).
+// Of `options`, the open mode, the boot id and the sync delay apply.
 Result<std::unique_ptr<Store>> open_snapshot_store(const std::string& root,
                                                    std::unique_ptr<SnapshotBackend> backend,
-                                                   StoreOpenMode mode = StoreOpenMode::kReadWrite);
+                                                   const StoreOptions& options = {});
 
 }  // namespace kiln::store

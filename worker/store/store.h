@@ -73,6 +73,7 @@ struct RecoveryReport {
   int records_dropped = 0;         // metadata of results missing on disk (or unusable)
   int index_keys_fixed = 0;        // children counts, child links, LRU entries
   int caches_repaired = 0;         // cache directories / records out of step
+  int unsynced_dropped = 0;        // results recorded after the last sync before a reboot (power cut)
   bool repaired_anything() const;
   std::string to_string() const;  // "removed 2 unfinished builds, ..." or "nothing to repair"
 };
@@ -140,6 +141,10 @@ class Store {
   // Every result id, sorted (the worker's inventory for the scheduler).
   virtual Result<std::vector<std::string>> list_results() = 0;
   virtual const RecoveryReport& recovery_report() const = 0;
+  // Returns once every result recorded so far is on disk (files and
+  // record). A background thread does that after each build anyway, off the
+  // build's path (docs/store.md, "Durability"); this waits for it now.
+  virtual Status sync() = 0;
 };
 
 enum class RsyncMode { kCopy, kHardlink };
@@ -166,6 +171,14 @@ struct StoreOptions {
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string home;
   StoreOpenMode open_mode = StoreOpenMode::kReadWrite;
+  // The boot this process runs in ("": /proc/sys/kernel/random/boot_id).
+  // Results recorded in an earlier boot after its last sync are dropped
+  // at the writable open: a power cut may have lost their files. Tests
+  // pretend a reboot with another value.
+  std::string boot_id;
+  // How long the background sync waits after a build before it syncs (the
+  // builds meanwhile share one sync). Tests hold it off with a long one.
+  std::chrono::milliseconds sync_delay{0};
 };
 
 // Parses "--rsync-mode" values: "copy" or "hardlink".

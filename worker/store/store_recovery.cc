@@ -14,7 +14,7 @@ namespace kiln::store {
 
 bool RecoveryReport::repaired_anything() const {
   return mounts_removed + temporaries_removed + orphan_results_removed + records_dropped + index_keys_fixed +
-             caches_repaired >
+             caches_repaired + unsynced_dropped >
          0;
 }
 
@@ -30,6 +30,7 @@ std::string RecoveryReport::to_string() const {
   add(records_dropped, "metadata records of missing results dropped");
   add(index_keys_fixed, "index keys fixed");
   add(caches_repaired, "cache entries reconciled");
+  add(unsynced_dropped, "results recorded after the last sync before a reboot dropped");
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
   return out;
