@@ -439,6 +439,7 @@ TEST_P(StoreTest, AfterARebootResultsRecordedSinceTheLastSyncAreDropped) {
   // The sync is held off: b (on a) and c are recorded but not synced when
   // the process "dies" (the store closes without syncing).
   sync_delay_ = std::chrono::hours(1);
+  sync_at_close_ = false;
   open();
   must_build("a", "b", {{"g", "2"}});
   must_build(std::nullopt, "c", {{"h", "3"}});
@@ -480,6 +481,18 @@ TEST_P(StoreTest, AfterARebootResultsRecordedSinceTheLastSyncAreDropped) {
   open();
   EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
   EXPECT_EQ(file_of("e", "j"), "5");
+
+  // A clean close waits for the sync: g survives a reboot although the
+  // background sync is held off.
+  sync_at_close_ = true;
+  open();
+  must_build("e", "g", {{"l", "7"}});
+  store_.reset();
+  sync_at_close_ = false;
+  boot_id_ = "boot-f";
+  open();
+  EXPECT_FALSE(store_->recovery_report().repaired_anything()) << store_->recovery_report().to_string();
+  EXPECT_EQ(file_of("g", "l"), "7");
 
   // Without a delay the background sync runs after each build by itself:
   // f, given time for that, survives a "power cut". (Were the disk slower

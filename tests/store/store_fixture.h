@@ -83,6 +83,7 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     o.open_mode = open_mode_;
     o.boot_id = boot_id_;
     o.sync_delay = sync_delay_;
+    o.sync_at_close = sync_at_close_;
     if (docker()) {
       o.docker_host = dockerd_->host();
       o.home = home_;
@@ -148,6 +149,7 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   StoreOpenMode open_mode_ = StoreOpenMode::kReadWrite;   // how open() opens the store
   std::string boot_id_;                                   // "" = this machine's boot
   std::chrono::milliseconds sync_delay_{0};               // the background sync's delay
+  bool sync_at_close_ = true;                             // false: closing plays a process that died
   std::unique_ptr<kiln::testing::LocalDockerd> dockerd_;  // docker only
   std::string home_;                                      // docker only
   std::string root_;

@@ -99,7 +99,8 @@ class SnapshotStore final : public Store {
         state_dir_(root_ + "/state"),
         backend_(std::move(backend)),
         boot_id_(options.boot_id.empty() ? this_boot_id() : options.boot_id),
-        sync_delay_(options.sync_delay) {}
+        sync_delay_(options.sync_delay),
+        sync_at_close_(options.sync_at_close) {}
 
   ~SnapshotStore() override {
     {
@@ -118,6 +119,11 @@ class SnapshotStore final : public Store {
     }
     sizer_cv_.notify_all();
     if (sizer_.joinable()) sizer_.join();
+    if (syncer_.joinable() && sync_at_close_) {
+      if (auto s = sync(); !s)
+        spdlog::warn("store {}: closing before its newest results were synced: {}", root_,
+                     s.error().to_string());
+    }
     {
       std::lock_guard lock(sync_mu_);
       sync_stopping_ = true;
@@ -760,6 +766,7 @@ class SnapshotStore final : public Store {
   static constexpr std::string_view kSyncedThroughNote = "synced-through";
   const std::string boot_id_;
   const std::chrono::milliseconds sync_delay_;
+  const bool sync_at_close_;
   std::mutex sync_mu_;  // guards the fields below
   std::condition_variable sync_cv_;
   std::int64_t recorded_through_ = 0;  // newest created_us recorded

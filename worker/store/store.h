@@ -179,6 +179,10 @@ struct StoreOptions {
   // How long the background sync waits after a build before it syncs (the
   // builds meanwhile share one sync). Tests hold it off with a long one.
   std::chrono::milliseconds sync_delay{0};
+  // Whether closing the store waits until its results are on disk (so that a
+  // clean shutdown and reboot loses none). Tests turn it off to play a
+  // process that died.
+  bool sync_at_close = true;
 };
 
 // Parses "--rsync-mode" values: "copy" or "hardlink".
