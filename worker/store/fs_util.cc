@@ -166,6 +166,14 @@ std::string unescape_name(std::string_view escaped) {
   return out;
 }
 
+std::string this_boot_id() {
+  auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
+  if (!boot) return "";
+  std::string id = *boot;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return id;
+}
+
 Status sync_filesystem(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno_error("open " + path + " to sync its filesystem");

@@ -48,6 +48,10 @@ Result<std::vector<std::string>> mounts_beneath(const std::string& dir);
 // Lazily unmounts `path` (MNT_DETACH). Not mounted is fine.
 Status unmount(const std::string& path);
 
+// This boot's id (/proc/sys/kernel/random/boot_id without its newline); ""
+// when it cannot be read.
+std::string this_boot_id();
+
 // syncfs(2) of the filesystem `path` is on: its dirty data and metadata to disk.
 Status sync_filesystem(const std::string& path);
 

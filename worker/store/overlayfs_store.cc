@@ -89,11 +89,9 @@ Status unmount_now(const std::string& path) {
 // filesystem's kind and device. Empty when it cannot be told. The stamp
 // file adds whether a `volatile` mount worked (kVolatileYes or kVolatileNo).
 std::string probe_stamp(const std::string& root, std::int64_t magic) {
-  auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
+  std::string id = this_boot_id();
   struct stat st {};
-  if (!boot || ::stat(root.c_str(), &st) != 0) return "";
-  std::string id = *boot;
-  while (!id.empty() && id.back() == '\n') id.pop_back();
+  if (id.empty() || ::stat(root.c_str(), &st) != 0) return "";
   return fmt::format("boot {} filesystem {:x} device {}\n", id, magic, static_cast<std::uint64_t>(st.st_dev));
 }
 

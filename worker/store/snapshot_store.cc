@@ -98,7 +98,9 @@ class SnapshotStore final : public Store {
       : root_(std::move(root)),
         state_dir_(root_ + "/state"),
         backend_(std::move(backend)),
-        boot_id_(options.boot_id.empty() ? this_boot_id() : options.boot_id),
+        boot_id_(!options.boot_id.empty() ? options.boot_id
+                 : this_boot_id().empty() ? "unknown"
+                                          : this_boot_id()),
         sync_delay_(options.sync_delay),
         sync_at_close_(options.sync_at_close) {}
 
@@ -561,14 +563,6 @@ class SnapshotStore final : public Store {
     synced_through_ = std::min(synced, newest);
     recorded_through_ = newest;
     return {};
-  }
-
-  static std::string this_boot_id() {
-    auto boot = read_file("/proc/sys/kernel/random/boot_id", 64);
-    if (!boot) return "unknown";
-    std::string id = *boot;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    return id;
   }
 
   // Measures new results' sizes off the build's critical path: walking a
